@@ -1,0 +1,1 @@
+//! Deterministic simulation testbed for leasehold (work in progress).

@@ -1,0 +1,268 @@
+//! `MembershipCfg`: the seed's configuration, its defaults, and the new fields.
+
+use crate::wire::{AgentLoc, ExtInt};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Which election algorithm an agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// Quorum leases with fencing tokens (safe under partitions, pauses, restarts and drift).
+    #[default]
+    Lease,
+    /// The seed's ALLCALL protocol, wire-compatible; can elect two leaders under partition.
+    Allcall,
+}
+
+impl std::str::FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lease" => Ok(Algorithm::Lease),
+            "allcall" => Ok(Algorithm::Allcall),
+            other => Err(format!("unknown algorithm {other:?} (expected lease or allcall)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Algorithm::Lease => "lease",
+            Algorithm::Allcall => "allcall",
+        })
+    }
+}
+
+/// Test-only switches that plant known bugs in the `lease` algorithm, so the simulator can show
+/// that its oracle catches them. All off by default; never turn one on in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BugKnobs {
+    /// Grant promises right after a restart instead of waiting one promise period.
+    pub skip_restart_quarantine: bool,
+    /// Hold the lease for the full promise period, ignoring the drift bound.
+    pub ignore_drift: bool,
+    /// Count the lease from when the last grant arrives instead of from before the request.
+    pub lease_from_grant: bool,
+    /// Grant without checking an outstanding promise to another candidate.
+    pub grant_ignoring_promise: bool,
+}
+
+impl BugKnobs {
+    /// Whether any bug is planted.
+    pub fn any(&self) -> bool {
+        self.skip_restart_quarantine || self.ignore_drift || self.lease_from_grant || self.grant_ignoring_promise
+    }
+}
+
+/// Configuration of one agent (the seed's `MembershipCfg` plus new fields).
+///
+/// Zero values mean "use the default", as in the seed; [`MembershipCfg::set_defaults`] fills
+/// them in, and [`Default`] returns a filled-in configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembershipCfg {
+    /// Largest wall-clock disagreement tolerated between agents (default 1 s). `allcall`
+    /// honours a lease for `lease_time + max_clock_skew`; `lease` uses it only for liveness.
+    pub max_clock_skew: Duration,
+    /// Heartbeat period (default 100 ms).
+    pub beat: Duration,
+    /// NATS server to connect to (default `nats://127.0.0.1:4222`); used by the NATS adapter.
+    pub nats_url: String,
+    /// Subject prefix for membership traffic (default `_nats.cluster.members.`).
+    pub sys_member_prefix: String,
+    /// Lease length (default 10 s): the minimum a leader is elected for in `allcall`, the
+    /// promise period in `lease`.
+    pub lease_time: Duration,
+    /// This agent's rank; lower is preferred as leader.
+    pub my_rank: i64,
+    /// This agent's ID (the seed takes the NATS server's ID); must be unique in the cluster.
+    pub id: String,
+    /// Host of this agent's NATS server, reported in [`AgentLoc`].
+    pub nats_host: String,
+    /// Client port of this agent's NATS server, reported in [`AgentLoc`].
+    pub nats_client_port: i64,
+    /// Process ID reported in [`AgentLoc`].
+    pub pid: i64,
+    /// gRPC endpoints reported in [`AgentLoc`].
+    pub grpc: ExtInt,
+    /// Election algorithm (default [`Algorithm::Lease`]).
+    pub algorithm: Algorithm,
+    /// Number of agents in the cluster; `lease` needs a majority of it. Required for `lease`.
+    pub cluster_size: usize,
+    /// Bound on any agent's monotonic clock rate error, in parts per million (default 1000).
+    pub max_drift_ppm: u32,
+    /// Entries kept in the leadership history (default 100; the newest are kept).
+    pub history_size: usize,
+    /// A member not heard from for this long is reported lost (default 5 beats).
+    pub member_timeout: Duration,
+    /// Largest message accepted from the network (default 64 KiB).
+    pub max_message: usize,
+    /// Test-only planted bugs (see [`BugKnobs`]).
+    pub bug_knobs: BugKnobs,
+}
+
+impl Default for MembershipCfg {
+    fn default() -> Self {
+        let mut cfg = MembershipCfg::zero();
+        cfg.set_defaults();
+        cfg
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid membership configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl MembershipCfg {
+    /// A configuration with every field zero or empty (nothing defaulted yet).
+    pub fn zero() -> Self {
+        MembershipCfg {
+            max_clock_skew: Duration::ZERO,
+            beat: Duration::ZERO,
+            nats_url: String::new(),
+            sys_member_prefix: String::new(),
+            lease_time: Duration::ZERO,
+            my_rank: 0,
+            id: String::new(),
+            nats_host: String::new(),
+            nats_client_port: 0,
+            pid: 0,
+            grpc: ExtInt::default(),
+            algorithm: Algorithm::Lease,
+            cluster_size: 0,
+            max_drift_ppm: 0,
+            history_size: 0,
+            member_timeout: Duration::ZERO,
+            max_message: 0,
+            bug_knobs: BugKnobs::default(),
+        }
+    }
+
+    /// Fills in defaults for every zero field (the seed's `SetDefaults`).
+    pub fn set_defaults(&mut self) {
+        if self.lease_time.is_zero() {
+            self.lease_time = Duration::from_secs(10);
+        }
+        if self.sys_member_prefix.is_empty() {
+            self.sys_member_prefix = "_nats.cluster.members.".into();
+        }
+        if self.beat.is_zero() {
+            self.beat = Duration::from_millis(100);
+        }
+        if self.max_clock_skew.is_zero() {
+            self.max_clock_skew = Duration::from_secs(1);
+        }
+        if self.nats_url.is_empty() {
+            self.nats_url = "nats://127.0.0.1:4222".into();
+        }
+        if self.max_drift_ppm == 0 {
+            self.max_drift_ppm = 1000;
+        }
+        if self.history_size == 0 {
+            self.history_size = 100;
+        }
+        if self.member_timeout.is_zero() {
+            self.member_timeout = self.beat * 5;
+        }
+        if self.max_message == 0 {
+            self.max_message = crate::wire::DEFAULT_MAX_MESSAGE;
+        }
+    }
+
+    /// Checks what defaults cannot fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: &str| Err(ConfigError(m.to_string()));
+        if self.id.is_empty() {
+            return err("id must not be empty");
+        }
+        if self.beat.is_zero() || self.lease_time.is_zero() {
+            return err("beat and lease_time must be positive (call set_defaults)");
+        }
+        if self.algorithm == Algorithm::Lease {
+            if self.cluster_size == 0 {
+                return err("cluster_size must be set for the lease algorithm");
+            }
+            if self.max_drift_ppm >= 100_000 {
+                return err("max_drift_ppm must be below 100000 (10%)");
+            }
+            if self.lease_time < self.beat * 4 {
+                return err("lease_time must be at least 4 beats");
+            }
+        }
+        if !self.sys_member_prefix.ends_with('.') {
+            return err("sys_member_prefix must end with '.'");
+        }
+        crate::network::validate_subject(self.sys_member_prefix.trim_end_matches('.'), false)
+            .map_err(|e| ConfigError(format!("sys_member_prefix: {e}")))?;
+        Ok(())
+    }
+
+    /// This agent's location, with no lease.
+    pub fn my_loc(&self) -> AgentLoc {
+        AgentLoc {
+            id: self.id.clone(),
+            nats_host: self.nats_host.clone(),
+            nats_client_port: self.nats_client_port,
+            grpc: self.grpc.clone(),
+            lease_expires: None,
+            rank: self.my_rank,
+            pid: self.pid,
+        }
+    }
+
+    /// The subject `<prefix><name>`.
+    pub fn subject(&self, name: &str) -> String {
+        format!("{}{}", self.sys_member_prefix, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = MembershipCfg::default();
+        assert_eq!(c.max_clock_skew, Duration::from_secs(1));
+        assert_eq!(c.beat, Duration::from_millis(100));
+        assert_eq!(c.lease_time, Duration::from_secs(10));
+        assert_eq!(c.sys_member_prefix, "_nats.cluster.members.");
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.my_rank, 0);
+        assert_eq!(c.algorithm, Algorithm::Lease);
+        assert_eq!(c.history_size, 100);
+        assert_eq!(c.max_drift_ppm, 1000);
+        assert_eq!(c.member_timeout, Duration::from_millis(500));
+        assert_eq!(c.max_message, 64 * 1024);
+        assert!(!c.bug_knobs.any());
+    }
+
+    #[test]
+    fn set_defaults_keeps_what_was_set() {
+        let mut c = MembershipCfg::zero();
+        c.beat = Duration::from_millis(20);
+        c.lease_time = Duration::from_secs(2);
+        c.set_defaults();
+        assert_eq!(c.beat, Duration::from_millis(20));
+        assert_eq!(c.lease_time, Duration::from_secs(2));
+        assert_eq!(c.member_timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut c = MembershipCfg::default();
+        assert!(c.validate().unwrap_err().0.contains("id"));
+        c.id = "a".into();
+        assert!(c.validate().unwrap_err().0.contains("cluster_size"));
+        c.cluster_size = 3;
+        assert!(c.validate().is_ok());
+        c.algorithm = Algorithm::Allcall;
+        c.cluster_size = 0;
+        assert!(c.validate().is_ok(), "allcall needs no cluster size");
+        c.sys_member_prefix = "bad prefix.".into();
+        assert!(c.validate().is_err());
+    }
+}

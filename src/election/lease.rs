@@ -1,0 +1,561 @@
+//! The `lease` algorithm: quorum leases with fencing tokens.
+//!
+//! A candidate asks every agent for a *promise*; a granter promises, on its own monotonic
+//! clock, not to promise anyone else for `lease_time`. The candidate holds the lease once a
+//! majority promised, counting it from *before* it asked and for a shorter time (`hold`), so
+//! that under a drift bound ε its lease ends in true time before any granter's promise does:
+//! `hold < lease_time · (1−ε)/(1+ε)`. Two majorities share a granter, so two holders never
+//! overlap. A restarted agent has forgotten its promises and grants nothing for one promise
+//! period (quarantine). Tokens only grow: a granter promises a token only if it is above the
+//! highest it has promised (or equal, to the same candidate, for renewals), and keeps that
+//! highest token in [`Durable`] storage, so tokens keep growing across restarts.
+//!
+//! Rank preference is a liveness matter only: agents campaign when they know no live holder
+//! and believe themselves the best-ranked live member; granters refuse candidates ranked
+//! worse than a live member they know; a holder that sees a better-ranked live member stops
+//! renewing and lets its lease run out.
+
+use crate::config::{BugKnobs, MembershipCfg};
+use crate::election::Notice;
+use crate::wire::{agent_loc_cmp, AgentLoc, Heartbeat, Incarnation, LeaseRelease, LeaseReply, LeaseRequest, LeaseView};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// What an agent must keep across restarts (see [`Storage`](crate::Storage)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durable {
+    /// The last incarnation number used.
+    pub incarnation: u64,
+    /// The highest fencing token this agent has promised (or taken).
+    pub max_token: u64,
+    /// Who that token was promised to.
+    pub owner: Option<Incarnation>,
+}
+
+/// The timing of the `lease` algorithm, derived from [`MembershipCfg`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTiming {
+    /// How long a granter's promise lasts, on the granter's clock (`lease_time`).
+    pub promise: Duration,
+    /// How long a holder holds, on its clock, counted from before its request.
+    pub hold: Duration,
+    /// How long a restarted agent grants nothing.
+    pub quarantine: Duration,
+    /// How long a campaign waits for a majority before giving up.
+    pub attempt_timeout: Duration,
+    /// The heartbeat period; also the request resend period.
+    pub beat: Duration,
+    /// Silence after which a member counts as gone.
+    pub member_timeout: Duration,
+    /// Agents in the cluster.
+    pub cluster_size: usize,
+    /// Promises needed to hold a lease (a majority of `cluster_size`).
+    pub quorum: usize,
+}
+
+impl LeaseTiming {
+    /// Derives the timing from a configuration (bug knobs included).
+    pub fn new(cfg: &MembershipCfg) -> Self {
+        let promise = cfg.lease_time;
+        let ppm = u128::from(cfg.max_drift_ppm);
+        let hold = if cfg.bug_knobs.ignore_drift {
+            promise
+        } else {
+            // hold/(1−ε) < promise/(1+ε), less 1 ms so rounding can never reach equality.
+            let ns = promise.as_nanos() * (1_000_000 - ppm) / (1_000_000 + ppm);
+            Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)).saturating_sub(Duration::from_millis(1))
+        };
+        LeaseTiming {
+            promise,
+            hold,
+            quarantine: promise,
+            attempt_timeout: (cfg.beat * 3).max(promise / 10).min(hold / 2),
+            beat: cfg.beat,
+            member_timeout: cfg.member_timeout,
+            cluster_size: cfg.cluster_size,
+            quorum: cfg.cluster_size / 2 + 1,
+        }
+    }
+}
+
+/// What the state machine asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutput {
+    /// Make this durable before carrying out any later output; if that fails, drop the rest.
+    Persist(Durable),
+    /// Publish a heartbeat on `<prefix>hb`.
+    Heartbeat(Heartbeat),
+    /// Publish a request on `<prefix>lease.request`, replies to this agent's inbox.
+    Request(LeaseRequest),
+    /// Answer a request on its reply subject.
+    Reply {
+        /// The request's reply subject.
+        to: String,
+        /// The answer.
+        reply: LeaseReply,
+    },
+    /// Publish a release on `<prefix>lease.release`.
+    Release(LeaseRelease),
+    /// Tell the application (and the oracle).
+    Notice(Notice),
+}
+
+#[derive(Debug, Clone)]
+struct Promise {
+    to: Incarnation,
+    until: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    token: u64,
+    until: Duration,
+    renew_at: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    id: u64,
+    token: u64,
+    t0: Duration,
+    grants: BTreeSet<String>,
+    refusals: BTreeSet<String>,
+    deadline: Duration,
+    resend_at: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    loc: AgentLoc,
+    inc: u64,
+    last_seen: Duration,
+    lease: Option<(u64, Duration)>,
+}
+
+/// One agent's `lease` election state.
+#[derive(Debug)]
+pub struct LeaseElection {
+    t: LeaseTiming,
+    knobs: BugKnobs,
+    me: Incarnation,
+    loc: AgentLoc,
+    rng: ChaCha8Rng,
+    quarantine_until: Duration,
+    durable: Durable,
+    promise: Option<Promise>,
+    held: Option<Held>,
+    attempt: Option<Attempt>,
+    attempts: u64,
+    members: BTreeMap<String, Member>,
+    max_token_seen: u64,
+    next_beat: Duration,
+    next_campaign: Duration,
+    reported_leader: Option<(Option<String>, Option<u64>)>,
+    stopped: bool,
+}
+
+impl LeaseElection {
+    /// Starts a new incarnation at local time `now` from what storage kept. The first output
+    /// persists the new incarnation number; run it before anything else.
+    pub fn new(cfg: &MembershipCfg, stored: Durable, now: Duration, seed: u64) -> (Self, Vec<LeaseOutput>) {
+        let t = LeaseTiming::new(cfg);
+        let mut durable = stored;
+        durable.incarnation += 1;
+        let me = Incarnation {
+            id: cfg.id.clone(),
+            inc: durable.incarnation,
+        };
+        // An agent that never ran before has made no promise to forget: no quarantine.
+        let quarantine_until = if durable.incarnation == 1 { now } else { now + t.quarantine };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Listen for a couple of beats before the first campaign, so the agent knows who is live.
+        let first = now + t.beat * 2 + jitter(&mut rng, t.beat);
+        let e = LeaseElection {
+            knobs: cfg.bug_knobs,
+            loc: cfg.my_loc(),
+            me,
+            rng,
+            quarantine_until,
+            max_token_seen: durable.max_token,
+            durable,
+            promise: None,
+            held: None,
+            attempt: None,
+            attempts: 0,
+            members: BTreeMap::new(),
+            next_beat: now,
+            next_campaign: first,
+            // Nothing to report until a leader is known.
+            reported_leader: Some((None, None)),
+            stopped: false,
+            t,
+        };
+        let out = vec![LeaseOutput::Persist(e.durable.clone())];
+        (e, out)
+    }
+
+    /// This incarnation's identity.
+    pub fn me(&self) -> &Incarnation {
+        &self.me
+    }
+
+    /// The derived timing.
+    pub fn timing(&self) -> &LeaseTiming {
+        &self.t
+    }
+
+    /// The lease this agent holds at `now`, as (token, until).
+    pub fn held(&self, now: Duration) -> Option<(u64, Duration)> {
+        self.held.as_ref().filter(|h| now < h.until).map(|h| (h.token, h.until))
+    }
+
+    /// The live members other than this agent, best-ranked first.
+    pub fn live_members(&self, now: Duration) -> Vec<AgentLoc> {
+        let mut v: Vec<AgentLoc> = self
+            .members
+            .values()
+            .filter(|m| self.is_live(m, now))
+            .map(|m| m.loc.clone())
+            .collect();
+        v.sort_by(agent_loc_cmp);
+        v
+    }
+
+    /// When the driver should call [`LeaseElection::tick`] next, at the latest.
+    pub fn next_wakeup(&self) -> Duration {
+        let mut t = self.next_beat;
+        if let Some(a) = &self.attempt {
+            t = t.min(a.resend_at).min(a.deadline);
+        } else {
+            t = t.min(self.next_campaign);
+            if let Some(h) = &self.held {
+                t = t.min(h.renew_at);
+            }
+        }
+        if let Some(h) = &self.held {
+            t = t.min(h.until);
+        }
+        t
+    }
+
+    /// Advances timers: heartbeats, expiry, member timeouts, renewals and campaigns.
+    pub fn tick(&mut self, now: Duration) -> Vec<LeaseOutput> {
+        let mut out = Vec::new();
+        if self.stopped {
+            return out;
+        }
+        if self.held.as_ref().is_some_and(|h| now >= h.until) {
+            self.held = None;
+        }
+        let lost: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| !self.is_live(m, now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in lost {
+            if let Some(m) = self.members.remove(&k) {
+                out.push(LeaseOutput::Notice(Notice::MemberLost(m.loc)));
+            }
+        }
+        if now >= self.next_beat {
+            out.push(LeaseOutput::Heartbeat(self.heartbeat(now)));
+            self.next_beat = now + self.t.beat;
+        }
+        if let Some(a) = &mut self.attempt {
+            if now >= a.deadline {
+                self.attempt = None;
+                self.next_campaign = now + jitter(&mut self.rng, self.t.beat * 2);
+            } else if now >= a.resend_at {
+                a.resend_at = now + self.t.beat;
+                out.push(LeaseOutput::Request(LeaseRequest {
+                    candidate: self.me.clone(),
+                    rank: self.loc.rank,
+                    token: a.token,
+                    attempt: a.id,
+                }));
+            }
+        }
+        if self.attempt.is_none() {
+            if let Some(h) = &self.held {
+                if now >= h.renew_at && !self.better_live_member(now) {
+                    let token = h.token;
+                    self.start_attempt(now, token, &mut out);
+                }
+            } else if now >= self.next_campaign && self.may_campaign(now) {
+                let token = self.durable.max_token.max(self.max_token_seen) + 1;
+                self.start_attempt(now, token, &mut out);
+            }
+        }
+        self.report_leader(now, &mut out);
+        out
+    }
+
+    /// Handles a heartbeat from another agent.
+    pub fn on_heartbeat(&mut self, now: Duration, hb: Heartbeat) -> Vec<LeaseOutput> {
+        let mut out = Vec::new();
+        if self.stopped || hb.loc.id == self.me.id || hb.loc.id.is_empty() {
+            return out;
+        }
+        self.max_token_seen = self.max_token_seen.max(hb.max_token);
+        let lease = hb.lease.map(|l| (l.token, now + Duration::from_millis(l.remaining_ms)));
+        let loc = hb.loc.without_lease();
+        match self.members.get_mut(&loc.id) {
+            Some(m) if m.inc == hb.inc => {
+                m.last_seen = now;
+                m.lease = lease;
+                m.loc = loc;
+            }
+            Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
+            _ => {
+                out.push(LeaseOutput::Notice(Notice::MemberAdded(loc.clone())));
+                self.members.insert(
+                    loc.id.clone(),
+                    Member {
+                        loc,
+                        inc: hb.inc,
+                        last_seen: now,
+                        lease,
+                    },
+                );
+            }
+        }
+        self.report_leader(now, &mut out);
+        out
+    }
+
+    /// Handles another agent's request for a promise; `reply_to` is where the answer goes.
+    pub fn on_request(&mut self, now: Duration, req: LeaseRequest, reply_to: String) -> Vec<LeaseOutput> {
+        let mut out = Vec::new();
+        if self.stopped || req.candidate == self.me {
+            return out;
+        }
+        let granted = self.grant(now, &req, &mut out);
+        out.push(LeaseOutput::Reply {
+            to: reply_to,
+            reply: LeaseReply {
+                granter: self.me.clone(),
+                attempt: req.attempt,
+                token: req.token,
+                granted,
+                max_token: self.durable.max_token,
+            },
+        });
+        out
+    }
+
+    /// Handles an answer to this agent's own request.
+    pub fn on_reply(&mut self, now: Duration, reply: LeaseReply) -> Vec<LeaseOutput> {
+        let mut out = Vec::new();
+        if self.stopped {
+            return out;
+        }
+        self.max_token_seen = self.max_token_seen.max(reply.max_token);
+        let Some(a) = &mut self.attempt else { return out };
+        if reply.attempt != a.id || reply.token != a.token {
+            return out;
+        }
+        if reply.granted {
+            a.grants.insert(reply.granter.id);
+        } else {
+            a.refusals.insert(reply.granter.id);
+        }
+        self.check_attempt(now, &mut out);
+        out
+    }
+
+    /// Handles a holder's early release: its promise here can be forgotten.
+    pub fn on_release(&mut self, now: Duration, rel: LeaseRelease) -> Vec<LeaseOutput> {
+        let mut out = Vec::new();
+        if self.promise.as_ref().is_some_and(|p| p.to == rel.holder) {
+            self.promise = None;
+        }
+        if let Some(m) = self.members.get_mut(&rel.holder.id) {
+            if m.inc == rel.holder.inc {
+                m.lease = None;
+            }
+        }
+        self.report_leader(now, &mut out);
+        out
+    }
+
+    /// Stops for good: ends this agent's claim at `now`, then tells the others (in that order,
+    /// so no granter forgets its promise while the claim still stands).
+    pub fn stop(&mut self, now: Duration) -> Vec<LeaseOutput> {
+        let mut out = Vec::new();
+        if self.stopped {
+            return out;
+        }
+        self.stopped = true;
+        self.attempt = None;
+        if let Some(h) = self.held.take() {
+            if now < h.until {
+                out.push(LeaseOutput::Notice(Notice::ClaimEnded { at: now }));
+                out.push(LeaseOutput::Release(LeaseRelease {
+                    holder: self.me.clone(),
+                    token: h.token,
+                }));
+            }
+        }
+        self.report_leader(now, &mut out);
+        out
+    }
+
+    fn heartbeat(&self, now: Duration) -> Heartbeat {
+        Heartbeat {
+            loc: self.loc.clone(),
+            inc: self.me.inc,
+            lease: self.held(now).map(|(token, until)| LeaseView {
+                token,
+                remaining_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
+            }),
+            max_token: self.durable.max_token.max(self.max_token_seen),
+        }
+    }
+
+    fn is_live(&self, m: &Member, now: Duration) -> bool {
+        now < m.last_seen + self.t.member_timeout
+    }
+
+    /// Whether a live member ranks better than this agent.
+    fn better_live_member(&self, now: Duration) -> bool {
+        self.members
+            .values()
+            .any(|m| self.is_live(m, now) && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
+    }
+
+    /// A live member that holds a lease, as far as its heartbeats tell.
+    fn known_holder(&self, now: Duration) -> Option<(&str, u64)> {
+        self.members.values().filter(|m| self.is_live(m, now)).find_map(|m| {
+            m.lease
+                .filter(|(_, until)| now < *until)
+                .map(|(tok, _)| (m.loc.id.as_str(), tok))
+        })
+    }
+
+    fn may_campaign(&self, now: Duration) -> bool {
+        let promised_elsewhere = self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until);
+        !promised_elsewhere && self.known_holder(now).is_none() && !self.better_live_member(now)
+    }
+
+    fn start_attempt(&mut self, now: Duration, token: u64, out: &mut Vec<LeaseOutput>) {
+        self.attempts += 1;
+        let req = LeaseRequest {
+            candidate: self.me.clone(),
+            rank: self.loc.rank,
+            token,
+            attempt: self.attempts,
+        };
+        let mut a = Attempt {
+            id: self.attempts,
+            token,
+            t0: now,
+            grants: BTreeSet::new(),
+            refusals: BTreeSet::new(),
+            deadline: now + self.t.attempt_timeout,
+            resend_at: now + self.t.beat,
+        };
+        if self.grant(now, &req, out) {
+            a.grants.insert(self.me.id.clone());
+        }
+        self.attempt = Some(a);
+        out.push(LeaseOutput::Request(req));
+        self.check_attempt(now, out);
+    }
+
+    /// Decides a promise (to another agent or to itself), recording it if made.
+    fn grant(&mut self, now: Duration, req: &LeaseRequest, out: &mut Vec<LeaseOutput>) -> bool {
+        if !self.knobs.skip_restart_quarantine && now < self.quarantine_until {
+            return false;
+        }
+        if !self.knobs.grant_ignoring_promise {
+            if self
+                .promise
+                .as_ref()
+                .is_some_and(|p| p.to != req.candidate && now < p.until)
+            {
+                return false;
+            }
+            // Liveness, not safety: do not help a candidate ranked below a live member.
+            let cand = AgentLoc::new(req.candidate.id.clone(), req.rank);
+            let better_known = std::iter::once(&self.loc)
+                .chain(self.members.values().filter(|m| self.is_live(m, now)).map(|m| &m.loc))
+                .any(|l| l.id != cand.id && agent_loc_cmp(l, &cand) == Ordering::Less);
+            if better_known && req.candidate != self.me {
+                return false;
+            }
+        }
+        let d = &self.durable;
+        let token_ok =
+            req.token > d.max_token || (req.token == d.max_token && d.owner.as_ref() == Some(&req.candidate));
+        if !token_ok {
+            return false;
+        }
+        self.promise = Some(Promise {
+            to: req.candidate.clone(),
+            until: now + self.t.promise,
+        });
+        if req.token != d.max_token || d.owner.as_ref() != Some(&req.candidate) {
+            self.durable.max_token = req.token;
+            self.durable.owner = Some(req.candidate.clone());
+            out.push(LeaseOutput::Persist(self.durable.clone()));
+        }
+        true
+    }
+
+    fn check_attempt(&mut self, now: Duration, out: &mut Vec<LeaseOutput>) {
+        let Some(a) = &self.attempt else { return };
+        if a.grants.len() >= self.t.quorum {
+            let start = if self.knobs.lease_from_grant { now } else { a.t0 };
+            let until = start + self.t.hold;
+            let token = a.token;
+            self.attempt = None;
+            if until > now {
+                self.held = Some(Held {
+                    token,
+                    until,
+                    renew_at: start + self.t.hold / 2,
+                });
+                out.push(LeaseOutput::Notice(Notice::Claim {
+                    token: Some(token),
+                    from: now,
+                    until,
+                }));
+                self.report_leader(now, out);
+            }
+        } else if a.refusals.len() > self.t.cluster_size.saturating_sub(self.t.quorum) {
+            // A majority can no longer be reached: give up early and retry later.
+            self.attempt = None;
+            self.next_campaign = now + self.t.beat + jitter(&mut self.rng, self.t.beat * 2);
+        }
+    }
+
+    fn report_leader(&mut self, now: Duration, out: &mut Vec<LeaseOutput>) {
+        let (leader, token, until) = match self.held(now) {
+            Some((tok, until)) => (Some(self.me.id.clone()), Some(tok), Some(until)),
+            None => match self.known_holder(now) {
+                Some((id, tok)) => (Some(id.to_string()), Some(tok), None),
+                None => (None, None, None),
+            },
+        };
+        let key = (leader.clone(), token);
+        if self.reported_leader.as_ref() != Some(&key) {
+            self.reported_leader = Some(key);
+            out.push(LeaseOutput::Notice(Notice::Leader {
+                is_me: until.is_some(),
+                leader,
+                token,
+                until,
+            }));
+        }
+    }
+}
+
+fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
+    let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(if max == 0 { 0 } else { rng.gen_range(0..=max) })
+}

@@ -1,0 +1,55 @@
+//! # leasehold
+//!
+//! Cluster membership, health checks and leader election with leases for services that talk
+//! over NATS — the Rust successor of hnatsd's health agent.
+//!
+//! The core never touches a runtime: it is written against two traits, a [`Clock`] and a
+//! [`Network`] (NATS-shaped publish/subscribe), plus a small [`Storage`] for what must survive
+//! a restart. The same code runs
+//! * in one process on the in-process [`Hub`] (examples, tests, embedded clusters),
+//! * in production on tokio and NATS (features `tokio` and `nats`),
+//! * in the deterministic simulator (`leasehold-sim`), under simulated clocks, a simulated NATS
+//!   and a nemesis, where an oracle checks that no two agents ever hold a lease at once.
+//!
+//! The election algorithms are sans-IO state machines ([`election::lease`],
+//! [`election::allcall`]); [`Membership`] is the thin async driver around them.
+//!
+//! ```
+//! use leasehold::{Hub, Membership, MembershipCfg, MemoryStorage};
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let hub = Hub::new();
+//! let mut cfg = MembershipCfg::default();
+//! cfg.id = "a".into();
+//! cfg.cluster_size = 1;
+//! cfg.lease_time = std::time::Duration::from_millis(400);
+//! let agent = Membership::new(cfg, leasehold::TokioClock::new(), hub.client(), MemoryStorage::new()).unwrap();
+//! let handle = agent.start();
+//! tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+//! assert_eq!(handle.status().leader.as_deref(), Some("a"));
+//! handle.stop().await;
+//! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
+
+pub mod clock;
+pub mod config;
+pub mod election;
+pub mod hub;
+pub mod membership;
+pub mod network;
+pub mod storage;
+pub mod wire;
+
+#[cfg(feature = "tokio")]
+pub use clock::TokioClock;
+pub use clock::{BoxFuture, Clock};
+pub use config::{Algorithm, BugKnobs, ConfigError, MembershipCfg};
+pub use election::Notice;
+pub use hub::{Hub, HubClient};
+pub use membership::{LeaderStatus, LeadershipRecord, Membership, MembershipError, MembershipHandle, Notices, Stats};
+pub use network::{request, subject_matches, Message, NetError, Network, Subscription};
+pub use storage::{FileStorage, MemoryStorage, Storage, StorageError};
+pub use wire::{agent_loc_less_than, AgentLoc, ExtInt, HostPort, MemberList};

@@ -1,0 +1,273 @@
+//! The network trait: NATS-shaped publish/subscribe with request/reply.
+
+use crate::clock::{BoxFuture, Clock};
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One message as delivered to a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The subject it was published on (never a wildcard).
+    pub subject: String,
+    /// Where the publisher wants replies, if anywhere.
+    pub reply: Option<String>,
+    /// The body, opaque to the network.
+    pub payload: Bytes,
+}
+
+/// Why a network operation failed.
+///
+/// Errors are transient unless stated: the agent's loops log them, count them and carry on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// The subject is empty, has an empty token, or uses a wildcard where none is allowed.
+    #[error("invalid subject {0:?}")]
+    InvalidSubject(String),
+    /// The payload is larger than the network accepts.
+    #[error("payload of {size} bytes exceeds the maximum of {max}")]
+    PayloadTooLarge {
+        /// Size of the rejected payload.
+        size: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The connection to the server is down; the operation was not carried out.
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+    /// No reply arrived in time (request/reply only).
+    #[error("request timed out")]
+    Timeout,
+    /// The network was shut down for good.
+    #[error("network closed")]
+    Closed,
+}
+
+/// A NATS-shaped message network.
+///
+/// Contract, which every implementation (in-process hub, simulated NATS, async-nats) keeps:
+///
+/// * **Subjects** are dot-separated tokens. Subscriptions may use `*` (exactly one token) and a
+///   trailing `>` (one or more tokens); publishes may not use wildcards. See
+///   [`subject_matches`].
+/// * **Delivery** is at most once, with no ordering promise across publishers. A subscriber
+///   whose queue is full loses messages (NATS calls it a slow consumer); the loss is counted,
+///   never blocking the publisher. A publish may succeed and still never be delivered.
+/// * **Request/reply** is a publish with a reply subject; [`request`] builds it from
+///   [`Network::new_inbox`], [`Network::subscribe`] and [`Network::publish`].
+/// * A returned error means the operation did not happen; it never means "maybe".
+pub trait Network: Send + Sync + 'static {
+    /// Publishes `payload` on `subject`, asking for replies on `reply` if given.
+    fn publish(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> BoxFuture<'_, Result<(), NetError>>;
+
+    /// Subscribes to `subject` (wildcards allowed). Messages published after this returns are
+    /// delivered to the subscription until it is dropped.
+    fn subscribe(&self, subject: &str) -> BoxFuture<'_, Result<Subscription, NetError>>;
+
+    /// A subject unique to this connection, for replies.
+    fn new_inbox(&self) -> String;
+}
+
+impl<N: Network + ?Sized> Network for Arc<N> {
+    fn publish(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> BoxFuture<'_, Result<(), NetError>> {
+        (**self).publish(subject, reply, payload)
+    }
+    fn subscribe(&self, subject: &str) -> BoxFuture<'_, Result<Subscription, NetError>> {
+        (**self).subscribe(subject)
+    }
+    fn new_inbox(&self) -> String {
+        (**self).new_inbox()
+    }
+}
+
+/// Default queue length of a subscription before messages are dropped.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
+
+/// The receiving end of a subscription. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Message>,
+}
+
+/// The delivering end of a subscription, held by a network implementation.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    // One shared sender: futures' channel gives every sender clone a slot of its own, so
+    // cloning per message would make the queue unbounded.
+    tx: Arc<std::sync::Mutex<mpsc::Sender<Message>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// Makes a subscription queue holding at most `capacity` undelivered messages.
+    pub fn channel(capacity: usize) -> (Delivery, Subscription) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Delivery {
+                tx: Arc::new(std::sync::Mutex::new(tx)),
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            Subscription { rx },
+        )
+    }
+
+    /// The next message, or `None` once the network has closed the subscription.
+    pub async fn next(&mut self) -> Option<Message> {
+        self.rx.next().await
+    }
+
+    /// A message if one is queued now, without waiting.
+    pub fn try_next(&mut self) -> Option<Message> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Delivery {
+    /// Queues `msg`; returns `false` (and counts a drop) if the queue is full or the
+    /// subscriber has gone.
+    pub fn deliver(&self, msg: Message) -> bool {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.try_send(msg) {
+            Ok(()) => true,
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Whether the subscriber has dropped its [`Subscription`].
+    pub fn is_closed(&self) -> bool {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).is_closed()
+    }
+
+    /// How many messages were dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether `subject` (no wildcards) matches `pattern` (which may use `*` and a trailing `>`).
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Checks a subject: non-empty tokens, no whitespace; wildcards only where `allow_wildcards`,
+/// and `>` only as the last token.
+pub fn validate_subject(subject: &str, allow_wildcards: bool) -> Result<(), NetError> {
+    let bad = || NetError::InvalidSubject(subject.to_string());
+    if subject.is_empty() {
+        return Err(bad());
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.is_empty() || t.chars().any(char::is_whitespace) {
+            return Err(bad());
+        }
+        let wildcard = *t == "*" || *t == ">";
+        if wildcard && !allow_wildcards {
+            return Err(bad());
+        }
+        if *t == ">" && i + 1 != tokens.len() {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+/// Sends one request and waits up to `timeout` (on `clock`) for the first reply.
+pub async fn request<N, C>(
+    net: &N,
+    clock: &C,
+    subject: &str,
+    payload: Bytes,
+    timeout: Duration,
+) -> Result<Message, NetError>
+where
+    N: Network + ?Sized,
+    C: Clock + ?Sized,
+{
+    let inbox = net.new_inbox();
+    let mut sub = net.subscribe(&inbox).await?;
+    net.publish(subject, Some(&inbox), payload).await?;
+    match crate::clock::timeout(clock, timeout, sub.next()).await {
+        Some(Some(msg)) => Ok(msg),
+        Some(None) => Err(NetError::Closed),
+        None => Err(NetError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_as_in_nats() {
+        assert!(subject_matches("a.b", "a.b"));
+        assert!(!subject_matches("a.b", "a.b.c"));
+        assert!(!subject_matches("a.b.c", "a.b"));
+        assert!(subject_matches("a.*", "a.b"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(subject_matches("a.>", "a.b.c"));
+        assert!(subject_matches("a.>", "a.b"));
+        assert!(!subject_matches("a.>", "a"));
+        assert!(subject_matches("*.b.>", "x.b.y.z"));
+        assert!(!subject_matches("*.b.>", "x.c.y"));
+    }
+
+    #[test]
+    fn subjects_are_validated() {
+        assert!(validate_subject("a.b", false).is_ok());
+        assert!(validate_subject("a.*", false).is_err());
+        assert!(validate_subject("a.*", true).is_ok());
+        assert!(validate_subject("a.>.b", true).is_err());
+        assert!(validate_subject("a..b", true).is_err());
+        assert!(validate_subject("", true).is_err());
+        assert!(validate_subject("a b", true).is_err());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (d, mut s) = Subscription::channel(1);
+        let m = Message {
+            subject: "a".into(),
+            reply: None,
+            payload: Bytes::from_static(b"x"),
+        };
+        // futures' bounded channel holds capacity + one slot for the (single) sender.
+        let mut delivered = 0;
+        for _ in 0..10 {
+            if d.deliver(m.clone()) {
+                delivered += 1;
+            }
+        }
+        assert_eq!(delivered, 2);
+        assert_eq!(d.dropped(), 10 - delivered);
+        assert_eq!(s.try_next(), Some(m));
+        drop(s);
+        assert!(d.is_closed());
+    }
+}
+
+impl futures::Stream for Subscription {
+    type Item = Message;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Message>> {
+        self.rx.poll_next_unpin(cx)
+    }
+}

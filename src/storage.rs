@@ -1,0 +1,134 @@
+//! Durable storage for what the `lease` algorithm must not forget across restarts: the
+//! incarnation number and the highest fencing token promised.
+
+use crate::clock::BoxFuture;
+use crate::election::lease::Durable;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Why storage failed. A failed save means the promise it guarded is not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StorageError(pub String);
+
+/// Where an agent keeps its [`Durable`] state.
+///
+/// `save` returns only once the state would survive a crash of the process or the machine
+/// (for a file: written, synced, renamed into place, directory synced). `load` returns the
+/// last state saved, or the default for a first start.
+pub trait Storage: Send + Sync + 'static {
+    /// The last state saved, or `Durable::default()` if none.
+    fn load(&self) -> BoxFuture<'_, Result<Durable, StorageError>>;
+    /// Saves `state` durably.
+    fn save(&self, state: &Durable) -> BoxFuture<'_, Result<(), StorageError>>;
+}
+
+/// Storage in memory, shared by clones: survives an agent restart inside one process (as in
+/// tests and the embedded example), not a process crash.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStorage {
+    state: Arc<Mutex<Durable>>,
+}
+
+impl MemoryStorage {
+    /// Empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn load(&self) -> BoxFuture<'_, Result<Durable, StorageError>> {
+        let s = self
+            .state
+            .lock()
+            .map(|g| g.clone())
+            .map_err(|e| StorageError(e.to_string()));
+        Box::pin(async move { s })
+    }
+    fn save(&self, state: &Durable) -> BoxFuture<'_, Result<(), StorageError>> {
+        let r = self
+            .state
+            .lock()
+            .map(|mut g| *g = state.clone())
+            .map_err(|e| StorageError(e.to_string()));
+        Box::pin(async move { r })
+    }
+}
+
+/// Storage in a JSON file, replaced atomically on every save. Blocking I/O: the file is tiny
+/// and written only when the highest token changes.
+#[derive(Debug, Clone)]
+pub struct FileStorage {
+    path: PathBuf,
+}
+
+impl FileStorage {
+    /// Storage at `path` (created on first save; its directory must exist).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStorage { path: path.into() }
+    }
+
+    fn load_now(&self) -> Result<Durable, StorageError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => crate::wire::decode(&bytes, crate::wire::DEFAULT_MAX_MESSAGE)
+                .map_err(|e| StorageError(format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Durable::default()),
+            Err(e) => Err(StorageError(format!("{}: {e}", self.path.display()))),
+        }
+    }
+
+    fn save_now(&self, state: &Durable) -> Result<(), StorageError> {
+        use std::io::Write;
+        let err = |e: std::io::Error| StorageError(format!("{}: {e}", self.path.display()));
+        let tmp = self.path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&crate::wire::encode(state)).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+impl Storage for FileStorage {
+    fn load(&self) -> BoxFuture<'_, Result<Durable, StorageError>> {
+        let r = self.load_now();
+        Box::pin(async move { r })
+    }
+    fn save(&self, state: &Durable) -> BoxFuture<'_, Result<(), StorageError>> {
+        let r = self.save_now(state);
+        Box::pin(async move { r })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Incarnation;
+    use futures::executor::block_on;
+
+    #[test]
+    fn file_storage_round_trips_and_starts_empty() {
+        let dir = std::env::temp_dir().join(format!("leasehold-storage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = FileStorage::new(dir.join("state.json"));
+        let _ = std::fs::remove_file(dir.join("state.json"));
+        assert_eq!(block_on(s.load()).unwrap(), Durable::default());
+        let d = Durable {
+            incarnation: 3,
+            max_token: 9,
+            owner: Some(Incarnation { id: "a".into(), inc: 2 }),
+        };
+        block_on(s.save(&d)).unwrap();
+        assert_eq!(block_on(FileStorage::new(dir.join("state.json")).load()).unwrap(), d);
+        std::fs::write(dir.join("state.json"), b"{\"incarnation\":").unwrap();
+        assert!(
+            block_on(s.load()).is_err(),
+            "a corrupt file is an error, not a fresh start"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

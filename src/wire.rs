@@ -1,0 +1,412 @@
+//! Wire types: the seed's JSON shapes (`AgentLoc`, `ExtInt`, `HostPort`, the member list with
+//! `LeadID`) and the messages of the `lease` algorithm, with bounded, panic-free decoding.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cmp::Ordering;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Default largest message the decoder accepts.
+pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
+
+/// Why a message could not be decoded. The caller counts it and drops the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The message is larger than the limit.
+    #[error("message of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Size of the message.
+        size: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The bytes are not the expected JSON (truncated, wrong types, not UTF-8, ...).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Decodes a JSON message of at most `max` bytes. Unknown fields are ignored.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooLarge { size: bytes.len(), max });
+    }
+    serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Encodes a message as JSON.
+pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
+    // Serialising these plain structs cannot fail (no maps with non-string keys, no
+    // fallible Serialize impls); an empty body would be dropped by receivers as malformed.
+    bytes::Bytes::from(serde_json::to_vec(msg).unwrap_or_default())
+}
+
+/// A host and port, as in the seed's `HostPort`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HostPort {
+    /// Host name or address.
+    #[serde(default)]
+    pub host: String,
+    /// TCP port.
+    #[serde(default)]
+    pub port: i64,
+}
+
+/// External and internal port pairs, as in the seed's `ExtInt` (sshd secures the external
+/// port and forwards to the internal one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExtInt {
+    /// The externally reachable endpoint.
+    #[serde(rename = "externalHostPort", default)]
+    pub external: HostPort,
+    /// The endpoint on the loopback side.
+    #[serde(rename = "internalHostPort", default)]
+    pub internal: HostPort,
+}
+
+/// The identity and location of one agent, with the seed's JSON field names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLoc {
+    /// Server ID (`serverId`).
+    #[serde(rename = "serverId", default)]
+    pub id: String,
+    /// Host of the agent's NATS server (`natsHost`).
+    #[serde(rename = "natsHost", default)]
+    pub nats_host: String,
+    /// Client port of the agent's NATS server (`natsClientPort`).
+    #[serde(rename = "natsClientPort", default)]
+    pub nats_client_port: i64,
+    /// gRPC endpoints (`grpc`).
+    #[serde(default)]
+    pub grpc: ExtInt,
+    /// When the leader's lease expires, in wall time; `None` for any non-leader. On the wire
+    /// `None` is Go's zero time, `0001-01-01T00:00:00Z`.
+    #[serde(rename = "leaseExpires", default, with = "go_time")]
+    pub lease_expires: Option<OffsetDateTime>,
+    /// Lower rank is preferred as leader (`rank`).
+    #[serde(default)]
+    pub rank: i64,
+    /// Process ID (`pid`): tells apart two agents that share a NATS server.
+    #[serde(default)]
+    pub pid: i64,
+}
+
+impl AgentLoc {
+    /// A location with just an ID and a rank.
+    pub fn new(id: impl Into<String>, rank: i64) -> Self {
+        AgentLoc {
+            id: id.into(),
+            rank,
+            ..Default::default()
+        }
+    }
+
+    /// The same location with no lease, as the seed stores members.
+    pub fn without_lease(&self) -> AgentLoc {
+        AgentLoc {
+            lease_expires: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// The seed's `AgentLocLessThan`: whether `i` is preferred over `j` as leader.
+///
+/// An empty ID sorts after every non-empty one (whatever the ranks); then lower rank, then ID,
+/// NATS host and client port (empty strings sort high), then pid; on a full tie the later lease
+/// expiry wins. `grpc` is not compared.
+pub fn agent_loc_less_than(i: &AgentLoc, j: &AgentLoc) -> bool {
+    agent_loc_cmp(i, j) == Ordering::Less
+}
+
+/// The total order behind [`agent_loc_less_than`].
+pub fn agent_loc_cmp(i: &AgentLoc, j: &AgentLoc) -> Ordering {
+    match (i.id.is_empty(), j.id.is_empty()) {
+        (true, true) => return Ordering::Equal,
+        (false, true) => return Ordering::Less,
+        (true, false) => return Ordering::Greater,
+        (false, false) => {}
+    }
+    i.rank
+        .cmp(&j.rank)
+        .then_with(|| cmp_str_empty_high(&i.id, &j.id))
+        .then_with(|| cmp_str_empty_high(&i.nats_host, &j.nats_host))
+        .then_with(|| i.nats_client_port.cmp(&j.nats_client_port))
+        .then_with(|| i.pid.cmp(&j.pid))
+        // The later expiry is preferred, so it sorts first.
+        .then_with(|| lease_nanos(j).cmp(&lease_nanos(i)))
+}
+
+fn cmp_str_empty_high(a: &str, b: &str) -> Ordering {
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => a.cmp(b),
+    }
+}
+
+fn lease_nanos(l: &AgentLoc) -> i128 {
+    // Go's zero time is far before any real lease.
+    l.lease_expires.map(|t| t.unix_timestamp_nanos()).unwrap_or(i128::MIN)
+}
+
+/// The seed's member list report (`lost`, `added`, `list`):
+/// `{"LeadID":"...","Members":[AgentLoc...]}`, members sorted by [`agent_loc_cmp`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberList {
+    /// ID of the leader (empty in `lost` and `added` reports).
+    #[serde(rename = "LeadID", default)]
+    pub lead_id: String,
+    /// The members, best first.
+    #[serde(rename = "Members", default, deserialize_with = "null_as_empty")]
+    pub members: Vec<AgentLoc>,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AgentLoc>, D::Error> {
+    Ok(Option::<Vec<AgentLoc>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Identity of one run of one agent: its ID and an incarnation number that grows with every
+/// restart (kept in [`Storage`](crate::Storage)).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Incarnation {
+    /// The agent's ID.
+    pub id: String,
+    /// Which run of the agent.
+    pub inc: u64,
+}
+
+/// A lease as seen from outside the holder, carried in heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// The fencing token of the lease.
+    pub token: u64,
+    /// Time left on the holder's lease when the heartbeat was sent, in milliseconds.
+    pub remaining_ms: u64,
+}
+
+/// `lease` algorithm: the heartbeat every agent publishes each beat on `<prefix>hb`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Who sends it (its `leaseExpires` is set while it holds a lease).
+    pub loc: AgentLoc,
+    /// Which run of the sender.
+    pub inc: u64,
+    /// The sender's lease, if it holds one.
+    #[serde(default)]
+    pub lease: Option<LeaseView>,
+    /// The highest fencing token the sender knows of.
+    #[serde(default)]
+    pub max_token: u64,
+}
+
+/// `lease` algorithm: a candidate asks for a promise (`<prefix>lease.request`); the reply
+/// subject carries the answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// The candidate.
+    pub candidate: Incarnation,
+    /// The candidate's rank (granters prefer the best-ranked live member).
+    pub rank: i64,
+    /// The fencing token the lease will carry.
+    pub token: u64,
+    /// Identifies the attempt, so stale answers are ignored.
+    pub attempt: u64,
+}
+
+/// `lease` algorithm: a granter's answer to a [`LeaseRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseReply {
+    /// Who answers.
+    pub granter: Incarnation,
+    /// The attempt answered.
+    pub attempt: u64,
+    /// The token asked for.
+    pub token: u64,
+    /// Whether the promise was made.
+    pub granted: bool,
+    /// The highest token the granter has promised, so a refused candidate can outbid it.
+    pub max_token: u64,
+}
+
+/// `lease` algorithm: a holder gives its lease up early (`<prefix>lease.release`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRelease {
+    /// The holder that no longer holds the lease.
+    pub holder: Incarnation,
+    /// The token of the lease given up.
+    pub token: u64,
+}
+
+mod go_time {
+    //! Go's `time.Time` JSON: RFC 3339 with nanoseconds, zero time for "none".
+    use super::*;
+
+    const GO_ZERO: &str = "0001-01-01T00:00:00Z";
+
+    pub fn serialize<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            None => s.serialize_str(GO_ZERO),
+            Some(t) => {
+                let text = t.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
+                s.serialize_str(&text)
+            }
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        match text.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => {
+                let t = OffsetDateTime::parse(text, &Rfc3339).map_err(serde::de::Error::custom)?;
+                Ok(if t.year() <= 1 { None } else { Some(t) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn loc(id: &str, rank: i64) -> AgentLoc {
+        AgentLoc::new(id, rank)
+    }
+
+    #[test]
+    fn lower_rank_wins_then_id() {
+        assert!(agent_loc_less_than(&loc("b", 0), &loc("a", 1)));
+        assert!(agent_loc_less_than(&loc("a", 1), &loc("b", 1)));
+        assert!(!agent_loc_less_than(&loc("b", 1), &loc("a", 1)));
+    }
+
+    #[test]
+    fn empty_id_sorts_after_any_non_empty_id_even_with_lower_rank() {
+        assert!(agent_loc_less_than(&loc("a", 1), &AgentLoc::default()));
+        assert!(agent_loc_less_than(&loc("z", 100), &loc("", -100)));
+        assert!(!agent_loc_less_than(&loc("", -100), &loc("z", 100)));
+        assert!(!agent_loc_less_than(&loc("", 0), &loc("", 0)));
+    }
+
+    #[test]
+    fn host_port_pid_break_ties_in_that_order() {
+        let mut a = loc("x", 0);
+        let mut b = loc("x", 0);
+        a.nats_host = "h1".into();
+        b.nats_host = "h2".into();
+        b.nats_client_port = 1;
+        a.nats_client_port = 9;
+        assert!(agent_loc_less_than(&a, &b), "host decides before port");
+        b.nats_host = "h1".into();
+        assert!(agent_loc_less_than(&b, &a), "then port");
+        b.nats_client_port = 9;
+        a.pid = 1;
+        b.pid = 2;
+        assert!(agent_loc_less_than(&a, &b), "then pid");
+        b.nats_host = String::new();
+        assert!(agent_loc_less_than(&a, &b), "an empty host sorts high");
+    }
+
+    #[test]
+    fn a_full_tie_prefers_the_later_lease() {
+        let mut early = loc("x", 0);
+        let mut late = loc("x", 0);
+        early.lease_expires = Some(datetime!(2024-01-01 00:00:00 UTC));
+        late.lease_expires = Some(datetime!(2024-01-01 00:00:01 UTC));
+        assert!(agent_loc_less_than(&late, &early));
+        assert!(!agent_loc_less_than(&early, &late));
+        assert!(agent_loc_less_than(&early, &loc("x", 0)), "any lease beats none");
+        assert!(!agent_loc_less_than(&late, &late.clone()));
+    }
+
+    #[test]
+    fn agent_loc_uses_the_seed_field_names() {
+        let mut l = loc("srv1", 3);
+        l.nats_host = "10.0.0.1".into();
+        l.nats_client_port = 4222;
+        l.pid = 77;
+        l.grpc.external = HostPort {
+            host: "ext".into(),
+            port: 1,
+        };
+        l.grpc.internal = HostPort {
+            host: "int".into(),
+            port: 2,
+        };
+        l.lease_expires = Some(datetime!(2017-04-25 10:00:00.5 UTC));
+        let v: serde_json::Value = serde_json::from_slice(&encode(&l)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "serverId": "srv1", "natsHost": "10.0.0.1", "natsClientPort": 4222,
+                "grpc": {"externalHostPort": {"host": "ext", "port": 1},
+                         "internalHostPort": {"host": "int", "port": 2}},
+                "leaseExpires": "2017-04-25T10:00:00.5Z", "rank": 3, "pid": 77
+            })
+        );
+        let back: AgentLoc = decode(&encode(&l), DEFAULT_MAX_MESSAGE).unwrap();
+        assert_eq!(back, l);
+    }
+
+    #[test]
+    fn no_lease_is_gos_zero_time_and_offsets_parse() {
+        let v: serde_json::Value = serde_json::from_slice(&encode(&loc("a", 0))).unwrap();
+        assert_eq!(v["leaseExpires"], "0001-01-01T00:00:00Z");
+        let go = br#"{"serverId":"a","natsHost":"","natsClientPort":0,"grpc":{"externalHostPort":{"host":"","port":0},"internalHostPort":{"host":"","port":0}},"leaseExpires":"2017-04-25T03:00:00.123456789-07:00","rank":0,"pid":0}"#;
+        let l: AgentLoc = decode(go, DEFAULT_MAX_MESSAGE).unwrap();
+        assert_eq!(l.lease_expires, Some(datetime!(2017-04-25 10:00:00.123456789 UTC)));
+        let zero: AgentLoc = decode(br#"{"serverId":"a","leaseExpires":"0001-01-01T00:00:00Z"}"#, 1024).unwrap();
+        assert_eq!(zero.lease_expires, None);
+    }
+
+    #[test]
+    fn member_list_matches_the_seed_report() {
+        let list = MemberList {
+            lead_id: "a".into(),
+            members: vec![loc("a", 0)],
+        };
+        let v: serde_json::Value = serde_json::from_slice(&encode(&list)).unwrap();
+        assert_eq!(v["LeadID"], "a");
+        assert_eq!(v["Members"][0]["serverId"], "a");
+        let back: MemberList = decode(br#"{"LeadID":"","Members":null}"#, 1024).unwrap();
+        assert!(back.members.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let l: AgentLoc = decode(br#"{"serverId":"a","rank":2,"future":{"x":[1,2]}}"#, 1024).unwrap();
+        assert_eq!((l.id.as_str(), l.rank), ("a", 2));
+    }
+
+    #[test]
+    fn malformed_oversized_and_truncated_input_are_errors() {
+        let full = encode(&loc("abc", 1));
+        for cut in 0..full.len() {
+            assert!(
+                matches!(decode::<AgentLoc>(&full[..cut], 1024), Err(WireError::Malformed(_))),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            decode::<AgentLoc>(&full, 10),
+            Err(WireError::TooLarge {
+                size: full.len(),
+                max: 10
+            })
+        );
+        for bad in [
+            &b"\xff\xfe"[..],
+            b"[1]",
+            b"\"x\"",
+            b"{\"rank\":\"x\"}",
+            b"{\"leaseExpires\":\"yesterday\"}",
+            b"null",
+        ] {
+            assert!(decode::<AgentLoc>(bad, 1024).is_err(), "{bad:?}");
+        }
+        assert!(decode::<LeaseRequest>(b"{\"candidate\":{}}", 1024).is_err());
+    }
+}
