@@ -48,8 +48,14 @@ async fn main() {
         let c = clock.clone();
         tokio::spawn(async move {
             while let Some((at, n)) = notices.next().await {
-                if let Notice::Leader { leader, is_me, token, .. } = n {
-                    println!("{:>8.3}s {id}: leader={leader:?} is_me={is_me} token={token:?}", at.as_secs_f64());
+                if let Notice::Leader {
+                    leader, is_me, token, ..
+                } = n
+                {
+                    println!(
+                        "{:>8.3}s {id}: leader={leader:?} is_me={is_me} token={token:?}",
+                        at.as_secs_f64()
+                    );
                 }
             }
             let _ = c;

@@ -210,6 +210,16 @@ where
     }
 }
 
+impl futures::Stream for Subscription {
+    type Item = Message;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Message>> {
+        self.rx.poll_next_unpin(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,15 +269,5 @@ mod tests {
         assert_eq!(s.try_next(), Some(m));
         drop(s);
         assert!(d.is_closed());
-    }
-}
-
-impl futures::Stream for Subscription {
-    type Item = Message;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Message>> {
-        self.rx.poll_next_unpin(cx)
     }
 }

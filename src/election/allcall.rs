@@ -350,7 +350,7 @@ mod tests {
                         }
                         let sender_deaf = self.nodes[from].deaf;
                         for (j, n) in self.nodes.iter_mut().enumerate() {
-                            if !n.deaf && !(sender_deaf && j == from) {
+                            if !(n.deaf || sender_deaf && j == from) {
                                 for p in &pongs {
                                     n.sm.on_pong(p.clone());
                                 }

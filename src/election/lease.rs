@@ -170,7 +170,11 @@ impl LeaseElection {
             inc: durable.incarnation,
         };
         // An agent that never ran before has made no promise to forget: no quarantine.
-        let quarantine_until = if durable.incarnation == 1 { now } else { now + t.quarantine };
+        let quarantine_until = if durable.incarnation == 1 {
+            now
+        } else {
+            now + t.quarantine
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Listen for a couple of beats before the first campaign, so the agent knows who is live.
         let first = now + t.beat * 2 + jitter(&mut rng, t.beat);
@@ -225,16 +229,16 @@ impl LeaseElection {
         v
     }
 
-    /// When the driver should call [`LeaseElection::tick`] next, at the latest.
+    /// When the driver should call [`LeaseElection::tick`] next, at the latest. After a tick at
+    /// `now` this is always later than `now`, so a driver never spins.
     pub fn next_wakeup(&self) -> Duration {
         let mut t = self.next_beat;
         if let Some(a) = &self.attempt {
             t = t.min(a.resend_at).min(a.deadline);
+        } else if let Some(h) = &self.held {
+            t = t.min(h.renew_at);
         } else {
             t = t.min(self.next_campaign);
-            if let Some(h) = &self.held {
-                t = t.min(h.renew_at);
-            }
         }
         if let Some(h) = &self.held {
             t = t.min(h.until);
@@ -281,14 +285,21 @@ impl LeaseElection {
             }
         }
         if self.attempt.is_none() {
-            if let Some(h) = &self.held {
-                if now >= h.renew_at && !self.better_live_member(now) {
-                    let token = h.token;
+            if let Some(h) = &mut self.held {
+                if now >= h.renew_at {
+                    // Due timers that cannot act now are looked at again next beat.
+                    h.renew_at = now + self.t.beat;
+                    if !self.better_live_member(now) {
+                        let token = self.held.as_ref().map_or(0, |h| h.token);
+                        self.start_attempt(now, token, &mut out);
+                    }
+                }
+            } else if now >= self.next_campaign {
+                self.next_campaign = now + self.t.beat;
+                if self.may_campaign(now) {
+                    let token = self.durable.max_token.max(self.max_token_seen) + 1;
                     self.start_attempt(now, token, &mut out);
                 }
-            } else if now >= self.next_campaign && self.may_campaign(now) {
-                let token = self.durable.max_token.max(self.max_token_seen) + 1;
-                self.start_attempt(now, token, &mut out);
             }
         }
         self.report_leader(now, &mut out);
@@ -545,6 +556,13 @@ impl LeaseElection {
         let key = (leader.clone(), token);
         if self.reported_leader.as_ref() != Some(&key) {
             self.reported_leader = Some(key);
+            if let Some(id) = &leader {
+                let loc = match self.members.get(id) {
+                    Some(m) if *id != self.me.id => m.loc.clone(),
+                    _ => self.loc.clone(),
+                };
+                out.push(LeaseOutput::Notice(Notice::Elected { leader: loc, token }));
+            }
             out.push(LeaseOutput::Notice(Notice::Leader {
                 is_me: until.is_some(),
                 leader,

@@ -1,0 +1,121 @@
+//! The `Membership` driver end to end on the in-process hub, under tokio's paused clock (time
+//! advances only when every task waits, so these runs are fast and repeatable).
+#![cfg(feature = "tokio")]
+
+use bytes::Bytes;
+use leasehold::{
+    Algorithm, Clock, Hub, Membership, MembershipCfg, MembershipHandle, MemoryStorage, Network, Notice, TokioClock,
+};
+use std::time::Duration;
+
+fn cfg(i: usize, n: usize, algorithm: Algorithm) -> MembershipCfg {
+    let mut c = MembershipCfg::default();
+    c.id = format!("n{i}");
+    c.my_rank = i as i64;
+    c.cluster_size = n;
+    c.algorithm = algorithm;
+    c.lease_time = Duration::from_secs(2);
+    c.max_clock_skew = Duration::from_millis(100);
+    c
+}
+
+fn start(hub: &Hub, clock: &TokioClock, n: usize, algorithm: Algorithm) -> Vec<MembershipHandle> {
+    (0..n)
+        .map(|i| {
+            Membership::new(cfg(i, n, algorithm), clock.clone(), hub.client(), MemoryStorage::new())
+                .unwrap()
+                .start()
+        })
+        .collect()
+}
+
+fn leaders(handles: &[MembershipHandle], now: Duration) -> Vec<usize> {
+    (0..handles.len())
+        .filter(|i| handles[*i].status().is_leader_at(now))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_cluster_elects_one_leader_and_fails_over_when_it_stops() {
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let hs = start(&hub, &clock, 3, Algorithm::Lease);
+    let mut notices = hs[1].notices(256);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(leaders(&hs, clock.now()), vec![0], "the best-ranked agent leads");
+    let st = hs[1].status();
+    assert_eq!(st.leader.as_deref(), Some("n0"));
+    let token = st.fencing_token.expect("followers know the token");
+    assert_eq!(hs[0].status().fencing_token, Some(token));
+    assert_eq!(hs[1].members().len(), 2);
+    let mut added = 0;
+    while let Some((_, n)) = notices.try_next() {
+        added += matches!(n, Notice::MemberAdded(_)) as usize;
+    }
+    assert_eq!(added, 2);
+
+    let stopped_at = clock.now();
+    hs[0].stop().await;
+    assert!(hs[0].is_stopped());
+    assert!(
+        !hs[0].status().is_leader_at(clock.now()),
+        "a stopped agent does not lead"
+    );
+    // The leader released its lease: the next-best takes over well within lease + skew + 5 beats.
+    let bound = Duration::from_secs(2) + Duration::from_millis(100) + Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if leaders(&hs, clock.now()) == vec![1] {
+            break;
+        }
+        assert!(clock.now() - stopped_at < bound, "no failover within {bound:?}");
+    }
+    assert!(hs[1].status().fencing_token.unwrap() > token, "the token grew");
+    assert!(hs[1].history().iter().any(|r| r.leader.id == "n1"));
+    for h in &hs[1..] {
+        h.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_and_oversized_messages_are_counted_and_dropped() {
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let hs = start(&hub, &clock, 3, Algorithm::Lease);
+    let junk = hub.client();
+    tokio::time::sleep(Duration::from_millis(10)).await; // let the agents subscribe
+    for payload in [&b"{not json"[..], b"", b"[1,2]", &vec![b'x'; 70 * 1024]] {
+        for s in ["hb", "lease.request", "lease.release"] {
+            junk.publish(
+                &format!("_nats.cluster.members.{s}"),
+                Some("_INBOX.junk"),
+                Bytes::copy_from_slice(payload),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(leaders(&hs, clock.now()), vec![0], "the election is unaffected");
+    for h in &hs {
+        assert_eq!(h.stats().malformed, 12, "every bad message is counted by every agent");
+        h.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn allcall_cluster_agrees_on_the_best_ranked_leader_and_reports_lists() {
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let listener = hub.client();
+    let mut lists = listener.subscribe("_nats.cluster.members.list").await.unwrap();
+    let hs = start(&hub, &clock, 3, Algorithm::Allcall);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for h in &hs {
+        assert_eq!(h.status().leader.as_deref(), Some("n0"));
+    }
+    assert_eq!(leaders(&hs, clock.now()), vec![0]);
+    let m = lists.try_next().expect("a list report was published");
+    let list: leasehold::MemberList = serde_json::from_slice(&m.payload).unwrap();
+    assert!(!list.lead_id.is_empty());
+    for h in &hs {
+        h.stop().await;
+    }
+}
