@@ -1,0 +1,167 @@
+//! The clock model: each node's monotonic clock is a piecewise-linear function of true time
+//! (a drift rate per segment, changed only at fault events), and its wall clock is the
+//! monotonic clock plus an offset that steps move. The oracle inverts the mapping exactly.
+
+use leasehold::{BoxFuture, Clock};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// The wall-clock epoch of every simulation (fixed, so traces are reproducible).
+pub const WALL_EPOCH_SECS: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    true0: u128,
+    local0: u128,
+    ppm: i64,
+}
+
+/// One node's clocks as functions of true simulated time (nanoseconds since the start).
+#[derive(Debug, Clone)]
+pub struct ClockModel {
+    segs: Vec<Segment>,
+    /// Wall clock minus monotonic clock, in ns.
+    wall_offset: i128,
+}
+
+impl ClockModel {
+    /// A clock whose monotonic reading starts at `origin` and runs at `1 + ppm/10⁶`, with its
+    /// wall clock offset by `wall_offset_ns` from the common epoch.
+    pub fn new(origin: Duration, ppm: i64, wall_offset_ns: i128) -> Self {
+        ClockModel {
+            segs: vec![Segment {
+                true0: 0,
+                local0: origin.as_nanos(),
+                ppm,
+            }],
+            wall_offset: wall_offset_ns,
+        }
+    }
+
+    /// The monotonic reading at true time `t` (ns).
+    pub fn local_at(&self, t: u128) -> u128 {
+        let s = self.segs.iter().rev().find(|s| s.true0 <= t).unwrap_or(&self.segs[0]);
+        let dt = (t.saturating_sub(s.true0)) as i128;
+        (s.local0 as i128 + dt * (1_000_000 + s.ppm as i128) / 1_000_000) as u128
+    }
+
+    /// The earliest true time (ns) at which the monotonic reading is at least `local`.
+    pub fn true_at(&self, local: u128) -> u128 {
+        let s = self
+            .segs
+            .iter()
+            .rev()
+            .find(|s| s.local0 <= local)
+            .unwrap_or(&self.segs[0]);
+        let dl = local.saturating_sub(s.local0) as i128;
+        let rate = 1_000_000 + s.ppm as i128;
+        s.true0 + ((dl * 1_000_000 + rate - 1) / rate) as u128
+    }
+
+    /// The current drift rate, in ppm.
+    pub fn ppm(&self) -> i64 {
+        self.segs.last().map_or(0, |s| s.ppm)
+    }
+
+    /// Changes the drift rate from true time `t` on.
+    pub fn set_ppm(&mut self, t: u128, ppm: i64) {
+        let local0 = self.local_at(t);
+        self.segs.push(Segment { true0: t, local0, ppm });
+    }
+
+    /// Steps the wall clock by `by_ns` (negative: backwards).
+    pub fn step_wall(&mut self, by_ns: i128) {
+        self.wall_offset += by_ns;
+    }
+
+    /// The wall-clock reading at true time `t`.
+    pub fn wall_at(&self, t: u128) -> SystemTime {
+        let ns = self.local_at(t) as i128 + self.wall_offset + i128::from(WALL_EPOCH_SECS) * 1_000_000_000;
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
+    }
+}
+
+/// True simulated time since the start of the run, in ns.
+pub fn true_now(start: madsim::time::Instant) -> u128 {
+    start.elapsed().as_nanos()
+}
+
+/// A node's [`Clock`] in the simulation: madsim's time seen through the node's [`ClockModel`].
+#[derive(Clone)]
+pub struct SimClock {
+    model: Arc<Mutex<ClockModel>>,
+    start: madsim::time::Instant,
+}
+
+impl SimClock {
+    /// The clock of `model`, with true time counted from `start`.
+    pub fn new(model: Arc<Mutex<ClockModel>>, start: madsim::time::Instant) -> Self {
+        SimClock { model, start }
+    }
+
+    fn model(&self) -> std::sync::MutexGuard<'_, ClockModel> {
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.model().local_at(true_now(self.start)) as u64)
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.model().wall_at(true_now(self.start))
+    }
+
+    fn sleep_until(&self, deadline: Duration) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            // The rate may change while asleep: wake, re-read, sleep again until reached.
+            loop {
+                let target = this.model().true_at(deadline.as_nanos());
+                let now = true_now(this.start);
+                if now >= target {
+                    return;
+                }
+                let wake = this.start + Duration::from_nanos(target as u64);
+                madsim::time::sleep_until(wake).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_and_true_invert_across_rate_changes() {
+        let mut m = ClockModel::new(Duration::from_secs(5), 1000, 0);
+        m.set_ppm(2_000_000_000, -700);
+        m.set_ppm(7_000_000_000, 300);
+        for t in [
+            0u128,
+            1,
+            999_999_999,
+            2_000_000_000,
+            3_123_456_789,
+            7_000_000_000,
+            9_999_999_999,
+        ] {
+            let l = m.local_at(t);
+            let back = m.true_at(l);
+            assert!(back <= t && t - back <= 1, "t={t} local={l} back={back}");
+            assert!(m.local_at(back) >= l);
+        }
+        assert_eq!(m.local_at(1_000_000_000), 5_000_000_000 + 1_001_000_000);
+    }
+
+    #[test]
+    fn wall_steps_do_not_move_the_monotonic_clock() {
+        let mut m = ClockModel::new(Duration::ZERO, 0, 0);
+        let before = (m.local_at(10), m.wall_at(10));
+        m.step_wall(-2_000_000_000);
+        assert_eq!(m.local_at(10), before.0);
+        assert_eq!(before.1.duration_since(m.wall_at(10)).unwrap(), Duration::from_secs(2));
+    }
+}

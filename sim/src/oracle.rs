@@ -1,0 +1,214 @@
+//! The oracle: every lease claim mapped to true time, and the checks on them.
+//!
+//! Safety: claims by different nodes or incarnations never overlap by any positive amount,
+//! and the fencing token strictly increases from one holder to the next. Liveness: once the
+//! last fault has ended, some node holds a lease within the scenario's bound.
+
+use std::fmt;
+
+/// One claim in true time (ns since the start of the run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrueClaim {
+    /// Node index.
+    pub node: usize,
+    /// Node ID.
+    pub id: String,
+    /// Which run of the node.
+    pub inc: u64,
+    /// Fencing token (`lease` only).
+    pub token: Option<u64>,
+    /// Start of the belief.
+    pub from: u128,
+    /// End of the belief.
+    pub until: u128,
+}
+
+impl fmt::Display for TrueClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (incarnation {}", self.id, self.inc)?;
+        if let Some(t) = self.token {
+            write!(f, ", token {t}")?;
+        }
+        write!(f, ") held [{}, {})", secs(self.from), secs(self.until))
+    }
+}
+
+/// Seconds with nanosecond precision, for reports and traces.
+pub fn secs(ns: u128) -> String {
+    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViolationKind {
+    /// Two holders at once.
+    Overlap,
+    /// A later holder's token is not higher.
+    TokenOrder,
+    /// No lease held within the bound after the faults stopped.
+    NoLeader,
+    /// The simulation itself panicked.
+    Panic,
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ViolationKind::Overlap => "two leaders at once",
+            ViolationKind::TokenOrder => "fencing token did not increase",
+            ViolationKind::NoLeader => "no leader after the faults stopped",
+            ViolationKind::Panic => "simulation panicked",
+        })
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Its kind.
+    pub kind: ViolationKind,
+    /// True time it happened (ns).
+    pub at: u128,
+    /// The claims involved.
+    pub claims: Vec<TrueClaim>,
+    /// Extra words.
+    pub detail: String,
+}
+
+impl Violation {
+    /// Whether this is a safety violation (not liveness).
+    pub fn is_safety(&self) -> bool {
+        matches!(self.kind, ViolationKind::Overlap | ViolationKind::TokenOrder)
+    }
+}
+
+/// Checks safety; returns the earliest violation of each kind.
+pub fn check_safety(claims: &[TrueClaim]) -> Vec<Violation> {
+    let mut sorted: Vec<&TrueClaim> = claims.iter().filter(|c| c.until > c.from).collect();
+    sorted.sort_by_key(|c| (c.from, c.node, c.inc));
+    let mut found = Vec::new();
+    // Overlap: sweep in start order, keeping the claims still running.
+    let mut active: Vec<&TrueClaim> = Vec::new();
+    let mut overlap: Option<Violation> = None;
+    for c in &sorted {
+        active.retain(|a| a.until > c.from);
+        if let Some(a) = active.iter().find(|a| (a.node, a.inc) != (c.node, c.inc)) {
+            overlap = Some(Violation {
+                kind: ViolationKind::Overlap,
+                at: c.from,
+                claims: vec![(*a).clone(), (*c).clone()],
+                detail: format!("overlap of {}", secs(a.until.min(c.until) - c.from)),
+            });
+            break;
+        }
+        active.push(c);
+    }
+    found.extend(overlap);
+    // Tokens: every claim's token is above every token an earlier other incarnation held.
+    let mut best: Vec<&TrueClaim> = Vec::new(); // highest-token claim per incarnation so far
+    for c in &sorted {
+        let Some(tok) = c.token else { continue };
+        if let Some(prev) = best
+            .iter()
+            .find(|p| (p.node, p.inc) != (c.node, c.inc) && p.token >= Some(tok))
+        {
+            found.push(Violation {
+                kind: ViolationKind::TokenOrder,
+                at: c.from,
+                claims: vec![(*prev).clone(), (*c).clone()],
+                detail: format!("token {tok} after token {}", prev.token.unwrap_or(0)),
+            });
+            break;
+        }
+        match best.iter_mut().find(|p| (p.node, p.inc) == (c.node, c.inc)) {
+            Some(p) if p.token < c.token => *p = c,
+            Some(_) => {}
+            None => best.push(c),
+        }
+    }
+    found
+}
+
+/// Checks that some claim is held at some time in `[from, from + bound]`.
+pub fn check_liveness(claims: &[TrueClaim], from: u128, bound: u128) -> Option<Violation> {
+    let held = claims
+        .iter()
+        .any(|c| c.until > from && c.from <= from + bound && c.until > c.from);
+    (!held).then(|| Violation {
+        kind: ViolationKind::NoLeader,
+        at: from + bound,
+        claims: Vec::new(),
+        detail: format!(
+            "no lease held between {} (last fault) and {}",
+            secs(from),
+            secs(from + bound)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(node: usize, inc: u64, token: u64, from: u128, until: u128) -> TrueClaim {
+        TrueClaim {
+            node,
+            id: format!("n{node}"),
+            inc,
+            token: Some(token),
+            from,
+            until,
+        }
+    }
+
+    #[test]
+    fn disjoint_successive_holders_pass() {
+        let claims = [
+            c(0, 1, 1, 0, 10),
+            c(0, 1, 1, 5, 15),
+            c(1, 1, 2, 15, 30),
+            c(0, 2, 3, 30, 40),
+        ];
+        assert!(check_safety(&claims).is_empty());
+    }
+
+    #[test]
+    fn any_positive_overlap_is_caught_and_named() {
+        let v = check_safety(&[c(0, 1, 1, 0, 10), c(1, 1, 2, 9, 20)]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, ViolationKind::Overlap);
+        assert_eq!(v[0].at, 9);
+        assert_eq!((v[0].claims[0].node, v[0].claims[1].node), (0, 1));
+    }
+
+    #[test]
+    fn two_incarnations_of_one_node_are_different_holders() {
+        let v = check_safety(&[c(0, 1, 1, 0, 10), c(0, 2, 2, 5, 20)]);
+        assert_eq!(v[0].kind, ViolationKind::Overlap);
+    }
+
+    #[test]
+    fn a_token_that_does_not_grow_is_caught_even_without_overlap() {
+        let v = check_safety(&[c(0, 1, 5, 0, 10), c(1, 1, 5, 10, 20)]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, ViolationKind::TokenOrder);
+        let v = check_safety(&[c(0, 1, 5, 0, 10), c(1, 1, 6, 10, 20), c(0, 1, 5, 20, 30)]);
+        assert_eq!(
+            v[0].kind,
+            ViolationKind::TokenOrder,
+            "a holder coming back with an old token"
+        );
+    }
+
+    #[test]
+    fn liveness_needs_a_claim_in_the_window() {
+        let claims = [c(0, 1, 1, 0, 10)];
+        assert!(
+            check_liveness(&claims, 5, 10).is_none(),
+            "held at the start of the window"
+        );
+        assert!(check_liveness(&claims, 10, 5).is_some());
+        assert!(check_liveness(&[c(0, 1, 1, 14, 20)], 10, 5).is_none());
+        assert!(check_liveness(&[c(0, 1, 1, 16, 20)], 10, 5).is_some());
+    }
+}
