@@ -1,0 +1,226 @@
+//! `leasehold-sim`: run scenario files over many seeds, replay one seed.
+
+use clap::{Parser, Subcommand};
+use leasehold::Algorithm;
+use leasehold_sim::sweep::{scenario_files, sweep, Summary};
+use leasehold_sim::{run_seed, trace, Scenario, ScenarioError};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Deterministic simulation of leasehold clusters under a seeded nemesis.
+#[derive(Parser)]
+#[command(name = "leasehold-sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run scenario files (or directories of them) over their seeds.
+    Run {
+        /// Scenario files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Seeds per scenario (default: the scenario's `seeds`).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Run only this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// First seed of the sweep.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Override the scenarios' algorithm.
+        #[arg(long)]
+        algorithm: Option<Algorithm>,
+        /// One JSON object per scenario instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Run only shard I of N (`I/N`, 0-based): seeds s with s % N == I.
+        #[arg(long)]
+        shard: Option<String>,
+    },
+    /// Replay one seed of one scenario and print its report and full trace.
+    Replay {
+        /// The scenario file.
+        file: PathBuf,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Write the trace here instead of standard output.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+    },
+}
+
+fn load(path: &std::path::Path, algorithm: Option<Algorithm>) -> Result<Scenario, ScenarioError> {
+    let mut s = Scenario::load(path)?;
+    if let Some(a) = algorithm {
+        s.algorithm = a;
+    }
+    Ok(s)
+}
+
+fn parse_shard(s: &str) -> Option<(u64, u64)> {
+    let (i, n) = s.split_once('/')?;
+    let (i, n) = (i.parse().ok()?, n.parse().ok()?);
+    (n > 0 && i < n).then_some((i, n))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            paths,
+            seeds,
+            seed,
+            first_seed,
+            algorithm,
+            json,
+            shard,
+        } => {
+            let shard = match shard.as_deref().map(parse_shard) {
+                Some(None) => {
+                    eprintln!("error: --shard takes I/N with 0 <= I < N, e.g. 0/4");
+                    return ExitCode::from(2);
+                }
+                Some(Some(s)) => Some(s),
+                None => None,
+            };
+            // Parse everything first: bad input simulates nothing.
+            let mut scns = Vec::new();
+            for p in &paths {
+                let files = match scenario_files(p) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                for f in files {
+                    match load(&f, algorithm) {
+                        Ok(s) => scns.push((f.display().to_string(), s)),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            }
+            if scns.is_empty() {
+                eprintln!("error: no scenario files found");
+                return ExitCode::from(2);
+            }
+            let tty = std::io::stderr().is_terminal() && !json;
+            let mut summaries: Vec<Summary> = Vec::new();
+            for (src, scn) in &scns {
+                let list: Vec<u64> = match seed {
+                    Some(s) => vec![s],
+                    None => (first_seed..first_seed + seeds.unwrap_or(scn.seeds))
+                        .filter(|s| shard.is_none_or(|(i, n)| s % n == i))
+                        .collect(),
+                };
+                let bar = tty.then(|| {
+                    let b = indicatif::ProgressBar::new(list.len() as u64);
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} seeds {elapsed}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    b.set_message(scn.name.clone());
+                    b
+                });
+                let sum = sweep(scn, src, &list, |_| {
+                    if let Some(b) = &bar {
+                        b.inc(1);
+                    }
+                });
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                if json {
+                    println!("{}", serde_json::to_string(&sum.json()).unwrap_or_default());
+                }
+                summaries.push(sum);
+            }
+            if !json {
+                print_table(&summaries);
+            }
+            let failed: Vec<&Summary> = summaries.iter().filter(|s| !s.met).collect();
+            for s in &failed {
+                match (&s.first_failing, s.expected_violation) {
+                    (Some(r), false) => eprintln!("\n{}", r.describe()),
+                    (_, true) => eprintln!(
+                        "\n{} ({}): expected a violation, none found in {} seeds",
+                        s.name, s.source, s.seeds
+                    ),
+                    _ => {}
+                }
+            }
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Cmd::Replay { file, seed, trace: out } => {
+            let scn = match load(&file, None) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let r = run_seed(&scn, seed, &file.display().to_string());
+            let text = trace::render(&r.trace);
+            match out {
+                Some(p) => {
+                    if let Err(e) = std::fs::write(&p, text) {
+                        eprintln!("error: {}: {e}", p.display());
+                        return ExitCode::from(2);
+                    }
+                }
+                None => print!("{text}"),
+            }
+            println!("{}", r.describe());
+            println!("trace digest {:016x}", r.digest);
+            let bad = r.safety_violation().is_some() || !r.violations.is_empty();
+            if bad == scn.expect.violation {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn print_table(rows: &[Summary]) {
+    println!(
+        "{:<52} {:<8} {:>6} {:>5} {:>10} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9}  result",
+        "scenario", "algo", "seeds", "viol", "first-fail", "sim", "wall", "speed-up", "changes", "fo-p50", "fo-p99"
+    );
+    for s in rows {
+        let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
+        println!(
+            "{:<52} {:<8} {:>6} {:>5} {:>10} {:>8.0}s {:>7.2}s {:>8.0}x {:>8} {:>9} {:>9}  {}",
+            s.name.chars().take(52).collect::<String>(),
+            s.algorithm,
+            s.seeds,
+            s.violations,
+            s.first_failing.as_ref().map_or("-".to_string(), |r| r.seed.to_string()),
+            s.sim_time.as_secs_f64(),
+            s.wall_time.as_secs_f64(),
+            s.sim_time.as_secs_f64() / s.wall_time.as_secs_f64().max(1e-9),
+            s.leader_changes,
+            ms(s.failover_percentile(50.0)),
+            ms(s.failover_percentile(99.0)),
+            match (s.met, s.expected_violation) {
+                (true, true) => "ok (violation caught, as expected)",
+                (true, false) => "ok",
+                (false, true) => "FAIL (expected violation not found)",
+                (false, false) => "FAIL",
+            }
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Sweeping a scenario over seeds and judging it against its `[expect]`.
+
+use crate::run::{run_seed, RunReport};
+use crate::scenario::{Scenario, ScenarioError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The result of one scenario over its seeds.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Scenario name.
+    pub name: String,
+    /// Its file.
+    pub source: String,
+    /// Algorithm.
+    pub algorithm: String,
+    /// Seeds run.
+    pub seeds: u64,
+    /// Seeds with a violation (safety, liveness or panic).
+    pub violations: u64,
+    /// The first seed with a violation.
+    pub first_failing: Option<RunReport>,
+    /// Simulated time, all seeds.
+    pub sim_time: Duration,
+    /// Wall time, all seeds.
+    pub wall_time: Duration,
+    /// Holder changes, all seeds.
+    pub leader_changes: u64,
+    /// Gaps between holders, all seeds (ms).
+    pub failovers_ms: Vec<f64>,
+    /// Whether the scenario met its expectation.
+    pub met: bool,
+    /// Whether a violation was expected.
+    pub expected_violation: bool,
+}
+
+/// One scenario's line of `run --json`.
+#[derive(Debug, Serialize)]
+pub struct JsonSummary<'a> {
+    /// Scenario name.
+    pub name: &'a str,
+    /// Algorithm.
+    pub algorithm: &'a str,
+    /// Seeds run.
+    pub seeds: u64,
+    /// Seeds with a violation.
+    pub violations: u64,
+    /// First failing seed.
+    pub first_failing_seed: Option<u64>,
+    /// Simulated seconds.
+    pub sim_seconds: f64,
+    /// Wall seconds.
+    pub wall_seconds: f64,
+    /// Holder changes.
+    pub leader_changes: u64,
+    /// Median failover gap.
+    pub failover_p50_ms: Option<f64>,
+    /// 99th percentile failover gap.
+    pub failover_p99_ms: Option<f64>,
+    /// Whether the expectation was met.
+    pub ok: bool,
+}
+
+impl Summary {
+    /// The `p`-th percentile (0..=100) of the failover gaps.
+    pub fn failover_percentile(&self, p: f64) -> Option<f64> {
+        percentile(&self.failovers_ms, p)
+    }
+
+    /// The JSON form.
+    pub fn json(&self) -> JsonSummary<'_> {
+        JsonSummary {
+            name: &self.name,
+            algorithm: &self.algorithm,
+            seeds: self.seeds,
+            violations: self.violations,
+            first_failing_seed: self.first_failing.as_ref().map(|r| r.seed),
+            sim_seconds: self.sim_time.as_secs_f64(),
+            wall_seconds: self.wall_time.as_secs_f64(),
+            leader_changes: self.leader_changes,
+            failover_p50_ms: self.failover_percentile(50.0),
+            failover_p99_ms: self.failover_percentile(99.0),
+            ok: self.met,
+        }
+    }
+}
+
+/// Nearest-rank percentile.
+pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    Some(v[rank.min(v.len()) - 1])
+}
+
+/// Runs `seeds` of `scn`. A scenario expecting a violation stops at the first seed with a
+/// safety violation; otherwise every seed runs. `progress` is called after each seed.
+pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], mut progress: impl FnMut(&RunReport)) -> Summary {
+    let mut s = Summary {
+        name: scn.name.clone(),
+        source: source.to_string(),
+        algorithm: scn.algorithm.to_string(),
+        seeds: 0,
+        violations: 0,
+        first_failing: None,
+        sim_time: Duration::ZERO,
+        wall_time: Duration::ZERO,
+        leader_changes: 0,
+        failovers_ms: Vec::new(),
+        met: false,
+        expected_violation: scn.expect.violation,
+    };
+    let mut caught = false;
+    for &seed in seeds {
+        let r = run_seed(scn, seed, source);
+        progress(&r);
+        s.seeds += 1;
+        s.sim_time += r.sim_time;
+        s.wall_time += r.wall_time;
+        s.leader_changes += r.leader_changes;
+        s.failovers_ms.extend(&r.failovers_ms);
+        let safety = r.safety_violation().is_some();
+        if !r.violations.is_empty() {
+            s.violations += 1;
+            if s.first_failing.is_none() {
+                s.first_failing = Some(r);
+            }
+        }
+        if scn.expect.violation && safety {
+            caught = true;
+            break;
+        }
+    }
+    s.met = if scn.expect.violation {
+        caught
+    } else {
+        s.violations == 0
+    };
+    s
+}
+
+/// Every scenario file under `path` (a file, or a directory searched recursively), sorted.
+pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
+    let err = |m: String| ScenarioError {
+        file: path.display().to_string(),
+        line: None,
+        key: None,
+        message: m,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| err(e.to_string()))? {
+            let p = e.map_err(|e| err(e.to_string()))?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
