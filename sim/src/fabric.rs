@@ -173,6 +173,24 @@ impl Fabric {
         }
     }
 
+    /// The directed routes cut now.
+    pub fn cuts(&self) -> Vec<(usize, usize)> {
+        let g = self.lock();
+        let n = g.cut.len();
+        (0..n)
+            .flat_map(|a| (0..n).map(move |b| (a, b)))
+            .filter(|(a, b)| g.cut[*a][*b])
+            .collect()
+    }
+
+    /// Cuts exactly `links` (directed), restoring every other route.
+    pub fn set_cuts(&self, links: &[(usize, usize)]) {
+        self.heal();
+        for (a, b) in links {
+            self.set_cut(*a, *b, true);
+        }
+    }
+
     /// Restores every route.
     pub fn heal(&self) {
         let mut g = self.lock();

@@ -29,9 +29,9 @@ enum Cmd {
         /// Run only this seed.
         #[arg(long)]
         seed: Option<u64>,
-        /// First seed of the sweep.
-        #[arg(long, default_value_t = 0)]
-        first_seed: u64,
+        /// First seed of the sweep (default: the scenario's `first_seed`).
+        #[arg(long)]
+        first_seed: Option<u64>,
         /// Override the scenarios' algorithm.
         #[arg(long)]
         algorithm: Option<Algorithm>,
@@ -41,6 +41,21 @@ enum Cmd {
         /// Run only shard I of N (`I/N`, 0-based): seeds s with s % N == I.
         #[arg(long)]
         shard: Option<String>,
+    },
+    /// Shrink a failing seed to a minimal scenario (fewest faults, shortest run, fewest nodes),
+    /// written to scenarios/regressions/ (or --out).
+    Shrink {
+        /// The scenario file.
+        file: PathBuf,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the minimal scenario (a file or a directory).
+        #[arg(long, default_value = "scenarios/regressions")]
+        out: PathBuf,
+        /// At most this many simulations while shrinking.
+        #[arg(long, default_value_t = 500)]
+        max_trials: usize,
     },
     /// Replay one seed of one scenario and print its report and full trace.
     Replay {
@@ -118,7 +133,8 @@ fn main() -> ExitCode {
             for (src, scn) in &scns {
                 let list: Vec<u64> = match seed {
                     Some(s) => vec![s],
-                    None => (first_seed..first_seed + seeds.unwrap_or(scn.seeds))
+                    None => (first_seed.unwrap_or(scn.first_seed)
+                        ..first_seed.unwrap_or(scn.first_seed) + seeds.unwrap_or(scn.seeds))
                         .filter(|s| shard.is_none_or(|(i, n)| s % n == i))
                         .collect(),
                 };
@@ -163,6 +179,62 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+        Cmd::Shrink {
+            file,
+            seed,
+            out,
+            max_trials,
+        } => {
+            let scn = match load(&file, None) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let shrunk = match leasehold_sim::shrink::shrink(&scn, &file.display().to_string(), seed, max_trials) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into());
+            let dest = if out.extension().is_some_and(|x| x == "toml") {
+                out
+            } else {
+                out.join(format!("{stem}-seed{seed}.toml"))
+            };
+            if let Some(dir) = dest.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Err(e) = std::fs::write(&dest, &shrunk.toml) {
+                eprintln!("error: {}: {e}", dest.display());
+                return ExitCode::from(2);
+            }
+            println!(
+                "shrunk in {} simulations: fault steps {} -> {}, nodes {} -> {}, duration {:?} -> {:?}",
+                shrunk.trials,
+                shrunk.events.0,
+                shrunk.events.1,
+                shrunk.nodes.0,
+                shrunk.nodes.1,
+                shrunk.duration.0,
+                shrunk.duration.1
+            );
+            println!(
+                "{}",
+                shrunk
+                    .report
+                    .describe()
+                    .replace("shrink.toml", &dest.display().to_string())
+            );
+            println!("wrote {}", dest.display());
+            ExitCode::SUCCESS
         }
         Cmd::Replay { file, seed, trace: out } => {
             let scn = match load(&file, None) {

@@ -31,6 +31,8 @@ pub enum Action {
         /// The node that hears both.
         bridge: usize,
     },
+    /// Cut exactly these directed routes (replacing the cuts in force).
+    Cut(Vec<(usize, usize)>),
     /// Cut routes from `from` to `to` only.
     OneWay {
         /// Senders whose messages are lost.
@@ -105,14 +107,14 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
     let f = &scn.faults;
     let end = scn.faults_end();
-    let drift_ppm = (0..n)
+    let drift_ppm: Vec<i64> = (0..n)
         .map(|_| {
             f.clock_drift
                 .as_ref()
                 .map_or(0, |d| rng.gen_range(-(d.max_ppm as i64)..=d.max_ppm as i64))
         })
         .collect();
-    let wall_offset_ns = (0..n)
+    let wall_offset_ns: Vec<i128> = (0..n)
         .map(|_| {
             f.clock_offset.as_ref().map_or(0, |o| {
                 let m = o.max.0.as_nanos() as i128;
@@ -252,6 +254,12 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
                 from: vec![index(a)],
                 to: vec![index(b)],
             }
+        } else if let Some(links) = &at.cut {
+            Action::Cut(links.iter().map(|(a, b)| (index(a), index(b))).collect())
+        } else if let Some(l) = at.loss {
+            Action::Loss(l)
+        } else if let Some(r) = at.latency {
+            Action::Latency(r)
         } else if at.heal {
             Action::Heal
         } else if let Some(id) = &at.kill {

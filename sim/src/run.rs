@@ -3,7 +3,7 @@
 
 use crate::clock::{true_now, ClockModel, SimClock};
 use crate::fabric::{Fabric, FabricStats};
-use crate::nemesis::{plan, Action, Plan};
+use crate::nemesis::{plan, Action, FaultEvent, Plan};
 use crate::oracle::{check_liveness, check_safety, secs, TrueClaim, Violation, ViolationKind};
 use crate::scenario::Scenario;
 use crate::trace::{digest, TraceEvent};
@@ -38,6 +38,9 @@ pub struct RunReport {
     pub replay: String,
     /// The fault plan.
     pub plan: Plan,
+    /// The faults as applied, with runtime choices resolved (a partition as the exact routes
+    /// it cut; skipped steps left out): a fully scripted form of the run.
+    pub applied: Vec<FaultEvent>,
 }
 
 impl RunReport {
@@ -104,6 +107,7 @@ struct State {
     seq: u64,
     down: Vec<bool>,
     paused: Vec<bool>,
+    applied: Vec<FaultEvent>,
 }
 
 struct World {
@@ -256,6 +260,14 @@ fn describe(w: &World, a: &Action, leader: Option<usize>) -> String {
             names(b)
         ),
         Action::OneWay { from, to } => format!("fault one-way cut [{}] -> [{}]", names(from), names(to)),
+        Action::Cut(links) => format!(
+            "fault cut {}",
+            links
+                .iter()
+                .map(|(a, b)| format!("{}->{}", name(a), name(b)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         Action::Heal => "fault heal".into(),
         Action::Kill(i) => format!("fault kill {}", name(i)),
         Action::Restart(i) => format!("fault restart {}", name(i)),
@@ -274,6 +286,20 @@ fn describe(w: &World, a: &Action, leader: Option<usize>) -> String {
 }
 
 fn apply(w: &World, a: &Action, ids: &[madsim::task::NodeId]) {
+    let resolved = apply_now(w, a, ids);
+    if let Some(r) = resolved {
+        let at = Duration::from_nanos(true_now(w.start) as u64);
+        w.lock().applied.push(FaultEvent {
+            at,
+            action: r,
+            scripted: true,
+        });
+    }
+}
+
+/// Applies `a`; returns its resolved form, or `None` if it did nothing (e.g. restarting a node
+/// that is up).
+fn apply_now(w: &World, a: &Action, ids: &[madsim::task::NodeId]) -> Option<Action> {
     let h = madsim::runtime::Handle::current();
     let n = ids.len();
     let leader = matches!(a, Action::IsolateLeader { .. })
@@ -281,11 +307,15 @@ fn apply(w: &World, a: &Action, ids: &[madsim::task::NodeId]) {
         .flatten();
     w.trace(None, describe(w, a, leader));
     let now = true_now(w.start);
-    match a {
-        Action::Partition { groups, .. } => w.fabric.partition(groups),
+    let changed = match a {
+        Action::Partition { groups, .. } => {
+            w.fabric.partition(groups);
+            true
+        }
         Action::IsolateLeader { fallback } => {
             let x = leader.unwrap_or(*fallback);
             w.fabric.partition(&[(0..n).filter(|j| *j != x).collect(), vec![x]]);
+            true
         }
         Action::Bridge { a, b, bridge } => {
             let mut side_a = a.clone();
@@ -295,6 +325,7 @@ fn apply(w: &World, a: &Action, ids: &[madsim::task::NodeId]) {
                 w.fabric.set_cut(*bridge, *j, false);
                 w.fabric.set_cut(*j, *bridge, false);
             }
+            true
         }
         Action::OneWay { from, to } => {
             for f in from {
@@ -302,50 +333,80 @@ fn apply(w: &World, a: &Action, ids: &[madsim::task::NodeId]) {
                     w.fabric.set_cut(*f, *t, true);
                 }
             }
+            true
         }
-        Action::Heal => w.fabric.heal(),
+        Action::Cut(links) => {
+            w.fabric.set_cuts(links);
+            true
+        }
+        Action::Heal => {
+            w.fabric.heal();
+            return Some(Action::Heal);
+        }
         Action::Kill(i) => {
             let mut st = w.lock();
-            if !st.down[*i] {
-                st.down[*i] = true;
-                st.paused[*i] = false;
-                drop(st);
-                h.kill(ids[*i]);
-                w.fabric.down(*i);
+            if st.down[*i] {
+                return None;
             }
+            st.down[*i] = true;
+            st.paused[*i] = false;
+            drop(st);
+            h.kill(ids[*i]);
+            w.fabric.down(*i);
+            return Some(a.clone());
         }
         Action::Restart(i) => {
             let mut st = w.lock();
-            if st.down[*i] {
-                st.down[*i] = false;
-                drop(st);
-                h.restart(ids[*i]);
+            if !st.down[*i] {
+                return None;
             }
+            st.down[*i] = false;
+            drop(st);
+            h.restart(ids[*i]);
+            return Some(a.clone());
         }
         Action::Pause(i) => {
             let mut st = w.lock();
-            if !st.down[*i] && !st.paused[*i] {
-                st.paused[*i] = true;
-                drop(st);
-                h.pause(ids[*i]);
+            if st.down[*i] || st.paused[*i] {
+                return None;
             }
+            st.paused[*i] = true;
+            drop(st);
+            h.pause(ids[*i]);
+            return Some(a.clone());
         }
         Action::Resume(i) => {
             let mut st = w.lock();
-            if st.paused[*i] {
-                st.paused[*i] = false;
-                drop(st);
-                h.resume(ids[*i]);
+            if !st.paused[*i] {
+                return None;
             }
+            st.paused[*i] = false;
+            drop(st);
+            h.resume(ids[*i]);
+            return Some(a.clone());
         }
-        Action::ClockStep(i, by) => w.clocks[*i].lock().unwrap_or_else(|e| e.into_inner()).step_wall(*by),
-        Action::Drift(i, ppm) => w.clocks[*i]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_ppm(now, *ppm),
-        Action::Loss(l) => w.fabric.set_loss(*l),
-        Action::Latency(r) => w.fabric.set_latency(*r),
-    }
+        Action::ClockStep(i, by) => {
+            w.clocks[*i].lock().unwrap_or_else(|e| e.into_inner()).step_wall(*by);
+            return Some(a.clone());
+        }
+        Action::Drift(i, ppm) => {
+            w.clocks[*i]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_ppm(now, *ppm);
+            return Some(a.clone());
+        }
+        Action::Loss(l) => {
+            w.fabric.set_loss(*l);
+            return Some(a.clone());
+        }
+        Action::Latency(r) => {
+            w.fabric.set_latency(*r);
+            return Some(a.clone());
+        }
+    };
+    // Route changes are recorded as the exact set of routes cut afterwards.
+    changed.then(|| Action::Cut(w.fabric.cuts()))
 }
 
 async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
@@ -468,6 +529,7 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
     trace.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
     drop(st);
 
+    let applied = std::mem::take(&mut w.lock().applied);
     let mut sorted = claims.clone();
     sorted.sort_by_key(|c| c.from);
     let mut leader_changes = 0;
@@ -503,6 +565,7 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
         failovers_ms,
         fabric: w.fabric.stats(),
         replay,
+        applied,
         plan: p,
     }
 }
@@ -547,6 +610,7 @@ pub fn run_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
         fabric: FabricStats::default(),
         replay,
         plan: plan(scn, seed),
+        applied: Vec::new(),
     });
     report.wall_time = wall.elapsed();
     report

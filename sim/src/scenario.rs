@@ -138,6 +138,10 @@ pub struct NodeSpec {
     pub rank: Option<i64>,
     /// Its datacenter (for the router; default `dc1`).
     pub datacenter: Option<String>,
+    /// Its clock's rate error in ppm (default: drawn from `faults.clock_drift`, else 0).
+    pub drift_ppm: Option<i64>,
+    /// Its wall clock's offset in ms (default: drawn from `faults.clock_offset`, else 0).
+    pub wall_offset_ms: Option<i64>,
 }
 
 /// Which partition shapes the random nemesis draws from.
@@ -273,8 +277,14 @@ pub struct AtSpec {
     pub time: Dur,
     /// Cut the routes between these groups (nodes not named stay with the first group).
     pub partition: Option<Vec<Vec<String>>>,
-    /// Cut the routes from the first node to the second only.
+    /// Cut the routes from the first node to the second only (added to the cuts in force).
     pub one_way: Option<(String, String)>,
+    /// Cut exactly these directed routes `[from, to]` (replacing the cuts in force).
+    pub cut: Option<Vec<(String, String)>>,
+    /// Set route loss.
+    pub loss: Option<f64>,
+    /// Set route latency.
+    pub latency: Option<DurRange>,
     /// Restore every route.
     #[serde(default)]
     pub heal: bool,
@@ -341,6 +351,9 @@ pub struct Scenario {
     /// Seeds swept by default (default 20).
     #[serde(default = "default_seeds")]
     pub seeds: u64,
+    /// The first seed of the sweep (default 0): seeds `first_seed .. first_seed + seeds`.
+    #[serde(default)]
+    pub first_seed: u64,
     /// Simulated time per seed (default 60s).
     #[serde(default = "default_duration")]
     pub duration: Dur,
@@ -447,6 +460,11 @@ impl Scenario {
             message: e.to_string(),
         })?;
         Scenario::parse(&file, &text)
+    }
+
+    /// The seeds swept by default.
+    pub fn seed_list(&self) -> Vec<u64> {
+        (self.first_seed..self.first_seed.saturating_add(self.seeds)).collect()
     }
 
     /// The nodes, with defaults resolved.
@@ -572,6 +590,9 @@ impl Scenario {
             let actions = [
                 at.partition.is_some(),
                 at.one_way.is_some(),
+                at.cut.is_some(),
+                at.loss.is_some(),
+                at.latency.is_some(),
                 at.heal,
                 at.kill.is_some(),
                 at.restart.is_some(),
@@ -593,6 +614,15 @@ impl Scenario {
             if let Some((a, b)) = &at.one_way {
                 named.push(("one_way", a));
                 named.push(("one_way", b));
+            }
+            for (a, b) in at.cut.iter().flatten() {
+                named.push(("cut", a));
+                named.push(("cut", b));
+            }
+            if let Some(l) = at.loss {
+                if !(0.0..=1.0).contains(&l) {
+                    return Err(err("loss", format!("{l} is not a probability")));
+                }
             }
             for (k, v) in [
                 ("kill", &at.kill),
@@ -649,25 +679,38 @@ impl Scenario {
     }
 }
 
-/// The key named in a serde message such as "unknown field `foo`, expected ...".
+/// The key named in a serde message such as "unknown field `foo`, expected ..." (other
+/// messages quote values, not keys).
 fn key_of(message: &str) -> Option<String> {
+    if !(message.starts_with("unknown field") || message.starts_with("missing field")) {
+        return None;
+    }
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     Some(message[start..start + len].to_string())
 }
 
-/// The key on the line at byte offset `at` (the text before `=` on that line).
+/// The key whose value starts at byte offset `at`: the name before the nearest `=` before it
+/// (inside an inline table too), or the first word of the line.
 fn key_at(text: &str, at: usize) -> String {
     let at = at.min(text.len());
-    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("");
-    line.split('=')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string()
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..at];
+    let name = match before.rfind('=') {
+        Some(eq) => before[..eq].trim_end(),
+        None => text[line_start..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim(),
+    };
+    let start = name
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        .map_or(0, |i| i + 1);
+    name[start..].trim_matches(|c| c == '[' || c == ']').to_string()
 }
 
 /// The first line that assigns `key`.
@@ -678,4 +721,80 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
             l.starts_with(key) && l[key.len()..].trim_start().starts_with('=') || l.contains(&format!(" {key} ="))
         })
         .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse("bad.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_key() {
+        let e = err("nodes = 3\n\n[network]\nlatncy = \"1ms\"\n");
+        assert_eq!(
+            (e.file.as_str(), e.line, e.key.as_deref()),
+            ("bad.toml", Some(4), Some("latncy"))
+        );
+        assert!(
+            e.to_string().starts_with("bad.toml:4: key `latncy`: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_key_even_in_an_inline_table() {
+        let e = err("nodes = 3\n[faults]\npartition = { every = \"soon\", heal_after = \"1s\" }\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("every")));
+        assert!(e.message.contains("bad duration"), "{e}");
+        let e = err("duration = \"5 parsecs\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("duration")));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert_eq!(err("[network]\nloss = 1.5\n").key.as_deref(), Some("loss"));
+        assert_eq!(
+            err("[network]\nlatency = \"9ms..1ms\"\n").key.as_deref(),
+            Some("latency")
+        );
+        assert_eq!(err("algorithm = \"raft\"\n").key.as_deref(), Some("algorithm"));
+        assert_eq!(err("nodes = 0\n").key.as_deref(), Some("nodes"));
+        assert_eq!(
+            err("[membership]\nbeat = \"1s\"\nlease = \"2s\"\n").key.as_deref(),
+            Some("lease")
+        );
+        assert_eq!(
+            err("algorithm = \"allcall\"\n[membership]\nbug = \"ignore_drift\"\n")
+                .key
+                .as_deref(),
+            Some("bug")
+        );
+    }
+
+    #[test]
+    fn impossible_timelines_are_rejected_with_their_line() {
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nrestart = \"n1\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("restart")));
+        assert!(e.message.contains("not down"), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nkill = \"n9\"\n");
+        assert!(e.message.contains("unknown node"), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nheal = true\n[[at]]\ntime = \"4s\"\nheal = true\n");
+        assert!(e.message.contains("time order"), "{e}");
+        let e = err("nodes = 3\nduration = \"10s\"\n[[at]]\ntime = \"11s\"\nheal = true\n");
+        assert!(e.message.contains("after the end"), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"1s\"\nheal = true\nkill = \"n0\"\n");
+        assert!(e.message.contains("exactly one action"), "{e}");
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let s = Scenario::parse("dir/my-scenario.toml", "").unwrap();
+        assert_eq!(s.name, "my-scenario");
+        assert_eq!(s.sim_nodes().len(), 3);
+        assert_eq!(s.leader_within(), Duration::from_millis(11_500));
+        assert_eq!(s.faults_end(), Duration::from_secs(60) - Duration::from_millis(23_000));
+    }
 }

@@ -23,7 +23,7 @@ fn every_scenario_meets_its_expectation() {
                 let scn = Scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
                 let seeds: Vec<u64> = match only {
                     Some(s) => vec![s],
-                    None => (0..scn.seeds).collect(),
+                    None => scn.seed_list(),
                 };
                 let sum = sweep(&scn, &rel, &seeds, |_| {});
                 results.lock().unwrap().push(sum);

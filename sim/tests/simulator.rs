@@ -107,3 +107,21 @@ fn liveness_is_judged_against_lease_plus_skew_plus_five_beats() {
     assert_eq!(s.leader_within(), std::time::Duration::from_millis(2000 + 1000 + 500));
     assert!(s.faults_end() <= s.duration.0 - s.leader_within() * 2);
 }
+
+#[test]
+fn shrinking_gives_a_smaller_scenario_that_still_fails() {
+    let rel = "scenarios/known-bad/bug-grant-ignoring-promise.toml";
+    let s = load(rel);
+    let shrunk = leasehold_sim::shrink::shrink(&s, rel, 0, 80).expect("seed 0 fails");
+    assert!(shrunk.events.1 < shrunk.events.0, "fewer faults: {:?}", shrunk.events);
+    assert!(shrunk.duration.1 < shrunk.duration.0, "shorter: {:?}", shrunk.duration);
+    // The written text is a scenario of its own that fails on its own seed.
+    let small = Scenario::parse("regression.toml", &shrunk.toml).unwrap_or_else(|e| panic!("{e}\n{}", shrunk.toml));
+    assert_eq!(small.seed_list(), vec![0]);
+    let r = run_seed(&small, 0, "regression.toml");
+    assert!(r.safety_violation().is_some(), "{}", shrunk.toml);
+    assert!(
+        small.expect.violation,
+        "a known-bad reproducer keeps expecting its violation"
+    );
+}
