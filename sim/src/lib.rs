@@ -15,6 +15,7 @@ pub mod clock;
 pub mod fabric;
 pub mod nemesis;
 pub mod oracle;
+pub mod render;
 pub mod run;
 pub mod scenario;
 pub mod shrink;

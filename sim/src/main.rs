@@ -41,6 +41,9 @@ enum Cmd {
         /// Run only shard I of N (`I/N`, 0-based): seeds s with s % N == I.
         #[arg(long)]
         shard: Option<String>,
+        /// For every failing seed, write its trace, an SVG timeline and a Perfetto trace here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Shrink a failing seed to a minimal scenario (fewest faults, shortest run, fewest nodes),
     /// written to scenarios/regressions/ (or --out).
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
             algorithm,
             json,
             shard,
+            out,
         } => {
             let shard = match shard.as_deref().map(parse_shard) {
                 Some(None) => {
@@ -147,9 +151,18 @@ fn main() -> ExitCode {
                     b.set_message(scn.name.clone());
                     b
                 });
-                let sum = sweep(scn, src, &list, |_| {
+                let stem = std::path::Path::new(src)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let sum = sweep(scn, src, &list, |r| {
                     if let Some(b) = &bar {
                         b.inc(1);
+                    }
+                    if let (Some(dir), false) = (&out, r.violations.is_empty()) {
+                        if let Err(e) = leasehold_sim::render::write_outputs(r, &stem, dir) {
+                            eprintln!("error: writing to {}: {e}", dir.display());
+                        }
                     }
                 });
                 if let Some(b) = bar {

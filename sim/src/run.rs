@@ -38,6 +38,10 @@ pub struct RunReport {
     pub replay: String,
     /// The fault plan.
     pub plan: Plan,
+    /// Node IDs, by index.
+    pub nodes: Vec<String>,
+    /// Every lease claim, in true time.
+    pub claims: Vec<TrueClaim>,
     /// The faults as applied, with runtime choices resolved (a partition as the exact routes
     /// it cut; skipped steps left out): a fully scripted form of the run.
     pub applied: Vec<FaultEvent>,
@@ -531,6 +535,7 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
 
     let applied = std::mem::take(&mut w.lock().applied);
     let mut sorted = claims.clone();
+    let claims_out = claims.clone();
     sorted.sort_by_key(|c| c.from);
     let mut leader_changes = 0;
     let mut failovers_ms = Vec::new();
@@ -567,6 +572,8 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
         replay,
         applied,
         plan: p,
+        nodes: nodes.iter().map(|n| n.id.clone()).collect(),
+        claims: claims_out,
     }
 }
 
@@ -611,6 +618,8 @@ pub fn run_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
         replay,
         plan: plan(scn, seed),
         applied: Vec::new(),
+        nodes: scn.sim_nodes().into_iter().map(|n| n.id).collect(),
+        claims: Vec::new(),
     });
     report.wall_time = wall.elapsed();
     report
