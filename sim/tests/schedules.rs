@@ -12,7 +12,7 @@ enum Step {
     Kill(usize, u64),
     Pause(usize, u64),
     Cut(Vec<(usize, usize)>, u64),
-    ClockStep(usize, i64),
+    Jump(usize, i64),
     Drift(usize, i64),
 }
 
@@ -21,7 +21,7 @@ fn step(n: usize) -> impl Strategy<Value = Step> {
         (0..n, 100u64..5000).prop_map(|(i, d)| Step::Kill(i, d)),
         (0..n, 100u64..5000).prop_map(|(i, d)| Step::Pause(i, d)),
         (proptest::collection::vec((0..n, 0..n), 1..6), 100u64..5000).prop_map(|(l, d)| Step::Cut(l, d)),
-        (0..n, -5000i64..5000).prop_map(|(i, ms)| Step::ClockStep(i, ms)),
+        (0..n, -5000i64..5000).prop_map(|(i, ms)| Step::Jump(i, ms)),
         (0..n, -1000i64..=1000).prop_map(|(i, p)| Step::Drift(i, p)),
     ]
 }
@@ -58,7 +58,7 @@ fn to_toml(n: usize, steps: &[(u64, Step)]) -> String {
                 at.push((t, format!("cut = [{}]", l.join(", "))));
                 at.push((t + d, "heal = true".into()));
             }
-            Step::ClockStep(i, ms) => at.push((
+            Step::Jump(i, ms) => at.push((
                 t,
                 format!(
                     "clock_step = {{ node = \"{}\", by = \"{}ms\", back = {} }}",
