@@ -39,6 +39,8 @@ pub mod config;
 pub mod election;
 pub mod hub;
 pub mod membership;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod network;
 pub mod storage;
 pub mod wire;
@@ -50,6 +52,8 @@ pub use config::{Algorithm, BugKnobs, ConfigError, MembershipCfg};
 pub use election::Notice;
 pub use hub::{Hub, HubClient};
 pub use membership::{LeaderStatus, LeadershipRecord, Membership, MembershipError, MembershipHandle, Notices, Stats};
+#[cfg(feature = "nats")]
+pub use nats::{NatsNetwork, NatsOptions};
 pub use network::{request, subject_matches, Message, NetError, Network, Subscription};
 pub use storage::{FileStorage, MemoryStorage, Storage, StorageError};
 pub use wire::{agent_loc_less_than, AgentLoc, ExtInt, HostPort, MemberList};

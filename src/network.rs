@@ -87,9 +87,14 @@ impl<N: Network + ?Sized> Network for Arc<N> {
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
 
 /// The receiving end of a subscription. Dropping it unsubscribes.
-#[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::Receiver<Message>,
+    inner: std::pin::Pin<Box<dyn futures::Stream<Item = Message> + Send>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subscription")
+    }
 }
 
 /// The delivering end of a subscription, held by a network implementation.
@@ -110,18 +115,26 @@ impl Subscription {
                 tx: Arc::new(std::sync::Mutex::new(tx)),
                 dropped: Arc::new(AtomicU64::new(0)),
             },
-            Subscription { rx },
+            Subscription { inner: Box::pin(rx) },
         )
+    }
+
+    /// A subscription over any stream of messages (how adapters such as the NATS one wrap
+    /// their client's subscriber; dropping the subscription drops the stream).
+    pub fn from_stream(stream: impl futures::Stream<Item = Message> + Send + 'static) -> Subscription {
+        Subscription {
+            inner: Box::pin(stream),
+        }
     }
 
     /// The next message, or `None` once the network has closed the subscription.
     pub async fn next(&mut self) -> Option<Message> {
-        self.rx.next().await
+        self.inner.next().await
     }
 
     /// A message if one is queued now, without waiting.
     pub fn try_next(&mut self) -> Option<Message> {
-        self.rx.try_recv().ok()
+        futures::FutureExt::now_or_never(self.inner.next()).flatten()
     }
 }
 
@@ -216,7 +229,7 @@ impl futures::Stream for Subscription {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Message>> {
-        self.rx.poll_next_unpin(cx)
+        self.inner.poll_next_unpin(cx)
     }
 }
 

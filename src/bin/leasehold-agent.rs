@@ -1,0 +1,255 @@
+//! `leasehold-agent`: one membership agent on a real NATS server, printing leadership changes
+//! as JSON lines on stdout (logs go to stderr; `RUST_LOG` sets their level).
+//!
+//! Every line has `event` and `node`. `leadership` lines carry `leader`, `is_leader`,
+//! `fencing_token` and `lease_remaining_ms`; `lease_renewed` and `lease_released` lines the
+//! same; `member_added` / `member_lost` lines carry `member`. Lease lines also carry
+//! `lease_from_unix_us` / `lease_until_unix_us` (this host's wall clock), and every line
+//! `at_unix_us`. SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
+
+use clap::Parser;
+use leasehold::{
+    Algorithm, Clock, FileStorage, Membership, MembershipCfg, NatsNetwork, NatsOptions, Notice, TokioClock,
+};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One leasehold membership agent on NATS.
+#[derive(Parser, Debug)]
+#[command(name = "leasehold-agent", version)]
+struct Args {
+    /// The NATS server (the agent reconnects to this one only).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// This agent's ID, unique in the cluster.
+    #[arg(long)]
+    id: String,
+    /// Rank: lower is preferred as leader.
+    #[arg(long, default_value_t = 0)]
+    rank: i64,
+    /// Number of agents in the cluster (the `lease` algorithm needs a majority of it).
+    #[arg(long)]
+    cluster_size: Option<usize>,
+    /// Election algorithm: lease or allcall.
+    #[arg(long, default_value = "lease")]
+    algorithm: Algorithm,
+    /// Heartbeat period.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    beat: Duration,
+    /// Lease time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    lease: Duration,
+    /// Largest wall-clock disagreement tolerated (allcall) / liveness slack (lease).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    max_clock_skew: Duration,
+    /// Subject prefix.
+    #[arg(long, default_value = "_nats.cluster.members.")]
+    prefix: String,
+    /// File keeping the incarnation and highest fencing token across restarts
+    /// (default `leasehold-<id>.state.json` in the working directory).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// NATS user (with --password).
+    #[arg(long)]
+    user: Option<String>,
+    /// NATS password (with --user).
+    #[arg(long, env = "LEASEHOLD_NATS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "LEASEHOLD_NATS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// NATS credentials (.creds) file.
+    #[arg(long)]
+    creds: Option<PathBuf>,
+    /// Require TLS.
+    #[arg(long)]
+    tls: bool,
+    /// Extra CA certificate (PEM) to trust.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Client key (PEM), with --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+fn unix_us(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
+fn emit(mut v: Value) {
+    v["at_unix_us"] = json!(unix_us(SystemTime::now()));
+    println!("{v}");
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let mut cfg = MembershipCfg::zero();
+    cfg.id = args.id.clone();
+    cfg.my_rank = args.rank;
+    cfg.algorithm = args.algorithm;
+    cfg.cluster_size = args.cluster_size.unwrap_or(0);
+    cfg.beat = args.beat;
+    cfg.lease_time = args.lease;
+    cfg.max_clock_skew = args.max_clock_skew;
+    cfg.sys_member_prefix = args.prefix.clone();
+    cfg.nats_url = args.nats.clone();
+    cfg.pid = i64::from(std::process::id());
+    cfg.set_defaults();
+
+    let opts = NatsOptions {
+        url: args.nats.clone(),
+        user: args.user.clone(),
+        password: args.password.clone(),
+        token: args.token.clone(),
+        credentials_file: args.creds.clone(),
+        tls: args.tls,
+        tls_ca: args.tls_ca.clone(),
+        tls_client: args.tls_cert.clone().zip(args.tls_key.clone()),
+        name: Some(format!("leasehold-agent {}", args.id)),
+    };
+    let net = match NatsNetwork::connect(&opts).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: cannot connect to {}: {e}", args.nats);
+            return ExitCode::from(1);
+        }
+    };
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("leasehold-{}.state.json", args.id)));
+    let clock = TokioClock::new();
+    let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let handle = agent.handle();
+    let mut notices = handle.notices(4096);
+    let node = args.id.clone();
+    let runner = tokio::spawn(agent.run());
+    emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
+
+    let lease_fields = |from: Option<Duration>, until: Option<Duration>| {
+        let (now, wall) = (clock.now(), SystemTime::now());
+        let at = |t: Duration| {
+            if t >= now {
+                unix_us(wall + (t - now))
+            } else {
+                unix_us(wall - (now - t))
+            }
+        };
+        json!({
+            "lease_remaining_ms": until.map(|u| u.saturating_sub(now).as_millis() as u64),
+            "lease_from_unix_us": from.map(at),
+            "lease_until_unix_us": until.map(at),
+        })
+    };
+    let print = |n: Notice| {
+        let mut v = match n {
+            Notice::Leader {
+                leader,
+                is_me,
+                token,
+                until,
+            } => {
+                let mut v = json!({"event": "leadership", "node": node, "leader": leader, "is_leader": is_me, "fencing_token": token});
+                merge(&mut v, lease_fields(None, until));
+                v
+            }
+            Notice::Claim { token, from, until } => {
+                let mut v = json!({"event": "lease_renewed", "node": node, "leader": node, "is_leader": true, "fencing_token": token});
+                merge(&mut v, lease_fields(Some(from), Some(until)));
+                v
+            }
+            Notice::ClaimEnded { at } => {
+                let mut v = json!({"event": "lease_released", "node": node, "is_leader": false});
+                merge(&mut v, lease_fields(None, Some(at)));
+                v
+            }
+            Notice::MemberAdded(l) => json!({"event": "member_added", "node": node, "member": l.id, "rank": l.rank}),
+            Notice::MemberLost(l) => json!({"event": "member_lost", "node": node, "member": l.id, "rank": l.rank}),
+            Notice::Elected { .. } => return,
+        };
+        if v.get("event").is_some() {
+            emit(std::mem::take(&mut v));
+        }
+    };
+
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            n = notices.next() => match n {
+                Some((_, n)) => print(n),
+                None => break,
+            },
+            _ = &mut stop => {
+                handle.stop().await;
+                break;
+            }
+        }
+    }
+    while let Some((_, n)) = notices.try_next() {
+        print(n);
+    }
+    let failed = match runner.await {
+        Ok(Ok(())) => false,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            true
+        }
+        Err(e) => {
+            eprintln!("error: agent task: {e}");
+            true
+        }
+    };
+    emit(json!({"event": "stopped", "node": node}));
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn merge(v: &mut Value, extra: Value) {
+    if let (Some(a), Value::Object(b)) = (v.as_object_mut(), extra) {
+        a.extend(b);
+    }
+}

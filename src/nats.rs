@@ -1,0 +1,183 @@
+//! The production [`Network`]: NATS through async-nats (feature `nats`).
+//!
+//! The agent connects to the one server it was configured with and reconnects only to it
+//! (servers the cluster advertises are ignored: the seed's rule, which keeps an agent next to
+//! its own server). While disconnected, publishes are buffered by the client and may be lost;
+//! nothing the election relies on assumes otherwise: a holder that cannot renew simply sees its
+//! lease run out on its own clock.
+
+use crate::clock::BoxFuture;
+use crate::network::{validate_subject, Message, NetError, Network, Subscription};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to reach and authenticate to the NATS server.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// Server URL, e.g. `nats://127.0.0.1:4222` (`tls://` forces TLS).
+    pub url: String,
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password (with `user`).
+    pub password: Option<String>,
+    /// Authentication token.
+    pub token: Option<String>,
+    /// A `.creds` file (JWT and NKey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// Require TLS.
+    pub tls: bool,
+    /// Extra root certificates (PEM) to trust.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Connection name shown by the server.
+    pub name: Option<String>,
+}
+
+/// A connection to one NATS server.
+#[derive(Clone)]
+pub struct NatsNetwork {
+    client: async_nats::Client,
+    connected: Arc<AtomicBool>,
+    disconnects: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for NatsNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsNetwork")
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl NatsNetwork {
+    /// Connects, retrying in the background if the server is not up yet, and reconnecting
+    /// forever (to that server only) when the connection drops.
+    pub async fn connect(opts: &NatsOptions) -> Result<NatsNetwork, NetError> {
+        let connected = Arc::new(AtomicBool::new(false));
+        let disconnects = Arc::new(AtomicU64::new(0));
+        let (c, d) = (connected.clone(), disconnects.clone());
+        let mut o = async_nats::ConnectOptions::new()
+            .ignore_discovered_servers()
+            .retain_servers_order()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+            .event_callback(move |ev| {
+                let (c, d) = (c.clone(), d.clone());
+                async move {
+                    match ev {
+                        async_nats::Event::Connected => {
+                            c.store(true, Ordering::SeqCst);
+                            tracing::info!("connected to NATS");
+                        }
+                        async_nats::Event::Disconnected => {
+                            c.store(false, Ordering::SeqCst);
+                            d.fetch_add(1, Ordering::SeqCst);
+                            tracing::warn!("disconnected from NATS; reconnecting");
+                        }
+                        other => tracing::debug!(event = %other, "NATS event"),
+                    }
+                }
+            });
+        if let (Some(u), Some(p)) = (&opts.user, &opts.password) {
+            o = o.user_and_password(u.clone(), p.clone());
+        }
+        if let Some(t) = &opts.token {
+            o = o.token(t.clone());
+        }
+        if let Some(f) = &opts.credentials_file {
+            o = o
+                .credentials_file(f)
+                .await
+                .map_err(|e| NetError::Disconnected(format!("credentials {}: {e}", f.display())))?;
+        }
+        if opts.tls {
+            o = o.require_tls(true);
+        }
+        if let Some(ca) = &opts.tls_ca {
+            o = o.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &opts.tls_client {
+            o = o.add_client_certificate(cert.clone(), key.clone());
+        }
+        if let Some(n) = &opts.name {
+            o = o.name(n.clone());
+        }
+        let client = o
+            .connect(opts.url.as_str())
+            .await
+            .map_err(|e| NetError::Disconnected(e.to_string()))?;
+        Ok(NatsNetwork {
+            client,
+            connected,
+            disconnects,
+        })
+    }
+
+    /// Whether the connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// How many times the connection dropped.
+    pub fn disconnects(&self) -> u64 {
+        self.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}
+
+fn to_message(m: async_nats::Message) -> Message {
+    Message {
+        subject: m.subject.to_string(),
+        reply: m.reply.map(|r| r.to_string()),
+        payload: m.payload,
+    }
+}
+
+impl Network for NatsNetwork {
+    fn publish(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> BoxFuture<'_, Result<(), NetError>> {
+        let (subject, reply) = (subject.to_string(), reply.map(str::to_string));
+        Box::pin(async move {
+            validate_subject(&subject, false)?;
+            let r = match reply {
+                Some(r) => self.client.publish_with_reply(subject, r, payload).await,
+                None => self.client.publish(subject, payload).await,
+            };
+            r.map_err(|e| match e.kind() {
+                async_nats::client::PublishErrorKind::MaxPayloadExceeded => NetError::PayloadTooLarge {
+                    size: 0,
+                    max: self.client.server_info().max_payload,
+                },
+                async_nats::client::PublishErrorKind::InvalidSubject => NetError::InvalidSubject(e.to_string()),
+                _ => NetError::Disconnected(e.to_string()),
+            })
+        })
+    }
+
+    fn subscribe(&self, subject: &str) -> BoxFuture<'_, Result<Subscription, NetError>> {
+        let subject = subject.to_string();
+        Box::pin(async move {
+            validate_subject(&subject, true)?;
+            let sub = self
+                .client
+                .subscribe(subject)
+                .await
+                .map_err(|e| NetError::Disconnected(e.to_string()))?;
+            Ok(Subscription::from_stream(sub.map(to_message)))
+        })
+    }
+
+    fn new_inbox(&self) -> String {
+        self.client.new_inbox()
+    }
+}
