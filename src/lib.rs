@@ -42,6 +42,7 @@ pub mod membership;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod network;
+pub mod router;
 pub mod storage;
 pub mod wire;
 

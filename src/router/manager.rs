@@ -1,0 +1,338 @@
+//! `Manager`: the list of servers one client talks to (Consul's `servers.Manager`).
+
+use super::{Pinger, Server};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How big the cluster is (Consul's `ManagerSerfCluster`): scales the rebalance timer.
+pub trait ClusterInfo: Send + Sync + 'static {
+    /// Number of nodes (clients and servers) in the cluster.
+    fn num_nodes(&self) -> usize;
+}
+
+impl<F: Fn() -> usize + Send + Sync + 'static> ClusterInfo for F {
+    fn num_nodes(&self) -> usize {
+        self()
+    }
+}
+
+/// Minimum time a client keeps a server before rebalancing.
+pub const MIN_REUSE: Duration = Duration::from_secs(120);
+/// New connections per second each server should see from rebalancing, at most.
+pub const CONNS_PER_SEC_PER_SERVER: f64 = 64.0;
+
+/// The rebalance interval before jitter: at least `min_reuse`, and long enough that `nodes`
+/// clients rebalancing over `servers` servers make at most 64 new connections per second per
+/// server. Jitter of up to half of it is added on top.
+pub fn rebalance_interval(min_reuse: Duration, servers: usize, nodes: usize) -> Duration {
+    let rate = CONNS_PER_SEC_PER_SERVER * servers.max(1) as f64;
+    min_reuse.max(Duration::from_secs_f64(nodes as f64 / rate))
+}
+
+#[derive(Debug, Default)]
+struct State {
+    servers: Vec<Server>,
+    offline: bool,
+    // Bumped by every add/remove, so a rebalance racing with them does not clobber them.
+    version: u64,
+}
+
+/// The list of servers a client uses: the front one takes RPCs; a failed front server moves to
+/// the back; a periodic rebalance shuffles the list (so clients spread evenly over servers and
+/// do not fixate on old ones), keeping only an order whose front server answers a ping.
+pub struct Manager {
+    state: Mutex<State>,
+    pinger: Arc<dyn Pinger>,
+    cluster: Arc<dyn ClusterInfo>,
+    rng: Mutex<ChaCha8Rng>,
+    min_reuse: Duration,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.lock();
+        f.debug_struct("Manager")
+            .field("servers", &g.servers)
+            .field("offline", &g.offline)
+            .finish()
+    }
+}
+
+impl Manager {
+    /// A manager with no servers; `seed` drives its shuffles and jitter.
+    pub fn new(pinger: Arc<dyn Pinger>, cluster: Arc<dyn ClusterInfo>, seed: u64) -> Self {
+        Manager {
+            state: Mutex::new(State::default()),
+            pinger,
+            cluster,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            min_reuse: MIN_REUSE,
+        }
+    }
+
+    /// The same manager with another minimum reuse time (simulations shorten it).
+    pub fn with_min_reuse(mut self, min_reuse: Duration) -> Self {
+        self.min_reuse = min_reuse;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a server: a known one (same name) is updated in place, a new one is appended (it
+    /// takes traffic after the next rebalance, or when the servers before it fail).
+    pub fn add_server(&self, s: Server) {
+        let mut g = self.lock();
+        match g.servers.iter_mut().find(|x| x.name == s.name) {
+            Some(x) => *x = s,
+            None => g.servers.push(s),
+        }
+        g.version += 1;
+    }
+
+    /// Removes a server.
+    pub fn remove_server(&self, s: &Server) {
+        let mut g = self.lock();
+        g.servers.retain(|x| x.name != s.name);
+        g.version += 1;
+    }
+
+    /// The server to use now: the front of the list (`None` when there are none).
+    pub fn find_server(&self) -> Option<Server> {
+        self.lock().servers.first().cloned()
+    }
+
+    /// Reports that `s` failed an RPC: if it is the front server it moves to the back (if not,
+    /// another report already moved it, and nothing changes).
+    pub fn notify_failed_server(&self, s: &Server) {
+        let mut g = self.lock();
+        if g.servers.len() > 1 && g.servers.first().is_some_and(|f| f.name == s.name) {
+            g.servers.rotate_left(1);
+        }
+    }
+
+    /// Number of servers, healthy or not.
+    pub fn num_servers(&self) -> usize {
+        self.lock().servers.len()
+    }
+
+    /// All servers, front first.
+    pub fn servers(&self) -> Vec<Server> {
+        self.lock().servers.clone()
+    }
+
+    /// Whether every server failed its ping at the last rebalance.
+    pub fn is_offline(&self) -> bool {
+        self.lock().offline
+    }
+
+    /// Shuffles the list, then pings from the front, moving each server that does not answer to
+    /// the back, until one answers; commits that order. If none answers, the old list is kept
+    /// and the manager is offline until a later rebalance finds one.
+    pub async fn rebalance_servers(&self) {
+        let (mut list, version) = {
+            let g = self.lock();
+            (g.servers.clone(), g.version)
+        };
+        if list.is_empty() {
+            return;
+        }
+        {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            list.shuffle(&mut *rng);
+        }
+        let mut found = false;
+        for _ in 0..list.len() {
+            if self.pinger.ping(&list[0]).await {
+                found = true;
+                break;
+            }
+            list.rotate_left(1);
+        }
+        let mut g = self.lock();
+        g.offline = !found;
+        if found {
+            if g.version == version {
+                g.servers = list;
+            } else {
+                // Servers came or went while pinging: keep the new order for the servers
+                // still known, then append the newcomers.
+                let current = std::mem::take(&mut g.servers);
+                let mut merged: Vec<Server> = list
+                    .into_iter()
+                    .filter_map(|s| current.iter().find(|c| c.name == s.name).cloned())
+                    .collect();
+                let newcomers: Vec<Server> = current
+                    .into_iter()
+                    .filter(|c| !merged.iter().any(|m| m.name == c.name))
+                    .collect();
+                merged.extend(newcomers);
+                g.servers = merged;
+            }
+        }
+    }
+
+    /// The delay until the next rebalance: the scaled interval plus up to half of it as jitter.
+    pub fn rebalance_delay(&self) -> Duration {
+        let base = rebalance_interval(self.min_reuse, self.num_servers(), self.cluster.num_nodes());
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let jitter = rng.gen_range(0..=u64::try_from(base.as_nanos() / 2).unwrap_or(u64::MAX));
+        base + Duration::from_nanos(jitter)
+    }
+
+    /// Rebalances on the timer until `stop` completes (Consul's `Start`).
+    pub async fn run<C: crate::Clock>(&self, clock: &C, stop: impl std::future::Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let sleep = clock.sleep(self.rebalance_delay());
+            if let futures::future::Either::Left(_) = futures::future::select(&mut stop, sleep).await {
+                return;
+            }
+            self.rebalance_servers().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use std::collections::BTreeSet;
+
+    /// Answers pings from the servers named in the set.
+    struct Up(Mutex<BTreeSet<String>>);
+    impl Pinger for Up {
+        fn ping(&self, s: &Server) -> crate::BoxFuture<'_, bool> {
+            let ok = self.0.lock().unwrap().contains(&s.name);
+            Box::pin(async move { ok })
+        }
+    }
+
+    fn s(n: &str) -> Server {
+        Server::new(n, "dc1", "p.")
+    }
+
+    fn manager(up: &[&str]) -> (Manager, Arc<Up>) {
+        let p = Arc::new(Up(Mutex::new(up.iter().map(|x| x.to_string()).collect())));
+        (Manager::new(p.clone(), Arc::new(|| 10usize), 7), p)
+    }
+
+    fn names(m: &Manager) -> Vec<String> {
+        m.servers().into_iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn an_empty_manager_finds_nothing_and_rebalancing_it_is_harmless() {
+        let (m, _) = manager(&[]);
+        assert_eq!(m.find_server(), None);
+        assert_eq!(m.num_servers(), 0);
+        block_on(m.rebalance_servers());
+        assert!(!m.is_offline());
+        m.notify_failed_server(&s("a"));
+        assert_eq!(m.find_server(), None);
+    }
+
+    #[test]
+    fn add_appends_new_servers_and_merges_known_ones() {
+        let (m, _) = manager(&[]);
+        m.add_server(s("a"));
+        m.add_server(s("b"));
+        let mut a2 = s("a");
+        a2.datacenter = "dc9".into();
+        m.add_server(a2.clone());
+        assert_eq!(names(&m), ["a", "b"]);
+        assert_eq!(m.find_server(), Some(a2));
+        m.remove_server(&s("a"));
+        assert_eq!(names(&m), ["b"]);
+    }
+
+    #[test]
+    fn one_server_stays_in_front_even_when_it_fails() {
+        let (m, _) = manager(&[]);
+        m.add_server(s("a"));
+        m.notify_failed_server(&s("a"));
+        assert_eq!(m.find_server().unwrap().name, "a");
+    }
+
+    #[test]
+    fn a_failed_front_server_rotates_to_the_back_but_a_non_front_one_does_not_move() {
+        let (m, _) = manager(&[]);
+        for n in ["a", "b", "c"] {
+            m.add_server(s(n));
+        }
+        m.notify_failed_server(&s("b"));
+        assert_eq!(names(&m), ["a", "b", "c"], "b is not in front: nothing moves");
+        m.notify_failed_server(&s("a"));
+        assert_eq!(names(&m), ["b", "c", "a"]);
+        m.notify_failed_server(&s("a"));
+        assert_eq!(
+            names(&m),
+            ["b", "c", "a"],
+            "a second report of the same failure is a no-op"
+        );
+    }
+
+    #[test]
+    fn rebalance_puts_an_answering_server_in_front() {
+        let (m, _) = manager(&["c"]);
+        for n in ["a", "b", "c", "d"] {
+            m.add_server(s(n));
+        }
+        block_on(m.rebalance_servers());
+        assert_eq!(m.find_server().unwrap().name, "c");
+        assert!(!m.is_offline());
+        let mut all = names(&m);
+        all.sort();
+        assert_eq!(all, ["a", "b", "c", "d"], "nobody is lost");
+    }
+
+    #[test]
+    fn rebalance_with_every_ping_failing_keeps_the_old_list_and_goes_offline() {
+        let (m, up) = manager(&[]);
+        for n in ["a", "b", "c"] {
+            m.add_server(s(n));
+        }
+        block_on(m.rebalance_servers());
+        assert!(m.is_offline());
+        assert_eq!(names(&m), ["a", "b", "c"]);
+        up.0.lock().unwrap().insert("b".into());
+        block_on(m.rebalance_servers());
+        assert!(!m.is_offline());
+        assert_eq!(m.find_server().unwrap().name, "b");
+    }
+
+    #[test]
+    fn the_rebalance_timer_is_at_least_the_reuse_time_and_scales_with_the_cluster() {
+        assert_eq!(rebalance_interval(MIN_REUSE, 3, 100), MIN_REUSE);
+        // 3 servers take 192 connections per second: 100 000 clients need 520.8 s.
+        let big = rebalance_interval(MIN_REUSE, 3, 100_000);
+        assert!((big.as_secs_f64() - 100_000.0 / 192.0).abs() < 1e-6);
+        let (m, _) = manager(&[]);
+        m.add_server(s("a"));
+        for _ in 0..100 {
+            let d = m.rebalance_delay();
+            assert!(d >= MIN_REUSE && d <= MIN_REUSE + MIN_REUSE / 2, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn rebalancing_spreads_first_choices_over_servers() {
+        let up = Arc::new(Up(Mutex::new(
+            ["a", "b", "c", "d"].iter().map(|x| x.to_string()).collect(),
+        )));
+        let mut counts = std::collections::BTreeMap::new();
+        for seed in 0..400 {
+            let m = Manager::new(up.clone(), Arc::new(|| 10usize), seed);
+            for n in ["a", "b", "c", "d"] {
+                m.add_server(s(n));
+            }
+            block_on(m.rebalance_servers());
+            *counts.entry(m.find_server().unwrap().name).or_insert(0u32) += 1;
+        }
+        assert!(counts.values().all(|c| (60..=140).contains(c)), "{counts:?}");
+    }
+}
