@@ -51,6 +51,9 @@ struct Server {
 
 struct Inner {
     servers: Vec<Server>,
+    /// Datacenter index of each node, and one-way latency between datacenter pairs.
+    dc_of: Vec<usize>,
+    dc_latency: BTreeMap<(usize, usize), DurRange>,
     cut: Vec<Vec<bool>>,
     last: Vec<Vec<u128>>,
     loss: f64,
@@ -76,6 +79,8 @@ impl Fabric {
         Fabric {
             inner: Arc::new(Mutex::new(Inner {
                 servers: (0..n).map(|_| Server::default()).collect(),
+                dc_of: vec![0; n],
+                dc_latency: BTreeMap::new(),
                 cut: vec![vec![false; n]; n],
                 last: vec![vec![0; n]; n],
                 loss,
@@ -154,6 +159,18 @@ impl Fabric {
         s.subs.clear();
         s.queue.clear();
         s.bell = None;
+    }
+
+    /// Places node `i` in datacenter `dc` (an index), for [`Fabric::set_dc_latency`].
+    pub fn set_datacenter(&self, i: usize, dc: usize) {
+        self.lock().dc_of[i] = dc;
+    }
+
+    /// Routes between datacenters `a` and `b` (both ways) take `latency` instead of the default.
+    pub fn set_dc_latency(&self, a: usize, b: usize, latency: DurRange) {
+        let mut g = self.lock();
+        g.dc_latency.insert((a, b), latency);
+        g.dc_latency.insert((b, a), latency);
     }
 
     /// Cuts (or restores) the route from `a` to `b` (one direction).
@@ -274,7 +291,12 @@ impl Fabric {
                     g.stats.lost += 1;
                     continue;
                 }
-                let (lo, hi) = (g.latency.lo.as_nanos(), g.latency.hi.as_nanos());
+                let range = g
+                    .dc_latency
+                    .get(&(g.dc_of[from], g.dc_of[to]))
+                    .copied()
+                    .unwrap_or(g.latency);
+                let (lo, hi) = (range.lo.as_nanos(), range.hi.as_nanos());
                 at += if hi > lo { g.rng.gen_range(lo..=hi) } else { lo };
             }
             if !g.reorder {

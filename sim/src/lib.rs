@@ -16,6 +16,7 @@ pub mod fabric;
 pub mod nemesis;
 pub mod oracle;
 pub mod render;
+pub mod routing;
 pub mod run;
 pub mod scenario;
 pub mod shrink;

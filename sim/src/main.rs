@@ -269,6 +269,9 @@ fn main() -> ExitCode {
                 None => print!("{text}"),
             }
             println!("{}", r.describe());
+            if r.router.is_some() {
+                println!("{}", r.router_summary());
+            }
             println!("trace digest {:016x}", r.digest);
             let bad = r.safety_violation().is_some() || !r.violations.is_empty();
             if bad == scn.expect.violation {

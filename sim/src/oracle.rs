@@ -49,6 +49,8 @@ pub enum ViolationKind {
     NoLeader,
     /// The simulation itself panicked.
     Panic,
+    /// A router check failed (see the detail).
+    Routing,
 }
 
 impl fmt::Display for ViolationKind {
@@ -58,6 +60,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::TokenOrder => "fencing token did not increase",
             ViolationKind::NoLeader => "no leader after the faults stopped",
             ViolationKind::Panic => "simulation panicked",
+            ViolationKind::Routing => "routing check failed",
         })
     }
 }

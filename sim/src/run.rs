@@ -42,6 +42,8 @@ pub struct RunReport {
     pub nodes: Vec<String>,
     /// Every lease claim, in true time.
     pub claims: Vec<TrueClaim>,
+    /// Router figures, for scenarios with `[router]`.
+    pub router: Option<crate::routing::RouterReport>,
     /// The faults as applied, with runtime choices resolved (a partition as the exact routes
     /// it cut; skipped steps left out): a fully scripted form of the run.
     pub applied: Vec<FaultEvent>,
@@ -53,6 +55,21 @@ impl RunReport {
         self.violations
             .iter()
             .find(|v| v.is_safety() || v.kind == ViolationKind::Panic)
+    }
+
+    /// The router figures as one paragraph (empty without `[router]`).
+    pub fn router_summary(&self) -> String {
+        let Some(r) = &self.router else { return String::new() };
+        format!(
+            "router: {} RPCs, {} found no server; attempts per successful RPC {:?}; first choices {:?} (chi-square p = {}); distance order right for {}/{} clients",
+            r.rpcs,
+            r.failed,
+            r.attempts,
+            r.first_choices,
+            r.spread_p.map_or("-".into(), |p| format!("{p:.3}")),
+            r.distance_agree.0,
+            r.distance_agree.1
+        )
     }
 
     /// A report of the first violation: the claims, the faults around it, the last events
@@ -116,6 +133,8 @@ struct State {
 
 struct World {
     scn: Scenario,
+    routes: Arc<Mutex<crate::routing::Record>>,
+    servers: crate::routing::Servers,
     seed: u64,
     start: madsim::time::Instant,
     fabric: Fabric,
@@ -216,6 +235,17 @@ async fn node_main(w: Arc<World>, i: usize) {
     };
     w.trace(Some(i), format!("start incarnation {inc}"));
     madsim::task::spawn(w.fabric.serve(i));
+    if let Some(spec) = w.scn.router.clone() {
+        let clock = SimClock::new(w.clocks[i].clone(), w.start);
+        madsim::task::spawn(crate::routing::server_main(
+            w.fabric.clone(),
+            clock,
+            i,
+            w.servers.clone(),
+            spec,
+            mix(w.seed, i as u64, 0x5e7),
+        ));
+    }
     let node = &w.scn.sim_nodes()[i];
     let mut cfg = w.scn.membership_cfg();
     cfg.id = node.id.clone();
@@ -418,6 +448,7 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
     let nodes = scn.sim_nodes();
     let n = nodes.len();
     let p = plan(&scn, seed);
+    let m = scn.router.as_ref().map_or(0, |r| r.clients);
     let clocks = (0..n)
         .map(|i| {
             Arc::new(Mutex::new(ClockModel::new(
@@ -426,15 +457,46 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
                 p.wall_offset_ns[i],
             )))
         })
+        .chain((0..m).map(|_| Arc::new(Mutex::new(ClockModel::new(Duration::ZERO, 0, 0)))))
         .collect();
     let fabric = Fabric::new(
-        n,
+        n + m,
         scn.network.latency,
         scn.network.loss,
         scn.network.reorder,
         mix(seed, 0xfab, 0),
         start,
     );
+    let mut dcs: Vec<String> = nodes.iter().map(|x| x.datacenter.clone()).collect();
+    dcs.sort();
+    dcs.dedup();
+    let dc_index = |d: &str| dcs.iter().position(|x| x == d).unwrap_or(0);
+    let client_dc = scn
+        .router
+        .as_ref()
+        .and_then(|r| r.datacenter.clone())
+        .unwrap_or_else(|| nodes[0].datacenter.clone());
+    for (i, node) in nodes.iter().enumerate() {
+        fabric.set_datacenter(i, dc_index(&node.datacenter));
+    }
+    for k in 0..m {
+        fabric.set_datacenter(n + k, dc_index(&client_dc));
+    }
+    for l in &scn.network.dc_link {
+        fabric.set_dc_latency(dc_index(&l.between.0), dc_index(&l.between.1), l.latency);
+    }
+    let servers = crate::routing::Servers {
+        all: nodes
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                (
+                    i,
+                    leasehold::router::Server::new(x.id.clone(), x.datacenter.clone(), crate::routing::PREFIX),
+                )
+            })
+            .collect(),
+    };
     let w = Arc::new(World {
         seed,
         start,
@@ -447,6 +509,8 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
             ..State::default()
         }),
         scn: scn.clone(),
+        routes: Arc::new(Mutex::new(crate::routing::Record::default())),
+        servers,
     });
     for (i, c) in p.drift_ppm.iter().enumerate() {
         if *c != 0 || p.wall_offset_ns[i] != 0 {
@@ -477,6 +541,41 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
                 .id()
         })
         .collect();
+    if let Some(spec) = scn.router.clone() {
+        for k in 0..m {
+            let (w2, spec, dc) = (w.clone(), spec.clone(), client_dc.clone());
+            h.create_node()
+                .name(format!("c{k}"))
+                .ip(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                    10,
+                    1,
+                    (k / 250) as u8,
+                    (k % 250) as u8 + 1,
+                )))
+                .init(move || {
+                    let (w, spec, dc) = (w2.clone(), spec.clone(), dc.clone());
+                    async move {
+                        madsim::task::spawn(w.fabric.serve(n + k));
+                        let clock = SimClock::new(w.clocks[n + k].clone(), w.start);
+                        crate::routing::client_main(
+                            w.fabric.clone(),
+                            clock,
+                            w.start,
+                            n + k,
+                            k,
+                            dc,
+                            w.servers.clone(),
+                            spec,
+                            w.scn.duration.0,
+                            mix(w.seed, 1000 + k as u64, 0),
+                            w.routes.clone(),
+                        )
+                        .await;
+                    }
+                })
+                .build();
+        }
+    }
     for ev in &p.events {
         madsim::time::sleep_until(start + ev.at).await;
         w.drain();
@@ -534,6 +633,12 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
     drop(st);
 
     let applied = std::mem::take(&mut w.lock().applied);
+    let router = scn.router.as_ref().map(|_| {
+        let rec = w.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let (rep, found) = crate::routing::check(&scn, &rec, &applied, &client_dc);
+        violations.extend(found);
+        rep
+    });
     let mut sorted = claims.clone();
     let claims_out = claims.clone();
     sorted.sort_by_key(|c| c.from);
@@ -574,6 +679,7 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
         plan: p,
         nodes: nodes.iter().map(|n| n.id.clone()).collect(),
         claims: claims_out,
+        router,
     }
 }
 
@@ -620,6 +726,7 @@ pub fn run_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
         applied: Vec::new(),
         nodes: scn.sim_nodes().into_iter().map(|n| n.id).collect(),
         claims: Vec::new(),
+        router: None,
     });
     report.wall_time = wall.elapsed();
     report

@@ -112,6 +112,55 @@ pub struct NetworkSpec {
     /// Let messages of one publisher overtake each other (default false: kept in order).
     #[serde(default)]
     pub reorder: bool,
+    /// Latency between two datacenters (instead of `latency`), one `[[network.dc_link]]` each.
+    #[serde(default)]
+    pub dc_link: Vec<DcLink>,
+}
+
+/// `[[network.dc_link]]`: the one-way latency of routes between two datacenters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcLink {
+    /// The two datacenters.
+    pub between: (String, String),
+    /// One-way latency between them.
+    pub latency: DurRange,
+}
+
+/// `[router]`: simulated clients, each routing RPCs with a `Router` over the servers (the
+/// scenario's nodes), checked by the oracle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// How many clients.
+    pub clients: usize,
+    /// The clients' datacenter (default: the first node's).
+    pub datacenter: Option<String>,
+    /// Each client's RPC period (default 500ms).
+    #[serde(default = "default_rpc_every")]
+    pub rpc_every: Dur,
+    /// Time-out of one RPC or ping (default 200ms).
+    #[serde(default = "default_rpc_timeout")]
+    pub rpc_timeout: Dur,
+    /// Minimum time a client keeps a server before rebalancing (Consul: 120s; default 10s).
+    #[serde(default = "default_min_reuse")]
+    pub min_reuse: Dur,
+    /// How often a client probes one server to update its coordinates (default 200ms).
+    #[serde(default = "default_probe_every")]
+    pub probe_every: Dur,
+}
+
+fn default_rpc_every() -> Dur {
+    Dur(Duration::from_millis(500))
+}
+fn default_rpc_timeout() -> Dur {
+    Dur(Duration::from_millis(200))
+}
+fn default_min_reuse() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_probe_every() -> Dur {
+    Dur(Duration::from_millis(200))
 }
 
 fn default_latency() -> DurRange {
@@ -124,6 +173,7 @@ impl Default for NetworkSpec {
             latency: default_latency(),
             loss: 0.0,
             reorder: false,
+            dc_link: Vec::new(),
         }
     }
 }
@@ -375,6 +425,8 @@ pub struct Scenario {
     /// Expectations.
     #[serde(default)]
     pub expect: Expect,
+    /// Router clients (optional).
+    pub router: Option<RouterSpec>,
 }
 
 fn default_seeds() -> u64 {
@@ -566,6 +618,24 @@ impl Scenario {
         for f in [self.faults.loss_spike.as_ref().map(|s| s.loss)].into_iter().flatten() {
             if !(0.0..=1.0).contains(&f) {
                 return Err(err("loss", format!("{f} is not a probability")));
+            }
+        }
+        let dcs: Vec<&str> = nodes.iter().map(|n| n.datacenter.as_str()).collect();
+        for l in &self.network.dc_link {
+            for dc in [&l.between.0, &l.between.1] {
+                if !dcs.contains(&dc.as_str()) {
+                    return Err(err("between", format!("no node is in datacenter {dc:?}")));
+                }
+            }
+        }
+        if let Some(r) = &self.router {
+            if r.clients == 0 || r.clients > 1000 {
+                return Err(err("clients", format!("{} clients: must be 1 to 1000", r.clients)));
+            }
+            if let Some(dc) = &r.datacenter {
+                if !dcs.contains(&dc.as_str()) {
+                    return Err(err("datacenter", format!("no node is in datacenter {dc:?}")));
+                }
             }
         }
         let known = |id: &str| nodes.iter().any(|n| n.id == id);

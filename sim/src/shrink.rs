@@ -42,6 +42,7 @@ fn class(k: ViolationKind) -> u8 {
         ViolationKind::Overlap | ViolationKind::TokenOrder => 0,
         ViolationKind::NoLeader => 1,
         ViolationKind::Panic => 2,
+        ViolationKind::Routing => 3,
     }
 }
 

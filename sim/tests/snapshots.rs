@@ -40,6 +40,9 @@ fn summary(r: &RunReport) -> String {
             );
         }
     }
+    if r.router.is_some() {
+        let _ = writeln!(s, "{}", r.router_summary());
+    }
     s.push_str("holders:\n");
     let holders: Vec<&str> = r
         .trace
