@@ -100,6 +100,35 @@ fn within(rng: &mut ChaCha8Rng, r: DurRange) -> Duration {
     Duration::from_nanos(if hi > lo { rng.gen_range(lo..=hi) } else { lo })
 }
 
+/// One random fault class's episodes: after a gap (mean `every`), `draw` picks the fault and
+/// its undoing, which follows after a time drawn from `lasts`; until `end`.
+fn episodes(
+    ev: &mut Vec<FaultEvent>,
+    seed: u64,
+    every: Duration,
+    lasts: DurRange,
+    end: Duration,
+    mut draw: impl FnMut(&mut ChaCha8Rng) -> (Action, Action),
+) {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let mut t = gap(&mut r, every);
+    while t < end {
+        let (fault, undo) = draw(&mut r);
+        ev.push(FaultEvent {
+            at: t,
+            action: fault,
+            scripted: false,
+        });
+        let back = (t + within(&mut r, lasts)).min(end);
+        ev.push(FaultEvent {
+            at: back,
+            action: undo,
+            scripted: false,
+        });
+        t = back + gap(&mut r, every);
+    }
+}
+
 /// Draws a run's plan from `seed`.
 pub fn plan(scn: &Scenario, seed: u64) -> Plan {
     let nodes = scn.sim_nodes();
@@ -126,7 +155,7 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
         .map(|_| Duration::from_millis(rng.gen_range(0..1_000_000)))
         .collect();
     let mut ev: Vec<FaultEvent> = Vec::new();
-    let mut push = |at: Duration, action: Action| {
+    let push = |ev: &mut Vec<FaultEvent>, at: Duration, action: Action| {
         ev.push(FaultEvent {
             at,
             action,
@@ -136,7 +165,6 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
 
     // Each fault class is its own stream, so adding one class does not reshuffle the others.
     if let Some(p) = &f.partition {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
         let kinds = p.kinds.clone().unwrap_or_else(|| {
             vec![
                 PartitionKind::Halves,
@@ -146,67 +174,55 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
                 PartitionKind::OneWay,
             ]
         });
-        let mut t = gap(&mut r, p.every.0);
-        while t < end && n > 1 && !kinds.is_empty() {
-            let mut perm: Vec<usize> = (0..n).collect();
-            perm.shuffle(&mut r);
-            let action = match kinds[r.gen_range(0..kinds.len())] {
-                PartitionKind::Halves => Action::Partition {
-                    groups: vec![perm[..n / 2].to_vec(), perm[n / 2..].to_vec()],
-                    label: "halves",
-                },
-                PartitionKind::MajorityMinority => {
-                    let minority = r.gen_range(1..=((n - 1) / 2).max(1));
-                    Action::Partition {
-                        groups: vec![perm[minority..].to_vec(), perm[..minority].to_vec()],
-                        label: "majority/minority",
+        if n > 1 && !kinds.is_empty() {
+            episodes(&mut ev, rng.gen(), p.every.0, p.heal_after, end, |r| {
+                let mut perm: Vec<usize> = (0..n).collect();
+                perm.shuffle(r);
+                let action = match kinds[r.gen_range(0..kinds.len())] {
+                    PartitionKind::Halves => Action::Partition {
+                        groups: vec![perm[..n / 2].to_vec(), perm[n / 2..].to_vec()],
+                        label: "halves",
+                    },
+                    PartitionKind::MajorityMinority => {
+                        let minority = r.gen_range(1..=((n - 1) / 2).max(1));
+                        Action::Partition {
+                            groups: vec![perm[minority..].to_vec(), perm[..minority].to_vec()],
+                            label: "majority/minority",
+                        }
                     }
-                }
-                PartitionKind::IsolateLeader => Action::IsolateLeader { fallback: perm[0] },
-                PartitionKind::Bridge if n >= 3 => Action::Bridge {
-                    bridge: perm[0],
-                    a: perm[1..=(n - 1) / 2].to_vec(),
-                    b: perm[(n - 1) / 2 + 1..].to_vec(),
-                },
-                PartitionKind::Bridge | PartitionKind::OneWay => Action::OneWay {
-                    from: perm[1..].to_vec(),
-                    to: vec![perm[0]],
-                },
-            };
-            push(t, action);
-            let heal = (t + within(&mut r, p.heal_after)).min(end);
-            push(heal, Action::Heal);
-            t = heal + gap(&mut r, p.every.0);
+                    PartitionKind::IsolateLeader => Action::IsolateLeader { fallback: perm[0] },
+                    PartitionKind::Bridge if n >= 3 => Action::Bridge {
+                        bridge: perm[0],
+                        a: perm[1..=(n - 1) / 2].to_vec(),
+                        b: perm[(n - 1) / 2 + 1..].to_vec(),
+                    },
+                    PartitionKind::Bridge | PartitionKind::OneWay => Action::OneWay {
+                        from: perm[1..].to_vec(),
+                        to: vec![perm[0]],
+                    },
+                };
+                (action, Action::Heal)
+            });
         }
     }
     if let Some(p) = &f.restart {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
-        let mut t = gap(&mut r, p.every.0);
-        while t < end {
+        episodes(&mut ev, rng.gen(), p.every.0, p.down_for, end, |r| {
             let i = r.gen_range(0..n);
-            push(t, Action::Kill(i));
-            let back = (t + within(&mut r, p.down_for)).min(end);
-            push(back, Action::Restart(i));
-            t = back + gap(&mut r, p.every.0);
-        }
+            (Action::Kill(i), Action::Restart(i))
+        });
     }
     if let Some(p) = &f.pause {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
-        let mut t = gap(&mut r, p.every.0);
-        while t < end {
+        episodes(&mut ev, rng.gen(), p.every.0, p.pause_for, end, |r| {
             let i = r.gen_range(0..n);
-            push(t, Action::Pause(i));
-            let back = (t + within(&mut r, p.pause_for)).min(end);
-            push(back, Action::Resume(i));
-            t = back + gap(&mut r, p.every.0);
-        }
+            (Action::Pause(i), Action::Resume(i))
+        });
     }
     if let Some(p) = &f.clock_step {
         let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
         let mut t = gap(&mut r, p.every.0);
         while t < end {
             let m = p.max.0.as_nanos() as i128;
-            push(t, Action::ClockStep(r.gen_range(0..n), r.gen_range(-m..=m)));
+            push(&mut ev, t, Action::ClockStep(r.gen_range(0..n), r.gen_range(-m..=m)));
             t += gap(&mut r, p.every.0);
         }
     }
@@ -216,30 +232,22 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
             let mut t = gap(&mut r, every.0);
             let m = i64::from(d.max_ppm);
             while t < end {
-                push(t, Action::Drift(r.gen_range(0..n), r.gen_range(-m..=m)));
+                push(&mut ev, t, Action::Drift(r.gen_range(0..n), r.gen_range(-m..=m)));
                 t += gap(&mut r, every.0);
             }
         }
     }
     if let Some(s) = &f.loss_spike {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
-        let mut t = gap(&mut r, s.every.0);
-        while t < end {
-            push(t, Action::Loss(s.loss));
-            let back = (t + within(&mut r, s.lasts)).min(end);
-            push(back, Action::Loss(scn.network.loss));
-            t = back + gap(&mut r, s.every.0);
-        }
+        let base = scn.network.loss;
+        episodes(&mut ev, rng.gen(), s.every.0, s.lasts, end, |_| {
+            (Action::Loss(s.loss), Action::Loss(base))
+        });
     }
     if let Some(s) = &f.latency_spike {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
-        let mut t = gap(&mut r, s.every.0);
-        while t < end {
-            push(t, Action::Latency(s.latency));
-            let back = (t + within(&mut r, s.lasts)).min(end);
-            push(back, Action::Latency(scn.network.latency));
-            t = back + gap(&mut r, s.every.0);
-        }
+        let base = scn.network.latency;
+        episodes(&mut ev, rng.gen(), s.every.0, s.lasts, end, |_| {
+            (Action::Latency(s.latency), Action::Latency(base))
+        });
     }
 
     let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
