@@ -330,10 +330,17 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 Some(None) => continue,
                 Some(Some(msg)) => self.lease_input(&mut sm, now, msg, &hb, &req, &rel, &inbox),
             };
-            self.run_lease_outputs(out, &req, &rel, &hb, &inbox).await;
+            if let Err(e) = self.run_lease_outputs(out, &req, &rel, &hb, &inbox).await {
+                // Fail-stop: a promise or token that cannot be made durable must not be used,
+                // and a node that cannot persist must not keep granting.
+                tracing::error!(error = %e, "cannot save durable state; stopping");
+                let out = sm.stop(self.clock.now());
+                let _ = self.run_lease_outputs(out, &req, &rel, &hb, &inbox).await;
+                return Err(e.into());
+            }
         }
         let out = sm.stop(self.clock.now());
-        self.run_lease_outputs(out, &req, &rel, &hb, &inbox).await;
+        let _ = self.run_lease_outputs(out, &req, &rel, &hb, &inbox).await;
         info!("lease agent stopped");
         Ok(())
     }
@@ -372,14 +379,21 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         })
     }
 
-    async fn run_lease_outputs(&self, out: Vec<LeaseOutput>, req: &str, rel: &str, hb: &str, inbox: &str) {
+    async fn run_lease_outputs(
+        &self,
+        out: Vec<LeaseOutput>,
+        req: &str,
+        rel: &str,
+        hb: &str,
+        inbox: &str,
+    ) -> Result<(), StorageError> {
         for o in out {
             match o {
                 LeaseOutput::Persist(d) => {
                     if let Err(e) = self.storage.save(&d).await {
                         self.shared.lock().stats.storage_errors += 1;
-                        warn!(error = %e, "could not save durable state; not answering");
-                        return;
+                        warn!(error = %e, "could not save durable state; dropping what depended on it");
+                        return Err(e);
                     }
                 }
                 LeaseOutput::Heartbeat(mut h) => {
@@ -394,6 +408,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 LeaseOutput::Notice(n) => self.notice(n),
             }
         }
+        Ok(())
     }
 
     async fn run_allcall(&mut self, mut stop: oneshot::Receiver<()>) -> Result<(), MembershipError> {

@@ -119,3 +119,68 @@ async fn allcall_cluster_agrees_on_the_best_ranked_leader_and_reports_lists() {
         h.stop().await;
     }
 }
+
+/// Storage that works until told to fail.
+#[derive(Clone, Default)]
+struct Flaky {
+    inner: MemoryStorage,
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl leasehold::Storage for Flaky {
+    fn load(&self) -> leasehold::BoxFuture<'_, Result<leasehold::election::lease::Durable, leasehold::StorageError>> {
+        self.inner.load()
+    }
+    fn save(
+        &self,
+        d: &leasehold::election::lease::Durable,
+    ) -> leasehold::BoxFuture<'_, Result<(), leasehold::StorageError>> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            Box::pin(async { Err(leasehold::StorageError("disk full".into())) })
+        } else {
+            self.inner.save(d)
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_cannot_persist_a_grant_stops_instead_of_answering() {
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let flaky = Flaky::default();
+    // n0 ranks last here, so it only grants; n1 leads with a token n0 saved.
+    let mut c0 = cfg(0, 3, Algorithm::Lease);
+    c0.my_rank = 9;
+    let agent0 = Membership::new(c0, clock.clone(), hub.client(), flaky.clone()).unwrap();
+    let h0 = agent0.handle();
+    let run0 = tokio::spawn(agent0.run());
+    let hs: Vec<MembershipHandle> = (1..3)
+        .map(|i| {
+            Membership::new(
+                cfg(i, 3, Algorithm::Lease),
+                clock.clone(),
+                hub.client(),
+                MemoryStorage::new(),
+            )
+            .unwrap()
+            .start()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(hs[0].status().is_leader_at(clock.now()), "n1 leads");
+    // The disk fails; the leader leaves; n2 asks n0 to promise a new token, which needs a save.
+    flaky.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    hs[0].stop().await;
+    let r = tokio::time::timeout(Duration::from_secs(10), run0)
+        .await
+        .expect("n0 stops")
+        .unwrap();
+    assert!(matches!(r, Err(leasehold::MembershipError::Storage(_))), "{r:?}");
+    assert!(h0.is_stopped());
+    assert!(h0.stats().storage_errors >= 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !hs[1].status().is_leader_at(clock.now()),
+        "n2 got no majority from an unsaved promise"
+    );
+    hs[1].stop().await;
+}
