@@ -405,7 +405,25 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 LeaseOutput::Request(r) => self.publish(req, Some(inbox), encode(&r)).await,
                 LeaseOutput::Reply { to, reply } => self.publish(&to, None, encode(&reply)).await,
                 LeaseOutput::Release(r) => self.publish(rel, None, encode(&r)).await,
-                LeaseOutput::Notice(n) => self.notice(n),
+                LeaseOutput::Notice(n) => {
+                    // The seed's reports, in lease mode too: lost/added per change, list per election.
+                    let report = match &n {
+                        Notice::MemberAdded(l) => Some(("added", String::new(), vec![l.clone()])),
+                        Notice::MemberLost(l) => Some(("lost", String::new(), vec![l.clone()])),
+                        Notice::Elected { leader, .. } => {
+                            let mut members = self.handle().members();
+                            members.push(self.cfg.my_loc());
+                            members.sort_by(crate::wire::agent_loc_cmp);
+                            Some(("list", leader.id.clone(), members))
+                        }
+                        _ => None,
+                    };
+                    self.notice(n);
+                    if let Some((subject, lead_id, members)) = report {
+                        let list = crate::wire::MemberList { lead_id, members };
+                        self.publish(&self.cfg.subject(subject), None, encode(&list)).await;
+                    }
+                }
             }
         }
         Ok(())

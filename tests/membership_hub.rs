@@ -38,6 +38,9 @@ fn leaders(handles: &[MembershipHandle], now: Duration) -> Vec<usize> {
 #[tokio::test(start_paused = true)]
 async fn lease_cluster_elects_one_leader_and_fails_over_when_it_stops() {
     let (hub, clock) = (Hub::new(), TokioClock::new());
+    let listener = hub.client();
+    let mut lists = listener.subscribe("_nats.cluster.members.list").await.unwrap();
+    let mut added_reports = listener.subscribe("_nats.cluster.members.added").await.unwrap();
     let hs = start(&hub, &clock, 3, Algorithm::Lease);
     let mut notices = hs[1].notices(256);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -52,6 +55,11 @@ async fn lease_cluster_elects_one_leader_and_fails_over_when_it_stops() {
         added += matches!(n, Notice::MemberAdded(_)) as usize;
     }
     assert_eq!(added, 2);
+    let list: leasehold::MemberList =
+        serde_json::from_slice(&lists.try_next().expect("a list report").payload).unwrap();
+    assert_eq!(list.lead_id, "n0");
+    assert_eq!(list.members.len(), 3);
+    assert!(added_reports.try_next().is_some(), "an added report");
 
     let stopped_at = clock.now();
     hs[0].stop().await;

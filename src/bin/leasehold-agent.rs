@@ -6,6 +6,7 @@
 //! same; `member_added` / `member_lost` lines carry `member`. Lease lines also carry
 //! `lease_from_unix_us` / `lease_until_unix_us` (this host's wall clock), and every line
 //! `at_unix_us`. SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
+//! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
 
 use clap::Parser;
 use leasehold::{
@@ -153,6 +154,7 @@ async fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("leasehold-{}.state.json", args.id)));
     let clock = TokioClock::new();
+    let ping_net = net.clone();
     let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {
         Ok(a) => a,
         Err(e) => {
@@ -162,6 +164,17 @@ async fn main() -> ExitCode {
     };
     let handle = agent.handle();
     let mut notices = handle.notices(4096);
+    // Answer router pings (request/reply, with this agent's network coordinate).
+    let book = std::sync::Arc::new(std::sync::Mutex::new(leasehold::router::CoordinateBook::new(
+        u64::from(std::process::id()),
+    )));
+    let ping_subject = format!("{}ping.{}", args.prefix, args.id);
+    tokio::spawn(leasehold::router::serve_pings(
+        ping_net,
+        ping_subject,
+        args.id.clone(),
+        book,
+    ));
     let node = args.id.clone();
     let runner = tokio::spawn(agent.run());
     emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
