@@ -149,13 +149,14 @@ impl Network for NatsNetwork {
         let (subject, reply) = (subject.to_string(), reply.map(str::to_string));
         Box::pin(async move {
             validate_subject(&subject, false)?;
+            let size = payload.len();
             let r = match reply {
                 Some(r) => self.client.publish_with_reply(subject, r, payload).await,
                 None => self.client.publish(subject, payload).await,
             };
             r.map_err(|e| match e.kind() {
                 async_nats::client::PublishErrorKind::MaxPayloadExceeded => NetError::PayloadTooLarge {
-                    size: 0,
+                    size,
                     max: self.client.server_info().max_payload,
                 },
                 async_nats::client::PublishErrorKind::InvalidSubject => NetError::InvalidSubject(e.to_string()),

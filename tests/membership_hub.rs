@@ -192,3 +192,72 @@ async fn an_agent_that_cannot_persist_a_grant_stops_instead_of_answering() {
     );
     hs[1].stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn membership_feeds_a_router_end_to_end() {
+    use leasehold::router::{feed, serve_pings, CoordinateBook, NetworkPinger, Router, Server};
+    use std::sync::{Arc, Mutex};
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let hs = start(&hub, &clock, 3, Algorithm::Lease);
+    let server = |id: &str| Server::new(id, "dc1", "_nats.cluster.members.");
+    // Every agent answers pings, as leasehold-agent does.
+    let pongs: Vec<_> = (0..3)
+        .map(|i| {
+            let s = server(&format!("n{i}"));
+            tokio::spawn(serve_pings(
+                hub.client(),
+                s.ping_subject,
+                s.name,
+                Arc::new(Mutex::new(CoordinateBook::new(i))),
+            ))
+        })
+        .collect();
+    // n2's membership feeds a router on the same node.
+    let book = Arc::new(Mutex::new(CoordinateBook::new(9)));
+    let pinger = Arc::new(NetworkPinger::new(
+        hub.client(),
+        clock.clone(),
+        Duration::from_millis(200),
+        book.clone(),
+    ));
+    let router = Arc::new(Router::new("dc1", 1));
+    router.add_area("lan", Arc::new(|| 3usize), pinger, book).unwrap();
+    let (r, notices) = (router.clone(), hs[2].notices(256));
+    let fed = tokio::spawn(async move {
+        feed(&r, "lan", notices, |l| {
+            Some(Server::new(l.id.clone(), "dc1", "_nats.cluster.members."))
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut names: Vec<String> = router.area_servers("lan", "dc1").into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, ["n0", "n1"], "members added by the agent's notices");
+    let manager = router.managers("dc1").remove(0);
+    manager.rebalance_servers().await;
+    assert!(
+        !manager.is_offline(),
+        "the pings went over the network and were answered"
+    );
+    // n0's agent stops: n2 loses it and the router moves traffic off it.
+    let front = router.find_route("dc1").unwrap().server.name;
+    let victim = if front == "n0" { 0 } else { 1 };
+    hs[victim].stop().await;
+    pongs[victim].abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let route = router.find_route("dc1").unwrap();
+    assert_ne!(
+        route.server.name,
+        format!("n{victim}"),
+        "the lost member is not routed to"
+    );
+    assert_eq!(
+        router.area_servers("lan", "dc1").len(),
+        2,
+        "a failed server stays listed"
+    );
+    for h in &hs {
+        h.stop().await;
+    }
+    fed.await.unwrap();
+}
