@@ -1,4 +1,4 @@
-//! `MembershipCfg`: the seed's configuration, its defaults, and the new fields.
+//! `MembershipCfg`: hnatsd's configuration, its defaults, and the new fields.
 
 use crate::wire::{AgentLoc, ExtInt};
 use serde::{Deserialize, Serialize};
@@ -35,25 +35,87 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// Test-only switches that plant known bugs in the `lease` algorithm, so the simulator can show
-/// that its oracle catches them. All off by default; never turn one on in production.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BugKnobs {
+/// A known bug that can be planted in the `lease` algorithm (test only), so the simulator can
+/// show that its oracle catches it. This list is the one place planted bugs are defined: the
+/// scenario files, the shrinker and the tests all name bugs through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bug {
     /// Grant promises right after a restart instead of waiting one promise period.
-    pub skip_restart_quarantine: bool,
+    SkipRestartQuarantine,
     /// Hold the lease for the full promise period, ignoring the drift bound.
-    pub ignore_drift: bool,
+    IgnoreDrift,
     /// Count the lease from when the last grant arrives instead of from before the request.
-    pub lease_from_grant: bool,
+    LeaseFromGrant,
     /// Grant without checking an outstanding promise to another candidate.
-    pub grant_ignoring_promise: bool,
+    GrantIgnoringPromise,
+}
+
+impl Bug {
+    /// Every plantable bug.
+    pub const ALL: [Bug; 4] = [
+        Bug::SkipRestartQuarantine,
+        Bug::IgnoreDrift,
+        Bug::LeaseFromGrant,
+        Bug::GrantIgnoringPromise,
+    ];
+
+    /// The bug's name in scenario files (`snake_case`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::SkipRestartQuarantine => "skip_restart_quarantine",
+            Bug::IgnoreDrift => "ignore_drift",
+            Bug::LeaseFromGrant => "lease_from_grant",
+            Bug::GrantIgnoringPromise => "grant_ignoring_promise",
+        }
+    }
+
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+impl std::fmt::Display for Bug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The set of [`Bug`]s planted in an agent. Empty by default; never plant one in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<Bug>", into = "Vec<Bug>")]
+pub struct BugKnobs {
+    bits: u32,
 }
 
 impl BugKnobs {
+    /// Knobs with exactly `bug` planted.
+    pub fn planted(bug: Bug) -> Self {
+        BugKnobs { bits: bug.bit() }
+    }
+
+    /// Whether `bug` is planted.
+    pub fn has(&self, bug: Bug) -> bool {
+        self.bits & bug.bit() != 0
+    }
+
     /// Whether any bug is planted.
     pub fn any(&self) -> bool {
-        self.skip_restart_quarantine || self.ignore_drift || self.lease_from_grant || self.grant_ignoring_promise
+        self.bits != 0
+    }
+}
+
+impl From<Vec<Bug>> for BugKnobs {
+    fn from(bugs: Vec<Bug>) -> Self {
+        BugKnobs {
+            bits: bugs.iter().fold(0, |b, bug| b | bug.bit()),
+        }
+    }
+}
+
+impl From<BugKnobs> for Vec<Bug> {
+    fn from(k: BugKnobs) -> Self {
+        Bug::ALL.into_iter().filter(|b| k.has(*b)).collect()
     }
 }
 

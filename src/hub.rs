@@ -1,10 +1,9 @@
-//! The in-process hub: the embedded default [`Network`], the Rust form of the seed's
+//! The in-process hub: the embedded default [`Network`], the Rust form of hnatsd's
 //! `NewInternalClientPair`. Every [`HubClient`] of one [`Hub`] sees every other's publishes.
 
 use crate::clock::BoxFuture;
 use crate::network::{
-    subject_matches, validate_subject, Delivery, Message, NetError, Network, Subscription,
-    DEFAULT_SUBSCRIPTION_CAPACITY,
+    check_publish, Message, NetError, Network, SubjectTable, Subscription, DEFAULT_SUBSCRIPTION_CAPACITY,
 };
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +20,7 @@ pub struct Hub {
 
 #[derive(Debug)]
 struct HubInner {
-    // A Vec, not a map: delivery order is subscription order, which keeps runs reproducible.
-    subs: Mutex<Vec<(String, Delivery)>>,
+    subs: Mutex<SubjectTable>,
     next_client: AtomicU64,
     max_payload: usize,
     closed: std::sync::atomic::AtomicBool,
@@ -52,7 +50,7 @@ impl Hub {
     pub fn with_max_payload(max_payload: usize) -> Self {
         Hub {
             inner: Arc::new(HubInner {
-                subs: Mutex::new(Vec::new()),
+                subs: Mutex::new(SubjectTable::new()),
                 next_client: AtomicU64::new(0),
                 max_payload,
                 closed: std::sync::atomic::AtomicBool::new(false),
@@ -78,11 +76,11 @@ impl Hub {
 
     /// Messages dropped so far because a subscriber's queue was full.
     pub fn dropped(&self) -> u64 {
-        self.lock().iter().map(|(_, d)| d.dropped()).sum()
+        self.lock().dropped()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Delivery)>> {
-        // A panic while holding the lock cannot leave the Vec inconsistent; keep going.
+    fn lock(&self) -> std::sync::MutexGuard<'_, SubjectTable> {
+        // A panic while holding the lock cannot leave the table inconsistent; keep going.
         self.inner.subs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -96,36 +94,18 @@ impl Hub {
 
     fn publish_now(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> Result<(), NetError> {
         self.check_open()?;
-        validate_subject(subject, false)?;
-        if let Some(r) = reply {
-            validate_subject(r, false)?;
-        }
-        if payload.len() > self.inner.max_payload {
-            return Err(NetError::PayloadTooLarge {
-                size: payload.len(),
-                max: self.inner.max_payload,
-            });
-        }
-        let mut subs = self.lock();
-        subs.retain(|(_, d)| !d.is_closed());
-        for (pattern, d) in subs.iter() {
-            if subject_matches(pattern, subject) {
-                d.deliver(Message {
-                    subject: subject.to_string(),
-                    reply: reply.map(str::to_string),
-                    payload: payload.clone(),
-                });
-            }
-        }
+        check_publish(subject, reply, payload.len(), self.inner.max_payload)?;
+        self.lock().deliver(&Message {
+            subject: subject.to_string(),
+            reply: reply.map(str::to_string),
+            payload,
+        });
         Ok(())
     }
 
     fn subscribe_now(&self, subject: &str) -> Result<Subscription, NetError> {
         self.check_open()?;
-        validate_subject(subject, true)?;
-        let (d, s) = Subscription::channel(DEFAULT_SUBSCRIPTION_CAPACITY);
-        self.lock().push((subject.to_string(), d));
-        Ok(s)
+        self.lock().subscribe(subject, DEFAULT_SUBSCRIPTION_CAPACITY)
     }
 }
 

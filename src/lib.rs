@@ -1,7 +1,8 @@
 //! # leasehold
 //!
 //! Cluster membership, health checks and leader election with leases for services that talk
-//! over NATS — the Rust successor of hnatsd's health agent.
+//! over NATS — the Rust successor of hnatsd's health agent and of Consul's client `servers`
+//! package.
 //!
 //! The core never touches a runtime: it is written against two traits, a [`Clock`] and a
 //! [`Network`] (NATS-shaped publish/subscribe), plus a small [`Storage`] for what must survive
@@ -11,8 +12,8 @@
 //! * in the deterministic simulator (`leasehold-sim`), under simulated clocks, a simulated NATS
 //!   and a nemesis, where an oracle checks that no two agents ever hold a lease at once.
 //!
-//! The election algorithms are sans-IO state machines ([`election::lease`],
-//! [`election::allcall`]); [`Membership`] is the thin async driver around them.
+//! The election algorithms are sans-IO state machines ([`election::LeaseElection`],
+//! [`election::AllcallElection`]); [`Membership`] is the thin async driver around them.
 //!
 //! ```
 //! use leasehold::{Hub, Membership, MembershipCfg, MemoryStorage};
@@ -34,27 +35,39 @@
 //! # fn main() {}
 //! ```
 
-pub mod clock;
-pub mod config;
+mod clock;
+mod config;
 pub mod election;
-pub mod hub;
-pub mod membership;
+mod handle;
+mod hash;
+mod hub;
+mod membership;
 #[cfg(feature = "nats")]
-pub mod nats;
-pub mod network;
+mod nats;
+mod network;
 pub mod router;
-pub mod storage;
+mod storage;
+mod subjects;
 pub mod wire;
+
+/// Building blocks for a [`Network`] implementation: how the in-process hub, the simulator's
+/// NATS and any new transport hold subscriptions and check publishes the way a NATS server
+/// does.
+pub mod transport {
+    pub use crate::network::{check_publish, validate_subject, Delivery, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
+}
 
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
-pub use clock::{BoxFuture, Clock};
-pub use config::{Algorithm, BugKnobs, ConfigError, MembershipCfg};
+pub use clock::{timeout, BoxFuture, Clock};
+pub use config::{Algorithm, Bug, BugKnobs, ConfigError, MembershipCfg};
 pub use election::Notice;
-pub use hub::{Hub, HubClient};
-pub use membership::{LeaderStatus, LeadershipRecord, Membership, MembershipError, MembershipHandle, Notices, Stats};
+pub use handle::{LeaderStatus, LeadershipRecord, MembershipHandle, Notices, Stats};
+pub use hash::fnv1a;
+pub use hub::{Hub, HubClient, DEFAULT_MAX_PAYLOAD};
+pub use membership::{Membership, MembershipError};
 #[cfg(feature = "nats")]
 pub use nats::{NatsNetwork, NatsOptions};
 pub use network::{request, subject_matches, Message, NetError, Network, Subscription};
-pub use storage::{FileStorage, MemoryStorage, Storage, StorageError};
+pub use storage::{Durable, FileStorage, MemoryStorage, Storage, StorageError};
 pub use wire::{agent_loc_less_than, AgentLoc, ExtInt, HostPort, MemberList};

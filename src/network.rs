@@ -201,6 +201,76 @@ pub fn validate_subject(subject: &str, allow_wildcards: bool) -> Result<(), NetE
     Ok(())
 }
 
+/// Checks a publish as a NATS server does before accepting it: a valid subject and reply
+/// subject (no wildcards), and a payload of at most `max_payload` bytes.
+pub fn check_publish(subject: &str, reply: Option<&str>, payload: usize, max_payload: usize) -> Result<(), NetError> {
+    validate_subject(subject, false)?;
+    if let Some(r) = reply {
+        validate_subject(r, false)?;
+    }
+    if payload > max_payload {
+        return Err(NetError::PayloadTooLarge {
+            size: payload,
+            max: max_payload,
+        });
+    }
+    Ok(())
+}
+
+/// The subscriptions of one server (or of the in-process hub), matched as NATS matches
+/// subjects. A list, not a map: delivery follows subscription order, which keeps runs
+/// reproducible.
+#[derive(Debug, Default)]
+pub struct SubjectTable {
+    subs: Vec<(String, Delivery)>,
+}
+
+impl SubjectTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a subscription to `pattern` (wildcards allowed) with a queue of `capacity`.
+    pub fn subscribe(&mut self, pattern: &str, capacity: usize) -> Result<Subscription, NetError> {
+        validate_subject(pattern, true)?;
+        let (d, sub) = Subscription::channel(capacity);
+        self.subs.push((pattern.to_string(), d));
+        Ok(sub)
+    }
+
+    /// Whether any live subscription matches `subject` (a route carries only what the far
+    /// server has interest in, as NATS routes do).
+    pub fn has_interest(&self, subject: &str) -> bool {
+        self.subs
+            .iter()
+            .any(|(p, d)| !d.is_closed() && subject_matches(p, subject))
+    }
+
+    /// Hands `msg` to every matching subscription, forgetting those whose subscriber has
+    /// gone; returns how many queued it (a full queue drops it, counted by its [`Delivery`]).
+    pub fn deliver(&mut self, msg: &Message) -> u64 {
+        self.subs.retain(|(_, d)| !d.is_closed());
+        let mut n = 0;
+        for (pattern, d) in &self.subs {
+            if subject_matches(pattern, &msg.subject) && d.deliver(msg.clone()) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Messages dropped so far because a subscriber's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.subs.iter().map(|(_, d)| d.dropped()).sum()
+    }
+
+    /// Ends every subscription.
+    pub fn clear(&mut self) {
+        self.subs.clear();
+    }
+}
+
 /// Sends one request and waits up to `timeout` (on `clock`) for the first reply.
 pub async fn request<N, C>(
     net: &N,

@@ -2,9 +2,21 @@
 //! incarnation number and the highest fencing token promised.
 
 use crate::clock::BoxFuture;
-use crate::election::lease::Durable;
+use crate::wire::Incarnation;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+/// What an agent must keep across restarts (see [`Storage`](crate::Storage)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durable {
+    /// The last incarnation number used.
+    pub incarnation: u64,
+    /// The highest fencing token this agent has promised (or taken).
+    pub max_token: u64,
+    /// Who that token was promised to.
+    pub owner: Option<Incarnation>,
+}
 
 /// Why storage failed. A failed save means the promise it guarded is not made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,7 +119,6 @@ impl Storage for FileStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Incarnation;
     use futures::executor::block_on;
 
     #[test]

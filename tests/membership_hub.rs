@@ -136,13 +136,10 @@ struct Flaky {
 }
 
 impl leasehold::Storage for Flaky {
-    fn load(&self) -> leasehold::BoxFuture<'_, Result<leasehold::election::lease::Durable, leasehold::StorageError>> {
+    fn load(&self) -> leasehold::BoxFuture<'_, Result<leasehold::Durable, leasehold::StorageError>> {
         self.inner.load()
     }
-    fn save(
-        &self,
-        d: &leasehold::election::lease::Durable,
-    ) -> leasehold::BoxFuture<'_, Result<(), leasehold::StorageError>> {
+    fn save(&self, d: &leasehold::Durable) -> leasehold::BoxFuture<'_, Result<(), leasehold::StorageError>> {
         if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
             Box::pin(async { Err(leasehold::StorageError("disk full".into())) })
         } else {

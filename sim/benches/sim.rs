@@ -83,9 +83,9 @@ fn main() {
     let (mut sim_wall, mut delivered, mut published) = (Duration::ZERO, 0u64, 0u64);
     for seed in 0..SEEDS {
         let r = run_seed(&scn, seed, "bench");
-        sim_wall += r.wall_time;
-        delivered += r.fabric.delivered;
-        published += r.fabric.published;
+        sim_wall += r.figures.wall_time;
+        delivered += r.figures.fabric.delivered;
+        published += r.figures.fabric.published;
     }
     let sim_time = scn.duration.0 * SEEDS as u32;
     let beats = sim_time.as_secs_f64() / beat.as_secs_f64();
@@ -111,7 +111,7 @@ fn main() {
         let per_beat = |alg: &str| {
             let s = calm(alg, n);
             let r = run_seed(&s, 1, "bench");
-            r.fabric.delivered as f64 / (s.duration.0.as_secs_f64() / 0.1)
+            r.figures.fabric.delivered as f64 / (s.duration.0.as_secs_f64() / 0.1)
         };
         let (l, a) = (per_beat("lease"), per_beat("allcall"));
         println!("{n:>4} {l:>14.1} {a:>14.1} {:>7.1}x", a / l);

@@ -1,4 +1,5 @@
-//! The simulated NATS: one server per node, routes between every pair of servers.
+//! The simulated NATS: one server per node, routes between every pair of servers (their
+//! shape is [`crate::topology`]).
 //!
 //! A publish is decided at the sender's server at publish time: for each other server with
 //! interest in the subject, the route may be cut (partition), may lose the message, or
@@ -13,13 +14,13 @@
 
 use crate::clock::true_now;
 use crate::scenario::DurRange;
+use crate::topology::{Hop, Topology};
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::StreamExt;
-use leasehold::election::lease::Durable;
-use leasehold::network::{subject_matches, validate_subject, Delivery, DEFAULT_SUBSCRIPTION_CAPACITY};
-use leasehold::{BoxFuture, Message, NetError, Network, Storage, StorageError, Subscription};
-use rand::{Rng, SeedableRng};
+use leasehold::transport::{check_publish, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
+use leasehold::{BoxFuture, Message, NetError, Network, Subscription};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,29 +45,24 @@ pub struct FabricStats {
 #[derive(Default)]
 struct Server {
     up: bool,
-    subs: Vec<(String, Delivery)>,
+    subs: SubjectTable,
     queue: BTreeMap<(u128, u64), Message>,
     bell: Option<mpsc::UnboundedSender<()>>,
 }
 
 struct Inner {
     servers: Vec<Server>,
-    /// Datacenter index of each node, and one-way latency between datacenter pairs.
-    dc_of: Vec<usize>,
-    dc_latency: BTreeMap<(usize, usize), DurRange>,
-    cut: Vec<Vec<bool>>,
+    topology: Topology,
+    /// When the last copy on each route is due, to keep each publisher's order.
     last: Vec<Vec<u128>>,
-    loss: f64,
-    latency: DurRange,
     reorder: bool,
     rng: ChaCha8Rng,
     seq: u64,
     inboxes: u64,
     stats: FabricStats,
-    durable: Vec<Durable>,
 }
 
-/// The whole simulated NATS cluster plus each node's durable store. Cheap to clone.
+/// The whole simulated NATS cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Fabric {
     inner: Arc<Mutex<Inner>>,
@@ -79,18 +75,13 @@ impl Fabric {
         Fabric {
             inner: Arc::new(Mutex::new(Inner {
                 servers: (0..n).map(|_| Server::default()).collect(),
-                dc_of: vec![0; n],
-                dc_latency: BTreeMap::new(),
-                cut: vec![vec![false; n]; n],
+                topology: Topology::new(n, latency, loss),
                 last: vec![vec![0; n]; n],
-                loss,
-                latency,
                 reorder,
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 seq: 0,
                 inboxes: 0,
                 stats: FabricStats::default(),
-                durable: vec![Durable::default(); n],
             })),
             start,
         }
@@ -140,14 +131,7 @@ impl Fabric {
         let Some((_, msg)) = g.servers[i].queue.pop_first() else {
             return;
         };
-        let mut n = 0;
-        let server = &mut g.servers[i];
-        server.subs.retain(|(_, d)| !d.is_closed());
-        for (pattern, d) in &server.subs {
-            if subject_matches(pattern, &msg.subject) && d.deliver(msg.clone()) {
-                n += 1;
-            }
-        }
+        let n = g.servers[i].subs.deliver(&msg);
         g.stats.delivered += n;
     }
 
@@ -161,69 +145,9 @@ impl Fabric {
         s.bell = None;
     }
 
-    /// Places node `i` in datacenter `dc` (an index), for [`Fabric::set_dc_latency`].
-    pub fn set_datacenter(&self, i: usize, dc: usize) {
-        self.lock().dc_of[i] = dc;
-    }
-
-    /// Routes between datacenters `a` and `b` (both ways) take `latency` instead of the default.
-    pub fn set_dc_latency(&self, a: usize, b: usize, latency: DurRange) {
-        let mut g = self.lock();
-        g.dc_latency.insert((a, b), latency);
-        g.dc_latency.insert((b, a), latency);
-    }
-
-    /// Cuts (or restores) the route from `a` to `b` (one direction).
-    pub fn set_cut(&self, a: usize, b: usize, cut: bool) {
-        self.lock().cut[a][b] = cut;
-    }
-
-    /// Cuts every route between nodes of different groups; nodes in no group join the first.
-    pub fn partition(&self, groups: &[Vec<usize>]) {
-        let mut g = self.lock();
-        let n = g.servers.len();
-        let group_of = |x: usize| groups.iter().position(|grp| grp.contains(&x)).unwrap_or(0);
-        for a in 0..n {
-            for b in 0..n {
-                g.cut[a][b] = group_of(a) != group_of(b);
-            }
-        }
-    }
-
-    /// The directed routes cut now.
-    pub fn cuts(&self) -> Vec<(usize, usize)> {
-        let g = self.lock();
-        let n = g.cut.len();
-        (0..n)
-            .flat_map(|a| (0..n).map(move |b| (a, b)))
-            .filter(|(a, b)| g.cut[*a][*b])
-            .collect()
-    }
-
-    /// Cuts exactly `links` (directed), restoring every other route.
-    pub fn set_cuts(&self, links: &[(usize, usize)]) {
-        self.heal();
-        for (a, b) in links {
-            self.set_cut(*a, *b, true);
-        }
-    }
-
-    /// Restores every route.
-    pub fn heal(&self) {
-        let mut g = self.lock();
-        for row in g.cut.iter_mut() {
-            row.iter_mut().for_each(|c| *c = false);
-        }
-    }
-
-    /// Sets the loss probability of every route.
-    pub fn set_loss(&self, loss: f64) {
-        self.lock().loss = loss;
-    }
-
-    /// Sets the latency range of every route.
-    pub fn set_latency(&self, latency: DurRange) {
-        self.lock().latency = latency;
+    /// Changes the network's shape (cuts, datacenters, loss, latency).
+    pub fn topology<T>(&self, change: impl FnOnce(&mut Topology) -> T) -> T {
+        change(&mut self.lock().topology)
     }
 
     /// Counters so far.
@@ -239,25 +163,8 @@ impl Fabric {
         }
     }
 
-    /// Node `i`'s durable store.
-    pub fn storage(&self, i: usize) -> SimStorage {
-        SimStorage {
-            fabric: self.clone(),
-            node: i,
-        }
-    }
-
     fn publish(&self, from: usize, subject: &str, reply: Option<&str>, payload: Bytes) -> Result<(), NetError> {
-        validate_subject(subject, false)?;
-        if let Some(r) = reply {
-            validate_subject(r, false)?;
-        }
-        if payload.len() > MAX_PAYLOAD {
-            return Err(NetError::PayloadTooLarge {
-                size: payload.len(),
-                max: MAX_PAYLOAD,
-            });
-        }
+        check_publish(subject, reply, payload.len(), MAX_PAYLOAD)?;
         let now = true_now(self.start);
         let mut g = self.lock();
         if !g.servers[from].up {
@@ -272,32 +179,23 @@ impl Fabric {
         for to in 0..g.servers.len() {
             let s = &g.servers[to];
             // Routes carry only what the far server has interest in, as NATS routes do.
-            if !s.up
-                || !s
-                    .subs
-                    .iter()
-                    .any(|(p, d)| !d.is_closed() && subject_matches(p, subject))
-            {
+            if !s.up || !s.subs.has_interest(subject) {
                 continue;
             }
             let mut at = now;
             if to != from {
-                if g.cut[from][to] {
-                    g.stats.cut += 1;
-                    continue;
+                let Inner { topology, rng, .. } = &mut *g;
+                match topology.hop(from, to, rng) {
+                    Hop::Cut => {
+                        g.stats.cut += 1;
+                        continue;
+                    }
+                    Hop::Lost => {
+                        g.stats.lost += 1;
+                        continue;
+                    }
+                    Hop::After(delay) => at += delay,
                 }
-                let loss = g.loss;
-                if loss > 0.0 && g.rng.gen_bool(loss.min(1.0)) {
-                    g.stats.lost += 1;
-                    continue;
-                }
-                let range = g
-                    .dc_latency
-                    .get(&(g.dc_of[from], g.dc_of[to]))
-                    .copied()
-                    .unwrap_or(g.latency);
-                let (lo, hi) = (range.lo.as_nanos(), range.hi.as_nanos());
-                at += if hi > lo { g.rng.gen_range(lo..=hi) } else { lo };
             }
             if !g.reorder {
                 at = at.max(g.last[from][to] + 1);
@@ -315,15 +213,13 @@ impl Fabric {
     }
 
     fn subscribe(&self, node: usize, subject: &str) -> Result<Subscription, NetError> {
-        validate_subject(subject, true)?;
         let mut g = self.lock();
         let s = &mut g.servers[node];
         if !s.up {
+            leasehold::transport::validate_subject(subject, true)?;
             return Err(NetError::Disconnected("server down".into()));
         }
-        let (d, sub) = Subscription::channel(DEFAULT_SUBSCRIPTION_CAPACITY);
-        s.subs.push((subject.to_string(), d));
-        Ok(sub)
+        s.subs.subscribe(subject, DEFAULT_SUBSCRIPTION_CAPACITY)
     }
 }
 
@@ -349,25 +245,5 @@ impl Network for SimNet {
         let mut g = self.fabric.lock();
         g.inboxes += 1;
         format!("_INBOX.sim{}.{}", self.node, g.inboxes)
-    }
-}
-
-/// A node's durable store. A save is atomic and synced when it returns, so a kill keeps
-/// exactly what was saved before it.
-#[derive(Clone)]
-pub struct SimStorage {
-    fabric: Fabric,
-    node: usize,
-}
-
-impl Storage for SimStorage {
-    fn load(&self) -> BoxFuture<'_, Result<Durable, StorageError>> {
-        let d = self.fabric.lock().durable[self.node].clone();
-        Box::pin(async move { Ok(d) })
-    }
-
-    fn save(&self, state: &Durable) -> BoxFuture<'_, Result<(), StorageError>> {
-        self.fabric.lock().durable[self.node] = state.clone();
-        Box::pin(async move { Ok(()) })
     }
 }

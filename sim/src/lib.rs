@@ -12,17 +12,24 @@
 compile_error!("leasehold-sim runs on madsim's simulated runtime: build with RUSTFLAGS=\"--cfg madsim\" (this repository's .cargo/config.toml sets it)");
 
 pub mod clock;
+pub mod disk;
 pub mod fabric;
+pub mod faults;
 pub mod nemesis;
 pub mod oracle;
 pub mod render;
-pub mod routing;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod shrink;
 pub mod sweep;
+pub mod timeline;
+pub mod topology;
 pub mod trace;
+pub mod workload;
+pub mod world;
 
 pub use oracle::{Violation, ViolationKind};
-pub use run::{run_seed, RunReport};
+pub use report::RunReport;
+pub use run::run_seed;
 pub use scenario::{Scenario, ScenarioError};

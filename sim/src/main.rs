@@ -3,9 +3,9 @@
 use clap::{Parser, Subcommand};
 use leasehold::Algorithm;
 use leasehold_sim::sweep::{scenario_files, sweep, Summary};
-use leasehold_sim::{run_seed, trace, Scenario, ScenarioError};
+use leasehold_sim::{run_seed, Scenario, ScenarioError};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Deterministic simulation of leasehold clusters under a seeded nemesis.
@@ -73,7 +73,7 @@ enum Cmd {
     },
 }
 
-fn load(path: &std::path::Path, algorithm: Option<Algorithm>) -> Result<Scenario, ScenarioError> {
+fn load(path: &Path, algorithm: Option<Algorithm>) -> Result<Scenario, ScenarioError> {
     let mut s = Scenario::load(path)?;
     if let Some(a) = algorithm {
         s.algorithm = a;
@@ -88,8 +88,7 @@ fn parse_shard(s: &str) -> Option<(u64, u64)> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.cmd {
+    match Cli::parse().cmd {
         Cmd::Run {
             paths,
             seeds,
@@ -108,178 +107,216 @@ fn main() -> ExitCode {
                 Some(Some(s)) => Some(s),
                 None => None,
             };
-            // Parse everything first: bad input simulates nothing.
-            let mut scns = Vec::new();
-            for p in &paths {
-                let files = match scenario_files(p) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
-                for f in files {
-                    match load(&f, algorithm) {
-                        Ok(s) => scns.push((f.display().to_string(), s)),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            return ExitCode::from(2);
-                        }
-                    }
-                }
-            }
-            if scns.is_empty() {
-                eprintln!("error: no scenario files found");
-                return ExitCode::from(2);
-            }
-            let tty = std::io::stderr().is_terminal() && !json;
-            let mut summaries: Vec<Summary> = Vec::new();
-            for (src, scn) in &scns {
-                let list: Vec<u64> = match seed {
-                    Some(s) => vec![s],
-                    None => (first_seed.unwrap_or(scn.first_seed)
-                        ..first_seed.unwrap_or(scn.first_seed) + seeds.unwrap_or(scn.seeds))
-                        .filter(|s| shard.is_none_or(|(i, n)| s % n == i))
-                        .collect(),
-                };
-                let bar = tty.then(|| {
-                    let b = indicatif::ProgressBar::new(list.len() as u64);
-                    b.set_style(
-                        indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} seeds {elapsed}")
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                    );
-                    b.set_message(scn.name.clone());
-                    b
-                });
-                let stem = std::path::Path::new(src)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let sum = sweep(scn, src, &list, |r| {
-                    if let Some(b) = &bar {
-                        b.inc(1);
-                    }
-                    if let (Some(dir), false) = (&out, r.violations.is_empty()) {
-                        if let Err(e) = leasehold_sim::render::write_outputs(r, &stem, dir) {
-                            eprintln!("error: writing to {}: {e}", dir.display());
-                        }
-                    }
-                });
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                if json {
-                    println!("{}", serde_json::to_string(&sum.json()).unwrap_or_default());
-                }
-                summaries.push(sum);
-            }
-            if !json {
-                print_table(&summaries);
-            }
-            let failed: Vec<&Summary> = summaries.iter().filter(|s| !s.met).collect();
-            for s in &failed {
-                match (&s.first_failing, s.expected_violation) {
-                    (Some(r), false) => eprintln!("\n{}", r.describe()),
-                    (_, true) => eprintln!(
-                        "\n{} ({}): expected a violation, none found in {} seeds",
-                        s.name, s.source, s.seeds
-                    ),
-                    _ => {}
-                }
-            }
-            if failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            let seeds = SeedChoice {
+                seed,
+                seeds,
+                first_seed,
+                shard,
+            };
+            cmd_run(&paths, algorithm, &seeds, json, out.as_deref())
         }
         Cmd::Shrink {
             file,
             seed,
             out,
             max_trials,
-        } => {
-            let scn = match load(&file, None) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let shrunk = match leasehold_sim::shrink::shrink(&scn, &file.display().to_string(), seed, max_trials) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let stem = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "scenario".into());
-            let dest = if out.extension().is_some_and(|x| x == "toml") {
-                out
-            } else {
-                out.join(format!("{stem}-seed{seed}.toml"))
-            };
-            if let Some(dir) = dest.parent() {
-                let _ = std::fs::create_dir_all(dir);
+        } => cmd_shrink(&file, seed, &out, max_trials),
+        Cmd::Replay { file, seed, trace } => cmd_replay(&file, seed, trace.as_deref()),
+    }
+}
+
+/// Which seeds `run` runs of each scenario.
+struct SeedChoice {
+    seed: Option<u64>,
+    seeds: Option<u64>,
+    first_seed: Option<u64>,
+    shard: Option<(u64, u64)>,
+}
+
+impl SeedChoice {
+    fn list(&self, scn: &Scenario) -> Vec<u64> {
+        if let Some(s) = self.seed {
+            return vec![s];
+        }
+        let first = self.first_seed.unwrap_or(scn.first_seed);
+        (first..first + self.seeds.unwrap_or(scn.seeds))
+            .filter(|s| self.shard.is_none_or(|(i, n)| s % n == i))
+            .collect()
+    }
+}
+
+/// Every scenario under `paths`, parsed before anything runs: bad input simulates nothing.
+fn load_all(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Result<Vec<(String, Scenario)>, ScenarioError> {
+    let mut scns = Vec::new();
+    for p in paths {
+        for f in scenario_files(p)? {
+            scns.push((f.display().to_string(), load(&f, algorithm)?));
+        }
+    }
+    Ok(scns)
+}
+
+fn cmd_run(
+    paths: &[PathBuf],
+    algorithm: Option<Algorithm>,
+    seeds: &SeedChoice,
+    json: bool,
+    out: Option<&Path>,
+) -> ExitCode {
+    let scns = match load_all(paths, algorithm) {
+        Ok(s) if s.is_empty() => {
+            eprintln!("error: no scenario files found");
+            return ExitCode::from(2);
+        }
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tty = std::io::stderr().is_terminal() && !json;
+    let mut summaries: Vec<Summary> = Vec::new();
+    for (src, scn) in &scns {
+        let sum = run_one(src, scn, &seeds.list(scn), tty, out);
+        if json {
+            println!("{}", serde_json::to_string(&sum.json()).unwrap_or_default());
+        }
+        summaries.push(sum);
+    }
+    if !json {
+        print_table(&summaries);
+    }
+    let failed: Vec<&Summary> = summaries.iter().filter(|s| !s.met).collect();
+    for s in &failed {
+        match (&s.first_failing, s.expected_violation) {
+            (Some(r), false) => eprintln!("\n{}", r.describe()),
+            (_, true) => eprintln!(
+                "\n{} ({}): expected a violation, none found in {} seeds",
+                s.name, s.source, s.seeds
+            ),
+            _ => {}
+        }
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Sweeps one scenario, with a progress bar on a terminal, writing pictures of failing seeds
+/// to `out`.
+fn run_one(src: &str, scn: &Scenario, list: &[u64], tty: bool, out: Option<&Path>) -> Summary {
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(list.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} seeds {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(scn.name.clone());
+        b
+    });
+    let stem = Path::new(src)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sum = sweep(scn, src, list, |r| {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        if let (Some(dir), false) = (out, r.violations.is_empty()) {
+            if let Err(e) = leasehold_sim::render::write_outputs(r, &stem, dir) {
+                eprintln!("error: writing to {}: {e}", dir.display());
             }
-            if let Err(e) = std::fs::write(&dest, &shrunk.toml) {
-                eprintln!("error: {}: {e}", dest.display());
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    sum
+}
+
+fn cmd_shrink(file: &Path, seed: u64, out: &Path, max_trials: usize) -> ExitCode {
+    let scn = match load(file, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shrunk = match leasehold_sim::shrink::shrink(&scn, &file.display().to_string(), seed, max_trials) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "scenario".into());
+    let dest = if out.extension().is_some_and(|x| x == "toml") {
+        out.to_path_buf()
+    } else {
+        out.join(format!("{stem}-seed{seed}.toml"))
+    };
+    if let Some(dir) = dest.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(&dest, &shrunk.toml) {
+        eprintln!("error: {}: {e}", dest.display());
+        return ExitCode::from(2);
+    }
+    println!(
+        "shrunk in {} simulations: fault steps {} -> {}, nodes {} -> {}, duration {:?} -> {:?}",
+        shrunk.trials,
+        shrunk.events.0,
+        shrunk.events.1,
+        shrunk.nodes.0,
+        shrunk.nodes.1,
+        shrunk.duration.0,
+        shrunk.duration.1
+    );
+    println!(
+        "{}",
+        shrunk
+            .report
+            .describe()
+            .replace("shrink.toml", &dest.display().to_string())
+    );
+    println!("wrote {}", dest.display());
+    ExitCode::SUCCESS
+}
+
+fn cmd_replay(file: &Path, seed: u64, trace_out: Option<&Path>) -> ExitCode {
+    let scn = match load(file, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = run_seed(&scn, seed, &file.display().to_string());
+    let text = r.trace.render();
+    match trace_out {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("error: {}: {e}", p.display());
                 return ExitCode::from(2);
             }
-            println!(
-                "shrunk in {} simulations: fault steps {} -> {}, nodes {} -> {}, duration {:?} -> {:?}",
-                shrunk.trials,
-                shrunk.events.0,
-                shrunk.events.1,
-                shrunk.nodes.0,
-                shrunk.nodes.1,
-                shrunk.duration.0,
-                shrunk.duration.1
-            );
-            println!(
-                "{}",
-                shrunk
-                    .report
-                    .describe()
-                    .replace("shrink.toml", &dest.display().to_string())
-            );
-            println!("wrote {}", dest.display());
-            ExitCode::SUCCESS
         }
-        Cmd::Replay { file, seed, trace: out } => {
-            let scn = match load(&file, None) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let r = run_seed(&scn, seed, &file.display().to_string());
-            let text = trace::render(&r.trace);
-            match out {
-                Some(p) => {
-                    if let Err(e) = std::fs::write(&p, text) {
-                        eprintln!("error: {}: {e}", p.display());
-                        return ExitCode::from(2);
-                    }
-                }
-                None => print!("{text}"),
-            }
-            println!("{}", r.describe());
-            if r.router.is_some() {
-                println!("{}", r.router_summary());
-            }
-            println!("trace digest {:016x}", r.digest);
-            let bad = r.safety_violation().is_some() || !r.violations.is_empty();
-            if bad == scn.expect.violation {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+        None => print!("{text}"),
+    }
+    println!("{}", r.describe());
+    if r.router.is_some() {
+        println!("{}", r.router_summary());
+    }
+    println!("trace digest {:016x}", r.trace.digest);
+    let bad = r.safety_violation().is_some() || !r.violations.is_empty();
+    if bad == scn.expect.violation {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

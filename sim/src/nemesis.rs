@@ -1,75 +1,12 @@
 //! The nemesis: the fault plan of one run, drawn from the seed (ChaCha) and the scenario's
 //! `[faults]`, merged with its scripted `[[at]]` timeline.
 
-use crate::scenario::{DurRange, PartitionKind, Scenario};
+use crate::faults::{Action, FaultEvent};
+use crate::scenario::{DurRange, FaultSpec, PartitionFault, PartitionKind, Scenario};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
-
-/// One fault action.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Cut routes between groups of node indices.
-    Partition {
-        /// The groups.
-        groups: Vec<Vec<usize>>,
-        /// What shape it is, for the trace.
-        label: &'static str,
-    },
-    /// Cut the current leader off from everyone (resolved when applied; `fallback` if none).
-    IsolateLeader {
-        /// Node isolated when no node holds a lease.
-        fallback: usize,
-    },
-    /// Two halves joined only through `bridge`.
-    Bridge {
-        /// One side.
-        a: Vec<usize>,
-        /// The other side.
-        b: Vec<usize>,
-        /// The node that hears both.
-        bridge: usize,
-    },
-    /// Cut exactly these directed routes (replacing the cuts in force).
-    Cut(Vec<(usize, usize)>),
-    /// Cut routes from `from` to `to` only.
-    OneWay {
-        /// Senders whose messages are lost.
-        from: Vec<usize>,
-        /// Receivers that do not get them.
-        to: Vec<usize>,
-    },
-    /// Restore every route.
-    Heal,
-    /// Kill a node (memory lost).
-    Kill(usize),
-    /// Start a killed node again.
-    Restart(usize),
-    /// Pause a node's process (its clocks keep running).
-    Pause(usize),
-    /// Resume a paused node.
-    Resume(usize),
-    /// Step a node's wall clock by this many ns (negative: back).
-    ClockStep(usize, i128),
-    /// Set a node's drift rate (ppm).
-    Drift(usize, i64),
-    /// Set route loss.
-    Loss(f64),
-    /// Set route latency.
-    Latency(DurRange),
-}
-
-/// One step of the plan.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FaultEvent {
-    /// True simulated time.
-    pub at: Duration,
-    /// What happens.
-    pub action: Action,
-    /// From `[[at]]` rather than the random nemesis.
-    pub scripted: bool,
-}
 
 /// The plan of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,8 +68,7 @@ fn episodes(
 
 /// Draws a run's plan from `seed`.
 pub fn plan(scn: &Scenario, seed: u64) -> Plan {
-    let nodes = scn.sim_nodes();
-    let n = nodes.len();
+    let n = scn.sim_nodes().len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
     let f = &scn.faults;
     let end = scn.faults_end();
@@ -154,56 +90,30 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
     let origin = (0..n)
         .map(|_| Duration::from_millis(rng.gen_range(0..1_000_000)))
         .collect();
-    let mut ev: Vec<FaultEvent> = Vec::new();
-    let push = |ev: &mut Vec<FaultEvent>, at: Duration, action: Action| {
-        ev.push(FaultEvent {
-            at,
-            action,
-            scripted: false,
-        })
-    };
+    let mut ev = random_faults(scn, f, n, end, &mut rng);
+    let nodes = scn.sim_nodes();
+    let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
+    ev.extend(scn.at.iter().map(|at| FaultEvent {
+        at: at.time.0,
+        action: Action::from_step(&at.step, index),
+        scripted: true,
+    }));
+    // Stable: events at the same time keep their generation order.
+    ev.sort_by_key(|e| e.at);
+    Plan {
+        drift_ppm,
+        wall_offset_ns,
+        origin,
+        events: ev,
+    }
+}
 
-    // Each fault class is its own stream, so adding one class does not reshuffle the others.
+/// The random nemesis's events, until `end`. Each fault class is its own stream, seeded from
+/// `rng` in a fixed order, so adding one class does not reshuffle the others.
+fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &mut ChaCha8Rng) -> Vec<FaultEvent> {
+    let mut ev: Vec<FaultEvent> = Vec::new();
     if let Some(p) = &f.partition {
-        let kinds = p.kinds.clone().unwrap_or_else(|| {
-            vec![
-                PartitionKind::Halves,
-                PartitionKind::MajorityMinority,
-                PartitionKind::IsolateLeader,
-                PartitionKind::Bridge,
-                PartitionKind::OneWay,
-            ]
-        });
-        if n > 1 && !kinds.is_empty() {
-            episodes(&mut ev, rng.gen(), p.every.0, p.heal_after, end, |r| {
-                let mut perm: Vec<usize> = (0..n).collect();
-                perm.shuffle(r);
-                let action = match kinds[r.gen_range(0..kinds.len())] {
-                    PartitionKind::Halves => Action::Partition {
-                        groups: vec![perm[..n / 2].to_vec(), perm[n / 2..].to_vec()],
-                        label: "halves",
-                    },
-                    PartitionKind::MajorityMinority => {
-                        let minority = r.gen_range(1..=((n - 1) / 2).max(1));
-                        Action::Partition {
-                            groups: vec![perm[minority..].to_vec(), perm[..minority].to_vec()],
-                            label: "majority/minority",
-                        }
-                    }
-                    PartitionKind::IsolateLeader => Action::IsolateLeader { fallback: perm[0] },
-                    PartitionKind::Bridge if n >= 3 => Action::Bridge {
-                        bridge: perm[0],
-                        a: perm[1..=(n - 1) / 2].to_vec(),
-                        b: perm[(n - 1) / 2 + 1..].to_vec(),
-                    },
-                    PartitionKind::Bridge | PartitionKind::OneWay => Action::OneWay {
-                        from: perm[1..].to_vec(),
-                        to: vec![perm[0]],
-                    },
-                };
-                (action, Action::Heal)
-            });
-        }
+        partitions(&mut ev, p, n, end, rng);
     }
     if let Some(p) = &f.restart {
         episodes(&mut ev, rng.gen(), p.every.0, p.down_for, end, |r| {
@@ -218,23 +128,17 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
         });
     }
     if let Some(p) = &f.clock_step {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
-        let mut t = gap(&mut r, p.every.0);
-        while t < end {
-            let m = p.max.0.as_nanos() as i128;
-            push(&mut ev, t, Action::ClockStep(r.gen_range(0..n), r.gen_range(-m..=m)));
-            t += gap(&mut r, p.every.0);
-        }
+        let m = p.max.0.as_nanos() as i128;
+        instants(&mut ev, rng.gen(), p.every.0, end, |r| {
+            Action::ClockStep(r.gen_range(0..n), r.gen_range(-m..=m))
+        });
     }
     if let Some(d) = &f.clock_drift {
         if let Some(every) = d.every {
-            let mut r = ChaCha8Rng::seed_from_u64(rng.gen());
-            let mut t = gap(&mut r, every.0);
             let m = i64::from(d.max_ppm);
-            while t < end {
-                push(&mut ev, t, Action::Drift(r.gen_range(0..n), r.gen_range(-m..=m)));
-                t += gap(&mut r, every.0);
-            }
+            instants(&mut ev, rng.gen(), every.0, end, |r| {
+                Action::Drift(r.gen_range(0..n), r.gen_range(-m..=m))
+            });
         }
     }
     if let Some(s) = &f.loss_spike {
@@ -249,55 +153,70 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
             (Action::Latency(s.latency), Action::Latency(base))
         });
     }
+    ev
+}
 
-    let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
-    for at in &scn.at {
-        let action = if let Some(groups) = &at.partition {
-            Action::Partition {
-                groups: groups.iter().map(|g| g.iter().map(|id| index(id)).collect()).collect(),
-                label: "scripted",
-            }
-        } else if let Some((a, b)) = &at.one_way {
-            Action::OneWay {
-                from: vec![index(a)],
-                to: vec![index(b)],
-            }
-        } else if let Some(links) = &at.cut {
-            Action::Cut(links.iter().map(|(a, b)| (index(a), index(b))).collect())
-        } else if let Some(l) = at.loss {
-            Action::Loss(l)
-        } else if let Some(r) = at.latency {
-            Action::Latency(r)
-        } else if at.heal {
-            Action::Heal
-        } else if let Some(id) = &at.kill {
-            Action::Kill(index(id))
-        } else if let Some(id) = &at.restart {
-            Action::Restart(index(id))
-        } else if let Some(id) = &at.pause {
-            Action::Pause(index(id))
-        } else if let Some(id) = &at.resume {
-            Action::Resume(index(id))
-        } else if let Some(c) = &at.clock_step {
-            let by = c.by.0.as_nanos() as i128;
-            Action::ClockStep(index(&c.node), if c.back { -by } else { by })
-        } else if let Some(d) = &at.drift {
-            Action::Drift(index(&d.node), d.ppm)
-        } else {
-            continue;
-        };
+/// Single-event faults (clock steps, drift changes) at gaps of mean `every`, until `end`.
+fn instants(
+    ev: &mut Vec<FaultEvent>,
+    seed: u64,
+    every: Duration,
+    end: Duration,
+    mut draw: impl FnMut(&mut ChaCha8Rng) -> Action,
+) {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let mut t = gap(&mut r, every);
+    while t < end {
+        let action = draw(&mut r);
         ev.push(FaultEvent {
-            at: at.time.0,
+            at: t,
             action,
-            scripted: true,
+            scripted: false,
         });
+        t += gap(&mut r, every);
     }
-    // Stable: events at the same time keep their generation order.
-    ev.sort_by_key(|e| e.at);
-    Plan {
-        drift_ppm,
-        wall_offset_ns,
-        origin,
-        events: ev,
+}
+
+/// Partition episodes, each of a shape drawn from the allowed kinds, healed after a while.
+fn partitions(ev: &mut Vec<FaultEvent>, p: &PartitionFault, n: usize, end: Duration, rng: &mut ChaCha8Rng) {
+    let kinds = p.kinds.clone().unwrap_or_else(|| {
+        vec![
+            PartitionKind::Halves,
+            PartitionKind::MajorityMinority,
+            PartitionKind::IsolateLeader,
+            PartitionKind::Bridge,
+            PartitionKind::OneWay,
+        ]
+    });
+    if n <= 1 || kinds.is_empty() {
+        return;
     }
+    episodes(ev, rng.gen(), p.every.0, p.heal_after, end, |r| {
+        let mut perm: Vec<usize> = (0..n).collect();
+        perm.shuffle(r);
+        let action = match kinds[r.gen_range(0..kinds.len())] {
+            PartitionKind::Halves => Action::Partition {
+                groups: vec![perm[..n / 2].to_vec(), perm[n / 2..].to_vec()],
+                label: "halves",
+            },
+            PartitionKind::MajorityMinority => {
+                let minority = r.gen_range(1..=((n - 1) / 2).max(1));
+                Action::Partition {
+                    groups: vec![perm[minority..].to_vec(), perm[..minority].to_vec()],
+                    label: "majority/minority",
+                }
+            }
+            PartitionKind::IsolateLeader => Action::IsolateLeader { fallback: perm[0] },
+            PartitionKind::Bridge if n >= 3 => Action::Bridge {
+                bridge: perm[0],
+                a: perm[1..=(n - 1) / 2].to_vec(),
+                b: perm[(n - 1) / 2 + 1..].to_vec(),
+            },
+            PartitionKind::Bridge | PartitionKind::OneWay => Action::OneWay {
+                from: perm[1..].to_vec(),
+                to: vec![perm[0]],
+            },
+        };
+        (action, Action::Heal)
+    });
 }

@@ -1,159 +1,148 @@
 //! Pictures of a run: an SVG timeline of who held which lease when (faults shaded, the
 //! violation marked) and a Chrome/Perfetto trace-event JSON.
 
-use crate::nemesis::Action;
-use crate::run::RunReport;
+use crate::report::RunReport;
+use crate::timeline::{SpanKind, Timeline};
 use serde_json::json;
 use std::fmt::Write as _;
 
-/// Shaded intervals: (row or None for all rows, from ns, to ns, kind).
-fn fault_spans(r: &RunReport) -> Vec<(Option<usize>, u128, u128, &'static str)> {
-    let end = r.sim_time.as_nanos();
-    let mut out = Vec::new();
-    let mut cut_since: Option<u128> = None;
-    let mut down: Vec<Option<u128>> = vec![None; r.nodes.len()];
-    let mut paused: Vec<Option<u128>> = vec![None; r.nodes.len()];
-    for e in &r.applied {
-        let t = e.at.as_nanos();
-        match &e.action {
-            Action::Cut(links) if !links.is_empty() => {
-                if let Some(s) = cut_since.take() {
-                    out.push((None, s, t, "partition"));
-                }
-                cut_since = Some(t);
-            }
-            Action::Cut(_) | Action::Heal => {
-                if let Some(s) = cut_since.take() {
-                    out.push((None, s, t, "partition"));
-                }
-            }
-            Action::Kill(i) => down[*i] = Some(t),
-            Action::Restart(i) => {
-                if let Some(s) = down[*i].take() {
-                    out.push((Some(*i), s, t, "down"));
-                }
-            }
-            Action::Pause(i) => paused[*i] = Some(t),
-            Action::Resume(i) => {
-                if let Some(s) = paused[*i].take() {
-                    out.push((Some(*i), s, t, "paused"));
-                }
-            }
-            _ => {}
-        }
+/// The geometry of the SVG timeline: one row per node, true time across.
+struct Frame {
+    left: f64,
+    top: f64,
+    width: f64,
+    row: f64,
+    end: f64,
+    rows: usize,
+}
+
+impl Frame {
+    fn x(&self, t: u128) -> f64 {
+        self.left + self.width * (t as f64 / self.end).min(1.0)
     }
-    if let Some(s) = cut_since {
-        out.push((None, s, end, "partition"));
+    fn y(&self, row: usize) -> f64 {
+        self.top + self.row * row as f64
     }
-    for (i, d) in down.iter().enumerate() {
-        if let Some(s) = d {
-            out.push((Some(i), *s, end, "down"));
-        }
+    fn height(&self) -> f64 {
+        self.y(self.rows) + 40.0
     }
-    for (i, p) in paused.iter().enumerate() {
-        if let Some(s) = p {
-            out.push((Some(i), *s, end, "paused"));
-        }
-    }
-    out
 }
 
 /// The SVG timeline: one row per node over true time.
 pub fn svg_timeline(r: &RunReport) -> String {
-    let (left, top, width, row) = (70.0, 40.0, 1000.0, 28.0);
-    let end = r.sim_time.as_nanos().max(1) as f64;
-    let x = |t: u128| left + width * (t as f64 / end).min(1.0);
-    let n = r.nodes.len();
-    let height = top + row * n as f64 + 40.0;
+    let f = Frame {
+        left: 70.0,
+        top: 40.0,
+        width: 1000.0,
+        row: 28.0,
+        end: r.figures.sim_time.as_nanos().max(1) as f64,
+        rows: r.nodes.len(),
+    };
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="monospace" font-size="12">"#,
-        left + width + 20.0
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="monospace" font-size="12">"#,
+        f.left + f.width + 20.0,
+        f.height()
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{left}" y="18">{} — seed {} — lease holders over true time</text>"#,
+        r#"<text x="{}" y="18">{} — seed {} — lease holders over true time</text>"#,
+        f.left,
         xml(&r.scenario),
         r.seed
     );
-    for (node, from, to, kind) in fault_spans(r) {
-        let (fill, y, h) = match (kind, node) {
-            ("partition", _) => ("#f4cccc", top, row * n as f64),
-            ("down", Some(i)) => ("#999999", top + row * i as f64, row),
-            (_, Some(i)) => ("#ffe599", top + row * i as f64, row),
+    fault_bands(&mut s, &f, r);
+    for (i, id) in r.nodes.iter().enumerate() {
+        let y = f.y(i);
+        let _ = writeln!(
+            s,
+            r##"<text x="4" y="{:.1}">{}</text><line x1="{}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#dddddd"/>"##,
+            y + f.row * 0.65,
+            xml(id),
+            f.left,
+            f.left + f.width,
+            y + f.row,
+            y + f.row
+        );
+    }
+    claim_bars(&mut s, &f, r);
+    axis(&mut s, &f, r);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Shaded spans: partitions across every row, a node's downtime and pauses on its own.
+fn fault_bands(s: &mut String, f: &Frame, r: &RunReport) {
+    for sp in Timeline::new(&r.applied, f.rows).spans(r.figures.sim_time.as_nanos()) {
+        let (fill, y, h, kind) = match (sp.kind, sp.node) {
+            (SpanKind::Partition, _) => ("#f4cccc", f.top, f.row * f.rows as f64, "partition"),
+            (SpanKind::Down, Some(i)) => ("#999999", f.y(i), f.row, "down"),
+            (SpanKind::Paused, Some(i)) => ("#ffe599", f.y(i), f.row, "paused"),
             _ => continue,
         };
         let _ = writeln!(
             s,
             r#"<rect x="{:.1}" y="{y}" width="{:.1}" height="{h}" fill="{fill}" opacity="0.6"><title>{kind}</title></rect>"#,
-            x(from),
-            (x(to) - x(from)).max(0.5)
+            f.x(sp.from),
+            (f.x(sp.to) - f.x(sp.from)).max(0.5)
         );
     }
-    for (i, id) in r.nodes.iter().enumerate() {
-        let y = top + row * i as f64;
-        let _ = writeln!(
-            s,
-            r##"<text x="4" y="{:.1}">{}</text><line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#dddddd"/>"##,
-            y + row * 0.65,
-            xml(id),
-            left + width,
-            y + row,
-            y + row
-        );
-    }
-    for c in &r.claims {
-        if c.until <= c.from {
-            continue;
-        }
+}
+
+/// One bar per claim, coloured by token, on its node's row.
+fn claim_bars(s: &mut String, f: &Frame, r: &RunReport) {
+    for c in r.claims.iter().filter(|c| c.until > c.from) {
         let hue = (c.token.unwrap_or(c.inc) * 47 % 360) as u32;
-        let y = top + row * c.node as f64 + 5.0;
+        let y = f.y(c.node) + 5.0;
         let label = c.token.map_or(String::new(), |t| format!("token {t}"));
         let _ = writeln!(
             s,
             r#"<rect x="{:.1}" y="{y}" width="{:.1}" height="{}" fill="hsl({hue},60%,55%)" opacity="0.85"><title>{} {label}</title></rect>"#,
-            x(c.from),
-            (x(c.until) - x(c.from)).max(0.5),
-            row - 10.0,
+            f.x(c.from),
+            (f.x(c.until) - f.x(c.from)).max(0.5),
+            f.row - 10.0,
             xml(&c.to_string())
         );
     }
+}
+
+/// The violation's line, the time axis and the legend.
+fn axis(s: &mut String, f: &Frame, r: &RunReport) {
+    let bottom = f.y(f.rows);
     if let Some(v) = r.violations.first() {
-        let vx = x(v.at);
+        let vx = f.x(v.at);
         let _ = writeln!(
             s,
             r#"<line x1="{vx:.1}" x2="{vx:.1}" y1="{}" y2="{:.1}" stroke="red" stroke-width="2"/>"#,
-            top - 8.0,
-            top + row * n as f64 + 4.0
+            f.top - 8.0,
+            bottom + 4.0
         );
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}" fill="red">{}</text>"#,
-            (vx - 60.0).max(left),
-            top + row * n as f64 + 18.0,
+            (vx - 60.0).max(f.left),
+            bottom + 18.0,
             xml(&v.kind.to_string())
         );
     }
     for k in 0..=10u32 {
-        let t = (end as u128) * u128::from(k) / 10;
+        let t = (f.end as u128) * u128::from(k) / 10;
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}" font-size="10">{:.1}s</text>"#,
-            x(t) - 10.0,
-            height - 8.0,
+            f.x(t) - 10.0,
+            f.height() - 8.0,
             t as f64 / 1e9
         );
     }
     let _ = writeln!(
         s,
         r#"<text x="{}" y="{:.1}" font-size="10">red band: partition, grey: down, yellow: paused</text>"#,
-        left + width - 300.0,
-        height - 22.0
+        f.left + f.width - 300.0,
+        f.height() - 22.0
     );
-    s.push_str("</svg>\n");
-    s
 }
 
 fn xml(s: &str) -> String {
@@ -176,7 +165,7 @@ pub fn perfetto_json(r: &RunReport) -> String {
             }));
         }
     }
-    for e in r.trace.iter().filter(|e| e.what.starts_with("fault")) {
+    for e in r.trace.events.iter().filter(|e| e.what.starts_with("fault")) {
         events.push(json!({"name": e.what, "ph": "i", "s": "g", "pid": 1, "tid": 0, "ts": e.at as f64 / 1000.0}));
     }
     for v in &r.violations {
@@ -192,7 +181,7 @@ pub fn write_outputs(r: &RunReport, stem: &str, dir: &std::path::Path) -> std::i
     let files = [
         (
             base.with_extension("trace.txt"),
-            format!("{}\n{}", crate::trace::render(&r.trace), r.describe()),
+            format!("{}\n{}", r.trace.render(), r.describe()),
         ),
         (base.with_extension("svg"), svg_timeline(r)),
         (base.with_extension("perfetto.json"), perfetto_json(r)),

@@ -3,14 +3,14 @@
 //! The run's faults, as applied (runtime choices resolved), become a fully scripted
 //! scenario; then fault episodes are removed (delta debugging: halves, quarters, … single
 //! episodes), the run is cut shortly after the violation, and nodes no fault names are
-//! dropped, keeping each step only if the scenario, parsed from its own TOML text and run
+//! dropped, keeping each step only if the scenario, written as TOML, parsed back and run
 //! with the same seed, still fails with the same kind of violation.
 
-use crate::nemesis::{Action, FaultEvent};
-use crate::oracle::ViolationKind;
-use crate::run::{run_seed, RunReport};
-use crate::scenario::{Bug, Scenario};
-use std::fmt::Write as _;
+use crate::faults::{Action, FaultEvent};
+use crate::oracle::{secs, ViolationKind};
+use crate::report::RunReport;
+use crate::run::run_seed;
+use crate::scenario::{At, Dur, FaultSpec, MembershipSpec, NodeSpec, Scenario};
 use std::time::Duration;
 
 /// What shrinking produced.
@@ -37,6 +37,7 @@ struct Candidate {
     events: Vec<FaultEvent>,
 }
 
+/// Violations that count as "failing the same way".
 fn class(k: ViolationKind) -> u8 {
     match k {
         ViolationKind::Overlap | ViolationKind::TokenOrder => 0,
@@ -46,126 +47,15 @@ fn class(k: ViolationKind) -> u8 {
     }
 }
 
-/// A duration as text the scenario parser reads back exactly ("1s 250ms 3ns").
-fn ns(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
-fn bug_name(b: Bug) -> &'static str {
-    match b {
-        Bug::SkipRestartQuarantine => "skip_restart_quarantine",
-        Bug::IgnoreDrift => "ignore_drift",
-        Bug::LeaseFromGrant => "lease_from_grant",
-        Bug::GrantIgnoringPromise => "grant_ignoring_promise",
-    }
-}
-
-/// Nodes an action names (cut links excluded: they are filtered instead).
-fn named(a: &Action) -> Vec<usize> {
-    match a {
-        Action::Kill(i)
-        | Action::Restart(i)
-        | Action::Pause(i)
-        | Action::Resume(i)
-        | Action::ClockStep(i, _)
-        | Action::Drift(i, _) => vec![*i],
-        _ => Vec::new(),
-    }
-}
-
-/// The scripted scenario text for a candidate (`None` if it names a dropped node).
-fn to_toml(base: &Scenario, r0: &RunReport, c: &Candidate, seed: u64, header: &str) -> Option<String> {
-    let nodes = base.sim_nodes();
-    let cfg = base.membership_cfg();
-    let id = |i: usize| nodes[i].id.clone();
-    let mut t = String::new();
-    let _ = writeln!(t, "{header}");
-    let _ = writeln!(t, "name = {:?}", format!("{} (shrunk, seed {seed})", base.name));
-    let _ = writeln!(t, "algorithm = \"{}\"", base.algorithm);
-    let _ = writeln!(t, "seeds = 1\nfirst_seed = {seed}\nduration = \"{}\"\n", ns(c.duration));
-    let _ = writeln!(
-        t,
-        "[membership]\nbeat = \"{}\"\nlease = \"{}\"",
-        ns(cfg.beat),
-        ns(cfg.lease_time)
-    );
-    let _ = writeln!(
-        t,
-        "max_clock_skew = \"{}\"\nmax_drift_ppm = {}",
-        ns(cfg.max_clock_skew),
-        cfg.max_drift_ppm
-    );
-    if let Some(b) = base.membership.bug {
-        let _ = writeln!(t, "bug = \"{}\"", bug_name(b));
-    }
-    let net = &base.network;
-    let _ = writeln!(
-        t,
-        "\n[network]\nlatency = \"{}..{}\"\nloss = {:?}\nreorder = {}",
-        ns(net.latency.lo),
-        ns(net.latency.hi),
-        net.loss,
-        net.reorder
-    );
-    for (i, n) in nodes.iter().enumerate().filter(|(i, _)| c.keep_nodes[*i]) {
-        let off_ms = (r0.plan.wall_offset_ns[i] / 1_000_000) as i64;
-        let _ = writeln!(
-            t,
-            "\n[[node]]\nid = {:?}\nrank = {}\ndatacenter = {:?}",
-            n.id, n.rank, n.datacenter
-        );
-        let _ = writeln!(t, "drift_ppm = {}\nwall_offset_ms = {off_ms}", r0.plan.drift_ppm[i]);
-    }
-    for e in &c.events {
-        if named(&e.action).iter().any(|i| !c.keep_nodes[*i]) {
-            return None;
-        }
-        let step = match &e.action {
-            Action::Cut(links) => {
-                let kept: Vec<String> = links
-                    .iter()
-                    .filter(|(a, b)| c.keep_nodes[*a] && c.keep_nodes[*b])
-                    .map(|(a, b)| format!("[{:?}, {:?}]", id(*a), id(*b)))
-                    .collect();
-                if kept.is_empty() {
-                    "heal = true".to_string()
-                } else {
-                    format!("cut = [{}]", kept.join(", "))
-                }
-            }
-            Action::Heal => "heal = true".into(),
-            Action::Kill(i) => format!("kill = {:?}", id(*i)),
-            Action::Restart(i) => format!("restart = {:?}", id(*i)),
-            Action::Pause(i) => format!("pause = {:?}", id(*i)),
-            Action::Resume(i) => format!("resume = {:?}", id(*i)),
-            Action::ClockStep(i, by) => format!(
-                "clock_step = {{ node = {:?}, by = \"{}\", back = {} }}",
-                id(*i),
-                ns(Duration::from_nanos(by.unsigned_abs() as u64)),
-                *by < 0
-            ),
-            Action::Drift(i, ppm) => format!("drift = {{ node = {:?}, ppm = {ppm} }}", id(*i)),
-            Action::Loss(l) => format!("loss = {l:?}"),
-            Action::Latency(r) => format!("latency = \"{}..{}\"", ns(r.lo), ns(r.hi)),
-            // Applied runs hold only resolved actions; these never appear.
-            Action::Partition { .. } | Action::IsolateLeader { .. } | Action::Bridge { .. } | Action::OneWay { .. } => {
-                return None
-            }
-        };
-        let _ = writeln!(t, "\n[[at]]\ntime = \"{}\"\n{step}", ns(e.at));
-    }
-    let _ = writeln!(
-        t,
-        "\n[expect]\nviolation = {}\nleader_within = \"{}\"",
-        base.expect.violation,
-        ns(base.leader_within())
-    );
-    Some(t)
-}
-
 /// Fault episodes: a kill with its restart, a pause with its resume, a spike with its end;
 /// every other step alone. Each is a list of indices into `events`.
 fn episodes(events: &[FaultEvent], base: &Scenario) -> Vec<Vec<usize>> {
+    let closes = |a: &Action, b: &Action| match (a, b) {
+        (Action::Kill(x), Action::Restart(y)) | (Action::Pause(x), Action::Resume(y)) => x == y,
+        (Action::Loss(l), Action::Loss(m)) => *l != base.network.loss && *m == base.network.loss,
+        (Action::Latency(l), Action::Latency(m)) => *l != base.network.latency && *m == base.network.latency,
+        _ => false,
+    };
     let mut taken = vec![false; events.len()];
     let mut out = Vec::new();
     for i in 0..events.len() {
@@ -174,12 +64,6 @@ fn episodes(events: &[FaultEvent], base: &Scenario) -> Vec<Vec<usize>> {
         }
         taken[i] = true;
         let mut ep = vec![i];
-        let closes = |a: &Action, b: &Action| match (a, b) {
-            (Action::Kill(x), Action::Restart(y)) | (Action::Pause(x), Action::Resume(y)) => x == y,
-            (Action::Loss(l), Action::Loss(m)) => *l != base.network.loss && *m == base.network.loss,
-            (Action::Latency(l), Action::Latency(m)) => *l != base.network.latency && *m == base.network.latency,
-            _ => false,
-        };
         if let Some(j) = (i + 1..events.len()).find(|j| !taken[*j] && closes(&events[i].action, &events[*j].action)) {
             taken[j] = true;
             ep.push(j);
@@ -189,122 +73,226 @@ fn episodes(events: &[FaultEvent], base: &Scenario) -> Vec<Vec<usize>> {
     out
 }
 
-/// Shrinks seed `seed` of `base` (read from `source`). Fails if that seed does not fail.
-pub fn shrink(base: &Scenario, source: &str, seed: u64, max_trials: usize) -> Result<Shrunk, String> {
-    let r0 = run_seed(base, seed, source);
-    let Some(v0) = r0.violations.first() else {
-        return Err(format!("{source} seed {seed} shows no violation: nothing to shrink"));
-    };
-    let want = class(v0.kind);
-    let header = format!(
-        "# Shrunk by `leasehold-sim shrink {source} --seed {seed}` from a {} at {}.",
-        v0.kind,
-        crate::oracle::secs(v0.at)
-    );
-    let n = base.sim_nodes().len();
-    let mut trials = 0usize;
-    let mut best: Option<RunReport> = None;
-    let mut fails = |c: &Candidate, trials: &mut usize| -> bool {
-        if *trials >= max_trials {
+/// The state of one shrink: the failing run it started from, and the trials so far.
+struct Shrinker<'a> {
+    base: &'a Scenario,
+    first: RunReport,
+    want: u8,
+    seed: u64,
+    header: String,
+    trials: usize,
+    max_trials: usize,
+    best: Option<RunReport>,
+}
+
+impl Shrinker<'_> {
+    /// The scripted scenario of a candidate (`None` if a step names a dropped node).
+    fn scenario(&self, c: &Candidate) -> Option<Scenario> {
+        let base = self.base;
+        let nodes = base.sim_nodes();
+        let cfg = base.membership_cfg();
+        let plan = &self.first.plan;
+        let id = |i: usize| nodes[i].id.clone();
+        let mut at = Vec::new();
+        for e in &c.events {
+            if e.action.node().is_some_and(|i| !c.keep_nodes[i]) {
+                return None;
+            }
+            // Routes to dropped nodes are gone with them.
+            let action = match &e.action {
+                Action::Cut(links) => Action::Cut(
+                    links
+                        .iter()
+                        .copied()
+                        .filter(|(a, b)| c.keep_nodes[*a] && c.keep_nodes[*b])
+                        .collect(),
+                ),
+                a => a.clone(),
+            };
+            at.push(At {
+                time: Dur(e.at),
+                step: action.to_step(id)?,
+            });
+        }
+        let mut s = base.clone();
+        s.name = format!("{} (shrunk, seed {})", base.name, self.seed);
+        s.seeds = 1;
+        s.first_seed = self.seed;
+        s.duration = Dur(c.duration);
+        s.membership = MembershipSpec {
+            beat: Some(Dur(cfg.beat)),
+            lease: Some(Dur(cfg.lease_time)),
+            max_clock_skew: Some(Dur(cfg.max_clock_skew)),
+            max_drift_ppm: Some(cfg.max_drift_ppm),
+            bug: base.membership.bug,
+        };
+        s.nodes = None;
+        s.node = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| c.keep_nodes[*i])
+            .map(|(i, n)| NodeSpec {
+                id: Some(n.id.clone()),
+                rank: Some(n.rank),
+                datacenter: Some(n.datacenter.clone()),
+                drift_ppm: Some(plan.drift_ppm[i]),
+                wall_offset_ms: Some((plan.wall_offset_ns[i] / 1_000_000) as i64),
+            })
+            .collect();
+        s.faults = FaultSpec::default();
+        s.at = at;
+        s.expect.leader_within = Some(Dur(base.leader_within()));
+        s.router = None;
+        Some(s)
+    }
+
+    /// The candidate as a scenario file: a header, then the TOML.
+    fn text(&self, c: &Candidate) -> Option<String> {
+        let toml = self.scenario(c)?.to_toml().ok()?;
+        Some(format!("{}\n{toml}", self.header))
+    }
+
+    /// Whether the candidate, written and read back, fails the same way (within the budget).
+    fn fails(&mut self, c: &Candidate) -> bool {
+        if self.trials >= self.max_trials {
             return false;
         }
-        let Some(text) = to_toml(base, &r0, c, seed, &header) else {
+        let Some(s) = self.text(c).and_then(|t| Scenario::parse("shrink.toml", &t).ok()) else {
             return false;
         };
-        let Ok(s) = Scenario::parse("shrink.toml", &text) else {
-            return false;
-        };
-        *trials += 1;
-        let r = run_seed(&s, seed, "shrink.toml");
-        let ok = r.violations.first().is_some_and(|v| class(v.kind) == want);
+        self.trials += 1;
+        let r = run_seed(&s, self.seed, "shrink.toml");
+        let ok = r.violations.first().is_some_and(|v| class(v.kind) == self.want);
         if ok {
-            best = Some(r);
+            self.best = Some(r);
         }
         ok
-    };
-
-    let mut cur = Candidate {
-        keep_nodes: vec![true; n],
-        duration: base.duration.0,
-        events: r0.applied.clone(),
-    };
-    if !fails(&cur, &mut trials) {
-        return Err(format!(
-            "the scripted form of {source} seed {seed} does not fail the same way; cannot shrink"
-        ));
     }
-    // A safety violation needs nothing after it.
-    if want == 0 {
-        let cut = Duration::from_millis((v0.at / 1_000_000) as u64 + 1000);
+
+    /// A safety violation needs nothing after it: cut the run a second after.
+    fn cut_after_violation(&mut self, cur: Candidate) -> Candidate {
+        let Some(v) = self.first.violations.first() else {
+            return cur;
+        };
+        if self.want != 0 {
+            return cur;
+        }
+        let cut = Duration::from_millis((v.at / 1_000_000) as u64 + 1000);
         let c = Candidate {
             duration: cut.min(cur.duration),
             events: cur.events.iter().filter(|e| e.at <= cut).cloned().collect(),
             ..cur.clone()
         };
-        if fails(&c, &mut trials) {
-            cur = c;
+        if self.fails(&c) {
+            c
+        } else {
+            cur
         }
     }
-    // Delta debugging over episodes.
-    let mut chunk = (episodes(&cur.events, base).len() / 2).max(1);
-    loop {
-        let eps = episodes(&cur.events, base);
-        if eps.is_empty() {
-            break;
-        }
-        let mut progress = false;
-        let mut i = 0;
-        while i < episodes(&cur.events, base).len() {
-            let eps = episodes(&cur.events, base);
-            let drop: Vec<usize> = eps[i..(i + chunk).min(eps.len())].iter().flatten().copied().collect();
-            let c = Candidate {
-                events: cur
-                    .events
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| !drop.contains(k))
-                    .map(|(_, e)| e.clone())
-                    .collect(),
-                ..cur.clone()
-            };
-            if fails(&c, &mut trials) {
-                cur = c;
-                progress = true;
-            } else {
-                i += chunk;
+
+    /// Delta debugging over fault episodes: drop chunks, halving the chunk until single
+    /// episodes can no longer be dropped.
+    fn drop_episodes(&mut self, mut cur: Candidate) -> Candidate {
+        let mut chunk = (episodes(&cur.events, self.base).len() / 2).max(1);
+        loop {
+            if episodes(&cur.events, self.base).is_empty() {
+                break;
+            }
+            let mut progress = false;
+            let mut i = 0;
+            while i < episodes(&cur.events, self.base).len() {
+                let eps = episodes(&cur.events, self.base);
+                let drop: Vec<usize> = eps[i..(i + chunk).min(eps.len())].iter().flatten().copied().collect();
+                let c = Candidate {
+                    events: cur
+                        .events
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| !drop.contains(k))
+                        .map(|(_, e)| e.clone())
+                        .collect(),
+                    ..cur.clone()
+                };
+                if self.fails(&c) {
+                    cur = c;
+                    progress = true;
+                } else {
+                    i += chunk;
+                }
+            }
+            if chunk == 1 && !progress {
+                break;
+            }
+            if !progress {
+                chunk = (chunk / 2).max(1);
+            }
+            if self.trials >= self.max_trials {
+                break;
             }
         }
-        if chunk == 1 && !progress {
-            break;
-        }
-        if !progress {
-            chunk = (chunk / 2).max(1);
-        }
-        if trials >= max_trials {
-            break;
-        }
+        cur
     }
-    // Fewer nodes: drop any node no remaining step names, last first.
-    for k in (0..n).rev() {
-        if cur.keep_nodes.iter().filter(|x| **x).count() <= 1
-            || cur.events.iter().any(|e| named(&e.action).contains(&k))
-        {
-            continue;
+
+    /// Drops every node no remaining step names, last first, while it still fails.
+    fn drop_nodes(&mut self, mut cur: Candidate) -> Candidate {
+        for k in (0..cur.keep_nodes.len()).rev() {
+            if cur.keep_nodes.iter().filter(|x| **x).count() <= 1
+                || cur.events.iter().any(|e| e.action.node() == Some(k))
+            {
+                continue;
+            }
+            let mut c = cur.clone();
+            c.keep_nodes[k] = false;
+            if self.fails(&c) {
+                cur = c;
+            }
         }
-        let mut c = cur.clone();
-        c.keep_nodes[k] = false;
-        if fails(&c, &mut trials) {
-            cur = c;
-        }
+        cur
     }
-    let toml = to_toml(base, &r0, &cur, seed, &header).ok_or("internal: the shrunk candidate has no text")?;
-    let report = best.ok_or("internal: no failing run recorded")?;
+}
+
+/// Shrinks seed `seed` of `base` (read from `source`). Fails if that seed does not fail.
+pub fn shrink(base: &Scenario, source: &str, seed: u64, max_trials: usize) -> Result<Shrunk, String> {
+    let first = run_seed(base, seed, source);
+    let Some(v0) = first.violations.first() else {
+        return Err(format!("{source} seed {seed} shows no violation: nothing to shrink"));
+    };
+    let n = base.sim_nodes().len();
+    let mut sh = Shrinker {
+        base,
+        want: class(v0.kind),
+        seed,
+        header: format!(
+            "# Shrunk by `leasehold-sim shrink {source} --seed {seed}` from a {} at {}.",
+            v0.kind,
+            secs(v0.at)
+        ),
+        trials: 0,
+        max_trials,
+        best: None,
+        first,
+    };
+    let start = Candidate {
+        keep_nodes: vec![true; n],
+        duration: base.duration.0,
+        events: sh.first.applied.clone(),
+    };
+    if !sh.fails(&start) {
+        return Err(format!(
+            "the scripted form of {source} seed {seed} does not fail the same way; cannot shrink"
+        ));
+    }
+    let cur = sh.cut_after_violation(start);
+    let cur = sh.drop_episodes(cur);
+    let cur = sh.drop_nodes(cur);
+    let toml = sh.text(&cur).ok_or("internal: the shrunk candidate has no text")?;
+    let report = sh.best.take().ok_or("internal: no failing run recorded")?;
     Ok(Shrunk {
         toml,
-        events: (r0.applied.len(), cur.events.len()),
+        events: (sh.first.applied.len(), cur.events.len()),
         nodes: (n, cur.keep_nodes.iter().filter(|x| **x).count()),
         duration: (base.duration.0, cur.duration),
-        trials,
+        trials: sh.trials,
         report,
     })
 }

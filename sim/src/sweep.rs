@@ -1,6 +1,7 @@
 //! Sweeping a scenario over seeds and judging it against its `[expect]`.
 
-use crate::run::{run_seed, RunReport};
+use crate::report::RunReport;
+use crate::run::run_seed;
 use crate::scenario::{Scenario, ScenarioError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -119,10 +120,10 @@ pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], mut progress: impl FnM
         let r = run_seed(scn, seed, source);
         progress(&r);
         s.seeds += 1;
-        s.sim_time += r.sim_time;
-        s.wall_time += r.wall_time;
-        s.leader_changes += r.leader_changes;
-        s.failovers_ms.extend(&r.failovers_ms);
+        s.sim_time += r.figures.sim_time;
+        s.wall_time += r.figures.wall_time;
+        s.leader_changes += r.figures.leader_changes;
+        s.failovers_ms.extend(&r.figures.failovers_ms);
         let safety = r.safety_violation().is_some();
         if !r.violations.is_empty() {
             s.violations += 1;

@@ -41,7 +41,29 @@ pub fn render(events: &[TraceEvent]) -> String {
 
 /// A stable 64-bit digest (FNV-1a) of the rendered trace.
 pub fn digest(events: &[TraceEvent]) -> u64 {
-    render(events).bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    leasehold::fnv1a(render(events).as_bytes())
+}
+
+/// A run's trace: its events in order, and their digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// The events, by true time (ties by node, then order of recording).
+    pub events: Vec<TraceEvent>,
+    /// [`digest`] of the events.
+    pub digest: u64,
+}
+
+impl Trace {
+    /// A trace of `events`, digested.
+    pub fn new(events: Vec<TraceEvent>) -> Self {
+        Trace {
+            digest: digest(&events),
+            events,
+        }
+    }
+
+    /// The trace as text, one event per line.
+    pub fn render(&self) -> String {
+        render(&self.events)
+    }
 }

@@ -3,9 +3,10 @@
 //! 3 to 5 nodes. Safety must hold for every one; a failure is shrunk by proptest to the
 //! smallest schedule that still breaks it, printed as a scenario file.
 
-use leasehold_sim::{run_seed, Scenario};
+use leasehold_sim::run_seed;
+use leasehold_sim::scenario::{At, Bug, ClockStepAt, DriftAt, Dur, Scenario, Step as S};
 use proptest::prelude::*;
-use std::fmt::Write as _;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -31,52 +32,58 @@ fn schedule() -> impl Strategy<Value = (usize, Vec<(u64, Step)>)> {
     (3usize..=5).prop_flat_map(|n| (Just(n), proptest::collection::vec((0u64..20_000, step(n)), 0..12)))
 }
 
-/// The schedule as a scenario file; overlapping episodes on one node are skipped.
-fn to_toml(n: usize, steps: &[(u64, Step)]) -> String {
-    let mut at: Vec<(u64, String)> = Vec::new();
+/// The schedule as a scenario (built through the simulator's scenario model, so it can be
+/// printed as a file); overlapping episodes on one node are skipped.
+fn scenario(n: usize, steps: &[(u64, Step)], bug: Option<Bug>) -> Scenario {
+    let mut at: Vec<At> = Vec::new();
     let mut busy_until = vec![0u64; n];
     let mut sorted = steps.to_vec();
     sorted.sort_by_key(|(t, _)| *t);
     let name = |i: usize| format!("n{i}");
+    let ms = |t: u64| Dur(Duration::from_millis(t));
+    let mut push = |t: u64, step: S| at.push(At { time: ms(t), step });
     for (t, s) in sorted {
         match s {
-            Step::Kill(i, d) | Step::Pause(i, d) if t >= busy_until[i] => {
-                let (a, b) = if matches!(s, Step::Kill(..)) {
-                    ("kill", "restart")
-                } else {
-                    ("pause", "resume")
-                };
-                at.push((t, format!("{a} = \"{}\"", name(i))));
-                at.push((t + d, format!("{b} = \"{}\"", name(i))));
+            Step::Kill(i, d) if t >= busy_until[i] => {
+                push(t, S::Kill(name(i)));
+                push(t + d, S::Restart(name(i)));
+                busy_until[i] = t + d + 1;
+            }
+            Step::Pause(i, d) if t >= busy_until[i] => {
+                push(t, S::Pause(name(i)));
+                push(t + d, S::Resume(name(i)));
                 busy_until[i] = t + d + 1;
             }
             Step::Cut(links, d) => {
-                let l: Vec<String> = links
-                    .iter()
-                    .map(|(a, b)| format!("[\"{}\", \"{}\"]", name(*a), name(*b)))
-                    .collect();
-                at.push((t, format!("cut = [{}]", l.join(", "))));
-                at.push((t + d, "heal = true".into()));
+                push(t, S::Cut(links.iter().map(|(a, b)| (name(*a), name(*b))).collect()));
+                push(t + d, S::Heal);
             }
-            Step::Jump(i, ms) => at.push((
+            Step::Jump(i, by) => push(
                 t,
-                format!(
-                    "clock_step = {{ node = \"{}\", by = \"{}ms\", back = {} }}",
-                    name(i),
-                    ms.unsigned_abs(),
-                    ms < 0
-                ),
-            )),
-            Step::Drift(i, p) => at.push((t, format!("drift = {{ node = \"{}\", ppm = {p} }}", name(i)))),
+                S::ClockStep(ClockStepAt {
+                    node: name(i),
+                    by: ms(by.unsigned_abs()),
+                    back: by < 0,
+                }),
+            ),
+            Step::Drift(i, ppm) => push(t, S::Drift(DriftAt { node: name(i), ppm })),
             _ => {}
         }
     }
-    at.sort_by_key(|(t, _)| *t);
-    let mut s = format!("nodes = {n}\nduration = \"40s\"\n[membership]\nlease = \"2s\"\n[network]\nlatency = \"1ms..20ms\"\nloss = 0.02\n");
-    for (t, a) in at {
-        let _ = write!(s, "[[at]]\ntime = \"{t}ms\"\n{a}\n");
-    }
-    s
+    at.sort_by_key(|a| a.time);
+    let mut scn = Scenario::parse(
+        "schedule.toml",
+        &format!("nodes = {n}\nduration = \"40s\"\n[membership]\nlease = \"2s\"\n[network]\nlatency = \"1ms..20ms\"\nloss = 0.02\n"),
+    )
+    .expect("the base schedule parses");
+    scn.membership.bug = bug;
+    scn.at = at;
+    scn
+}
+
+/// The scenario as a file, for failure messages.
+fn text(scn: &Scenario) -> String {
+    scn.to_toml().unwrap_or_else(|e| e)
 }
 
 proptest! {
@@ -84,10 +91,9 @@ proptest! {
 
     #[test]
     fn no_scripted_schedule_breaks_lease_safety((n, steps) in schedule(), seed in 0u64..1000) {
-        let text = to_toml(n, &steps);
-        let scn = Scenario::parse("schedule.toml", &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        let scn = scenario(n, &steps, None);
         let r = run_seed(&scn, seed, "schedule.toml");
-        prop_assert!(r.safety_violation().is_none(), "{}\n--- schedule.toml ---\n{text}", r.describe());
+        prop_assert!(r.safety_violation().is_none(), "{}\n--- schedule.toml ---\n{}", r.describe(), text(&scn));
     }
 }
 
@@ -102,8 +108,7 @@ fn with_a_planted_bug_proptest_finds_and_shrinks_a_failing_schedule() {
         proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
     );
     let result = runner.run(&(schedule(), 0u64..1000), |((n, steps), seed)| {
-        let text = to_toml(n, &steps).replace("[membership]\n", "[membership]\nbug = \"grant_ignoring_promise\"\n");
-        let scn = Scenario::parse("schedule.toml", &text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let scn = scenario(n, &steps, Some(Bug::GrantIgnoringPromise));
         let r = run_seed(&scn, seed, "schedule.toml");
         prop_assert!(r.safety_violation().is_none());
         Ok(())

@@ -17,21 +17,18 @@ fn the_same_seed_gives_a_byte_identical_trace_and_other_seeds_differ() {
     let s = load("scenarios/lease-all-faults.toml");
     let a = run_seed(&s, 7, "x");
     let b = run_seed(&s, 7, "x");
-    assert_eq!(
-        leasehold_sim::trace::render(&a.trace),
-        leasehold_sim::trace::render(&b.trace)
-    );
-    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.trace.render(), b.trace.render());
+    assert_eq!(a.trace.digest, b.trace.digest);
     assert!(
-        a.trace.iter().any(|e| e.what.starts_with("fault")),
+        a.trace.events.iter().any(|e| e.what.starts_with("fault")),
         "faults are in the trace"
     );
     assert!(
-        a.trace.iter().any(|e| e.what.starts_with("claim")),
+        a.trace.events.iter().any(|e| e.what.starts_with("claim")),
         "claims are in the trace"
     );
     let c = run_seed(&s, 8, "x");
-    assert_ne!(a.digest, c.digest);
+    assert_ne!(a.trace.digest, c.trace.digest);
 }
 
 #[test]
@@ -66,7 +63,7 @@ fn a_failure_prints_a_command_that_replays_the_same_violation_at_the_same_time()
         "replay shows `{first_line}`:\n{}",
         &stdout[stdout.len().saturating_sub(3000)..]
     );
-    assert!(stdout.contains(&format!("trace digest {:016x}", r.digest)));
+    assert!(stdout.contains(&format!("trace digest {:016x}", r.trace.digest)));
     assert!(
         out.status.success(),
         "a known-bad scenario whose violation shows exits 0"

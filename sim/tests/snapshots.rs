@@ -14,19 +14,19 @@ fn summary(r: &RunReport) -> String {
         "scenario: {}\nseed: {}\ntrace digest: {:016x}\ntrace events: {}",
         r.scenario,
         r.seed,
-        r.digest,
-        r.trace.len()
+        r.trace.digest,
+        r.trace.events.len()
     );
     let _ = writeln!(
         s,
         "faults applied: {}\nleader changes: {}",
         r.applied.len(),
-        r.leader_changes
+        r.figures.leader_changes
     );
     let _ = writeln!(
         s,
         "messages: {} published, {} delivered, {} lost, {} cut",
-        r.fabric.published, r.fabric.delivered, r.fabric.lost, r.fabric.cut
+        r.figures.fabric.published, r.figures.fabric.delivered, r.figures.fabric.lost, r.figures.fabric.cut
     );
     match r.violations.first() {
         None => s.push_str("violations: none\n"),
@@ -46,12 +46,14 @@ fn summary(r: &RunReport) -> String {
     s.push_str("holders:\n");
     let holders: Vec<&str> = r
         .trace
+        .events
         .iter()
         .filter(|e| e.what.contains("(me)"))
         .map(|e| e.what.as_str())
         .collect();
     let lines: Vec<String> = r
         .trace
+        .events
         .iter()
         .filter(|e| e.what.contains("(me)"))
         .map(|e| format!("  {} {} {}", secs(e.at), e.node.as_deref().unwrap_or("-"), e.what))

@@ -109,15 +109,8 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-
+/// The agent's configuration from its flags.
+fn membership_cfg(args: &Args) -> MembershipCfg {
     let mut cfg = MembershipCfg::zero();
     cfg.id = args.id.clone();
     cfg.my_rank = args.rank;
@@ -130,8 +123,12 @@ async fn main() -> ExitCode {
     cfg.nats_url = args.nats.clone();
     cfg.pid = i64::from(std::process::id());
     cfg.set_defaults();
+    cfg
+}
 
-    let opts = NatsOptions {
+/// The connection's options from the flags.
+fn nats_options(args: &Args) -> NatsOptions {
+    NatsOptions {
         url: args.nats.clone(),
         user: args.user.clone(),
         password: args.password.clone(),
@@ -141,8 +138,67 @@ async fn main() -> ExitCode {
         tls_ca: args.tls_ca.clone(),
         tls_client: args.tls_cert.clone().zip(args.tls_key.clone()),
         name: Some(format!("leasehold-agent {}", args.id)),
+    }
+}
+
+/// A lease's start and end as Unix microseconds, and the time left, read off the agent's
+/// monotonic clock now.
+fn lease_fields(clock: &TokioClock, from: Option<Duration>, until: Option<Duration>) -> Value {
+    let (now, wall) = (clock.now(), SystemTime::now());
+    let at = |t: Duration| {
+        if t >= now {
+            unix_us(wall + (t - now))
+        } else {
+            unix_us(wall - (now - t))
+        }
     };
-    let net = match NatsNetwork::connect(&opts).await {
+    json!({
+        "lease_remaining_ms": until.map(|u| u.saturating_sub(now).as_millis() as u64),
+        "lease_from_unix_us": from.map(at),
+        "lease_until_unix_us": until.map(at),
+    })
+}
+
+/// The JSON line of a notice (`None` for those the agent does not print).
+fn notice_line(node: &str, clock: &TokioClock, n: Notice) -> Option<Value> {
+    Some(match n {
+        Notice::Leader {
+            leader,
+            is_me,
+            token,
+            until,
+        } => {
+            let mut v = json!({"event": "leadership", "node": node, "leader": leader, "is_leader": is_me, "fencing_token": token});
+            merge(&mut v, lease_fields(clock, None, until));
+            v
+        }
+        Notice::Claim { token, from, until } => {
+            let mut v = json!({"event": "lease_renewed", "node": node, "leader": node, "is_leader": true, "fencing_token": token});
+            merge(&mut v, lease_fields(clock, Some(from), Some(until)));
+            v
+        }
+        Notice::ClaimEnded { at } => {
+            let mut v = json!({"event": "lease_released", "node": node, "is_leader": false});
+            merge(&mut v, lease_fields(clock, None, Some(at)));
+            v
+        }
+        Notice::MemberAdded(l) => json!({"event": "member_added", "node": node, "member": l.id, "rank": l.rank}),
+        Notice::MemberLost(l) => json!({"event": "member_lost", "node": node, "member": l.id, "rank": l.rank}),
+        Notice::Elected { .. } => return None,
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let cfg = membership_cfg(&args);
+    let net = match NatsNetwork::connect(&nats_options(&args)).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: cannot connect to {}: {e}", args.nats);
@@ -178,53 +234,11 @@ async fn main() -> ExitCode {
     let node = args.id.clone();
     let runner = tokio::spawn(agent.run());
     emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
-
-    let lease_fields = |from: Option<Duration>, until: Option<Duration>| {
-        let (now, wall) = (clock.now(), SystemTime::now());
-        let at = |t: Duration| {
-            if t >= now {
-                unix_us(wall + (t - now))
-            } else {
-                unix_us(wall - (now - t))
-            }
-        };
-        json!({
-            "lease_remaining_ms": until.map(|u| u.saturating_sub(now).as_millis() as u64),
-            "lease_from_unix_us": from.map(at),
-            "lease_until_unix_us": until.map(at),
-        })
-    };
     let print = |n: Notice| {
-        let mut v = match n {
-            Notice::Leader {
-                leader,
-                is_me,
-                token,
-                until,
-            } => {
-                let mut v = json!({"event": "leadership", "node": node, "leader": leader, "is_leader": is_me, "fencing_token": token});
-                merge(&mut v, lease_fields(None, until));
-                v
-            }
-            Notice::Claim { token, from, until } => {
-                let mut v = json!({"event": "lease_renewed", "node": node, "leader": node, "is_leader": true, "fencing_token": token});
-                merge(&mut v, lease_fields(Some(from), Some(until)));
-                v
-            }
-            Notice::ClaimEnded { at } => {
-                let mut v = json!({"event": "lease_released", "node": node, "is_leader": false});
-                merge(&mut v, lease_fields(None, Some(at)));
-                v
-            }
-            Notice::MemberAdded(l) => json!({"event": "member_added", "node": node, "member": l.id, "rank": l.rank}),
-            Notice::MemberLost(l) => json!({"event": "member_lost", "node": node, "member": l.id, "rank": l.rank}),
-            Notice::Elected { .. } => return,
-        };
-        if v.get("event").is_some() {
-            emit(std::mem::take(&mut v));
+        if let Some(v) = notice_line(&node, &clock, n) {
+            emit(v);
         }
     };
-
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {

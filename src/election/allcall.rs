@@ -14,33 +14,11 @@
 //! together may each lead for a lease term. The simulator uses it as the known-bad baseline.
 
 use crate::config::MembershipCfg;
-use crate::election::Notice;
+use crate::election::{Notice, Output, Publish, Report};
 use crate::wire::{agent_loc_cmp, agent_loc_less_than, AgentLoc, MemberList};
 use std::cmp::Ordering;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// What the state machine asks its driver to do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllcallOutput {
-    /// Publish the recorded leader on `<prefix>allcall` with reply subject `<prefix>allreply`.
-    Allcall(AgentLoc),
-    /// Answer an allcall with this agent's location on the allcall's reply subject.
-    Pong {
-        /// The allcall's reply subject.
-        to: String,
-        /// This agent's location (with its lease if it leads).
-        loc: AgentLoc,
-    },
-    /// Publish on `<prefix>lost`.
-    Lost(MemberList),
-    /// Publish on `<prefix>added`.
-    Added(MemberList),
-    /// Publish on `<prefix>list`.
-    List(MemberList),
-    /// Tell the application (and the oracle).
-    Notice(Notice),
-}
 
 /// One agent's `allcall` election state.
 #[derive(Debug)]
@@ -59,7 +37,7 @@ pub struct AllcallElection {
 
 impl AllcallElection {
     /// Starts at local time `now`; the first output is the first allcall.
-    pub fn new(cfg: &MembershipCfg, now: Duration) -> (Self, Vec<AllcallOutput>) {
+    pub fn new(cfg: &MembershipCfg, now: Duration) -> (Self, Vec<Output>) {
         let e = AllcallElection {
             my_loc: cfg.my_loc(),
             lease_time: cfg.lease_time,
@@ -72,7 +50,7 @@ impl AllcallElection {
             claimed: false,
             stopped: false,
         };
-        let out = vec![AllcallOutput::Allcall(e.leader.clone())];
+        let out = vec![Output::Publish(Publish::Allcall(e.leader.clone()))];
         (e, out)
     }
 
@@ -97,12 +75,12 @@ impl AllcallElection {
     }
 
     /// Handles an allcall: answers on its reply subject (if it has one).
-    pub fn on_allcall(&mut self, reply_to: Option<String>) -> Vec<AllcallOutput> {
+    pub fn on_allcall(&mut self, reply_to: Option<String>) -> Vec<Output> {
         match reply_to {
-            Some(to) if !self.stopped => vec![AllcallOutput::Pong {
+            Some(to) if !self.stopped => vec![Output::Publish(Publish::Pong {
                 to,
                 loc: self.my_loc_with_any_lease(),
-            }],
+            })],
             _ => Vec::new(),
         }
     }
@@ -116,7 +94,7 @@ impl AllcallElection {
 
     /// The end of a beat: elect if the recorded lease ran out, report member changes, and
     /// send the next allcall. `wall` is the wall clock now.
-    pub fn tick(&mut self, now: Duration, wall: OffsetDateTime) -> Vec<AllcallOutput> {
+    pub fn tick(&mut self, now: Duration, wall: OffsetDateTime) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped || now < self.next_beat {
             return out;
@@ -136,7 +114,7 @@ impl AllcallElection {
             if let Some(alt) = self.set_leader(cur_lead.clone(), wall) {
                 cur_lead = alt;
             } else {
-                out.push(AllcallOutput::Notice(Notice::Elected {
+                out.push(Output::Notice(Notice::Elected {
                     leader: cur_lead.clone(),
                     token: None,
                 }));
@@ -147,49 +125,58 @@ impl AllcallElection {
         let gained = set_diff(&cur, &self.prev_members);
         if !lost.is_empty() {
             for m in &lost {
-                out.push(AllcallOutput::Notice(Notice::MemberLost(m.clone())));
+                out.push(Output::Notice(Notice::MemberLost(m.clone())));
             }
-            out.push(AllcallOutput::Lost(MemberList {
-                lead_id: String::new(),
-                members: lost,
-            }));
+            out.push(Output::Publish(Publish::Report(
+                Report::Lost,
+                MemberList {
+                    lead_id: String::new(),
+                    members: lost,
+                },
+            )));
         }
         if !gained.is_empty() {
             for m in &gained {
                 if m.id != self.my_loc.id {
-                    out.push(AllcallOutput::Notice(Notice::MemberAdded(m.clone())));
+                    out.push(Output::Notice(Notice::MemberAdded(m.clone())));
                 }
             }
-            out.push(AllcallOutput::Added(MemberList {
-                lead_id: String::new(),
-                members: gained,
-            }));
+            out.push(Output::Publish(Publish::Report(
+                Report::Added,
+                MemberList {
+                    lead_id: String::new(),
+                    members: gained,
+                },
+            )));
         }
         if expired {
-            out.push(AllcallOutput::List(MemberList {
-                lead_id: cur_lead.id.clone(),
-                members: cur.clone(),
-            }));
+            out.push(Output::Publish(Publish::Report(
+                Report::List,
+                MemberList {
+                    lead_id: cur_lead.id.clone(),
+                    members: cur.clone(),
+                },
+            )));
         }
         self.prev_members = cur;
 
         if last_seen.id != self.leader.id {
-            out.push(AllcallOutput::Notice(self.leader_notice(now, wall)));
+            out.push(Output::Notice(self.leader_notice(now, wall)));
         }
         self.claim(now, &mut out);
-        out.push(AllcallOutput::Allcall(self.leader.clone()));
+        out.push(Output::Publish(Publish::Allcall(self.leader.clone())));
         self.next_beat = now + self.beat;
         out
     }
 
     /// Stops answering and electing; ends this agent's claim.
-    pub fn stop(&mut self, now: Duration) -> Vec<AllcallOutput> {
+    pub fn stop(&mut self, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         if !self.stopped {
             self.stopped = true;
             if self.claimed {
                 self.claimed = false;
-                out.push(AllcallOutput::Notice(Notice::ClaimEnded { at: now }));
+                out.push(Output::Notice(Notice::ClaimEnded { at: now }));
             }
         }
         out
@@ -197,17 +184,17 @@ impl AllcallElection {
 
     /// While this agent records itself as leader it claims the lease until the next beat's
     /// decision could take it away (the seed keeps a leader until a new one is recorded).
-    fn claim(&mut self, now: Duration, out: &mut Vec<AllcallOutput>) {
+    fn claim(&mut self, now: Duration, out: &mut Vec<Output>) {
         if self.is_leader() {
             self.claimed = true;
-            out.push(AllcallOutput::Notice(Notice::Claim {
+            out.push(Output::Notice(Notice::Claim {
                 token: None,
                 from: now,
                 until: now + self.beat * 2,
             }));
         } else if self.claimed {
             self.claimed = false;
-            out.push(AllcallOutput::Notice(Notice::ClaimEnded { at: now }));
+            out.push(Output::Notice(Notice::ClaimEnded { at: now }));
         }
     }
 
@@ -336,14 +323,14 @@ mod tests {
 
         /// Delivers outputs: allcalls are answered by every hearing agent, and the answers
         /// (on the shared allreply subject) reach every hearing agent.
-        fn route(&mut self, from: usize, out: Vec<AllcallOutput>) {
+        fn route(&mut self, from: usize, out: Vec<Output>) {
             for o in out {
                 match o {
-                    AllcallOutput::Allcall(_) => {
+                    Output::Publish(Publish::Allcall(_)) => {
                         let mut pongs = Vec::new();
                         for n in self.nodes.iter_mut().filter(|n| !n.deaf) {
                             for p in n.sm.on_allcall(Some("allreply".into())) {
-                                if let AllcallOutput::Pong { loc, .. } = p {
+                                if let Output::Publish(Publish::Pong { loc, .. }) = p {
                                     pongs.push(loc);
                                 }
                             }
@@ -357,7 +344,7 @@ mod tests {
                             }
                         }
                     }
-                    AllcallOutput::Notice(Notice::Elected { leader, .. }) => self.nodes[from].history.push(leader),
+                    Output::Notice(Notice::Elected { leader, .. }) => self.nodes[from].history.push(leader),
                     _ => {}
                 }
             }

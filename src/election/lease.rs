@@ -8,33 +8,24 @@
 //! overlap. A restarted agent has forgotten its promises and grants nothing for one promise
 //! period (quarantine). Tokens only grow: a granter promises a token only if it is above the
 //! highest it has promised (or equal, to the same candidate, for renewals), and keeps that
-//! highest token in [`Durable`] storage, so tokens keep growing across restarts.
+//! highest token in [`Durable`](crate::Durable) storage, so tokens keep growing across restarts.
 //!
 //! Rank preference is a liveness matter only: agents campaign when they know no live holder
 //! and believe themselves the best-ranked live member; granters refuse candidates ranked
 //! worse than a live member they know; a holder that sees a better-ranked live member stops
 //! renewing and lets its lease run out.
 
-use crate::config::{BugKnobs, MembershipCfg};
-use crate::election::Notice;
-use crate::wire::{agent_loc_cmp, AgentLoc, Heartbeat, Incarnation, LeaseRelease, LeaseReply, LeaseRequest, LeaseView};
+use crate::config::{Bug, BugKnobs, MembershipCfg};
+use crate::election::{Notice, Output, Publish, Report};
+use crate::storage::Durable;
+use crate::wire::{
+    agent_loc_cmp, AgentLoc, Heartbeat, Incarnation, LeaseRelease, LeaseReply, LeaseRequest, LeaseView, MemberList,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-/// What an agent must keep across restarts (see [`Storage`](crate::Storage)).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Durable {
-    /// The last incarnation number used.
-    pub incarnation: u64,
-    /// The highest fencing token this agent has promised (or taken).
-    pub max_token: u64,
-    /// Who that token was promised to.
-    pub owner: Option<Incarnation>,
-}
 
 /// The timing of the `lease` algorithm, derived from [`MembershipCfg`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +53,7 @@ impl LeaseTiming {
     pub fn new(cfg: &MembershipCfg) -> Self {
         let promise = cfg.lease_time;
         let ppm = u128::from(cfg.max_drift_ppm);
-        let hold = if cfg.bug_knobs.ignore_drift {
+        let hold = if cfg.bug_knobs.has(Bug::IgnoreDrift) {
             promise
         } else {
             // hold/(1−ε) < promise/(1+ε), less 1 ms so rounding can never reach equality.
@@ -80,28 +71,6 @@ impl LeaseTiming {
             quorum: cfg.cluster_size / 2 + 1,
         }
     }
-}
-
-/// What the state machine asks its driver to do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseOutput {
-    /// Make this durable before carrying out any later output; if that fails, drop the rest.
-    Persist(Durable),
-    /// Publish a heartbeat on `<prefix>hb`.
-    Heartbeat(Heartbeat),
-    /// Publish a request on `<prefix>lease.request`, replies to this agent's inbox.
-    Request(LeaseRequest),
-    /// Answer a request on its reply subject.
-    Reply {
-        /// The request's reply subject.
-        to: String,
-        /// The answer.
-        reply: LeaseReply,
-    },
-    /// Publish a release on `<prefix>lease.release`.
-    Release(LeaseRelease),
-    /// Tell the application (and the oracle).
-    Notice(Notice),
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +130,7 @@ pub struct LeaseElection {
 impl LeaseElection {
     /// Starts a new incarnation at local time `now` from what storage kept. The first output
     /// persists the new incarnation number; run it before anything else.
-    pub fn new(cfg: &MembershipCfg, stored: Durable, now: Duration, seed: u64) -> (Self, Vec<LeaseOutput>) {
+    pub fn new(cfg: &MembershipCfg, stored: Durable, now: Duration, seed: u64) -> (Self, Vec<Output>) {
         let t = LeaseTiming::new(cfg);
         let mut durable = stored;
         durable.incarnation += 1;
@@ -198,7 +167,7 @@ impl LeaseElection {
             stopped: false,
             t,
         };
-        let out = vec![LeaseOutput::Persist(e.durable.clone())];
+        let out = vec![Output::Persist(e.durable.clone())];
         (e, out)
     }
 
@@ -247,7 +216,7 @@ impl LeaseElection {
     }
 
     /// Advances timers: heartbeats, expiry, member timeouts, renewals and campaigns.
-    pub fn tick(&mut self, now: Duration) -> Vec<LeaseOutput> {
+    pub fn tick(&mut self, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped {
             return out;
@@ -263,11 +232,12 @@ impl LeaseElection {
             .collect();
         for k in lost {
             if let Some(m) = self.members.remove(&k) {
-                out.push(LeaseOutput::Notice(Notice::MemberLost(m.loc)));
+                out.push(Output::Notice(Notice::MemberLost(m.loc.clone())));
+                out.push(report(Report::Lost, String::new(), vec![m.loc]));
             }
         }
         if now >= self.next_beat {
-            out.push(LeaseOutput::Heartbeat(self.heartbeat(now)));
+            out.push(Output::Publish(Publish::Heartbeat(self.heartbeat(now))));
             self.next_beat = now + self.t.beat;
         }
         if let Some(a) = &mut self.attempt {
@@ -276,12 +246,12 @@ impl LeaseElection {
                 self.next_campaign = now + jitter(&mut self.rng, self.t.beat * 2);
             } else if now >= a.resend_at {
                 a.resend_at = now + self.t.beat;
-                out.push(LeaseOutput::Request(LeaseRequest {
+                out.push(Output::Publish(Publish::Request(LeaseRequest {
                     candidate: self.me.clone(),
                     rank: self.loc.rank,
                     token: a.token,
                     attempt: a.id,
-                }));
+                })));
             }
         }
         if self.attempt.is_none() {
@@ -307,7 +277,7 @@ impl LeaseElection {
     }
 
     /// Handles a heartbeat from another agent.
-    pub fn on_heartbeat(&mut self, now: Duration, hb: Heartbeat) -> Vec<LeaseOutput> {
+    pub fn on_heartbeat(&mut self, now: Duration, hb: Heartbeat) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped || hb.loc.id == self.me.id || hb.loc.id.is_empty() {
             return out;
@@ -323,7 +293,8 @@ impl LeaseElection {
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
             _ => {
-                out.push(LeaseOutput::Notice(Notice::MemberAdded(loc.clone())));
+                out.push(Output::Notice(Notice::MemberAdded(loc.clone())));
+                out.push(report(Report::Added, String::new(), vec![loc.clone()]));
                 self.members.insert(
                     loc.id.clone(),
                     Member {
@@ -340,13 +311,13 @@ impl LeaseElection {
     }
 
     /// Handles another agent's request for a promise; `reply_to` is where the answer goes.
-    pub fn on_request(&mut self, now: Duration, req: LeaseRequest, reply_to: String) -> Vec<LeaseOutput> {
+    pub fn on_request(&mut self, now: Duration, req: LeaseRequest, reply_to: String) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped || req.candidate == self.me {
             return out;
         }
         let granted = self.grant(now, &req, &mut out);
-        out.push(LeaseOutput::Reply {
+        out.push(Output::Publish(Publish::Reply {
             to: reply_to,
             reply: LeaseReply {
                 granter: self.me.clone(),
@@ -355,12 +326,12 @@ impl LeaseElection {
                 granted,
                 max_token: self.durable.max_token,
             },
-        });
+        }));
         out
     }
 
     /// Handles an answer to this agent's own request.
-    pub fn on_reply(&mut self, now: Duration, reply: LeaseReply) -> Vec<LeaseOutput> {
+    pub fn on_reply(&mut self, now: Duration, reply: LeaseReply) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped {
             return out;
@@ -380,7 +351,7 @@ impl LeaseElection {
     }
 
     /// Handles a holder's early release: its promise here can be forgotten.
-    pub fn on_release(&mut self, now: Duration, rel: LeaseRelease) -> Vec<LeaseOutput> {
+    pub fn on_release(&mut self, now: Duration, rel: LeaseRelease) -> Vec<Output> {
         let mut out = Vec::new();
         if self.promise.as_ref().is_some_and(|p| p.to == rel.holder) {
             self.promise = None;
@@ -396,7 +367,7 @@ impl LeaseElection {
 
     /// Stops for good: ends this agent's claim at `now`, then tells the others (in that order,
     /// so no granter forgets its promise while the claim still stands).
-    pub fn stop(&mut self, now: Duration) -> Vec<LeaseOutput> {
+    pub fn stop(&mut self, now: Duration) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped {
             return out;
@@ -405,11 +376,11 @@ impl LeaseElection {
         self.attempt = None;
         if let Some(h) = self.held.take() {
             if now < h.until {
-                out.push(LeaseOutput::Notice(Notice::ClaimEnded { at: now }));
-                out.push(LeaseOutput::Release(LeaseRelease {
+                out.push(Output::Notice(Notice::ClaimEnded { at: now }));
+                out.push(Output::Publish(Publish::Release(LeaseRelease {
                     holder: self.me.clone(),
                     token: h.token,
-                }));
+                })));
             }
         }
         self.report_leader(now, &mut out);
@@ -453,7 +424,7 @@ impl LeaseElection {
         !promised_elsewhere && self.known_holder(now).is_none() && !self.better_live_member(now)
     }
 
-    fn start_attempt(&mut self, now: Duration, token: u64, out: &mut Vec<LeaseOutput>) {
+    fn start_attempt(&mut self, now: Duration, token: u64, out: &mut Vec<Output>) {
         self.attempts += 1;
         let req = LeaseRequest {
             candidate: self.me.clone(),
@@ -474,16 +445,16 @@ impl LeaseElection {
             a.grants.insert(self.me.id.clone());
         }
         self.attempt = Some(a);
-        out.push(LeaseOutput::Request(req));
+        out.push(Output::Publish(Publish::Request(req)));
         self.check_attempt(now, out);
     }
 
     /// Decides a promise (to another agent or to itself), recording it if made.
-    fn grant(&mut self, now: Duration, req: &LeaseRequest, out: &mut Vec<LeaseOutput>) -> bool {
-        if !self.knobs.skip_restart_quarantine && now < self.quarantine_until {
+    fn grant(&mut self, now: Duration, req: &LeaseRequest, out: &mut Vec<Output>) -> bool {
+        if !self.knobs.has(Bug::SkipRestartQuarantine) && now < self.quarantine_until {
             return false;
         }
-        if !self.knobs.grant_ignoring_promise {
+        if !self.knobs.has(Bug::GrantIgnoringPromise) {
             if self
                 .promise
                 .as_ref()
@@ -513,15 +484,15 @@ impl LeaseElection {
         if req.token != d.max_token || d.owner.as_ref() != Some(&req.candidate) {
             self.durable.max_token = req.token;
             self.durable.owner = Some(req.candidate.clone());
-            out.push(LeaseOutput::Persist(self.durable.clone()));
+            out.push(Output::Persist(self.durable.clone()));
         }
         true
     }
 
-    fn check_attempt(&mut self, now: Duration, out: &mut Vec<LeaseOutput>) {
+    fn check_attempt(&mut self, now: Duration, out: &mut Vec<Output>) {
         let Some(a) = &self.attempt else { return };
         if a.grants.len() >= self.t.quorum {
-            let start = if self.knobs.lease_from_grant { now } else { a.t0 };
+            let start = if self.knobs.has(Bug::LeaseFromGrant) { now } else { a.t0 };
             let until = start + self.t.hold;
             let token = a.token;
             self.attempt = None;
@@ -531,7 +502,7 @@ impl LeaseElection {
                     until,
                     renew_at: start + self.t.hold / 2,
                 });
-                out.push(LeaseOutput::Notice(Notice::Claim {
+                out.push(Output::Notice(Notice::Claim {
                     token: Some(token),
                     from: now,
                     until,
@@ -545,7 +516,7 @@ impl LeaseElection {
         }
     }
 
-    fn report_leader(&mut self, now: Duration, out: &mut Vec<LeaseOutput>) {
+    fn report_leader(&mut self, now: Duration, out: &mut Vec<Output>) {
         let (leader, token, until) = match self.held(now) {
             Some((tok, until)) => (Some(self.me.id.clone()), Some(tok), Some(until)),
             None => match self.known_holder(now) {
@@ -561,9 +532,15 @@ impl LeaseElection {
                     Some(m) if *id != self.me.id => m.loc.clone(),
                     _ => self.loc.clone(),
                 };
-                out.push(LeaseOutput::Notice(Notice::Elected { leader: loc, token }));
+                let lead_id = loc.id.clone();
+                out.push(Output::Notice(Notice::Elected { leader: loc, token }));
+                // hnatsd's member list report, sent at every election in `lease` mode too.
+                let mut members: Vec<AgentLoc> = self.members.values().map(|m| m.loc.clone()).collect();
+                members.push(self.loc.clone());
+                members.sort_by(agent_loc_cmp);
+                out.push(report(Report::List, lead_id, members));
             }
-            out.push(LeaseOutput::Notice(Notice::Leader {
+            out.push(Output::Notice(Notice::Leader {
                 is_me: until.is_some(),
                 leader,
                 token,
@@ -571,6 +548,10 @@ impl LeaseElection {
             }));
         }
     }
+}
+
+fn report(kind: Report, lead_id: String, members: Vec<AgentLoc>) -> Output {
+    Output::Publish(Publish::Report(kind, MemberList { lead_id, members }))
 }
 
 fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {

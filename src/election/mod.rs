@@ -2,10 +2,14 @@
 //! outputs; the driver in [`crate::membership`] runs them over a [`Clock`](crate::Clock) and a
 //! [`Network`](crate::Network).
 
-pub mod allcall;
-pub mod lease;
+mod allcall;
+mod lease;
 
-use crate::wire::AgentLoc;
+pub use allcall::AllcallElection;
+pub use lease::{LeaseElection, LeaseTiming};
+
+use crate::storage::Durable;
+use crate::wire::{AgentLoc, Heartbeat, LeaseRelease, LeaseReply, LeaseRequest, MemberList};
 use std::time::Duration;
 
 /// Something an election state machine tells its driver (and, through it, the application).
@@ -49,4 +53,69 @@ pub enum Notice {
     MemberAdded(AgentLoc),
     /// A member stopped answering.
     MemberLost(AgentLoc),
+}
+
+/// What an election state machine asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Make this durable before carrying out any later output; if that fails, drop the rest.
+    Persist(Durable),
+    /// Publish a message (its subject follows from its kind, see [`Publish`]).
+    Publish(Publish),
+    /// Tell the application (and the simulator's oracle).
+    Notice(Notice),
+}
+
+/// A message an election publishes. Each kind has its own subject under the configured
+/// prefix, so the state machines never build subject strings; the driver maps a kind to its
+/// subject through one table built at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publish {
+    /// `lease`: a heartbeat on `<prefix>hb`.
+    Heartbeat(Heartbeat),
+    /// `lease`: a request for promises on `<prefix>lease.request`, answered on this agent's inbox.
+    Request(LeaseRequest),
+    /// `lease`: the answer to a request, on the request's reply subject.
+    Reply {
+        /// The request's reply subject.
+        to: String,
+        /// The answer.
+        reply: LeaseReply,
+    },
+    /// `lease`: a holder's early release on `<prefix>lease.release`.
+    Release(LeaseRelease),
+    /// `allcall`: the recorded leader on `<prefix>allcall`, answered on `<prefix>allreply`.
+    Allcall(AgentLoc),
+    /// `allcall`: the answer to an allcall, on the allcall's reply subject.
+    Pong {
+        /// The allcall's reply subject.
+        to: String,
+        /// This agent's location (with its lease if it leads).
+        loc: AgentLoc,
+    },
+    /// A membership report on `<prefix>lost`, `<prefix>added` or `<prefix>list`.
+    Report(Report, MemberList),
+}
+
+/// Which membership report a [`MemberList`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// Members that went away (`<prefix>lost`).
+    Lost,
+    /// Members that arrived (`<prefix>added`).
+    Added,
+    /// The member set at an election, with the leader's ID (`<prefix>list`).
+    List,
+}
+
+impl From<Publish> for Output {
+    fn from(p: Publish) -> Self {
+        Output::Publish(p)
+    }
+}
+
+impl From<Notice> for Output {
+    fn from(n: Notice) -> Self {
+        Output::Notice(n)
+    }
 }

@@ -72,7 +72,7 @@ impl Coordinate {
             [dx / mag, dy / mag]
         } else {
             // Coincident: push apart along a direction fixed by the other's name.
-            let angle = (fnv(other_name) % 3600) as f64 / 3600.0 * std::f64::consts::TAU;
+            let angle = (crate::hash::fnv1a(other_name.as_bytes()) % 3600) as f64 / 3600.0 * std::f64::consts::TAU;
             [angle.cos(), angle.sin()]
         };
         self.vec[0] += unit[0] * force;
@@ -81,12 +81,6 @@ impl Coordinate {
             self.height = ((self.height + other.height) * force / dist + self.height).max(MIN_HEIGHT);
         }
     }
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// One node's coordinate and the last known coordinates of others.

@@ -3,7 +3,7 @@
 use super::router::Router;
 use super::Server;
 use crate::election::Notice;
-use crate::membership::Notices;
+use crate::handle::Notices;
 use crate::wire::AgentLoc;
 
 /// Applies membership notices to `area` of `router` until the notices end: a member added is
@@ -16,7 +16,7 @@ pub async fn feed(router: &Router, area: &str, mut notices: Notices, server_of: 
 }
 
 /// Applies one notice (the synchronous core of [`feed`]).
-pub fn apply(router: &Router, area: &str, n: &Notice, server_of: &impl Fn(&AgentLoc) -> Option<Server>) {
+pub(super) fn apply(router: &Router, area: &str, n: &Notice, server_of: &impl Fn(&AgentLoc) -> Option<Server>) {
     match n {
         Notice::MemberAdded(loc) => {
             if let Some(s) = server_of(loc) {

@@ -1,9 +1,9 @@
 //! Client-side server routing, the successor of Consul's client `servers` package: a
 //! [`Manager`] keeps the list of servers one client talks to (find, fail over, rebalance,
 //! ping), and a [`Router`] routes to datacenters over network areas, sorted by distance
-//! measured with Vivaldi network coordinates ([`coords`]). Membership feeds it ([`feed`]) instead of Serf.
+//! measured with Vivaldi network coordinates ([`Coordinate`]). Membership feeds it ([`feed`]) instead of Serf.
 
-pub mod coords;
+mod coords;
 mod feed;
 mod manager;
 mod pinger;
@@ -12,7 +12,7 @@ mod router;
 
 pub use coords::{Coordinate, CoordinateBook};
 pub use feed::{feed, flood_join};
-pub use manager::{rebalance_interval, ClusterInfo, Manager};
+pub use manager::{rebalance_interval, ClusterInfo, Manager, CONNS_PER_SEC_PER_SERVER, MIN_REUSE};
 pub use pinger::{serve_pings, NetworkPinger, Pong};
 pub use router::{AreaId, DatacenterMap, Route, Router, RouterError};
 

@@ -1,8 +1,16 @@
-//! The oracle: every lease claim mapped to true time, and the checks on them.
+//! The oracle: every lease claim mapped to true time, and one checker per invariant.
 //!
-//! Safety: claims by different nodes or incarnations never overlap by any positive amount,
-//! and the fencing token strictly increases from one holder to the next. Liveness: once the
-//! last fault has ended, some node holds a lease within the scenario's bound.
+//! * [`lease`]: claims by different nodes or incarnations never overlap by any positive amount;
+//! * [`tokens`]: the fencing token strictly increases from one holder to the next;
+//! * [`liveness`]: once the last fault has ended, some node holds a lease within the bound;
+//! * [`routing`]: router clients find reachable servers, spread evenly, in distance order.
+
+pub mod lease;
+pub mod liveness;
+pub mod routing;
+pub mod tokens;
+
+pub use liveness::check_liveness;
 
 use std::fmt;
 
@@ -85,68 +93,20 @@ impl Violation {
     }
 }
 
-/// Checks safety; returns the earliest violation of each kind.
+/// Checks safety: the earliest overlap ([`lease`]) and the earliest token out of order
+/// ([`tokens`]), in that order.
 pub fn check_safety(claims: &[TrueClaim]) -> Vec<Violation> {
-    let mut sorted: Vec<&TrueClaim> = claims.iter().filter(|c| c.until > c.from).collect();
-    sorted.sort_by_key(|c| (c.from, c.node, c.inc));
-    let mut found = Vec::new();
-    // Overlap: sweep in start order, keeping the claims still running.
-    let mut active: Vec<&TrueClaim> = Vec::new();
-    let mut overlap: Option<Violation> = None;
-    for c in &sorted {
-        active.retain(|a| a.until > c.from);
-        if let Some(a) = active.iter().find(|a| (a.node, a.inc) != (c.node, c.inc)) {
-            overlap = Some(Violation {
-                kind: ViolationKind::Overlap,
-                at: c.from,
-                claims: vec![(*a).clone(), (*c).clone()],
-                detail: format!("overlap of {}", secs(a.until.min(c.until) - c.from)),
-            });
-            break;
-        }
-        active.push(c);
-    }
-    found.extend(overlap);
-    // Tokens: every claim's token is above every token an earlier other incarnation held.
-    let mut best: Vec<&TrueClaim> = Vec::new(); // highest-token claim per incarnation so far
-    for c in &sorted {
-        let Some(tok) = c.token else { continue };
-        if let Some(prev) = best
-            .iter()
-            .find(|p| (p.node, p.inc) != (c.node, c.inc) && p.token >= Some(tok))
-        {
-            found.push(Violation {
-                kind: ViolationKind::TokenOrder,
-                at: c.from,
-                claims: vec![(*prev).clone(), (*c).clone()],
-                detail: format!("token {tok} after token {}", prev.token.unwrap_or(0)),
-            });
-            break;
-        }
-        match best.iter_mut().find(|p| (p.node, p.inc) == (c.node, c.inc)) {
-            Some(p) if p.token < c.token => *p = c,
-            Some(_) => {}
-            None => best.push(c),
-        }
-    }
+    let sorted = by_start(claims);
+    let mut found: Vec<Violation> = lease::check_overlap(&sorted).into_iter().collect();
+    found.extend(tokens::check_tokens(&sorted));
     found
 }
 
-/// Checks that some claim is held at some time in `[from, from + bound]`.
-pub fn check_liveness(claims: &[TrueClaim], from: u128, bound: u128) -> Option<Violation> {
-    let held = claims
-        .iter()
-        .any(|c| c.until > from && c.from <= from + bound && c.until > c.from);
-    (!held).then(|| Violation {
-        kind: ViolationKind::NoLeader,
-        at: from + bound,
-        claims: Vec::new(),
-        detail: format!(
-            "no lease held between {} (last fault) and {}",
-            secs(from),
-            secs(from + bound)
-        ),
-    })
+/// Claims of positive length in start order (ties by node, then incarnation).
+fn by_start(claims: &[TrueClaim]) -> Vec<&TrueClaim> {
+    let mut sorted: Vec<&TrueClaim> = claims.iter().filter(|c| c.until > c.from).collect();
+    sorted.sort_by_key(|c| (c.from, c.node, c.inc));
+    sorted
 }
 
 #[cfg(test)]

@@ -1,5 +1,4 @@
-//! Router checks in the simulator: clients that route RPCs with leasehold's `Router` over the
-//! scenario's servers, and the oracle's judgement of what they did.
+//! Router checks: what the router clients recorded, judged against the fault history.
 //!
 //! * a client's RPC reaches a server within as many attempts as it has servers, whenever one
 //!   of them was reachable for the whole attempt;
@@ -10,47 +9,12 @@
 //! * no RPC starts at a server that has been unreachable longer than the detection bound while
 //!   a reachable one exists.
 
-use crate::clock::{true_now, SimClock};
-use crate::fabric::Fabric;
-use crate::nemesis::{Action, FaultEvent};
-use crate::oracle::{secs, Violation, ViolationKind};
-use crate::scenario::{RouterSpec, Scenario};
-use leasehold::router::{ClusterInfo, CoordinateBook, NetworkPinger, Pinger, Router, Server};
-use leasehold::Clock;
+use super::{secs, Violation, ViolationKind};
+use crate::faults::FaultEvent;
+use crate::scenario::Scenario;
+use crate::timeline::Timeline;
+use crate::workload::router::Record;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// One RPC as a client made it.
-#[derive(Debug, Clone)]
-pub struct Rpc {
-    /// Client index.
-    pub client: usize,
-    /// True start and end (ns).
-    pub start: u128,
-    /// End.
-    pub end: u128,
-    /// Servers tried (node index) and whether each answered.
-    pub tries: Vec<(usize, bool)>,
-}
-
-/// What one client ended with.
-#[derive(Debug, Clone, Default)]
-pub struct ClientEnd {
-    /// Its first choice after the final rebalance.
-    pub first_choice: Option<usize>,
-    /// Its datacenters by distance.
-    pub by_distance: Vec<String>,
-}
-
-/// Everything clients recorded.
-#[derive(Debug, Default)]
-pub struct Record {
-    /// All RPCs.
-    pub rpcs: Vec<Rpc>,
-    /// Per client.
-    pub ends: BTreeMap<usize, ClientEnd>,
-}
 
 /// Figures of a run's routing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -69,216 +33,6 @@ pub struct RouterReport {
     pub distance_agree: (usize, usize),
 }
 
-/// Where the servers are, for a client.
-#[derive(Clone)]
-pub struct Servers {
-    /// (fabric index, server) for every scenario node.
-    pub all: Vec<(usize, Server)>,
-}
-
-/// The ping/RPC subject prefix.
-pub const PREFIX: &str = "_sim.router.";
-
-fn cluster(n: usize) -> Arc<dyn ClusterInfo> {
-    Arc::new(move || n)
-}
-
-/// A server's side: answer pings, and probe the other servers so its coordinate places it.
-pub async fn server_main(fabric: Fabric, clock: SimClock, me: usize, servers: Servers, spec: RouterSpec, seed: u64) {
-    let book = Arc::new(Mutex::new(CoordinateBook::new(seed)));
-    let (_, my) = servers.all[me].clone();
-    madsim::task::spawn(leasehold::router::serve_pings(
-        fabric.client(me),
-        my.ping_subject.clone(),
-        my.name.clone(),
-        book.clone(),
-    ));
-    let pinger = NetworkPinger::new(fabric.client(me), clock.clone(), spec.rpc_timeout.0, book);
-    let others: Vec<Server> = servers
-        .all
-        .iter()
-        .filter(|(i, _)| *i != me)
-        .map(|(_, s)| s.clone())
-        .collect();
-    for k in 0usize.. {
-        clock.sleep(spec.probe_every.0).await;
-        if !others.is_empty() {
-            pinger.ping(&others[k % others.len()]).await;
-        }
-    }
-}
-
-/// A client: RPCs through its router, probes for coordinates, rebalances on its timer, and
-/// near the end rebalances once more and records its first choice and distance order.
-#[allow(clippy::too_many_arguments)]
-pub async fn client_main(
-    fabric: Fabric,
-    clock: SimClock,
-    start: madsim::time::Instant,
-    node: usize,
-    client: usize,
-    dc: String,
-    servers: Servers,
-    spec: RouterSpec,
-    end: Duration,
-    seed: u64,
-    record: Arc<Mutex<Record>>,
-) {
-    let book = Arc::new(Mutex::new(CoordinateBook::new(seed)));
-    let net = fabric.client(node);
-    let pinger: Arc<NetworkPinger<_, _>> =
-        Arc::new(NetworkPinger::new(net, clock.clone(), spec.rpc_timeout.0, book.clone()));
-    let router = Router::new(dc.clone(), seed).with_min_reuse(spec.min_reuse.0);
-    let n = servers.all.len() + spec.clients;
-    let _ = router.add_area("lan", cluster(n), pinger.clone(), book.clone());
-    let _ = router.add_area("wan", cluster(n), pinger.clone(), book.clone());
-    for (_, s) in &servers.all {
-        let area = if s.datacenter == dc { "lan" } else { "wan" };
-        let _ = router.add_server(area, s.clone());
-    }
-    let index_of = |name: &str| {
-        servers
-            .all
-            .iter()
-            .find(|(_, s)| s.name == name)
-            .map(|(i, _)| *i)
-            .unwrap_or(usize::MAX)
-    };
-    let rebalance_all = |router: &Router| {
-        let mut ms = Vec::new();
-        for d in router.datacenters() {
-            ms.extend(router.managers(&d));
-        }
-        ms
-    };
-    for m in rebalance_all(&router) {
-        m.rebalance_servers().await;
-    }
-    let local = router.managers(&dc).into_iter().next();
-    let mut next_rebalance = clock.now() + local.as_ref().map_or(spec.min_reuse.0, |m| m.rebalance_delay());
-    let mut next_rpc = clock.now();
-    let last_call = end.saturating_sub(Duration::from_secs(2));
-    let mut probe = 0usize;
-    loop {
-        let t = Duration::from_nanos(true_now(start) as u64);
-        if t >= last_call {
-            break;
-        }
-        if clock.now() >= next_rebalance {
-            for m in rebalance_all(&router) {
-                m.rebalance_servers().await;
-            }
-            next_rebalance = clock.now() + local.as_ref().map_or(spec.min_reuse.0, |m| m.rebalance_delay());
-        }
-        if clock.now() >= next_rpc {
-            next_rpc = clock.now() + spec.rpc_every.0;
-            let rpc_start = true_now(start);
-            let mut tries = Vec::new();
-            if let Some(route) = router.find_route(&dc) {
-                let (manager, mut server) = (route.manager, route.server);
-                for _ in 0..manager.num_servers() {
-                    let ok = leasehold::request(
-                        &fabric.client(node),
-                        &clock,
-                        &server.ping_subject,
-                        bytes::Bytes::from_static(b"{}"),
-                        spec.rpc_timeout.0,
-                    )
-                    .await
-                    .is_ok();
-                    tries.push((index_of(&server.name), ok));
-                    if ok {
-                        break;
-                    }
-                    manager.notify_failed_server(&server);
-                    match manager.find_server() {
-                        Some(s) => server = s,
-                        None => break,
-                    }
-                }
-            }
-            record.lock().unwrap_or_else(|e| e.into_inner()).rpcs.push(Rpc {
-                client,
-                start: rpc_start,
-                end: true_now(start),
-                tries,
-            });
-        }
-        let all = &servers.all;
-        if !all.is_empty() {
-            pinger.ping(&all[probe % all.len()].1).await;
-            probe += 1;
-        }
-        clock.sleep(spec.probe_every.0).await;
-    }
-    // The final rebalance, then what the oracle judges.
-    if let Some(m) = &local {
-        m.rebalance_servers().await;
-    }
-    let first_choice = router.find_route(&dc).map(|r| index_of(&r.server.name));
-    let by_distance = router.datacenters_by_distance();
-    record.lock().unwrap_or_else(|e| e.into_inner()).ends.insert(
-        client,
-        ClientEnd {
-            first_choice,
-            by_distance,
-        },
-    );
-}
-
-/// Route state over true time, rebuilt from the applied faults.
-struct Timeline<'a> {
-    events: &'a [FaultEvent],
-    servers: usize,
-}
-
-impl Timeline<'_> {
-    /// (cuts, down, paused) in force at `t` (ns).
-    fn at(&self, t: u128) -> (Vec<(usize, usize)>, Vec<bool>, Vec<bool>) {
-        let (mut cuts, mut down, mut paused) = (Vec::new(), vec![false; self.servers], vec![false; self.servers]);
-        for e in self.events.iter().filter(|e| e.at.as_nanos() <= t) {
-            match &e.action {
-                Action::Cut(l) => cuts = l.clone(),
-                Action::Heal => cuts.clear(),
-                Action::Kill(i) => down[*i] = true,
-                Action::Restart(i) => down[*i] = false,
-                Action::Pause(i) => paused[*i] = true,
-                Action::Resume(i) => paused[*i] = false,
-                _ => {}
-            }
-        }
-        (cuts, down, paused)
-    }
-
-    fn reachable(&self, t: u128, client_node: usize, s: usize) -> bool {
-        let (cuts, down, paused) = self.at(t);
-        !down[s] && !paused[s] && !cuts.contains(&(client_node, s)) && !cuts.contains(&(s, client_node))
-    }
-
-    /// Whether no fault changed routes or servers in `[from, to]`.
-    fn stable(&self, from: u128, to: u128) -> bool {
-        !self.events.iter().any(|e| {
-            (from..=to).contains(&e.at.as_nanos()) && !matches!(e.action, Action::ClockStep(..) | Action::Drift(..))
-        })
-    }
-
-    /// Since when (ns) `s` has been continuously unreachable from `client_node` at `t`.
-    fn unreachable_since(&self, t: u128, client_node: usize, s: usize) -> Option<u128> {
-        if self.reachable(t, client_node, s) {
-            return None;
-        }
-        let mut since = 0;
-        for e in self.events.iter().filter(|e| e.at.as_nanos() <= t) {
-            if self.reachable(e.at.as_nanos().saturating_sub(1), client_node, s)
-                && !self.reachable(e.at.as_nanos(), client_node, s)
-            {
-                since = e.at.as_nanos();
-            }
-        }
-        Some(since)
-    }
-}
-
 /// Judges what the clients recorded.
 pub fn check(
     scn: &Scenario,
@@ -286,23 +40,49 @@ pub fn check(
     applied: &[FaultEvent],
     client_dc: &str,
 ) -> (RouterReport, Vec<Violation>) {
-    let Some(spec) = &scn.router else {
+    if scn.router.is_none() {
         return (RouterReport::default(), Vec::new());
-    };
-    let nodes = scn.sim_nodes();
-    let n = nodes.len();
-    let tl = Timeline {
-        events: applied,
-        servers: n,
-    };
-    let local: Vec<usize> = (0..n).filter(|i| nodes[*i].datacenter == client_dc).collect();
+    }
+    let nodes: Vec<String> = scn.sim_nodes().into_iter().map(|n| n.id).collect();
+    let local: Vec<usize> = scn
+        .sim_nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.datacenter == client_dc)
+        .map(|(i, _)| i)
+        .collect();
     let mut rep = RouterReport {
         rpcs: record.rpcs.len(),
         ..Default::default()
     };
+    let mut found = check_rpcs(scn, record, applied, &nodes, &local, &mut rep);
+    found.extend(check_spread(scn, record, &nodes, &local, &mut rep));
+    found.extend(check_distance(scn, record, client_dc, &mut rep));
+    (rep, found)
+}
+
+/// Every RPC found a server when one was reachable, and none started at a server that had
+/// been unreachable for longer than the detection bound (at most three findings).
+fn check_rpcs(
+    scn: &Scenario,
+    record: &Record,
+    applied: &[FaultEvent],
+    nodes: &[String],
+    local: &[usize],
+    rep: &mut RouterReport,
+) -> Vec<Violation> {
+    let Some(spec) = &scn.router else { return Vec::new() };
+    let n = nodes.len();
+    let tl = Timeline::new(applied, n);
     let mut found = Vec::new();
     let timeout = spec.rpc_timeout.0.as_nanos();
     let bound = 2 * (spec.rpc_every.0 + spec.rpc_timeout.0).as_nanos() + spec.probe_every.0.as_nanos();
+    let routing = |at: u128, detail: String| Violation {
+        kind: ViolationKind::Routing,
+        at,
+        claims: Vec::new(),
+        detail,
+    };
     for r in &record.rpcs {
         let ok = r.tries.last().is_some_and(|(_, ok)| *ok);
         if ok {
@@ -314,58 +94,61 @@ pub fn check(
         let window_stable = tl.stable(r.start.saturating_sub(timeout), r.end + timeout);
         let any_reachable = local.iter().any(|s| tl.reachable(r.start, client_node, *s));
         if !ok && window_stable && any_reachable && found.len() < 3 {
-            found.push(Violation {
-                kind: ViolationKind::Routing,
-                at: r.start,
-                claims: Vec::new(),
-                detail: format!(
+            found.push(routing(
+                r.start,
+                format!(
                     "client c{} found no server in {} attempts {:?} though one was reachable",
                     r.client,
                     r.tries.len(),
                     r.tries
                 ),
-            });
+            ));
         }
-        if let Some((first, _)) = r.tries.first() {
-            if let Some(since) = local
-                .contains(first)
-                .then(|| tl.unreachable_since(r.start, client_node, *first))
-                .flatten()
+        let Some((first, _)) = r.tries.first() else { continue };
+        let since = local
+            .contains(first)
+            .then(|| tl.unreachable_since(r.start, client_node, *first))
+            .flatten();
+        if let Some(since) = since {
+            if r.start.saturating_sub(since) > bound && any_reachable && tl.stable(since + 1, r.end) && found.len() < 3
             {
-                if r.start.saturating_sub(since) > bound
-                    && any_reachable
-                    && tl.stable(since + 1, r.end)
-                    && found.len() < 3
-                {
-                    found.push(Violation {
-                        kind: ViolationKind::Routing,
-                        at: r.start,
-                        claims: Vec::new(),
-                        detail: format!(
-                            "client c{} routed to {} unreachable since {} (bound {})",
-                            r.client,
-                            nodes[*first].id,
-                            secs(since),
-                            secs(bound)
-                        ),
-                    });
-                }
+                found.push(routing(
+                    r.start,
+                    format!(
+                        "client c{} routed to {} unreachable since {} (bound {})",
+                        r.client,
+                        nodes[*first],
+                        secs(since),
+                        secs(bound)
+                    ),
+                ));
             }
         }
     }
-    // Spread of first choices after the final rebalance.
-    let mut counts: BTreeMap<String, usize> = local.iter().map(|s| (nodes[*s].id.clone(), 0)).collect();
+    found
+}
+
+/// First choices after the final rebalance are spread evenly over the local servers.
+fn check_spread(
+    scn: &Scenario,
+    record: &Record,
+    nodes: &[String],
+    local: &[usize],
+    rep: &mut RouterReport,
+) -> Option<Violation> {
+    let mut counts: BTreeMap<String, usize> = local.iter().map(|s| (nodes[*s].clone(), 0)).collect();
     for e in record.ends.values() {
-        if let Some(i) = e.first_choice.filter(|i| *i < n) {
-            *counts.entry(nodes[i].id.clone()).or_insert(0) += 1;
+        if let Some(i) = e.first_choice.filter(|i| *i < nodes.len()) {
+            *counts.entry(nodes[i].clone()).or_insert(0) += 1;
         }
     }
     let total: usize = counts.values().sum();
+    let mut found = None;
     if counts.len() > 1 && total > 0 {
         let p = chi_square_uniform_p(&counts.values().copied().collect::<Vec<_>>());
         rep.spread_p = Some(p);
         if p <= 0.001 {
-            found.push(Violation {
+            found = Some(Violation {
                 kind: ViolationKind::Routing,
                 at: scn.duration.0.as_nanos(),
                 claims: Vec::new(),
@@ -374,29 +157,33 @@ pub fn check(
         }
     }
     rep.first_choices = counts;
-    // Distance order against the true latencies.
+    found
+}
+
+/// Every client's datacenters by distance match the order of the true latencies.
+fn check_distance(scn: &Scenario, record: &Record, client_dc: &str, rep: &mut RouterReport) -> Option<Violation> {
     let truth = true_distance_order(scn, client_dc);
     let agree = record.ends.values().filter(|e| e.by_distance == truth).count();
     rep.distance_agree = (agree, record.ends.len());
-    if agree < record.ends.len() {
-        let bad = record
-            .ends
-            .iter()
-            .find(|(_, e)| e.by_distance != truth)
-            .map(|(c, e)| format!("c{c}: {:?}", e.by_distance))
-            .unwrap_or_default();
-        found.push(Violation {
-            kind: ViolationKind::Routing,
-            at: scn.duration.0.as_nanos(),
-            claims: Vec::new(),
-            detail: format!(
-                "datacenters by distance disagree with the true order {truth:?} for {} of {} clients (e.g. {bad})",
-                record.ends.len() - agree,
-                record.ends.len()
-            ),
-        });
+    if agree == record.ends.len() {
+        return None;
     }
-    (rep, found)
+    let bad = record
+        .ends
+        .iter()
+        .find(|(_, e)| e.by_distance != truth)
+        .map(|(c, e)| format!("c{c}: {:?}", e.by_distance))
+        .unwrap_or_default();
+    Some(Violation {
+        kind: ViolationKind::Routing,
+        at: scn.duration.0.as_nanos(),
+        claims: Vec::new(),
+        detail: format!(
+            "datacenters by distance disagree with the true order {truth:?} for {} of {} clients (e.g. {bad})",
+            record.ends.len() - agree,
+            record.ends.len()
+        ),
+    })
 }
 
 /// Datacenters by true round trip from `from` (the local one first, ties by name).
@@ -501,6 +288,9 @@ fn ln_gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::Action;
+    use crate::workload::router::{ClientEnd, Rpc};
+    use std::time::Duration;
 
     fn scn() -> Scenario {
         Scenario::parse(

@@ -1,12 +1,15 @@
 //! Property tests of the `lease` state machines alone (no runtime): a harness plays the
-//! network and the clocks. True time is a counter; each node's monotonic clock runs at its own
-//! rate within the drift bound from its own origin. Every claim is mapped back to true time
-//! and checked: no two incarnations' claims overlap, and fencing tokens strictly increase
-//! from one holder to the next.
+//! network and the clocks. True time is a counter; each node's monotonic clock is the
+//! simulator's clock model, running at its own rate within the drift bound from its own
+//! origin. Every claim is mapped back to true time and judged by the simulator's own oracle:
+//! no two incarnations' claims overlap, and fencing tokens strictly increase from one holder
+//! to the next.
 
-use leasehold::election::lease::{Durable, LeaseElection, LeaseOutput};
+use leasehold::election::{LeaseElection, Output, Publish};
 use leasehold::wire::{Heartbeat, LeaseRelease, LeaseReply, LeaseRequest};
-use leasehold::{BugKnobs, MembershipCfg, Notice};
+use leasehold::{Bug, BugKnobs, Durable, MembershipCfg, Notice};
+use leasehold_sim::clock::ClockModel;
+use leasehold_sim::oracle::{check_safety, TrueClaim};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use std::time::Duration;
@@ -19,20 +22,10 @@ enum Msg {
     Rel(LeaseRelease),
 }
 
-#[derive(Debug, Clone)]
-struct Claim {
-    node: usize,
-    inc: u64,
-    token: u64,
-    from: u128,
-    until: u128,
-}
-
 struct Node {
     sm: Option<LeaseElection>,
     durable: Durable,
-    drift_ppm: i64,
-    origin_ns: u128,
+    clock: ClockModel,
     paused: bool,
 }
 
@@ -42,20 +35,17 @@ struct World {
     true_ns: u128,
     /// (from, to, message)
     in_flight: Vec<(usize, usize, Msg)>,
-    claims: Vec<Claim>,
+    claims: Vec<TrueClaim>,
     isolated: Vec<bool>,
 }
 
 impl Node {
     fn local(&self, true_ns: u128) -> Duration {
-        let scaled = (true_ns as i128) * (1_000_000 + self.drift_ppm as i128) / 1_000_000;
-        Duration::from_nanos((self.origin_ns as i128 + scaled) as u64)
+        Duration::from_nanos(self.clock.local_at(true_ns) as u64)
     }
     /// The true time at which this node's clock reads `local` (rounded up).
     fn to_true(&self, local: Duration) -> u128 {
-        let l = local.as_nanos() as i128 - self.origin_ns as i128;
-        let d = 1_000_000 + self.drift_ppm as i128;
-        ((l * 1_000_000 + d - 1) / d) as u128
+        self.clock.true_at(local.as_nanos())
     }
 }
 
@@ -88,8 +78,7 @@ impl World {
                     sm: None,
                     durable: Durable::default(),
                     // Drawn as a fraction of the bound, so it is always within it.
-                    drift_ppm: drifts[i] * i64::from(*ppm) / 1000,
-                    origin_ns: u128::from(origins[i]) * 1_000_000,
+                    clock: ClockModel::new(Duration::from_millis(origins[i]), drifts[i] * i64::from(*ppm) / 1000, 0),
                     paused: false,
                 })
                 .collect(),
@@ -113,35 +102,38 @@ impl World {
         self.apply(i, out);
     }
 
-    fn apply(&mut self, i: usize, out: Vec<LeaseOutput>) {
+    fn apply(&mut self, i: usize, out: Vec<Output>) {
         let n = self.nodes.len();
         for o in out {
             match o {
-                LeaseOutput::Persist(d) => self.nodes[i].durable = d,
-                LeaseOutput::Heartbeat(h) => (0..n)
+                Output::Persist(d) => self.nodes[i].durable = d,
+                Output::Publish(Publish::Heartbeat(h)) => (0..n)
                     .filter(|j| *j != i)
                     .for_each(|j| self.in_flight.push((i, j, Msg::Hb(h.clone())))),
-                LeaseOutput::Request(r) => (0..n)
+                Output::Publish(Publish::Request(r)) => (0..n)
                     .filter(|j| *j != i)
                     .for_each(|j| self.in_flight.push((i, j, Msg::Req(r.clone(), i)))),
-                LeaseOutput::Reply { to, reply } => self.in_flight.push((i, to.parse().unwrap(), Msg::Reply(reply))),
-                LeaseOutput::Release(r) => (0..n)
+                Output::Publish(Publish::Reply { to, reply }) => {
+                    self.in_flight.push((i, to.parse().unwrap(), Msg::Reply(reply)))
+                }
+                Output::Publish(Publish::Release(r)) => (0..n)
                     .filter(|j| *j != i)
                     .for_each(|j| self.in_flight.push((i, j, Msg::Rel(r.clone())))),
-                LeaseOutput::Notice(Notice::Claim { token, from, until }) => {
+                Output::Notice(Notice::Claim { token, from, until }) => {
                     let node = &self.nodes[i];
                     let inc = node.sm.as_ref().unwrap().me().inc;
                     // `from` is now: record the exact true time rather than a rounded inverse.
                     assert_eq!(from, node.local(self.true_ns));
-                    self.claims.push(Claim {
+                    self.claims.push(TrueClaim {
                         node: i,
+                        id: format!("n{i}"),
                         inc,
-                        token: token.unwrap(),
+                        token: Some(token.unwrap()),
                         from: self.true_ns,
                         until: node.to_true(until),
                     });
                 }
-                LeaseOutput::Notice(Notice::ClaimEnded { at }) => {
+                Output::Notice(Notice::ClaimEnded { at }) => {
                     let node = &self.nodes[i];
                     let inc = node.sm.as_ref().unwrap().me().inc;
                     assert_eq!(at, node.local(self.true_ns));
@@ -149,7 +141,7 @@ impl World {
                         c.until = c.until.min(self.true_ns);
                     }
                 }
-                LeaseOutput::Notice(_) => {}
+                Output::Notice(_) | Output::Publish(_) => {}
             }
         }
     }
@@ -199,24 +191,16 @@ impl World {
         }
     }
 
-    /// Every pair of claims by different incarnations: disjoint, and the later one carries the
-    /// higher token.
+    /// Claims by different incarnations are disjoint, and the later one carries the higher
+    /// token (the simulator's oracle judges).
     fn check(&self) -> Result<(), String> {
-        for (x, a) in self.claims.iter().enumerate() {
-            for b in &self.claims[x + 1..] {
-                if (a.node, a.inc) == (b.node, b.inc) {
-                    continue;
-                }
-                if a.from < b.until && b.from < a.until {
-                    return Err(format!("overlap: {a:?} and {b:?}"));
-                }
-                let (first, second) = if a.from < b.from { (a, b) } else { (b, a) };
-                if first.token >= second.token {
-                    return Err(format!("token did not increase: {first:?} then {second:?}"));
-                }
-            }
+        match check_safety(&self.claims).first() {
+            None => Ok(()),
+            Some(v) => Err(format!(
+                "{}: {} and {} ({})",
+                v.kind, v.claims[0], v.claims[1], v.detail
+            )),
         }
-        Ok(())
     }
 }
 
@@ -384,22 +368,13 @@ fn finds_violation_with(knobs: BugKnobs, restarts: bool) -> bool {
 
 #[test]
 fn the_checker_catches_granting_over_an_outstanding_promise() {
-    assert!(finds_violation_with(
-        BugKnobs {
-            grant_ignoring_promise: true,
-            ..BugKnobs::default()
-        },
-        true
-    ));
+    assert!(finds_violation_with(BugKnobs::planted(Bug::GrantIgnoringPromise), true));
 }
 
 #[test]
 fn the_checker_catches_a_skipped_restart_quarantine() {
     assert!(finds_violation_with(
-        BugKnobs {
-            skip_restart_quarantine: true,
-            ..BugKnobs::default()
-        },
+        BugKnobs::planted(Bug::SkipRestartQuarantine),
         true
     ));
 }
@@ -479,10 +454,7 @@ fn delay_grants_then_isolate(knobs: BugKnobs, delay_ms: u64) -> World {
 
 #[test]
 fn the_checker_catches_a_hold_time_that_ignores_drift() {
-    let bug = BugKnobs {
-        ignore_drift: true,
-        ..BugKnobs::default()
-    };
+    let bug = BugKnobs::planted(Bug::IgnoreDrift);
     let caught = (0..20)
         .filter(|o| isolate_slow_holder(bug, o * 13).check().is_err())
         .count();
@@ -500,10 +472,7 @@ fn the_checker_catches_a_hold_time_that_ignores_drift() {
 
 #[test]
 fn the_checker_catches_a_lease_counted_from_the_grant() {
-    let bug = BugKnobs {
-        lease_from_grant: true,
-        ..BugKnobs::default()
-    };
+    let bug = BugKnobs::planted(Bug::LeaseFromGrant);
     assert!(delay_grants_then_isolate(bug, 250).check().is_err());
     let w = delay_grants_then_isolate(BugKnobs::default(), 250);
     assert!(w.check().is_ok(), "{}", w.check().unwrap_err());

@@ -1,0 +1,193 @@
+//! Fault actions: what the nemesis and the scripted timeline do to a running cluster, by
+//! node index. A scenario's [`Step`] (by node ID) becomes an [`Action`] here, and an applied
+//! action becomes a step again when a run is written back as a scenario (shrinking); both
+//! directions, and the trace text of every action, live in this one file. Applying an action
+//! to the world is [`crate::world::World::apply`].
+
+use crate::oracle::secs;
+use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, Step};
+use std::time::Duration;
+
+/// One fault action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Cut routes between groups of node indices.
+    Partition {
+        /// The groups.
+        groups: Vec<Vec<usize>>,
+        /// What shape it is, for the trace.
+        label: &'static str,
+    },
+    /// Cut the current leader off from everyone (resolved when applied; `fallback` if none).
+    IsolateLeader {
+        /// Node isolated when no node holds a lease.
+        fallback: usize,
+    },
+    /// Two halves joined only through `bridge`.
+    Bridge {
+        /// One side.
+        a: Vec<usize>,
+        /// The other side.
+        b: Vec<usize>,
+        /// The node that hears both.
+        bridge: usize,
+    },
+    /// Cut exactly these directed routes (replacing the cuts in force).
+    Cut(Vec<(usize, usize)>),
+    /// Cut routes from `from` to `to` only.
+    OneWay {
+        /// Senders whose messages are lost.
+        from: Vec<usize>,
+        /// Receivers that do not get them.
+        to: Vec<usize>,
+    },
+    /// Restore every route.
+    Heal,
+    /// Kill a node (memory lost).
+    Kill(usize),
+    /// Start a killed node again.
+    Restart(usize),
+    /// Pause a node's process (its clocks keep running).
+    Pause(usize),
+    /// Resume a paused node.
+    Resume(usize),
+    /// Step a node's wall clock by this many ns (negative: back).
+    ClockStep(usize, i128),
+    /// Set a node's drift rate (ppm).
+    Drift(usize, i64),
+    /// Set route loss.
+    Loss(f64),
+    /// Set route latency.
+    Latency(DurRange),
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultEvent {
+    /// True simulated time.
+    pub at: Duration,
+    /// What happens.
+    pub action: Action,
+    /// From `[[at]]` rather than the random nemesis.
+    pub scripted: bool,
+}
+
+impl Action {
+    /// The action of a scripted step; `index` maps a node ID to its index.
+    pub fn from_step(step: &Step, index: impl Fn(&str) -> usize) -> Action {
+        match step {
+            Step::Partition(groups) => Action::Partition {
+                groups: groups.iter().map(|g| g.iter().map(|id| index(id)).collect()).collect(),
+                label: "scripted",
+            },
+            Step::OneWay(a, b) => Action::OneWay {
+                from: vec![index(a)],
+                to: vec![index(b)],
+            },
+            Step::Cut(links) => Action::Cut(links.iter().map(|(a, b)| (index(a), index(b))).collect()),
+            Step::Loss(l) => Action::Loss(*l),
+            Step::Latency(r) => Action::Latency(*r),
+            Step::Heal => Action::Heal,
+            Step::Kill(id) => Action::Kill(index(id)),
+            Step::Restart(id) => Action::Restart(index(id)),
+            Step::Pause(id) => Action::Pause(index(id)),
+            Step::Resume(id) => Action::Resume(index(id)),
+            Step::ClockStep(c) => {
+                let by = c.by.0.as_nanos() as i128;
+                Action::ClockStep(index(&c.node), if c.back { -by } else { by })
+            }
+            Step::Drift(d) => Action::Drift(index(&d.node), d.ppm),
+        }
+    }
+
+    /// The scripted step of a resolved action (as applied: partitions are exact cuts);
+    /// `id` maps a node index to its ID. `None` for the unresolved shapes only the random
+    /// nemesis draws.
+    pub fn to_step(&self, id: impl Fn(usize) -> String) -> Option<Step> {
+        Some(match self {
+            Action::Cut(links) if links.is_empty() => Step::Heal,
+            Action::Cut(links) => Step::Cut(links.iter().map(|(a, b)| (id(*a), id(*b))).collect()),
+            Action::Heal => Step::Heal,
+            Action::Kill(i) => Step::Kill(id(*i)),
+            Action::Restart(i) => Step::Restart(id(*i)),
+            Action::Pause(i) => Step::Pause(id(*i)),
+            Action::Resume(i) => Step::Resume(id(*i)),
+            Action::ClockStep(i, by) => Step::ClockStep(ClockStepAt {
+                node: id(*i),
+                by: Dur(Duration::from_nanos(by.unsigned_abs() as u64)),
+                back: *by < 0,
+            }),
+            Action::Drift(i, ppm) => Step::Drift(DriftAt {
+                node: id(*i),
+                ppm: *ppm,
+            }),
+            Action::Loss(l) => Step::Loss(*l),
+            Action::Latency(r) => Step::Latency(*r),
+            Action::Partition { .. } | Action::IsolateLeader { .. } | Action::Bridge { .. } | Action::OneWay { .. } => {
+                return None
+            }
+        })
+    }
+
+    /// The one node this action is about, if any (cuts are about links, not nodes).
+    pub fn node(&self) -> Option<usize> {
+        match self {
+            Action::Kill(i)
+            | Action::Restart(i)
+            | Action::Pause(i)
+            | Action::Resume(i)
+            | Action::ClockStep(i, _)
+            | Action::Drift(i, _) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The action as a trace line; `leader` is who an `IsolateLeader` isolates.
+    pub fn describe(&self, nodes: &[String], leader: Option<usize>) -> String {
+        let name = |i: &usize| nodes[*i].clone();
+        let names = |v: &Vec<usize>| v.iter().map(name).collect::<Vec<_>>().join(",");
+        match self {
+            Action::Partition { groups, label } => format!(
+                "fault partition ({label}) {}",
+                groups
+                    .iter()
+                    .map(|g| format!("[{}]", names(g)))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
+            Action::IsolateLeader { fallback } => format!(
+                "fault partition (isolate leader) [{}]",
+                name(&leader.unwrap_or(*fallback))
+            ),
+            Action::Bridge { a, b, bridge } => format!(
+                "fault partition (bridge {}) [{}] | [{}]",
+                name(bridge),
+                names(a),
+                names(b)
+            ),
+            Action::OneWay { from, to } => format!("fault one-way cut [{}] -> [{}]", names(from), names(to)),
+            Action::Cut(links) => format!(
+                "fault cut {}",
+                links
+                    .iter()
+                    .map(|(a, b)| format!("{}->{}", name(a), name(b)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Action::Heal => "fault heal".into(),
+            Action::Kill(i) => format!("fault kill {}", name(i)),
+            Action::Restart(i) => format!("fault restart {}", name(i)),
+            Action::Pause(i) => format!("fault pause {}", name(i)),
+            Action::Resume(i) => format!("fault resume {}", name(i)),
+            Action::ClockStep(i, by) => format!(
+                "fault clock step {} by {}{}",
+                name(i),
+                if *by < 0 { "-" } else { "+" },
+                secs(by.unsigned_abs())
+            ),
+            Action::Drift(i, ppm) => format!("fault drift {} {ppm}ppm", name(i)),
+            Action::Loss(l) => format!("fault loss {l}"),
+            Action::Latency(r) => format!("fault latency {:?}..{:?}", r.lo, r.hi),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! What one seed's run produced: the trace, the claims in true time, what the oracle found,
+//! the figures, and the paragraph a person reads when something failed.
+
+use crate::fabric::FabricStats;
+use crate::faults::FaultEvent;
+use crate::nemesis::Plan;
+use crate::oracle::routing::RouterReport;
+use crate::oracle::{secs, TrueClaim, Violation, ViolationKind};
+use crate::trace::{Trace, TraceEvent};
+use std::time::Duration;
+
+/// The outcome of one seed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// The exact command that replays this seed.
+    pub replay: String,
+    /// Node IDs, by index.
+    pub nodes: Vec<String>,
+    /// The fault plan.
+    pub plan: Plan,
+    /// The faults as applied, with runtime choices resolved (a partition as the exact routes
+    /// it cut; steps that did nothing left out): a fully scripted form of the run.
+    pub applied: Vec<FaultEvent>,
+    /// The full event trace.
+    pub trace: Trace,
+    /// Every lease claim, in true time.
+    pub claims: Vec<TrueClaim>,
+    /// What the oracle found (empty: clean).
+    pub violations: Vec<Violation>,
+    /// Times, holder changes and message counts.
+    pub figures: Figures,
+    /// Router figures, for scenarios with `[router]`.
+    pub router: Option<RouterReport>,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Simulated time.
+    pub sim_time: Duration,
+    /// Wall time the run took.
+    pub wall_time: Duration,
+    /// How many times the holder changed.
+    pub leader_changes: u64,
+    /// Gaps with no holder between one holder and the next (ms).
+    pub failovers_ms: Vec<f64>,
+    /// What the simulated network did.
+    pub fabric: FabricStats,
+}
+
+impl Figures {
+    /// The holder changes and failover gaps of `claims`; the rest zero until filled in.
+    pub fn of_claims(claims: &[TrueClaim], sim_time: Duration) -> Self {
+        let mut sorted: Vec<&TrueClaim> = claims.iter().collect();
+        sorted.sort_by_key(|c| c.from);
+        let mut f = Figures {
+            sim_time,
+            ..Figures::default()
+        };
+        let mut prev: Option<&TrueClaim> = None;
+        for c in sorted {
+            match prev {
+                // A renewal by the same holder extends its claim.
+                Some(p) if (p.node, p.inc) == (c.node, c.inc) => {
+                    if c.until > p.until {
+                        prev = Some(c);
+                    }
+                }
+                _ => {
+                    if let Some(p) = prev.filter(|p| c.from > p.until) {
+                        f.failovers_ms.push((c.from - p.until) as f64 / 1e6);
+                    }
+                    f.leader_changes += 1;
+                    prev = Some(c);
+                }
+            }
+        }
+        f
+    }
+}
+
+impl RunReport {
+    /// The first safety violation (or panic), if any.
+    pub fn safety_violation(&self) -> Option<&Violation> {
+        self.violations
+            .iter()
+            .find(|v| v.is_safety() || v.kind == ViolationKind::Panic)
+    }
+
+    /// The router figures as one paragraph (empty without `[router]`).
+    pub fn router_summary(&self) -> String {
+        let Some(r) = &self.router else { return String::new() };
+        format!(
+            "router: {} RPCs, {} found no server; attempts per successful RPC {:?}; first choices {:?} (chi-square p = {}); distance order right for {}/{} clients",
+            r.rpcs,
+            r.failed,
+            r.attempts,
+            r.first_choices,
+            r.spread_p.map_or("-".into(), |p| format!("{p:.3}")),
+            r.distance_agree.0,
+            r.distance_agree.1
+        )
+    }
+
+    /// A report of the first violation: the claims, the faults around it, the last events
+    /// before it, the seed, and the command that replays it.
+    pub fn describe(&self) -> String {
+        let Some(v) = self.violations.first() else {
+            return format!("{} seed {}: no violation", self.scenario, self.seed);
+        };
+        let mut s = format!(
+            "VIOLATION in {} (seed {}): {} at {}\n",
+            self.scenario,
+            self.seed,
+            v.kind,
+            secs(v.at)
+        );
+        for c in &v.claims {
+            s.push_str(&format!("  claim: {c}\n"));
+        }
+        if !v.detail.is_empty() {
+            s.push_str(&format!("  {}\n", v.detail));
+        }
+        let events = &self.trace.events;
+        let faults: Vec<String> = events
+            .iter()
+            .filter(|e| e.what.starts_with("fault") && e.at <= v.at && e.at + 30_000_000_000 >= v.at)
+            .map(|e| format!("    {}", e.line()))
+            .collect();
+        if !faults.is_empty() {
+            s.push_str("  faults in the 30s before:\n");
+            s.push_str(&faults.join("\n"));
+            s.push('\n');
+        }
+        let before: Vec<&TraceEvent> = events.iter().filter(|e| e.at <= v.at).collect();
+        s.push_str("  last events before it:\n");
+        for e in &before[before.len().saturating_sub(12)..] {
+            s.push_str(&format!("    {}\n", e.line()));
+        }
+        s.push_str(&format!("  replay: {}\n", self.replay));
+        s
+    }
+}

@@ -1,0 +1,274 @@
+//! Scenario files: the TOML format of `scenarios/*.toml` (documented key by key in
+//! `scenarios/README.md`), parsed with errors that name the file, the line and the key, and
+//! written back (shrunk scenarios, generated schedules) through the same model.
+
+mod duration;
+mod error;
+mod spec;
+mod step;
+mod validate;
+
+pub use duration::{Dur, DurRange};
+pub use error::ScenarioError;
+pub use leasehold::Bug;
+pub use spec::{
+    ClockDriftFault, ClockOffsetFault, ClockStepFault, DcLink, Expect, FaultSpec, LatencySpikeFault, LossSpikeFault,
+    MembershipSpec, NetworkSpec, NodeSpec, PartitionFault, PartitionKind, PauseFault, RestartFault, RouterSpec,
+};
+pub use step::{At, ClockStepAt, DriftAt, Step};
+
+use error::{key_at, key_of};
+use leasehold::{Algorithm, BugKnobs};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// One scenario file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name (defaults to the file stem).
+    #[serde(default)]
+    pub name: String,
+    /// Election algorithm (default `lease`).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Number of nodes, when `[[node]]` tables are not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
+    /// Seeds swept by default (default 20).
+    #[serde(default = "default_seeds")]
+    pub seeds: u64,
+    /// The first seed of the sweep (default 0): seeds `first_seed .. first_seed + seeds`.
+    #[serde(default)]
+    pub first_seed: u64,
+    /// Simulated time per seed (default 60s).
+    #[serde(default = "default_duration")]
+    pub duration: Dur,
+    /// Agent configuration overrides.
+    #[serde(default)]
+    pub membership: MembershipSpec,
+    /// Route behaviour.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Explicit nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node: Vec<NodeSpec>,
+    /// The random nemesis.
+    #[serde(default)]
+    pub faults: FaultSpec,
+    /// The scripted timeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at: Vec<At>,
+    /// Expectations.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Router clients (optional).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterSpec>,
+}
+
+fn default_seeds() -> u64 {
+    20
+}
+
+fn default_duration() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+
+/// A node of a resolved scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimNode {
+    /// Its ID.
+    pub id: String,
+    /// Its rank.
+    pub rank: i64,
+    /// Its datacenter.
+    pub datacenter: String,
+}
+
+impl Scenario {
+    /// Parses a scenario from TOML text; `file` names it in errors and defaults the name.
+    pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let mut s: Scenario = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().to_string();
+            let key = key_of(&message).or_else(|| e.span().map(|sp| key_at(text, sp.start)));
+            ScenarioError {
+                file: file.to_string(),
+                line,
+                key,
+                message,
+            }
+        })?;
+        if s.name.is_empty() {
+            s.name = Path::new(file)
+                .file_stem()
+                .map(|x| x.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
+        s.validate(file, text)?;
+        Ok(s)
+    }
+
+    /// The scenario as TOML text that [`Scenario::parse`] reads back to the same scenario.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| format!("cannot write scenario {:?} as TOML: {e}", self.name))
+    }
+
+    /// Reads and parses a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: file.clone(),
+            line: None,
+            key: None,
+            message: e.to_string(),
+        })?;
+        Scenario::parse(&file, &text)
+    }
+
+    /// The seeds swept by default.
+    pub fn seed_list(&self) -> Vec<u64> {
+        (self.first_seed..self.first_seed.saturating_add(self.seeds)).collect()
+    }
+
+    /// The nodes, with defaults resolved.
+    pub fn sim_nodes(&self) -> Vec<SimNode> {
+        if self.node.is_empty() {
+            (0..self.nodes.unwrap_or(3))
+                .map(|i| SimNode {
+                    id: format!("n{i}"),
+                    rank: i as i64,
+                    datacenter: "dc1".into(),
+                })
+                .collect()
+        } else {
+            self.node
+                .iter()
+                .enumerate()
+                .map(|(i, n)| SimNode {
+                    id: n.id.clone().unwrap_or_else(|| format!("n{i}")),
+                    rank: n.rank.unwrap_or(i as i64),
+                    datacenter: n.datacenter.clone().unwrap_or_else(|| "dc1".into()),
+                })
+                .collect()
+        }
+    }
+
+    /// The agents' configuration, before the per-node fields.
+    pub fn membership_cfg(&self) -> leasehold::MembershipCfg {
+        let mut c = leasehold::MembershipCfg::default();
+        let m = &self.membership;
+        if let Some(d) = m.beat {
+            c.beat = d.0;
+            c.member_timeout = d.0 * 5;
+        }
+        if let Some(d) = m.lease {
+            c.lease_time = d.0;
+        }
+        if let Some(d) = m.max_clock_skew {
+            c.max_clock_skew = d.0;
+        }
+        if let Some(p) = m.max_drift_ppm {
+            c.max_drift_ppm = p;
+        }
+        c.algorithm = self.algorithm;
+        c.cluster_size = self.sim_nodes().len();
+        c.bug_knobs = m.bug.map(BugKnobs::planted).unwrap_or_default();
+        c
+    }
+
+    /// How soon after the last fault a lease must be held.
+    pub fn leader_within(&self) -> Duration {
+        let c = self.membership_cfg();
+        self.expect
+            .leader_within
+            .map(|d| d.0)
+            .unwrap_or(c.lease_time + c.max_clock_skew + c.beat * 5)
+    }
+
+    /// When random faults stop (true time from the start).
+    pub fn faults_end(&self) -> Duration {
+        let quiet = self.faults.quiet.map(|d| d.0).unwrap_or(self.leader_within() * 2);
+        self.duration.0.saturating_sub(quiet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ScenarioError {
+        Scenario::parse("bad.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_key() {
+        let e = err("nodes = 3\n\n[network]\nlatncy = \"1ms\"\n");
+        assert_eq!(
+            (e.file.as_str(), e.line, e.key.as_deref()),
+            ("bad.toml", Some(4), Some("latncy"))
+        );
+        assert!(
+            e.to_string().starts_with("bad.toml:4: key `latncy`: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_key_even_in_an_inline_table() {
+        let e = err("nodes = 3\n[faults]\npartition = { every = \"soon\", heal_after = \"1s\" }\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("every")));
+        assert!(e.message.contains("bad duration"), "{e}");
+        let e = err("duration = \"5 parsecs\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("duration")));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert_eq!(err("[network]\nloss = 1.5\n").key.as_deref(), Some("loss"));
+        assert_eq!(
+            err("[network]\nlatency = \"9ms..1ms\"\n").key.as_deref(),
+            Some("latency")
+        );
+        assert_eq!(err("algorithm = \"raft\"\n").key.as_deref(), Some("algorithm"));
+        assert_eq!(err("nodes = 0\n").key.as_deref(), Some("nodes"));
+        assert_eq!(
+            err("[membership]\nbeat = \"1s\"\nlease = \"2s\"\n").key.as_deref(),
+            Some("lease")
+        );
+        assert_eq!(
+            err("algorithm = \"allcall\"\n[membership]\nbug = \"ignore_drift\"\n")
+                .key
+                .as_deref(),
+            Some("bug")
+        );
+    }
+
+    #[test]
+    fn impossible_timelines_are_rejected_with_their_line() {
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nrestart = \"n1\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("restart")));
+        assert!(e.message.contains("not down"), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nkill = \"n9\"\n");
+        assert!(e.message.contains("unknown node"), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nheal = true\n[[at]]\ntime = \"4s\"\nheal = true\n");
+        assert!(e.message.contains("time order"), "{e}");
+        let e = err("nodes = 3\nduration = \"10s\"\n[[at]]\ntime = \"11s\"\nheal = true\n");
+        assert!(e.message.contains("after the end"), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"1s\"\nheal = true\nkill = \"n0\"\n");
+        assert!(e.message.contains("exactly one action"), "{e}");
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let s = Scenario::parse("dir/my-scenario.toml", "").unwrap();
+        assert_eq!(s.name, "my-scenario");
+        assert_eq!(s.sim_nodes().len(), 3);
+        assert_eq!(s.leader_within(), Duration::from_millis(11_500));
+        assert_eq!(s.faults_end(), Duration::from_secs(60) - Duration::from_millis(23_000));
+    }
+}

@@ -1,0 +1,277 @@
+//! The sections of a scenario file: `[membership]`, `[network]`, `[router]`, `[[node]]`,
+//! `[faults]` and `[expect]`, each key documented in `scenarios/README.md`.
+
+use super::duration::{Dur, DurRange};
+use super::Bug;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `[membership]`: overrides of the agents' configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipSpec {
+    /// Heartbeat period (default 100ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beat: Option<Dur>,
+    /// Lease time (default 10s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Dur>,
+    /// Max clock skew (default 1s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clock_skew: Option<Dur>,
+    /// Declared drift bound in ppm (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_drift_ppm: Option<u32>,
+    /// A planted bug (known-bad scenarios only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bug: Option<Bug>,
+}
+
+/// `[network]`: the simulated NATS routes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// One-way latency of a route (default `1ms..10ms`).
+    #[serde(default = "default_latency")]
+    pub latency: DurRange,
+    /// Probability that a message on a route is lost (default 0).
+    #[serde(default)]
+    pub loss: f64,
+    /// Let messages of one publisher overtake each other (default false: kept in order).
+    #[serde(default)]
+    pub reorder: bool,
+    /// Latency between two datacenters (instead of `latency`), one `[[network.dc_link]]` each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dc_link: Vec<DcLink>,
+}
+
+/// `[[network.dc_link]]`: the one-way latency of routes between two datacenters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcLink {
+    /// The two datacenters.
+    pub between: (String, String),
+    /// One-way latency between them.
+    pub latency: DurRange,
+}
+
+/// `[router]`: simulated clients, each routing RPCs with a `Router` over the servers (the
+/// scenario's nodes), checked by the oracle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// How many clients.
+    pub clients: usize,
+    /// The clients' datacenter (default: the first node's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+    /// Each client's RPC period (default 500ms).
+    #[serde(default = "default_rpc_every")]
+    pub rpc_every: Dur,
+    /// Time-out of one RPC or ping (default 200ms).
+    #[serde(default = "default_rpc_timeout")]
+    pub rpc_timeout: Dur,
+    /// Minimum time a client keeps a server before rebalancing (Consul: 120s; default 10s).
+    #[serde(default = "default_min_reuse")]
+    pub min_reuse: Dur,
+    /// How often a client probes one server to update its coordinates (default 200ms).
+    #[serde(default = "default_probe_every")]
+    pub probe_every: Dur,
+}
+
+fn default_rpc_every() -> Dur {
+    Dur(Duration::from_millis(500))
+}
+fn default_rpc_timeout() -> Dur {
+    Dur(Duration::from_millis(200))
+}
+fn default_min_reuse() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_probe_every() -> Dur {
+    Dur(Duration::from_millis(200))
+}
+
+fn default_latency() -> DurRange {
+    DurRange::new(Duration::from_millis(1), Duration::from_millis(10))
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            latency: default_latency(),
+            loss: 0.0,
+            reorder: false,
+            dc_link: Vec::new(),
+        }
+    }
+}
+
+/// `[[node]]`: one agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Its ID (default `n<index>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its rank (default its index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<i64>,
+    /// Its datacenter (for the router; default `dc1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+    /// Its clock's rate error in ppm (default: drawn from `faults.clock_drift`, else 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift_ppm: Option<i64>,
+    /// Its wall clock's offset in ms (default: drawn from `faults.clock_offset`, else 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_offset_ms: Option<i64>,
+}
+
+/// Which partition shapes the random nemesis draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionKind {
+    /// Two random halves.
+    Halves,
+    /// A random majority and the minority.
+    MajorityMinority,
+    /// The current leader alone against the rest.
+    IsolateLeader,
+    /// Two halves joined only through one bridge node.
+    Bridge,
+    /// One node hears nobody, everybody hears it.
+    OneWay,
+}
+
+/// `partition = { every, heal_after, kinds }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionFault {
+    /// Mean gap between partitions (each gap drawn from 0.5× to 1.5×).
+    pub every: Dur,
+    /// How long a partition lasts.
+    pub heal_after: DurRange,
+    /// Shapes to draw from (default all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<PartitionKind>>,
+}
+
+/// `restart = { every, down_for }`: kill a node (memory lost), start it again later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartFault {
+    /// Mean gap between kills.
+    pub every: Dur,
+    /// How long the node stays down.
+    pub down_for: DurRange,
+}
+
+/// `pause = { every, pause_for }`: stop a process (clocks keep running), resume it later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseFault {
+    /// Mean gap between pauses.
+    pub every: Dur,
+    /// How long the process stays paused.
+    pub pause_for: DurRange,
+}
+
+/// `clock_offset = { max }`: every node's wall clock starts offset by up to ±max.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockOffsetFault {
+    /// Largest offset.
+    pub max: Dur,
+}
+
+/// `clock_drift = { max_ppm, every }`: clock rates within ±max_ppm, redrawn for one node at
+/// each `every` (if given).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockDriftFault {
+    /// Largest rate error, in ppm.
+    pub max_ppm: u32,
+    /// Mean gap between rate changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<Dur>,
+}
+
+/// `clock_step = { every, max }`: NTP-like jumps of one node's wall clock by up to ±max.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockStepFault {
+    /// Mean gap between steps.
+    pub every: Dur,
+    /// Largest step.
+    pub max: Dur,
+}
+
+/// `loss_spike = { every, lasts, loss }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossSpikeFault {
+    /// Mean gap between spikes.
+    pub every: Dur,
+    /// How long a spike lasts.
+    pub lasts: DurRange,
+    /// Loss probability during the spike.
+    pub loss: f64,
+}
+
+/// `latency_spike = { every, lasts, latency }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySpikeFault {
+    /// Mean gap between spikes.
+    pub every: Dur,
+    /// How long a spike lasts.
+    pub lasts: DurRange,
+    /// Route latency during the spike.
+    pub latency: DurRange,
+}
+
+/// `[faults]`: the random nemesis. Every entry is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Network partitions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<PartitionFault>,
+    /// Kills and restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartFault>,
+    /// Process pauses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseFault>,
+    /// Initial wall-clock offsets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_offset: Option<ClockOffsetFault>,
+    /// Clock rate errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_drift: Option<ClockDriftFault>,
+    /// Wall-clock steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_step: Option<ClockStepFault>,
+    /// Bursts of message loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_spike: Option<LossSpikeFault>,
+    /// Bursts of latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_spike: Option<LatencySpikeFault>,
+    /// Random faults stop this long before the end (default twice `expect.leader_within`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<Dur>,
+}
+
+/// `[expect]`: what the run must show.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The oracle must find a violation (known-bad scenarios).
+    #[serde(default)]
+    pub violation: bool,
+    /// A lease is held within this long after the last fault (default lease + max skew + 5 beats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_within: Option<Dur>,
+}

@@ -1,0 +1,183 @@
+//! `[[at]]`: the scripted timeline. A step is one [`Step`] at one true time; in the file it is
+//! a table with `time` and exactly one action key. The file form ([`RawAt`]) is converted to
+//! and from the enum here and nowhere else.
+
+use super::duration::{Dur, DurRange};
+use serde::{Deserialize, Serialize};
+
+/// One scripted action, naming nodes by ID.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Cut the routes between these groups (nodes not named stay with the first group).
+    Partition(Vec<Vec<String>>),
+    /// Cut the routes from the first node to the second only (added to the cuts in force).
+    OneWay(String, String),
+    /// Cut exactly these directed routes `[from, to]` (replacing the cuts in force).
+    Cut(Vec<(String, String)>),
+    /// Set route loss.
+    Loss(f64),
+    /// Set route latency.
+    Latency(DurRange),
+    /// Restore every route.
+    Heal,
+    /// Kill this node (memory lost).
+    Kill(String),
+    /// Start this (killed) node again.
+    Restart(String),
+    /// Pause this node's process.
+    Pause(String),
+    /// Resume this node's process.
+    Resume(String),
+    /// Step a node's wall clock.
+    ClockStep(ClockStepAt),
+    /// Set a node's clock rate error.
+    Drift(DriftAt),
+}
+
+impl Step {
+    /// The file key of this action.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Step::Partition(_) => "partition",
+            Step::OneWay(..) => "one_way",
+            Step::Cut(_) => "cut",
+            Step::Loss(_) => "loss",
+            Step::Latency(_) => "latency",
+            Step::Heal => "heal",
+            Step::Kill(_) => "kill",
+            Step::Restart(_) => "restart",
+            Step::Pause(_) => "pause",
+            Step::Resume(_) => "resume",
+            Step::ClockStep(_) => "clock_step",
+            Step::Drift(_) => "drift",
+        }
+    }
+
+    /// Every node ID the step names.
+    pub fn nodes(&self) -> Vec<&str> {
+        match self {
+            Step::Partition(groups) => groups.iter().flatten().map(String::as_str).collect(),
+            Step::OneWay(a, b) => vec![a, b],
+            Step::Cut(links) => links.iter().flat_map(|(a, b)| [a.as_str(), b.as_str()]).collect(),
+            Step::Kill(n) | Step::Restart(n) | Step::Pause(n) | Step::Resume(n) => vec![n],
+            Step::ClockStep(c) => vec![&c.node],
+            Step::Drift(d) => vec![&d.node],
+            Step::Loss(_) | Step::Latency(_) | Step::Heal => Vec::new(),
+        }
+    }
+}
+
+/// One step of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawAt", into = "RawAt")]
+pub struct At {
+    /// When, in true simulated time from the start.
+    pub time: Dur,
+    /// What happens.
+    pub step: Step,
+}
+
+/// A scripted wall-clock step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockStepAt {
+    /// Which node.
+    pub node: String,
+    /// By how much.
+    pub by: Dur,
+    /// Step backwards instead of forwards.
+    #[serde(default)]
+    pub back: bool,
+}
+
+/// A scripted drift change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftAt {
+    /// Which node.
+    pub node: String,
+    /// New rate error in ppm (negative: slow).
+    pub ppm: i64,
+}
+
+/// An `[[at]]` table as written in the file: `time` and one action key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAt {
+    time: Dur,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<Vec<Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    one_way: Option<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cut: Option<Vec<(String, String)>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency: Option<DurRange>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    heal: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kill: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pause: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_step: Option<ClockStepAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drift: Option<DriftAt>,
+}
+
+impl TryFrom<RawAt> for At {
+    type Error = String;
+
+    fn try_from(r: RawAt) -> Result<At, String> {
+        let mut steps: Vec<Step> = Vec::new();
+        steps.extend(r.partition.map(Step::Partition));
+        steps.extend(r.one_way.map(|(a, b)| Step::OneWay(a, b)));
+        steps.extend(r.cut.map(Step::Cut));
+        steps.extend(r.loss.map(Step::Loss));
+        steps.extend(r.latency.map(Step::Latency));
+        steps.extend(r.heal.then_some(Step::Heal));
+        steps.extend(r.kill.map(Step::Kill));
+        steps.extend(r.restart.map(Step::Restart));
+        steps.extend(r.pause.map(Step::Pause));
+        steps.extend(r.resume.map(Step::Resume));
+        steps.extend(r.clock_step.map(Step::ClockStep));
+        steps.extend(r.drift.map(Step::Drift));
+        match <[Step; 1]>::try_from(steps) {
+            Ok([step]) => Ok(At { time: r.time, step }),
+            Err(_) => Err(format!(
+                "the [[at]] step at {:?} must have exactly one action",
+                r.time.0
+            )),
+        }
+    }
+}
+
+impl From<At> for RawAt {
+    fn from(a: At) -> RawAt {
+        let mut r = RawAt {
+            time: a.time,
+            ..RawAt::default()
+        };
+        match a.step {
+            Step::Partition(g) => r.partition = Some(g),
+            Step::OneWay(x, y) => r.one_way = Some((x, y)),
+            Step::Cut(l) => r.cut = Some(l),
+            Step::Loss(l) => r.loss = Some(l),
+            Step::Latency(l) => r.latency = Some(l),
+            Step::Heal => r.heal = true,
+            Step::Kill(n) => r.kill = Some(n),
+            Step::Restart(n) => r.restart = Some(n),
+            Step::Pause(n) => r.pause = Some(n),
+            Step::Resume(n) => r.resume = Some(n),
+            Step::ClockStep(c) => r.clock_step = Some(c),
+            Step::Drift(d) => r.drift = Some(d),
+        }
+        r
+    }
+}

@@ -1,0 +1,180 @@
+//! What a scenario must satisfy beyond its syntax: sane values, known nodes and datacenters,
+//! and a timeline that can happen (a node is killed before it restarts, and so on). Every
+//! error names the file, the line and the key.
+
+use super::error::line_of_key;
+use super::{Scenario, ScenarioError, SimNode, Step};
+use leasehold::Algorithm;
+use std::time::Duration;
+
+/// Builds errors located in one file's text.
+struct Errors<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Errors<'_> {
+    fn at(&self, key: &str, message: String) -> ScenarioError {
+        ScenarioError {
+            file: self.file.to_string(),
+            line: line_of_key(self.text, key),
+            key: Some(key.to_string()),
+            message,
+        }
+    }
+}
+
+impl Scenario {
+    /// Checks everything the types cannot; `text` is the file's text, for error lines.
+    pub(super) fn validate(&self, file: &str, text: &str) -> Result<(), ScenarioError> {
+        let e = Errors { file, text };
+        let nodes = self.check_nodes(&e)?;
+        self.check_run(&e)?;
+        self.check_datacenters(&e, &nodes)?;
+        self.check_timeline(&e, &nodes)
+    }
+
+    fn check_nodes(&self, e: &Errors<'_>) -> Result<Vec<SimNode>, ScenarioError> {
+        if self.nodes.is_some() && !self.node.is_empty() {
+            return Err(e.at("nodes", "give either `nodes` or [[node]] tables, not both".into()));
+        }
+        let nodes = self.sim_nodes();
+        if nodes.is_empty() || nodes.len() > 64 {
+            return Err(e.at("nodes", format!("{} nodes: must be 1 to 64", nodes.len())));
+        }
+        let mut ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(e.at("id", "node ids must be unique".into()));
+        }
+        Ok(nodes)
+    }
+
+    fn check_run(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
+        if self.seeds == 0 {
+            return Err(e.at("seeds", "must be at least 1".into()));
+        }
+        if self.duration.0.is_zero() {
+            return Err(e.at("duration", "must be positive".into()));
+        }
+        if !(0.0..=1.0).contains(&self.network.loss) {
+            return Err(e.at("loss", format!("{} is not a probability", self.network.loss)));
+        }
+        let cfg = self.membership_cfg();
+        if cfg.algorithm == Algorithm::Lease && cfg.lease_time < cfg.beat * 4 {
+            return Err(e.at("lease", "must be at least 4 beats".into()));
+        }
+        if self.membership.bug.is_some() && self.algorithm != Algorithm::Lease {
+            return Err(e.at("bug", "bug knobs plant bugs in the lease algorithm only".into()));
+        }
+        if let Some(f) = self.faults.loss_spike.as_ref().map(|s| s.loss) {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(e.at("loss", format!("{f} is not a probability")));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_datacenters(&self, e: &Errors<'_>, nodes: &[SimNode]) -> Result<(), ScenarioError> {
+        let dcs: Vec<&str> = nodes.iter().map(|n| n.datacenter.as_str()).collect();
+        for l in &self.network.dc_link {
+            for dc in [&l.between.0, &l.between.1] {
+                if !dcs.contains(&dc.as_str()) {
+                    return Err(e.at("between", format!("no node is in datacenter {dc:?}")));
+                }
+            }
+        }
+        if let Some(r) = &self.router {
+            if r.clients == 0 || r.clients > 1000 {
+                return Err(e.at("clients", format!("{} clients: must be 1 to 1000", r.clients)));
+            }
+            if let Some(dc) = &r.datacenter {
+                if !dcs.contains(&dc.as_str()) {
+                    return Err(e.at("datacenter", format!("no node is in datacenter {dc:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps in time order, within the run, naming known nodes, in an order that can happen.
+    fn check_timeline(&self, e: &Errors<'_>, nodes: &[SimNode]) -> Result<(), ScenarioError> {
+        let mut last = Duration::ZERO;
+        let mut life = NodeLife::default();
+        for at in &self.at {
+            let t = at.time.0;
+            if t < last {
+                return Err(e.at(
+                    "time",
+                    format!("[[at]] steps must be in time order ({t:?} after {last:?})"),
+                ));
+            }
+            if t > self.duration.0 {
+                return Err(e.at(
+                    "time",
+                    format!("{t:?} is after the end of the run ({:?})", self.duration.0),
+                ));
+            }
+            last = t;
+            let key = at.step.key();
+            if let Some(id) = at
+                .step
+                .nodes()
+                .into_iter()
+                .find(|id| !nodes.iter().any(|n| n.id == *id))
+            {
+                return Err(e.at(key, format!("unknown node {id:?}")));
+            }
+            match &at.step {
+                Step::Loss(l) if !(0.0..=1.0).contains(l) => {
+                    return Err(e.at("loss", format!("{l} is not a probability")));
+                }
+                Step::Drift(d) if d.ppm.unsigned_abs() >= 100_000 => {
+                    return Err(e.at("ppm", "drift must be within ±100000 ppm".into()));
+                }
+                step => life.apply(step, t).map_err(|m| e.at(key, m))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which nodes are down or paused along a scripted timeline.
+#[derive(Default)]
+struct NodeLife<'a> {
+    down: Vec<&'a str>,
+    paused: Vec<&'a str>,
+}
+
+impl<'a> NodeLife<'a> {
+    fn apply(&mut self, step: &'a Step, t: Duration) -> Result<(), String> {
+        match step {
+            Step::Kill(id) => {
+                if self.down.contains(&id.as_str()) {
+                    return Err(format!("{id} is already down at {t:?}"));
+                }
+                self.down.push(id);
+            }
+            Step::Restart(id) => {
+                if !self.down.contains(&id.as_str()) {
+                    return Err(format!("{id} is not down at {t:?}: kill it first"));
+                }
+                self.down.retain(|d| d != id);
+            }
+            Step::Pause(id) => {
+                if self.paused.contains(&id.as_str()) || self.down.contains(&id.as_str()) {
+                    return Err(format!("{id} is already paused or down at {t:?}"));
+                }
+                self.paused.push(id);
+            }
+            Step::Resume(id) => {
+                if !self.paused.contains(&id.as_str()) {
+                    return Err(format!("{id} is not paused at {t:?}"));
+                }
+                self.paused.retain(|d| d != id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! The fault history of a run, replayed: which nodes were down or paused and which routes
+//! were cut at any true time. One fold ([`FaultState::apply`]) serves the live world (to
+//! decide whether an action does anything), the router oracle (was a server reachable?) and
+//! the pictures (shaded spans).
+
+use crate::faults::{Action, FaultEvent};
+
+/// What the faults have done to the cluster at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultState {
+    /// Directed routes cut.
+    pub cuts: Vec<(usize, usize)>,
+    /// Nodes killed and not restarted.
+    pub down: Vec<bool>,
+    /// Nodes paused and not resumed (a kill ends a pause).
+    pub paused: Vec<bool>,
+}
+
+impl FaultState {
+    /// No faults, for `n` nodes.
+    pub fn new(n: usize) -> Self {
+        FaultState {
+            cuts: Vec::new(),
+            down: vec![false; n],
+            paused: vec![false; n],
+        }
+    }
+
+    /// Whether `a` would change anything: restarting a node that is up, pausing one that is
+    /// down or paused, and resuming one that is not paused do nothing.
+    pub fn takes_effect(&self, a: &Action) -> bool {
+        match a {
+            Action::Kill(i) => !self.down[*i],
+            Action::Restart(i) => self.down[*i],
+            Action::Pause(i) => !self.down[*i] && !self.paused[*i],
+            Action::Resume(i) => self.paused[*i],
+            _ => true,
+        }
+    }
+
+    /// Applies a resolved action (route changes as [`Action::Cut`] or [`Action::Heal`]).
+    pub fn apply(&mut self, a: &Action) {
+        match a {
+            Action::Cut(l) => self.cuts = l.clone(),
+            Action::Heal => self.cuts.clear(),
+            Action::Kill(i) => {
+                self.down[*i] = true;
+                self.paused[*i] = false;
+            }
+            Action::Restart(i) => self.down[*i] = false,
+            Action::Pause(i) => self.paused[*i] = true,
+            Action::Resume(i) => self.paused[*i] = false,
+            _ => {}
+        }
+    }
+
+    /// Whether `a` and `b` can hear each other (both up, not paused, no cut either way).
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        !self.down[b] && !self.paused[b] && !self.cuts.contains(&(a, b)) && !self.cuts.contains(&(b, a))
+    }
+}
+
+/// What a shaded span of a picture shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// Some routes were cut.
+    Partition,
+    /// The node was down.
+    Down,
+    /// The node was paused.
+    Paused,
+}
+
+/// An interval of true time (ns) during which a fault was in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The node concerned, or `None` for the whole cluster.
+    pub node: Option<usize>,
+    /// Start (ns).
+    pub from: u128,
+    /// End (ns).
+    pub to: u128,
+    /// Which fault.
+    pub kind: SpanKind,
+}
+
+/// A run's applied fault events (in time order), for questions about any moment.
+pub struct Timeline<'a> {
+    events: &'a [FaultEvent],
+    nodes: usize,
+}
+
+impl<'a> Timeline<'a> {
+    /// The history of `events` over `nodes` nodes (indices at or above `nodes`, such as router
+    /// clients, are never down or paused).
+    pub fn new(events: &'a [FaultEvent], nodes: usize) -> Self {
+        Timeline { events, nodes }
+    }
+
+    /// The state in force at `t` (ns): every event at or before `t` applied.
+    pub fn at(&self, t: u128) -> FaultState {
+        let mut s = FaultState::new(self.nodes);
+        for e in self.events.iter().filter(|e| e.at.as_nanos() <= t) {
+            s.apply(&e.action);
+        }
+        s
+    }
+
+    /// Whether `server` was reachable from `client` at `t`.
+    pub fn reachable(&self, t: u128, client: usize, server: usize) -> bool {
+        self.at(t).connected(client, server)
+    }
+
+    /// Whether no fault changed routes or nodes in `[from, to]`.
+    pub fn stable(&self, from: u128, to: u128) -> bool {
+        !self.events.iter().any(|e| {
+            (from..=to).contains(&e.at.as_nanos()) && !matches!(e.action, Action::ClockStep(..) | Action::Drift(..))
+        })
+    }
+
+    /// Since when (ns) `server` has been continuously unreachable from `client` at `t`.
+    pub fn unreachable_since(&self, t: u128, client: usize, server: usize) -> Option<u128> {
+        if self.reachable(t, client, server) {
+            return None;
+        }
+        let mut since = 0;
+        for e in self.events.iter().filter(|e| e.at.as_nanos() <= t) {
+            let at = e.at.as_nanos();
+            if self.reachable(at.saturating_sub(1), client, server) && !self.reachable(at, client, server) {
+                since = at;
+            }
+        }
+        Some(since)
+    }
+
+    /// The spans of cut routes, down nodes and paused nodes until `end` (ns). A change of
+    /// cuts while some are in force starts a new partition span.
+    pub fn spans(&self, end: u128) -> Vec<Span> {
+        let mut out = Vec::new();
+        let mut s = FaultState::new(self.nodes);
+        let mut cut_since: Option<u128> = None;
+        let mut down_since: Vec<Option<u128>> = vec![None; self.nodes];
+        let mut paused_since: Vec<Option<u128>> = vec![None; self.nodes];
+        for e in self.events {
+            let t = e.at.as_nanos();
+            s.apply(&e.action);
+            if matches!(e.action, Action::Cut(_) | Action::Heal) {
+                out.extend(cut_since.take().map(|from| span(None, from, t, SpanKind::Partition)));
+                cut_since = (!s.cuts.is_empty()).then_some(t);
+            }
+            for i in 0..self.nodes {
+                track(&mut out, &mut down_since[i], s.down[i], i, t, SpanKind::Down);
+                track(&mut out, &mut paused_since[i], s.paused[i], i, t, SpanKind::Paused);
+            }
+        }
+        out.extend(cut_since.map(|from| span(None, from, end, SpanKind::Partition)));
+        for i in 0..self.nodes {
+            out.extend(down_since[i].map(|from| span(Some(i), from, end, SpanKind::Down)));
+            out.extend(paused_since[i].map(|from| span(Some(i), from, end, SpanKind::Paused)));
+        }
+        out
+    }
+}
+
+fn span(node: Option<usize>, from: u128, to: u128, kind: SpanKind) -> Span {
+    Span { node, from, to, kind }
+}
+
+/// Opens or closes node `i`'s span of `kind` as its flag changes at `t`.
+fn track(out: &mut Vec<Span>, since: &mut Option<u128>, on: bool, i: usize, t: u128, kind: SpanKind) {
+    match (since.is_some(), on) {
+        (false, true) => *since = Some(t),
+        (true, false) => out.extend(since.take().map(|from| span(Some(i), from, t, kind))),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ev(s: u64, action: Action) -> FaultEvent {
+        FaultEvent {
+            at: Duration::from_secs(s),
+            action,
+            scripted: true,
+        }
+    }
+
+    #[test]
+    fn state_spans_and_reachability_follow_the_events() {
+        let events = [
+            ev(1, Action::Kill(0)),
+            ev(2, Action::Cut(vec![(1, 2)])),
+            ev(3, Action::Restart(0)),
+            ev(4, Action::Heal),
+            ev(5, Action::Pause(1)),
+        ];
+        let tl = Timeline::new(&events, 3);
+        let s = 1_000_000_000u128;
+        assert!(tl.at(2 * s).down[0]);
+        assert!(!tl.reachable(2 * s, 2, 1), "a cut counts in either direction");
+        assert!(tl.reachable(4 * s, 2, 1));
+        assert_eq!(tl.unreachable_since(2 * s + 1, 3, 0), Some(s));
+        assert!(!tl.stable(s, 2 * s));
+        let spans = tl.spans(10 * s);
+        assert!(spans.contains(&span(Some(0), s, 3 * s, SpanKind::Down)));
+        assert!(spans.contains(&span(None, 2 * s, 4 * s, SpanKind::Partition)));
+        assert!(spans.contains(&span(Some(1), 5 * s, 10 * s, SpanKind::Paused)));
+    }
+
+    #[test]
+    fn only_actions_that_change_something_take_effect() {
+        let mut s = FaultState::new(2);
+        assert!(!s.takes_effect(&Action::Restart(0)));
+        s.apply(&Action::Pause(0));
+        assert!(!s.takes_effect(&Action::Pause(0)));
+        s.apply(&Action::Kill(0));
+        assert!(!s.paused[0], "a kill ends a pause");
+        assert!(!s.takes_effect(&Action::Resume(0)));
+        assert!(s.takes_effect(&Action::Restart(0)));
+    }
+}

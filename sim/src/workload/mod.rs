@@ -1,0 +1,3 @@
+//! Workloads that run beside the agents in a simulation.
+
+pub mod router;

@@ -1,0 +1,374 @@
+//! The simulated world of one run: madsim nodes, each running an agent beside its own NATS
+//! server, router clients, every node's clock model and disk, and what the oracle needs
+//! recorded (trace events and every notice, stamped with local time).
+
+use crate::clock::{true_now, ClockModel, SimClock};
+use crate::disk::Disks;
+use crate::fabric::Fabric;
+use crate::faults::{Action, FaultEvent};
+use crate::oracle::{secs, TrueClaim};
+use crate::scenario::{Scenario, SimNode};
+use crate::timeline::FaultState;
+use crate::trace::TraceEvent;
+use crate::workload::router::{Client, Record, Servers};
+use leasehold::{Membership, Notice, Notices};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A notice as the agent sent it: which node and incarnation, at what local time.
+struct Recorded {
+    node: usize,
+    inc: u64,
+    local: Duration,
+    notice: Notice,
+}
+
+#[derive(Default)]
+struct State {
+    incarnations: Vec<u64>,
+    receivers: Vec<(usize, u64, Notices)>,
+    notices: Vec<Recorded>,
+    trace: Vec<TraceEvent>,
+    seq: u64,
+    faults: FaultState,
+    applied: Vec<FaultEvent>,
+}
+
+/// Everything one run shares between its nodes, the nemesis and the oracle.
+pub struct World {
+    /// The scenario.
+    pub scn: Scenario,
+    /// Its nodes, resolved.
+    pub nodes: Vec<SimNode>,
+    /// The run's seed.
+    pub seed: u64,
+    /// True time zero.
+    pub start: madsim::time::Instant,
+    /// The simulated NATS.
+    pub fabric: Fabric,
+    /// Every node's durable state.
+    pub disks: Disks,
+    /// Every node's (and router client's) clock.
+    pub clocks: Vec<Arc<Mutex<ClockModel>>>,
+    /// The router servers, for scenarios with `[router]`.
+    pub servers: Servers,
+    /// What router clients did.
+    pub routes: Arc<Mutex<Record>>,
+    state: Mutex<State>,
+}
+
+/// Derives an independent seed from `seed` and two numbers (splitmix64 over the mix, so
+/// nearby inputs give unrelated seeds).
+pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl World {
+    /// A world for `scn`; nothing runs until nodes are created.
+    pub fn new(
+        scn: Scenario,
+        seed: u64,
+        start: madsim::time::Instant,
+        fabric: Fabric,
+        clocks: Vec<Arc<Mutex<ClockModel>>>,
+        servers: Servers,
+    ) -> Self {
+        let nodes = scn.sim_nodes();
+        let n = nodes.len();
+        World {
+            scn,
+            seed,
+            start,
+            fabric,
+            disks: Disks::new(n),
+            clocks,
+            servers,
+            routes: Arc::new(Mutex::new(Record::default())),
+            state: Mutex::new(State {
+                incarnations: vec![0; n],
+                faults: FaultState::new(n),
+                ..State::default()
+            }),
+            nodes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn clock(&self, i: usize) -> MutexGuard<'_, ClockModel> {
+        self.clocks[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a trace event now (for `node`, with its local time).
+    pub fn trace(&self, node: Option<usize>, what: String) {
+        let at = true_now(self.start);
+        let local = node.map(|i| self.clock(i).local_at(at));
+        let mut st = self.lock();
+        st.seq += 1;
+        let seq = st.seq;
+        st.trace.push(TraceEvent {
+            at,
+            seq,
+            node: node.map(|i| self.nodes[i].id.clone()),
+            local,
+            what,
+        });
+    }
+
+    /// Moves every queued notice into the record (they are stamped with local time already).
+    pub fn drain(&self) {
+        let mut st = self.lock();
+        let mut got = Vec::new();
+        for (node, inc, rx) in st.receivers.iter_mut() {
+            while let Some((local, notice)) = rx.try_next() {
+                got.push(Recorded {
+                    node: *node,
+                    inc: *inc,
+                    local,
+                    notice,
+                });
+            }
+        }
+        st.notices.extend(got);
+    }
+
+    /// The claims so far, in true time.
+    pub fn claims(&self) -> Vec<TrueClaim> {
+        let st = self.lock();
+        let mut out: Vec<TrueClaim> = Vec::new();
+        for r in &st.notices {
+            let model = self.clock(r.node);
+            match &r.notice {
+                Notice::Claim { token, from, until } => out.push(TrueClaim {
+                    node: r.node,
+                    id: self.nodes[r.node].id.clone(),
+                    inc: r.inc,
+                    token: *token,
+                    from: model.true_at(from.as_nanos()),
+                    until: model.true_at(until.as_nanos()),
+                }),
+                Notice::ClaimEnded { at } => {
+                    let end = model.true_at(at.as_nanos());
+                    for c in out.iter_mut().filter(|c| (c.node, c.inc) == (r.node, r.inc)) {
+                        c.until = c.until.min(end);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The node holding a lease now, if any.
+    pub fn leader_now(&self) -> Option<usize> {
+        self.drain();
+        let now = true_now(self.start);
+        self.claims()
+            .into_iter()
+            .filter(|c| c.from <= now && now < c.until)
+            .map(|c| c.node)
+            .next()
+    }
+
+    /// The trace: recorded events and every notice, in true-time order.
+    pub fn take_trace(&self) -> Vec<TraceEvent> {
+        let mut st = self.lock();
+        let mut trace = std::mem::take(&mut st.trace);
+        // Notices sort after recorded events at the same instant and node.
+        let mut seq = u64::MAX / 2;
+        for r in &st.notices {
+            let Some(what) = notice_line(&r.notice) else { continue };
+            seq += 1;
+            trace.push(TraceEvent {
+                at: self.clock(r.node).true_at(r.local.as_nanos()),
+                seq,
+                node: Some(self.nodes[r.node].id.clone()),
+                local: Some(r.local.as_nanos()),
+                what,
+            });
+        }
+        trace.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
+        trace
+    }
+
+    /// The faults as applied so far.
+    pub fn take_applied(&self) -> Vec<FaultEvent> {
+        std::mem::take(&mut self.lock().applied)
+    }
+
+    /// Node `i`'s life: start a new incarnation of its agent beside its NATS server (and its
+    /// router server, if any). madsim calls this at creation and at every restart.
+    pub async fn node_main(self: Arc<Self>, i: usize) {
+        let inc = {
+            let mut st = self.lock();
+            st.incarnations[i] += 1;
+            st.incarnations[i]
+        };
+        self.trace(Some(i), format!("start incarnation {inc}"));
+        madsim::task::spawn(self.fabric.serve(i));
+        if let Some(spec) = self.scn.router.clone() {
+            let clock = SimClock::new(self.clocks[i].clone(), self.start);
+            madsim::task::spawn(crate::workload::router::server_main(
+                self.fabric.clone(),
+                clock,
+                i,
+                self.servers.clone(),
+                spec,
+                mix(self.seed, i as u64, 0x5e7),
+            ));
+        }
+        let node = &self.nodes[i];
+        let mut cfg = self.scn.membership_cfg();
+        cfg.id = node.id.clone();
+        cfg.my_rank = node.rank;
+        cfg.pid = i as i64 + 1;
+        cfg.nats_host = format!("10.0.0.{}", i + 1);
+        cfg.nats_client_port = 4222;
+        let clock = SimClock::new(self.clocks[i].clone(), self.start);
+        let agent = match Membership::new(cfg, clock, self.fabric.client(i), self.disks.storage(i)) {
+            Ok(a) => a.with_seed(mix(self.seed, i as u64, inc)),
+            Err(e) => {
+                self.trace(Some(i), format!("agent failed to configure: {e}"));
+                return;
+            }
+        };
+        let notices = agent.handle().notices(1 << 20);
+        self.lock().receivers.push((i, inc, notices));
+        if let Err(e) = agent.run().await {
+            self.trace(Some(i), format!("agent failed: {e}"));
+        }
+    }
+
+    /// Router client `k` (fabric index `n + k`) in datacenter `dc`.
+    pub async fn client_main(self: Arc<Self>, k: usize, dc: String) {
+        let node = self.nodes.len() + k;
+        let Some(spec) = self.scn.router.clone() else { return };
+        madsim::task::spawn(self.fabric.serve(node));
+        Client {
+            fabric: self.fabric.clone(),
+            clock: SimClock::new(self.clocks[node].clone(), self.start),
+            start: self.start,
+            node,
+            index: k,
+            dc,
+            servers: self.servers.clone(),
+            spec,
+            end: self.scn.duration.0,
+            seed: mix(self.seed, 1000 + k as u64, 0),
+            record: self.routes.clone(),
+        }
+        .run()
+        .await;
+    }
+
+    /// Applies `a` now and records its resolved form (if it did anything).
+    pub fn apply(&self, a: &Action, ids: &[madsim::task::NodeId]) {
+        if let Some(resolved) = self.apply_now(a, ids) {
+            let at = Duration::from_nanos(true_now(self.start) as u64);
+            let mut st = self.lock();
+            st.faults.apply(&resolved);
+            st.applied.push(FaultEvent {
+                at,
+                action: resolved,
+                scripted: true,
+            });
+        }
+    }
+
+    /// Applies `a`; returns its resolved form, or `None` if it did nothing (e.g. restarting a
+    /// node that is up).
+    fn apply_now(&self, a: &Action, ids: &[madsim::task::NodeId]) -> Option<Action> {
+        let leader = matches!(a, Action::IsolateLeader { .. })
+            .then(|| self.leader_now())
+            .flatten();
+        let names: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
+        self.trace(None, a.describe(&names, leader));
+        if !self.lock().faults.takes_effect(a) {
+            return None;
+        }
+        let h = madsim::runtime::Handle::current();
+        match a {
+            Action::Kill(i) => {
+                h.kill(ids[*i]);
+                self.fabric.down(*i);
+            }
+            Action::Restart(i) => h.restart(ids[*i]),
+            Action::Pause(i) => h.pause(ids[*i]),
+            Action::Resume(i) => h.resume(ids[*i]),
+            Action::ClockStep(i, by) => self.clock(*i).step_wall(*by),
+            Action::Drift(i, ppm) => self.clock(*i).set_ppm(true_now(self.start), *ppm),
+            Action::Loss(l) => self.fabric.topology(|t| t.set_loss(*l)),
+            Action::Latency(r) => self.fabric.topology(|t| t.set_latency(*r)),
+            Action::Heal => self.fabric.topology(|t| t.heal()),
+            routes => {
+                // Route changes are recorded as the exact set of routes cut afterwards.
+                let n = ids.len();
+                let cuts = self.fabric.topology(|t| {
+                    cut_routes(t, routes, leader, n);
+                    t.cuts()
+                });
+                return Some(Action::Cut(cuts));
+            }
+        }
+        Some(a.clone())
+    }
+}
+
+/// Cuts the routes a partition-shaped action asks for.
+fn cut_routes(t: &mut crate::topology::Topology, a: &Action, leader: Option<usize>, n: usize) {
+    match a {
+        Action::Partition { groups, .. } => t.partition(groups),
+        Action::IsolateLeader { fallback } => {
+            let x = leader.unwrap_or(*fallback);
+            t.partition(&[(0..n).filter(|j| *j != x).collect(), vec![x]]);
+        }
+        Action::Bridge { a, b, bridge } => {
+            let mut side_a = a.clone();
+            side_a.push(*bridge);
+            t.partition(&[side_a, b.clone()]);
+            for j in b {
+                t.set_cut(*bridge, *j, false);
+                t.set_cut(*j, *bridge, false);
+            }
+        }
+        Action::OneWay { from, to } => {
+            for f in from {
+                for to in to {
+                    t.set_cut(*f, *to, true);
+                }
+            }
+        }
+        Action::Cut(links) => t.set_cuts(links),
+        _ => {}
+    }
+}
+
+/// A notice as a trace line (`None` for those the trace leaves out).
+fn notice_line(n: &Notice) -> Option<String> {
+    let token = |t: &Option<u64>| t.map_or("-".into(), |t| t.to_string());
+    Some(match n {
+        Notice::Claim { token: t, until, .. } => {
+            format!("claim token={} until local={}", token(t), secs(until.as_nanos()))
+        }
+        Notice::ClaimEnded { .. } => "claim released".into(),
+        Notice::Leader {
+            leader,
+            is_me,
+            token: t,
+            ..
+        } => format!(
+            "leader {} {}token={}",
+            leader.as_deref().unwrap_or("none"),
+            if *is_me { "(me) " } else { "" },
+            token(t)
+        ),
+        Notice::MemberAdded(l) => format!("member added {}", l.id),
+        Notice::MemberLost(l) => format!("member lost {}", l.id),
+        Notice::Elected { .. } => return None,
+    })
+}
