@@ -11,7 +11,7 @@ pub enum Algorithm {
     /// Quorum leases with fencing tokens (safe under partitions, pauses, restarts and drift).
     #[default]
     Lease,
-    /// The seed's ALLCALL protocol, wire-compatible; can elect two leaders under partition.
+    /// hnatsd's ALLCALL protocol, wire-compatible; can elect two leaders under partition.
     Allcall,
 }
 
@@ -119,9 +119,9 @@ impl From<BugKnobs> for Vec<Bug> {
     }
 }
 
-/// Configuration of one agent (the seed's `MembershipCfg` plus new fields).
+/// Configuration of one agent (hnatsd's `MembershipCfg` plus new fields).
 ///
-/// Zero values mean "use the default", as in the seed; [`MembershipCfg::set_defaults`] fills
+/// Zero values mean "use the default", as in hnatsd; [`MembershipCfg::set_defaults`] fills
 /// them in, and [`Default`] returns a filled-in configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MembershipCfg {
@@ -139,7 +139,7 @@ pub struct MembershipCfg {
     pub lease_time: Duration,
     /// This agent's rank; lower is preferred as leader.
     pub my_rank: i64,
-    /// This agent's ID (the seed takes the NATS server's ID); must be unique in the cluster.
+    /// This agent's ID (hnatsd takes the NATS server's ID); must be unique in the cluster.
     pub id: String,
     /// Host of this agent's NATS server, reported in [`AgentLoc`].
     pub nats_host: String,
@@ -203,7 +203,7 @@ impl MembershipCfg {
         }
     }
 
-    /// Fills in defaults for every zero field (the seed's `SetDefaults`).
+    /// Fills in defaults for every zero field (hnatsd's `SetDefaults`).
     pub fn set_defaults(&mut self) {
         if self.lease_time.is_zero() {
             self.lease_time = Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! The production [`Network`]: NATS through async-nats (feature `nats`).
 //!
 //! The agent connects to the one server it was configured with and reconnects only to it
-//! (servers the cluster advertises are ignored: the seed's rule, which keeps an agent next to
+//! (servers the cluster advertises are ignored: hnatsd's rule, which keeps an agent next to
 //! its own server). While disconnected, publishes are buffered by the client and may be lost;
 //! nothing the election relies on assumes otherwise: a holder that cannot renew simply sees its
 //! lease run out on its own clock.

@@ -1,4 +1,4 @@
-//! Wire types: the seed's JSON shapes (`AgentLoc`, `ExtInt`, `HostPort`, the member list with
+//! Wire types: hnatsd's JSON shapes (`AgentLoc`, `ExtInt`, `HostPort`, the member list with
 //! `LeadID`) and the messages of the `lease` algorithm, with bounded, panic-free decoding.
 
 use serde::de::DeserializeOwned;
@@ -41,7 +41,7 @@ pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(msg).unwrap_or_default())
 }
 
-/// A host and port, as in the seed's `HostPort`.
+/// A host and port, as in hnatsd's `HostPort`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HostPort {
     /// Host name or address.
@@ -52,7 +52,7 @@ pub struct HostPort {
     pub port: i64,
 }
 
-/// External and internal port pairs, as in the seed's `ExtInt` (sshd secures the external
+/// External and internal port pairs, as in hnatsd's `ExtInt` (sshd secures the external
 /// port and forwards to the internal one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ExtInt {
@@ -64,7 +64,7 @@ pub struct ExtInt {
     pub internal: HostPort,
 }
 
-/// The identity and location of one agent, with the seed's JSON field names.
+/// The identity and location of one agent, with hnatsd's JSON field names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentLoc {
     /// Server ID (`serverId`).
@@ -101,7 +101,7 @@ impl AgentLoc {
         }
     }
 
-    /// The same location with no lease, as the seed stores members.
+    /// The same location with no lease, as hnatsd stores members.
     pub fn without_lease(&self) -> AgentLoc {
         AgentLoc {
             lease_expires: None,
@@ -110,7 +110,7 @@ impl AgentLoc {
     }
 }
 
-/// The seed's `AgentLocLessThan`: whether `i` is preferred over `j` as leader.
+/// hnatsd's `AgentLocLessThan`: whether `i` is preferred over `j` as leader.
 ///
 /// An empty ID sorts after every non-empty one (whatever the ranks); then lower rank, then ID,
 /// NATS host and client port (empty strings sort high), then pid; on a full tie the later lease
@@ -151,7 +151,7 @@ fn lease_nanos(l: &AgentLoc) -> i128 {
     l.lease_expires.map(|t| t.unix_timestamp_nanos()).unwrap_or(i128::MIN)
 }
 
-/// The seed's member list report (`lost`, `added`, `list`):
+/// hnatsd's member list report (`lost`, `added`, `list`):
 /// `{"LeadID":"...","Members":[AgentLoc...]}`, members sorted by [`agent_loc_cmp`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberList {

@@ -1,6 +1,6 @@
 //! Against real `nats-server` processes on free loopback ports, with real `leasehold-agent`
 //! processes: one leader; failover after the leader is killed; a server restart survived; a
-//! three-server cluster losing one server; and `allcall` on the seed's wire protocol. Every
+//! three-server cluster losing one server; and `allcall` on hnatsd's wire protocol. Every
 //! test ends by checking that no two agents ever reported overlapping leases with different
 //! fencing tokens (all on this host's wall clock).
 //!
@@ -389,7 +389,7 @@ fn stopping_one_server_of_a_cluster_leaves_the_majority_with_one_leader() {
 }
 
 #[test]
-fn allcall_speaks_the_seed_wire_protocol_and_agrees_with_a_seed_agent() {
+fn allcall_speaks_the_hnatsd_wire_protocol_and_agrees_with_an_hnatsd_agent() {
     let server = Server::start(free_port(), None);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -403,7 +403,7 @@ fn allcall_speaks_the_seed_wire_protocol_and_agrees_with_a_seed_agent() {
         client.flush().await.unwrap();
         let agents: Vec<Agent> = (0..2).map(|i| Agent::start(&format!("rs{i}"), i + 1, &server.url(), 0, "allcall")).collect();
 
-        // A peer written to the seed's protocol: it answers every allcall with its location in
+        // A peer written to hnatsd's protocol: it answers every allcall with its location in
         // Go's JSON (rank 0, better than ours), on the allcall's reply subject.
         let go_loc = r#"{"serverId":"go-agent","natsHost":"127.0.0.1","natsClientPort":4222,"grpc":{"externalHostPort":{"host":"","port":0},"internalHostPort":{"host":"","port":0}},"leaseExpires":"0001-01-01T00:00:00Z","rank":0,"pid":4242}"#;
         let responder = client.clone();
@@ -424,7 +424,7 @@ fn allcall_speaks_the_seed_wire_protocol_and_agrees_with_a_seed_agent() {
                 "allcall" => {
                     assert_eq!(m.reply.as_deref(), Some("_nats.cluster.members.allreply"), "allcall asks for replies on allreply");
                     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-                    assert_eq!(keys, ["grpc", "leaseExpires", "natsClientPort", "natsHost", "pid", "rank", "serverId"], "the seed's AgentLoc");
+                    assert_eq!(keys, ["grpc", "leaseExpires", "natsClientPort", "natsHost", "pid", "rank", "serverId"], "hnatsd's AgentLoc");
                 }
                 "allreply" => assert!(v["serverId"].is_string() && v["leaseExpires"].is_string()),
                 "list" | "added" | "lost" => assert!(v["LeadID"].is_string() && v["Members"].is_array(), "{v}"),
@@ -440,7 +440,7 @@ fn allcall_speaks_the_seed_wire_protocol_and_agrees_with_a_seed_agent() {
         }
         for a in &agents {
             let last = a.lines().into_iter().rfind(|l| l["event"] == "leadership").expect("a leadership line");
-            assert_eq!(last["leader"], "go-agent", "{}: our agents follow the seed agent's better rank", a.id);
+            assert_eq!(last["leader"], "go-agent", "{}: our agents follow the hnatsd agent's better rank", a.id);
             assert_eq!(last["is_leader"], false);
         }
         answering.abort();

@@ -1,4 +1,4 @@
-//! The nemesis: the fault plan of one run, drawn from the seed (ChaCha) and the scenario's
+//! The nemesis: the fault plan of one run, drawn from the run's seed (ChaCha) and the scenario's
 //! `[faults]`, merged with its scripted `[[at]]` timeline.
 
 use crate::faults::{Action, FaultEvent};

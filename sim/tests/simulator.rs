@@ -122,3 +122,19 @@ fn shrinking_gives_a_smaller_scenario_that_still_fails() {
         "a known-bad reproducer keeps expecting its violation"
     );
 }
+
+#[test]
+fn every_scenario_written_back_as_toml_parses_to_the_same_scenario_and_run() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    for f in leasehold_sim::sweep::scenario_files(&root).unwrap() {
+        let scn = Scenario::load(&f).unwrap();
+        let text = scn.to_toml().unwrap();
+        let back = Scenario::parse("back.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back.to_toml().unwrap(), text, "{} does not round-trip", f.display());
+        assert_eq!(back.at, scn.at, "{}: the timeline survives", f.display());
+    }
+    // The same scenario, run from its written form, gives the same trace.
+    let scn = Scenario::load(&root.join("lease-leader-killed.toml")).unwrap();
+    let back = Scenario::parse("back.toml", &scn.to_toml().unwrap()).unwrap();
+    assert_eq!(run_seed(&scn, 3, "a").trace.digest, run_seed(&back, 3, "a").trace.digest);
+}

@@ -1,4 +1,4 @@
-//! The `allcall` algorithm: a faithful port of the seed's ALLCALL election.
+//! The `allcall` algorithm: a faithful port of hnatsd's ALLCALL election.
 //!
 //! Every beat each agent publishes an *allcall* on `<prefix>allcall` (payload: the leader it
 //! currently records, reply subject `<prefix>allreply`). Every agent answers each allcall on
@@ -100,7 +100,7 @@ impl AllcallElection {
             return out;
         }
         let cur = std::mem::take(&mut self.collected);
-        // The seed adds itself to the *next* beat's set, after taking this one.
+        // hnatsd adds itself to the *next* beat's set, after taking this one.
         insert_sorted(&mut self.collected, self.my_loc.without_lease());
 
         let last_seen = self.leader.clone();
@@ -183,7 +183,7 @@ impl AllcallElection {
     }
 
     /// While this agent records itself as leader it claims the lease until the next beat's
-    /// decision could take it away (the seed keeps a leader until a new one is recorded).
+    /// decision could take it away (hnatsd keeps a leader until a new one is recorded).
     fn claim(&mut self, now: Duration, out: &mut Vec<Output>) {
         if self.is_leader() {
             self.claimed = true;
@@ -212,7 +212,7 @@ impl AllcallElection {
         }
     }
 
-    /// The seed's `leadHolder.setLeader`: records `sloc` unless the current record wins.
+    /// hnatsd's `leadHolder.setLeader`: records `sloc` unless the current record wins.
     /// Returns the winner if it is not `sloc`.
     fn set_leader(&mut self, sloc: AgentLoc, wall: OffsetDateTime) -> Option<AgentLoc> {
         if sloc.id.is_empty() {
@@ -255,7 +255,7 @@ fn same_ignoring_lease(a: &AgentLoc, b: &AgentLoc) -> bool {
     agent_loc_cmp(&a.without_lease(), &b.without_lease()) == Ordering::Equal
 }
 
-/// Inserts into a set kept sorted and deduplicated by [`agent_loc_cmp`] (the seed's btree).
+/// Inserts into a set kept sorted and deduplicated by [`agent_loc_cmp`] (hnatsd's btree).
 fn insert_sorted(set: &mut Vec<AgentLoc>, loc: AgentLoc) {
     if let Err(pos) = set.binary_search_by(|x| agent_loc_cmp(x, &loc)) {
         set.insert(pos, loc);
@@ -272,7 +272,7 @@ fn set_diff(a: &[AgentLoc], b: &[AgentLoc]) -> Vec<AgentLoc> {
 
 #[cfg(test)]
 mod tests {
-    //! The seed's own behaviours (hnatsd `health_test.go` 102, 103, 107), on the state machine
+    //! hnatsd's own behaviours (hnatsd `health_test.go` 102, 103, 107), on the state machine
     //! with a bus that delivers every publish to every listening agent at once.
     use super::*;
     use time::macros::datetime;
