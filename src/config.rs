@@ -49,15 +49,32 @@ pub enum Bug {
     LeaseFromGrant,
     /// Grant without checking an outstanding promise to another candidate.
     GrantIgnoringPromise,
+    /// Start with no state file as if the cluster were brand new: no quarantine, no
+    /// learning of the highest token from peers (the behaviour before state loss was
+    /// modelled).
+    TrustMissingState,
+    /// Promise to candidates whose safety-relevant settings differ from ours.
+    SkipConfigCheck,
+    /// Count granted replies rather than distinct granters, so a duplicated grant counts twice.
+    CountDuplicateGrants,
+    /// Accept a grant for any earlier attempt with the same token (a replayed old grant).
+    AcceptStaleReplies,
+    /// Accept out-of-range values (tokens near 2^64, endless leases) and compute with them.
+    UncheckedRanges,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 9] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
         Bug::GrantIgnoringPromise,
+        Bug::TrustMissingState,
+        Bug::SkipConfigCheck,
+        Bug::CountDuplicateGrants,
+        Bug::AcceptStaleReplies,
+        Bug::UncheckedRanges,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -67,6 +84,11 @@ impl Bug {
             Bug::IgnoreDrift => "ignore_drift",
             Bug::LeaseFromGrant => "lease_from_grant",
             Bug::GrantIgnoringPromise => "grant_ignoring_promise",
+            Bug::TrustMissingState => "trust_missing_state",
+            Bug::SkipConfigCheck => "skip_config_check",
+            Bug::CountDuplicateGrants => "count_duplicate_grants",
+            Bug::AcceptStaleReplies => "accept_stale_replies",
+            Bug::UncheckedRanges => "unchecked_ranges",
         }
     }
 
@@ -119,6 +141,31 @@ impl From<BugKnobs> for Vec<Bug> {
     }
 }
 
+/// Whether this start may be the first start of a brand-new cluster (etcd's
+/// `initial-cluster-state`). Never inferred: a missing state file proves nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    /// The cluster may have run before: a start waits one promise period and learns the
+    /// highest token in use from its peers before it promises or campaigns.
+    #[default]
+    Existing,
+    /// The operator says no agent of this cluster has ever run: a start that finds no state
+    /// file skips the wait. Only for a cluster's very first start; never set it on a restart.
+    New,
+}
+
+impl std::str::FromStr for ClusterState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "existing" => Ok(ClusterState::Existing),
+            "new" => Ok(ClusterState::New),
+            other => Err(format!("unknown cluster state {other:?} (expected new or existing)")),
+        }
+    }
+}
+
 /// Configuration of one agent (hnatsd's `MembershipCfg` plus new fields).
 ///
 /// Zero values mean "use the default", as in hnatsd; [`MembershipCfg::set_defaults`] fills
@@ -161,6 +208,9 @@ pub struct MembershipCfg {
     pub member_timeout: Duration,
     /// Largest message accepted from the network (default 64 KiB).
     pub max_message: usize,
+    /// Whether a start without state may assume a brand-new cluster (default
+    /// [`ClusterState::Existing`]).
+    pub initial_cluster_state: ClusterState,
     /// Test-only planted bugs (see [`BugKnobs`]).
     pub bug_knobs: BugKnobs,
 }
@@ -199,6 +249,7 @@ impl MembershipCfg {
             history_size: 0,
             member_timeout: Duration::ZERO,
             max_message: 0,
+            initial_cluster_state: ClusterState::Existing,
             bug_knobs: BugKnobs::default(),
         }
     }
@@ -275,9 +326,16 @@ impl MembershipCfg {
         }
     }
 
-    /// The subject `<prefix><name>`.
-    pub fn subject(&self, name: &str) -> String {
-        format!("{}{}", self.sys_member_prefix, name)
+    /// A digest of the settings `lease` safety depends on (cluster size, lease time, drift
+    /// bound), carried in heartbeats and requests: agents whose digests differ refuse to
+    /// promise to each other, since quorums of different cluster sizes need not intersect and
+    /// a holder with a longer lease outlives its granters' promises.
+    pub fn safety_digest(&self) -> u64 {
+        let mut b = Vec::with_capacity(32);
+        b.extend_from_slice(&(self.cluster_size as u64).to_le_bytes());
+        b.extend_from_slice(&self.lease_time.as_nanos().to_le_bytes());
+        b.extend_from_slice(&self.max_drift_ppm.to_le_bytes());
+        crate::hash::fnv1a(&b)
     }
 }
 

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tracing::info;
+use tracing::{info, warn};
 
 /// The leader as one agent sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub struct Stats {
     pub storage_errors: u64,
     /// Notices dropped because a watcher did not keep up.
     pub notices_dropped: u64,
+    /// Well-formed messages dropped because a value was out of its documented range.
+    pub out_of_range: u64,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +140,14 @@ impl Shared {
             Notice::MemberLost(loc) => {
                 info!(member = %loc.id, "member lost");
                 g.members.remove(&loc.id);
+            }
+            Notice::ConfigMismatch { peer, ours, theirs } => {
+                warn!(
+                    peer = %peer,
+                    ours = format_args!("{ours:016x}"),
+                    theirs = format_args!("{theirs:016x}"),
+                    "config_mismatch: a peer runs with different cluster_size, lease_time or max_drift_ppm; neither will promise to the other"
+                );
             }
             _ => {}
         }

@@ -60,12 +60,12 @@ pub mod transport {
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{timeout, BoxFuture, Clock};
-pub use config::{Algorithm, Bug, BugKnobs, ConfigError, MembershipCfg};
+pub use config::{Algorithm, Bug, BugKnobs, ClusterState, ConfigError, MembershipCfg};
 pub use election::Notice;
 pub use handle::{LeaderStatus, LeadershipRecord, MembershipHandle, Notices, Stats};
 pub use hash::fnv1a;
 pub use hub::{Hub, HubClient, DEFAULT_MAX_PAYLOAD};
-pub use membership::{Membership, MembershipError};
+pub use membership::{Membership, MembershipError, Observer};
 #[cfg(feature = "nats")]
 pub use nats::{NatsNetwork, NatsOptions};
 pub use network::{request, subject_matches, Message, NetError, Network, Subscription};

@@ -5,12 +5,15 @@
 
 use crate::clock::Clock;
 use crate::config::{Algorithm, ConfigError, MembershipCfg};
-use crate::election::{AllcallElection, LeaseElection, Output, Publish};
+use crate::election::{AllcallElection, LeaseElection, Notice, Output, Publish};
 use crate::handle::{MembershipHandle, Shared};
 use crate::network::{Message, NetError, Network};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Durable, Storage, StorageError};
 use crate::subjects::{Subjects, Topic};
-use crate::wire::{decode, encode, AgentLoc, Heartbeat, LeaseRelease, LeaseReply, LeaseRequest, WireError};
+use crate::wire::{
+    decode, encode, AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest,
+    WireError,
+};
 use futures::channel::oneshot;
 use futures::future::{select, Either};
 use futures::StreamExt;
@@ -46,7 +49,12 @@ pub struct Membership<C, N, S> {
     seed: u64,
     shared: Arc<Shared>,
     stop_rx: Option<oneshot::Receiver<()>>,
+    observer: Option<Observer>,
 }
+
+/// A function that sees every notice, synchronously and in order, with the agent's monotonic
+/// time (see [`Membership::with_observer`]).
+pub type Observer = Arc<dyn Fn(Duration, &Notice) + Send + Sync>;
 
 impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
     /// An agent with `cfg` (defaults filled in, then validated).
@@ -65,12 +73,22 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             seed,
             shared,
             stop_rx: Some(rx),
+            observer: None,
         })
     }
 
     /// Sets the seed of the agent's random jitter (the simulator derives it from its seed).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Calls `observe` with every notice as the agent makes it, before any watcher sees it.
+    /// Unlike [`MembershipHandle::notices`], which drops notices for a reader that falls
+    /// behind, nothing can be lost on this path: the simulator's oracle reads claims here.
+    /// `observe` runs inside the agent's loop, so it must be quick and must not block.
+    pub fn with_observer(mut self, observe: Observer) -> Self {
+        self.observer = Some(observe);
         self
     }
 
@@ -106,7 +124,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         let r = async {
             match self.cfg.algorithm {
                 Algorithm::Lease => {
-                    let stored = self.storage.load().await?;
+                    let stored = self.load_state().await;
                     let (sm, first) = LeaseElection::new(&self.cfg, stored, self.clock.now(), self.seed);
                     let subjects = Subjects::new(&self.cfg, Some(sm.me()));
                     self.drive(sm, first, &subjects, stop).await
@@ -122,6 +140,26 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         .await;
         self.shared.finish();
         r
+    }
+
+    /// The durable state, or `None` when there is none or it cannot be read: either way this
+    /// start cannot prove anything about earlier runs, and says so loudly.
+    async fn load_state(&self) -> Option<Durable> {
+        let advice = "this agent grants and campaigns only after one lease time and after learning the \
+                      highest token from its peers; if this is the first start of a brand-new cluster, \
+                      set initial_cluster_state = new";
+        match self.storage.load().await {
+            Ok(Some(d)) => Some(d),
+            Ok(None) => {
+                warn!("starting with no durable state: {advice}");
+                None
+            }
+            Err(e) => {
+                self.shared.count(|s| s.storage_errors += 1);
+                tracing::error!(error = %e, "durable state is unreadable and treated as lost: {advice}");
+                None
+            }
+        }
     }
 
     /// The driver loop, the same for every algorithm.
@@ -170,17 +208,26 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         Ok(())
     }
 
-    /// Feeds one message to the machine; a malformed one is counted and dropped.
+    /// Feeds one message to the machine; a malformed or out-of-range one is counted and
+    /// dropped.
     fn input<M: Machine>(&self, sm: &mut M, now: Duration, subjects: &Subjects, msg: Message) -> Vec<Output> {
         let Some(topic) = subjects.topic(&msg.subject) else {
             return Vec::new();
         };
-        sm.on_message(now, topic, msg, self.cfg.max_message)
+        let rejected = sm.rejected();
+        let out = sm
+            .on_message(now, topic, msg, self.cfg.max_message)
             .unwrap_or_else(|e| {
                 self.shared.count(|s| s.malformed += 1);
                 debug!(?topic, error = %e, "dropped a malformed message");
                 Vec::new()
-            })
+            });
+        let more = sm.rejected().saturating_sub(rejected);
+        if more > 0 {
+            self.shared.count(|s| s.out_of_range += more);
+            debug!(?topic, "dropped a message with a value out of range");
+        }
+        out
     }
 
     /// Carries out the machine's outputs in order; stops at the first save that fails.
@@ -195,7 +242,13 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                     }
                 }
                 Output::Publish(p) => self.publish(subjects, p).await,
-                Output::Notice(n) => self.shared.notice(self.clock.now(), n),
+                Output::Notice(n) => {
+                    let now = self.clock.now();
+                    if let Some(observe) = &self.observer {
+                        observe(now, &n);
+                    }
+                    self.shared.notice(now, n);
+                }
             }
         }
         Ok(())
@@ -213,6 +266,8 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             Publish::Request(r) => encode(r),
             Publish::Reply { reply, .. } => encode(reply),
             Publish::Release(r) => encode(r),
+            Publish::Recover(r) => encode(r),
+            Publish::Recovered { answer, .. } => encode(answer),
             Publish::Allcall(loc) | Publish::Pong { loc, .. } => encode(loc),
             Publish::Report(_, list) => encode(list),
         };
@@ -236,6 +291,8 @@ trait Machine {
     fn on_message(&mut self, now: Duration, topic: Topic, msg: Message, max: usize) -> Result<Vec<Output>, WireError>;
     /// The end of the run.
     fn stop(&mut self, now: Duration) -> Vec<Output>;
+    /// Messages dropped so far for values out of range.
+    fn rejected(&self) -> u64;
 }
 
 impl Machine for LeaseElection {
@@ -257,11 +314,19 @@ impl Machine for LeaseElection {
             },
             Topic::Release => self.on_release(now, decode::<LeaseRelease>(&msg.payload, max)?),
             Topic::Inbox => self.on_reply(now, decode::<LeaseReply>(&msg.payload, max)?),
+            Topic::Recover => match msg.reply {
+                Some(to) => self.on_recover(now, decode::<LeaseRecover>(&msg.payload, max)?, to),
+                None => Vec::new(),
+            },
+            Topic::RecoveryInbox => self.on_recovered(now, decode::<LeaseRecovered>(&msg.payload, max)?),
             Topic::Allcall | Topic::Allreply => Vec::new(),
         })
     }
     fn stop(&mut self, now: Duration) -> Vec<Output> {
         LeaseElection::stop(self, now)
+    }
+    fn rejected(&self) -> u64 {
+        LeaseElection::rejected(self)
     }
 }
 
@@ -287,6 +352,9 @@ impl Machine for AllcallElection {
     }
     fn stop(&mut self, now: Duration) -> Vec<Output> {
         AllcallElection::stop(self, now)
+    }
+    fn rejected(&self) -> u64 {
+        AllcallElection::rejected(self)
     }
 }
 

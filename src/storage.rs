@@ -27,10 +27,11 @@ pub struct StorageError(pub String);
 ///
 /// `save` returns only once the state would survive a crash of the process or the machine
 /// (for a file: written, synced, renamed into place, directory synced). `load` returns the
-/// last state saved, or the default for a first start.
+/// last state saved, or `None` when there is none: a missing state proves nothing (the agent
+/// may have run before and lost it), so the agent then waits and learns from its peers.
 pub trait Storage: Send + Sync + 'static {
-    /// The last state saved, or `Durable::default()` if none.
-    fn load(&self) -> BoxFuture<'_, Result<Durable, StorageError>>;
+    /// The last state saved, or `None` if nothing was ever saved (or it was lost).
+    fn load(&self) -> BoxFuture<'_, Result<Option<Durable>, StorageError>>;
     /// Saves `state` durably.
     fn save(&self, state: &Durable) -> BoxFuture<'_, Result<(), StorageError>>;
 }
@@ -39,7 +40,7 @@ pub trait Storage: Send + Sync + 'static {
 /// tests and the embedded example), not a process crash.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStorage {
-    state: Arc<Mutex<Durable>>,
+    state: Arc<Mutex<Option<Durable>>>,
 }
 
 impl MemoryStorage {
@@ -50,7 +51,7 @@ impl MemoryStorage {
 }
 
 impl Storage for MemoryStorage {
-    fn load(&self) -> BoxFuture<'_, Result<Durable, StorageError>> {
+    fn load(&self) -> BoxFuture<'_, Result<Option<Durable>, StorageError>> {
         let s = self
             .state
             .lock()
@@ -62,7 +63,7 @@ impl Storage for MemoryStorage {
         let r = self
             .state
             .lock()
-            .map(|mut g| *g = state.clone())
+            .map(|mut g| *g = Some(state.clone()))
             .map_err(|e| StorageError(e.to_string()));
         Box::pin(async move { r })
     }
@@ -81,11 +82,17 @@ impl FileStorage {
         FileStorage { path: path.into() }
     }
 
-    fn load_now(&self) -> Result<Durable, StorageError> {
+    /// Where the state lives.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn load_now(&self) -> Result<Option<Durable>, StorageError> {
         match std::fs::read(&self.path) {
             Ok(bytes) => crate::wire::decode(&bytes, crate::wire::DEFAULT_MAX_MESSAGE)
+                .map(Some)
                 .map_err(|e| StorageError(format!("{}: {e}", self.path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Durable::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StorageError(format!("{}: {e}", self.path.display()))),
         }
     }
@@ -106,7 +113,7 @@ impl FileStorage {
 }
 
 impl Storage for FileStorage {
-    fn load(&self) -> BoxFuture<'_, Result<Durable, StorageError>> {
+    fn load(&self) -> BoxFuture<'_, Result<Option<Durable>, StorageError>> {
         let r = self.load_now();
         Box::pin(async move { r })
     }
@@ -127,14 +134,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let s = FileStorage::new(dir.join("state.json"));
         let _ = std::fs::remove_file(dir.join("state.json"));
-        assert_eq!(block_on(s.load()).unwrap(), Durable::default());
+        assert_eq!(
+            block_on(s.load()).unwrap(),
+            None,
+            "no file: no state, not a default one"
+        );
         let d = Durable {
             incarnation: 3,
             max_token: 9,
             owner: Some(Incarnation { id: "a".into(), inc: 2 }),
         };
         block_on(s.save(&d)).unwrap();
-        assert_eq!(block_on(FileStorage::new(dir.join("state.json")).load()).unwrap(), d);
+        assert_eq!(
+            block_on(FileStorage::new(dir.join("state.json")).load()).unwrap(),
+            Some(d)
+        );
         std::fs::write(dir.join("state.json"), b"{\"incarnation\":").unwrap();
         assert!(
             block_on(s.load()).is_err(),

@@ -17,6 +17,10 @@ pub(crate) enum Topic {
     Release,
     /// This incarnation's own inbox: answers to its requests.
     Inbox,
+    /// `<prefix>lease.recover`: a starting agent asks for the highest token.
+    Recover,
+    /// This incarnation's recovery inbox: answers to its own question.
+    RecoveryInbox,
     /// `<prefix>allcall`.
     Allcall,
     /// `<prefix>allreply`.
@@ -30,6 +34,8 @@ pub(crate) struct Subjects {
     request: String,
     release: String,
     inbox: String,
+    recover: String,
+    recovery_inbox: String,
     allcall: String,
     allreply: String,
     lost: String,
@@ -46,11 +52,14 @@ impl Subjects {
         let p = &cfg.sys_member_prefix;
         let s = |name: &str| format!("{p}{name}");
         let inbox = me.map_or_else(String::new, |me| format!("{p}lease.reply.{}.{}", me.id, me.inc));
+        let recovery_inbox = me.map_or_else(String::new, |me| format!("{p}lease.recovery.{}.{}", me.id, me.inc));
         let mut subjects = Subjects {
             hb: s("hb"),
             request: s("lease.request"),
             release: s("lease.release"),
             inbox,
+            recover: s("lease.recover"),
+            recovery_inbox,
             allcall: s("allcall"),
             allreply: s("allreply"),
             lost: s("lost"),
@@ -64,6 +73,8 @@ impl Subjects {
                 (subjects.request.clone(), Topic::Request),
                 (subjects.release.clone(), Topic::Release),
                 (subjects.inbox.clone(), Topic::Inbox),
+                (subjects.recover.clone(), Topic::Recover),
+                (subjects.recovery_inbox.clone(), Topic::RecoveryInbox),
             ],
             Algorithm::Allcall => vec![
                 (subjects.allcall.clone(), Topic::Allcall),
@@ -88,7 +99,8 @@ impl Subjects {
         match p {
             Publish::Heartbeat(_) => (&self.hb, None),
             Publish::Request(_) => (&self.request, Some(&self.inbox)),
-            Publish::Reply { to, .. } | Publish::Pong { to, .. } => (to, None),
+            Publish::Reply { to, .. } | Publish::Pong { to, .. } | Publish::Recovered { to, .. } => (to, None),
+            Publish::Recover(_) => (&self.recover, Some(&self.recovery_inbox)),
             Publish::Release(_) => (&self.release, None),
             Publish::Allcall(_) => (&self.allcall, Some(&self.allreply)),
             Publish::Report(Report::Lost, _) => (&self.lost, None),
@@ -117,6 +129,8 @@ mod tests {
                 "_nats.cluster.members.lease.request",
                 "_nats.cluster.members.lease.release",
                 "_nats.cluster.members.lease.reply.a.3",
+                "_nats.cluster.members.lease.recover",
+                "_nats.cluster.members.lease.recovery.a.3",
             ]
         );
         assert_eq!(s.topic("_nats.cluster.members.lease.reply.a.3"), Some(Topic::Inbox));

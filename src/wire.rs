@@ -167,6 +167,22 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AgentLoc>, D::Er
     Ok(Option::<Vec<AgentLoc>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Largest fencing token, incarnation or nonce-free counter accepted from the network
+/// (2^53: exact in every JSON implementation, and more tokens than a cluster can use).
+/// Larger values are out of range: the message is counted and dropped.
+pub const MAX_COUNTER: u64 = 1 << 53;
+
+/// Largest cluster size accepted from the network.
+pub const MAX_CLUSTER_SIZE: u64 = 1024;
+
+/// Longest agent ID accepted from the network, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Whether `id` is a usable agent ID: 1 to [`MAX_ID_LEN`] bytes.
+pub fn id_in_range(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN
+}
+
 /// Identity of one run of one agent: its ID and an incarnation number that grows with every
 /// restart (kept in [`Storage`](crate::Storage)).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -199,6 +215,16 @@ pub struct Heartbeat {
     /// The highest fencing token the sender knows of.
     #[serde(default)]
     pub max_token: u64,
+    /// Digest of the sender's safety-relevant settings ([`MembershipCfg::safety_digest`]).
+    ///
+    /// [`MembershipCfg::safety_digest`]: crate::MembershipCfg::safety_digest
+    #[serde(default)]
+    pub config: u64,
+    /// The sender's configured cluster size: a member that sees a live peer configured for a
+    /// larger cluster knows its own quorum may be too small, and stops promising and
+    /// campaigning (0: not said).
+    #[serde(default)]
+    pub cluster_size: u64,
 }
 
 /// `lease` algorithm: a candidate asks for a promise (`<prefix>lease.request`); the reply
@@ -213,6 +239,10 @@ pub struct LeaseRequest {
     pub token: u64,
     /// Identifies the attempt, so stale answers are ignored.
     pub attempt: u64,
+    /// Digest of the candidate's safety-relevant settings: a granter whose own differ
+    /// refuses, since quorums computed from different cluster sizes need not intersect.
+    #[serde(default)]
+    pub config: u64,
 }
 
 /// `lease` algorithm: a granter's answer to a [`LeaseRequest`].
@@ -227,6 +257,28 @@ pub struct LeaseReply {
     /// Whether the promise was made.
     pub granted: bool,
     /// The highest token the granter has promised, so a refused candidate can outbid it.
+    pub max_token: u64,
+}
+
+/// `lease` algorithm: a starting agent asks its peers for the highest token they know
+/// (`<prefix>lease.recover`), so that it never promises or takes a token at or below one
+/// already in use, whatever its own state file says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecover {
+    /// The starting agent.
+    pub who: Incarnation,
+    /// A number the answers must echo, so an old answer replayed later is not counted.
+    pub nonce: u64,
+}
+
+/// `lease` algorithm: a peer's answer to a [`LeaseRecover`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecovered {
+    /// Who answers.
+    pub peer: Incarnation,
+    /// The nonce of the question.
+    pub nonce: u64,
+    /// The highest token the peer has promised or seen.
     pub max_token: u64,
 }
 

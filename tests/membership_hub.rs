@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use leasehold::{
-    Algorithm, Clock, Hub, Membership, MembershipCfg, MembershipHandle, MemoryStorage, Network, Notice, TokioClock,
+    Algorithm, Clock, ClusterState, Hub, Membership, MembershipCfg, MembershipHandle, MemoryStorage, Network, Notice,
+    TokioClock,
 };
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ fn cfg(i: usize, n: usize, algorithm: Algorithm) -> MembershipCfg {
     c.algorithm = algorithm;
     c.lease_time = Duration::from_secs(2);
     c.max_clock_skew = Duration::from_millis(100);
+    // Each test starts a brand-new cluster.
+    c.initial_cluster_state = ClusterState::New;
     c
 }
 
@@ -136,7 +139,7 @@ struct Flaky {
 }
 
 impl leasehold::Storage for Flaky {
-    fn load(&self) -> leasehold::BoxFuture<'_, Result<leasehold::Durable, leasehold::StorageError>> {
+    fn load(&self) -> leasehold::BoxFuture<'_, Result<Option<leasehold::Durable>, leasehold::StorageError>> {
         self.inner.load()
     }
     fn save(&self, d: &leasehold::Durable) -> leasehold::BoxFuture<'_, Result<(), leasehold::StorageError>> {

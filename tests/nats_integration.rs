@@ -1,13 +1,18 @@
 //! Against real `nats-server` processes on free loopback ports, with real `leasehold-agent`
 //! processes: one leader; failover after the leader is killed; a server restart survived; a
-//! three-server cluster losing one server; and `allcall` on hnatsd's wire protocol. Every
-//! test ends by checking that no two agents ever reported overlapping leases with different
-//! fencing tokens (all on this host's wall clock).
+//! three-server cluster losing one server; `allcall` on hnatsd's wire protocol; an agent
+//! restarted without its state file waiting out its quarantine; and a raw client publishing
+//! extreme values on the election subjects. Every `lease` test ends by checking that no two
+//! agents ever reported overlapping leases with different fencing tokens (all on this host's
+//! wall clock).
+//!
+//! Agents start as the first run of a brand-new cluster (`--initial-cluster-state new`); an
+//! agent restarted within a test starts as production would, with the default `existing`.
 //!
 //! `ci/test.sh` installs nats-server; without it these tests fail, saying so.
 #![cfg(feature = "nats")]
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -18,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const LEASE_MS: u64 = 1000;
 const SKEW_MS: u64 = 500;
 const BEAT_MS: u64 = 100;
+/// The agents' default subject prefix.
+const PREFIX: &str = "_nats.cluster.members.";
 
 fn nats_server_bin() -> PathBuf {
     if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
@@ -117,44 +124,77 @@ impl Drop for Server {
 
 struct Agent {
     id: String,
+    /// The flags of every start of this agent.
+    args: Vec<String>,
+    rust_log: String,
     child: Child,
+    /// Stdout's JSON lines, and stderr, of every run in turn.
     lines: Arc<Mutex<Vec<Value>>>,
-    _dir: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    dir: PathBuf,
 }
 
 impl Agent {
     fn start(id: &str, rank: i64, url: &str, n: usize, algorithm: &str) -> Agent {
+        Agent::start_with(id, rank, url, n, algorithm, LEASE_MS, "warn")
+    }
+
+    /// The first start of a member of a brand-new cluster, so with `--initial-cluster-state
+    /// new`; `rust_log` filters its stderr.
+    fn start_with(id: &str, rank: i64, url: &str, n: usize, algorithm: &str, lease_ms: u64, rust_log: &str) -> Agent {
         let dir = std::env::temp_dir().join(format!("leasehold-it-{}-{id}-{}", std::process::id(), now_us()));
         std::fs::create_dir_all(&dir).unwrap();
+        let args: Vec<String> = [
+            "--nats",
+            url,
+            "--id",
+            id,
+            "--rank",
+            &rank.to_string(),
+            "--cluster-size",
+            &n.to_string(),
+            "--algorithm",
+            algorithm,
+            "--lease",
+            &format!("{lease_ms}ms"),
+            "--beat",
+            &format!("{BEAT_MS}ms"),
+            "--max-clock-skew",
+            &format!("{SKEW_MS}ms"),
+            "--state",
+            dir.join("state.json").to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (lines, stderr) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(String::new())));
+        let child = Self::spawn(&args, &["--initial-cluster-state", "new"], rust_log, &lines, &stderr);
+        Agent {
+            id: id.into(),
+            args,
+            rust_log: rust_log.into(),
+            child,
+            lines,
+            stderr,
+            dir,
+        }
+    }
+
+    fn spawn(
+        args: &[String],
+        extra: &[&str],
+        rust_log: &str,
+        lines: &Arc<Mutex<Vec<Value>>>,
+        stderr: &Arc<Mutex<String>>,
+    ) -> Child {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leasehold-agent"))
-            .args([
-                "--nats",
-                url,
-                "--id",
-                id,
-                "--rank",
-                &rank.to_string(),
-                "--cluster-size",
-                &n.to_string(),
-                "--algorithm",
-                algorithm,
-            ])
-            .args([
-                "--lease",
-                &format!("{LEASE_MS}ms"),
-                "--beat",
-                &format!("{BEAT_MS}ms"),
-                "--max-clock-skew",
-                &format!("{SKEW_MS}ms"),
-            ])
-            .arg("--state")
-            .arg(dir.join("state.json"))
-            .env("RUST_LOG", "warn")
+            .args(args)
+            .args(extra)
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("leasehold-agent starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
         let (out, l) = (child.stdout.take().unwrap(), lines.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -166,16 +206,42 @@ impl Agent {
                 l.lock().unwrap().push(v);
             }
         });
-        Agent {
-            id: id.into(),
-            child,
-            lines,
-            _dir: dir,
-        }
+        let (err, e) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut e = e.lock().unwrap();
+                e.push_str(&line);
+                e.push('\n');
+            }
+        });
+        child
+    }
+
+    /// Starts the agent again after a kill, as production would: with the default
+    /// `--initial-cluster-state existing`.
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.args, &[], &self.rust_log, &self.lines, &self.stderr);
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
     }
 
     fn lines(&self) -> Vec<Value> {
         self.lines.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The `event` lines printed at or after wall time `t`.
+    fn events_since(&self, event: &str, t: u128) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|v| v["event"] == event && v["at_unix_us"].as_u64().unwrap() as u128 >= t)
+            .collect()
     }
 
     /// The lease this agent holds at wall time `t`, by its own report.
@@ -202,13 +268,17 @@ impl Agent {
             .next_back()
     }
 
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     fn terminate(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
+        if !self.running() {
             return; // already gone
         }
         let _ = Command::new("kill")
@@ -221,6 +291,7 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -278,6 +349,106 @@ fn assert_no_overlap(agents: &[Agent]) {
             }
         }
     }
+}
+
+/// A lease line's start (the moment the agent took or renewed the lease), in Unix µs.
+fn lease_from(v: &Value) -> u128 {
+    v["lease_from_unix_us"].as_u64().unwrap() as u128
+}
+
+fn sleep_until_us(t: u128) {
+    let now = now_us();
+    if t > now {
+        std::thread::sleep(Duration::from_micros((t - now) as u64));
+    }
+}
+
+/// The forged heartbeats that carry nothing out of range: a best- and a worst-ranked
+/// member. Every other forged ID must never show up in an agent's view.
+const FORGERS_IN_RANGE: [&str; 2] = ["forger-best", "forger-worst"];
+
+/// Hostile messages on the election subjects, as (subject, payload, wants a reply subject):
+/// well-formed JSON with values out of range (counters near 2^64, endless leases, empty and
+/// 10 kB IDs), the two in-range forgers, and malformed bytes. `config` is the cluster's own
+/// settings digest, so that only the range checks stand between a forged request and a grant.
+fn forgeries(config: u64) -> Vec<(String, Vec<u8>, bool)> {
+    const HUGE: u64 = u64::MAX;
+    const HALF: u64 = 1 << 63;
+    let s = |name: &str| format!("{PREFIX}{name}");
+    let long_id = "x".repeat(10_000);
+    let loc = |id: &str, rank: i64| {
+        json!({"serverId": id, "natsHost": "127.0.0.1", "natsClientPort": i64::MAX,
+               "leaseExpires": "9999-12-31T23:59:59Z", "rank": rank, "pid": i64::MIN})
+    };
+    let hb = |id: &str, rank: i64, inc: u64, lease: Value, max_token: u64| {
+        let v = json!({"loc": loc(id, rank), "inc": inc, "lease": lease, "max_token": max_token, "config": config});
+        (s("hb"), v, false)
+    };
+    let req = |id: &str, inc: u64, rank: i64, token: u64| {
+        let v = json!({"candidate": {"id": id, "inc": inc}, "rank": rank, "token": token, "attempt": HUGE, "config": config});
+        (s("lease.request"), v, true)
+    };
+    let rel = |id: &str, inc: u64, token: u64| {
+        (
+            s("lease.release"),
+            json!({"holder": {"id": id, "inc": inc}, "token": token}),
+            false,
+        )
+    };
+    let lease = |token: u64, remaining_ms: u64| json!({"token": token, "remaining_ms": remaining_ms});
+    let mut msgs = vec![
+        hb(FORGERS_IN_RANGE[0], i64::MIN, 1, Value::Null, 0),
+        hb(FORGERS_IN_RANGE[1], i64::MAX, 1, Value::Null, 0),
+        hb("forger-inc-max", i64::MIN, HUGE, Value::Null, 0),
+        hb("forger-inc-half", i64::MIN, HALF, Value::Null, 0),
+        hb("forger-max-token", i64::MIN, 1, Value::Null, HUGE),
+        hb("forger-token", i64::MIN, 1, lease(HUGE, 100), 0),
+        hb("forger-long-lease", i64::MIN, 1, lease(1, 100 * LEASE_MS), 0),
+        hb("forger-endless-lease", i64::MIN, 1, lease(HALF, HUGE), 0),
+        hb("", i64::MIN, 1, Value::Null, 0),
+        hb(&long_id, i64::MIN, 1, Value::Null, 0),
+        // A real agent's ID with a later incarnation would shadow its own heartbeats.
+        hb("n1", 1, HALF, Value::Null, HALF),
+        req("", 1, i64::MIN, 1),
+        req(&long_id, 1, i64::MIN, 1),
+        req("forger", HUGE, i64::MIN, 1),
+        req("forger", 1, i64::MIN, HUGE),
+        req("forger", HALF, i64::MAX, HALF),
+        // n0's real incarnation (a first start is incarnation 1): taken, it would free n0's
+        // promises while n0 holds the lease.
+        rel("n0", 1, HUGE),
+        rel("n0", HUGE, 1),
+        rel("", 1, 1),
+        rel(&long_id, HALF, HALF),
+    ];
+    for i in 0..3 {
+        let v = json!({"granter": {"id": "forger", "inc": HUGE}, "attempt": HUGE, "token": HUGE,
+                       "granted": true, "max_token": HUGE});
+        msgs.push((s(&format!("lease.reply.n{i}.1")), v, false));
+    }
+    let mut out: Vec<(String, Vec<u8>, bool)> = msgs
+        .into_iter()
+        .map(|(s, v, r)| (s, serde_json::to_vec(&v).unwrap(), r))
+        .collect();
+    let junk: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"not json".to_vec(),
+        b"\xff\xfe\x00\x01".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        br#"{"loc":{"serverId":"forger-junk","rank":1e400},"inc":1}"#.to_vec(),
+        br#"{"loc":{"serverId":"forger-junk"},"inc":-1}"#.to_vec(),
+        br#"{"loc":{"serverId":"forger-junk"},"inc":18446744073709551616}"#.to_vec(),
+        br#"{"candidate":{"id":"forger-junk","inc":1.5},"rank":0,"token":1,"attempt":1}"#.to_vec(),
+        // Nested deeper than any parser should recurse, and larger than an agent accepts.
+        "[".repeat(60_000).into_bytes(),
+        vec![b'{'; 100_000],
+    ];
+    for name in ["hb", "lease.request", "lease.release"] {
+        out.extend(junk.iter().map(|j| (s(name), j.clone(), name == "lease.request")));
+    }
+    out
 }
 
 fn bound() -> Duration {
@@ -445,4 +616,224 @@ fn allcall_speaks_the_hnatsd_wire_protocol_and_agrees_with_an_hnatsd_agent() {
         }
         answering.abort();
     });
+}
+
+#[test]
+fn an_agent_restarted_with_its_state_file_deleted_waits_out_the_quarantine() {
+    // Longer than the other tests' lease, so that the renewal period (half a lease) leaves room
+    // to time the leader's kill below.
+    const LEASE: u64 = 2000;
+    let server = Server::start(free_port(), None);
+    let mut agents: Vec<Agent> = (0..3)
+        .map(|i| Agent::start_with(&format!("n{i}"), i, &server.url(), 3, "lease", LEASE, "warn"))
+        .collect();
+    let (leader, token) = wait_for("a leader", Duration::from_secs(10), || {
+        holders(&agents).first().copied()
+    });
+    assert_eq!(leader, 0, "the best-ranked agent leads");
+
+    // n1 is the agent that leads once n0 is gone: restarted without its state, it must first
+    // wait out one lease time, having forgotten what it promised.
+    let state = agents[1].state_file();
+    assert!(state.exists(), "n1 saved its state, so there is something to lose");
+    agents[1].kill();
+    std::fs::remove_file(&state).unwrap();
+    let killed = now_us();
+    // n0 renews every half lease, with n2 alone now. Restart n1 a little before n0's next
+    // renewal and kill n0 just before that renewal: n2's promise to n0 then ends about half a
+    // lease after the kill, well before n1's quarantine does, so an n1 that skipped its
+    // quarantine would lead too early and be caught.
+    let renewal = wait_for("n0 to renew without n1", Duration::from_millis(2 * LEASE), || {
+        agents[0].events_since("lease_renewed", killed).last().cloned()
+    });
+    let next_renewal = (lease_from(&renewal) + renewal["lease_until_unix_us"].as_u64().unwrap() as u128) / 2;
+    sleep_until_us(next_renewal - 450_000);
+    let restarted = now_us();
+    agents[1].restart();
+    // Its question for the highest token in use goes out at once, and needs both peers'
+    // answers: let n0 answer before it dies.
+    wait_for("the restarted n1 to hear both peers", Duration::from_secs(2), || {
+        let heard = agents[1].events_since("member_added", restarted);
+        ["n0", "n2"]
+            .iter()
+            .all(|p| heard.iter().any(|v| v["member"] == *p))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(2 * BEAT_MS));
+    sleep_until_us(next_renewal - 80_000);
+    let leader_killed = now_us();
+    agents[0].kill();
+
+    let (next, next_token) = wait_for(
+        "the restarted n1 to lead",
+        Duration::from_millis(LEASE) + bound() + Duration::from_secs(2),
+        || holders(&agents).into_iter().find(|(i, _)| *i != 0),
+    );
+    assert_eq!(next, 1, "the best-ranked live agent leads once it has settled");
+    assert!(next_token > token, "the fencing token grew ({token} -> {next_token})");
+    // No lease taken within n1's quarantine: not by n1, nor by n2, which needs n1's grant.
+    let quarantine_end = restarted + u128::from(LEASE) * 1000;
+    let taken = agents[1]
+        .events_since("lease_renewed", restarted)
+        .into_iter()
+        .chain(agents[2].events_since("lease_renewed", leader_killed));
+    for v in taken {
+        assert!(
+            lease_from(&v) >= quarantine_end,
+            "a lease taken {} ms after n1's restart, within its quarantine of {LEASE} ms: {v}",
+            (lease_from(&v) - restarted) / 1000
+        );
+    }
+    // Yet it leads soon after: the quarantine delays it by one lease time, no more.
+    let first = agents[1].events_since("lease_renewed", restarted)[0].clone();
+    let took = Duration::from_micros((lease_from(&first) - restarted) as u64);
+    assert!(
+        took <= Duration::from_millis(LEASE + SKEW_MS + 3 * BEAT_MS),
+        "n1 led {took:?} after its restart (quarantine {LEASE} ms)"
+    );
+    // It did start afresh, said why it waits, and its peer follows it.
+    assert_eq!(
+        agents[1].events_since("started", restarted).len(),
+        1,
+        "n1 started again"
+    );
+    let err = agents[1].stderr();
+    assert!(
+        err.contains("no state file") && err.contains("will not grant or campaign"),
+        "the restarted n1 warns that it has no state file:\n{err}"
+    );
+    wait_for("n2 to follow n1", Duration::from_secs(2), || {
+        let last = agents[2].lines().into_iter().rfind(|v| v["event"] == "leadership")?;
+        (last["leader"] == "n1").then_some(())
+    });
+    for a in &mut agents {
+        a.terminate();
+    }
+    assert_no_overlap(&agents);
+}
+
+#[test]
+fn a_raw_client_publishing_extreme_values_neither_kills_an_agent_nor_stops_the_election() {
+    let server = Server::start(free_port(), None);
+    // The driver logs every message it drops at debug level: that shows the forgeries arrived.
+    let mut agents: Vec<Agent> = (0..3)
+        .map(|i| {
+            let log = "warn,leasehold::membership=debug";
+            Agent::start_with(&format!("n{i}"), i, &server.url(), 3, "lease", LEASE_MS, log)
+        })
+        .collect();
+    wait_for("a leader", Duration::from_secs(10), || {
+        holders(&agents).first().copied()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (answers, stopped) = rt.block_on(async {
+        use futures::StreamExt;
+        let client = async_nats::connect(server.url()).await.unwrap();
+        // Forged requests carry the cluster's own settings digest, read off a heartbeat.
+        let mut hbs = client.subscribe(format!("{PREFIX}hb")).await.unwrap();
+        let config = loop {
+            let m = hbs.next().await.unwrap();
+            if let Some(c) = serde_json::from_slice::<Value>(&m.payload).unwrap()["config"].as_u64() {
+                break c;
+            }
+        };
+        drop(hbs);
+        let mut answers = client.subscribe("forger.answers.>").await.unwrap();
+        let forged = forgeries(config);
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut round = 0;
+        while Instant::now() < until {
+            for (subject, payload, ask) in &forged {
+                let payload = payload.clone().into();
+                if *ask {
+                    let reply = format!("forger.answers.{round}");
+                    client
+                        .publish_with_reply(subject.clone(), reply, payload)
+                        .await
+                        .unwrap();
+                } else {
+                    client.publish(subject.clone(), payload).await.unwrap();
+                }
+            }
+            client.flush().await.unwrap();
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stopped = (Instant::now(), now_us());
+        let mut got = Vec::new();
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), answers.next()).await {
+            got.push(String::from_utf8_lossy(&m.payload).into_owned());
+        }
+        (got, stopped)
+    });
+
+    assert!(
+        answers.is_empty(),
+        "no agent answers an out-of-range request: {answers:?}"
+    );
+    for a in &mut agents {
+        assert!(a.running(), "{} exited:\n{}", a.id, a.stderr());
+    }
+    let known: Vec<&str> = ["n0", "n1", "n2"].into_iter().chain(FORGERS_IN_RANGE).collect();
+    for a in &agents {
+        let err = a.stderr();
+        assert!(!err.contains("panicked"), "{} panicked:\n{err}", a.id);
+        assert!(
+            err.contains("value out of range") && err.contains("malformed"),
+            "{}: the forgeries reached it and were dropped",
+            a.id
+        );
+        let lines = a.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|v| v["event"] == "member_added" && v["member"] == FORGERS_IN_RANGE[0]),
+            "{}: an in-range forgery is taken as any heartbeat",
+            a.id
+        );
+        for v in &lines {
+            for id in ["member", "leader", "peer"].iter().filter_map(|k| v[*k].as_str()) {
+                assert!(known.contains(&id), "{}: a forged ID out of range was taken: {v}", a.id);
+            }
+        }
+        assert!(!lines.iter().any(|v| v["event"] == "stopped"), "{} stopped", a.id);
+    }
+
+    // The best-ranked forger stalled the election while it beat (rank is trusted: a liveness
+    // matter only); silent, it times out, and a lease is taken or renewed again.
+    let (leader, _) = wait_for(
+        "a lease after the forger stopped",
+        bound() + Duration::from_secs(2),
+        || {
+            let again = agents.iter().any(|a| {
+                a.events_since("lease_renewed", stopped.1)
+                    .iter()
+                    .any(|v| lease_from(v) > stopped.1)
+            });
+            if again {
+                holders(&agents).first().copied()
+            } else {
+                None
+            }
+        },
+    );
+    let took = stopped.0.elapsed();
+    assert!(
+        took <= bound(),
+        "the election resumed {took:?} after the forger stopped, bound {:?}",
+        bound()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let now: Vec<usize> = holders(&agents).into_iter().map(|(i, _)| i).collect();
+    assert_eq!(now, vec![leader], "exactly one leader");
+    assert_eq!(leader, 0, "the best-ranked agent leads again");
+    assert_no_overlap(&agents);
+    for a in &mut agents {
+        assert!(a.running(), "{} exited:\n{}", a.id, a.stderr());
+        a.terminate();
+    }
+    assert_no_overlap(&agents);
 }

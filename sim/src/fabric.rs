@@ -20,9 +20,9 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use leasehold::transport::{check_publish, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
 use leasehold::{BoxFuture, Message, NetError, Network, Subscription};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,6 +40,20 @@ pub struct FabricStats {
     pub lost: u64,
     /// Copies dropped at a cut route.
     pub cut: u64,
+    /// Copies delivered a second time (`[network] duplicate`).
+    pub duplicated: u64,
+    /// Messages published again by a replay fault.
+    pub replayed: u64,
+    /// Copies a slow consumer's server dropped.
+    pub slow_dropped: u64,
+    /// Messages the forger published.
+    pub forged: u64,
+}
+
+/// Each node's recent publishes, for replay faults: (true time, message), oldest first.
+struct Log {
+    window: u128,
+    by_node: Vec<VecDeque<(u128, Message)>>,
 }
 
 #[derive(Default)]
@@ -48,6 +62,8 @@ struct Server {
     subs: SubjectTable,
     queue: BTreeMap<(u128, u64), Message>,
     bell: Option<mpsc::UnboundedSender<()>>,
+    /// Drops every message to this node's subscribers (a slow consumer).
+    slow: bool,
 }
 
 struct Inner {
@@ -60,6 +76,8 @@ struct Inner {
     seq: u64,
     inboxes: u64,
     stats: FabricStats,
+    duplicate: f64,
+    log: Option<Log>,
 }
 
 /// The whole simulated NATS cluster. Cheap to clone.
@@ -82,6 +100,8 @@ impl Fabric {
                 seq: 0,
                 inboxes: 0,
                 stats: FabricStats::default(),
+                duplicate: 0.0,
+                log: None,
             })),
             start,
         }
@@ -131,6 +151,10 @@ impl Fabric {
         let Some((_, msg)) = g.servers[i].queue.pop_first() else {
             return;
         };
+        if g.servers[i].slow {
+            g.stats.slow_dropped += 1;
+            return;
+        }
         let n = g.servers[i].subs.deliver(&msg);
         g.stats.delivered += n;
     }
@@ -148,6 +172,70 @@ impl Fabric {
     /// Changes the network's shape (cuts, datacenters, loss, latency).
     pub fn topology<T>(&self, change: impl FnOnce(&mut Topology) -> T) -> T {
         change(&mut self.lock().topology)
+    }
+
+    /// Delivers each copy a second time, later, with probability `p`.
+    pub fn set_duplicate(&self, p: f64) {
+        self.lock().duplicate = p;
+    }
+
+    /// Keeps every node's publishes of the last `window`, so they can be replayed.
+    pub fn keep_log(&self, window: Duration) {
+        let mut g = self.lock();
+        let n = g.servers.len();
+        g.log = Some(Log {
+            window: window.as_nanos(),
+            by_node: (0..n).map(|_| VecDeque::new()).collect(),
+        });
+    }
+
+    /// Node `i`'s server starts (`true`) or stops dropping every message to it.
+    pub fn set_slow(&self, i: usize, slow: bool) {
+        self.lock().servers[i].slow = slow;
+    }
+
+    /// Publishes again, now and in order, what node `i` published in the last `window` (a
+    /// client flushing its reconnect buffer); returns how many. Nothing if its server is down.
+    pub fn replay(&self, i: usize, window: Duration) -> usize {
+        let now = true_now(self.start);
+        let mut g = self.lock();
+        if !g.servers[i].up {
+            return 0;
+        }
+        let since = now.saturating_sub(window.as_nanos());
+        let again: Vec<Message> = g.log.as_ref().map_or_else(Vec::new, |l| {
+            l.by_node[i]
+                .iter()
+                .filter(|(t, _)| *t >= since)
+                .map(|(_, m)| m.clone())
+                .collect()
+        });
+        for m in &again {
+            g.stats.replayed += 1;
+            route(&mut g, i, m, now);
+        }
+        again.len()
+    }
+
+    /// Publishes a message from a stranger connected to node `from`'s server (the forger);
+    /// returns whether it went out (the server is up and the message is one it accepts).
+    pub fn inject(&self, from: usize, subject: &str, reply: Option<&str>, payload: Bytes) -> bool {
+        if check_publish(subject, reply, payload.len(), MAX_PAYLOAD).is_err() {
+            return false;
+        }
+        let now = true_now(self.start);
+        let mut g = self.lock();
+        if !g.servers[from].up {
+            return false;
+        }
+        g.stats.forged += 1;
+        let msg = Message {
+            subject: subject.to_string(),
+            reply: reply.map(str::to_string),
+            payload,
+        };
+        route(&mut g, from, &msg, now);
+        true
     }
 
     /// Counters so far.
@@ -176,39 +264,14 @@ impl Fabric {
             reply: reply.map(str::to_string),
             payload,
         };
-        for to in 0..g.servers.len() {
-            let s = &g.servers[to];
-            // Routes carry only what the far server has interest in, as NATS routes do.
-            if !s.up || !s.subs.has_interest(subject) {
-                continue;
+        if let Some(log) = &mut g.log {
+            let q = &mut log.by_node[from];
+            while q.front().is_some_and(|(t, _)| t + log.window < now) {
+                q.pop_front();
             }
-            let mut at = now;
-            if to != from {
-                let Inner { topology, rng, .. } = &mut *g;
-                match topology.hop(from, to, rng) {
-                    Hop::Cut => {
-                        g.stats.cut += 1;
-                        continue;
-                    }
-                    Hop::Lost => {
-                        g.stats.lost += 1;
-                        continue;
-                    }
-                    Hop::After(delay) => at += delay,
-                }
-            }
-            if !g.reorder {
-                at = at.max(g.last[from][to] + 1);
-            }
-            g.last[from][to] = at;
-            g.seq += 1;
-            let seq = g.seq;
-            let s = &mut g.servers[to];
-            s.queue.insert((at, seq), msg.clone());
-            if let Some(b) = &s.bell {
-                let _ = b.unbounded_send(());
-            }
+            q.push_back((now, msg.clone()));
         }
+        route(&mut g, from, &msg, now);
         Ok(())
     }
 
@@ -220,6 +283,53 @@ impl Fabric {
             return Err(NetError::Disconnected("server down".into()));
         }
         s.subs.subscribe(subject, DEFAULT_SUBSCRIPTION_CAPACITY)
+    }
+}
+
+/// Sends one copy of `msg` from `from`'s server to every server with interest, each decided
+/// on its route at `now`: cut, lost, or queued after a latency (and perhaps again later).
+fn route(g: &mut Inner, from: usize, msg: &Message, now: u128) {
+    for to in 0..g.servers.len() {
+        let s = &g.servers[to];
+        // Routes carry only what the far server has interest in, as NATS routes do.
+        if !s.up || !s.subs.has_interest(&msg.subject) {
+            continue;
+        }
+        let mut at = now;
+        if to != from {
+            let Inner { topology, rng, .. } = &mut *g;
+            match topology.hop(from, to, rng) {
+                Hop::Cut => {
+                    g.stats.cut += 1;
+                    continue;
+                }
+                Hop::Lost => {
+                    g.stats.lost += 1;
+                    continue;
+                }
+                Hop::After(delay) => at += delay,
+            }
+        }
+        if !g.reorder {
+            at = at.max(g.last[from][to] + 1);
+        }
+        g.last[from][to] = at;
+        enqueue(g, to, at, msg);
+        // A duplicate arrives once more, as late again (it may overtake nothing it followed).
+        if g.duplicate > 0.0 && g.rng.gen_bool(g.duplicate.min(1.0)) {
+            g.stats.duplicated += 1;
+            enqueue(g, to, at + (at - now).max(1), msg);
+        }
+    }
+}
+
+fn enqueue(g: &mut Inner, to: usize, at: u128, msg: &Message) {
+    g.seq += 1;
+    let seq = g.seq;
+    let s = &mut g.servers[to];
+    s.queue.insert((at, seq), msg.clone());
+    if let Some(b) = &s.bell {
+        let _ = b.unbounded_send(());
     }
 }
 

@@ -5,7 +5,7 @@
 //! to the world is [`crate::world::World::apply`].
 
 use crate::oracle::secs;
-use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, Step};
+use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, ReplayAt, RollbackAt, Step};
 use std::time::Duration;
 
 /// One fault action.
@@ -59,6 +59,26 @@ pub enum Action {
     Loss(f64),
     /// Set route latency.
     Latency(DurRange),
+    /// Delete a down node's durable state.
+    WipeState(usize),
+    /// Restore a down node's durable state to save number `to` (`None`: drawn when applied).
+    RollbackState(usize, Option<usize>),
+    /// Kill a node (if up) and lose its state: wiped if `wipe`, else rolled back to an
+    /// earlier save chosen by `pick`. Resolved when applied into its kill and its state change.
+    StateLoss {
+        /// Which node.
+        node: usize,
+        /// Wipe rather than roll back.
+        wipe: bool,
+        /// Chooses the save to roll back to.
+        pick: u64,
+    },
+    /// Deliver again what a node published in the last `window` (a reconnect flush).
+    Replay(usize, Duration),
+    /// Start (`true`) or stop dropping every message to a node (a slow consumer).
+    SlowConsumer(usize, bool),
+    /// A stranger publishes hostile message number `pick`.
+    Forge(u64),
 }
 
 /// One step of the plan.
@@ -97,6 +117,12 @@ impl Action {
                 Action::ClockStep(index(&c.node), if c.back { -by } else { by })
             }
             Step::Drift(d) => Action::Drift(index(&d.node), d.ppm),
+            Step::WipeState(id) => Action::WipeState(index(id)),
+            Step::RollbackState(r) => Action::RollbackState(index(&r.node), r.to),
+            Step::Replay(r) => Action::Replay(index(&r.node), r.window.0),
+            Step::SlowConsumer(id) => Action::SlowConsumer(index(id), true),
+            Step::FastConsumer(id) => Action::SlowConsumer(index(id), false),
+            Step::Forge(p) => Action::Forge(*p),
         }
     }
 
@@ -123,9 +149,20 @@ impl Action {
             }),
             Action::Loss(l) => Step::Loss(*l),
             Action::Latency(r) => Step::Latency(*r),
-            Action::Partition { .. } | Action::IsolateLeader { .. } | Action::Bridge { .. } | Action::OneWay { .. } => {
-                return None
-            }
+            Action::WipeState(i) => Step::WipeState(id(*i)),
+            Action::RollbackState(i, to) => Step::RollbackState(RollbackAt { node: id(*i), to: *to }),
+            Action::Replay(i, w) => Step::Replay(ReplayAt {
+                node: id(*i),
+                window: Dur(*w),
+            }),
+            Action::SlowConsumer(i, true) => Step::SlowConsumer(id(*i)),
+            Action::SlowConsumer(i, false) => Step::FastConsumer(id(*i)),
+            Action::Forge(p) => Step::Forge(*p),
+            Action::Partition { .. }
+            | Action::IsolateLeader { .. }
+            | Action::Bridge { .. }
+            | Action::OneWay { .. }
+            | Action::StateLoss { .. } => return None,
         })
     }
 
@@ -137,7 +174,12 @@ impl Action {
             | Action::Pause(i)
             | Action::Resume(i)
             | Action::ClockStep(i, _)
-            | Action::Drift(i, _) => Some(*i),
+            | Action::Drift(i, _)
+            | Action::WipeState(i)
+            | Action::RollbackState(i, _)
+            | Action::Replay(i, _)
+            | Action::SlowConsumer(i, _) => Some(*i),
+            Action::StateLoss { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -188,6 +230,20 @@ impl Action {
             Action::Drift(i, ppm) => format!("fault drift {} {ppm}ppm", name(i)),
             Action::Loss(l) => format!("fault loss {l}"),
             Action::Latency(r) => format!("fault latency {:?}..{:?}", r.lo, r.hi),
+            Action::WipeState(i) => format!("fault wipe state {}", name(i)),
+            Action::RollbackState(i, to) => match to {
+                Some(k) => format!("fault roll back state {} to save {k}", name(i)),
+                None => format!("fault roll back state {}", name(i)),
+            },
+            Action::StateLoss { node, wipe, .. } => format!(
+                "fault state loss {} ({})",
+                name(node),
+                if *wipe { "wiped" } else { "rolled back" }
+            ),
+            Action::Replay(i, w) => format!("fault replay {} last {w:?}", name(i)),
+            Action::SlowConsumer(i, true) => format!("fault slow consumer {}", name(i)),
+            Action::SlowConsumer(i, false) => format!("fault consumer caught up {}", name(i)),
+            Action::Forge(p) => format!("fault forge #{p}"),
         }
     }
 }

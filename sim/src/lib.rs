@@ -15,6 +15,7 @@ pub mod clock;
 pub mod disk;
 pub mod fabric;
 pub mod faults;
+pub mod forger;
 pub mod nemesis;
 pub mod oracle;
 pub mod render;

@@ -153,7 +153,50 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
             (Action::Latency(s.latency), Action::Latency(base))
         });
     }
+    if let Some(p) = &f.state_loss {
+        episodes(&mut ev, rng.gen(), p.every.0, p.down_for, end, |r| {
+            let node = r.gen_range(0..n);
+            let loss = Action::StateLoss {
+                node,
+                wipe: r.gen_bool(0.5),
+                pick: r.gen(),
+            };
+            (loss, Action::Restart(node))
+        });
+    }
+    if let Some(p) = &f.replay {
+        instants(&mut ev, rng.gen(), p.every.0, end, |r| {
+            Action::Replay(r.gen_range(0..n), within(r, p.delay))
+        });
+    }
+    if let Some(p) = &f.slow_consumer {
+        slow_consumers(&mut ev, rng.gen(), p.every.0, p.lasts, n, end);
+    }
+    if let Some(p) = &f.forge {
+        instants(&mut ev, rng.gen(), p.every.0, end, |r| Action::Forge(r.gen()));
+    }
     ev
+}
+
+/// Slow-consumer episodes: a load spike makes the servers of some nodes (one to all but one)
+/// drop what is sent to them, all at once, until they catch up.
+fn slow_consumers(ev: &mut Vec<FaultEvent>, seed: u64, every: Duration, lasts: DurRange, n: usize, end: Duration) {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let mut t = gap(&mut r, every);
+    while t < end {
+        let mut nodes: Vec<usize> = (0..n).collect();
+        nodes.shuffle(&mut r);
+        nodes.truncate(r.gen_range(1..=n.saturating_sub(1).max(1)));
+        let back = (t + within(&mut r, lasts)).min(end);
+        for (at, on) in [(t, true), (back, false)] {
+            ev.extend(nodes.iter().map(|i| FaultEvent {
+                at,
+                action: Action::SlowConsumer(*i, on),
+                scripted: false,
+            }));
+        }
+        t = back + gap(&mut r, every);
+    }
 }
 
 /// Single-event faults (clock steps, drift changes) at gaps of mean `every`, until `end`.

@@ -6,6 +6,7 @@ use crate::faults::FaultEvent;
 use crate::nemesis::Plan;
 use crate::oracle::routing::RouterReport;
 use crate::oracle::{secs, TrueClaim, Violation, ViolationKind};
+use crate::scenario::{Expected, ExpectedKind};
 use crate::trace::{Trace, TraceEvent};
 use std::time::Duration;
 
@@ -89,6 +90,21 @@ impl RunReport {
         self.violations
             .iter()
             .find(|v| v.is_safety() || v.kind == ViolationKind::Panic)
+    }
+
+    /// Whether this run shows the violation a known-bad scenario expects (`Any(false)`: none
+    /// is expected, so this is whether the run is clean).
+    pub fn shows(&self, expected: Expected) -> bool {
+        let kind = |k: ExpectedKind| match k {
+            ExpectedKind::Overlap => ViolationKind::Overlap,
+            ExpectedKind::TokenOrder => ViolationKind::TokenOrder,
+            ExpectedKind::NoLeader => ViolationKind::NoLeader,
+        };
+        match expected {
+            Expected::Any(false) => self.violations.is_empty(),
+            Expected::Any(true) => self.safety_violation().is_some(),
+            Expected::Kind(k) => self.violations.iter().any(|v| v.kind == kind(k)),
+        }
     }
 
     /// The router figures as one paragraph (empty without `[router]`).

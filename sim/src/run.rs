@@ -73,11 +73,9 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
     let ids = create_nodes(&w);
     for ev in &p.events {
         madsim::time::sleep_until(start + ev.at).await;
-        w.drain();
         w.apply(&ev.action, &ids);
     }
     madsim::time::sleep_until(start + scn.duration.0).await;
-    w.drain();
     judge(&w, p, replay)
 }
 
@@ -93,6 +91,15 @@ fn build_world(scn: &Scenario, seed: u64, p: &Plan, start: madsim::time::Instant
         .collect();
     let net = &scn.network;
     let fabric = Fabric::new(n + m, net.latency, net.loss, net.reorder, mix(seed, 0xfab, 0), start);
+    fabric.set_duplicate(net.duplicate);
+    if scn.faults.replay.is_some()
+        || scn
+            .at
+            .iter()
+            .any(|a| matches!(a.step, crate::scenario::Step::Replay(_)))
+    {
+        fabric.keep_log(crate::scenario::MAX_REPLAY_WINDOW);
+    }
     let mut dcs: Vec<String> = nodes.iter().map(|x| x.datacenter.clone()).collect();
     dcs.sort();
     dcs.dedup();

@@ -137,6 +137,8 @@ impl Shrinker<'_> {
                 datacenter: Some(n.datacenter.clone()),
                 drift_ppm: Some(plan.drift_ppm[i]),
                 wall_offset_ms: Some((plan.wall_offset_ns[i] / 1_000_000) as i64),
+                // Config skew stays: it is part of the failure.
+                ..base.node.get(i).cloned().unwrap_or_default()
             })
             .collect();
         s.faults = FaultSpec::default();

@@ -113,7 +113,7 @@ pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], mut progress: impl FnM
         leader_changes: 0,
         failovers_ms: Vec::new(),
         met: false,
-        expected_violation: scn.expect.violation,
+        expected_violation: scn.expect.violation.any(),
     };
     let mut caught = false;
     for &seed in seeds {
@@ -124,19 +124,19 @@ pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], mut progress: impl FnM
         s.wall_time += r.figures.wall_time;
         s.leader_changes += r.figures.leader_changes;
         s.failovers_ms.extend(&r.figures.failovers_ms);
-        let safety = r.safety_violation().is_some();
+        let expected = scn.expect.violation.any() && r.shows(scn.expect.violation);
         if !r.violations.is_empty() {
             s.violations += 1;
             if s.first_failing.is_none() {
                 s.first_failing = Some(r);
             }
         }
-        if scn.expect.violation && safety {
+        if expected {
             caught = true;
             break;
         }
     }
-    s.met = if scn.expect.violation {
+    s.met = if scn.expect.violation.any() {
         caught
     } else {
         s.violations == 0

@@ -14,6 +14,8 @@ pub struct FaultState {
     pub down: Vec<bool>,
     /// Nodes paused and not resumed (a kill ends a pause).
     pub paused: Vec<bool>,
+    /// Nodes whose server drops every message to them (slow consumers).
+    pub slow: Vec<bool>,
 }
 
 impl FaultState {
@@ -23,6 +25,7 @@ impl FaultState {
             cuts: Vec::new(),
             down: vec![false; n],
             paused: vec![false; n],
+            slow: vec![false; n],
         }
     }
 
@@ -34,6 +37,8 @@ impl FaultState {
             Action::Restart(i) => self.down[*i],
             Action::Pause(i) => !self.down[*i] && !self.paused[*i],
             Action::Resume(i) => self.paused[*i],
+            Action::WipeState(i) | Action::RollbackState(i, _) => self.down[*i],
+            Action::SlowConsumer(i, on) => self.slow[*i] != *on,
             _ => true,
         }
     }
@@ -50,13 +55,18 @@ impl FaultState {
             Action::Restart(i) => self.down[*i] = false,
             Action::Pause(i) => self.paused[*i] = true,
             Action::Resume(i) => self.paused[*i] = false,
+            Action::SlowConsumer(i, on) => self.slow[*i] = *on,
             _ => {}
         }
     }
 
     /// Whether `a` and `b` can hear each other (both up, not paused, no cut either way).
     pub fn connected(&self, a: usize, b: usize) -> bool {
-        !self.down[b] && !self.paused[b] && !self.cuts.contains(&(a, b)) && !self.cuts.contains(&(b, a))
+        !self.down[b]
+            && !self.paused[b]
+            && !self.slow[b]
+            && !self.cuts.contains(&(a, b))
+            && !self.cuts.contains(&(b, a))
     }
 }
 

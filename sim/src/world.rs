@@ -11,7 +11,9 @@ use crate::scenario::{Scenario, SimNode};
 use crate::timeline::FaultState;
 use crate::trace::TraceEvent;
 use crate::workload::router::{Client, Record, Servers};
-use leasehold::{Membership, Notice, Notices};
+use leasehold::{Membership, Notice};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,15 +25,15 @@ struct Recorded {
     notice: Notice,
 }
 
-#[derive(Default)]
 struct State {
     incarnations: Vec<u64>,
-    receivers: Vec<(usize, u64, Notices)>,
     notices: Vec<Recorded>,
     trace: Vec<TraceEvent>,
     seq: u64,
     faults: FaultState,
     applied: Vec<FaultEvent>,
+    /// Choices made when a fault is applied (which save a rollback restores).
+    rng: ChaCha8Rng,
 }
 
 /// Everything one run shares between its nodes, the nemesis and the oracle.
@@ -89,8 +91,12 @@ impl World {
             routes: Arc::new(Mutex::new(Record::default())),
             state: Mutex::new(State {
                 incarnations: vec![0; n],
+                notices: Vec::new(),
+                trace: Vec::new(),
+                seq: 0,
                 faults: FaultState::new(n),
-                ..State::default()
+                applied: Vec::new(),
+                rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
             }),
             nodes,
         }
@@ -120,21 +126,15 @@ impl World {
         });
     }
 
-    /// Moves every queued notice into the record (they are stamped with local time already).
-    pub fn drain(&self) {
-        let mut st = self.lock();
-        let mut got = Vec::new();
-        for (node, inc, rx) in st.receivers.iter_mut() {
-            while let Some((local, notice)) = rx.try_next() {
-                got.push(Recorded {
-                    node: *node,
-                    inc: *inc,
-                    local,
-                    notice,
-                });
-            }
-        }
-        st.notices.extend(got);
+    /// Records a notice of node `i`'s incarnation `inc`, made at its local time `local`.
+    /// Called from the agent's loop (its observer), so nothing is ever lost on the way.
+    fn record(&self, node: usize, inc: u64, local: Duration, notice: &Notice) {
+        self.lock().notices.push(Recorded {
+            node,
+            inc,
+            local,
+            notice: notice.clone(),
+        });
     }
 
     /// The claims so far, in true time.
@@ -166,7 +166,6 @@ impl World {
 
     /// The node holding a lease now, if any.
     pub fn leader_now(&self) -> Option<usize> {
-        self.drain();
         let now = true_now(self.start);
         self.claims()
             .into_iter()
@@ -223,22 +222,27 @@ impl World {
             ));
         }
         let node = &self.nodes[i];
-        let mut cfg = self.scn.membership_cfg();
+        let mut cfg = self.scn.node_cfg(i);
+        // The nodes of a scenario are a brand-new cluster when the run starts (the operator's
+        // switch); every later start is a restart that must not assume anything.
+        if inc == 1 {
+            cfg.initial_cluster_state = leasehold::ClusterState::New;
+        }
         cfg.id = node.id.clone();
         cfg.my_rank = node.rank;
         cfg.pid = i as i64 + 1;
         cfg.nats_host = format!("10.0.0.{}", i + 1);
         cfg.nats_client_port = 4222;
         let clock = SimClock::new(self.clocks[i].clone(), self.start);
+        let w = self.clone();
+        let observe: leasehold::Observer = Arc::new(move |local, n| w.record(i, inc, local, n));
         let agent = match Membership::new(cfg, clock, self.fabric.client(i), self.disks.storage(i)) {
-            Ok(a) => a.with_seed(mix(self.seed, i as u64, inc)),
+            Ok(a) => a.with_seed(mix(self.seed, i as u64, inc)).with_observer(observe),
             Err(e) => {
                 self.trace(Some(i), format!("agent failed to configure: {e}"));
                 return;
             }
         };
-        let notices = agent.handle().notices(1 << 20);
-        self.lock().receivers.push((i, inc, notices));
         if let Err(e) = agent.run().await {
             self.trace(Some(i), format!("agent failed: {e}"));
         }
@@ -268,8 +272,8 @@ impl World {
 
     /// Applies `a` now and records its resolved form (if it did anything).
     pub fn apply(&self, a: &Action, ids: &[madsim::task::NodeId]) {
-        if let Some(resolved) = self.apply_now(a, ids) {
-            let at = Duration::from_nanos(true_now(self.start) as u64);
+        let at = Duration::from_nanos(true_now(self.start) as u64);
+        for resolved in self.apply_now(a, ids) {
             let mut st = self.lock();
             st.faults.apply(&resolved);
             st.applied.push(FaultEvent {
@@ -280,31 +284,106 @@ impl World {
         }
     }
 
-    /// Applies `a`; returns its resolved form, or `None` if it did nothing (e.g. restarting a
-    /// node that is up).
-    fn apply_now(&self, a: &Action, ids: &[madsim::task::NodeId]) -> Option<Action> {
+    /// Applies `a`; returns its resolved form (a state loss is a kill and a state change),
+    /// or nothing if it did nothing (e.g. restarting a node that is up).
+    fn apply_now(&self, a: &Action, ids: &[madsim::task::NodeId]) -> Vec<Action> {
         let leader = matches!(a, Action::IsolateLeader { .. })
             .then(|| self.leader_now())
             .flatten();
         let names: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
         self.trace(None, a.describe(&names, leader));
+        if let Action::StateLoss { node, wipe, pick } = a {
+            let mut done = Vec::new();
+            if self.lock().faults.takes_effect(&Action::Kill(*node)) {
+                self.kill(*node, ids);
+                done.push(Action::Kill(*node));
+            }
+            let saves = self.disks.saves(*node);
+            let change = if *wipe || saves < 2 {
+                Action::WipeState(*node)
+            } else {
+                Action::RollbackState(*node, Some((*pick % (saves as u64 - 1)) as usize))
+            };
+            done.extend(self.apply_now(&change, ids));
+            return done;
+        }
         if !self.lock().faults.takes_effect(a) {
-            return None;
+            return Vec::new();
         }
         let h = madsim::runtime::Handle::current();
-        match a {
+        let resolved = match a {
             Action::Kill(i) => {
-                h.kill(ids[*i]);
-                self.fabric.down(*i);
+                self.kill(*i, ids);
+                a.clone()
             }
-            Action::Restart(i) => h.restart(ids[*i]),
-            Action::Pause(i) => h.pause(ids[*i]),
-            Action::Resume(i) => h.resume(ids[*i]),
-            Action::ClockStep(i, by) => self.clock(*i).step_wall(*by),
-            Action::Drift(i, ppm) => self.clock(*i).set_ppm(true_now(self.start), *ppm),
-            Action::Loss(l) => self.fabric.topology(|t| t.set_loss(*l)),
-            Action::Latency(r) => self.fabric.topology(|t| t.set_latency(*r)),
-            Action::Heal => self.fabric.topology(|t| t.heal()),
+            Action::Restart(i) => {
+                h.restart(ids[*i]);
+                a.clone()
+            }
+            Action::Pause(i) => {
+                h.pause(ids[*i]);
+                a.clone()
+            }
+            Action::Resume(i) => {
+                h.resume(ids[*i]);
+                a.clone()
+            }
+            Action::ClockStep(i, by) => {
+                self.clock(*i).step_wall(*by);
+                a.clone()
+            }
+            Action::Drift(i, ppm) => {
+                self.clock(*i).set_ppm(true_now(self.start), *ppm);
+                a.clone()
+            }
+            Action::Loss(l) => {
+                self.fabric.topology(|t| t.set_loss(*l));
+                a.clone()
+            }
+            Action::Latency(r) => {
+                self.fabric.topology(|t| t.set_latency(*r));
+                a.clone()
+            }
+            Action::Heal => {
+                self.fabric.topology(|t| t.heal());
+                a.clone()
+            }
+            Action::WipeState(i) => {
+                self.disks.wipe(*i);
+                a.clone()
+            }
+            Action::RollbackState(i, to) => {
+                let saves = self.disks.saves(*i).max(1) as u64;
+                // An earlier save than the last; with none, the state is simply gone.
+                let to = to.unwrap_or_else(|| (self.lock().rng.gen::<u64>() % saves.saturating_sub(1).max(1)) as usize);
+                self.disks.rollback(*i, to);
+                Action::RollbackState(*i, Some(to))
+            }
+            Action::Replay(i, window) => {
+                let n = self.fabric.replay(*i, *window);
+                self.trace(Some(*i), format!("replayed {n} messages"));
+                a.clone()
+            }
+            Action::SlowConsumer(i, on) => {
+                self.fabric.set_slow(*i, *on);
+                a.clone()
+            }
+            Action::Forge(pick) => {
+                let f = crate::forger::forge(*pick, &self.scn.membership_cfg().sys_member_prefix, &names);
+                let sent = self
+                    .fabric
+                    .inject(f.from % self.nodes.len(), &f.subject, f.reply.as_deref(), f.payload);
+                self.trace(
+                    None,
+                    format!(
+                        "forged {} on {} ({})",
+                        f.what,
+                        f.subject,
+                        if sent { "sent" } else { "not sent" }
+                    ),
+                );
+                a.clone()
+            }
             routes => {
                 // Route changes are recorded as the exact set of routes cut afterwards.
                 let n = ids.len();
@@ -312,10 +391,15 @@ impl World {
                     cut_routes(t, routes, leader, n);
                     t.cuts()
                 });
-                return Some(Action::Cut(cuts));
+                Action::Cut(cuts)
             }
-        }
-        Some(a.clone())
+        };
+        vec![resolved]
+    }
+
+    fn kill(&self, i: usize, ids: &[madsim::task::NodeId]) {
+        madsim::runtime::Handle::current().kill(ids[i]);
+        self.fabric.down(i);
     }
 }
 
@@ -369,6 +453,7 @@ fn notice_line(n: &Notice) -> Option<String> {
         ),
         Notice::MemberAdded(l) => format!("member added {}", l.id),
         Notice::MemberLost(l) => format!("member lost {}", l.id),
+        Notice::ConfigMismatch { peer, .. } => format!("config mismatch with {peer}"),
         Notice::Elected { .. } => return None,
     })
 }

@@ -6,8 +6,8 @@
 //! to the next.
 
 use leasehold::election::{LeaseElection, Output, Publish};
-use leasehold::wire::{Heartbeat, LeaseRelease, LeaseReply, LeaseRequest};
-use leasehold::{Bug, BugKnobs, Durable, MembershipCfg, Notice};
+use leasehold::wire::{Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest};
+use leasehold::{Bug, BugKnobs, ClusterState, Durable, MembershipCfg, Notice};
 use leasehold_sim::clock::ClockModel;
 use leasehold_sim::oracle::{check_safety, TrueClaim};
 use proptest::prelude::*;
@@ -20,11 +20,14 @@ enum Msg {
     Req(LeaseRequest, usize),
     Reply(LeaseReply),
     Rel(LeaseRelease),
+    Recover(LeaseRecover, usize),
+    Recovered(LeaseRecovered),
 }
 
 struct Node {
     sm: Option<LeaseElection>,
-    durable: Durable,
+    /// What the node's disk holds (`None` before its first save).
+    durable: Option<Durable>,
     clock: ClockModel,
     paused: bool,
 }
@@ -59,6 +62,8 @@ fn cfg_for(i: usize, n: usize, rank: i64, ppm: u32, knobs: BugKnobs) -> Membersh
     c.member_timeout = Duration::from_millis(500);
     c.max_drift_ppm = ppm;
     c.bug_knobs = knobs;
+    // The harness starts a brand-new cluster; every later start finds the state it saved.
+    c.initial_cluster_state = ClusterState::New;
     c
 }
 
@@ -76,7 +81,7 @@ impl World {
             nodes: (0..n)
                 .map(|i| Node {
                     sm: None,
-                    durable: Durable::default(),
+                    durable: None,
                     // Drawn as a fraction of the bound, so it is always within it.
                     clock: ClockModel::new(Duration::from_millis(origins[i]), drifts[i] * i64::from(*ppm) / 1000, 0),
                     paused: false,
@@ -95,7 +100,7 @@ impl World {
 
     fn start(&mut self, i: usize) {
         let now = self.nodes[i].local(self.true_ns);
-        let seed = i as u64 * 7919 + self.nodes[i].durable.incarnation;
+        let seed = i as u64 * 7919 + self.nodes[i].durable.as_ref().map_or(0, |d| d.incarnation);
         let (sm, out) = LeaseElection::new(&self.cfg[i], self.nodes[i].durable.clone(), now, seed);
         self.nodes[i].sm = Some(sm);
         self.nodes[i].paused = false;
@@ -106,7 +111,7 @@ impl World {
         let n = self.nodes.len();
         for o in out {
             match o {
-                Output::Persist(d) => self.nodes[i].durable = d,
+                Output::Persist(d) => self.nodes[i].durable = Some(d),
                 Output::Publish(Publish::Heartbeat(h)) => (0..n)
                     .filter(|j| *j != i)
                     .for_each(|j| self.in_flight.push((i, j, Msg::Hb(h.clone())))),
@@ -119,6 +124,12 @@ impl World {
                 Output::Publish(Publish::Release(r)) => (0..n)
                     .filter(|j| *j != i)
                     .for_each(|j| self.in_flight.push((i, j, Msg::Rel(r.clone())))),
+                Output::Publish(Publish::Recover(r)) => (0..n)
+                    .filter(|j| *j != i)
+                    .for_each(|j| self.in_flight.push((i, j, Msg::Recover(r.clone(), i)))),
+                Output::Publish(Publish::Recovered { to, answer }) => {
+                    self.in_flight.push((i, to.parse().unwrap(), Msg::Recovered(answer)))
+                }
                 Output::Notice(Notice::Claim { token, from, until }) => {
                     let node = &self.nodes[i];
                     let inc = node.sm.as_ref().unwrap().me().inc;
@@ -180,6 +191,8 @@ impl World {
             Msg::Req(r, from) => sm.on_request(now, r, from.to_string()),
             Msg::Reply(r) => sm.on_reply(now, r),
             Msg::Rel(r) => sm.on_release(now, r),
+            Msg::Recover(r, from) => sm.on_recover(now, r, from.to_string()),
+            Msg::Recovered(r) => sm.on_recovered(now, r),
         };
         self.apply(to, out);
     }

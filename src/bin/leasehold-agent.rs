@@ -5,12 +5,14 @@
 //! `fencing_token` and `lease_remaining_ms`; `lease_renewed` and `lease_released` lines the
 //! same; `member_added` / `member_lost` lines carry `member`. Lease lines also carry
 //! `lease_from_unix_us` / `lease_until_unix_us` (this host's wall clock), and every line
-//! `at_unix_us`. SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
+//! `at_unix_us`. `config_mismatch` lines name a `peer` whose cluster size, lease time or drift
+//! bound differ (digests `ours` and `theirs`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
 //! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
 
 use clap::Parser;
 use leasehold::{
-    Algorithm, Clock, FileStorage, Membership, MembershipCfg, NatsNetwork, NatsOptions, Notice, TokioClock,
+    Algorithm, Clock, ClusterState, FileStorage, Membership, MembershipCfg, NatsNetwork, NatsOptions, Notice,
+    TokioClock,
 };
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -48,10 +50,17 @@ struct Args {
     /// Subject prefix.
     #[arg(long, default_value = "_nats.cluster.members.")]
     prefix: String,
-    /// File keeping the incarnation and highest fencing token across restarts
-    /// (default `leasehold-<id>.state.json` in the working directory).
+    /// File keeping the incarnation and highest fencing token across restarts. Default:
+    /// `$STATE_DIRECTORY/leasehold-<id>.state.json` (systemd's `StateDirectory=`), else
+    /// `$XDG_STATE_HOME/leasehold/…`, else `~/.local/state/leasehold/…`; never the working
+    /// directory, which a container restart throws away.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// `new` only for the very first start of a brand-new cluster: a start that finds no
+    /// state file then skips the wait of one lease time. `existing` (the default) never
+    /// assumes that a missing state file means a new cluster.
+    #[arg(long, default_value = "existing")]
+    initial_cluster_state: ClusterState,
     /// NATS user (with --password).
     #[arg(long)]
     user: Option<String>,
@@ -122,8 +131,28 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg.sys_member_prefix = args.prefix.clone();
     cfg.nats_url = args.nats.clone();
     cfg.pid = i64::from(std::process::id());
+    cfg.initial_cluster_state = args.initial_cluster_state;
     cfg.set_defaults();
     cfg
+}
+
+/// Where the state file lives: `--state`, else a state directory from the environment.
+fn state_path(args: &Args) -> Result<PathBuf, String> {
+    if let Some(p) = &args.state {
+        return Ok(p.clone());
+    }
+    let file = format!("leasehold-{}.state.json", args.id);
+    let env_dir = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = env_dir("STATE_DIRECTORY") {
+        // systemd may list several directories, separated by ':'; use the first.
+        let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+        return Ok(PathBuf::from(first).join(file));
+    }
+    let xdg = env_dir("XDG_STATE_HOME").or_else(|| env_dir("HOME").map(|h| h.join(".local/state")));
+    match xdg {
+        Some(d) => Ok(d.join("leasehold").join(file)),
+        None => Err("no state directory: set --state, $STATE_DIRECTORY or $XDG_STATE_HOME".into()),
+    }
 }
 
 /// The connection's options from the flags.
@@ -184,6 +213,10 @@ fn notice_line(node: &str, clock: &TokioClock, n: Notice) -> Option<Value> {
         }
         Notice::MemberAdded(l) => json!({"event": "member_added", "node": node, "member": l.id, "rank": l.rank}),
         Notice::MemberLost(l) => json!({"event": "member_lost", "node": node, "member": l.id, "rank": l.rank}),
+        Notice::ConfigMismatch { peer, ours, theirs } => json!({
+            "event": "config_mismatch", "node": node, "peer": peer,
+            "ours": format!("{ours:016x}"), "theirs": format!("{theirs:016x}")
+        }),
         Notice::Elected { .. } => return None,
     })
 }
@@ -205,10 +238,32 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("leasehold-{}.state.json", args.id)));
+    let state = match state_path(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: cannot create the state directory {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    if !state.exists() {
+        eprintln!(
+            "warning: no state file at {}: {}",
+            state.display(),
+            if args.initial_cluster_state == ClusterState::New {
+                "starting as the first run of a brand-new cluster (--initial-cluster-state new)"
+            } else {
+                "this agent will not grant or campaign until one lease time has passed and its peers \
+                 have told it the highest token in use (use --initial-cluster-state new only for a \
+                 brand-new cluster)"
+            }
+        );
+    }
     let clock = TokioClock::new();
     let ping_net = net.clone();
     let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {

@@ -15,7 +15,7 @@
 
 use crate::config::MembershipCfg;
 use crate::election::{Notice, Output, Publish, Report};
-use crate::wire::{agent_loc_cmp, agent_loc_less_than, AgentLoc, MemberList};
+use crate::wire::{agent_loc_cmp, agent_loc_less_than, id_in_range, AgentLoc, MemberList};
 use std::cmp::Ordering;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -33,6 +33,7 @@ pub struct AllcallElection {
     next_beat: Duration,
     claimed: bool,
     stopped: bool,
+    rejected: u64,
 }
 
 impl AllcallElection {
@@ -49,6 +50,7 @@ impl AllcallElection {
             next_beat: now + cfg.beat,
             claimed: false,
             stopped: false,
+            rejected: 0,
         };
         let out = vec![Output::Publish(Publish::Allcall(e.leader.clone()))];
         (e, out)
@@ -85,11 +87,21 @@ impl AllcallElection {
         }
     }
 
-    /// Handles an answer to anyone's allcall.
+    /// Handles an answer to anyone's allcall. An answer whose ID is empty or longer than
+    /// [`MAX_ID_LEN`](crate::wire::MAX_ID_LEN) is out of range: counted and dropped.
     pub fn on_pong(&mut self, loc: AgentLoc) {
+        if !id_in_range(&loc.id) {
+            self.rejected += 1;
+            return;
+        }
         if !self.stopped {
             insert_sorted(&mut self.collected, loc.without_lease());
         }
+    }
+
+    /// Answers dropped so far because a value was out of range.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// The end of a beat: elect if the recorded lease ran out, report member changes, and

@@ -15,11 +15,12 @@
 //! worse than a live member they know; a holder that sees a better-ranked live member stops
 //! renewing and lets its lease run out.
 
-use crate::config::{Bug, BugKnobs, MembershipCfg};
+use crate::config::{Bug, BugKnobs, ClusterState, MembershipCfg};
 use crate::election::{Notice, Output, Publish, Report};
 use crate::storage::Durable;
 use crate::wire::{
-    agent_loc_cmp, AgentLoc, Heartbeat, Incarnation, LeaseRelease, LeaseReply, LeaseRequest, LeaseView, MemberList,
+    agent_loc_cmp, id_in_range, AgentLoc, Heartbeat, Incarnation, LeaseRecover, LeaseRecovered, LeaseRelease,
+    LeaseReply, LeaseRequest, LeaseView, MemberList, MAX_CLUSTER_SIZE, MAX_COUNTER,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,6 +96,19 @@ struct Attempt {
     refusals: BTreeSet<String>,
     deadline: Duration,
     resend_at: Duration,
+    /// Granted replies received, duplicates included (only the planted
+    /// `CountDuplicateGrants` bug looks at it).
+    granted_msgs: usize,
+}
+
+/// A start that has not yet learned the highest token in use from enough peers.
+#[derive(Debug, Clone)]
+struct Recovery {
+    nonce: u64,
+    answers: BTreeSet<String>,
+    need: usize,
+    max: u64,
+    resend_at: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -103,7 +117,12 @@ struct Member {
     inc: u64,
     last_seen: Duration,
     lease: Option<(u64, Duration)>,
+    cluster_size: u64,
+    config: u64,
 }
+
+/// How far above the highest token it knows an agent accepts a token from the network.
+pub const MAX_TOKEN_JUMP: u64 = 1 << 32;
 
 /// One agent's `lease` election state.
 #[derive(Debug)]
@@ -125,30 +144,53 @@ pub struct LeaseElection {
     next_campaign: Duration,
     reported_leader: Option<(Option<String>, Option<u64>)>,
     stopped: bool,
+    config: u64,
+    recovery: Option<Recovery>,
+    mismatches: BTreeSet<(String, u64)>,
+    rejected: u64,
 }
 
 impl LeaseElection {
-    /// Starts a new incarnation at local time `now` from what storage kept. The first output
-    /// persists the new incarnation number; run it before anything else.
-    pub fn new(cfg: &MembershipCfg, stored: Durable, now: Duration, seed: u64) -> (Self, Vec<Output>) {
+    /// Starts a new incarnation at local time `now` from what storage kept (`None`: no state
+    /// was found). The first output persists the new incarnation number; run it before
+    /// anything else.
+    ///
+    /// Unless the operator declared a brand-new cluster and there is no state, the agent
+    /// cannot prove that its earlier incarnations' promises have run out, nor that its state
+    /// file is current (it may have been lost or rolled back): it grants nothing for one
+    /// promise period, and promises or campaigns only once peers beyond any majority that
+    /// excludes it have told it the highest token they know.
+    pub fn new(cfg: &MembershipCfg, stored: Option<Durable>, now: Duration, seed: u64) -> (Self, Vec<Output>) {
         let t = LeaseTiming::new(cfg);
-        let mut durable = stored;
-        durable.incarnation += 1;
+        let knobs = cfg.bug_knobs;
+        let missing = stored.is_none();
+        let mut durable = stored.unwrap_or_default();
+        durable.incarnation = durable.incarnation.saturating_add(1).min(MAX_COUNTER);
         let me = Incarnation {
             id: cfg.id.clone(),
             inc: durable.incarnation,
         };
-        // An agent that never ran before has made no promise to forget: no quarantine.
-        let quarantine_until = if durable.incarnation == 1 {
-            now
-        } else {
-            now + t.quarantine
-        };
+        let fresh = missing && (cfg.initial_cluster_state == ClusterState::New || knobs.has(Bug::TrustMissingState));
+        let quarantine_until = if fresh { now } else { now + t.quarantine };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Any majority that granted a token shares a member other than this agent with
+        // `cluster_size - quorum + 1` other agents.
+        let need = if cfg.cluster_size > 1 {
+            cfg.cluster_size - t.quorum + 1
+        } else {
+            0
+        };
+        let recovery = (!fresh && need > 0).then(|| Recovery {
+            nonce: rng.gen(),
+            answers: BTreeSet::new(),
+            need,
+            max: 0,
+            resend_at: now,
+        });
         // Listen for a couple of beats before the first campaign, so the agent knows who is live.
         let first = now + t.beat * 2 + jitter(&mut rng, t.beat);
         let e = LeaseElection {
-            knobs: cfg.bug_knobs,
+            knobs,
             loc: cfg.my_loc(),
             me,
             rng,
@@ -165,10 +207,24 @@ impl LeaseElection {
             // Nothing to report until a leader is known.
             reported_leader: Some((None, None)),
             stopped: false,
+            config: cfg.safety_digest(),
+            recovery,
+            mismatches: BTreeSet::new(),
+            rejected: 0,
             t,
         };
         let out = vec![Output::Persist(e.durable.clone())];
         (e, out)
+    }
+
+    /// Messages dropped so far because a value was out of its documented range.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Whether this agent still waits to learn the highest token in use from its peers.
+    pub fn recovering(&self) -> bool {
+        self.recovery.is_some()
     }
 
     /// This incarnation's identity.
@@ -212,6 +268,9 @@ impl LeaseElection {
         if let Some(h) = &self.held {
             t = t.min(h.until);
         }
+        if let Some(r) = &self.recovery {
+            t = t.min(r.resend_at);
+        }
         t
     }
 
@@ -240,6 +299,15 @@ impl LeaseElection {
             out.push(Output::Publish(Publish::Heartbeat(self.heartbeat(now))));
             self.next_beat = now + self.t.beat;
         }
+        if let Some(r) = &mut self.recovery {
+            if now >= r.resend_at {
+                r.resend_at = now + self.t.beat;
+                out.push(Output::Publish(Publish::Recover(LeaseRecover {
+                    who: self.me.clone(),
+                    nonce: r.nonce,
+                })));
+            }
+        }
         if let Some(a) = &mut self.attempt {
             if now >= a.deadline {
                 self.attempt = None;
@@ -251,6 +319,7 @@ impl LeaseElection {
                     rank: self.loc.rank,
                     token: a.token,
                     attempt: a.id,
+                    config: self.config,
                 })));
             }
         }
@@ -267,7 +336,12 @@ impl LeaseElection {
             } else if now >= self.next_campaign {
                 self.next_campaign = now + self.t.beat;
                 if self.may_campaign(now) {
-                    let token = self.durable.max_token.max(self.max_token_seen) + 1;
+                    let max = self.durable.max_token.max(self.max_token_seen);
+                    let token = if self.knobs.has(Bug::UncheckedRanges) {
+                        max.wrapping_add(1)
+                    } else {
+                        max + 1
+                    };
                     self.start_attempt(now, token, &mut out);
                 }
             }
@@ -282,6 +356,19 @@ impl LeaseElection {
         if self.stopped || hb.loc.id == self.me.id || hb.loc.id.is_empty() {
             return out;
         }
+        let lease_ok = hb
+            .lease
+            .as_ref()
+            .is_none_or(|l| self.plausible(l.token) && u128::from(l.remaining_ms) <= self.t.promise.as_millis());
+        let sane = id_in_range(&hb.loc.id)
+            && hb.inc <= MAX_COUNTER
+            && self.plausible(hb.max_token)
+            && hb.cluster_size <= MAX_CLUSTER_SIZE
+            && lease_ok;
+        if !self.in_range(sane) {
+            return out;
+        }
+        self.check_config(&hb.loc.id, hb.config, &mut out);
         self.max_token_seen = self.max_token_seen.max(hb.max_token);
         let lease = hb.lease.map(|l| (l.token, now + Duration::from_millis(l.remaining_ms)));
         let loc = hb.loc.without_lease();
@@ -290,6 +377,8 @@ impl LeaseElection {
                 m.last_seen = now;
                 m.lease = lease;
                 m.loc = loc;
+                m.cluster_size = hb.cluster_size;
+                m.config = hb.config;
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
             _ => {
@@ -302,6 +391,8 @@ impl LeaseElection {
                         inc: hb.inc,
                         last_seen: now,
                         lease,
+                        cluster_size: hb.cluster_size,
+                        config: hb.config,
                     },
                 );
             }
@@ -314,6 +405,10 @@ impl LeaseElection {
     pub fn on_request(&mut self, now: Duration, req: LeaseRequest, reply_to: String) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped || req.candidate == self.me {
+            return out;
+        }
+        let c = &req.candidate;
+        if !self.in_range(id_in_range(&c.id) && c.inc <= MAX_COUNTER && self.plausible(req.token)) {
             return out;
         }
         let granted = self.grant(now, &req, &mut out);
@@ -336,12 +431,18 @@ impl LeaseElection {
         if self.stopped {
             return out;
         }
+        let g = &reply.granter;
+        if !self.in_range(id_in_range(&g.id) && g.inc <= MAX_COUNTER && self.plausible(reply.max_token)) {
+            return out;
+        }
         self.max_token_seen = self.max_token_seen.max(reply.max_token);
+        let stale_ok = self.knobs.has(Bug::AcceptStaleReplies);
         let Some(a) = &mut self.attempt else { return out };
-        if reply.attempt != a.id || reply.token != a.token {
+        if (reply.attempt != a.id && !stale_ok) || reply.token != a.token {
             return out;
         }
         if reply.granted {
+            a.granted_msgs += 1;
             a.grants.insert(reply.granter.id);
         } else {
             a.refusals.insert(reply.granter.id);
@@ -353,6 +454,10 @@ impl LeaseElection {
     /// Handles a holder's early release: its promise here can be forgotten.
     pub fn on_release(&mut self, now: Duration, rel: LeaseRelease) -> Vec<Output> {
         let mut out = Vec::new();
+        let h = &rel.holder;
+        if !self.in_range(id_in_range(&h.id) && h.inc <= MAX_COUNTER && rel.token <= MAX_COUNTER) {
+            return out;
+        }
         if self.promise.as_ref().is_some_and(|p| p.to == rel.holder) {
             self.promise = None;
         }
@@ -360,6 +465,52 @@ impl LeaseElection {
             if m.inc == rel.holder.inc {
                 m.lease = None;
             }
+        }
+        self.report_leader(now, &mut out);
+        out
+    }
+
+    /// Answers a starting agent's question for the highest token known; `reply_to` is where the
+    /// answer goes.
+    pub fn on_recover(&mut self, _now: Duration, req: LeaseRecover, reply_to: String) -> Vec<Output> {
+        if self.stopped || req.who.id == self.me.id || !self.in_range(id_in_range(&req.who.id)) {
+            return Vec::new();
+        }
+        vec![Output::Publish(Publish::Recovered {
+            to: reply_to,
+            answer: LeaseRecovered {
+                peer: self.me.clone(),
+                nonce: req.nonce,
+                max_token: self.durable.max_token.max(self.max_token_seen),
+            },
+        })]
+    }
+
+    /// Takes a peer's answer to this agent's own question; with enough of them the agent
+    /// knows every token that can be in use and may promise and campaign (after quarantine).
+    pub fn on_recovered(&mut self, now: Duration, ans: LeaseRecovered) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.stopped || !self.in_range(id_in_range(&ans.peer.id) && self.plausible(ans.max_token)) {
+            return out;
+        }
+        let Some(r) = &mut self.recovery else { return out };
+        if ans.nonce != r.nonce || ans.peer.id == self.me.id {
+            return out;
+        }
+        r.answers.insert(ans.peer.id);
+        r.max = r.max.max(ans.max_token);
+        if r.answers.len() < r.need {
+            return out;
+        }
+        let max = r.max;
+        self.recovery = None;
+        self.max_token_seen = self.max_token_seen.max(max);
+        if max > self.durable.max_token {
+            // Remember it durably: a granter's memory of the highest token is what makes
+            // tokens grow, and this agent's own file did not have it.
+            self.durable.max_token = max;
+            self.durable.owner = None;
+            out.push(Output::Persist(self.durable.clone()));
         }
         self.report_leader(now, &mut out);
         out
@@ -396,18 +547,72 @@ impl LeaseElection {
                 remaining_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
             }),
             max_token: self.durable.max_token.max(self.max_token_seen),
+            config: self.config,
+            cluster_size: self.t.cluster_size as u64,
         }
+    }
+
+    /// Whether a token from the network can be real: at most [`MAX_COUNTER`], and at most
+    /// [`MAX_TOKEN_JUMP`] above the highest this agent knows (tokens grow by one per election;
+    /// no real cluster skips 2^32 of them). A forged token near the limit would otherwise use
+    /// the token space up in one message.
+    fn plausible(&self, token: u64) -> bool {
+        let known = self.durable.max_token.max(self.max_token_seen);
+        token <= MAX_COUNTER && token <= known.saturating_add(MAX_TOKEN_JUMP)
+    }
+
+    /// Whether a live member is configured for a larger cluster than this agent: then this
+    /// agent's quorum may be too small to intersect the others', and it must not act.
+    fn undersized(&self, now: Duration) -> bool {
+        !self.knobs.has(Bug::SkipConfigCheck)
+            && self
+                .members
+                .values()
+                .any(|m| self.is_live(m, now) && m.cluster_size > self.t.cluster_size as u64)
+    }
+
+    /// Counts an out-of-range message (unless the range checks are planted away); returns
+    /// whether to go on with it.
+    fn in_range(&mut self, ok: bool) -> bool {
+        if ok || self.knobs.has(Bug::UncheckedRanges) {
+            return true;
+        }
+        self.rejected += 1;
+        false
+    }
+
+    /// Reports a peer whose safety-relevant settings differ, once per peer and digest.
+    fn check_config(&mut self, peer: &str, theirs: u64, out: &mut Vec<Output>) {
+        if theirs != self.config && self.mismatches.insert((peer.to_string(), theirs)) {
+            out.push(Output::Notice(Notice::ConfigMismatch {
+                peer: peer.to_string(),
+                ours: self.config,
+                theirs,
+            }));
+        }
+    }
+
+    /// Whether this start has waited out its quarantine and learned the highest token.
+    fn settled(&self, now: Duration) -> bool {
+        (self.knobs.has(Bug::SkipRestartQuarantine) || (now >= self.quarantine_until && self.recovery.is_none()))
+            && !self.undersized(now)
     }
 
     fn is_live(&self, m: &Member, now: Duration) -> bool {
         now < m.last_seen + self.t.member_timeout
     }
 
-    /// Whether a live member ranks better than this agent.
+    /// Whether a live member ranks better than this agent. Members configured differently
+    /// do not count: no one promises to them, so they cannot lead.
     fn better_live_member(&self, now: Duration) -> bool {
         self.members
             .values()
-            .any(|m| self.is_live(m, now) && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
+            .any(|m| self.is_peer(m, now) && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
+    }
+
+    /// A live member with our safety-relevant settings.
+    fn is_peer(&self, m: &Member, now: Duration) -> bool {
+        self.is_live(m, now) && (m.config == self.config || self.knobs.has(Bug::SkipConfigCheck))
     }
 
     /// A live member that holds a lease, as far as its heartbeats tell.
@@ -420,6 +625,9 @@ impl LeaseElection {
     }
 
     fn may_campaign(&self, now: Duration) -> bool {
+        if !self.settled(now) {
+            return false;
+        }
         let promised_elsewhere = self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until);
         !promised_elsewhere && self.known_holder(now).is_none() && !self.better_live_member(now)
     }
@@ -431,6 +639,7 @@ impl LeaseElection {
             rank: self.loc.rank,
             token,
             attempt: self.attempts,
+            config: self.config,
         };
         let mut a = Attempt {
             id: self.attempts,
@@ -440,8 +649,10 @@ impl LeaseElection {
             refusals: BTreeSet::new(),
             deadline: now + self.t.attempt_timeout,
             resend_at: now + self.t.beat,
+            granted_msgs: 0,
         };
         if self.grant(now, &req, out) {
+            a.granted_msgs += 1;
             a.grants.insert(self.me.id.clone());
         }
         self.attempt = Some(a);
@@ -451,7 +662,12 @@ impl LeaseElection {
 
     /// Decides a promise (to another agent or to itself), recording it if made.
     fn grant(&mut self, now: Duration, req: &LeaseRequest, out: &mut Vec<Output>) -> bool {
-        if !self.knobs.has(Bug::SkipRestartQuarantine) && now < self.quarantine_until {
+        if !self.settled(now) {
+            return false;
+        }
+        if req.config != self.config && !self.knobs.has(Bug::SkipConfigCheck) {
+            let peer = req.candidate.id.clone();
+            self.check_config(&peer, req.config, out);
             return false;
         }
         if !self.knobs.has(Bug::GrantIgnoringPromise) {
@@ -465,7 +681,7 @@ impl LeaseElection {
             // Liveness, not safety: do not help a candidate ranked below a live member.
             let cand = AgentLoc::new(req.candidate.id.clone(), req.rank);
             let better_known = std::iter::once(&self.loc)
-                .chain(self.members.values().filter(|m| self.is_live(m, now)).map(|m| &m.loc))
+                .chain(self.members.values().filter(|m| self.is_peer(m, now)).map(|m| &m.loc))
                 .any(|l| l.id != cand.id && agent_loc_cmp(l, &cand) == Ordering::Less);
             if better_known && req.candidate != self.me {
                 return false;
@@ -491,7 +707,12 @@ impl LeaseElection {
 
     fn check_attempt(&mut self, now: Duration, out: &mut Vec<Output>) {
         let Some(a) = &self.attempt else { return };
-        if a.grants.len() >= self.t.quorum {
+        let granted = if self.knobs.has(Bug::CountDuplicateGrants) {
+            a.granted_msgs
+        } else {
+            a.grants.len()
+        };
+        if granted >= self.t.quorum {
             let start = if self.knobs.has(Bug::LeaseFromGrant) { now } else { a.t0 };
             let until = start + self.t.hold;
             let token = a.token;

@@ -6,10 +6,12 @@ mod allcall;
 mod lease;
 
 pub use allcall::AllcallElection;
-pub use lease::{LeaseElection, LeaseTiming};
+pub use lease::{LeaseElection, LeaseTiming, MAX_TOKEN_JUMP};
 
 use crate::storage::Durable;
-use crate::wire::{AgentLoc, Heartbeat, LeaseRelease, LeaseReply, LeaseRequest, MemberList};
+use crate::wire::{
+    AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest, MemberList,
+};
 use std::time::Duration;
 
 /// Something an election state machine tells its driver (and, through it, the application).
@@ -53,6 +55,16 @@ pub enum Notice {
     MemberAdded(AgentLoc),
     /// A member stopped answering.
     MemberLost(AgentLoc),
+    /// A peer runs with different safety-relevant settings (`cluster_size`, `lease_time`,
+    /// `max_drift_ppm`): neither promises to the other. Reported once per peer and digest.
+    ConfigMismatch {
+        /// The peer's ID.
+        peer: String,
+        /// Our settings' digest.
+        ours: u64,
+        /// The peer's.
+        theirs: u64,
+    },
 }
 
 /// What an election state machine asks its driver to do, in order.
@@ -84,6 +96,16 @@ pub enum Publish {
     },
     /// `lease`: a holder's early release on `<prefix>lease.release`.
     Release(LeaseRelease),
+    /// `lease`: a starting agent's question on `<prefix>lease.recover`, answered on its
+    /// recovery inbox.
+    Recover(LeaseRecover),
+    /// `lease`: the answer to a [`LeaseRecover`], on the question's reply subject.
+    Recovered {
+        /// The question's reply subject.
+        to: String,
+        /// The answer.
+        answer: LeaseRecovered,
+    },
     /// `allcall`: the recorded leader on `<prefix>allcall`, answered on `<prefix>allreply`.
     Allcall(AgentLoc),
     /// `allcall`: the answer to an allcall, on the allcall's reply subject.

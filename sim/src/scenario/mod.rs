@@ -8,14 +8,17 @@ mod spec;
 mod step;
 mod validate;
 
+pub use validate::MAX_REPLAY_WINDOW;
+
 pub use duration::{Dur, DurRange};
 pub use error::ScenarioError;
 pub use leasehold::Bug;
 pub use spec::{
-    ClockDriftFault, ClockOffsetFault, ClockStepFault, DcLink, Expect, FaultSpec, LatencySpikeFault, LossSpikeFault,
-    MembershipSpec, NetworkSpec, NodeSpec, PartitionFault, PartitionKind, PauseFault, RestartFault, RouterSpec,
+    ClockDriftFault, ClockOffsetFault, ClockStepFault, DcLink, Expect, Expected, ExpectedKind, FaultSpec, ForgeFault,
+    LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec, PartitionFault, PartitionKind,
+    PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault,
 };
-pub use step::{At, ClockStepAt, DriftAt, Step};
+pub use step::{At, ClockStepAt, DriftAt, ReplayAt, RollbackAt, Step};
 
 use error::{key_at, key_of};
 use leasehold::{Algorithm, BugKnobs};
@@ -178,6 +181,27 @@ impl Scenario {
         c.algorithm = self.algorithm;
         c.cluster_size = self.sim_nodes().len();
         c.bug_knobs = m.bug.map(BugKnobs::planted).unwrap_or_default();
+        c
+    }
+
+    /// Node `i`'s configuration: [`Scenario::membership_cfg`] with its `[[node]]` overrides
+    /// (config skew), before the per-node identity fields.
+    pub fn node_cfg(&self, i: usize) -> leasehold::MembershipCfg {
+        let mut c = self.membership_cfg();
+        let Some(n) = self.node.get(i) else { return c };
+        if let Some(k) = n.cluster_size {
+            c.cluster_size = k;
+        }
+        if let Some(d) = n.lease {
+            c.lease_time = d.0;
+        }
+        if let Some(d) = n.beat {
+            c.beat = d.0;
+            c.member_timeout = d.0 * 5;
+        }
+        if let Some(p) = n.max_drift_ppm {
+            c.max_drift_ppm = p;
+        }
         c
     }
 

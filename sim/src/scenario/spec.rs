@@ -43,6 +43,13 @@ pub struct NetworkSpec {
     /// Latency between two datacenters (instead of `latency`), one `[[network.dc_link]]` each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dc_link: Vec<DcLink>,
+    /// Probability that a delivered message is delivered a second time, later (default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicate: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// `[[network.dc_link]]`: the one-way latency of routes between two datacenters.
@@ -103,12 +110,13 @@ impl Default for NetworkSpec {
             loss: 0.0,
             reorder: false,
             dc_link: Vec::new(),
+            duplicate: 0.0,
         }
     }
 }
 
 /// `[[node]]`: one agent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// Its ID (default `n<index>`).
@@ -126,6 +134,18 @@ pub struct NodeSpec {
     /// Its wall clock's offset in ms (default: drawn from `faults.clock_offset`, else 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wall_offset_ms: Option<i64>,
+    /// Its own `cluster_size` (config skew; default: the number of nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_size: Option<usize>,
+    /// Its own lease time (config skew; default `[membership] lease`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Dur>,
+    /// Its own heartbeat period (default `[membership] beat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beat: Option<Dur>,
+    /// Its own drift bound (config skew; default `[membership] max_drift_ppm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_drift_ppm: Option<u32>,
 }
 
 /// Which partition shapes the random nemesis draws from.
@@ -231,6 +251,49 @@ pub struct LatencySpikeFault {
     pub latency: DurRange,
 }
 
+/// `state_loss = { every, down_for }`: kill a node, delete or roll back its durable state,
+/// start it again later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateLossFault {
+    /// Mean gap between losses.
+    pub every: Dur,
+    /// How long the node stays down.
+    pub down_for: DurRange,
+}
+
+/// `replay = { every, delay }`: a node's publishes of the last `delay` are delivered again,
+/// as a client does when it flushes what it buffered while disconnected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFault {
+    /// Mean gap between replays.
+    pub every: Dur,
+    /// How far back the replayed messages go.
+    pub delay: DurRange,
+}
+
+/// `slow_consumer = { every, for }`: a node's server drops every message to it for a while,
+/// as a NATS server does to a subscriber that falls behind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowConsumerFault {
+    /// Mean gap between episodes.
+    pub every: Dur,
+    /// How long an episode lasts.
+    #[serde(rename = "for")]
+    pub lasts: DurRange,
+}
+
+/// `forge = { every }`: a stranger publishes hostile messages (values out of range, phantom
+/// members, malformed bytes) on the election subjects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgeFault {
+    /// Mean gap between forged messages.
+    pub every: Dur,
+}
+
 /// `[faults]`: the random nemesis. Every entry is optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,6 +322,18 @@ pub struct FaultSpec {
     /// Bursts of latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_spike: Option<LatencySpikeFault>,
+    /// Durable state lost or rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_loss: Option<StateLossFault>,
+    /// Old publishes delivered again, long after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayFault>,
+    /// Slow-consumer drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_consumer: Option<SlowConsumerFault>,
+    /// Hostile messages from a stranger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forge: Option<ForgeFault>,
     /// Random faults stop this long before the end (default twice `expect.leader_within`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Dur>,
@@ -268,10 +343,46 @@ pub struct FaultSpec {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    /// The oracle must find a violation (known-bad scenarios).
+    /// The oracle must find a violation (known-bad scenarios): `true` for any safety
+    /// violation, or the kind the planted bug causes.
     #[serde(default)]
-    pub violation: bool,
+    pub violation: Expected,
     /// A lease is held within this long after the last fault (default lease + max skew + 5 beats).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader_within: Option<Dur>,
+}
+
+/// What `[expect] violation` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Expected {
+    /// `false`: no violation; `true`: some safety violation (overlap or token order).
+    Any(bool),
+    /// This kind of violation.
+    Kind(ExpectedKind),
+}
+
+impl Default for Expected {
+    fn default() -> Self {
+        Expected::Any(false)
+    }
+}
+
+/// A violation kind a known-bad scenario can expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedKind {
+    /// Two holders at once.
+    Overlap,
+    /// A later holder's token was not higher.
+    TokenOrder,
+    /// No leader after the faults stopped.
+    NoLeader,
+}
+
+impl Expected {
+    /// Whether a violation is expected at all.
+    pub fn any(self) -> bool {
+        self != Expected::Any(false)
+    }
 }

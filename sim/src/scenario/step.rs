@@ -32,6 +32,18 @@ pub enum Step {
     ClockStep(ClockStepAt),
     /// Set a node's clock rate error.
     Drift(DriftAt),
+    /// Delete a (down) node's durable state.
+    WipeState(String),
+    /// Restore a (down) node's durable state to an earlier save.
+    RollbackState(RollbackAt),
+    /// Deliver again what a node published in the last `window`.
+    Replay(ReplayAt),
+    /// Start dropping every message to a node (a slow consumer).
+    SlowConsumer(String),
+    /// Stop dropping messages to a node.
+    FastConsumer(String),
+    /// A stranger publishes the hostile message numbered `pick`.
+    Forge(u64),
 }
 
 impl Step {
@@ -50,6 +62,12 @@ impl Step {
             Step::Resume(_) => "resume",
             Step::ClockStep(_) => "clock_step",
             Step::Drift(_) => "drift",
+            Step::WipeState(_) => "wipe_state",
+            Step::RollbackState(_) => "rollback_state",
+            Step::Replay(_) => "replay",
+            Step::SlowConsumer(_) => "slow_consumer",
+            Step::FastConsumer(_) => "fast_consumer",
+            Step::Forge(_) => "forge",
         }
     }
 
@@ -59,10 +77,18 @@ impl Step {
             Step::Partition(groups) => groups.iter().flatten().map(String::as_str).collect(),
             Step::OneWay(a, b) => vec![a, b],
             Step::Cut(links) => links.iter().flat_map(|(a, b)| [a.as_str(), b.as_str()]).collect(),
-            Step::Kill(n) | Step::Restart(n) | Step::Pause(n) | Step::Resume(n) => vec![n],
+            Step::Kill(n)
+            | Step::Restart(n)
+            | Step::Pause(n)
+            | Step::Resume(n)
+            | Step::WipeState(n)
+            | Step::SlowConsumer(n)
+            | Step::FastConsumer(n) => vec![n],
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
-            Step::Loss(_) | Step::Latency(_) | Step::Heal => Vec::new(),
+            Step::RollbackState(r) => vec![&r.node],
+            Step::Replay(r) => vec![&r.node],
+            Step::Loss(_) | Step::Latency(_) | Step::Heal | Step::Forge(_) => Vec::new(),
         }
     }
 }
@@ -100,6 +126,56 @@ pub struct DriftAt {
     pub ppm: i64,
 }
 
+/// A scripted rollback: `rollback_state = "n0"` (to an earlier save drawn from the seed) or
+/// `rollback_state = { node = "n0", to = 2 }` (to save number 2, the first being 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RollbackForm", into = "RollbackForm")]
+pub struct RollbackAt {
+    /// Which node.
+    pub node: String,
+    /// Which save (`None`: drawn from the seed among the earlier ones).
+    pub to: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RollbackForm {
+    Node(String),
+    Exact {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<usize>,
+    },
+}
+
+impl From<RollbackForm> for RollbackAt {
+    fn from(f: RollbackForm) -> Self {
+        match f {
+            RollbackForm::Node(node) => RollbackAt { node, to: None },
+            RollbackForm::Exact { node, to } => RollbackAt { node, to },
+        }
+    }
+}
+
+impl From<RollbackAt> for RollbackForm {
+    fn from(r: RollbackAt) -> Self {
+        match r.to {
+            None => RollbackForm::Node(r.node),
+            to => RollbackForm::Exact { node: r.node, to },
+        }
+    }
+}
+
+/// A scripted replay: `replay = { node = "n0", window = "5s" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayAt {
+    /// Whose publishes.
+    pub node: String,
+    /// How far back.
+    pub window: Dur,
+}
+
 /// An `[[at]]` table as written in the file: `time` and one action key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +205,18 @@ pub struct RawAt {
     clock_step: Option<ClockStepAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     drift: Option<DriftAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wipe_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_state: Option<RollbackAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<ReplayAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slow_consumer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fast_consumer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forge: Option<u64>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -148,6 +236,12 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.resume.map(Step::Resume));
         steps.extend(r.clock_step.map(Step::ClockStep));
         steps.extend(r.drift.map(Step::Drift));
+        steps.extend(r.wipe_state.map(Step::WipeState));
+        steps.extend(r.rollback_state.map(Step::RollbackState));
+        steps.extend(r.replay.map(Step::Replay));
+        steps.extend(r.slow_consumer.map(Step::SlowConsumer));
+        steps.extend(r.fast_consumer.map(Step::FastConsumer));
+        steps.extend(r.forge.map(Step::Forge));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -177,6 +271,12 @@ impl From<At> for RawAt {
             Step::Resume(n) => r.resume = Some(n),
             Step::ClockStep(c) => r.clock_step = Some(c),
             Step::Drift(d) => r.drift = Some(d),
+            Step::WipeState(n) => r.wipe_state = Some(n),
+            Step::RollbackState(x) => r.rollback_state = Some(x),
+            Step::Replay(x) => r.replay = Some(x),
+            Step::SlowConsumer(n) => r.slow_consumer = Some(n),
+            Step::FastConsumer(n) => r.fast_consumer = Some(n),
+            Step::Forge(p) => r.forge = Some(p),
         }
         r
     }

@@ -7,6 +7,9 @@ use super::{Scenario, ScenarioError, SimNode, Step};
 use leasehold::Algorithm;
 use std::time::Duration;
 
+/// How far back a replay may reach (the fabric keeps this much of each node's publishes).
+pub const MAX_REPLAY_WINDOW: Duration = Duration::from_secs(60);
+
 /// Builds errors located in one file's text.
 struct Errors<'a> {
     file: &'a str,
@@ -59,6 +62,39 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&self.network.loss) {
             return Err(e.at("loss", format!("{} is not a probability", self.network.loss)));
+        }
+        if !(0.0..=1.0).contains(&self.network.duplicate) {
+            return Err(e.at("duplicate", format!("{} is not a probability", self.network.duplicate)));
+        }
+        for (i, n) in self.node.iter().enumerate() {
+            let cfg = self.node_cfg(i);
+            if n.cluster_size == Some(0) {
+                return Err(e.at("cluster_size", "must be at least 1".into()));
+            }
+            if n.max_drift_ppm.is_some_and(|p| p >= 100_000) {
+                return Err(e.at("max_drift_ppm", "must be below 100000 (10%)".into()));
+            }
+            if cfg.algorithm == Algorithm::Lease
+                && (n.lease.is_some() || n.beat.is_some())
+                && cfg.lease_time < cfg.beat * 4
+            {
+                return Err(e.at("lease", format!("node {i}: lease must be at least 4 beats")));
+            }
+        }
+        let windows = self
+            .faults
+            .replay
+            .iter()
+            .map(|r| r.delay.hi)
+            .chain(self.at.iter().filter_map(|a| match &a.step {
+                Step::Replay(r) => Some(r.window.0),
+                _ => None,
+            }));
+        if windows.into_iter().any(|w| w > MAX_REPLAY_WINDOW) {
+            return Err(e.at(
+                "delay",
+                format!("replays reach back at most {}s", MAX_REPLAY_WINDOW.as_secs()),
+            ));
         }
         let cfg = self.membership_cfg();
         if cfg.algorithm == Algorithm::Lease && cfg.lease_time < cfg.beat * 4 {
@@ -154,6 +190,8 @@ impl<'a> NodeLife<'a> {
                     return Err(format!("{id} is already down at {t:?}"));
                 }
                 self.down.push(id);
+                // A kill ends a pause.
+                self.paused.retain(|d| d != id);
             }
             Step::Restart(id) => {
                 if !self.down.contains(&id.as_str()) {
@@ -172,6 +210,13 @@ impl<'a> NodeLife<'a> {
                     return Err(format!("{id} is not paused at {t:?}"));
                 }
                 self.paused.retain(|d| d != id);
+            }
+            Step::WipeState(id) | Step::RollbackState(super::step::RollbackAt { node: id, .. })
+                if !self.down.contains(&id.as_str()) =>
+            {
+                return Err(format!(
+                    "{id} is not down at {t:?}: its state can change only while it is down (kill it first)"
+                ));
             }
             _ => {}
         }

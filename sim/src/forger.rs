@@ -1,0 +1,192 @@
+//! The forger: a stranger on the bus that publishes hostile but well-formed messages (values
+//! out of every documented range, phantom members, endless leases) and malformed bytes on
+//! the election subjects. Each forged message is a pure function of its number, so a run
+//! that forges replays exactly. (Forging *valid* messages that impersonate a member is what
+//! message authentication is for; this forger tests robustness, not authentication.)
+
+use bytes::Bytes;
+use leasehold::wire::{
+    encode, AgentLoc, Heartbeat, Incarnation, LeaseRecovered, LeaseRelease, LeaseRequest, LeaseView,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use time::OffsetDateTime;
+
+/// One forged message.
+#[derive(Debug, Clone)]
+pub struct Forged {
+    /// Whose server the forger publishes through (an index, taken modulo the node count).
+    pub from: usize,
+    /// The subject.
+    pub subject: String,
+    /// The reply subject, if any.
+    pub reply: Option<String>,
+    /// The bytes.
+    pub payload: Bytes,
+    /// What it is, for the trace.
+    pub what: &'static str,
+}
+
+/// Kinds of forged message.
+const KINDS: u64 = 11;
+
+/// Forged message number `pick`, on the election subjects under `prefix`, aimed at `nodes`.
+pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
+    let mut r = ChaCha8Rng::seed_from_u64(pick);
+    let from = r.gen_range(0..nodes.len().max(1));
+    let target = nodes
+        .get(r.gen_range(0..nodes.len().max(1)))
+        .cloned()
+        .unwrap_or_default();
+    let phantom = format!("forger-{}", r.gen_range(0..4u32));
+    let subject = |name: &str| format!("{prefix}{name}");
+    let f = |subject: String, reply: Option<String>, payload: Bytes, what| Forged {
+        from,
+        subject,
+        reply,
+        payload,
+        what,
+    };
+    let hb = |id: String, lease: Option<LeaseView>, max_token: u64, loc_lease: Option<OffsetDateTime>| {
+        let mut loc = AgentLoc::new(id, i64::MIN);
+        loc.lease_expires = loc_lease;
+        encode(&Heartbeat {
+            loc,
+            inc: u64::MAX,
+            lease,
+            max_token,
+            config: 0,
+            cluster_size: 0,
+        })
+    };
+    match pick % KINDS {
+        0 => f(
+            subject("hb"),
+            None,
+            hb(
+                phantom,
+                Some(LeaseView {
+                    token: u64::MAX,
+                    remaining_ms: u64::MAX,
+                }),
+                u64::MAX,
+                None,
+            ),
+            "heartbeat with tokens near 2^64",
+        ),
+        1 => {
+            let id = if r.gen_bool(0.5) {
+                String::new()
+            } else {
+                "x".repeat(10 * 1024)
+            };
+            f(
+                subject("hb"),
+                None,
+                hb(id, None, 1, None),
+                "heartbeat from an empty or 10 kB ID",
+            )
+        }
+        2 => f(
+            subject("hb"),
+            None,
+            hb(
+                phantom,
+                Some(LeaseView {
+                    token: 1,
+                    remaining_ms: 1_000_000_000_000,
+                }),
+                1,
+                None,
+            ),
+            "heartbeat claiming a lease it cannot hold",
+        ),
+        3 => f(
+            subject("hb"),
+            None,
+            hb(
+                phantom,
+                None,
+                0,
+                OffsetDateTime::from_unix_timestamp(253_402_300_799).ok(),
+            ),
+            "heartbeat with leaseExpires in year 9999",
+        ),
+        4 => f(
+            subject("lease.request"),
+            Some(format!("_INBOX.forger.{pick}")),
+            encode(&LeaseRequest {
+                candidate: Incarnation {
+                    id: phantom,
+                    inc: 1 << 63,
+                },
+                rank: i64::MIN,
+                token: u64::MAX - r.gen_range(0..3),
+                attempt: u64::MAX,
+                config: r.gen(),
+            }),
+            "request with a token near 2^64",
+        ),
+        5 => f(
+            subject("lease.release"),
+            None,
+            encode(&LeaseRelease {
+                holder: Incarnation {
+                    id: target,
+                    inc: u64::MAX,
+                },
+                token: u64::MAX,
+            }),
+            "release by an impossible incarnation",
+        ),
+        6 => f(
+            format!("{prefix}lease.recovery.{target}.{}", r.gen_range(1..4)),
+            None,
+            encode(&LeaseRecovered {
+                peer: Incarnation { id: phantom, inc: 1 },
+                nonce: r.gen(),
+                max_token: u64::MAX,
+            }),
+            "recovery answer with a token near 2^64",
+        ),
+        7 => {
+            let junk: Vec<u8> = (0..r.gen_range(0..64)).map(|_| r.gen()).collect();
+            f(
+                subject("lease.request"),
+                Some("_INBOX.forger".into()),
+                Bytes::from(junk),
+                "malformed bytes",
+            )
+        }
+        8 => f(
+            subject("hb"),
+            None,
+            Bytes::from(format!("{{\"pad\":\"{}\"}}", "y".repeat(70 * 1024))),
+            "oversized message",
+        ),
+        9 => {
+            let mut loc = AgentLoc::new(phantom, i64::MIN);
+            loc.lease_expires = OffsetDateTime::from_unix_timestamp(253_402_300_799).ok();
+            f(
+                subject("allreply"),
+                None,
+                encode(&loc),
+                "allcall answer with an extreme rank and year 9999",
+            )
+        }
+        _ => f(
+            subject("hb"),
+            None,
+            hb(
+                phantom,
+                Some(LeaseView {
+                    token: 1,
+                    remaining_ms: 300,
+                }),
+                1,
+                None,
+            ),
+            "phantom member claiming a short lease",
+        ),
+    }
+}
