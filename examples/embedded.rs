@@ -6,7 +6,7 @@
 //! Exits 0 when the run ends with exactly one leader.
 
 use clap::Parser;
-use leasehold::{Clock, Hub, Membership, MembershipCfg, MemoryStorage, Notice, TokioClock};
+use leasehold::{Clock, ClusterState, Hub, Membership, MembershipCfg, MemoryStorage, Notice, TokioClock};
 use std::time::Duration;
 
 /// Command-line options.
@@ -35,6 +35,8 @@ async fn main() {
         cfg.my_rank = i as i64;
         cfg.cluster_size = args.nodes;
         cfg.lease_time = Duration::from_millis(args.lease_ms);
+        // The first run of a brand-new cluster: no state file is expected, so none is waited for.
+        cfg.initial_cluster_state = ClusterState::New;
         let agent = match Membership::new(cfg, clock.clone(), hub.client(), MemoryStorage::new()) {
             Ok(a) => a,
             Err(e) => {

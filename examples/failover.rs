@@ -9,7 +9,8 @@
 
 use clap::Parser;
 use leasehold::{
-    Clock, Membership, MembershipCfg, MembershipHandle, MemoryStorage, NatsNetwork, NatsOptions, TokioClock,
+    Clock, ClusterState, Membership, MembershipCfg, MembershipHandle, MemoryStorage, NatsNetwork, NatsOptions,
+    TokioClock,
 };
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,11 @@ struct Args {
     /// Max clock skew, ms.
     #[arg(long, default_value_t = 500)]
     skew_ms: u64,
+    /// `new` (the first start of a brand-new cluster: no wait) or `existing` (as every
+    /// restart: wait a lease and learn the highest token from peers that have their state;
+    /// a whole cluster started `existing` with no state waits for good).
+    #[arg(long, default_value = "new")]
+    initial_cluster_state: ClusterState,
     /// nats-server binary.
     #[arg(long, default_value = "nats-server")]
     nats_server: String,
@@ -41,8 +47,19 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn start(i: usize, args: &Args, url: &str, clock: &TokioClock, storage: &[MemoryStorage]) -> Running {
+async fn start(
+    i: usize,
+    args: &Args,
+    url: &str,
+    clock: &TokioClock,
+    storage: &[MemoryStorage],
+    first: bool,
+) -> Running {
     let mut cfg = MembershipCfg::default();
+    // A first start may be declared the first run of a brand-new cluster; a restart never is.
+    if first {
+        cfg.initial_cluster_state = args.initial_cluster_state;
+    }
     cfg.id = format!("n{i}");
     cfg.my_rank = i as i64;
     cfg.cluster_size = args.nodes;
@@ -95,9 +112,14 @@ async fn main() {
     let clock = TokioClock::new();
     let storage: Vec<MemoryStorage> = (0..args.nodes).map(|_| MemoryStorage::new()).collect();
     let mut agents: Vec<Option<Running>> = Vec::new();
+    let t_start = Instant::now();
     for i in 0..args.nodes {
-        agents.push(Some(start(i, &args, &url, &clock, &storage).await));
+        agents.push(Some(start(i, &args, &url, &clock, &storage, true).await));
     }
+    while leader(&agents, &clock).is_none() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let cold = t_start.elapsed();
     let bound = Duration::from_millis(args.lease_ms + args.skew_ms + 3 * args.beat_ms);
     let mut took = Vec::new();
     for k in 0..args.kills {
@@ -120,7 +142,7 @@ async fn main() {
         };
         took.push(t0.elapsed());
         eprintln!("kill {k}: n{l} -> n{next} in {:?}", t0.elapsed());
-        agents[l] = Some(start(l, &args, &url, &clock, &storage).await);
+        agents[l] = Some(start(l, &args, &url, &clock, &storage, false).await);
     }
     let _ = server.kill();
     let _ = server.wait();
@@ -133,6 +155,10 @@ async fn main() {
         args.lease_ms,
         args.beat_ms,
         args.skew_ms
+    );
+    println!(
+        "cold start (initial cluster state {:?}): first leader after {cold:?}",
+        args.initial_cluster_state
     );
     println!(
         "p50 {:?}  p99 {:?}  max {:?}  bound (lease + skew + 3 beats) {:?}",

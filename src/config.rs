@@ -288,8 +288,11 @@ impl MembershipCfg {
     /// Checks what defaults cannot fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: &str| Err(ConfigError(m.to_string()));
-        if self.id.is_empty() {
-            return err("id must not be empty");
+        if !crate::wire::id_in_range(&self.id) {
+            return err("id must be 1 to 256 bytes (peers drop longer ones)");
+        }
+        if self.cluster_size > crate::wire::MAX_CLUSTER_SIZE {
+            return err("cluster_size must be at most 1024");
         }
         if self.beat.is_zero() || self.lease_time.is_zero() {
             return err("beat and lease_time must be positive (call set_defaults)");

@@ -25,6 +25,8 @@
 //! cfg.id = "a".into();
 //! cfg.cluster_size = 1;
 //! cfg.lease_time = std::time::Duration::from_millis(400);
+//! // A brand-new cluster; a restart would leave this at `Existing` and wait to learn from peers.
+//! cfg.initial_cluster_state = leasehold::ClusterState::New;
 //! let agent = Membership::new(cfg, leasehold::TokioClock::new(), hub.client(), MemoryStorage::new()).unwrap();
 //! let handle = agent.start();
 //! tokio::time::sleep(std::time::Duration::from_millis(600)).await;

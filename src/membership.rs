@@ -4,7 +4,7 @@
 //! returns, in order.
 
 use crate::clock::Clock;
-use crate::config::{Algorithm, ConfigError, MembershipCfg};
+use crate::config::{Algorithm, ClusterState, ConfigError, MembershipCfg};
 use crate::election::{AllcallElection, LeaseElection, Notice, Output, Publish};
 use crate::handle::{MembershipHandle, Shared};
 use crate::network::{Message, NetError, Network};
@@ -12,7 +12,7 @@ use crate::storage::{Durable, Storage, StorageError};
 use crate::subjects::{Subjects, Topic};
 use crate::wire::{
     decode, encode, AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest,
-    WireError,
+    WireError, MAX_COUNTER,
 };
 use futures::channel::oneshot;
 use futures::future::{select, Either};
@@ -63,8 +63,14 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         cfg.validate()?;
         let (tx, rx) = oneshot::channel();
         let shared = Shared::new(cfg.history_size, tx);
-        // Jitter must differ between agents; the ID does that without OS randomness.
-        let seed = crate::hash::fnv1a(cfg.id.as_bytes()) ^ (cfg.pid as u64);
+        // Jitter and attempt IDs must differ between agents and between runs of one agent
+        // (in a container every run is pid 1): the ID and the wall clock at start do that
+        // without OS randomness. The simulator sets its own seed (`with_seed`).
+        let started = clock
+            .wall()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = crate::hash::fnv1a(cfg.id.as_bytes()) ^ (cfg.pid as u64) ^ started;
         Ok(Membership {
             cfg,
             clock,
@@ -124,8 +130,13 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         let r = async {
             match self.cfg.algorithm {
                 Algorithm::Lease => {
-                    let stored = self.load_state().await;
-                    let (sm, first) = LeaseElection::new(&self.cfg, stored, self.clock.now(), self.seed);
+                    let (stored, readable) = self.load_state().await;
+                    let mut cfg = self.cfg.clone();
+                    if !readable {
+                        // An unreadable file is not a missing one: never a brand-new cluster.
+                        cfg.initial_cluster_state = ClusterState::Existing;
+                    }
+                    let (sm, first) = LeaseElection::new(&cfg, stored, self.clock.now(), self.seed);
                     let subjects = Subjects::new(&self.cfg, Some(sm.me()));
                     self.drive(sm, first, &subjects, stop).await
                 }
@@ -142,22 +153,31 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         r
     }
 
-    /// The durable state, or `None` when there is none or it cannot be read: either way this
-    /// start cannot prove anything about earlier runs, and says so loudly.
-    async fn load_state(&self) -> Option<Durable> {
+    /// The durable state, or `None` when there is none or it cannot be read (or holds values
+    /// out of range), and whether it could be read: either way this start cannot prove
+    /// anything about earlier runs, and says so loudly.
+    async fn load_state(&self) -> (Option<Durable>, bool) {
         let advice = "this agent grants and campaigns only after one lease time and after learning the \
                       highest token from its peers; if this is the first start of a brand-new cluster, \
                       set initial_cluster_state = new";
-        match self.storage.load().await {
-            Ok(Some(d)) => Some(d),
+        let loaded = self.storage.load().await.and_then(|d| match d {
+            Some(d) if d.incarnation > MAX_COUNTER || d.max_token > MAX_COUNTER => {
+                Err(StorageError(format!("values out of range in {d:?}")))
+            }
+            d => Ok(d),
+        });
+        match loaded {
+            Ok(Some(d)) => (Some(d), true),
             Ok(None) => {
-                warn!("starting with no durable state: {advice}");
-                None
+                if self.cfg.initial_cluster_state == ClusterState::Existing {
+                    warn!("starting with no durable state: {advice}");
+                }
+                (None, true)
             }
             Err(e) => {
                 self.shared.count(|s| s.storage_errors += 1);
                 tracing::error!(error = %e, "durable state is unreadable and treated as lost: {advice}");
-                None
+                (None, false)
             }
         }
     }

@@ -172,8 +172,8 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AgentLoc>, D::Er
 /// Larger values are out of range: the message is counted and dropped.
 pub const MAX_COUNTER: u64 = 1 << 53;
 
-/// Largest cluster size accepted from the network.
-pub const MAX_CLUSTER_SIZE: u64 = 1024;
+/// Largest cluster size an agent may be configured for.
+pub const MAX_CLUSTER_SIZE: usize = 1024;
 
 /// Longest agent ID accepted from the network, in bytes.
 pub const MAX_ID_LEN: usize = 256;
@@ -220,11 +220,6 @@ pub struct Heartbeat {
     /// [`MembershipCfg::safety_digest`]: crate::MembershipCfg::safety_digest
     #[serde(default)]
     pub config: u64,
-    /// The sender's configured cluster size: a member that sees a live peer configured for a
-    /// larger cluster knows its own quorum may be too small, and stops promising and
-    /// campaigning (0: not said).
-    #[serde(default)]
-    pub cluster_size: u64,
 }
 
 /// `lease` algorithm: a candidate asks for a promise (`<prefix>lease.request`); the reply
@@ -280,6 +275,11 @@ pub struct LeaseRecovered {
     pub nonce: u64,
     /// The highest token the peer has promised or seen.
     pub max_token: u64,
+    /// Whether the peer's own knowledge is whole: it loaded its state file, or recovered
+    /// itself. Only such answers count towards recovery (a peer that lost its file too might
+    /// know nothing of a token it promised).
+    #[serde(default)]
+    pub authoritative: bool,
 }
 
 /// `lease` algorithm: a holder gives its lease up early (`<prefix>lease.release`).

@@ -41,11 +41,6 @@ impl Disks {
         }
     }
 
-    /// Whether node `i` has state to load.
-    pub fn has_state(&self, i: usize) -> bool {
-        self.lock()[i].current.is_some()
-    }
-
     /// Deletes node `i`'s state (the volume is gone).
     pub fn wipe(&self, i: usize) {
         self.lock()[i].current = None;

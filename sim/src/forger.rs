@@ -28,7 +28,7 @@ pub struct Forged {
 }
 
 /// Kinds of forged message.
-const KINDS: u64 = 11;
+const KINDS: u64 = 12;
 
 /// Forged message number `pick`, on the election subjects under `prefix`, aimed at `nodes`.
 pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
@@ -52,11 +52,10 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
         loc.lease_expires = loc_lease;
         encode(&Heartbeat {
             loc,
-            inc: u64::MAX,
+            inc: 1,
             lease,
             max_token,
             config: 0,
-            cluster_size: 0,
         })
     };
     match pick % KINDS {
@@ -146,6 +145,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 peer: Incarnation { id: phantom, inc: 1 },
                 nonce: r.gen(),
                 max_token: u64::MAX,
+                authoritative: true,
             }),
             "recovery answer with a token near 2^64",
         ),
@@ -174,6 +174,18 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 "allcall answer with an extreme rank and year 9999",
             )
         }
+        10 => f(
+            subject("hb"),
+            None,
+            encode(&Heartbeat {
+                loc: AgentLoc::new(target, 0),
+                inc: u64::MAX,
+                lease: None,
+                max_token: 0,
+                config: 0,
+            }),
+            "heartbeat from a member with an incarnation near 2^64",
+        ),
         _ => f(
             subject("hb"),
             None,

@@ -252,17 +252,8 @@ async fn main() -> ExitCode {
         }
     }
     if !state.exists() {
-        eprintln!(
-            "warning: no state file at {}: {}",
-            state.display(),
-            if args.initial_cluster_state == ClusterState::New {
-                "starting as the first run of a brand-new cluster (--initial-cluster-state new)"
-            } else {
-                "this agent will not grant or campaign until one lease time has passed and its peers \
-                 have told it the highest token in use (use --initial-cluster-state new only for a \
-                 brand-new cluster)"
-            }
-        );
+        // The agent itself says what a start without state means (see the log line after).
+        eprintln!("warning: no state file at {}", state.display());
     }
     let clock = TokioClock::new();
     let ping_net = net.clone();

@@ -20,7 +20,7 @@ use crate::election::{Notice, Output, Publish, Report};
 use crate::storage::Durable;
 use crate::wire::{
     agent_loc_cmp, id_in_range, AgentLoc, Heartbeat, Incarnation, LeaseRecover, LeaseRecovered, LeaseRelease,
-    LeaseReply, LeaseRequest, LeaseView, MemberList, MAX_CLUSTER_SIZE, MAX_COUNTER,
+    LeaseReply, LeaseRequest, LeaseView, MemberList, MAX_COUNTER,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -117,7 +117,6 @@ struct Member {
     inc: u64,
     last_seen: Duration,
     lease: Option<(u64, Duration)>,
-    cluster_size: u64,
     config: u64,
 }
 
@@ -137,7 +136,6 @@ pub struct LeaseElection {
     promise: Option<Promise>,
     held: Option<Held>,
     attempt: Option<Attempt>,
-    attempts: u64,
     members: BTreeMap<String, Member>,
     max_token_seen: u64,
     next_beat: Duration,
@@ -146,6 +144,13 @@ pub struct LeaseElection {
     stopped: bool,
     config: u64,
     recovery: Option<Recovery>,
+    /// How many other agents' answers a start needs (`cluster_size - quorum + 1`).
+    recovery_need: usize,
+    /// Whether this agent's knowledge is whole: it loaded its state, started a brand-new
+    /// cluster, or has recovered. Only then do its recovery answers count.
+    whole: bool,
+    /// Tokens far above anything known, by the peer that claimed them (see `learn`).
+    high_claims: BTreeMap<String, u64>,
     mismatches: BTreeSet<(String, u64)>,
     rejected: u64,
 }
@@ -200,7 +205,6 @@ impl LeaseElection {
             promise: None,
             held: None,
             attempt: None,
-            attempts: 0,
             members: BTreeMap::new(),
             next_beat: now,
             next_campaign: first,
@@ -209,6 +213,9 @@ impl LeaseElection {
             stopped: false,
             config: cfg.safety_digest(),
             recovery,
+            recovery_need: need,
+            whole: !missing || fresh,
+            high_claims: BTreeMap::new(),
             mismatches: BTreeSet::new(),
             rejected: 0,
             t,
@@ -336,11 +343,11 @@ impl LeaseElection {
             } else if now >= self.next_campaign {
                 self.next_campaign = now + self.t.beat;
                 if self.may_campaign(now) {
-                    let max = self.durable.max_token.max(self.max_token_seen);
+                    let max = self.known_max();
                     let token = if self.knobs.has(Bug::UncheckedRanges) {
                         max.wrapping_add(1)
                     } else {
-                        max + 1
+                        max.saturating_add(1)
                     };
                     self.start_attempt(now, token, &mut out);
                 }
@@ -356,28 +363,25 @@ impl LeaseElection {
         if self.stopped || hb.loc.id == self.me.id || hb.loc.id.is_empty() {
             return out;
         }
-        let lease_ok = hb
-            .lease
-            .as_ref()
-            .is_none_or(|l| self.plausible(l.token) && u128::from(l.remaining_ms) <= self.t.promise.as_millis());
-        let sane = id_in_range(&hb.loc.id)
-            && hb.inc <= MAX_COUNTER
-            && self.plausible(hb.max_token)
-            && hb.cluster_size <= MAX_CLUSTER_SIZE
-            && lease_ok;
-        if !self.in_range(sane) {
+        let tokens_ok = hb.max_token <= MAX_COUNTER && hb.lease.as_ref().is_none_or(|l| l.token <= MAX_COUNTER);
+        if !self.in_range(id_in_range(&hb.loc.id) && hb.inc <= MAX_COUNTER && tokens_ok) {
             return out;
         }
         self.check_config(&hb.loc.id, hb.config, &mut out);
-        self.max_token_seen = self.max_token_seen.max(hb.max_token);
-        let lease = hb.lease.map(|l| (l.token, now + Duration::from_millis(l.remaining_ms)));
+        self.learn(&hb.loc.id, hb.max_token);
+        // A lease longer than a promise cannot be held, and an implausible token is not
+        // believed: the heartbeat still counts as a sign of life.
+        let lease = hb.lease.filter(|l| {
+            let ok = self.plausible(l.token) && u128::from(l.remaining_ms) <= self.t.promise.as_millis();
+            self.in_range(ok)
+        });
+        let lease = lease.map(|l| (l.token, now + Duration::from_millis(l.remaining_ms)));
         let loc = hb.loc.without_lease();
         match self.members.get_mut(&loc.id) {
             Some(m) if m.inc == hb.inc => {
                 m.last_seen = now;
                 m.lease = lease;
                 m.loc = loc;
-                m.cluster_size = hb.cluster_size;
                 m.config = hb.config;
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
@@ -391,7 +395,6 @@ impl LeaseElection {
                         inc: hb.inc,
                         last_seen: now,
                         lease,
-                        cluster_size: hb.cluster_size,
                         config: hb.config,
                     },
                 );
@@ -408,7 +411,14 @@ impl LeaseElection {
             return out;
         }
         let c = &req.candidate;
-        if !self.in_range(id_in_range(&c.id) && c.inc <= MAX_COUNTER && self.plausible(req.token)) {
+        if !self.in_range(id_in_range(&c.id) && c.inc <= MAX_COUNTER && req.token <= MAX_COUNTER) {
+            return out;
+        }
+        if !self.plausible(req.token) {
+            // Far above anything known: believed only once enough peers say so.
+            let id = c.id.clone();
+            self.learn(&id, req.token);
+            self.rejected += 1;
             return out;
         }
         let granted = self.grant(now, &req, &mut out);
@@ -432,10 +442,11 @@ impl LeaseElection {
             return out;
         }
         let g = &reply.granter;
-        if !self.in_range(id_in_range(&g.id) && g.inc <= MAX_COUNTER && self.plausible(reply.max_token)) {
+        if !self.in_range(id_in_range(&g.id) && g.inc <= MAX_COUNTER && reply.max_token <= MAX_COUNTER) {
             return out;
         }
-        self.max_token_seen = self.max_token_seen.max(reply.max_token);
+        let granter = g.id.clone();
+        self.learn(&granter, reply.max_token);
         let stale_ok = self.knobs.has(Bug::AcceptStaleReplies);
         let Some(a) = &mut self.attempt else { return out };
         if (reply.attempt != a.id && !stale_ok) || reply.token != a.token {
@@ -481,7 +492,8 @@ impl LeaseElection {
             answer: LeaseRecovered {
                 peer: self.me.clone(),
                 nonce: req.nonce,
-                max_token: self.durable.max_token.max(self.max_token_seen),
+                max_token: self.known_max(),
+                authoritative: self.whole,
             },
         })]
     }
@@ -490,20 +502,24 @@ impl LeaseElection {
     /// knows every token that can be in use and may promise and campaign (after quarantine).
     pub fn on_recovered(&mut self, now: Duration, ans: LeaseRecovered) -> Vec<Output> {
         let mut out = Vec::new();
-        if self.stopped || !self.in_range(id_in_range(&ans.peer.id) && self.plausible(ans.max_token)) {
+        // An answer is a peer's durable memory: only the absolute range applies.
+        if self.stopped || !self.in_range(id_in_range(&ans.peer.id) && ans.max_token <= MAX_COUNTER) {
             return out;
         }
         let Some(r) = &mut self.recovery else { return out };
         if ans.nonce != r.nonce || ans.peer.id == self.me.id {
             return out;
         }
-        r.answers.insert(ans.peer.id);
         r.max = r.max.max(ans.max_token);
+        if ans.authoritative {
+            r.answers.insert(ans.peer.id);
+        }
         if r.answers.len() < r.need {
             return out;
         }
         let max = r.max;
         self.recovery = None;
+        self.whole = true;
         self.max_token_seen = self.max_token_seen.max(max);
         if max > self.durable.max_token {
             // Remember it durably: a granter's memory of the highest token is what makes
@@ -546,9 +562,8 @@ impl LeaseElection {
                 token,
                 remaining_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
             }),
-            max_token: self.durable.max_token.max(self.max_token_seen),
+            max_token: self.known_max(),
             config: self.config,
-            cluster_size: self.t.cluster_size as u64,
         }
     }
 
@@ -557,18 +572,50 @@ impl LeaseElection {
     /// no real cluster skips 2^32 of them). A forged token near the limit would otherwise use
     /// the token space up in one message.
     fn plausible(&self, token: u64) -> bool {
-        let known = self.durable.max_token.max(self.max_token_seen);
-        token <= MAX_COUNTER && token <= known.saturating_add(MAX_TOKEN_JUMP)
+        token <= MAX_COUNTER && token <= self.known_max().saturating_add(MAX_TOKEN_JUMP)
     }
 
-    /// Whether a live member is configured for a larger cluster than this agent: then this
-    /// agent's quorum may be too small to intersect the others', and it must not act.
+    /// The highest token this agent has promised or seen.
+    fn known_max(&self) -> u64 {
+        self.durable.max_token.max(self.max_token_seen)
+    }
+
+    /// Learns that `peer` knows of token `max`. A plausible value is learned at once; one far
+    /// above anything known is counted and remembered, and believed once `recovery_need`
+    /// distinct peers report at least that much (honest tokens grow by one per election, so
+    /// only a stranger's message jumps; a jump that honest agents carry spreads this way).
+    fn learn(&mut self, peer: &str, max: u64) {
+        if self.plausible(max) || self.knobs.has(Bug::UncheckedRanges) {
+            self.max_token_seen = self.max_token_seen.max(max);
+            return;
+        }
+        self.rejected += 1;
+        if max > MAX_COUNTER {
+            return;
+        }
+        if self.high_claims.len() < 256 || self.high_claims.contains_key(peer) {
+            self.high_claims.insert(peer.to_string(), max);
+        }
+        let mut claims: Vec<u64> = self
+            .high_claims
+            .values()
+            .copied()
+            .filter(|v| !self.plausible(*v))
+            .collect();
+        claims.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&confirmed) = claims.get(self.recovery_need.max(1) - 1) {
+            self.max_token_seen = self.max_token_seen.max(confirmed);
+            let known = self.known_max();
+            self.high_claims.retain(|_, v| *v > known);
+        }
+    }
+
+    /// Whether more agents are live than this agent's cluster size allows: then its quorum
+    /// is too small to be sure to intersect the others', and it must not act. (A peer merely
+    /// configured for a larger cluster does not stop anyone: its own quorum is the larger.)
     fn undersized(&self, now: Duration) -> bool {
-        !self.knobs.has(Bug::SkipConfigCheck)
-            && self
-                .members
-                .values()
-                .any(|m| self.is_live(m, now) && m.cluster_size > self.t.cluster_size as u64)
+        let live = 1 + self.members.values().filter(|m| self.is_live(m, now)).count();
+        !self.knobs.has(Bug::SkipConfigCheck) && live > self.t.cluster_size
     }
 
     /// Counts an out-of-range message (unless the range checks are planted away); returns
@@ -633,16 +680,18 @@ impl LeaseElection {
     }
 
     fn start_attempt(&mut self, now: Duration, token: u64, out: &mut Vec<Output>) {
-        self.attempts += 1;
+        // Random, not a counter: a run that reused an earlier run's incarnation (its state file
+        // was lost) must not accept that run's replayed answers.
+        let id = self.rng.gen::<u64>();
         let req = LeaseRequest {
             candidate: self.me.clone(),
             rank: self.loc.rank,
             token,
-            attempt: self.attempts,
+            attempt: id,
             config: self.config,
         };
         let mut a = Attempt {
-            id: self.attempts,
+            id,
             token,
             t0: now,
             grants: BTreeSet::new(),
