@@ -209,17 +209,25 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             let event = {
                 let sleep = self.clock.sleep_until(wake);
                 match select(&mut stop, select(subs.next(), sleep)).await {
-                    Either::Left(_) => None,
-                    Either::Right((Either::Left((msg, _)), _)) => Some(msg),
-                    Either::Right((Either::Right(((), _)), _)) => Some(None),
+                    Either::Left(_) => Event::Stop,
+                    Either::Right((Either::Left((Some(msg), _)), _)) => Event::Message(msg),
+                    // Every subscription ended: the network is gone for good.
+                    Either::Right((Either::Left((None, _)), _)) => Event::Closed,
+                    Either::Right((Either::Right(((), _)), _)) => Event::Timer,
                 }
             };
             let now = self.clock.now();
             out = match event {
-                None => break,
-                Some(None) if now >= wake => sm.tick(now, self.clock.wall()),
-                Some(None) => continue,
-                Some(Some(msg)) => self.input(&mut sm, now, subjects, msg),
+                Event::Stop => break,
+                Event::Closed => {
+                    warn!("every subscription ended: the network is closed; stopping");
+                    let last = sm.stop(self.clock.now());
+                    let _ = self.carry_out(last, subjects).await;
+                    return Err(NetError::Closed.into());
+                }
+                Event::Timer if now >= wake => sm.tick(now, self.clock.wall()),
+                Event::Timer => continue,
+                Event::Message(msg) => self.input(&mut sm, now, subjects, msg),
             };
         }
         let last = sm.stop(self.clock.now());
@@ -297,6 +305,14 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             debug!(subject, error = %e, "publish failed");
         }
     }
+}
+
+/// What woke the driver.
+enum Event {
+    Stop,
+    Closed,
+    Timer,
+    Message(Message),
 }
 
 /// What the driver needs of an election state machine.

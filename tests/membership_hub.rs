@@ -261,3 +261,20 @@ async fn membership_feeds_a_router_end_to_end() {
     }
     fed.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_whose_network_closes_for_good_stops_instead_of_spinning() {
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let hs = start(&hub, &clock, 1, Algorithm::Lease);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!hs[0].is_stopped());
+    // Every subscription ends; an agent that took that for a timer would spin forever here.
+    hub.close();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !hs[0].is_stopped() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the agent stops once its network is closed");
+}

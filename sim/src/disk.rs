@@ -41,6 +41,11 @@ impl Disks {
         }
     }
 
+    /// Forgets every disk (the run is over).
+    pub fn clear(&self) {
+        self.lock().iter_mut().for_each(|d| *d = Disk::default());
+    }
+
     /// Deletes node `i`'s state (the volume is gone).
     pub fn wipe(&self, i: usize) {
         self.lock()[i].current = None;

@@ -238,6 +238,16 @@ impl Fabric {
         true
     }
 
+    /// Drops every queued and logged message. Called when a run is over: a task that
+    /// outlives its runtime must not keep a whole run's messages alive.
+    pub fn clear(&self) {
+        let mut g = self.lock();
+        for s in g.servers.iter_mut() {
+            s.queue.clear();
+        }
+        g.log = None;
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> FabricStats {
         self.lock().stats

@@ -201,6 +201,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     });
     let mut figures = Figures::of_claims(&claims, scn.duration.0);
     figures.fabric = w.fabric.stats();
+    w.release();
     RunReport {
         scenario: scn.name.clone(),
         seed: w.seed,

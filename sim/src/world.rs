@@ -195,6 +195,17 @@ impl World {
         trace
     }
 
+    /// Drops what the run recorded once it has been judged (see [`Fabric::clear`]).
+    pub fn release(&self) {
+        let mut st = self.lock();
+        st.notices = Vec::new();
+        st.trace = Vec::new();
+        drop(st);
+        self.fabric.clear();
+        self.disks.clear();
+        *self.routes.lock().unwrap_or_else(|e| e.into_inner()) = Record::default();
+    }
+
     /// The faults as applied so far.
     pub fn take_applied(&self) -> Vec<FaultEvent> {
         std::mem::take(&mut self.lock().applied)
@@ -293,19 +304,7 @@ impl World {
         let names: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
         self.trace(None, a.describe(&names, leader));
         if let Action::StateLoss { node, wipe, pick } = a {
-            let mut done = Vec::new();
-            if self.lock().faults.takes_effect(&Action::Kill(*node)) {
-                self.kill(*node, ids);
-                done.push(Action::Kill(*node));
-            }
-            let saves = self.disks.saves(*node);
-            let change = if *wipe || saves < 2 {
-                Action::WipeState(*node)
-            } else {
-                Action::RollbackState(*node, Some((*pick % (saves as u64 - 1)) as usize))
-            };
-            done.extend(self.apply_now(&change, ids));
-            return done;
+            return self.lose_state(*node, *wipe, *pick, ids);
         }
         if !self.lock().faults.takes_effect(a) {
             return Vec::new();
@@ -395,6 +394,24 @@ impl World {
             }
         };
         vec![resolved]
+    }
+
+    /// A state loss: kill node `i` if it is up, then wipe its state or roll it back to an
+    /// earlier save chosen by `pick`; returns the resolved kill and state change.
+    fn lose_state(&self, i: usize, wipe: bool, pick: u64, ids: &[madsim::task::NodeId]) -> Vec<Action> {
+        let mut done = Vec::new();
+        if self.lock().faults.takes_effect(&Action::Kill(i)) {
+            self.kill(i, ids);
+            done.push(Action::Kill(i));
+        }
+        let saves = self.disks.saves(i);
+        let change = if wipe || saves < 2 {
+            Action::WipeState(i)
+        } else {
+            Action::RollbackState(i, Some((pick % (saves as u64 - 1)) as usize))
+        };
+        done.extend(self.apply_now(&change, ids));
+        done
     }
 
     fn kill(&self, i: usize, ids: &[madsim::task::NodeId]) {

@@ -136,6 +136,20 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg
 }
 
+/// The state file's path, its directory created; warns when there is no file yet.
+fn prepare_state(args: &Args) -> Result<PathBuf, String> {
+    let state = state_path(args)?;
+    if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+    }
+    if !state.exists() {
+        // The agent itself says what a start without state means (see the log line after).
+        eprintln!("warning: no state file at {}", state.display());
+    }
+    Ok(state)
+}
+
 /// Where the state file lives: `--state`, else a state directory from the environment.
 fn state_path(args: &Args) -> Result<PathBuf, String> {
     if let Some(p) = &args.state {
@@ -238,23 +252,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let state = match state_path(&args) {
+    let state = match prepare_state(&args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("error: cannot create the state directory {}: {e}", dir.display());
-            return ExitCode::from(2);
-        }
-    }
-    if !state.exists() {
-        // The agent itself says what a start without state means (see the log line after).
-        eprintln!("warning: no state file at {}", state.display());
-    }
     let clock = TokioClock::new();
     let ping_net = net.clone();
     let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {
