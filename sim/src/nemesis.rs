@@ -90,6 +90,17 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
     let origin = (0..n)
         .map(|_| Duration::from_millis(rng.gen_range(0..1_000_000)))
         .collect();
+    // A `[[node]]`'s own clock settings win over the drawn ones (drawn anyway, so that the
+    // other streams do not move).
+    let drift_ppm: Vec<i64> = (0..n)
+        .map(|i| scn.node.get(i).and_then(|s| s.drift_ppm).unwrap_or(drift_ppm[i]))
+        .collect();
+    let wall_offset_ns: Vec<i128> = (0..n)
+        .map(|i| {
+            let own = scn.node.get(i).and_then(|s| s.wall_offset_ms);
+            own.map_or(wall_offset_ns[i], |ms| i128::from(ms) * 1_000_000)
+        })
+        .collect();
     let mut ev = random_faults(scn, f, n, end, &mut rng);
     let nodes = scn.sim_nodes();
     let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);

@@ -85,11 +85,10 @@ impl Figures {
 }
 
 impl RunReport {
-    /// The first safety violation (or panic), if any.
+    /// The first safety violation (overlap or token order), if any. A panic is not one: a
+    /// known-bad scenario is caught only by the violation its planted bug causes.
     pub fn safety_violation(&self) -> Option<&Violation> {
-        self.violations
-            .iter()
-            .find(|v| v.is_safety() || v.kind == ViolationKind::Panic)
+        self.violations.iter().find(|v| v.is_safety())
     }
 
     /// Whether this run shows the violation a known-bad scenario expects (`Any(false)`: none
@@ -159,5 +158,49 @@ impl RunReport {
         }
         s.push_str(&format!("  replay: {}\n", self.replay));
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nemesis::Plan;
+
+    fn report(kind: ViolationKind) -> RunReport {
+        RunReport {
+            scenario: "s".into(),
+            seed: 7,
+            replay: "replay".into(),
+            nodes: Vec::new(),
+            plan: Plan {
+                drift_ppm: Vec::new(),
+                wall_offset_ns: Vec::new(),
+                origin: Vec::new(),
+                events: Vec::new(),
+            },
+            applied: Vec::new(),
+            trace: Trace::default(),
+            claims: Vec::new(),
+            violations: vec![Violation {
+                kind,
+                at: 0,
+                claims: Vec::new(),
+                detail: "boom".into(),
+            }],
+            figures: Figures::default(),
+            router: None,
+        }
+    }
+
+    #[test]
+    fn a_panic_is_reported_as_a_panic_and_catches_no_known_bad_scenario() {
+        let r = report(ViolationKind::Panic);
+        assert!(r.safety_violation().is_none());
+        assert!(!r.shows(Expected::Any(true)));
+        assert!(!r.shows(Expected::Any(false)), "a panic is not a clean run either");
+        assert!(r.describe().contains("simulation panicked"), "{}", r.describe());
+        let o = report(ViolationKind::Overlap);
+        assert!(o.shows(Expected::Any(true)) && o.shows(Expected::Kind(ExpectedKind::Overlap)));
+        assert!(!o.shows(Expected::Kind(ExpectedKind::NoLeader)));
     }
 }

@@ -147,3 +147,72 @@ fn every_scenario_written_back_as_toml_parses_to_the_same_scenario_and_run() {
         run_seed(&back, 3, "a").trace.digest
     );
 }
+
+#[test]
+fn a_nodes_own_drift_and_wall_offset_show_in_the_trace() {
+    let s = Scenario::parse(
+        "clocks.toml",
+        "duration = \"5s\"\n[membership]\nlease = \"2s\"\n[[node]]\nid = \"a\"\ndrift_ppm = 50000\nwall_offset_ms = -1500\n[[node]]\nid = \"b\"\n[[node]]\nid = \"c\"\n",
+    )
+    .unwrap();
+    let r = run_seed(&s, 0, "clocks.toml");
+    let line = r
+        .trace
+        .events
+        .iter()
+        .find(|e| e.node.as_deref() == Some("a") && e.what.starts_with("clock drift"))
+        .map(|e| e.what.clone());
+    assert_eq!(line.as_deref(), Some("clock drift 50000ppm wall offset -1.500000000s"));
+    // Its local clock runs 5% fast: over 4 s of true time it advances 4.2 s.
+    let a: Vec<_> = r
+        .trace
+        .events
+        .iter()
+        .filter(|e| e.node.as_deref() == Some("a"))
+        .collect();
+    let (first, last) = (a[0], a[a.len() - 1]);
+    let (dt, dl) = (last.at - first.at, last.local.unwrap() - first.local.unwrap());
+    assert!(dt > 1_000_000_000, "events spread over time");
+    assert_eq!(dl, dt + dt / 20, "local time runs at 1.05 of true time");
+}
+
+#[test]
+fn steps_scripted_for_the_same_instant_are_applied_at_the_same_true_time() {
+    let s = Scenario::parse(
+        "same.toml",
+        "nodes = 3\nduration = \"10s\"\n[[at]]\ntime = \"6s\"\nkill = \"n0\"\n[[at]]\ntime = \"6s\"\nkill = \"n1\"\n[[at]]\ntime = \"6s\"\nkill = \"n2\"\n",
+    )
+    .unwrap();
+    let r = run_seed(&s, 0, "same.toml");
+    let kills: Vec<u128> = r
+        .trace
+        .events
+        .iter()
+        .filter(|e| e.what.starts_with("fault kill"))
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(kills.len(), 3);
+    assert!(
+        kills.iter().all(|t| *t == kills[0]),
+        "three kills at one instant: {kills:?}"
+    );
+    assert!(kills[0] - 6_000_000_000 < 1_000_000, "at 6 s: {kills:?}");
+}
+
+#[test]
+fn latencies_below_the_timer_resolution_are_rejected() {
+    let e = Scenario::parse("fast.toml", "[network]\nlatency = \"100us..2ms\"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("latency")));
+    assert!(e.message.contains("below 1 ms"), "{e}");
+}
+
+#[test]
+fn shrinking_a_drift_failure_keeps_the_per_node_drift() {
+    let rel = "scenarios/known-bad/bug-ignore-drift.toml";
+    let s = load(rel);
+    let seed = (0..s.seeds)
+        .find(|seed| run_seed(&s, *seed, rel).shows(s.expect.violation))
+        .expect("the drift bug is caught");
+    let shrunk = leasehold_sim::shrink::shrink(&s, rel, seed, 60).expect("the scripted form fails the same way");
+    assert!(shrunk.toml.contains("drift_ppm"), "{}", shrunk.toml);
+}

@@ -71,6 +71,9 @@ impl Scenario {
             if n.cluster_size == Some(0) {
                 return Err(e.at("cluster_size", "must be at least 1".into()));
             }
+            if n.drift_ppm.is_some_and(|p| p.unsigned_abs() >= 100_000) {
+                return Err(e.at("drift_ppm", "must be within ±100000 ppm".into()));
+            }
             if n.max_drift_ppm.is_some_and(|p| p >= 100_000) {
                 return Err(e.at("max_drift_ppm", "must be below 100000 (10%)".into()));
             }
@@ -80,6 +83,20 @@ impl Scenario {
             {
                 return Err(e.at("lease", format!("node {i}: lease must be at least 4 beats")));
             }
+        }
+        // madsim's timer resolution is 1 ms: a shorter latency would silently become 1 ms.
+        let mut latencies = vec![("latency", self.network.latency)];
+        latencies.extend(self.network.dc_link.iter().map(|l| ("latency", l.latency)));
+        latencies.extend(self.faults.latency_spike.iter().map(|l| ("latency", l.latency)));
+        latencies.extend(self.at.iter().filter_map(|a| match &a.step {
+            Step::Latency(r) => Some(("latency", *r)),
+            _ => None,
+        }));
+        if let Some((key, r)) = latencies.iter().find(|(_, r)| r.lo < Duration::from_millis(1)) {
+            return Err(e.at(
+                key,
+                format!("{:?} is below 1 ms, the simulator's timer resolution", r.lo),
+            ));
         }
         let windows = self
             .faults
