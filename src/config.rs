@@ -61,11 +61,16 @@ pub enum Bug {
     AcceptStaleReplies,
     /// Accept out-of-range values (tokens near 2^64, endless leases) and compute with them.
     UncheckedRanges,
+    /// Do lease arithmetic on a clock that stops while the host is suspended or its VM is
+    /// frozen (`CLOCK_MONOTONIC`, which `std::time::Instant` and tokio read), as
+    /// [`TokioClock`](crate::TokioClock) did before it counted suspended time. Planted in the
+    /// clock rather than the election: the simulator gives such an agent that clock.
+    SuspendBlindClock,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -75,6 +80,7 @@ impl Bug {
         Bug::CountDuplicateGrants,
         Bug::AcceptStaleReplies,
         Bug::UncheckedRanges,
+        Bug::SuspendBlindClock,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -89,6 +95,7 @@ impl Bug {
             Bug::CountDuplicateGrants => "count_duplicate_grants",
             Bug::AcceptStaleReplies => "accept_stale_replies",
             Bug::UncheckedRanges => "unchecked_ranges",
+            Bug::SuspendBlindClock => "suspend_blind_clock",
         }
     }
 

@@ -1,6 +1,12 @@
 //! The clock model: each node's monotonic clock is a piecewise-linear function of true time
 //! (a drift rate per segment, changed only at fault events), and its wall clock is the
 //! monotonic clock plus an offset that steps move. The oracle inverts the mapping exactly.
+//!
+//! A node has two monotonic clocks, as a Linux host does: one that counts time while the host
+//! is suspended (`CLOCK_BOOTTIME`, which production's `TokioClock` reads) and one that stops
+//! (`CLOCK_MONOTONIC`, which `std::time::Instant` and tokio's timers read). The model says
+//! which one the node's agent reads; every reading of "local time" (the agent's clock, the
+//! trace, the oracle's inversion of claims) goes through that one.
 
 use leasehold::{BoxFuture, Clock};
 use std::sync::{Arc, Mutex};
@@ -16,46 +22,86 @@ struct Segment {
     ppm: i64,
 }
 
+/// A true time the clock will not reach while it is stopped (about 146 years, in ns): far
+/// enough never to come, small enough to add to an `Instant`.
+const NEVER: u128 = 1 << 62;
+
+/// The rate of a stopped clock, in ppm of error.
+const STOPPED: i64 = -1_000_000;
+
 /// One node's clocks as functions of true simulated time (nanoseconds since the start).
 #[derive(Debug, Clone)]
 pub struct ClockModel {
+    /// The clock that runs while suspended (`CLOCK_BOOTTIME`).
     segs: Vec<Segment>,
+    /// The clock that stops while suspended (`CLOCK_MONOTONIC`).
+    awake: Vec<Segment>,
+    suspended: bool,
+    /// The agent reads `awake` (a planted bug) rather than `segs`.
+    reads_awake: bool,
     /// Wall clock minus monotonic clock, in ns.
     wall_offset: i128,
+}
+
+fn eval(segs: &[Segment], t: u128) -> u128 {
+    let s = segs.iter().rev().find(|s| s.true0 <= t).unwrap_or(&segs[0]);
+    let dt = (t.saturating_sub(s.true0)) as i128;
+    (s.local0 as i128 + dt * (1_000_000 + s.ppm as i128) / 1_000_000) as u128
+}
+
+fn invert(segs: &[Segment], local: u128) -> u128 {
+    let s = segs.iter().rev().find(|s| s.local0 <= local).unwrap_or(&segs[0]);
+    let dl = local.saturating_sub(s.local0) as i128;
+    let rate = 1_000_000 + s.ppm as i128;
+    if rate <= 0 {
+        // Stopped now, short of `local`: reached only after a wake-up that has not happened.
+        return if dl == 0 { s.true0 } else { NEVER };
+    }
+    (s.true0 + ((dl * 1_000_000 + rate - 1) / rate) as u128).min(NEVER)
 }
 
 impl ClockModel {
     /// A clock whose monotonic reading starts at `origin` and runs at `1 + ppm/10⁶`, with its
     /// wall clock offset by `wall_offset_ns` from the common epoch.
     pub fn new(origin: Duration, ppm: i64, wall_offset_ns: i128) -> Self {
+        let first = Segment {
+            true0: 0,
+            local0: origin.as_nanos(),
+            ppm,
+        };
         ClockModel {
-            segs: vec![Segment {
-                true0: 0,
-                local0: origin.as_nanos(),
-                ppm,
-            }],
+            segs: vec![first],
+            awake: vec![first],
+            suspended: false,
+            reads_awake: false,
             wall_offset: wall_offset_ns,
         }
     }
 
-    /// The monotonic reading at true time `t` (ns).
-    pub fn local_at(&self, t: u128) -> u128 {
-        let s = self.segs.iter().rev().find(|s| s.true0 <= t).unwrap_or(&self.segs[0]);
-        let dt = (t.saturating_sub(s.true0)) as i128;
-        (s.local0 as i128 + dt * (1_000_000 + s.ppm as i128) / 1_000_000) as u128
+    /// Makes the agent read the clock that stops while suspended (the planted bug
+    /// `suspend_blind_clock`) instead of the one that keeps counting.
+    pub fn reading_awake_time(mut self) -> Self {
+        self.reads_awake = true;
+        self
     }
 
-    /// The earliest true time (ns) at which the monotonic reading is at least `local`.
+    fn read(&self) -> &[Segment] {
+        if self.reads_awake {
+            &self.awake
+        } else {
+            &self.segs
+        }
+    }
+
+    /// The reading of the agent's monotonic clock at true time `t` (ns).
+    pub fn local_at(&self, t: u128) -> u128 {
+        eval(self.read(), t)
+    }
+
+    /// The earliest true time (ns) at which the agent's monotonic reading is at least `local`
+    /// (about 146 years if that waits for a wake-up that has not happened yet).
     pub fn true_at(&self, local: u128) -> u128 {
-        let s = self
-            .segs
-            .iter()
-            .rev()
-            .find(|s| s.local0 <= local)
-            .unwrap_or(&self.segs[0]);
-        let dl = local.saturating_sub(s.local0) as i128;
-        let rate = 1_000_000 + s.ppm as i128;
-        s.true0 + ((dl * 1_000_000 + rate - 1) / rate) as u128
+        invert(self.read(), local)
     }
 
     /// The current drift rate, in ppm.
@@ -65,8 +111,38 @@ impl ClockModel {
 
     /// Changes the drift rate from true time `t` on.
     pub fn set_ppm(&mut self, t: u128, ppm: i64) {
-        let local0 = self.local_at(t);
+        let local0 = eval(&self.segs, t);
         self.segs.push(Segment { true0: t, local0, ppm });
+        if !self.suspended {
+            let local0 = eval(&self.awake, t);
+            self.awake.push(Segment { true0: t, local0, ppm });
+        }
+    }
+
+    /// The host is suspended at true time `t`: the awake-time clock stops (the other runs on).
+    pub fn suspend(&mut self, t: u128) {
+        if !self.suspended {
+            self.suspended = true;
+            let local0 = eval(&self.awake, t);
+            self.awake.push(Segment {
+                true0: t,
+                local0,
+                ppm: STOPPED,
+            });
+        }
+    }
+
+    /// The host wakes at true time `t`: the awake-time clock runs again, at the current rate.
+    pub fn wake(&mut self, t: u128) {
+        if self.suspended {
+            self.suspended = false;
+            let local0 = eval(&self.awake, t);
+            self.awake.push(Segment {
+                true0: t,
+                local0,
+                ppm: self.ppm(),
+            });
+        }
     }
 
     /// Steps the wall clock by `by_ns` (negative: backwards).
@@ -76,7 +152,8 @@ impl ClockModel {
 
     /// The wall-clock reading at true time `t`.
     pub fn wall_at(&self, t: u128) -> SystemTime {
-        let ns = self.local_at(t) as i128 + self.wall_offset + i128::from(WALL_EPOCH_SECS) * 1_000_000_000;
+        // The wall clock keeps counting while suspended, whichever clock the agent reads.
+        let ns = eval(&self.segs, t) as i128 + self.wall_offset + i128::from(WALL_EPOCH_SECS) * 1_000_000_000;
         SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
     }
 }
@@ -123,7 +200,7 @@ impl Clock for SimClock {
                 if now >= target {
                     return;
                 }
-                let wake = this.start + Duration::from_nanos(target as u64);
+                let wake = this.start + Duration::from_nanos(target.min(NEVER) as u64);
                 madsim::time::sleep_until(wake).await;
             }
         })
@@ -154,6 +231,26 @@ mod tests {
             assert!(m.local_at(back) >= l);
         }
         assert_eq!(m.local_at(1_000_000_000), 5_000_000_000 + 1_001_000_000);
+    }
+
+    #[test]
+    fn suspend_stops_only_the_awake_time_clock() {
+        let s = 1_000_000_000u128;
+        let mut boot = ClockModel::new(Duration::ZERO, 0, 0);
+        let mut awake = ClockModel::new(Duration::ZERO, 0, 0).reading_awake_time();
+        for m in [&mut boot, &mut awake] {
+            m.suspend(2 * s);
+            m.set_ppm(3 * s, 1000); // a rate change while suspended applies after the wake-up
+            m.wake(7 * s);
+        }
+        assert_eq!(boot.local_at(7 * s), 7 * s + s * 4 / 1000);
+        assert_eq!(awake.local_at(5 * s), 2 * s, "stopped while suspended");
+        assert_eq!(awake.local_at(8 * s), 3 * s + s / 1000);
+        assert_eq!(awake.true_at(2 * s + 1), 7 * s + 1, "reached only after the wake-up");
+        assert_eq!(boot.wall_at(5 * s), awake.wall_at(5 * s), "wall time runs on in both");
+        let mut frozen = ClockModel::new(Duration::ZERO, 0, 0).reading_awake_time();
+        frozen.suspend(s);
+        assert_eq!(frozen.true_at(2 * s), NEVER, "not before a wake-up that has not come");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! to the world is [`crate::world::World::apply`].
 
 use crate::oracle::secs;
-use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, ReplayAt, RollbackAt, Step};
+use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, ReplayAt, RollbackAt, Step, SuspendAt};
 use std::time::Duration;
 
 /// One fault action.
@@ -51,6 +51,14 @@ pub enum Action {
     Pause(usize),
     /// Resume a paused node.
     Resume(usize),
+    /// Stop a node's agent gracefully (a leader releases its lease), then take the node down;
+    /// [`Action::Restart`] starts it again.
+    Stop(usize),
+    /// Suspend a node's host: its process stops, and so does its `CLOCK_MONOTONIC`; true
+    /// time, its wall clock and its `CLOCK_BOOTTIME` run on.
+    Suspend(usize),
+    /// Wake a suspended node.
+    Wake(usize),
     /// Step a node's wall clock by this many ns (negative: back).
     ClockStep(usize, i128),
     /// Set a node's drift rate (ppm).
@@ -112,6 +120,9 @@ impl Action {
             Step::Restart(id) => Action::Restart(index(id)),
             Step::Pause(id) => Action::Pause(index(id)),
             Step::Resume(id) => Action::Resume(index(id)),
+            Step::Stop(id) => Action::Stop(index(id)),
+            Step::Suspend(s) => Action::Suspend(index(&s.node)),
+            Step::Wake(id) => Action::Wake(index(id)),
             Step::ClockStep(c) => {
                 let by = c.by.0.as_nanos() as i128;
                 Action::ClockStep(index(&c.node), if c.back { -by } else { by })
@@ -138,6 +149,12 @@ impl Action {
             Action::Restart(i) => Step::Restart(id(*i)),
             Action::Pause(i) => Step::Pause(id(*i)),
             Action::Resume(i) => Step::Resume(id(*i)),
+            Action::Stop(i) => Step::Stop(id(*i)),
+            Action::Suspend(i) => Step::Suspend(SuspendAt {
+                node: id(*i),
+                lasts: None,
+            }),
+            Action::Wake(i) => Step::Wake(id(*i)),
             Action::ClockStep(i, by) => Step::ClockStep(ClockStepAt {
                 node: id(*i),
                 by: Dur(Duration::from_nanos(by.unsigned_abs() as u64)),
@@ -173,6 +190,9 @@ impl Action {
             | Action::Restart(i)
             | Action::Pause(i)
             | Action::Resume(i)
+            | Action::Stop(i)
+            | Action::Suspend(i)
+            | Action::Wake(i)
             | Action::ClockStep(i, _)
             | Action::Drift(i, _)
             | Action::WipeState(i)
@@ -221,6 +241,9 @@ impl Action {
             Action::Restart(i) => format!("fault restart {}", name(i)),
             Action::Pause(i) => format!("fault pause {}", name(i)),
             Action::Resume(i) => format!("fault resume {}", name(i)),
+            Action::Stop(i) => format!("fault stop {}", name(i)),
+            Action::Suspend(i) => format!("fault suspend {}", name(i)),
+            Action::Wake(i) => format!("fault wake {}", name(i)),
             Action::ClockStep(i, by) => format!(
                 "fault clock step {} by {}{}",
                 name(i),

@@ -11,6 +11,7 @@
 #[cfg(not(madsim))]
 compile_error!("leasehold-sim runs on madsim's simulated runtime: build with RUSTFLAGS=\"--cfg madsim\" (this repository's .cargo/config.toml sets it)");
 
+pub mod agents;
 pub mod clock;
 pub mod disk;
 pub mod fabric;

@@ -2,7 +2,7 @@
 //! `[faults]`, merged with its scripted `[[at]]` timeline.
 
 use crate::faults::{Action, FaultEvent};
-use crate::scenario::{DurRange, FaultSpec, PartitionFault, PartitionKind, Scenario};
+use crate::scenario::{DurRange, FaultSpec, PartitionFault, PartitionKind, Scenario, Step};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,11 +104,24 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
     let mut ev = random_faults(scn, f, n, end, &mut rng);
     let nodes = scn.sim_nodes();
     let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
-    ev.extend(scn.at.iter().map(|at| FaultEvent {
-        at: at.time.0,
-        action: Action::from_step(&at.step, index),
-        scripted: true,
-    }));
+    for at in &scn.at {
+        let action = Action::from_step(&at.step, index);
+        // A suspension for a while is woken by the plan itself.
+        if let (Step::Suspend(s), Action::Suspend(i)) = (&at.step, &action) {
+            if let Some(lasts) = s.lasts {
+                ev.push(FaultEvent {
+                    at: at.time.0 + lasts.0,
+                    action: Action::Wake(*i),
+                    scripted: true,
+                });
+            }
+        }
+        ev.push(FaultEvent {
+            at: at.time.0,
+            action,
+            scripted: true,
+        });
+    }
     // Stable: events at the same time keep their generation order.
     ev.sort_by_key(|e| e.at);
     Plan {
@@ -186,6 +199,18 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
     if let Some(p) = &f.forge {
         instants(&mut ev, rng.gen(), p.every.0, end, |r| Action::Forge(r.gen()));
     }
+    if let Some(p) = &f.stop {
+        episodes(&mut ev, rng.gen(), p.every.0, p.down_for, end, |r| {
+            let i = r.gen_range(0..n);
+            (Action::Stop(i), Action::Restart(i))
+        });
+    }
+    if let Some(p) = &f.suspend {
+        episodes(&mut ev, rng.gen(), p.every.0, p.lasts, end, |r| {
+            let i = r.gen_range(0..n);
+            (Action::Suspend(i), Action::Wake(i))
+        });
+    }
     ev
 }
 
@@ -231,6 +256,23 @@ fn instants(
     }
 }
 
+/// A one-way cut of a random shape over the shuffled nodes `perm` (at least two): everyone to
+/// one node (it hears nothing and is heard), one node to everyone (it hears all and is heard
+/// by none), one set to another, or a single link.
+fn one_way(r: &mut ChaCha8Rng, perm: &[usize]) -> Action {
+    let n = perm.len();
+    let (from, to) = match r.gen_range(0..4) {
+        0 => (perm[1..].to_vec(), vec![perm[0]]),
+        1 => (vec![perm[0]], perm[1..].to_vec()),
+        2 => {
+            let k = r.gen_range(1..n);
+            (perm[..k].to_vec(), perm[k..].to_vec())
+        }
+        _ => (vec![perm[0]], vec![perm[1]]),
+    };
+    Action::OneWay { from, to }
+}
+
 /// Partition episodes, each of a shape drawn from the allowed kinds, healed after a while.
 fn partitions(ev: &mut Vec<FaultEvent>, p: &PartitionFault, n: usize, end: Duration, rng: &mut ChaCha8Rng) {
     let kinds = p.kinds.clone().unwrap_or_else(|| {
@@ -266,10 +308,7 @@ fn partitions(ev: &mut Vec<FaultEvent>, p: &PartitionFault, n: usize, end: Durat
                 a: perm[1..=(n - 1) / 2].to_vec(),
                 b: perm[(n - 1) / 2 + 1..].to_vec(),
             },
-            PartitionKind::Bridge | PartitionKind::OneWay => Action::OneWay {
-                from: perm[1..].to_vec(),
-                to: vec![perm[0]],
-            },
+            PartitionKind::Bridge | PartitionKind::OneWay => one_way(r, &perm),
         };
         (action, Action::Heal)
     });

@@ -110,14 +110,15 @@ impl RunReport {
     pub fn router_summary(&self) -> String {
         let Some(r) = &self.router else { return String::new() };
         format!(
-            "router: {} RPCs, {} found no server; attempts per successful RPC {:?}; first choices {:?} (chi-square p = {}); distance order right for {}/{} clients",
+            "router: {} RPCs, {} found no server; attempts per successful RPC {:?}; first choices {:?} (chi-square p = {}); distance order right for {}/{} clients; clients knowing each server {:?}",
             r.rpcs,
             r.failed,
             r.attempts,
             r.first_choices,
             r.spread_p.map_or("-".into(), |p| format!("{p:.3}")),
             r.distance_agree.0,
-            r.distance_agree.1
+            r.distance_agree.1,
+            r.servers_known
         )
     }
 

@@ -88,7 +88,15 @@ fn build_world(scn: &Scenario, seed: u64, p: &Plan, start: madsim::time::Instant
     let n = nodes.len();
     let m = scn.router.as_ref().map_or(0, |r| r.clients);
     let clocks = (0..n)
-        .map(|i| ClockModel::new(p.origin[i], p.drift_ppm[i], p.wall_offset_ns[i]))
+        .map(|i| {
+            let c = ClockModel::new(p.origin[i], p.drift_ppm[i], p.wall_offset_ns[i]);
+            // The planted bug is the clock the agent reads: one that stops while suspended.
+            if scn.node_cfg(i).bug_knobs.has(leasehold::Bug::SuspendBlindClock) {
+                c.reading_awake_time()
+            } else {
+                c
+            }
+        })
         .chain((0..m).map(|_| ClockModel::new(Duration::ZERO, 0, 0)))
         .map(|c| Arc::new(Mutex::new(c)))
         .collect();

@@ -12,8 +12,10 @@ pub struct FaultState {
     pub cuts: Vec<(usize, usize)>,
     /// Nodes killed and not restarted.
     pub down: Vec<bool>,
-    /// Nodes paused and not resumed (a kill ends a pause).
+    /// Nodes paused or suspended and not resumed or woken (a kill ends both).
     pub paused: Vec<bool>,
+    /// Of the paused nodes, those suspended (woken by `Wake`, not `Resume`).
+    pub suspended: Vec<bool>,
     /// Nodes whose server drops every message to them (slow consumers).
     pub slow: Vec<bool>,
 }
@@ -25,18 +27,21 @@ impl FaultState {
             cuts: Vec::new(),
             down: vec![false; n],
             paused: vec![false; n],
+            suspended: vec![false; n],
             slow: vec![false; n],
         }
     }
 
-    /// Whether `a` would change anything: restarting a node that is up, pausing one that is
-    /// down or paused, and resuming one that is not paused do nothing.
+    /// Whether `a` would change anything: restarting a node that is up, pausing, suspending
+    /// or stopping one that is down or paused, resuming one that is not paused (or is
+    /// suspended) and waking one that is not suspended do nothing.
     pub fn takes_effect(&self, a: &Action) -> bool {
         match a {
             Action::Kill(i) => !self.down[*i],
             Action::Restart(i) => self.down[*i],
-            Action::Pause(i) => !self.down[*i] && !self.paused[*i],
-            Action::Resume(i) => self.paused[*i],
+            Action::Pause(i) | Action::Suspend(i) | Action::Stop(i) => !self.down[*i] && !self.paused[*i],
+            Action::Resume(i) => self.paused[*i] && !self.suspended[*i],
+            Action::Wake(i) => self.suspended[*i],
             Action::WipeState(i) | Action::RollbackState(i, _) => self.down[*i],
             Action::SlowConsumer(i, on) => self.slow[*i] != *on,
             _ => true,
@@ -48,13 +53,21 @@ impl FaultState {
         match a {
             Action::Cut(l) => self.cuts = l.clone(),
             Action::Heal => self.cuts.clear(),
-            Action::Kill(i) => {
+            Action::Kill(i) | Action::Stop(i) => {
                 self.down[*i] = true;
                 self.paused[*i] = false;
+                self.suspended[*i] = false;
             }
             Action::Restart(i) => self.down[*i] = false,
             Action::Pause(i) => self.paused[*i] = true,
-            Action::Resume(i) => self.paused[*i] = false,
+            Action::Suspend(i) => {
+                self.paused[*i] = true;
+                self.suspended[*i] = true;
+            }
+            Action::Resume(i) | Action::Wake(i) => {
+                self.paused[*i] = false;
+                self.suspended[*i] = false;
+            }
             Action::SlowConsumer(i, on) => self.slow[*i] = *on,
             _ => {}
         }

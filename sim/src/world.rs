@@ -2,6 +2,7 @@
 //! server, router clients, every node's clock model and disk, and what the oracle needs
 //! recorded (trace events and every notice, stamped with local time).
 
+use crate::agents::Agents;
 use crate::clock::{true_now, ClockModel, SimClock};
 use crate::disk::Disks;
 use crate::fabric::Fabric;
@@ -34,7 +35,12 @@ struct State {
     applied: Vec<FaultEvent>,
     /// Choices made when a fault is applied (which save a rollback restores).
     rng: ChaCha8Rng,
+    /// Graceful stops so far, per node (a stop's deferred kill checks no later one began).
+    stops: Vec<u64>,
 }
+
+/// How long a stopped agent has to shut down (release its lease) before its node goes down.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Everything one run shares between its nodes, the nemesis and the oracle.
 pub struct World {
@@ -56,6 +62,8 @@ pub struct World {
     pub servers: Servers,
     /// What router clients did.
     pub routes: Arc<Mutex<Record>>,
+    /// The running agents.
+    pub agents: Agents,
     state: Mutex<State>,
 }
 
@@ -89,6 +97,7 @@ impl World {
             clocks,
             servers,
             routes: Arc::new(Mutex::new(Record::default())),
+            agents: Agents::new(n),
             state: Mutex::new(State {
                 incarnations: vec![0; n],
                 notices: Vec::new(),
@@ -97,6 +106,7 @@ impl World {
                 faults: FaultState::new(n),
                 applied: Vec::new(),
                 rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
+                stops: vec![0; n],
             }),
             nodes,
         }
@@ -203,6 +213,7 @@ impl World {
         drop(st);
         self.fabric.clear();
         self.disks.clear();
+        self.agents.clear();
         *self.routes.lock().unwrap_or_else(|e| e.into_inner()) = Record::default();
     }
 
@@ -254,8 +265,10 @@ impl World {
                 return;
             }
         };
-        if let Err(e) = agent.run().await {
-            self.trace(Some(i), format!("agent failed: {e}"));
+        self.agents.started(i, inc, agent.handle());
+        match agent.run().await {
+            Ok(()) => self.trace(Some(i), "agent stopped".into()),
+            Err(e) => self.trace(Some(i), format!("agent failed: {e}")),
         }
     }
 
@@ -270,8 +283,10 @@ impl World {
             start: self.start,
             node,
             index: k,
+            home: self.home_of(k, &dc),
             dc,
             servers: self.servers.clone(),
+            agents: self.agents.clone(),
             spec,
             end: self.scn.duration.0,
             seed: mix(self.seed, 1000 + k as u64, 0),
@@ -281,8 +296,21 @@ impl World {
         .await;
     }
 
+    /// The node whose host router client `k` of datacenter `dc` runs on: the nodes of its
+    /// datacenter in turn (any node, if it has none).
+    fn home_of(&self, k: usize, dc: &str) -> usize {
+        let local: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].datacenter == dc)
+            .collect();
+        if local.is_empty() {
+            k % self.nodes.len()
+        } else {
+            local[k % local.len()]
+        }
+    }
+
     /// Applies `a` now and records its resolved form (if it did anything).
-    pub fn apply(&self, a: &Action, ids: &[madsim::task::NodeId]) {
+    pub fn apply(self: &Arc<Self>, a: &Action, ids: &[madsim::task::NodeId]) {
         let at = Duration::from_nanos(true_now(self.start) as u64);
         for resolved in self.apply_now(a, ids) {
             let mut st = self.lock();
@@ -297,7 +325,7 @@ impl World {
 
     /// Applies `a`; returns its resolved form (a state loss is a kill and a state change),
     /// or nothing if it did nothing (e.g. restarting a node that is up).
-    fn apply_now(&self, a: &Action, ids: &[madsim::task::NodeId]) -> Vec<Action> {
+    fn apply_now(self: &Arc<Self>, a: &Action, ids: &[madsim::task::NodeId]) -> Vec<Action> {
         let leader = matches!(a, Action::IsolateLeader { .. })
             .then(|| self.leader_now())
             .flatten();
@@ -324,6 +352,20 @@ impl World {
                 a.clone()
             }
             Action::Resume(i) => {
+                h.resume(ids[*i]);
+                a.clone()
+            }
+            Action::Stop(i) => {
+                self.stop(*i, ids[*i]);
+                a.clone()
+            }
+            Action::Suspend(i) => {
+                h.pause(ids[*i]);
+                self.clock(*i).suspend(true_now(self.start));
+                a.clone()
+            }
+            Action::Wake(i) => {
+                self.clock(*i).wake(true_now(self.start));
                 h.resume(ids[*i]);
                 a.clone()
             }
@@ -398,7 +440,7 @@ impl World {
 
     /// A state loss: kill node `i` if it is up, then wipe its state or roll it back to an
     /// earlier save chosen by `pick`; returns the resolved kill and state change.
-    fn lose_state(&self, i: usize, wipe: bool, pick: u64, ids: &[madsim::task::NodeId]) -> Vec<Action> {
+    fn lose_state(self: &Arc<Self>, i: usize, wipe: bool, pick: u64, ids: &[madsim::task::NodeId]) -> Vec<Action> {
         let mut done = Vec::new();
         if self.lock().faults.takes_effect(&Action::Kill(i)) {
             self.kill(i, ids);
@@ -415,8 +457,42 @@ impl World {
     }
 
     fn kill(&self, i: usize, ids: &[madsim::task::NodeId]) {
-        madsim::runtime::Handle::current().kill(ids[i]);
+        self.kill_node(i, ids[i]);
+    }
+
+    /// Node `i` goes down: its process dies (a suspended one too: its clocks run again when
+    /// it boots), its server drops its clients, and its agent's handle is gone.
+    fn kill_node(&self, i: usize, id: madsim::task::NodeId) {
+        madsim::runtime::Handle::current().kill(id);
+        self.clock(i).wake(true_now(self.start));
         self.fabric.down(i);
+        self.agents.down(i);
+    }
+
+    /// A graceful stop: the agent is asked to stop (a leader releases its lease) and given
+    /// [`STOP_GRACE`] to do it, then its node goes down, unless it was restarted meanwhile.
+    fn stop(self: &Arc<Self>, i: usize, id: madsim::task::NodeId) {
+        let stop = {
+            let mut st = self.lock();
+            st.stops[i] += 1;
+            st.stops[i]
+        };
+        let Some((_, agent)) = self.agents.get(i) else {
+            self.kill_node(i, id);
+            return;
+        };
+        agent.request_stop();
+        let w = self.clone();
+        madsim::task::spawn(async move {
+            let _ = madsim::time::timeout(STOP_GRACE, agent.stop()).await;
+            let (latest, down) = {
+                let st = w.lock();
+                (st.stops[i] == stop, st.faults.down[i])
+            };
+            if latest && down {
+                w.kill_node(i, id);
+            }
+        });
     }
 }
 

@@ -1,17 +1,20 @@
-//! proptest strategies over fault schedules: random scripted timelines (kills, restarts,
-//! pauses, cuts, heals, clock steps, drift changes within the bound) for `lease` clusters of
+//! proptest strategies over fault schedules: random scripted timelines (kills, graceful stops,
+//! restarts, pauses, host suspensions, cuts, heals, clock steps, drift changes within the
+//! bound) for `lease` clusters of
 //! 3 to 5 nodes. Safety must hold for every one; a failure is shrunk by proptest to the
 //! smallest schedule that still breaks it, printed as a scenario file.
 
 use leasehold_sim::run_seed;
-use leasehold_sim::scenario::{At, Bug, ClockStepAt, DriftAt, Dur, Scenario, Step as S};
+use leasehold_sim::scenario::{At, Bug, ClockStepAt, DriftAt, Dur, Scenario, Step as S, SuspendAt};
 use proptest::prelude::*;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 enum Step {
     Kill(usize, u64),
+    Stop(usize, u64),
     Pause(usize, u64),
+    Suspend(usize, u64),
     Cut(Vec<(usize, usize)>, u64),
     Jump(usize, i64),
     Drift(usize, i64),
@@ -21,6 +24,8 @@ fn step(n: usize) -> impl Strategy<Value = Step> {
     prop_oneof![
         (0..n, 100u64..5000).prop_map(|(i, d)| Step::Kill(i, d)),
         (0..n, 100u64..5000).prop_map(|(i, d)| Step::Pause(i, d)),
+        (0..n, 100u64..5000).prop_map(|(i, d)| Step::Stop(i, d)),
+        (0..n, 100u64..10000).prop_map(|(i, d)| Step::Suspend(i, d)),
         (proptest::collection::vec((0..n, 0..n), 1..6), 100u64..5000).prop_map(|(l, d)| Step::Cut(l, d)),
         (0..n, -5000i64..5000).prop_map(|(i, ms)| Step::Jump(i, ms)),
         (0..n, -1000i64..=1000).prop_map(|(i, p)| Step::Drift(i, p)),
@@ -47,6 +52,21 @@ fn scenario(n: usize, steps: &[(u64, Step)], bug: Option<Bug>) -> Scenario {
             Step::Kill(i, d) if t >= busy_until[i] => {
                 push(t, S::Kill(name(i)));
                 push(t + d, S::Restart(name(i)));
+                busy_until[i] = t + d + 1;
+            }
+            Step::Stop(i, d) if t >= busy_until[i] => {
+                push(t, S::Stop(name(i)));
+                push(t + d, S::Restart(name(i)));
+                busy_until[i] = t + d + 1;
+            }
+            Step::Suspend(i, d) if t >= busy_until[i] => {
+                push(
+                    t,
+                    S::Suspend(SuspendAt {
+                        node: name(i),
+                        lasts: Some(ms(d)),
+                    }),
+                );
                 busy_until[i] = t + d + 1;
             }
             Step::Pause(i, d) if t >= busy_until[i] => {
@@ -118,7 +138,12 @@ fn with_a_planted_bug_proptest_finds_and_shrinks_a_failing_schedule() {
         Err(TestError::Fail(_, ((n, steps), _))) => {
             let faults = steps
                 .iter()
-                .filter(|(_, s)| matches!(s, Step::Kill(..) | Step::Pause(..) | Step::Cut(..)))
+                .filter(|(_, s)| {
+                    matches!(
+                        s,
+                        Step::Kill(..) | Step::Stop(..) | Step::Pause(..) | Step::Suspend(..) | Step::Cut(..)
+                    )
+                })
                 .count();
             assert!(faults >= 1, "the minimal schedule cuts off or stops a node: {steps:?}");
             assert!(steps.len() <= 4, "shrunk to a few steps on {n} nodes: {steps:?}");

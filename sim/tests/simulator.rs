@@ -216,3 +216,109 @@ fn shrinking_a_drift_failure_keeps_the_per_node_drift() {
     let shrunk = leasehold_sim::shrink::shrink(&s, rel, seed, 60).expect("the scripted form fails the same way");
     assert!(shrunk.toml.contains("drift_ppm"), "{}", shrunk.toml);
 }
+
+/// Router clients learn servers from their host agent's membership, not from a list: a
+/// server its host's agent never hears from is never routed to.
+#[test]
+fn router_clients_learn_servers_from_their_hosts_membership() {
+    let text = "nodes = 3\nduration = \"20s\"\n[membership]\nlease = \"2s\"\n[router]\nclients = 3\n";
+    let known = |extra: &str| {
+        let s = Scenario::parse("fed.toml", &format!("{text}{extra}")).unwrap();
+        let r = run_seed(&s, 0, "fed.toml");
+        r.router.expect("a router report").servers_known
+    };
+    let all = known("");
+    assert_eq!(all.len(), 3, "every client learns every server: {all:?}");
+    assert!(all.values().all(|c| *c == 3), "{all:?}");
+    // Client ck lives on nk's host. n0's agent never hears n1 and n2, nor they it: c0 knows
+    // only its own server, and c1 and c2 never learn n0.
+    let cut = known("[[at]]\ntime = \"0s\"\npartition = [[\"n0\"], [\"n1\", \"n2\"]]\n");
+    let want: std::collections::BTreeMap<String, usize> =
+        [("n0".to_string(), 1), ("n1".to_string(), 2), ("n2".to_string(), 2)].into();
+    assert_eq!(cut, want);
+}
+
+/// A graceful stop releases the lease at once (no wait for it to expire), the node is then
+/// down, and a restart brings it back as a new incarnation.
+#[test]
+fn a_graceful_stop_releases_the_lease_and_a_restart_rejoins() {
+    let s = Scenario::parse(
+        "stop.toml",
+        "nodes = 3\nduration = \"30s\"\n[membership]\nlease = \"2s\"\n[[at]]\ntime = \"10s\"\nstop = \"n0\"\n[[at]]\ntime = \"10s\"\nstop = \"n1\"\n[[at]]\ntime = \"10s\"\nstop = \"n2\"\n[[at]]\ntime = \"15s\"\nrestart = \"n0\"\n[[at]]\ntime = \"15s\"\nrestart = \"n1\"\n[[at]]\ntime = \"15s\"\nrestart = \"n2\"\n",
+    )
+    .unwrap();
+    let r = run_seed(&s, 0, "stop.toml");
+    assert!(r.violations.is_empty(), "{}", r.describe());
+    let ten = 10_000_000_000u128;
+    let held_at_stop: Vec<_> = r.claims.iter().filter(|c| c.from < ten && c.until > ten).collect();
+    assert!(
+        !held_at_stop.is_empty(),
+        "a leader when the cluster stops: {:?}",
+        r.claims
+    );
+    for c in held_at_stop {
+        assert!(
+            c.until < ten + 500_000_000,
+            "released at the stop, not at expiry: {c:?}"
+        );
+    }
+    let lines = |what: &str| r.trace.events.iter().filter(|e| e.what.starts_with(what)).count();
+    assert_eq!(lines("agent stopped"), 3, "every agent shut down cleanly");
+    assert_eq!(lines("start incarnation 2"), 3, "and came back");
+    assert!(
+        r.claims.iter().any(|c| c.from > 15_000_000_000),
+        "a leader again after the restart"
+    );
+}
+
+/// A suspended leader's process and CLOCK_MONOTONIC stop while true time runs on. The agent
+/// counts suspended time (as production's clock does), so it is safe; planted on the clock
+/// that stops, the same schedule elects a second leader while the first still believes.
+#[test]
+fn a_suspended_leader_is_safe_only_on_a_clock_that_counts_suspended_time() {
+    let text = |bug: &str| {
+        format!(
+            "duration = \"30s\"\n[membership]\nlease = \"2s\"\n{bug}\n[[node]]\nid = \"n0\"\nrank = 0\n[[node]]\nid = \"n1\"\n[[node]]\nid = \"n2\"\n[[at]]\ntime = \"8s\"\nsuspend = {{ node = \"n0\", for = \"10s\" }}\n"
+        )
+    };
+    let run = |bug: &str| {
+        let s = Scenario::parse("suspend.toml", &text(bug)).unwrap();
+        run_seed(&s, 0, "suspend.toml")
+    };
+    let good = run("");
+    assert!(good.violations.is_empty(), "{}", good.describe());
+    let eight = 8_000_000_000u128;
+    assert!(
+        good.claims
+            .iter()
+            .any(|c| c.node == 0 && c.from < eight && c.until > eight),
+        "n0 leads when it is suspended: {:?}",
+        good.claims
+    );
+    assert!(
+        good.claims
+            .iter()
+            .any(|c| c.node != 0 && c.from > eight && c.from < 18_000_000_000),
+        "another node leads while n0 sleeps"
+    );
+    let bad = run("bug = \"suspend_blind_clock\"");
+    assert_eq!(
+        bad.violations.first().map(|v| v.kind),
+        Some(leasehold_sim::ViolationKind::Overlap),
+        "{}",
+        bad.describe()
+    );
+}
+
+/// The full nemesis stops agents gracefully and suspends hosts, and the cluster stays safe.
+#[test]
+fn stop_and_suspend_run_in_the_all_faults_scenario() {
+    let rel = "scenarios/lease-all-faults.toml";
+    let s = load(rel);
+    let r = run_seed(&s, 0, rel);
+    assert!(r.violations.is_empty(), "{}", r.describe());
+    let has = |what: &str| r.trace.events.iter().any(|e| e.what.starts_with(what));
+    for what in ["fault stop", "agent stopped", "fault suspend", "fault wake"] {
+        assert!(has(what), "no {what:?} in seed 0");
+    }
+}

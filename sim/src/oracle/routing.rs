@@ -31,6 +31,8 @@ pub struct RouterReport {
     pub spread_p: Option<f64>,
     /// Clients whose distance order matched the true one, of all clients.
     pub distance_agree: (usize, usize),
+    /// How many clients knew each server at the end (learnt from membership).
+    pub servers_known: BTreeMap<String, usize>,
 }
 
 /// Judges what the clients recorded.
@@ -55,6 +57,9 @@ pub fn check(
         rpcs: record.rpcs.len(),
         ..Default::default()
     };
+    for name in record.ends.values().flat_map(|e| &e.known) {
+        *rep.servers_known.entry(name.clone()).or_insert(0) += 1;
+    }
     let mut found = check_rpcs(scn, record, applied, &nodes, &local, &mut rep);
     found.extend(check_spread(scn, record, &nodes, &local, &mut rep));
     found.extend(check_distance(scn, record, client_dc, &mut rep));
@@ -304,6 +309,7 @@ mod tests {
         ClientEnd {
             first_choice: Some(0),
             by_distance: vec!["dc1".into(), "dc2".into()],
+            known: Vec::new(),
         }
     }
 
@@ -433,6 +439,7 @@ mod tests {
                         ClientEnd {
                             first_choice: Some(0),
                             by_distance: vec!["dc1".into()],
+                            known: Vec::new(),
                         },
                     )
                 })
@@ -444,6 +451,7 @@ mod tests {
         let wrong = ClientEnd {
             first_choice: Some(1),
             by_distance: vec!["dc2".into(), "dc1".into()],
+            known: Vec::new(),
         };
         let (_, v) = check(&scn(), &record(Vec::new(), [ok_end(), wrong]), &[], "dc1");
         assert!(

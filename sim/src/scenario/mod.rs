@@ -18,7 +18,7 @@ pub use spec::{
     LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec, PartitionFault, PartitionKind,
     PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault,
 };
-pub use step::{At, ClockStepAt, DriftAt, ReplayAt, RollbackAt, Step};
+pub use step::{At, ClockStepAt, DriftAt, ReplayAt, RollbackAt, Step, SuspendAt};
 
 use error::{key_at, key_of};
 use leasehold::{Algorithm, BugKnobs};

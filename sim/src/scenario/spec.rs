@@ -197,6 +197,29 @@ pub struct PauseFault {
     pub pause_for: DurRange,
 }
 
+/// `stop = { every, down_for }`: stop an agent gracefully (a leader releases its lease), take
+/// its node down, start it again later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopFault {
+    /// Mean gap between stops.
+    pub every: Dur,
+    /// How long the node stays down.
+    pub down_for: DurRange,
+}
+
+/// `suspend = { every, for }`: suspend a host (its process and its `CLOCK_MONOTONIC` stop,
+/// true time runs on), wake it later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendFault {
+    /// Mean gap between suspensions.
+    pub every: Dur,
+    /// How long a suspension lasts.
+    #[serde(rename = "for")]
+    pub lasts: DurRange,
+}
+
 /// `clock_offset = { max }`: every node's wall clock starts offset by up to ±max.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -334,6 +357,12 @@ pub struct FaultSpec {
     /// Hostile messages from a stranger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forge: Option<ForgeFault>,
+    /// Graceful stops and restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopFault>,
+    /// Host suspensions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<SuspendFault>,
     /// Random faults stop this long before the end (default twice `expect.leader_within`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Dur>,

@@ -28,6 +28,12 @@ pub enum Step {
     Pause(String),
     /// Resume this node's process.
     Resume(String),
+    /// Stop this node's agent gracefully, then take the node down (`restart` brings it back).
+    Stop(String),
+    /// Suspend this node's host, for a while or until `wake`.
+    Suspend(SuspendAt),
+    /// Wake this suspended node.
+    Wake(String),
     /// Step a node's wall clock.
     ClockStep(ClockStepAt),
     /// Set a node's clock rate error.
@@ -60,6 +66,9 @@ impl Step {
             Step::Restart(_) => "restart",
             Step::Pause(_) => "pause",
             Step::Resume(_) => "resume",
+            Step::Stop(_) => "stop",
+            Step::Suspend(_) => "suspend",
+            Step::Wake(_) => "wake",
             Step::ClockStep(_) => "clock_step",
             Step::Drift(_) => "drift",
             Step::WipeState(_) => "wipe_state",
@@ -81,11 +90,14 @@ impl Step {
             | Step::Restart(n)
             | Step::Pause(n)
             | Step::Resume(n)
+            | Step::Stop(n)
+            | Step::Wake(n)
             | Step::WipeState(n)
             | Step::SlowConsumer(n)
             | Step::FastConsumer(n) => vec![n],
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
+            Step::Suspend(s) => vec![&s.node],
             Step::RollbackState(r) => vec![&r.node],
             Step::Replay(r) => vec![&r.node],
             Step::Loss(_) | Step::Latency(_) | Step::Heal | Step::Forge(_) => Vec::new(),
@@ -166,6 +178,53 @@ impl From<RollbackAt> for RollbackForm {
     }
 }
 
+/// A scripted suspension: `suspend = { node = "n0", for = "30s" }` (woken after 30 s), or
+/// `suspend = "n0"` (until a `wake` step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SuspendForm", into = "SuspendForm")]
+pub struct SuspendAt {
+    /// Which node.
+    pub node: String,
+    /// How long (`None`: until `wake`).
+    pub lasts: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged, expecting = r#"a node ID, or { node = "n0", for = "30s" }"#)]
+enum SuspendForm {
+    Node(String),
+    For(SuspendFor),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuspendFor {
+    node: String,
+    #[serde(rename = "for")]
+    lasts: Dur,
+}
+
+impl From<SuspendForm> for SuspendAt {
+    fn from(f: SuspendForm) -> Self {
+        match f {
+            SuspendForm::Node(node) => SuspendAt { node, lasts: None },
+            SuspendForm::For(SuspendFor { node, lasts }) => SuspendAt {
+                node,
+                lasts: Some(lasts),
+            },
+        }
+    }
+}
+
+impl From<SuspendAt> for SuspendForm {
+    fn from(s: SuspendAt) -> Self {
+        match s.lasts {
+            None => SuspendForm::Node(s.node),
+            Some(lasts) => SuspendForm::For(SuspendFor { node: s.node, lasts }),
+        }
+    }
+}
+
 /// A scripted replay: `replay = { node = "n0", window = "5s" }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,6 +261,12 @@ pub struct RawAt {
     #[serde(skip_serializing_if = "Option::is_none")]
     resume: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suspend: Option<SuspendAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wake: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     clock_step: Option<ClockStepAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     drift: Option<DriftAt>,
@@ -234,6 +299,9 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.restart.map(Step::Restart));
         steps.extend(r.pause.map(Step::Pause));
         steps.extend(r.resume.map(Step::Resume));
+        steps.extend(r.stop.map(Step::Stop));
+        steps.extend(r.suspend.map(Step::Suspend));
+        steps.extend(r.wake.map(Step::Wake));
         steps.extend(r.clock_step.map(Step::ClockStep));
         steps.extend(r.drift.map(Step::Drift));
         steps.extend(r.wipe_state.map(Step::WipeState));
@@ -269,6 +337,9 @@ impl From<At> for RawAt {
             Step::Restart(n) => r.restart = Some(n),
             Step::Pause(n) => r.pause = Some(n),
             Step::Resume(n) => r.resume = Some(n),
+            Step::Stop(n) => r.stop = Some(n),
+            Step::Suspend(x) => r.suspend = Some(x),
+            Step::Wake(n) => r.wake = Some(n),
             Step::ClockStep(c) => r.clock_step = Some(c),
             Step::Drift(d) => r.drift = Some(d),
             Step::WipeState(n) => r.wipe_state = Some(n),

@@ -192,45 +192,59 @@ impl Scenario {
     }
 }
 
-/// Which nodes are down or paused along a scripted timeline.
+/// Which nodes are down, paused or suspended along a scripted timeline.
 #[derive(Default)]
 struct NodeLife<'a> {
     down: Vec<&'a str>,
     paused: Vec<&'a str>,
+    /// Suspended nodes, and when the plan wakes each (`None`: a `wake` step must).
+    suspended: Vec<(&'a str, Option<Duration>)>,
 }
 
 impl<'a> NodeLife<'a> {
     fn apply(&mut self, step: &'a Step, t: Duration) -> Result<(), String> {
+        self.suspended.retain(|(_, until)| until.is_none_or(|u| u > t));
+        let down = |id: &str| self.down.contains(&id);
+        let still = |id: &str| self.paused.contains(&id) || self.suspended.iter().any(|(s, _)| *s == id);
         match step {
             Step::Kill(id) => {
-                if self.down.contains(&id.as_str()) {
+                if down(id) {
                     return Err(format!("{id} is already down at {t:?}"));
                 }
                 self.down.push(id);
-                // A kill ends a pause.
+                // A kill ends a pause and a suspension.
                 self.paused.retain(|d| d != id);
+                self.suspended.retain(|(d, _)| d != id);
             }
             Step::Restart(id) => {
-                if !self.down.contains(&id.as_str()) {
-                    return Err(format!("{id} is not down at {t:?}: kill it first"));
+                if !down(id) {
+                    return Err(format!("{id} is not down at {t:?}: kill or stop it first"));
                 }
                 self.down.retain(|d| d != id);
             }
-            Step::Pause(id) => {
-                if self.paused.contains(&id.as_str()) || self.down.contains(&id.as_str()) {
-                    return Err(format!("{id} is already paused or down at {t:?}"));
-                }
-                self.paused.push(id);
+            Step::Pause(id) | Step::Stop(id) | Step::Suspend(super::SuspendAt { node: id, .. })
+                if still(id) || down(id) =>
+            {
+                return Err(format!("{id} is already paused, suspended or down at {t:?}"));
             }
+            Step::Pause(id) => self.paused.push(id),
+            Step::Stop(id) => self.down.push(id),
+            Step::Suspend(s) => self.suspended.push((&s.node, s.lasts.map(|d| t + d.0))),
             Step::Resume(id) => {
                 if !self.paused.contains(&id.as_str()) {
-                    return Err(format!("{id} is not paused at {t:?}"));
+                    return Err(format!(
+                        "{id} is not paused at {t:?} (a suspended node is woken with `wake`)"
+                    ));
                 }
                 self.paused.retain(|d| d != id);
             }
-            Step::WipeState(id) | Step::RollbackState(super::step::RollbackAt { node: id, .. })
-                if !self.down.contains(&id.as_str()) =>
-            {
+            Step::Wake(id) => {
+                if !self.suspended.iter().any(|(s, _)| s == id) {
+                    return Err(format!("{id} is not suspended at {t:?}"));
+                }
+                self.suspended.retain(|(d, _)| d != id);
+            }
+            Step::WipeState(id) | Step::RollbackState(super::step::RollbackAt { node: id, .. }) if !down(id) => {
                 return Err(format!(
                     "{id} is not down at {t:?}: its state can change only while it is down (kill it first)"
                 ));

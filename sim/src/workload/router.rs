@@ -2,11 +2,12 @@
 //! other, and clients that route RPCs with leasehold's `Router` over them, recording what
 //! they did for the oracle ([`crate::oracle::routing`]).
 
+use crate::agents::Agents;
 use crate::clock::{true_now, SimClock};
 use crate::fabric::Fabric;
 use crate::scenario::RouterSpec;
 use leasehold::router::{ClusterInfo, CoordinateBook, Manager, NetworkPinger, Pinger, Router, Server};
-use leasehold::Clock;
+use leasehold::{AgentLoc, Clock, MembershipHandle};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct ClientEnd {
     pub first_choice: Option<usize>,
     /// Its datacenters by distance.
     pub by_distance: Vec<String>,
+    /// The servers its router knew (in either area), by name.
+    pub known: Vec<String>,
 }
 
 /// Everything clients recorded.
@@ -50,6 +53,11 @@ pub struct Servers {
 }
 
 impl Servers {
+    /// The server named `name`, if it is one.
+    pub fn named(&self, name: &str) -> Option<Server> {
+        self.all.iter().find(|(_, s)| s.name == name).map(|(_, s)| s.clone())
+    }
+
     /// The fabric index of the server named `name` (`usize::MAX` if none is).
     pub fn index_of(&self, name: &str) -> usize {
         self.all
@@ -93,7 +101,9 @@ pub async fn server_main(fabric: Fabric, clock: SimClock, me: usize, servers: Se
 
 /// One simulated router client: it routes RPCs through its own [`Router`], probes servers
 /// for coordinates, rebalances on its timer, and near the end rebalances once more and
-/// records its first choice and its datacenters by distance.
+/// records its first choice and its datacenters by distance. It learns the servers as a
+/// service in production does: its own host's server, and the rest from the membership
+/// notices of its host's agent ([`leasehold::router::feed`]).
 pub struct Client {
     /// The simulated NATS.
     pub fabric: Fabric,
@@ -107,8 +117,12 @@ pub struct Client {
     pub index: usize,
     /// The client's datacenter.
     pub dc: String,
-    /// The servers.
+    /// The servers (what a member's ID means: name, datacenter, ping subject).
     pub servers: Servers,
+    /// The running agents.
+    pub agents: Agents,
+    /// The node whose host the client runs on (its agent feeds the client).
+    pub home: usize,
     /// The scenario's `[router]`.
     pub spec: RouterSpec,
     /// End of the run (true time).
@@ -129,14 +143,21 @@ impl Client {
             self.spec.rpc_timeout.0,
             book.clone(),
         ));
-        let router = Router::new(self.dc.clone(), self.seed).with_min_reuse(self.spec.min_reuse.0);
+        let router = Arc::new(Router::new(self.dc.clone(), self.seed).with_min_reuse(self.spec.min_reuse.0));
         let n = self.servers.all.len() + self.spec.clients;
         let _ = router.add_area("lan", cluster(n), pinger.clone(), book.clone());
         let _ = router.add_area("wan", cluster(n), pinger.clone(), book);
-        for (_, s) in &self.servers.all {
-            let area = if s.datacenter == self.dc { "lan" } else { "wan" };
-            let _ = router.add_server(area, s.clone());
-        }
+        let (_, own) = self.servers.all[self.home].clone();
+        let _ = router.add_server(area_of(&own, &self.dc), own);
+        madsim::task::spawn(follow_host(
+            router.clone(),
+            self.agents.clone(),
+            self.home,
+            self.servers.clone(),
+            self.dc.clone(),
+            self.clock.clone(),
+            self.spec.probe_every.0,
+        ));
         rebalance_all(&router).await;
         let local = router.managers(&self.dc).into_iter().next();
         let delay = |m: &Option<Arc<Manager>>| m.as_ref().map_or(self.spec.min_reuse.0, |m| m.rebalance_delay());
@@ -169,6 +190,7 @@ impl Client {
                 .find_route(&self.dc)
                 .map(|r| self.servers.index_of(&r.server.name)),
             by_distance: router.datacenters_by_distance(),
+            known: known_servers(&router),
         };
         self.record
             .lock()
@@ -211,6 +233,76 @@ impl Client {
             tries,
         });
     }
+}
+
+/// Every server `router` knows, by name (global-area names are the plain names too).
+fn known_servers(router: &Router) -> Vec<String> {
+    let mut names: Vec<String> = ["lan", "wan"]
+        .iter()
+        .flat_map(|area| {
+            router
+                .datacenters()
+                .into_iter()
+                .flat_map(move |dc| router.area_servers(area, &dc))
+        })
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The area a server belongs in, for a client in datacenter `dc`.
+fn area_of(s: &Server, dc: &str) -> &'static str {
+    if s.datacenter == dc {
+        "lan"
+    } else {
+        "wan"
+    }
+}
+
+/// Feeds `router` from the agent of node `home`, incarnation after incarnation: each new one
+/// is watched (its notices first, then the members it already knows, so that nothing falls
+/// between the two), and the watch of the one before is dropped.
+async fn follow_host(
+    router: Arc<Router>,
+    agents: Agents,
+    home: usize,
+    servers: Servers,
+    dc: String,
+    clock: SimClock,
+    every: Duration,
+) {
+    let mut seen = 0;
+    let mut feeds: Vec<madsim::task::JoinHandle<()>> = Vec::new();
+    loop {
+        if let Some((inc, agent)) = agents.get(home).filter(|(inc, _)| *inc != seen) {
+            seen = inc;
+            feeds.drain(..).for_each(|f| f.abort());
+            for area in ["lan", "wan"] {
+                feeds.push(madsim::task::spawn(feed_area(
+                    router.clone(),
+                    area,
+                    agent.clone(),
+                    servers.clone(),
+                    dc.clone(),
+                )));
+            }
+        }
+        clock.sleep(every).await;
+    }
+}
+
+/// Feeds one area of `router` from `agent`, with the servers that belong in it.
+async fn feed_area(router: Arc<Router>, area: &'static str, agent: MembershipHandle, servers: Servers, dc: String) {
+    let server_of = |loc: &AgentLoc| servers.named(&loc.id).filter(|s| area_of(s, &dc) == area);
+    let notices = agent.notices(1024);
+    for loc in agent.members() {
+        if let Some(s) = server_of(&loc) {
+            let _ = router.add_server(area, s);
+        }
+    }
+    leasehold::router::feed(&router, area, notices, server_of).await;
 }
 
 /// Rebalances every manager of every datacenter.
