@@ -19,6 +19,7 @@ pub mod faults;
 pub mod forger;
 pub mod nemesis;
 pub mod oracle;
+pub mod real;
 pub mod render;
 pub mod report;
 pub mod run;

@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod real_cmd;
+
 /// Deterministic simulation of leasehold clusters under a seeded nemesis.
 #[derive(Parser)]
 #[command(name = "leasehold-sim", version)]
@@ -59,6 +61,29 @@ enum Cmd {
         /// At most this many simulations while shrinking.
         #[arg(long, default_value_t = 500)]
         max_trials: usize,
+    },
+    /// Run scenario files against real processes on this machine (loopback only): one
+    /// nats-server and one leasehold-agent per node, the same fault plan as the simulator's
+    /// for each seed, judged by the same oracle, with the simulated figures beside.
+    Real {
+        /// Scenario files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Seeds per scenario (default: 1; each seed takes the scenario's duration).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Run only this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// One JSON object per scenario instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// For every seed, write its trace, an SVG timeline and a Perfetto trace here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The agent binary (default: leasehold-agent beside this program).
+        #[arg(long)]
+        agent: Option<PathBuf>,
     },
     /// Replay one seed of one scenario and print its report and full trace.
     Replay {
@@ -122,11 +147,27 @@ fn main() -> ExitCode {
             max_trials,
         } => cmd_shrink(&file, seed, &out, max_trials),
         Cmd::Replay { file, seed, trace } => cmd_replay(&file, seed, trace.as_deref()),
+        Cmd::Real {
+            paths,
+            seeds,
+            seed,
+            json,
+            out,
+            agent,
+        } => {
+            let seeds = SeedChoice {
+                seed,
+                seeds: Some(seeds.unwrap_or(1)),
+                first_seed: None,
+                shard: None,
+            };
+            real_cmd::cmd_real(&paths, &seeds, json, out.as_deref(), agent)
+        }
     }
 }
 
 /// Which seeds `run` runs of each scenario.
-struct SeedChoice {
+pub(crate) struct SeedChoice {
     seed: Option<u64>,
     seeds: Option<u64>,
     first_seed: Option<u64>,
@@ -134,7 +175,7 @@ struct SeedChoice {
 }
 
 impl SeedChoice {
-    fn list(&self, scn: &Scenario) -> Vec<u64> {
+    pub(crate) fn list(&self, scn: &Scenario) -> Vec<u64> {
         if let Some(s) = self.seed {
             return vec![s];
         }
@@ -146,7 +187,10 @@ impl SeedChoice {
 }
 
 /// Every scenario under `paths`, parsed before anything runs: bad input simulates nothing.
-fn load_all(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Result<Vec<(String, Scenario)>, ScenarioError> {
+pub(crate) fn load_all(
+    paths: &[PathBuf],
+    algorithm: Option<Algorithm>,
+) -> Result<Vec<(String, Scenario)>, ScenarioError> {
     let mut scns = Vec::new();
     for p in paths {
         for f in scenario_files(p)? {

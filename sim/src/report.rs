@@ -49,6 +49,10 @@ pub struct Figures {
     pub leader_changes: u64,
     /// Gaps with no holder between one holder and the next (ms).
     pub failovers_ms: Vec<f64>,
+    /// Time in the run during which no node held a lease.
+    pub no_leader: Duration,
+    /// Lease claims made (each renewal is one).
+    pub claims: u64,
     /// What the simulated network did.
     pub fabric: FabricStats,
 }
@@ -60,6 +64,8 @@ impl Figures {
         sorted.sort_by_key(|c| c.from);
         let mut f = Figures {
             sim_time,
+            claims: claims.len() as u64,
+            no_leader: sim_time.saturating_sub(held_time(&sorted, sim_time.as_nanos())),
             ..Figures::default()
         };
         let mut prev: Option<&TrueClaim> = None;
@@ -82,6 +88,19 @@ impl Figures {
         }
         f
     }
+}
+
+/// How long, within `[0, end)`, at least one of `claims` (sorted by start) was held.
+fn held_time(claims: &[&TrueClaim], end: u128) -> Duration {
+    let (mut total, mut reach) = (0u128, 0u128);
+    for c in claims {
+        let (from, until) = (c.from.max(reach), c.until.min(end));
+        if until > from {
+            total += until - from;
+            reach = until;
+        }
+    }
+    Duration::from_nanos(total as u64)
 }
 
 impl RunReport {

@@ -4,7 +4,7 @@
 use crate::clock::ClockModel;
 use crate::fabric::Fabric;
 use crate::nemesis::{plan, Plan};
-use crate::oracle::{check_liveness, check_safety, secs, Violation, ViolationKind};
+use crate::oracle::{secs, verdict, Violation, ViolationKind};
 use crate::report::{Figures, RunReport};
 use crate::scenario::Scenario;
 use crate::trace::Trace;
@@ -194,14 +194,12 @@ fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
 fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let scn = &w.scn;
     let claims = w.claims();
-    let mut violations = check_safety(&claims);
-    let end = scn.duration.0.as_nanos();
-    let last_fault = p.last_fault_end().as_nanos();
-    let bound = scn.leader_within().as_nanos();
-    if last_fault + bound <= end {
-        violations.extend(check_liveness(&claims, last_fault, bound));
-    }
-    violations.sort_by_key(|v| v.at);
+    let mut violations = verdict(
+        &claims,
+        p.last_fault_end().as_nanos(),
+        scn.leader_within().as_nanos(),
+        scn.duration.0.as_nanos(),
+    );
     let trace = Trace::new(w.take_trace());
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {

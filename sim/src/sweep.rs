@@ -30,6 +30,10 @@ pub struct Summary {
     pub leader_changes: u64,
     /// Gaps between holders, all seeds (ms).
     pub failovers_ms: Vec<f64>,
+    /// Time without a leader, all seeds.
+    pub no_leader: Duration,
+    /// Lease claims, all seeds.
+    pub claims: u64,
     /// Whether the scenario met its expectation.
     pub met: bool,
     /// Whether a violation was expected.
@@ -59,6 +63,10 @@ pub struct JsonSummary<'a> {
     pub failover_p50_ms: Option<f64>,
     /// 99th percentile failover gap.
     pub failover_p99_ms: Option<f64>,
+    /// Seconds without a leader.
+    pub no_leader_seconds: f64,
+    /// Lease claims (each renewal is one).
+    pub claims: u64,
     /// Whether the expectation was met.
     pub ok: bool,
 }
@@ -82,6 +90,8 @@ impl Summary {
             leader_changes: self.leader_changes,
             failover_p50_ms: self.failover_percentile(50.0),
             failover_p99_ms: self.failover_percentile(99.0),
+            no_leader_seconds: self.no_leader.as_secs_f64(),
+            claims: self.claims,
             ok: self.met,
         }
     }
@@ -100,7 +110,18 @@ pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
 
 /// Runs `seeds` of `scn`. A scenario expecting a violation stops at the first seed with a
 /// safety violation; otherwise every seed runs. `progress` is called after each seed.
-pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], mut progress: impl FnMut(&RunReport)) -> Summary {
+pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], progress: impl FnMut(&RunReport)) -> Summary {
+    sweep_with(scn, source, seeds, |seed| run_seed(scn, seed, source), progress)
+}
+
+/// [`sweep`] with another way of running a seed (real processes, for `real`).
+pub fn sweep_with(
+    scn: &Scenario,
+    source: &str,
+    seeds: &[u64],
+    mut run: impl FnMut(u64) -> RunReport,
+    mut progress: impl FnMut(&RunReport),
+) -> Summary {
     let mut s = Summary {
         name: scn.name.clone(),
         source: source.to_string(),
@@ -112,18 +133,22 @@ pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], mut progress: impl FnM
         wall_time: Duration::ZERO,
         leader_changes: 0,
         failovers_ms: Vec::new(),
+        no_leader: Duration::ZERO,
+        claims: 0,
         met: false,
         expected_violation: scn.expect.violation.any(),
     };
     let mut caught = false;
     for &seed in seeds {
-        let r = run_seed(scn, seed, source);
+        let r = run(seed);
         progress(&r);
         s.seeds += 1;
         s.sim_time += r.figures.sim_time;
         s.wall_time += r.figures.wall_time;
         s.leader_changes += r.figures.leader_changes;
         s.failovers_ms.extend(&r.figures.failovers_ms);
+        s.no_leader += r.figures.no_leader;
+        s.claims += r.figures.claims;
         let expected = scn.expect.violation.any() && r.shows(scn.expect.violation);
         if !r.violations.is_empty() {
             s.violations += 1;

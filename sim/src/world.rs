@@ -497,7 +497,7 @@ impl World {
 }
 
 /// Cuts the routes a partition-shaped action asks for.
-fn cut_routes(t: &mut crate::topology::Topology, a: &Action, leader: Option<usize>, n: usize) {
+pub(crate) fn cut_routes(t: &mut crate::topology::Topology, a: &Action, leader: Option<usize>, n: usize) {
     match a {
         Action::Partition { groups, .. } => t.partition(groups),
         Action::IsolateLeader { fallback } => {

@@ -41,6 +41,17 @@ impl fmt::Display for TrueClaim {
     }
 }
 
+/// The oracle's verdict on a run's claims, in time order: safety always, and liveness when
+/// the run lasted at least `bound` past the last fault (`end`: the run's length, in ns).
+pub fn verdict(claims: &[TrueClaim], last_fault: u128, bound: u128, end: u128) -> Vec<Violation> {
+    let mut v = check_safety(claims);
+    if last_fault + bound <= end {
+        v.extend(check_liveness(claims, last_fault, bound));
+    }
+    v.sort_by_key(|v| v.at);
+    v
+}
+
 /// Seconds with nanosecond precision, for reports and traces.
 pub fn secs(ns: u128) -> String {
     format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)

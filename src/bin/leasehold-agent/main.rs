@@ -8,15 +8,26 @@
 //! `at_unix_us`. `config_mismatch` lines name a `peer` whose cluster size, lease time or drift
 //! bound differ (digests `ours` and `theirs`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
 //! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
+//!
+//! For `leasehold-sim real`, which judges real agents with the simulator's oracle: lease lines
+//! also carry `from_local_ns` / `until_local_ns` (`at_local_ns` on release), readings of the
+//! agent's own monotonic clock, and `clock` lines map that clock to the host's
+//! `CLOCK_MONOTONIC` (`true_ns`, `local_ns`, `ppm`, `wall_offset_ns`). Two hidden, test-only
+//! flags serve the runner: `--test-clock FILE` (a clock it drives, see `test_clock.rs`) and
+//! `--plant-bug NAME` (a planted bug, so real runs can show the oracle catching it).
+
+#[cfg(target_os = "linux")]
+mod test_clock;
 
 use clap::Parser;
 use leasehold::{
-    Algorithm, Clock, ClusterState, FileStorage, Membership, MembershipCfg, NatsNetwork, NatsOptions, Notice,
-    TokioClock,
+    Algorithm, Bug, BugKnobs, Clock, ClusterState, FileStorage, Membership, MembershipCfg, NatsNetwork, NatsOptions,
+    Notice, TokioClock,
 };
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One leasehold membership agent on NATS.
@@ -47,6 +58,9 @@ struct Args {
     /// Largest wall-clock disagreement tolerated (allcall) / liveness slack (lease).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     max_clock_skew: Duration,
+    /// Largest clock rate error of any agent, in ppm (every agent must use the same).
+    #[arg(long, default_value_t = 1000)]
+    max_drift_ppm: u32,
     /// Subject prefix.
     #[arg(long, default_value = "_nats.cluster.members.")]
     prefix: String,
@@ -85,6 +99,12 @@ struct Args {
     /// Client key (PEM), with --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Test only: read the clock from this control file (`leasehold-sim real`).
+    #[arg(long, hide = true)]
+    test_clock: Option<PathBuf>,
+    /// Test only: plant this bug (never in production).
+    #[arg(long, hide = true)]
+    plant_bug: Vec<String>,
 }
 
 fn unix_us(t: SystemTime) -> u128 {
@@ -128,6 +148,7 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg.beat = args.beat;
     cfg.lease_time = args.lease;
     cfg.max_clock_skew = args.max_clock_skew;
+    cfg.max_drift_ppm = args.max_drift_ppm;
     cfg.sys_member_prefix = args.prefix.clone();
     cfg.nats_url = args.nats.clone();
     cfg.pid = i64::from(std::process::id());
@@ -184,9 +205,23 @@ fn nats_options(args: &Args) -> NatsOptions {
     }
 }
 
-/// A lease's start and end as Unix microseconds, and the time left, read off the agent's
-/// monotonic clock now.
-fn lease_fields(clock: &TokioClock, from: Option<Duration>, until: Option<Duration>) -> Value {
+/// The bugs named by `--plant-bug`.
+fn planted(names: &[String]) -> Result<BugKnobs, String> {
+    let bugs = names
+        .iter()
+        .map(|n| {
+            Bug::ALL
+                .into_iter()
+                .find(|b| b.name() == n)
+                .ok_or_else(|| format!("unknown bug {n:?}"))
+        })
+        .collect::<Result<Vec<Bug>, String>>()?;
+    Ok(BugKnobs::from(bugs))
+}
+
+/// A lease's start and end as Unix microseconds and as readings of the agent's monotonic
+/// clock, and the time left, read off that clock now.
+fn lease_fields(clock: &dyn Clock, from: Option<Duration>, until: Option<Duration>) -> Value {
     let (now, wall) = (clock.now(), SystemTime::now());
     let at = |t: Duration| {
         if t >= now {
@@ -199,11 +234,13 @@ fn lease_fields(clock: &TokioClock, from: Option<Duration>, until: Option<Durati
         "lease_remaining_ms": until.map(|u| u.saturating_sub(now).as_millis() as u64),
         "lease_from_unix_us": from.map(at),
         "lease_until_unix_us": until.map(at),
+        "from_local_ns": from.map(|t| t.as_nanos() as u64),
+        "until_local_ns": until.map(|t| t.as_nanos() as u64),
     })
 }
 
 /// The JSON line of a notice (`None` for those the agent does not print).
-fn notice_line(node: &str, clock: &TokioClock, n: Notice) -> Option<Value> {
+fn notice_line(node: &str, clock: &dyn Clock, n: Notice) -> Option<Value> {
     Some(match n {
         Notice::Leader {
             leader,
@@ -221,7 +258,7 @@ fn notice_line(node: &str, clock: &TokioClock, n: Notice) -> Option<Value> {
             v
         }
         Notice::ClaimEnded { at } => {
-            let mut v = json!({"event": "lease_released", "node": node, "is_leader": false});
+            let mut v = json!({"event": "lease_released", "node": node, "is_leader": false, "at_local_ns": at.as_nanos() as u64});
             merge(&mut v, lease_fields(clock, None, Some(at)));
             v
         }
@@ -244,7 +281,14 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
 
-    let cfg = membership_cfg(&args);
+    let mut cfg = membership_cfg(&args);
+    match planted(&args.plant_bug) {
+        Ok(k) => cfg.bug_knobs = k,
+        Err(e) => {
+            eprintln!("error: --plant-bug: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let net = match NatsNetwork::connect(&nats_options(&args)).await {
         Ok(n) => n,
         Err(e) => {
@@ -259,7 +303,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let clock = TokioClock::new();
+    let node = args.id.clone();
+    let clock = match start_clock(&node, args.test_clock.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let ping_net = net.clone();
     let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {
         Ok(a) => a,
@@ -281,11 +332,10 @@ async fn main() -> ExitCode {
         args.id.clone(),
         book,
     ));
-    let node = args.id.clone();
     let runner = tokio::spawn(agent.run());
     emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
     let print = |n: Notice| {
-        if let Some(v) = notice_line(&node, &clock, n) {
+        if let Some(v) = notice_line(&node, clock.as_ref(), n) {
             emit(v);
         }
     };
@@ -323,6 +373,47 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The agent's clock: production's, or (test only) the one `leasehold-sim real` drives. Prints
+/// the `clock` lines that map it to the host's `CLOCK_MONOTONIC`.
+fn start_clock(node: &str, test: Option<PathBuf>) -> Result<Arc<dyn Clock>, String> {
+    match test {
+        None => {
+            let c = TokioClock::new();
+            #[cfg(target_os = "linux")]
+            clock_line(node, test_clock::true_ns(), c.now().as_nanos(), 0, 0);
+            Ok(Arc::new(c))
+        }
+        #[cfg(target_os = "linux")]
+        Some(file) => {
+            let (c, first) = test_clock::TestClock::new(file);
+            for s in first {
+                clock_line(node, s.true0, s.local0, s.ppm, s.wall_offset);
+            }
+            let (poller, node) = (c.clone(), node.to_string());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    for s in poller.poll() {
+                        clock_line(&node, s.true0, s.local0, s.ppm, s.wall_offset);
+                    }
+                }
+            });
+            Ok(Arc::new(c))
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err("--test-clock needs Linux".into()),
+    }
+}
+
+/// A `clock` line: from true time `true_ns` (the host's `CLOCK_MONOTONIC`) on, the agent's
+/// clock reads `local_ns` and runs `ppm` fast, its wall clock offset by `wall_offset_ns`.
+fn clock_line(node: &str, true_ns: u128, local_ns: u128, ppm: i64, wall_offset_ns: i128) {
+    emit(
+        json!({"event": "clock", "node": node, "true_ns": true_ns as u64, "local_ns": local_ns as u64,
+                "ppm": ppm, "wall_offset_ns": wall_offset_ns as i64}),
+    );
 }
 
 fn merge(v: &mut Value, extra: Value) {

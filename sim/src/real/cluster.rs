@@ -1,0 +1,359 @@
+//! A real cluster on this machine, loopback only: per node one nats-server (clustered with
+//! routes that all run through the runner's proxies) and one unchanged `leasehold-agent`, a
+//! state file and a clock control file in a temporary directory. Everything is killed and the
+//! directory removed when the cluster is dropped, whatever ended the run.
+
+use super::procs::{self, Lines, Proc, Sig};
+use super::proxy;
+use crate::scenario::Scenario;
+use leasehold::{Algorithm, Bug, MembershipCfg};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a stopped agent has to release its lease before its node goes down (as in the
+/// simulator).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// One node's processes and files.
+struct Node {
+    id: String,
+    cfg: MembershipCfg,
+    client_port: u16,
+    monitor_port: u16,
+    server: Option<Proc>,
+    agent: Option<Proc>,
+    inc: u64,
+    ppm: i64,
+    wall_offset_ns: i128,
+    /// Every distinct content the state file had, in order (what a rollback restores).
+    saves: Vec<Vec<u8>>,
+}
+
+/// The cluster of one real run.
+pub struct Cluster {
+    dir: PathBuf,
+    nats: PathBuf,
+    agent: PathBuf,
+    nodes: Vec<Node>,
+    /// The network between the servers.
+    pub net: proxy::Shared,
+    /// Every line the agents printed.
+    pub lines: Lines,
+}
+
+impl Cluster {
+    /// Creates the directory, ports, proxies and server configurations of `scn` (nothing runs
+    /// yet); `seed` draws the proxies' latencies.
+    pub fn new(scn: &Scenario, seed: u64, nats: PathBuf, agent: PathBuf) -> Result<Self, String> {
+        let nodes = scn.sim_nodes();
+        let n = nodes.len();
+        let dir = std::env::temp_dir().join(format!("leasehold-real-{}-{seed}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut c = Cluster {
+            dir,
+            nats,
+            agent,
+            nodes: Vec::new(),
+            net: proxy::Shared::new(scn.network.latency, scn.network.loss, seed),
+            lines: Default::default(),
+        };
+        // Ports: client, cluster and monitor per node, and one nobody listens on (every
+        // server advertises it, so a route learnt by gossip never bypasses the proxies).
+        let ports = procs::free_ports(3 * n + 1)?;
+        let blackhole = ports[3 * n];
+        let mut routes: Vec<Vec<u16>> = vec![Vec::new(); n];
+        for (i, r) in routes.iter_mut().enumerate() {
+            for j in (0..n).filter(|j| *j != i) {
+                let l = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no port for a proxy: {e}"))?;
+                r.push(l.local_addr().map_err(|e| e.to_string())?.port());
+                proxy::serve(l, i, j, ports[3 * j + 1], c.net.clone());
+            }
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            let conf = format!(
+                "server_name: \"{id}\"\nlisten: \"127.0.0.1:{client}\"\nhttp: \"127.0.0.1:{mon}\"\nping_interval: \"1s\"\nping_max: 3\n\
+                 cluster {{\n  name: \"leasehold\"\n  listen: \"127.0.0.1:{cluster}\"\n  advertise: \"127.0.0.1:{blackhole}\"\n  no_advertise: true\n  routes: [{routes}]\n}}\n",
+                id = node.id,
+                client = ports[3 * i],
+                cluster = ports[3 * i + 1],
+                mon = ports[3 * i + 2],
+                routes = routes[i]
+                    .iter()
+                    .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let path = c.dir.join(format!("{}.conf", node.id));
+            std::fs::write(&path, conf).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let mut cfg = scn.node_cfg(i);
+            cfg.id = node.id.clone();
+            cfg.my_rank = node.rank;
+            c.nodes.push(Node {
+                id: node.id.clone(),
+                cfg,
+                client_port: ports[3 * i],
+                monitor_port: ports[3 * i + 2],
+                server: None,
+                agent: None,
+                inc: 0,
+                ppm: 0,
+                wall_offset_ns: 0,
+                saves: Vec::new(),
+            });
+        }
+        Ok(c)
+    }
+
+    fn file(&self, i: usize, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", self.nodes[i].id))
+    }
+
+    /// Starts every server and waits until each has a route to every other.
+    pub fn start_servers(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            self.start_server(i)?;
+        }
+        let n = self.nodes.len();
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        for node in &self.nodes {
+            while routes_of(node.monitor_port) < n - 1 {
+                if std::time::Instant::now() > end {
+                    return Err(format!(
+                        "nats-server {} has {} of {} routes after 15 s (see {})",
+                        node.id,
+                        routes_of(node.monitor_port),
+                        n - 1,
+                        self.dir.display()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    fn start_server(&mut self, i: usize) -> Result<(), String> {
+        let (conf, log) = (self.file(i, "conf"), self.file(i, "nats.log"));
+        let p = procs::start_server(&self.nats, &conf, &log)?;
+        self.nodes[i].server = Some(p);
+        if !procs::wait_for_port(self.nodes[i].client_port, Duration::from_secs(10)) {
+            return Err(format!(
+                "nats-server {} did not listen on 127.0.0.1:{} (log: {})",
+                self.nodes[i].id,
+                self.nodes[i].client_port,
+                log.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets node `i`'s initial clock: rate error and wall offset.
+    pub fn set_clock(&mut self, i: usize, ppm: i64, wall_offset_ns: i128) {
+        self.nodes[i].ppm = ppm;
+        self.nodes[i].wall_offset_ns = wall_offset_ns;
+    }
+
+    /// Starts node `i`'s agent (a new incarnation); `new_cluster` only for the first start.
+    pub fn start_agent(&mut self, i: usize, new_cluster: bool) -> Result<(), String> {
+        let clock = self.file(i, "clock");
+        let node = &self.nodes[i];
+        // A new process reads its clock from the start of a fresh file.
+        std::fs::write(&clock, format!("ppm {}\nwall {}\n", node.ppm, node.wall_offset_ns))
+            .map_err(|e| format!("cannot write {}: {e}", clock.display()))?;
+        let args = agent_args(node, &self.file(i, "state.json"), &clock, new_cluster);
+        let inc = node.inc + 1;
+        let p = procs::start_agent(&self.agent, &args, i, inc, &self.lines)?;
+        let node = &mut self.nodes[i];
+        node.agent = Some(p);
+        node.inc = inc;
+        Ok(())
+    }
+
+    /// Whether node `i`'s processes run.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].server.is_some()
+    }
+
+    /// Kills node `i`: agent and server, at once (memory lost; its state file stays).
+    pub fn kill(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.agent = None;
+        node.server = None;
+    }
+
+    /// Starts a down node again: its server, then a new incarnation of its agent.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.start_server(i)?;
+        self.start_agent(i, false)
+    }
+
+    /// Stops node `i`'s agent gracefully (SIGTERM: a leader releases its lease), then takes
+    /// the node down.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(a) = self.nodes[i].agent.as_mut() {
+            a.signal(Sig::Term);
+            a.wait_for(STOP_GRACE);
+        }
+        self.kill(i);
+    }
+
+    /// Pauses (`true`) or continues node `i`'s processes; its clocks keep running.
+    pub fn pause(&mut self, i: usize, pause: bool) {
+        let sig = if pause { Sig::Stop } else { Sig::Cont };
+        let node = &self.nodes[i];
+        for p in [&node.agent, &node.server].into_iter().flatten() {
+            p.signal(sig);
+        }
+    }
+
+    /// Appends a change to node `i`'s clock control file (the agent applies it within 10 ms
+    /// and says exactly when).
+    fn clock_change(&mut self, i: usize, line: String) {
+        use std::io::Write;
+        let path = self.file(i, "clock");
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    /// Sets node `i`'s clock rate error.
+    pub fn drift(&mut self, i: usize, ppm: i64) {
+        self.nodes[i].ppm = ppm;
+        self.clock_change(i, format!("ppm {ppm}\n"));
+    }
+
+    /// Steps node `i`'s wall clock.
+    pub fn step_wall(&mut self, i: usize, by_ns: i128) {
+        self.nodes[i].wall_offset_ns += by_ns;
+        let w = self.nodes[i].wall_offset_ns;
+        self.clock_change(i, format!("wall {w}\n"));
+    }
+
+    /// Records the state files' contents that changed since last time.
+    pub fn watch_state(&mut self) {
+        for i in 0..self.nodes.len() {
+            if let Ok(bytes) = std::fs::read(self.file(i, "state.json")) {
+                if self.nodes[i].saves.last() != Some(&bytes) {
+                    self.nodes[i].saves.push(bytes);
+                }
+            }
+        }
+    }
+
+    /// How many distinct saves of node `i`'s state were seen.
+    pub fn saves(&self, i: usize) -> usize {
+        self.nodes[i].saves.len()
+    }
+
+    /// Deletes node `i`'s state file.
+    pub fn wipe(&mut self, i: usize) {
+        let _ = std::fs::remove_file(self.file(i, "state.json"));
+    }
+
+    /// Restores node `i`'s state file to save number `to` (deleted if there is none).
+    pub fn rollback(&mut self, i: usize, to: usize) {
+        match self.nodes[i].saves.get(to).cloned() {
+            Some(bytes) => {
+                let _ = std::fs::write(self.file(i, "state.json"), bytes);
+            }
+            None => self.wipe(i),
+        }
+    }
+
+    /// Publishes `payload` on `subject` through node `from`'s server as a stranger would
+    /// (a raw NATS client); whether it was sent.
+    pub fn inject(&self, from: usize, subject: &str, reply: Option<&str>, payload: &[u8]) -> bool {
+        use std::io::Write;
+        let Some(node) = self.nodes.get(from).filter(|n| n.server.is_some()) else {
+            return false;
+        };
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", node.client_port)) else {
+            return false;
+        };
+        let head = match reply {
+            Some(r) => format!("PUB {subject} {r} {}\r\n", payload.len()),
+            None => format!("PUB {subject} {}\r\n", payload.len()),
+        };
+        let mut msg = b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n".to_vec();
+        msg.extend_from_slice(head.as_bytes());
+        msg.extend_from_slice(payload);
+        msg.extend_from_slice(b"\r\nPING\r\n");
+        let sent = s.write_all(&msg).is_ok();
+        // Wait for the server's answer to PING, so the message is in before we hang up.
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 512];
+        let _ = std::io::Read::read(&mut s, &mut buf);
+        sent
+    }
+
+    /// The run directory (server logs and configurations live there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.net.close();
+        for node in &mut self.nodes {
+            node.agent = None;
+            node.server = None;
+        }
+        if std::env::var_os("LEASEHOLD_REAL_KEEP").is_some() {
+            eprintln!("kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The unchanged agent's command line for `node`.
+fn agent_args(node: &Node, state: &Path, clock: &Path, new_cluster: bool) -> Vec<String> {
+    let cfg = &node.cfg;
+    let d = |d: Duration| format!("{}ms", d.as_millis());
+    let mut a = vec![
+        format!("--nats=nats://127.0.0.1:{}", node.client_port),
+        format!("--id={}", node.id),
+        format!("--rank={}", cfg.my_rank),
+        format!("--algorithm={}", cfg.algorithm),
+        format!("--beat={}", d(cfg.beat)),
+        format!("--lease={}", d(cfg.lease_time)),
+        format!("--max-clock-skew={}", d(cfg.max_clock_skew)),
+        format!("--max-drift-ppm={}", cfg.max_drift_ppm),
+        format!("--prefix={}", cfg.sys_member_prefix),
+        format!("--state={}", state.display()),
+        format!("--test-clock={}", clock.display()),
+        format!(
+            "--initial-cluster-state={}",
+            if new_cluster { "new" } else { "existing" }
+        ),
+    ];
+    if cfg.algorithm == Algorithm::Lease || cfg.cluster_size > 0 {
+        a.push(format!("--cluster-size={}", cfg.cluster_size));
+    }
+    for b in Bug::ALL.into_iter().filter(|b| cfg.bug_knobs.has(*b)) {
+        a.push(format!("--plant-bug={}", b.name()));
+    }
+    a
+}
+
+/// How many routes the server with this monitoring port has (0 if it does not answer).
+fn routes_of(monitor_port: u16) -> usize {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", monitor_port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /routez HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return 0;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.split("\"num_routes\":")
+        .nth(1)
+        .and_then(|r| r.trim_start().split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,202 @@
+//! The processes of a real run: one nats-server and one unchanged `leasehold-agent` per node,
+//! started, signalled and always reaped. Every line an agent prints is stamped with the
+//! host's `CLOCK_MONOTONIC` (true time) as it arrives.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The host's `CLOCK_MONOTONIC` in ns: true time for the runner and every agent.
+pub fn true_ns() -> u128 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+}
+
+/// One line an agent printed: which node and incarnation, when it arrived (true ns), and
+/// whether it came on stdout (events) or stderr (logs).
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Node index.
+    pub node: usize,
+    /// Incarnation (1 for the first start).
+    pub inc: u64,
+    /// Arrival, true ns.
+    pub at: u128,
+    /// From stdout (a JSON event) rather than stderr (a log line).
+    pub event: bool,
+    /// The text.
+    pub text: String,
+}
+
+/// Every line of every agent, in arrival order.
+pub type Lines = Arc<Mutex<Vec<Line>>>;
+
+/// A signal the runner sends.
+#[derive(Debug, Clone, Copy)]
+pub enum Sig {
+    /// SIGKILL.
+    Kill,
+    /// SIGTERM.
+    Term,
+    /// SIGSTOP.
+    Stop,
+    /// SIGCONT.
+    Cont,
+}
+
+/// A started child, killed and reaped when dropped.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Sends `sig`.
+    pub fn signal(&self, sig: Sig) {
+        use rustix::process::{kill_process, Pid, Signal};
+        let s = match sig {
+            Sig::Kill => Signal::KILL,
+            Sig::Term => Signal::TERM,
+            Sig::Stop => Signal::STOP,
+            Sig::Cont => Signal::CONT,
+        };
+        if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
+            let _ = kill_process(pid, s);
+        }
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `grace` for it to exit.
+    pub fn wait_for(&mut self, grace: Duration) -> bool {
+        let end = Instant::now() + grace;
+        while Instant::now() < end {
+            if self.exited() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.exited()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A stopped process must be continued to die of anything but SIGKILL; SIGKILL works
+        // on it regardless, and reaping leaves no zombie.
+        self.signal(Sig::Kill);
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the nats-server binary is: `NATS_SERVER_BIN`, the `PATH`, or Debian's /usr/sbin.
+pub fn nats_server_bin() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("nats-server"))
+        .chain([PathBuf::from("/usr/sbin/nats-server")])
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "nats-server not found (on PATH, at /usr/sbin/nats-server or in NATS_SERVER_BIN): install it, \
+             e.g. `apt-get install nats-server` (ci/test.sh does)"
+                .into()
+        })
+}
+
+/// Where the agent binary is: `--agent`, else `leasehold-agent` beside this program.
+pub fn agent_bin(given: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = given {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("no agent binary at {}", p.display()))
+        };
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("leasehold-agent")))
+        .filter(|p| p.is_file());
+    beside.ok_or_else(|| {
+        "no leasehold-agent beside leasehold-sim: build it with \
+         `cargo build --release --features nats --bin leasehold-agent` or pass --agent PATH"
+            .into()
+    })
+}
+
+/// Starts nats-server with `config`, its output in `log`.
+pub fn start_server(bin: &Path, config: &Path, log: &Path) -> Result<Proc, String> {
+    let out = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    Ok(Proc { child })
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Starts an agent with `args`; its stdout and stderr lines go to `lines`.
+pub fn start_agent(bin: &Path, args: &[String], node: usize, inc: u64, lines: &Lines) -> Result<Proc, String> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    if let Some(out) = child.stdout.take() {
+        collect(out, node, inc, true, lines.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        collect(err, node, inc, false, lines.clone());
+    }
+    Ok(Proc { child })
+}
+
+fn collect(from: impl std::io::Read + Send + 'static, node: usize, inc: u64, event: bool, lines: Lines) {
+    std::thread::spawn(move || {
+        for text in BufReader::new(from).lines().map_while(Result::ok) {
+            let line = Line {
+                node,
+                inc,
+                at: true_ns(),
+                event,
+                text,
+            };
+            lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+}
+
+/// `n` free loopback ports (bound and released at once; good enough on a quiet host).
+pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free port: {e}")))
+        .collect::<Result<_, _>>()?;
+    ls.iter()
+        .map(|l| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string()))
+        .collect()
+}

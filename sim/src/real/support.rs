@@ -1,0 +1,54 @@
+//! What real mode can do: a scenario that uses anything else is skipped with its reason,
+//! never passed.
+
+use crate::scenario::{Scenario, Step};
+use leasehold::Bug;
+
+/// Most nodes a real run starts (two processes and a clock file each).
+pub const MAX_REAL_NODES: usize = 9;
+
+/// Why `scn` cannot run against real processes, if it cannot.
+pub fn unsupported(scn: &Scenario) -> Option<String> {
+    let n = scn.sim_nodes().len();
+    if n > MAX_REAL_NODES {
+        return Some(format!("{n} nodes: real mode starts at most {MAX_REAL_NODES}"));
+    }
+    if scn.router.is_some() {
+        return Some("router clients run only in the simulator".into());
+    }
+    let f = &scn.faults;
+    let net = &scn.network;
+    let reasons = [
+        (f.suspend.is_some(), "`suspend` would suspend this machine"),
+        (
+            f.replay.is_some(),
+            "`replay` needs a NATS client's reconnect buffer, which the runner cannot flush",
+        ),
+        (
+            f.slow_consumer.is_some(),
+            "`slow_consumer` needs a server to drop a subscriber's messages on demand",
+        ),
+        (
+            net.duplicate > 0.0,
+            "`duplicate`: real routes are TCP and never duplicate",
+        ),
+        (net.reorder, "`reorder`: real routes are TCP and keep order"),
+        (
+            (0..n).any(|i| scn.node_cfg(i).bug_knobs.has(Bug::SuspendBlindClock)),
+            "the `suspend_blind_clock` bug needs a suspended host",
+        ),
+    ];
+    if let Some((_, why)) = reasons.iter().find(|(used, _)| *used) {
+        return Some((*why).into());
+    }
+    scn.at.iter().find_map(|a| match &a.step {
+        Step::Suspend(_) | Step::Wake(_) => Some("`suspend` would suspend this machine".into()),
+        Step::Replay(_) => {
+            Some("`replay` needs a NATS client's reconnect buffer, which the runner cannot flush".into())
+        }
+        Step::SlowConsumer(_) | Step::FastConsumer(_) => {
+            Some("`slow_consumer` needs a server to drop a subscriber's messages on demand".into())
+        }
+        _ => None,
+    })
+}

@@ -1,0 +1,190 @@
+//! `leasehold-sim real`: scenario files against real processes, the simulated figures of the
+//! same seeds beside.
+
+use crate::{load_all, SeedChoice};
+use leasehold_sim::real::{handle_interrupts, run_real, unsupported, RealOpts, RealRun};
+use leasehold_sim::report::RunReport;
+use leasehold_sim::sweep::{sweep, sweep_with, Summary};
+use leasehold_sim::{Violation, ViolationKind};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// One scenario's outcome: skipped with a reason, or both summaries.
+enum Row {
+    Skipped { name: String, source: String, why: String },
+    Ran { real: Box<Summary>, sim: Box<Summary> },
+}
+
+pub(crate) fn cmd_real(
+    paths: &[PathBuf],
+    seeds: &SeedChoice,
+    json: bool,
+    out: Option<&Path>,
+    agent: Option<PathBuf>,
+) -> ExitCode {
+    let scns = match load_all(paths, None) {
+        Ok(s) if s.is_empty() => {
+            eprintln!("error: no scenario files found");
+            return ExitCode::from(2);
+        }
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    handle_interrupts();
+    let opts = RealOpts { agent };
+    let mut rows = Vec::new();
+    let mut broken: Option<String> = None;
+    for (src, scn) in &scns {
+        if let Some(why) = unsupported(scn) {
+            rows.push(Row::Skipped {
+                name: scn.name.clone(),
+                source: src.clone(),
+                why,
+            });
+            continue;
+        }
+        let list = seeds.list(scn);
+        let stem = Path::new(src)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let real = sweep_with(
+            scn,
+            src,
+            &list,
+            |seed| {
+                if broken.is_some() {
+                    return not_run(scn, seed, "an earlier run could not be made");
+                }
+                eprintln!("{}: seed {seed} for real ({:?})...", scn.name, scn.duration.0);
+                match run_real(scn, seed, src, &opts) {
+                    Ok(run) => {
+                        report_run(&run, &stem, out);
+                        run.report
+                    }
+                    Err(e) => {
+                        broken = Some(format!("{src} seed {seed}: {e}"));
+                        not_run(scn, seed, &e)
+                    }
+                }
+            },
+            |_| {},
+        );
+        let sim = sweep(scn, src, &list, |_| {});
+        rows.push(Row::Ran {
+            real: Box::new(real),
+            sim: Box::new(sim),
+        });
+        if broken.is_some() {
+            break;
+        }
+    }
+    if json {
+        for r in &rows {
+            let v = match r {
+                Row::Skipped { name, source, why } => json!({"name": name, "source": source, "skipped": why}),
+                Row::Ran { real, sim } => {
+                    json!({"name": real.name, "source": real.source, "real": real.json(), "sim": sim.json()})
+                }
+            };
+            println!("{v}");
+        }
+    } else {
+        print_table(&rows);
+    }
+    if let Some(e) = broken {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    let failed = rows.iter().any(|r| matches!(r, Row::Ran { real, .. } if !real.met));
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The report of a seed that could not be run (it counts as a failure, never as a pass).
+fn not_run(scn: &leasehold_sim::Scenario, seed: u64, why: &str) -> RunReport {
+    RunReport {
+        scenario: scn.name.clone(),
+        seed,
+        replay: String::new(),
+        nodes: Vec::new(),
+        plan: leasehold_sim::nemesis::plan(scn, seed),
+        applied: Vec::new(),
+        trace: Default::default(),
+        claims: Vec::new(),
+        violations: vec![Violation {
+            kind: ViolationKind::Panic,
+            at: 0,
+            claims: Vec::new(),
+            detail: format!("not run: {why}"),
+        }],
+        figures: Default::default(),
+        router: None,
+    }
+}
+
+/// Prints a failing run's report with the agents' logs around it, and writes pictures.
+fn report_run(run: &RealRun, stem: &str, out: Option<&Path>) {
+    let r = &run.report;
+    if let Some(v) = r.violations.first() {
+        eprintln!("\n{}", r.describe());
+        let logs = run.logs_around(v.at);
+        if !logs.is_empty() {
+            eprintln!("  agent logs around it:");
+            for l in logs {
+                eprintln!("    {l}");
+            }
+        }
+    }
+    if let Some(dir) = out {
+        if let Err(e) = leasehold_sim::render::write_outputs(r, &format!("{stem}-real"), dir) {
+            eprintln!("error: writing to {}: {e}", dir.display());
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>11} {:>8}  result",
+        "scenario (real/sim)", "seeds", "viol", "changes", "fo-p50", "fo-p99", "no-leader", "claims", "wall"
+    );
+    for r in rows {
+        match r {
+            Row::Skipped { name, why, .. } => {
+                println!("{:<44} skipped: {why}", name.chars().take(44).collect::<String>())
+            }
+            Row::Ran { real, sim } => {
+                let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
+                let pair = |a: String, b: String| format!("{a}/{b}");
+                println!(
+                    "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>11} {:>7.0}s  {}",
+                    real.name.chars().take(44).collect::<String>(),
+                    pair(real.seeds.to_string(), sim.seeds.to_string()),
+                    pair(real.violations.to_string(), sim.violations.to_string()),
+                    pair(real.leader_changes.to_string(), sim.leader_changes.to_string()),
+                    pair(ms(real.failover_percentile(50.0)), ms(sim.failover_percentile(50.0))),
+                    pair(ms(real.failover_percentile(99.0)), ms(sim.failover_percentile(99.0))),
+                    pair(
+                        format!("{:.1}s", real.no_leader.as_secs_f64()),
+                        format!("{:.1}s", sim.no_leader.as_secs_f64())
+                    ),
+                    pair(real.claims.to_string(), sim.claims.to_string()),
+                    real.wall_time.as_secs_f64(),
+                    match (real.met, real.expected_violation) {
+                        (true, true) => "ok (violation caught, as expected)",
+                        (true, false) => "ok",
+                        (false, true) => "FAIL (expected violation not found)",
+                        (false, false) => "FAIL",
+                    }
+                );
+            }
+        }
+    }
+}
