@@ -56,6 +56,9 @@ pub struct Stats {
     pub notices_dropped: u64,
     /// Well-formed messages dropped because a value was out of its documented range.
     pub out_of_range: u64,
+    /// Messages dropped because they were not sealed with a cluster key this agent has
+    /// (unsealed, unknown key, or a bad MAC); only with [`Membership::with_cluster_keys`](crate::Membership::with_cluster_keys).
+    pub unauthenticated: u64,
 }
 
 #[derive(Debug, Default)]

@@ -37,6 +37,7 @@
 //! # fn main() {}
 //! ```
 
+mod auth;
 mod clock;
 mod config;
 pub mod election;
@@ -59,6 +60,7 @@ pub mod transport {
     pub use crate::network::{check_publish, validate_subject, Delivery, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
 }
 
+pub use auth::{AuthError, ClusterKeys};
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{timeout, BoxFuture, Clock};

@@ -3,6 +3,7 @@
 //! until the machine's next timer or the next message, feeds it, and carries out what it
 //! returns, in order.
 
+use crate::auth::ClusterKeys;
 use crate::clock::Clock;
 use crate::config::{Algorithm, ClusterState, ConfigError, MembershipCfg};
 use crate::election::{AllcallElection, LeaseElection, Notice, Output, Publish};
@@ -50,6 +51,7 @@ pub struct Membership<C, N, S> {
     shared: Arc<Shared>,
     stop_rx: Option<oneshot::Receiver<()>>,
     observer: Option<Observer>,
+    keys: Option<ClusterKeys>,
 }
 
 /// A function that sees every notice, synchronously and in order, with the agent's monotonic
@@ -80,6 +82,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             shared,
             stop_rx: Some(rx),
             observer: None,
+            keys: None,
         })
     }
 
@@ -95,6 +98,16 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
     /// `observe` runs inside the agent's loop, so it must be quick and must not block.
     pub fn with_observer(mut self, observe: Observer) -> Self {
         self.observer = Some(observe);
+        self
+    }
+
+    /// Authenticates every election message with `keys` (see [`ClusterKeys`]): what this
+    /// agent publishes is sealed with the first key, and what it receives must be sealed
+    /// with one of them, or it is counted ([`Stats::unauthenticated`](crate::Stats)) and
+    /// dropped. Every agent of a cluster needs the keys; an agent without them hears nothing
+    /// from one with them.
+    pub fn with_cluster_keys(mut self, keys: ClusterKeys) -> Self {
+        self.keys = Some(keys);
         self
     }
 
@@ -238,10 +251,20 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
 
     /// Feeds one message to the machine; a malformed or out-of-range one is counted and
     /// dropped.
-    fn input<M: Machine>(&self, sm: &mut M, now: Duration, subjects: &Subjects, msg: Message) -> Vec<Output> {
+    fn input<M: Machine>(&self, sm: &mut M, now: Duration, subjects: &Subjects, mut msg: Message) -> Vec<Output> {
         let Some(topic) = subjects.topic(&msg.subject) else {
             return Vec::new();
         };
+        if let Some(keys) = &self.keys {
+            match keys.open(&msg.subject, &msg.payload) {
+                Ok(body) => msg.payload = body,
+                Err(e) => {
+                    self.shared.count(|s| s.unauthenticated += 1);
+                    debug!(?topic, error = %e, "dropped an unauthenticated message");
+                    return Vec::new();
+                }
+            }
+        }
         let rejected = sm.rejected();
         let out = sm
             .on_message(now, topic, msg, self.cfg.max_message)
@@ -300,6 +323,10 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             Publish::Report(_, list) => encode(list),
         };
         let (subject, reply) = subjects.route(&p);
+        let payload = match &self.keys {
+            Some(keys) => keys.seal(subject, &payload),
+            None => payload,
+        };
         if let Err(e) = self.net.publish(subject, reply, payload).await {
             self.shared.count(|s| s.publish_errors += 1);
             debug!(subject, error = %e, "publish failed");

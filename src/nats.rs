@@ -36,7 +36,17 @@ pub struct NatsOptions {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// Connection name shown by the server.
     pub name: Option<String>,
+    /// How long the first connection may take before [`NatsNetwork::connect`] gives up with
+    /// an error naming the URL (default 10 s, `DEFAULT_CONNECT_TIMEOUT`). Once connected, the connection is re-made
+    /// forever.
+    pub connect_timeout: Option<Duration>,
+    /// Prefix of this connection's reply inboxes (default `_INBOX`), so that a server's
+    /// permissions can give each agent its own (see `deploy/nats-server-auth.conf`).
+    pub inbox_prefix: Option<String>,
 }
+
+/// The first connection's default time limit.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to one NATS server.
 #[derive(Clone)]
@@ -55,16 +65,48 @@ impl std::fmt::Debug for NatsNetwork {
 }
 
 impl NatsNetwork {
-    /// Connects, retrying in the background if the server is not up yet, and reconnecting
-    /// forever (to that server only) when the connection drops.
+    /// Connects, trying again until [`NatsOptions::connect_timeout`] if the server is not up
+    /// yet, then reconnecting forever (to that server only) when the connection drops. An
+    /// unreachable server, a refused login or a TLS failure is an error that names the URL.
     pub async fn connect(opts: &NatsOptions) -> Result<NatsNetwork, NetError> {
         let connected = Arc::new(AtomicBool::new(false));
         let disconnects = Arc::new(AtomicU64::new(0));
+        let deadline = tokio::time::Instant::now() + opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let mut last = String::from("no answer");
+        let client = loop {
+            let o = Self::options(opts, &connected, &disconnects).await?;
+            match tokio::time::timeout_at(deadline, o.connect(opts.url.as_str())).await {
+                Ok(Ok(client)) => break client,
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => {}
+            }
+            if tokio::time::Instant::now() + Duration::from_millis(200) >= deadline {
+                let within = opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+                return Err(NetError::Unreachable(format!(
+                    "cannot connect to {} within {within:?}: {last}",
+                    opts.url
+                )));
+            }
+            tracing::debug!(url = %opts.url, error = %last, "NATS not reachable yet; trying again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        Ok(NatsNetwork {
+            client,
+            connected,
+            disconnects,
+        })
+    }
+
+    /// The client options for `opts`, reporting connection events into the two counters.
+    async fn options(
+        opts: &NatsOptions,
+        connected: &Arc<AtomicBool>,
+        disconnects: &Arc<AtomicU64>,
+    ) -> Result<async_nats::ConnectOptions, NetError> {
         let (c, d) = (connected.clone(), disconnects.clone());
         let mut o = async_nats::ConnectOptions::new()
             .ignore_discovered_servers()
             .retain_servers_order()
-            .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
             .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
@@ -109,15 +151,10 @@ impl NatsNetwork {
         if let Some(n) = &opts.name {
             o = o.name(n.clone());
         }
-        let client = o
-            .connect(opts.url.as_str())
-            .await
-            .map_err(|e| NetError::Disconnected(e.to_string()))?;
-        Ok(NatsNetwork {
-            client,
-            connected,
-            disconnects,
-        })
+        if let Some(p) = &opts.inbox_prefix {
+            o = o.custom_inbox_prefix(p.clone());
+        }
+        Ok(o)
     }
 
     /// Whether the connection is up now.

@@ -44,6 +44,10 @@ pub enum NetError {
     /// The network was shut down for good.
     #[error("network closed")]
     Closed,
+    /// The first connection could not be made in time (the message names the server and the
+    /// last reason: refused, unreachable, login or TLS failure).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// A NATS-shaped message network.

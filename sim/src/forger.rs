@@ -202,3 +202,36 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
         ),
     }
 }
+
+/// Forged message number `pick`, dressed up as authenticated for a cluster that seals its
+/// messages, by a stranger without the key: left bare, sealed under the cluster's own key ID
+/// with a made-up MAC, or sealed under a key ID nobody has. Returns the payload and what it is.
+pub fn counterfeit(pick: u64, subject: &str, payload: Bytes) -> (Bytes, &'static str) {
+    let made_up = |id: &str| {
+        leasehold::ClusterKeys::parse(&format!("{id}:{:032x}", u128::from(pick) * 0x9e37_79b9_7f4a_7c15))
+            .map(|k| k.seal(subject, &payload))
+            .unwrap_or_else(|_| payload.clone())
+    };
+    match (pick / KINDS) % 3 {
+        0 => (payload.clone(), "unsealed"),
+        1 => (made_up(SIM_KEY_ID), "sealed with a guessed key"),
+        _ => (made_up("stolen"), "sealed under an unknown key id"),
+    }
+}
+
+/// The key ID of the simulated clusters' key (a forger knows it: key IDs travel in clear).
+pub const SIM_KEY_ID: &str = "sim";
+
+/// The cluster key file of a run with `authenticate = true` (one `key-id:hex-secret` line),
+/// drawn from the run's seed.
+pub fn sim_key_file(seed: u64) -> String {
+    let a = crate::world::mix(seed, 0xa7, 1);
+    let b = crate::world::mix(seed, 0xa7, 2);
+    format!("{SIM_KEY_ID}:{a:016x}{b:016x}\n")
+}
+
+/// The cluster key of a run with `authenticate = true`.
+pub fn sim_keys(seed: u64) -> leasehold::ClusterKeys {
+    leasehold::ClusterKeys::parse(&sim_key_file(seed))
+        .unwrap_or_else(|e| unreachable!("a well-formed simulated key: {e}"))
+}

@@ -17,6 +17,7 @@ pub mod disk;
 pub mod fabric;
 pub mod faults;
 pub mod forger;
+pub mod impostor;
 pub mod nemesis;
 pub mod oracle;
 pub mod real;

@@ -101,7 +101,16 @@ fn build_world(scn: &Scenario, seed: u64, p: &Plan, start: madsim::time::Instant
         .map(|c| Arc::new(Mutex::new(c)))
         .collect();
     let net = &scn.network;
-    let fabric = Fabric::new(n + m, net.latency, net.loss, net.reorder, mix(seed, 0xfab, 0), start);
+    // An impostor has a server of its own, after the nodes and the router clients.
+    let strangers = usize::from(scn.faults.impostor.is_some());
+    let fabric = Fabric::new(
+        n + m + strangers,
+        net.latency,
+        net.loss,
+        net.reorder,
+        mix(seed, 0xfab, 0),
+        start,
+    );
     fabric.set_duplicate(net.duplicate);
     if scn.faults.replay.is_some()
         || scn
@@ -185,6 +194,19 @@ fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
             .name(format!("c{k}"))
             .ip(ip(1, k))
             .init(move || w2.clone().client_main(k, dc.clone()))
+            .build();
+    }
+    if let Some(imp) = w.scn.faults.impostor.clone() {
+        let me = w.nodes.len() + clients;
+        let (fabric, prefix) = (w.fabric.clone(), w.scn.membership_cfg().sys_member_prefix);
+        let (phantoms, counterfeit) = (w.nodes.len(), w.scn.membership.authenticate);
+        h.create_node()
+            .name("impostor")
+            .ip(ip(2, 0))
+            .init(move || {
+                madsim::task::spawn(fabric.serve(me));
+                crate::impostor::run(fabric.clone(), me, prefix.clone(), phantoms, imp.every.0, counterfeit)
+            })
             .build();
     }
     ids

@@ -125,6 +125,7 @@ impl Shrinker<'_> {
             max_clock_skew: Some(Dur(cfg.max_clock_skew)),
             max_drift_ppm: Some(cfg.max_drift_ppm),
             bug: base.membership.bug,
+            authenticate: base.membership.authenticate,
         };
         s.nodes = None;
         s.node = nodes

@@ -259,6 +259,10 @@ impl World {
         let w = self.clone();
         let observe: leasehold::Observer = Arc::new(move |local, n| w.record(i, inc, local, n));
         let agent = match Membership::new(cfg, clock, self.fabric.client(i), self.disks.storage(i)) {
+            Ok(a) if self.scn.membership.authenticate => a
+                .with_seed(mix(self.seed, i as u64, inc))
+                .with_observer(observe)
+                .with_cluster_keys(crate::forger::sim_keys(self.seed)),
             Ok(a) => a.with_seed(mix(self.seed, i as u64, inc)).with_observer(observe),
             Err(e) => {
                 self.trace(Some(i), format!("agent failed to configure: {e}"));
@@ -411,14 +415,21 @@ impl World {
             }
             Action::Forge(pick) => {
                 let f = crate::forger::forge(*pick, &self.scn.membership_cfg().sys_member_prefix, &names);
+                let (payload, dress) = if self.scn.membership.authenticate {
+                    crate::forger::counterfeit(*pick, &f.subject, f.payload)
+                } else {
+                    (f.payload, "")
+                };
                 let sent = self
                     .fabric
-                    .inject(f.from % self.nodes.len(), &f.subject, f.reply.as_deref(), f.payload);
+                    .inject(f.from % self.nodes.len(), &f.subject, f.reply.as_deref(), payload);
                 self.trace(
                     None,
                     format!(
-                        "forged {} on {} ({})",
+                        "forged {}{}{} on {} ({})",
                         f.what,
+                        if dress.is_empty() { "" } else { ", " },
+                        dress,
                         f.subject,
                         if sent { "sent" } else { "not sent" }
                     ),

@@ -322,3 +322,25 @@ fn stop_and_suspend_run_in_the_all_faults_scenario() {
         assert!(has(what), "no {what:?} in seed 0");
     }
 }
+
+/// The impostor (a stranger who reads the bus, forges releases and grants) elects a second
+/// leader against unauthenticated messages, and is powerless against sealed ones on the same
+/// seeds.
+#[test]
+fn authenticated_messages_defeat_the_impostor_that_breaks_an_open_cluster() {
+    let rel = "scenarios/known-bad/impostor-without-auth.toml";
+    let open = load(rel);
+    let caught = (0..open.seeds).any(|seed| {
+        run_seed(&open, seed, rel)
+            .violations
+            .iter()
+            .any(|v| v.kind == leasehold_sim::ViolationKind::Overlap)
+    });
+    assert!(caught, "the impostor elects a second leader in an open cluster");
+    let mut sealed = open.clone();
+    sealed.membership.authenticate = true;
+    for seed in 0..open.seeds {
+        let r = run_seed(&sealed, seed, rel);
+        assert!(r.violations.is_empty(), "seed {seed}: {}", r.describe());
+    }
+}

@@ -77,6 +77,7 @@ impl LeaseTiming {
 #[derive(Debug, Clone)]
 struct Promise {
     to: Incarnation,
+    token: u64,
     until: Duration,
 }
 
@@ -469,7 +470,13 @@ impl LeaseElection {
         if !self.in_range(id_in_range(&h.id) && h.inc <= MAX_COUNTER && rel.token <= MAX_COUNTER) {
             return out;
         }
-        if self.promise.as_ref().is_some_and(|p| p.to == rel.holder) {
+        // Only the promise this release is about: same incarnation, same token (a release
+        // replayed later cannot end a newer promise).
+        if self
+            .promise
+            .as_ref()
+            .is_some_and(|p| p.to == rel.holder && p.token == rel.token)
+        {
             self.promise = None;
         }
         if let Some(m) = self.members.get_mut(&rel.holder.id) {
@@ -744,6 +751,7 @@ impl LeaseElection {
         }
         self.promise = Some(Promise {
             to: req.candidate.clone(),
+            token: req.token,
             until: now + self.t.promise,
         });
         if req.token != d.max_token || d.owner.as_ref() != Some(&req.candidate) {

@@ -48,7 +48,9 @@ impl Cluster {
     pub fn new(scn: &Scenario, seed: u64, nats: PathBuf, agent: PathBuf) -> Result<Self, String> {
         let nodes = scn.sim_nodes();
         let n = nodes.len();
-        let dir = std::env::temp_dir().join(format!("leasehold-real-{}-{seed}", std::process::id()));
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("leasehold-real-{}-{run}-seed{seed}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut c = Cluster {
@@ -61,7 +63,9 @@ impl Cluster {
         };
         // Ports: client, cluster and monitor per node, and one nobody listens on (every
         // server advertises it, so a route learnt by gossip never bypasses the proxies).
-        let ports = procs::free_ports(3 * n + 1)?;
+        // Held until the proxies are bound, so that none of them takes a server's port.
+        let reserved = procs::reserve_ports(3 * n + 1)?;
+        let ports: Vec<u16> = reserved.iter().map(|(p, _)| *p).collect();
         let blackhole = ports[3 * n];
         let mut routes: Vec<Vec<u16>> = vec![Vec::new(); n];
         for (i, r) in routes.iter_mut().enumerate() {
@@ -71,6 +75,7 @@ impl Cluster {
                 proxy::serve(l, i, j, ports[3 * j + 1], c.net.clone());
             }
         }
+        drop(reserved);
         for (i, node) in nodes.iter().enumerate() {
             let conf = format!(
                 "server_name: \"{id}\"\nlisten: \"127.0.0.1:{client}\"\nhttp: \"127.0.0.1:{mon}\"\nping_interval: \"1s\"\nping_max: 3\n\
@@ -87,6 +92,11 @@ impl Cluster {
             );
             let path = c.dir.join(format!("{}.conf", node.id));
             std::fs::write(&path, conf).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            if scn.membership.authenticate {
+                let keys = c.dir.join("cluster.keys");
+                std::fs::write(&keys, crate::forger::sim_key_file(seed))
+                    .map_err(|e| format!("cannot write {}: {e}", keys.display()))?;
+            }
             let mut cfg = scn.node_cfg(i);
             cfg.id = node.id.clone();
             cfg.my_rank = node.rank;
@@ -162,7 +172,11 @@ impl Cluster {
         // A new process reads its clock from the start of a fresh file.
         std::fs::write(&clock, format!("ppm {}\nwall {}\n", node.ppm, node.wall_offset_ns))
             .map_err(|e| format!("cannot write {}: {e}", clock.display()))?;
-        let args = agent_args(node, &self.file(i, "state.json"), &clock, new_cluster);
+        let mut args = agent_args(node, &self.file(i, "state.json"), &clock, new_cluster);
+        let keys = self.dir.join("cluster.keys");
+        if keys.is_file() {
+            args.push(format!("--cluster-key={}", keys.display()));
+        }
         let inc = node.inc + 1;
         let p = procs::start_agent(&self.agent, &args, i, inc, &self.lines)?;
         let node = &mut self.nodes[i];

@@ -113,6 +113,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
         ids: ids.clone(),
         t0,
         prefix: scn.membership_cfg().sys_member_prefix,
+        authenticate: scn.membership.authenticate,
     };
     for ev in &p.events {
         wait_until(&mut c, t0 + ev.at.as_nanos())?;
@@ -184,6 +185,7 @@ struct Player {
     ids: Vec<String>,
     t0: u128,
     prefix: String,
+    authenticate: bool,
 }
 
 impl Player {
@@ -293,7 +295,12 @@ impl Player {
             }
             Action::Forge(pick) => {
                 let f = crate::forger::forge(*pick, &self.prefix, &self.ids);
-                let sent = c.inject(f.from % n, &f.subject, f.reply.as_deref(), &f.payload);
+                let payload = if self.authenticate {
+                    crate::forger::counterfeit(*pick, &f.subject, f.payload).0
+                } else {
+                    f.payload
+                };
+                let sent = c.inject(f.from % n, &f.subject, f.reply.as_deref(), &payload);
                 self.note(format!(
                     "forged {} on {} ({})",
                     f.what,

@@ -191,12 +191,14 @@ fn collect(from: impl std::io::Read + Send + 'static, node: usize, inc: u64, eve
     });
 }
 
-/// `n` free loopback ports (bound and released at once; good enough on a quiet host).
-pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
-    let ls: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free port: {e}")))
-        .collect::<Result<_, _>>()?;
-    ls.iter()
-        .map(|l| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string()))
+/// `n` free loopback ports, each held by a listener until the caller drops it (so that no
+/// other bind of this process, such as a proxy's, takes it meanwhile).
+pub fn reserve_ports(n: usize) -> Result<Vec<(u16, std::net::TcpListener)>, String> {
+    (0..n)
+        .map(|_| {
+            let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free port: {e}"))?;
+            let port = l.local_addr().map_err(|e| e.to_string())?.port();
+            Ok((port, l))
+        })
         .collect()
 }

@@ -20,6 +20,7 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
     let net = &scn.network;
     let reasons = [
         (f.suspend.is_some(), "`suspend` would suspend this machine"),
+        (f.impostor.is_some(), "the `impostor` runs only in the simulator"),
         (
             f.replay.is_some(),
             "`replay` needs a NATS client's reconnect buffer, which the runner cannot flush",

@@ -25,6 +25,9 @@ pub struct MembershipSpec {
     /// A planted bug (known-bad scenarios only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bug: Option<Bug>,
+    /// Authenticate every election message with a cluster key (`--cluster-key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authenticate: bool,
 }
 
 /// `[network]`: the simulated NATS routes.
@@ -317,6 +320,15 @@ pub struct ForgeFault {
     pub every: Dur,
 }
 
+/// `impostor = { every }`: a stranger who reads the bus answers every lease request with
+/// grants from phantom members and, every `every`, announces that the holder released.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpostorFault {
+    /// Gap between forged releases.
+    pub every: Dur,
+}
+
 /// `[faults]`: the random nemesis. Every entry is optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,6 +375,9 @@ pub struct FaultSpec {
     /// Host suspensions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspend: Option<SuspendFault>,
+    /// A stranger granting leases and forging releases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impostor: Option<ImpostorFault>,
     /// Random faults stop this long before the end (default twice `expect.leader_within`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Dur>,

@@ -117,6 +117,12 @@ impl Scenario {
         if cfg.algorithm == Algorithm::Lease && cfg.lease_time < cfg.beat * 4 {
             return Err(e.at("lease", "must be at least 4 beats".into()));
         }
+        if self.faults.impostor.is_some() && self.algorithm != Algorithm::Lease {
+            return Err(e.at(
+                "impostor",
+                "the impostor forges lease messages: use algorithm = \"lease\"".into(),
+            ));
+        }
         if self.membership.bug.is_some() && self.algorithm != Algorithm::Lease {
             return Err(e.at("bug", "bug knobs plant bugs in the lease algorithm only".into()));
         }

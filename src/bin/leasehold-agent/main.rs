@@ -5,7 +5,9 @@
 //! `fencing_token` and `lease_remaining_ms`; `lease_renewed` and `lease_released` lines the
 //! same; `member_added` / `member_lost` lines carry `member`. Lease lines also carry
 //! `lease_from_unix_us` / `lease_until_unix_us` (this host's wall clock), and every line
-//! `at_unix_us`. `config_mismatch` lines name a `peer` whose cluster size, lease time or drift
+//! `at_unix_us`. The last line, `stopped`, carries the counts of messages dropped
+//! (`malformed`, `out_of_range`, `unauthenticated`) and of failed publishes and saves.
+//! `config_mismatch` lines name a `peer` whose cluster size, lease time or drift
 //! bound differ (digests `ours` and `theirs`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
 //! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
 //!
@@ -99,6 +101,19 @@ struct Args {
     /// Client key (PEM), with --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How long the first connection to NATS may take; then the agent exits with an error
+    /// naming the URL.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    connect_timeout: Duration,
+    /// Prefix of this agent's reply inboxes (default `_INBOX`): with per-agent permissions,
+    /// give each agent its own, e.g. `_INBOX.n0` (see deploy/nats-server-auth.conf).
+    #[arg(long)]
+    inbox_prefix: Option<String>,
+    /// Authenticate every election message with the cluster keys in this file:
+    /// `key-id:hex-secret` lines (secrets of at least 16 bytes); the first line signs and
+    /// every line verifies. Every agent of the cluster needs the same keys.
+    #[arg(long)]
+    cluster_key: Option<PathBuf>,
     /// Test only: read the clock from this control file (`leasehold-sim real`).
     #[arg(long, hide = true)]
     test_clock: Option<PathBuf>,
@@ -202,6 +217,8 @@ fn nats_options(args: &Args) -> NatsOptions {
         tls_ca: args.tls_ca.clone(),
         tls_client: args.tls_cert.clone().zip(args.tls_key.clone()),
         name: Some(format!("leasehold-agent {}", args.id)),
+        connect_timeout: Some(args.connect_timeout),
+        inbox_prefix: args.inbox_prefix.clone(),
     }
 }
 
@@ -282,6 +299,19 @@ async fn main() -> ExitCode {
         .init();
 
     let mut cfg = membership_cfg(&args);
+    // Configuration errors are reported before connecting.
+    let keys = match args
+        .cluster_key
+        .as_deref()
+        .map(leasehold::ClusterKeys::load)
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: --cluster-key {e}");
+            return ExitCode::from(2);
+        }
+    };
     match planted(&args.plant_bug) {
         Ok(k) => cfg.bug_knobs = k,
         Err(e) => {
@@ -292,7 +322,7 @@ async fn main() -> ExitCode {
     let net = match NatsNetwork::connect(&nats_options(&args)).await {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("error: cannot connect to {}: {e}", args.nats);
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
@@ -313,7 +343,10 @@ async fn main() -> ExitCode {
     };
     let ping_net = net.clone();
     let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {
-        Ok(a) => a,
+        Ok(a) => match keys {
+            Some(k) => a.with_cluster_keys(k),
+            None => a,
+        },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -367,7 +400,12 @@ async fn main() -> ExitCode {
             true
         }
     };
-    emit(json!({"event": "stopped", "node": node}));
+    let st = handle.stats();
+    emit(
+        json!({"event": "stopped", "node": node, "malformed": st.malformed, "out_of_range": st.out_of_range,
+                "unauthenticated": st.unauthenticated, "publish_errors": st.publish_errors,
+                "storage_errors": st.storage_errors, "notices_dropped": st.notices_dropped}),
+    );
     if failed {
         ExitCode::from(1)
     } else {

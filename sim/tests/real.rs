@@ -1,0 +1,148 @@
+//! Real mode: scenario files against real nats-servers and unchanged `leasehold-agent`
+//! processes on loopback, judged by the simulator's oracle. Each run takes its scenario's
+//! duration (30 s here), so there are three: a calm cluster, a cut-off and a killed leader,
+//! and ALLCALL under a real partition, which must show two leaders.
+//!
+//! Needs nats-server (`ci/test.sh` installs it) and the agent binary, which
+//! `cargo test --workspace --all-features` builds beside this package's binary.
+
+use leasehold_sim::real::{run_real, unsupported, RealOpts, RealRun};
+use leasehold_sim::{Scenario, ViolationKind};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn load(rel: &str) -> Scenario {
+    Scenario::load(&root().join(rel)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn opts() -> RealOpts {
+    let dir = Path::new(env!("CARGO_BIN_EXE_leasehold-sim"))
+        .parent()
+        .expect("a target directory");
+    let agent = dir.join("leasehold-agent");
+    assert!(
+        agent.is_file(),
+        "no agent binary at {}: run `cargo test --workspace --all-features` (it builds it), or \
+         `cargo build --features nats --bin leasehold-agent` first",
+        agent.display()
+    );
+    RealOpts { agent: Some(agent) }
+}
+
+fn run(rel: &str, seed: u64) -> RealRun {
+    run_real(&load(rel), seed, rel, &opts()).unwrap_or_else(|e| panic!("{rel} seed {seed}: {e}"))
+}
+
+/// Processes whose command line names a real run's directory of this test process.
+fn strays() -> Vec<String> {
+    let mark = format!("leasehold-real-{}-", std::process::id());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&mark))
+        .collect()
+}
+
+fn leftover_dirs() -> Vec<PathBuf> {
+    let mark = format!("leasehold-real-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&mark)))
+        .collect()
+}
+
+#[test]
+fn a_calm_cluster_elects_once_and_keeps_its_leader_for_real() {
+    let r = run("scenarios/lease-calm-3.toml", 0);
+    let rep = &r.report;
+    assert!(rep.violations.is_empty(), "{}", rep.describe());
+    assert_eq!(
+        rep.figures.leader_changes, 1,
+        "one leader for the whole run: {:?}",
+        rep.claims
+    );
+    assert!(
+        rep.figures.claims >= 20,
+        "renewed all along: {} claims",
+        rep.figures.claims
+    );
+    assert!(
+        rep.figures.no_leader.as_secs_f64() < 2.0,
+        "a leader within the first lease: {:?} without one",
+        rep.figures.no_leader
+    );
+    let started = rep.trace.events.iter().filter(|e| e.what == "agent started").count();
+    assert_eq!(started, 3, "three real agents");
+}
+
+#[test]
+fn a_cut_off_leader_and_a_killed_leader_are_replaced_for_real() {
+    let r = run("scenarios/lease-partition-kill.toml", 0);
+    let rep = &r.report;
+    assert!(rep.violations.is_empty(), "{}", rep.describe());
+    assert!(rep.figures.leader_changes >= 2, "{:?}", rep.claims);
+    let has = |what: &str| rep.trace.events.iter().any(|e| e.what.starts_with(what));
+    for what in [
+        "fault partition",
+        "fault heal",
+        "fault kill n1",
+        "fault restart n1",
+        "member lost n0",
+    ] {
+        assert!(has(what), "no {what:?} in the trace");
+    }
+    // The restart is a new process: a second incarnation with its own clock.
+    assert!(r.lines.iter().any(|l| l.node == 1 && l.inc == 2), "n1 came back");
+}
+
+#[test]
+fn allcall_shows_two_leaders_under_a_real_partition() {
+    let rel = "scenarios/known-bad/allcall-partition.toml";
+    let caught = (0..3)
+        .map(|seed| run(rel, seed))
+        .find(|r| r.report.violations.iter().any(|v| v.kind == ViolationKind::Overlap));
+    let r = caught.expect("ALLCALL elects on both sides of a real partition");
+    let v = &r.report.violations[0];
+    assert_eq!(v.claims.len(), 2, "{}", r.report.describe());
+    assert_ne!(v.claims[0].node, v.claims[1].node);
+}
+
+#[test]
+fn what_cannot_be_done_for_real_is_skipped_with_its_reason_and_nothing_is_left_behind() {
+    let why = unsupported(&load("scenarios/lease-stop-suspend.toml")).expect("suspend cannot be real");
+    assert!(why.contains("suspend"), "{why}");
+    let why = unsupported(&load("scenarios/router-many-clients.toml")).expect("router clients are simulated");
+    assert!(why.contains("router"), "{why}");
+    assert_eq!(unsupported(&load("scenarios/lease-partition-kill.toml")), None);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leasehold-sim"))
+        .args(["real", "scenarios/lease-stop-suspend.toml"])
+        .current_dir(root())
+        .output()
+        .expect("leasehold-sim runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("skipped: `suspend`"), "{text}");
+    assert!(!text.contains(" ok"), "a skipped scenario is not passed: {text}");
+}
+
+/// Runs last in its own process would be better; here it checks after the runs of this
+/// process that ended before it (each run cleans up when it returns).
+#[test]
+fn a_finished_run_leaves_no_process_and_no_directory() {
+    let _ = run("scenarios/lease-calm-3.toml", 1);
+    // Other tests may be mid-run in this process: wait for them to end, then look.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while (!strays().is_empty() || !leftover_dirs().is_empty()) && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(strays(), Vec::<String>::new());
+    assert_eq!(leftover_dirs(), Vec::<PathBuf>::new());
+}
