@@ -16,7 +16,7 @@ pub async fn feed(router: &Router, area: &str, mut notices: Notices, server_of: 
 }
 
 /// Applies one notice (the synchronous core of [`feed`]).
-pub(super) fn apply(router: &Router, area: &str, n: &Notice, server_of: &impl Fn(&AgentLoc) -> Option<Server>) {
+pub fn apply(router: &Router, area: &str, n: &Notice, server_of: &impl Fn(&AgentLoc) -> Option<Server>) {
     match n {
         Notice::MemberAdded(loc) => {
             if let Some(s) = server_of(loc) {

@@ -4,7 +4,7 @@
 //! measured with Vivaldi network coordinates ([`Coordinate`]). Membership feeds it ([`feed`]) instead of Serf.
 
 mod coords;
-mod feed;
+pub mod feed;
 mod manager;
 mod pinger;
 #[allow(clippy::module_inception)]
