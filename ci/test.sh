@@ -19,3 +19,42 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== tests"
 cargo test --workspace --all-features
+echo "== a crate outside this repository using leasehold with features = [\"nats\"]"
+# No .cargo/config.toml applies there (it is outside the repository): the production build.
+# The `nats` feature must not bring the agent's command-line and logging crates.
+REPO="$(pwd)"
+DOWN="$(mktemp -d)"
+trap 'rm -rf "$DOWN"' EXIT
+mkdir -p "$DOWN/src"
+cat > "$DOWN/Cargo.toml" <<EOF
+[package]
+name = "downstream"
+version = "0.1.0"
+edition = "2021"
+
+[dependencies]
+leasehold = { path = "$REPO", features = ["nats"] }
+
+[workspace]
+EOF
+cat > "$DOWN/src/main.rs" <<'EOF'
+use leasehold::{Membership, MembershipCfg, MembershipHandle, MemoryStorage, NatsNetwork, NatsOptions, TokioClock};
+
+async fn start(url: &str) -> Result<MembershipHandle, Box<dyn std::error::Error>> {
+    let net = NatsNetwork::connect(&NatsOptions { url: url.into(), ..Default::default() }).await?;
+    let mut cfg = MembershipCfg::default();
+    cfg.id = "svc-1".into();
+    cfg.cluster_size = 3;
+    Ok(Membership::new(cfg, TokioClock::new(), net, MemoryStorage::new())?.start())
+}
+
+fn main() {
+    let _ = start("nats://127.0.0.1:4222");
+}
+EOF
+if (cd "$DOWN" && cargo tree -e normal --prefix none) | grep -E '^(clap|tracing-subscriber|humantime) '; then
+  echo "error: features = [\"nats\"] pulls the agent's crates (above) into a library user" >&2
+  exit 1
+fi
+(cd "$DOWN" && CARGO_TARGET_DIR="$REPO/target/downstream" cargo check --quiet)
+echo "== downstream crate: builds, and has no clap, tracing-subscriber or humantime"

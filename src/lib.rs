@@ -37,6 +37,8 @@
 //! # fn main() {}
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod auth;
 mod clock;
 mod config;
@@ -62,6 +64,7 @@ pub mod transport {
 
 pub use auth::{AuthError, ClusterKeys};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use clock::TokioClock;
 pub use clock::{timeout, BoxFuture, Clock};
 pub use config::{Algorithm, Bug, BugKnobs, ClusterState, ConfigError, MembershipCfg};
@@ -71,6 +74,7 @@ pub use hash::fnv1a;
 pub use hub::{Hub, HubClient, DEFAULT_MAX_PAYLOAD};
 pub use membership::{Membership, MembershipError, Observer};
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::{NatsNetwork, NatsOptions};
 pub use network::{request, subject_matches, Message, NetError, Network, Subscription};
 pub use storage::{Durable, FileStorage, MemoryStorage, Storage, StorageError};

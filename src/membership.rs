@@ -126,6 +126,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
     /// Spawns the agent on the current tokio runtime (hnatsd's `Start`) and returns its
     /// handle; [`MembershipHandle::stop`] is hnatsd's `Stop`.
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn start(self) -> MembershipHandle {
         let h = self.handle();
         tokio::spawn(async move {

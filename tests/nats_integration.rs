@@ -10,7 +10,7 @@
 //! agent restarted within a test starts as production would, with the default `existing`.
 //!
 //! `ci/test.sh` installs nats-server; without it these tests fail, saying so.
-#![cfg(feature = "nats")]
+#![cfg(feature = "agent")]
 
 mod common;
 

@@ -5,7 +5,7 @@
 //! them; a wrong CA fails with a clear error).
 //!
 //! `ci/test.sh` installs nats-server; without it these tests fail, saying so.
-#![cfg(feature = "nats")]
+#![cfg(feature = "agent")]
 
 mod common;
 

@@ -26,7 +26,7 @@ fn opts() -> RealOpts {
     assert!(
         agent.is_file(),
         "no agent binary at {}: run `cargo test --workspace --all-features` (it builds it), or \
-         `cargo build --features nats --bin leasehold-agent` first",
+         `cargo build --features agent --bin leasehold-agent` first",
         agent.display()
     );
     RealOpts { agent: Some(agent) }

@@ -125,7 +125,7 @@ pub fn agent_bin(given: Option<&Path>) -> Result<PathBuf, String> {
         .filter(|p| p.is_file());
     beside.ok_or_else(|| {
         "no leasehold-agent beside leasehold-sim: build it with \
-         `cargo build --release --features nats --bin leasehold-agent` or pass --agent PATH"
+         `cargo build --release --features agent --bin leasehold-agent` or pass --agent PATH"
             .into()
     })
 }

@@ -319,18 +319,23 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let net = match NatsNetwork::connect(&nats_options(&args)).await {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    // Every configuration error is reported before connecting.
+    if let Err(e) = cfg.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let state = match prepare_state(&args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
+        }
+    };
+    let net = match NatsNetwork::connect(&nats_options(&args)).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
         }
     };
     let node = args.id.clone();
