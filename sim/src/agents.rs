@@ -5,10 +5,13 @@
 use leasehold::MembershipHandle;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The current incarnation's handle of every node's agent (none while it is down).
+/// A node's running incarnation and its agent's handle (none while it is down).
+type Slot = Option<(u64, MembershipHandle)>;
+
+/// The current incarnation's handle of every node's agent.
 #[derive(Clone, Default)]
 pub struct Agents {
-    slots: Arc<Mutex<Vec<Option<(u64, MembershipHandle)>>>>,
+    slots: Arc<Mutex<Vec<Slot>>>,
 }
 
 impl Agents {
@@ -19,7 +22,7 @@ impl Agents {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Option<(u64, MembershipHandle)>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
