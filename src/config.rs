@@ -220,6 +220,12 @@ pub struct MembershipCfg {
     pub initial_cluster_state: ClusterState,
     /// Test-only planted bugs (see [`BugKnobs`]).
     pub bug_knobs: BugKnobs,
+    /// The election's name (default empty: the one election of the prefix, on hnatsd's
+    /// subjects). Agents with different names run independent elections side by side, on
+    /// `<prefix><election>.…` subjects, as etcd keys or Kubernetes Lease names do; each needs
+    /// its own durable state.
+    #[serde(default)]
+    pub election: String,
 }
 
 impl Default for MembershipCfg {
@@ -258,6 +264,7 @@ impl MembershipCfg {
             max_message: 0,
             initial_cluster_state: ClusterState::Existing,
             bug_knobs: BugKnobs::default(),
+            election: String::new(),
         }
     }
 
@@ -320,7 +327,24 @@ impl MembershipCfg {
         }
         crate::network::validate_subject(self.sys_member_prefix.trim_end_matches('.'), false)
             .map_err(|e| ConfigError(format!("sys_member_prefix: {e}")))?;
+        let name_ok = self
+            .election
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if self.election.len() > 64 || !name_ok {
+            return err("election must be at most 64 of A-Z a-z 0-9 _ - (one subject token)");
+        }
         Ok(())
+    }
+
+    /// The prefix of this election's subjects: `sys_member_prefix`, then the election's name
+    /// and a dot if it has one.
+    pub fn election_prefix(&self) -> String {
+        if self.election.is_empty() {
+            self.sys_member_prefix.clone()
+        } else {
+            format!("{}{}.", self.sys_member_prefix, self.election)
+        }
     }
 
     /// This agent's location, with no lease.

@@ -1,12 +1,16 @@
 //! The application's view of a running agent: [`MembershipHandle`] (leader, members,
 //! history, notices, stop) and the state it shares with the driver.
 
+use crate::clock::Clock;
 use crate::election::Notice;
+use crate::membership::Command;
 use crate::wire::AgentLoc;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -70,26 +74,79 @@ struct SharedInner {
     stop: Option<oneshot::Sender<()>>,
     done: bool,
     done_waiters: Vec<oneshot::Sender<()>>,
+    /// Woken at every change of `status` or of the connection (and when the agent stops).
+    changed: Vec<oneshot::Sender<()>>,
+    /// The connection to the server is down (never, for networks without one).
+    disconnected: bool,
     stats: Stats,
+    /// The handles' common token: when the last handle goes, the agent stops.
+    users: Weak<Users>,
 }
 
 /// What the driver and every handle share.
-#[derive(Debug)]
 pub(crate) struct Shared {
     inner: Mutex<SharedInner>,
     history_size: usize,
+    commands: mpsc::UnboundedSender<Command>,
+    /// The agent's own clock, so that handles can judge a lease without the caller's.
+    clock: Arc<dyn Clock>,
+    #[cfg(feature = "tokio")]
+    watch: tokio::sync::watch::Sender<LeaderStatus>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Held by every clone of every handle; dropping the last one stops the agent (which
+/// releases its lease first).
+#[derive(Debug)]
+struct Users {
+    shared: Weak<Shared>,
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        if let Some(s) = self.shared.upgrade() {
+            s.request_stop();
+        }
+    }
 }
 
 impl Shared {
     /// Shared state for an agent that keeps `history_size` leadership records.
-    pub(crate) fn new(history_size: usize, stop: oneshot::Sender<()>) -> Arc<Self> {
+    pub(crate) fn new(
+        history_size: usize,
+        stop: oneshot::Sender<()>,
+        commands: mpsc::UnboundedSender<Command>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             inner: Mutex::new(SharedInner {
                 stop: Some(stop),
                 ..Default::default()
             }),
             history_size,
+            commands,
+            clock,
+            #[cfg(feature = "tokio")]
+            watch: tokio::sync::watch::Sender::new(LeaderStatus::default()),
         })
+    }
+
+    fn request_stop(&self) {
+        if let Some(tx) = self.lock().stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Records a change of the leadership view and wakes whoever waits for one.
+    fn status_changed(g: &mut SharedInner) -> Vec<oneshot::Sender<()>> {
+        std::mem::take(&mut g.changed)
     }
 
     fn lock(&self) -> MutexGuard<'_, SharedInner> {
@@ -110,6 +167,7 @@ impl Shared {
     /// queue is full loses it, counted). `now` is the agent's monotonic clock.
     pub(crate) fn notice(&self, now: Duration, n: Notice) {
         let mut g = self.lock();
+        let before = (g.status.clone(), g.disconnected);
         match &n {
             Notice::Leader {
                 leader,
@@ -136,6 +194,7 @@ impl Shared {
                     at: now,
                 });
             }
+            Notice::Connection(c) => g.disconnected = *c == crate::network::Connection::Disconnected,
             Notice::MemberAdded(loc) => {
                 info!(member = %loc.id, "member added");
                 g.members.insert(loc.id.clone(), loc.clone());
@@ -164,27 +223,61 @@ impl Shared {
             }
         });
         g.stats.notices_dropped += dropped;
+        if (g.status.clone(), g.disconnected) != before {
+            let status = g.status.clone();
+            let wake = Self::status_changed(&mut g);
+            drop(g);
+            #[cfg(feature = "tokio")]
+            self.watch.send_replace(status);
+            #[cfg(not(feature = "tokio"))]
+            let _ = status;
+            for w in wake {
+                let _ = w.send(());
+            }
+        }
     }
 
     /// Marks the agent shut down: closes every watcher and wakes everyone waiting in `stop`.
     pub(crate) fn finish(&self) {
-        let waiters = {
+        let (waiters, changed) = {
             let mut g = self.lock();
             g.done = true;
             g.watchers.clear();
-            std::mem::take(&mut g.done_waiters)
+            g.status.is_leader = false;
+            (std::mem::take(&mut g.done_waiters), Self::status_changed(&mut g))
         };
-        for w in waiters {
+        #[cfg(feature = "tokio")]
+        self.watch.send_modify(|s| s.is_leader = false);
+        for w in waiters.into_iter().chain(changed) {
             let _ = w.send(());
         }
     }
 }
 
 /// An application's view of a running agent: leader, membership, history, notices, stop.
-/// Cheap to clone.
+/// Cheap to clone. When the last clone of the last handle is dropped, the agent releases its
+/// lease and stops.
+///
+/// Lead while the lease is guaranteed, under its fencing token:
+///
+/// ```no_run
+/// # async fn write(_token: Option<u64>) {}
+/// # async fn serve(handle: leasehold::MembershipHandle) {
+/// while let Some(lease) = handle.leadership().await {
+///     let work = async {
+///         loop {
+///             write(lease.token()).await; // the store refuses a lower token
+///         }
+///     };
+///     // Stop leading the moment the lease can no longer be guaranteed.
+///     futures::future::select(Box::pin(work), Box::pin(lease.lost())).await;
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct MembershipHandle {
     pub(crate) shared: Arc<Shared>,
+    _users: Arc<Users>,
 }
 
 /// A stream of `(local monotonic time, notice)` pairs from one agent.
@@ -205,7 +298,157 @@ impl Notices {
     }
 }
 
+impl futures::Stream for Notices {
+    type Item = (Duration, Notice);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.rx).poll_next(cx)
+    }
+}
+
+/// This agent's lease, from [`MembershipHandle::leadership`]: its fencing token, how long it
+/// is still guaranteed, and a future that resolves when it no longer is.
+///
+/// The guarantee is judged on the agent's own clock every time it is asked, so renewals
+/// extend it and nothing the caller does with its own clock can stretch it.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    handle: MembershipHandle,
+    token: Option<u64>,
+}
+
+impl Leadership {
+    /// The fencing token of this lease (`lease` algorithm): pass it with every write, and let
+    /// the store refuse a lower one.
+    pub fn token(&self) -> Option<u64> {
+        self.token
+    }
+
+    /// How long the lease is guaranteed from now (zero once it is not): still held by this
+    /// agent, with this token, before its deadline on the agent's clock, and connected (a
+    /// disconnected agent cannot renew, and its peers may already have moved on).
+    pub fn remaining(&self) -> Duration {
+        let (s, disconnected) = {
+            let g = self.handle.shared.lock();
+            (g.status.clone(), g.disconnected)
+        };
+        let now = self.handle.shared.clock.now();
+        match s.lease_deadline {
+            Some(d) if s.is_leader && !disconnected && s.fencing_token == self.token && now < d => d - now,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Whether the lease is still guaranteed now.
+    pub fn is_valid(&self) -> bool {
+        !self.remaining().is_zero()
+    }
+
+    /// The end of the guarantee as a tokio instant, for `tokio::time::timeout_at` and the
+    /// like. It is computed now and does not follow renewals; [`Leadership::lost`] does.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.remaining()
+    }
+
+    /// Resolves at the latest when the lease can no longer be guaranteed: lost, given up,
+    /// expired or not renewed in time (a disconnected agent cannot renew), or the agent
+    /// stopped. Act as leader only while this is pending.
+    pub async fn lost(&self) {
+        loop {
+            let left = self.remaining();
+            if left.is_zero() {
+                return;
+            }
+            let changed = self.handle.changed();
+            let until = self.handle.shared.clock.now() + left;
+            let expiry = self.handle.shared.clock.sleep_until(until);
+            futures::future::select(std::pin::pin!(changed), expiry).await;
+        }
+    }
+}
+
 impl MembershipHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let users = {
+            let mut g = shared.lock();
+            match g.users.upgrade() {
+                Some(u) => u,
+                None => {
+                    let u = Arc::new(Users {
+                        shared: Arc::downgrade(&shared),
+                    });
+                    g.users = Arc::downgrade(&u);
+                    u
+                }
+            }
+        };
+        MembershipHandle { shared, _users: users }
+    }
+
+    /// Whether this agent holds a lease it may act on right now (judged on its own clock).
+    pub fn is_leader_now(&self) -> bool {
+        self.status().is_leader_at(self.shared.clock.now())
+    }
+
+    /// Waits until this agent holds a lease, and returns it; `None` if the agent stops first.
+    pub async fn leadership(&self) -> Option<Leadership> {
+        loop {
+            let changed = self.changed();
+            if self.is_stopped() {
+                return None;
+            }
+            if self.is_leader_now() {
+                return Some(Leadership {
+                    handle: self.clone(),
+                    token: self.status().fencing_token,
+                });
+            }
+            changed.await;
+        }
+    }
+
+    /// Resolves at the next change of the leadership view ([`MembershipHandle::status`]), or
+    /// at once if the agent has stopped. Nothing is missed: every change after this call
+    /// resolves it.
+    pub fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let rx = {
+            let mut g = self.shared.lock();
+            if g.done {
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                g.changed.push(tx);
+                Some(rx)
+            }
+        };
+        async move {
+            if let Some(rx) = rx {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// A lossless, latest-value view of the leadership state (tokio's `watch`).
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<LeaderStatus> {
+        self.shared.watch.subscribe()
+    }
+
+    /// Gives up the lease at once (others need not wait for it to run out) and stays a
+    /// follower that does not campaign until [`MembershipHandle::campaign`]. `lease` only;
+    /// ignored by `allcall`.
+    pub fn resign(&self) {
+        let _ = self.shared.commands.unbounded_send(Command::Resign);
+    }
+
+    /// Takes part in elections again after [`MembershipHandle::resign`].
+    pub fn campaign(&self) {
+        let _ = self.shared.commands.unbounded_send(Command::Campaign);
+    }
+
     /// The leader as this agent sees it now.
     pub fn status(&self) -> LeaderStatus {
         self.shared.lock().status.clone()
@@ -239,9 +482,7 @@ impl MembershipHandle {
 
     /// Asks the agent to stop, without waiting.
     pub fn request_stop(&self) {
-        if let Some(tx) = self.shared.lock().stop.take() {
-            let _ = tx.send(());
-        }
+        self.shared.request_stop();
     }
 
     /// Stops the agent and waits until it has shut down (a leader releases its lease first).

@@ -40,6 +40,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+mod callbacks;
 mod clock;
 mod config;
 pub mod election;
@@ -63,19 +64,20 @@ pub mod transport {
 }
 
 pub use auth::{AuthError, ClusterKeys};
+pub use callbacks::{run_callbacks, LeaderCallbacks};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use clock::TokioClock;
 pub use clock::{timeout, BoxFuture, Clock};
 pub use config::{Algorithm, Bug, BugKnobs, ClusterState, ConfigError, MembershipCfg};
 pub use election::Notice;
-pub use handle::{LeaderStatus, LeadershipRecord, MembershipHandle, Notices, Stats};
+pub use handle::{LeaderStatus, Leadership, LeadershipRecord, MembershipHandle, Notices, Stats};
 pub use hash::fnv1a;
 pub use hub::{Hub, HubClient, DEFAULT_MAX_PAYLOAD};
 pub use membership::{Membership, MembershipError, Observer};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::{NatsNetwork, NatsOptions};
-pub use network::{request, subject_matches, Message, NetError, Network, Subscription};
+pub use network::{request, subject_matches, Connection, Message, NetError, Network, Subscription};
 pub use storage::{Durable, FileStorage, MemoryStorage, Storage, StorageError};
 pub use wire::{agent_loc_less_than, AgentLoc, ExtInt, HostPort, MemberList};

@@ -8,14 +8,14 @@ use crate::clock::Clock;
 use crate::config::{Algorithm, ClusterState, ConfigError, MembershipCfg};
 use crate::election::{AllcallElection, LeaseElection, Notice, Output, Publish};
 use crate::handle::{MembershipHandle, Shared};
-use crate::network::{Message, NetError, Network};
+use crate::network::{Connection, Message, NetError, Network};
 use crate::storage::{Durable, Storage, StorageError};
 use crate::subjects::{Subjects, Topic};
 use crate::wire::{
     decode, encode, AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest,
     WireError, MAX_COUNTER,
 };
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -42,14 +42,40 @@ pub enum MembershipError {
 
 /// One membership agent (hnatsd's `Membership`): health checks, member reports and leader
 /// election over the injected clock, network and storage.
+///
+/// Three agents on the in-process hub, the first of which leads:
+///
+/// ```
+/// # #[cfg(feature = "tokio")] {
+/// use leasehold::{ClusterState, Hub, Membership, MembershipCfg, MemoryStorage, TokioClock};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+/// let hub = Hub::new();
+/// let handles: Vec<_> = (0..3)
+///     .map(|i| {
+///         let mut cfg = MembershipCfg::default();
+///         cfg.id = format!("n{i}");
+///         cfg.my_rank = i;
+///         cfg.cluster_size = 3;
+///         cfg.initial_cluster_state = ClusterState::New; // the first start of a new cluster
+///         Membership::new(cfg, TokioClock::new(), hub.client(), MemoryStorage::new())
+///             .unwrap()
+///             .start()
+///     })
+///     .collect();
+/// let lease = handles[0].leadership().await.expect("n0 leads");
+/// assert!(lease.token().is_some() && handles[0].is_leader_now());
+/// # });
+/// # }
+/// ```
 pub struct Membership<C, N, S> {
     cfg: MembershipCfg,
-    clock: C,
+    clock: Arc<C>,
     net: N,
     storage: S,
     seed: u64,
     shared: Arc<Shared>,
     stop_rx: Option<oneshot::Receiver<()>>,
+    commands: Option<mpsc::UnboundedReceiver<Command>>,
     observer: Option<Observer>,
     keys: Option<ClusterKeys>,
 }
@@ -64,7 +90,9 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         cfg.set_defaults();
         cfg.validate()?;
         let (tx, rx) = oneshot::channel();
-        let shared = Shared::new(cfg.history_size, tx);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded();
+        let clock = Arc::new(clock);
+        let shared = Shared::new(cfg.history_size, tx, cmd_tx, clock.clone());
         // Jitter and attempt IDs must differ between agents and between runs of one agent
         // (in a container every run is pid 1): the ID and the wall clock at start do that
         // without OS randomness. The simulator sets its own seed (`with_seed`).
@@ -81,6 +109,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             seed,
             shared,
             stop_rx: Some(rx),
+            commands: Some(cmd_rx),
             observer: None,
             keys: None,
         })
@@ -116,11 +145,11 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         &self.cfg
     }
 
-    /// A handle to watch and stop the agent.
+    /// A handle to watch, steer and stop the agent. When the last handle (and every clone of
+    /// it) is dropped, the agent releases its lease and stops: an agent nobody can see must
+    /// not hold a lease. An agent that never had a handle runs until stopped otherwise.
     pub fn handle(&self) -> MembershipHandle {
-        MembershipHandle {
-            shared: self.shared.clone(),
-        }
+        MembershipHandle::new(self.shared.clone())
     }
 
     /// Spawns the agent on the current tokio runtime (hnatsd's `Start`) and returns its
@@ -141,6 +170,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
     pub async fn run(mut self) -> Result<(), MembershipError> {
         let span = info_span!("membership", id = %self.cfg.id, algorithm = %self.cfg.algorithm);
         let stop = self.stop_rx.take().ok_or(MembershipError::AlreadyRan)?;
+        let commands = self.commands.take().ok_or(MembershipError::AlreadyRan)?;
         let r = async {
             match self.cfg.algorithm {
                 Algorithm::Lease => {
@@ -152,12 +182,12 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                     }
                     let (sm, first) = LeaseElection::new(&cfg, stored, self.clock.now(), self.seed);
                     let subjects = Subjects::new(&self.cfg, Some(sm.me()));
-                    self.drive(sm, first, &subjects, stop).await
+                    self.drive(sm, first, &subjects, (stop, commands)).await
                 }
                 Algorithm::Allcall => {
                     let subjects = Subjects::new(&self.cfg, None);
                     let (sm, first) = AllcallElection::new(&self.cfg, self.clock.now());
-                    self.drive(sm, first, &subjects, stop).await
+                    self.drive(sm, first, &subjects, (stop, commands)).await
                 }
             }
         }
@@ -202,8 +232,14 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         mut sm: M,
         first: Vec<Output>,
         subjects: &Subjects,
-        mut stop: oneshot::Receiver<()>,
+        (mut stop, commands): (oneshot::Receiver<()>, mpsc::UnboundedReceiver<Command>),
     ) -> Result<(), MembershipError> {
+        // Commands from handles and changes of the connection, as one stream of events.
+        let connection = self
+            .net
+            .connection_events()
+            .unwrap_or_else(|| futures::stream::pending().boxed());
+        let mut control = futures::stream::select(commands.map(Event::Command), connection.map(Event::Connection));
         let mut subs = futures::stream::SelectAll::new();
         for s in subjects.listen() {
             subs.push(self.net.subscribe(s).await?);
@@ -222,11 +258,14 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             let wake = sm.next_wakeup();
             let event = {
                 let sleep = self.clock.sleep_until(wake);
-                match select(&mut stop, select(subs.next(), sleep)).await {
+                match select(&mut stop, select(select(subs.next(), control.next()), sleep)).await {
                     Either::Left(_) => Event::Stop,
-                    Either::Right((Either::Left((Some(msg), _)), _)) => Event::Message(msg),
+                    Either::Right((Either::Left((Either::Left((Some(msg), _)), _)), _)) => Event::Message(msg),
                     // Every subscription ended: the network is gone for good.
-                    Either::Right((Either::Left((None, _)), _)) => Event::Closed,
+                    Either::Right((Either::Left((Either::Left((None, _)), _)), _)) => Event::Closed,
+                    Either::Right((Either::Left((Either::Right((Some(c), _)), _)), _)) => c,
+                    // The command channel lives as long as the shared state; should it close, stop.
+                    Either::Right((Either::Left((Either::Right((None, _)), _)), _)) => Event::Stop,
                     Either::Right((Either::Right(((), _)), _)) => Event::Timer,
                 }
             };
@@ -242,6 +281,9 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 Event::Timer if now >= wake => sm.tick(now, self.clock.wall()),
                 Event::Timer => continue,
                 Event::Message(msg) => self.input(&mut sm, now, subjects, msg),
+                Event::Command(Command::Resign) => sm.resign(now),
+                Event::Command(Command::Campaign) => sm.campaign(now),
+                Event::Connection(c) => vec![Output::Notice(Notice::Connection(c))],
             };
         }
         let last = sm.stop(self.clock.now());
@@ -341,6 +383,17 @@ enum Event {
     Closed,
     Timer,
     Message(Message),
+    Command(Command),
+    Connection(Connection),
+}
+
+/// What a handle asks of the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Give up the lease and stop campaigning.
+    Resign,
+    /// Campaign again.
+    Campaign,
 }
 
 /// What the driver needs of an election state machine.
@@ -355,6 +408,10 @@ trait Machine {
     fn on_message(&mut self, now: Duration, topic: Topic, msg: Message, max: usize) -> Result<Vec<Output>, WireError>;
     /// The end of the run.
     fn stop(&mut self, now: Duration) -> Vec<Output>;
+    /// Give up the lease and stop campaigning.
+    fn resign(&mut self, now: Duration) -> Vec<Output>;
+    /// Campaign again.
+    fn campaign(&mut self, now: Duration) -> Vec<Output>;
     /// Messages dropped so far for values out of range.
     fn rejected(&self) -> u64;
 }
@@ -389,6 +446,12 @@ impl Machine for LeaseElection {
     fn stop(&mut self, now: Duration) -> Vec<Output> {
         LeaseElection::stop(self, now)
     }
+    fn resign(&mut self, now: Duration) -> Vec<Output> {
+        LeaseElection::resign(self, now)
+    }
+    fn campaign(&mut self, now: Duration) -> Vec<Output> {
+        LeaseElection::campaign(self, now)
+    }
     fn rejected(&self) -> u64 {
         LeaseElection::rejected(self)
     }
@@ -416,6 +479,14 @@ impl Machine for AllcallElection {
     }
     fn stop(&mut self, now: Duration) -> Vec<Output> {
         AllcallElection::stop(self, now)
+    }
+    fn resign(&mut self, _now: Duration) -> Vec<Output> {
+        // ALLCALL elects whoever ranks best each beat; there is no lease to give up.
+        warn!("resign is not supported by the allcall algorithm; ignored");
+        Vec::new()
+    }
+    fn campaign(&mut self, _now: Duration) -> Vec<Output> {
+        Vec::new()
     }
     fn rejected(&self) -> u64 {
         AllcallElection::rejected(self)

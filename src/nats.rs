@@ -7,7 +7,7 @@
 //! lease run out on its own clock.
 
 use crate::clock::BoxFuture;
-use crate::network::{validate_subject, Message, NetError, Network, Subscription};
+use crate::network::{validate_subject, Connection, Message, NetError, Network, Subscription};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::path::PathBuf;
@@ -49,12 +49,33 @@ pub struct NatsOptions {
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to one NATS server.
+///
+/// ```no_run
+/// use leasehold::{Membership, MembershipCfg, MemoryStorage, NatsNetwork, NatsOptions, TokioClock};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let net = NatsNetwork::connect(&NatsOptions {
+///     url: "nats://127.0.0.1:4222".into(),
+///     ..Default::default()
+/// })
+/// .await?; // an error naming the URL if no server answers within 10 s
+/// let mut cfg = MembershipCfg::default();
+/// cfg.id = "orders-1".into();
+/// cfg.cluster_size = 3;
+/// let handle = Membership::new(cfg, TokioClock::new(), net, MemoryStorage::new())?.start();
+/// # let _ = handle;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct NatsNetwork {
     client: async_nats::Client,
     connected: Arc<AtomicBool>,
     disconnects: Arc<AtomicU64>,
+    listeners: Listeners,
 }
+
+/// Whoever follows the connection's changes ([`Network::connection_events`]).
+type Listeners = Arc<std::sync::Mutex<Vec<futures::channel::mpsc::UnboundedSender<Connection>>>>;
 
 impl std::fmt::Debug for NatsNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,10 +92,11 @@ impl NatsNetwork {
     pub async fn connect(opts: &NatsOptions) -> Result<NatsNetwork, NetError> {
         let connected = Arc::new(AtomicBool::new(false));
         let disconnects = Arc::new(AtomicU64::new(0));
+        let listeners: Listeners = Default::default();
         let deadline = tokio::time::Instant::now() + opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let mut last = String::from("no answer");
         let client = loop {
-            let o = Self::options(opts, &connected, &disconnects).await?;
+            let o = Self::options(opts, (&connected, &disconnects, &listeners)).await?;
             match tokio::time::timeout_at(deadline, o.connect(opts.url.as_str())).await {
                 Ok(Ok(client)) => break client,
                 Ok(Err(e)) => last = e.to_string(),
@@ -90,20 +112,22 @@ impl NatsNetwork {
             tracing::debug!(url = %opts.url, error = %last, "NATS not reachable yet; trying again");
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        // The first Connected event may come before or after `connect` returns.
+        connected.store(true, Ordering::SeqCst);
         Ok(NatsNetwork {
             client,
             connected,
             disconnects,
+            listeners,
         })
     }
 
     /// The client options for `opts`, reporting connection events into the two counters.
     async fn options(
         opts: &NatsOptions,
-        connected: &Arc<AtomicBool>,
-        disconnects: &Arc<AtomicU64>,
+        (connected, disconnects, listeners): (&Arc<AtomicBool>, &Arc<AtomicU64>, &Listeners),
     ) -> Result<async_nats::ConnectOptions, NetError> {
-        let (c, d) = (connected.clone(), disconnects.clone());
+        let (c, d, l) = (connected.clone(), disconnects.clone(), listeners.clone());
         let mut o = async_nats::ConnectOptions::new()
             .ignore_discovered_servers()
             .retain_servers_order()
@@ -111,19 +135,31 @@ impl NatsNetwork {
             .connection_timeout(Duration::from_secs(2))
             .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
             .event_callback(move |ev| {
-                let (c, d) = (c.clone(), d.clone());
+                let (c, d, l) = (c.clone(), d.clone(), l.clone());
                 async move {
-                    match ev {
+                    let change = match ev {
                         async_nats::Event::Connected => {
-                            c.store(true, Ordering::SeqCst);
+                            // A connect after a drop is a reconnect; the first is not announced
+                            // here (`connect` has not returned yet, and listeners start with the
+                            // state then).
+                            let was_up = c.swap(true, Ordering::SeqCst);
                             tracing::info!("connected to NATS");
+                            (!was_up && d.load(Ordering::SeqCst) > 0).then_some(Connection::Reconnected)
                         }
                         async_nats::Event::Disconnected => {
                             c.store(false, Ordering::SeqCst);
                             d.fetch_add(1, Ordering::SeqCst);
                             tracing::warn!("disconnected from NATS; reconnecting");
+                            Some(Connection::Disconnected)
                         }
-                        other => tracing::debug!(event = %other, "NATS event"),
+                        other => {
+                            tracing::debug!(event = %other, "NATS event");
+                            None
+                        }
+                    };
+                    if let Some(change) = change {
+                        let mut g = l.lock().unwrap_or_else(|e| e.into_inner());
+                        g.retain(|tx| tx.unbounded_send(change).is_ok());
                     }
                 }
             });
@@ -217,5 +253,17 @@ impl Network for NatsNetwork {
 
     fn new_inbox(&self) -> String {
         self.client.new_inbox()
+    }
+
+    fn connection_events(&self) -> Option<futures::stream::BoxStream<'static, Connection>> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let now = if self.is_connected() {
+            Connection::Connected
+        } else {
+            Connection::Disconnected
+        };
+        let _ = tx.unbounded_send(now);
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        Some(Box::pin(rx))
     }
 }

@@ -73,6 +73,23 @@ pub trait Network: Send + Sync + 'static {
 
     /// A subject unique to this connection, for replies.
     fn new_inbox(&self) -> String;
+
+    /// Changes of the connection to the server, starting with the state now (`Connected` if
+    /// it is up). `None` for networks that are always connected (the hub, the simulator).
+    fn connection_events(&self) -> Option<futures::stream::BoxStream<'static, Connection>> {
+        None
+    }
+}
+
+/// A change of a network's connection to its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// Connected (first time).
+    Connected,
+    /// The connection dropped; publishes may be lost until it is back.
+    Disconnected,
+    /// Connected again after a drop.
+    Reconnected,
 }
 
 impl<N: Network + ?Sized> Network for Arc<N> {
@@ -84,6 +101,9 @@ impl<N: Network + ?Sized> Network for Arc<N> {
     }
     fn new_inbox(&self) -> String {
         (**self).new_inbox()
+    }
+    fn connection_events(&self) -> Option<futures::stream::BoxStream<'static, Connection>> {
+        (**self).connection_events()
     }
 }
 

@@ -49,7 +49,7 @@ impl Subjects {
     /// The subjects for `cfg`'s algorithm; `me` names the `lease` inbox (one per incarnation,
     /// so answers meant for an earlier run never reach this one).
     pub(crate) fn new(cfg: &MembershipCfg, me: Option<&Incarnation>) -> Self {
-        let p = &cfg.sys_member_prefix;
+        let p = &cfg.election_prefix();
         let s = |name: &str| format!("{p}{name}");
         let inbox = me.map_or_else(String::new, |me| format!("{p}lease.reply.{}.{}", me.id, me.inc));
         let recovery_inbox = me.map_or_else(String::new, |me| format!("{p}lease.recovery.{}.{}", me.id, me.inc));

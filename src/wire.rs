@@ -220,6 +220,10 @@ pub struct Heartbeat {
     /// [`MembershipCfg::safety_digest`]: crate::MembershipCfg::safety_digest
     #[serde(default)]
     pub config: u64,
+    /// The sender does not campaign (it resigned): others do not defer to its rank. Left out
+    /// of the message when false, so heartbeats of agents that never resign are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passive: bool,
 }
 
 /// `lease` algorithm: a candidate asks for a promise (`<prefix>lease.request`); the reply

@@ -495,3 +495,63 @@ fn a_raw_client_publishing_extreme_values_neither_kills_an_agent_nor_stops_the_e
     }
     assert_no_overlap(&agents);
 }
+
+/// hnatsd's seed parity: the agent reports the server it is connected to, and measures round
+/// trips to its peers, so the network coordinate it answers pings with moves.
+#[test]
+fn an_agent_reports_its_server_and_its_coordinate_moves_with_measured_round_trips() {
+    let server = Server::start(free_port(), None);
+    let agents: Vec<Agent> = (0..2)
+        .map(|i| Agent::start(&format!("n{i}"), i, &server.url(), 2, "lease"))
+        .collect();
+    wait_for("a leader", Duration::from_secs(10), || {
+        holders(&agents).first().copied()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (hb, first, later) = rt.block_on(async {
+        use futures::StreamExt;
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let mut hbs = client.subscribe(format!("{PREFIX}hb")).await.unwrap();
+        let hb: Value = serde_json::from_slice(&hbs.next().await.unwrap().payload).unwrap();
+        let ping = || async {
+            let r = client.request(format!("{PREFIX}ping.n0"), "{}".into()).await.unwrap();
+            serde_json::from_slice::<Value>(&r.payload).unwrap()["coordinate"].clone()
+        };
+        let first = ping().await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        (hb, first, ping().await)
+    });
+    assert_eq!(hb["loc"]["natsHost"], "127.0.0.1", "{hb}");
+    assert_eq!(hb["loc"]["natsClientPort"], server.port, "{hb}");
+    assert_ne!(first, later, "the coordinate moved with measured round trips");
+}
+
+/// hnatsd's seed parity: an `allcall` agent sends one allcall when it starts, then one per beat.
+#[test]
+fn an_allcall_agent_sends_one_allcall_at_start() {
+    let server = Server::start(free_port(), None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(async_nats::connect(server.url())).unwrap();
+    let mut allcalls = rt.block_on(client.subscribe(format!("{PREFIX}allcall"))).unwrap();
+    rt.block_on(client.flush()).unwrap();
+    let _agent = Agent::start_with("solo", 0, &server.url(), 1, "allcall", 5_000, "warn");
+    let count = rt.block_on(async {
+        use futures::StreamExt;
+        // The beat is 100 ms: wait for the first allcall, then count for 60 ms more.
+        let first = tokio::time::timeout(Duration::from_secs(10), allcalls.next()).await;
+        assert!(matches!(first, Ok(Some(_))), "an allcall at start");
+        let mut n = 1;
+        let end = tokio::time::Instant::now() + Duration::from_millis(60);
+        while let Ok(Some(_)) = tokio::time::timeout_at(end, allcalls.next()).await {
+            n += 1;
+        }
+        n
+    });
+    assert_eq!(count, 1, "one allcall at start, not two");
+}

@@ -56,6 +56,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
             lease,
             max_token,
             config: 0,
+            passive: false,
         })
     };
     match pick % KINDS {
@@ -183,6 +184,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 lease: None,
                 max_token: 0,
                 config: 0,
+                passive: false,
             }),
             "heartbeat from a member with an incarnation near 2^64",
         ),

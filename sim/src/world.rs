@@ -558,6 +558,7 @@ fn notice_line(n: &Notice) -> Option<String> {
         Notice::MemberAdded(l) => format!("member added {}", l.id),
         Notice::MemberLost(l) => format!("member lost {}", l.id),
         Notice::ConfigMismatch { peer, .. } => format!("config mismatch with {peer}"),
+        Notice::Connection(c) => format!("connection {c:?}"),
         Notice::Elected { .. } => return None,
     })
 }

@@ -91,14 +91,16 @@ fn bad() -> impl Strategy<Value = Bad> {
             any_u64(),
             proptest::option::of((any_u64(), any_u64())),
             any_u64(),
-            any_u64()
+            any_u64(),
+            any::<bool>()
         )
-            .prop_map(|(loc, inc, lease, max_token, config)| Bad::Hb(Heartbeat {
+            .prop_map(|(loc, inc, lease, max_token, config, passive)| Bad::Hb(Heartbeat {
                 loc,
                 inc,
                 lease: lease.map(|(token, remaining_ms)| LeaseView { token, remaining_ms }),
                 max_token,
                 config,
+                passive,
             })),
         (any_inc(), any::<i64>(), any_u64(), any_u64(), any_u64()).prop_map(
             |(candidate, rank, token, attempt, config)| {
@@ -334,6 +336,7 @@ fn with_unchecked_ranges_one_forged_heartbeat_stops_elections_for_good() {
         lease: None,
         max_token: u64::MAX,
         config: 0,
+        passive: false,
     });
     let run = |bug: bool| {
         let mut c = LeaseCluster::new(3);

@@ -119,6 +119,8 @@ struct Member {
     last_seen: Duration,
     lease: Option<(u64, Duration)>,
     config: u64,
+    /// It resigned and does not campaign: its rank does not hold others back.
+    passive: bool,
 }
 
 /// How far above the highest token it knows an agent accepts a token from the network.
@@ -143,6 +145,8 @@ pub struct LeaseElection {
     next_campaign: Duration,
     reported_leader: Option<(Option<String>, Option<u64>)>,
     stopped: bool,
+    /// Resigned: follows, grants and beats, but does not campaign.
+    passive: bool,
     config: u64,
     recovery: Option<Recovery>,
     /// How many other agents' answers a start needs (`cluster_size - quorum + 1`).
@@ -212,6 +216,7 @@ impl LeaseElection {
             // Nothing to report until a leader is known.
             reported_leader: Some((None, None)),
             stopped: false,
+            passive: false,
             config: cfg.safety_digest(),
             recovery,
             recovery_need: need,
@@ -343,7 +348,7 @@ impl LeaseElection {
                 }
             } else if now >= self.next_campaign {
                 self.next_campaign = now + self.t.beat;
-                if self.may_campaign(now) {
+                if !self.passive && self.may_campaign(now) {
                     let max = self.known_max();
                     let token = if self.knobs.has(Bug::UncheckedRanges) {
                         max.wrapping_add(1)
@@ -384,6 +389,7 @@ impl LeaseElection {
                 m.lease = lease;
                 m.loc = loc;
                 m.config = hb.config;
+                m.passive = hb.passive;
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
             _ => {
@@ -397,6 +403,7 @@ impl LeaseElection {
                         last_seen: now,
                         lease,
                         config: hb.config,
+                        passive: hb.passive,
                     },
                 );
             }
@@ -539,6 +546,42 @@ impl LeaseElection {
         out
     }
 
+    /// Gives up the lease at `now` (the claim ends first, then the others are told, as in
+    /// [`LeaseElection::stop`]) and stays a follower that does not campaign until
+    /// [`LeaseElection::campaign`]; its heartbeats say so, so others do not defer to its rank.
+    pub fn resign(&mut self, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.stopped {
+            return out;
+        }
+        self.passive = true;
+        self.attempt = None;
+        if let Some(h) = self.held.take() {
+            if now < h.until {
+                out.push(Output::Notice(Notice::ClaimEnded { at: now }));
+                out.push(Output::Publish(Publish::Release(LeaseRelease {
+                    holder: self.me.clone(),
+                    token: h.token,
+                })));
+            }
+        }
+        out.push(Output::Publish(Publish::Heartbeat(self.heartbeat(now))));
+        self.report_leader(now, &mut out);
+        out
+    }
+
+    /// Campaigns again after [`LeaseElection::resign`] (from the next beat).
+    pub fn campaign(&mut self, now: Duration) -> Vec<Output> {
+        self.passive = false;
+        self.next_campaign = now;
+        Vec::new()
+    }
+
+    /// Whether this agent resigned and does not campaign.
+    pub fn is_passive(&self) -> bool {
+        self.passive
+    }
+
     /// Stops for good: ends this agent's claim at `now`, then tells the others (in that order,
     /// so no granter forgets its promise while the claim still stands).
     pub fn stop(&mut self, now: Duration) -> Vec<Output> {
@@ -571,6 +614,7 @@ impl LeaseElection {
             }),
             max_token: self.known_max(),
             config: self.config,
+            passive: self.passive,
         }
     }
 
@@ -661,7 +705,7 @@ impl LeaseElection {
     fn better_live_member(&self, now: Duration) -> bool {
         self.members
             .values()
-            .any(|m| self.is_peer(m, now) && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
+            .any(|m| self.is_peer(m, now) && !m.passive && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
     }
 
     /// A live member with our safety-relevant settings.
@@ -736,8 +780,15 @@ impl LeaseElection {
             }
             // Liveness, not safety: do not help a candidate ranked below a live member.
             let cand = AgentLoc::new(req.candidate.id.clone(), req.rank);
-            let better_known = std::iter::once(&self.loc)
-                .chain(self.members.values().filter(|m| self.is_peer(m, now)).map(|m| &m.loc))
+            let me = (!self.passive).then_some(&self.loc);
+            let better_known = me
+                .into_iter()
+                .chain(
+                    self.members
+                        .values()
+                        .filter(|m| self.is_peer(m, now) && !m.passive)
+                        .map(|m| &m.loc),
+                )
                 .any(|l| l.id != cand.id && agent_loc_cmp(l, &cand) == Ordering::Less);
             if better_known && req.candidate != self.me {
                 return false;

@@ -55,6 +55,8 @@ pub enum Notice {
     MemberAdded(AgentLoc),
     /// A member stopped answering.
     MemberLost(AgentLoc),
+    /// The connection to the NATS server changed (from the driver, not the election).
+    Connection(crate::network::Connection),
     /// A peer runs with different safety-relevant settings (`cluster_size`, `lease_time`,
     /// `max_drift_ppm`): neither promises to the other. Reported once per peer and digest.
     ConfigMismatch {

@@ -43,6 +43,26 @@ struct State {
 /// The list of servers a client uses: the front one takes RPCs; a failed front server moves to
 /// the back; a periodic rebalance shuffles the list (so clients spread evenly over servers and
 /// do not fixate on old ones), keeping only an order whose front server answers a ping.
+///
+/// ```
+/// use leasehold::router::{ClusterInfo, Manager, Pinger, Server};
+/// use std::sync::Arc;
+///
+/// struct AlwaysUp;
+/// impl Pinger for AlwaysUp {
+///     fn ping(&self, _: &Server) -> leasehold::BoxFuture<'_, bool> {
+///         Box::pin(async { true })
+///     }
+/// }
+/// let cluster: Arc<dyn ClusterInfo> = Arc::new(|| 10usize); // nodes in the cluster
+/// let m = Manager::new(Arc::new(AlwaysUp), cluster, 7);
+/// for name in ["s1", "s2", "s3"] {
+///     m.add_server(Server::new(name, "dc1", "rpc."));
+/// }
+/// let first = m.find_server().expect("a server");
+/// m.notify_failed_server(&first); // the next RPC goes elsewhere
+/// assert_ne!(m.find_server(), Some(first));
+/// ```
 pub struct Manager {
     state: Mutex<State>,
     pinger: Arc<dyn Pinger>,

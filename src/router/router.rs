@@ -61,6 +61,26 @@ struct State {
 }
 
 /// Keeps a manager per (area, datacenter) and answers which server to use for a datacenter.
+///
+/// ```
+/// use leasehold::router::{ClusterInfo, CoordinateBook, Pinger, Router, Server};
+/// use std::sync::{Arc, Mutex};
+///
+/// struct AlwaysUp;
+/// impl Pinger for AlwaysUp {
+///     fn ping(&self, _: &Server) -> leasehold::BoxFuture<'_, bool> {
+///         Box::pin(async { true })
+///     }
+/// }
+/// let router = Router::new("dc1", 7);
+/// let cluster: Arc<dyn ClusterInfo> = Arc::new(|| 10usize);
+/// let book = Arc::new(Mutex::new(CoordinateBook::new(7)));
+/// router.add_area("lan", cluster.clone(), Arc::new(AlwaysUp), book.clone()).unwrap();
+/// router.add_area("wan", cluster, Arc::new(AlwaysUp), book).unwrap();
+/// router.add_server("lan", Server::new("s1", "dc1", "rpc.")).unwrap();
+/// router.add_server("wan", Server::new("s9", "dc2", "rpc.")).unwrap();
+/// assert_eq!(router.find_route("dc2").unwrap().server.name, "s9");
+/// ```
 pub struct Router {
     local_dc: String,
     seed: u64,

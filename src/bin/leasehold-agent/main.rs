@@ -23,8 +23,8 @@ mod test_clock;
 
 use clap::Parser;
 use leasehold::{
-    Algorithm, Bug, BugKnobs, Clock, ClusterState, FileStorage, Membership, MembershipCfg, NatsNetwork, NatsOptions,
-    Notice, TokioClock,
+    Algorithm, Bug, BugKnobs, Clock, ClusterState, Connection, FileStorage, Membership, MembershipCfg, NatsNetwork,
+    NatsOptions, Notice, TokioClock,
 };
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -66,6 +66,11 @@ struct Args {
     /// Subject prefix.
     #[arg(long, default_value = "_nats.cluster.members.")]
     prefix: String,
+    /// The election's name: agents with different names run independent elections on the
+    /// same NATS (subjects `<prefix><election>.…`, and a state file of its own). Default: the
+    /// one election of the prefix, on hnatsd's subjects.
+    #[arg(long, default_value = "")]
+    election: String,
     /// File keeping the incarnation and highest fencing token across restarts. Default:
     /// `$STATE_DIRECTORY/leasehold-<id>.state.json` (systemd's `StateDirectory=`), else
     /// `$XDG_STATE_HOME/leasehold/…`, else `~/.local/state/leasehold/…`; never the working
@@ -165,6 +170,7 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg.max_clock_skew = args.max_clock_skew;
     cfg.max_drift_ppm = args.max_drift_ppm;
     cfg.sys_member_prefix = args.prefix.clone();
+    cfg.election = args.election.clone();
     cfg.nats_url = args.nats.clone();
     cfg.pid = i64::from(std::process::id());
     cfg.initial_cluster_state = args.initial_cluster_state;
@@ -191,7 +197,11 @@ fn state_path(args: &Args) -> Result<PathBuf, String> {
     if let Some(p) = &args.state {
         return Ok(p.clone());
     }
-    let file = format!("leasehold-{}.state.json", args.id);
+    let file = if args.election.is_empty() {
+        format!("leasehold-{}.state.json", args.id)
+    } else {
+        format!("leasehold-{}-{}.state.json", args.id, args.election)
+    };
     let env_dir = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(d) = env_dir("STATE_DIRECTORY") {
         // systemd may list several directories, separated by ':'; use the first.
@@ -257,7 +267,7 @@ fn lease_fields(clock: &dyn Clock, from: Option<Duration>, until: Option<Duratio
 }
 
 /// The JSON line of a notice (`None` for those the agent does not print).
-fn notice_line(node: &str, clock: &dyn Clock, n: Notice) -> Option<Value> {
+fn notice_line(node: &str, nats: &str, clock: &dyn Clock, n: Notice) -> Option<Value> {
     Some(match n {
         Notice::Leader {
             leader,
@@ -281,6 +291,11 @@ fn notice_line(node: &str, clock: &dyn Clock, n: Notice) -> Option<Value> {
         }
         Notice::MemberAdded(l) => json!({"event": "member_added", "node": node, "member": l.id, "rank": l.rank}),
         Notice::MemberLost(l) => json!({"event": "member_lost", "node": node, "member": l.id, "rank": l.rank}),
+        Notice::Connection(c) => json!({"event": match c {
+            Connection::Connected => "connected",
+            Connection::Disconnected => "disconnected",
+            Connection::Reconnected => "reconnected",
+        }, "node": node, "nats": nats}),
         Notice::ConfigMismatch { peer, ours, theirs } => json!({
             "event": "config_mismatch", "node": node, "peer": peer,
             "ours": format!("{ours:016x}"), "theirs": format!("{theirs:016x}")
@@ -338,6 +353,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // hnatsd reports the server its agent is connected to.
+    let info = net.client().server_info();
+    cfg.nats_host = info.host.clone();
+    cfg.nats_client_port = i64::from(info.port);
     let node = args.id.clone();
     let clock = match start_clock(&node, args.test_clock.clone()) {
         Ok(c) => c,
@@ -365,15 +384,23 @@ async fn main() -> ExitCode {
     )));
     let ping_subject = format!("{}ping.{}", args.prefix, args.id);
     tokio::spawn(leasehold::router::serve_pings(
-        ping_net,
+        ping_net.clone(),
         ping_subject,
         args.id.clone(),
+        book.clone(),
+    ));
+    // Measure the round trip to every peer now and then, so this agent's coordinate moves.
+    tokio::spawn(ping_peers(
+        handle.clone(),
+        ping_net,
+        clock.clone(),
         book,
+        args.prefix.clone(),
     ));
     let runner = tokio::spawn(agent.run());
     emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
     let print = |n: Notice| {
-        if let Some(v) = notice_line(&node, clock.as_ref(), n) {
+        if let Some(v) = notice_line(&node, &args.nats, clock.as_ref(), n) {
             emit(v);
         }
     };
@@ -415,6 +442,28 @@ async fn main() -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Pings one known member every second, round robin, feeding the coordinate book.
+async fn ping_peers(
+    handle: leasehold::MembershipHandle,
+    net: NatsNetwork,
+    clock: Arc<dyn Clock>,
+    book: Arc<std::sync::Mutex<leasehold::router::CoordinateBook>>,
+    prefix: String,
+) {
+    use leasehold::router::{NetworkPinger, Pinger, Server};
+    let pinger = NetworkPinger::new(net, clock, Duration::from_millis(500), book);
+    for k in 0usize.. {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if handle.is_stopped() {
+            return;
+        }
+        let members = handle.members();
+        if let Some(m) = members.get(k % members.len().max(1)) {
+            pinger.ping(&Server::new(m.id.clone(), "", &prefix)).await;
+        }
     }
 }
 
