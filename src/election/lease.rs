@@ -555,16 +555,7 @@ impl LeaseElection {
             return out;
         }
         self.passive = true;
-        self.attempt = None;
-        if let Some(h) = self.held.take() {
-            if now < h.until {
-                out.push(Output::Notice(Notice::ClaimEnded { at: now }));
-                out.push(Output::Publish(Publish::Release(LeaseRelease {
-                    holder: self.me.clone(),
-                    token: h.token,
-                })));
-            }
-        }
+        self.give_up(now, &mut out);
         out.push(Output::Publish(Publish::Heartbeat(self.heartbeat(now))));
         self.report_leader(now, &mut out);
         out
@@ -582,14 +573,9 @@ impl LeaseElection {
         self.passive
     }
 
-    /// Stops for good: ends this agent's claim at `now`, then tells the others (in that order,
-    /// so no granter forgets its promise while the claim still stands).
-    pub fn stop(&mut self, now: Duration) -> Vec<Output> {
-        let mut out = Vec::new();
-        if self.stopped {
-            return out;
-        }
-        self.stopped = true;
+    /// Abandons any attempt and gives the lease up at `now`: the claim ends first, then the
+    /// others are told, so no granter forgets its promise while the claim still stands.
+    fn give_up(&mut self, now: Duration, out: &mut Vec<Output>) {
         self.attempt = None;
         if let Some(h) = self.held.take() {
             if now < h.until {
@@ -600,6 +586,17 @@ impl LeaseElection {
                 })));
             }
         }
+    }
+
+    /// Stops for good: ends this agent's claim at `now`, then tells the others (in that order,
+    /// so no granter forgets its promise while the claim still stands).
+    pub fn stop(&mut self, now: Duration) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.stopped {
+            return out;
+        }
+        self.stopped = true;
+        self.give_up(now, &mut out);
         self.report_leader(now, &mut out);
         out
     }
