@@ -223,7 +223,7 @@ impl Shared {
             }
         });
         g.stats.notices_dropped += dropped;
-        if (g.status.clone(), g.disconnected) != before {
+        if g.status != before.0 || g.disconnected != before.1 {
             let status = g.status.clone();
             let wake = Self::status_changed(&mut g);
             drop(g);

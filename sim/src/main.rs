@@ -186,11 +186,23 @@ impl SeedChoice {
     }
 }
 
+/// [`load_all`], with a clear error and exit code 2 for bad input or no scenario at all.
+pub(crate) fn load_some(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Result<Vec<(String, Scenario)>, ExitCode> {
+    match load_all(paths, algorithm) {
+        Ok(s) if s.is_empty() => {
+            eprintln!("error: no scenario files found");
+            Err(ExitCode::from(2))
+        }
+        Ok(s) => Ok(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// Every scenario under `paths`, parsed before anything runs: bad input simulates nothing.
-pub(crate) fn load_all(
-    paths: &[PathBuf],
-    algorithm: Option<Algorithm>,
-) -> Result<Vec<(String, Scenario)>, ScenarioError> {
+fn load_all(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Result<Vec<(String, Scenario)>, ScenarioError> {
     let mut scns = Vec::new();
     for p in paths {
         for f in scenario_files(p)? {
@@ -207,16 +219,9 @@ fn cmd_run(
     json: bool,
     out: Option<&Path>,
 ) -> ExitCode {
-    let scns = match load_all(paths, algorithm) {
-        Ok(s) if s.is_empty() => {
-            eprintln!("error: no scenario files found");
-            return ExitCode::from(2);
-        }
+    let scns = match load_some(paths, algorithm) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let tty = std::io::stderr().is_terminal() && !json;
     let mut summaries: Vec<Summary> = Vec::new();

@@ -1,7 +1,7 @@
 //! `leasehold-sim real`: scenario files against real processes, the simulated figures of the
 //! same seeds beside.
 
-use crate::{load_all, SeedChoice};
+use crate::{load_some, SeedChoice};
 use leasehold_sim::real::{handle_interrupts, run_real, unsupported, RealOpts, RealRun};
 use leasehold_sim::report::RunReport;
 use leasehold_sim::sweep::{sweep, sweep_with, Summary};
@@ -23,16 +23,9 @@ pub(crate) fn cmd_real(
     out: Option<&Path>,
     agent: Option<PathBuf>,
 ) -> ExitCode {
-    let scns = match load_all(paths, None) {
-        Ok(s) if s.is_empty() => {
-            eprintln!("error: no scenario files found");
-            return ExitCode::from(2);
-        }
+    let scns = match load_some(paths, None) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     handle_interrupts();
     let opts = RealOpts { agent };
