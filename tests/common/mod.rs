@@ -174,7 +174,11 @@ impl Agent {
     /// Starts an agent; `how` is (algorithm, lease in ms, RUST_LOG), `extra` more flags.
     fn launch(id: &str, rank: i64, url: &str, n: usize, how: (&str, u64, &str), extra: &[String]) -> Agent {
         let (algorithm, lease_ms, rust_log) = how;
-        let dir = std::env::temp_dir().join(format!("leasehold-it-{}-{id}-{}", std::process::id(), now_us()));
+        // A counter, not the time: two tests of this process may start an `n0` in the same
+        // microsecond, and one's cleanup would delete the other's state directory.
+        static NEXT_DIR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("leasehold-it-{}-{seq}-{id}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut args: Vec<String> = [
             "--nats",
