@@ -4,7 +4,7 @@
 use crate::{load_some, SeedChoice};
 use leasehold_sim::real::{handle_interrupts, run_real, unsupported, RealOpts, RealRun};
 use leasehold_sim::report::RunReport;
-use leasehold_sim::sweep::{sweep, sweep_with, Summary};
+use leasehold_sim::sweep::{sweep, sweep_with, Summary, SweepOptions};
 use leasehold_sim::{Violation, ViolationKind};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,7 @@ pub(crate) fn cmd_real(
             scn,
             src,
             &list,
+            SweepOptions::default(),
             |seed| {
                 if broken.is_some() {
                     return not_run(scn, seed, "an earlier run could not be made");
@@ -120,6 +121,7 @@ fn not_run(scn: &leasehold_sim::Scenario, seed: u64, why: &str) -> RunReport {
         }],
         figures: Default::default(),
         router: None,
+        swarm: None,
     }
 }
 

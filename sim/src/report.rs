@@ -36,6 +36,8 @@ pub struct RunReport {
     pub figures: Figures,
     /// Router figures, for scenarios with `[router]`.
     pub router: Option<RouterReport>,
+    /// What `--swarm` drew for this seed (`None`: the scenario's faults as written).
+    pub swarm: Option<crate::swarm::Swarm>,
 }
 
 /// The figures of one run.
@@ -141,6 +143,47 @@ impl RunReport {
         )
     }
 
+    /// The run as one JSON object (`replay --json`): the seed, what `--swarm` drew, every
+    /// violation with its claims, the figures, the trace's size and digest, and the command
+    /// that replays it.
+    pub fn json(&self, file: &str) -> serde_json::Value {
+        let claim = |c: &crate::oracle::TrueClaim| {
+            serde_json::json!({
+                "node": c.id, "incarnation": c.inc, "token": c.token,
+                "from_s": c.from as f64 / 1e9, "until_s": c.until as f64 / 1e9,
+            })
+        };
+        let violations: Vec<serde_json::Value> = self
+            .violations
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "kind": v.kind.key(), "what": v.kind.to_string(), "at_s": v.at as f64 / 1e9,
+                    "detail": v.detail, "claims": v.claims.iter().map(claim).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let f = &self.figures;
+        serde_json::json!({
+            "file": file,
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "swarm": self.swarm.as_ref().map(|w| serde_json::json!({"on": w.on, "off": w.off, "faults": w.faults})),
+            "violations": violations,
+            "faults_applied": self.applied.len(),
+            "sim_seconds": f.sim_time.as_secs_f64(),
+            "wall_seconds": f.wall_time.as_secs_f64(),
+            "leader_changes": f.leader_changes,
+            "failovers_ms": f.failovers_ms,
+            "no_leader_seconds": f.no_leader.as_secs_f64(),
+            "claims": f.claims,
+            "messages": {"published": f.fabric.published, "delivered": f.fabric.delivered, "lost": f.fabric.lost, "cut": f.fabric.cut},
+            "trace_events": self.trace.events.len(),
+            "trace_digest": format!("{:016x}", self.trace.digest),
+            "replay": self.replay,
+        })
+    }
+
     /// A report of the first violation: the claims, the faults around it, the last events
     /// before it, the seed, and the command that replays it.
     pub fn describe(&self) -> String {
@@ -159,6 +202,9 @@ impl RunReport {
         }
         if !v.detail.is_empty() {
             s.push_str(&format!("  {}\n", v.detail));
+        }
+        if let Some(w) = &self.swarm {
+            s.push_str(&format!("  {w}\n"));
         }
         let events = &self.trace.events;
         let faults: Vec<String> = events
@@ -209,6 +255,7 @@ mod tests {
             }],
             figures: Figures::default(),
             router: None,
+            swarm: None,
         }
     }
 

@@ -63,6 +63,7 @@ fn panicked(scn: &Scenario, seed: u64, replay: String, msg: String) -> RunReport
             ..Figures::default()
         },
         router: None,
+        swarm: None,
     }
 }
 
@@ -245,5 +246,6 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
         violations,
         figures,
         router,
+        swarm: None,
     }
 }

@@ -1,16 +1,31 @@
 //! Shrinking: turn a failing seed into a minimal scenario that still fails the same way.
 //!
 //! The run's faults, as applied (runtime choices resolved), become a fully scripted
-//! scenario; then fault episodes are removed (delta debugging: halves, quarters, … single
-//! episodes), the run is cut shortly after the violation, and nodes no fault names are
-//! dropped, keeping each step only if the scenario, written as TOML, parsed back and run
-//! with the same seed, still fails with the same kind of violation.
+//! scenario. Then, keeping each change only if the scenario, written as TOML, parsed back
+//! and run with the same seed, still fails with the same kind of violation:
+//! 1. the run is cut a second after a safety violation;
+//! 2. fault episodes (a kill with its restart, a pause with its resume, ...) are removed by
+//!    delta debugging: halves, quarters, ... single episodes;
+//! 3. single steps are removed, one at a time;
+//! 4. nodes that no step names are dropped;
+//! 5. the network and the clocks are made plainer: no loss, duplication or reordering, one
+//!    fixed latency, no per-node drift or offset, no per-datacenter links;
+//! 6. every step is moved earlier by the same amount, and the run is cut to the shortest
+//!    length that still fails.
+//!
+//! Steps 2 to 6 repeat until a whole round changes nothing, so the result is 1-minimal:
+//! removing any one remaining step, episode or unnamed node makes the failure go away (or
+//! the timeline impossible). After every removal, steps that no longer do anything (a
+//! restart of a node that is up, a resume of one that is not paused) are dropped too, so a
+//! candidate is always a timeline that can happen.
 
 use crate::faults::{Action, FaultEvent};
 use crate::oracle::{secs, ViolationKind};
 use crate::report::RunReport;
 use crate::run::run_seed;
-use crate::scenario::{At, Dur, FaultSpec, MembershipSpec, NodeSpec, Scenario};
+use crate::scenario::duration::text;
+use crate::scenario::{At, Dur, DurRange, FaultSpec, MembershipSpec, NetworkSpec, NodeSpec, Scenario};
+use crate::timeline::FaultState;
 use std::time::Duration;
 
 /// What shrinking produced.
@@ -24,18 +39,59 @@ pub struct Shrunk {
     pub nodes: (usize, usize),
     /// Duration before and after.
     pub duration: (Duration, Duration),
+    /// What was made plainer in the network and the clocks.
+    pub plainer: Vec<String>,
+    /// The seed the minimal scenario fails with (the original or one shortly after).
+    pub seed: u64,
     /// Simulations run while shrinking.
     pub trials: usize,
+    /// Whether the search stopped at `max_trials` before the result was 1-minimal.
+    pub budget_exhausted: bool,
     /// The minimal scenario's failing run.
     pub report: RunReport,
 }
 
+impl Shrunk {
+    /// One line: what shrank, by how much, in how many simulations.
+    pub fn summary_line(&self) -> String {
+        let mut s = format!(
+            "shrunk in {} simulations: fault steps {} -> {}, nodes {} -> {}, duration {} -> {}, seed {}",
+            self.trials,
+            self.events.0,
+            self.events.1,
+            self.nodes.0,
+            self.nodes.1,
+            text(self.duration.0),
+            text(self.duration.1),
+            self.seed
+        );
+        if !self.plainer.is_empty() {
+            s.push_str(&format!("; plainer: {}", self.plainer.join(", ")));
+        }
+        if self.budget_exhausted {
+            s.push_str(" (stopped at --max-trials: may not be minimal)");
+        }
+        s
+    }
+}
+
+/// One point of the search: which nodes, how long, which steps, what network and clocks.
 #[derive(Clone)]
 struct Candidate {
     keep_nodes: Vec<bool>,
     duration: Duration,
     events: Vec<FaultEvent>,
+    network: NetworkSpec,
+    drift_ppm: Vec<i64>,
+    offset_ms: Vec<i64>,
 }
+
+/// Time left before the first fault when steps are moved earlier: enough for a first
+/// election.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// How many seeds after the current one a candidate may fail with instead.
+const OTHER_SEEDS: u64 = 3;
 
 /// Violations that count as "failing the same way".
 fn class(k: ViolationKind) -> u8 {
@@ -47,13 +103,18 @@ fn class(k: ViolationKind) -> u8 {
     }
 }
 
-/// Fault episodes: a kill with its restart, a pause with its resume, a spike with its end;
-/// every other step alone. Each is a list of indices into `events`.
-fn episodes(events: &[FaultEvent], base: &Scenario) -> Vec<Vec<usize>> {
+/// Fault episodes: a kill, stop or state loss with its restart, a pause with its resume, a
+/// suspension with its wake, a slow consumer with its recovery, a cut with its heal, a spike
+/// with its end; every other step alone. Each is a list of indices into `events`.
+fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
     let closes = |a: &Action, b: &Action| match (a, b) {
-        (Action::Kill(x), Action::Restart(y)) | (Action::Pause(x), Action::Resume(y)) => x == y,
-        (Action::Loss(l), Action::Loss(m)) => *l != base.network.loss && *m == base.network.loss,
-        (Action::Latency(l), Action::Latency(m)) => *l != base.network.latency && *m == base.network.latency,
+        (Action::Kill(x) | Action::Stop(x), Action::Restart(y))
+        | (Action::Pause(x), Action::Resume(y))
+        | (Action::Suspend(x), Action::Wake(y)) => x == y,
+        (Action::SlowConsumer(x, true), Action::SlowConsumer(y, false)) => x == y,
+        (Action::Cut(l), Action::Heal | Action::Cut(_)) => !l.is_empty(),
+        (Action::Loss(l), Action::Loss(m)) => *l != base.loss && *m == base.loss,
+        (Action::Latency(l), Action::Latency(m)) => *l != base.latency && *m == base.latency,
         _ => false,
     };
     let mut taken = vec![false; events.len()];
@@ -73,6 +134,21 @@ fn episodes(events: &[FaultEvent], base: &Scenario) -> Vec<Vec<usize>> {
     out
 }
 
+/// The steps that still do something, in order, once others are gone.
+fn normalize(events: Vec<FaultEvent>, n: usize) -> Vec<FaultEvent> {
+    let mut st = FaultState::new(n);
+    events
+        .into_iter()
+        .filter(|e| {
+            let keep = st.takes_effect(&e.action);
+            if keep {
+                st.apply(&e.action);
+            }
+            keep
+        })
+        .collect()
+}
+
 /// The state of one shrink: the failing run it started from, and the trials so far.
 struct Shrinker<'a> {
     base: &'a Scenario,
@@ -86,12 +162,15 @@ struct Shrinker<'a> {
 }
 
 impl Shrinker<'_> {
+    fn out_of_budget(&self) -> bool {
+        self.trials >= self.max_trials
+    }
+
     /// The scripted scenario of a candidate (`None` if a step names a dropped node).
     fn scenario(&self, c: &Candidate) -> Option<Scenario> {
         let base = self.base;
         let nodes = base.sim_nodes();
         let cfg = base.membership_cfg();
-        let plan = &self.first.plan;
         let id = |i: usize| nodes[i].id.clone();
         let mut at = Vec::new();
         for e in &c.events {
@@ -115,10 +194,11 @@ impl Shrinker<'_> {
             });
         }
         let mut s = base.clone();
-        s.name = format!("{} (shrunk, seed {})", base.name, self.seed);
+        s.name = format!("{} (shrunk)", base.name);
         s.seeds = 1;
         s.first_seed = self.seed;
         s.duration = Dur(c.duration);
+        s.network = c.network.clone();
         s.membership = MembershipSpec {
             beat: Some(Dur(cfg.beat)),
             lease: Some(Dur(cfg.lease_time)),
@@ -136,13 +216,18 @@ impl Shrinker<'_> {
                 id: Some(n.id.clone()),
                 rank: Some(n.rank),
                 datacenter: Some(n.datacenter.clone()),
-                drift_ppm: Some(plan.drift_ppm[i]),
-                wall_offset_ms: Some((plan.wall_offset_ns[i] / 1_000_000) as i64),
+                drift_ppm: Some(c.drift_ppm[i]),
+                wall_offset_ms: Some(c.offset_ms[i]),
                 // Config skew stays: it is part of the failure.
                 ..base.node.get(i).cloned().unwrap_or_default()
             })
             .collect();
-        s.faults = FaultSpec::default();
+        // Every fault is a scripted step now, but for the impostor, who runs all along.
+        s.faults = FaultSpec {
+            impostor: base.faults.impostor.clone(),
+            quiet: base.faults.impostor.as_ref().map(|_| Dur(Duration::ZERO)),
+            ..FaultSpec::default()
+        };
         s.at = at;
         s.expect.leader_within = Some(Dur(base.leader_within()));
         s.router = None;
@@ -152,35 +237,65 @@ impl Shrinker<'_> {
     /// The candidate as a scenario file: a header, then the TOML.
     fn text(&self, c: &Candidate) -> Option<String> {
         let toml = self.scenario(c)?.to_toml().ok()?;
-        Some(format!("{}\n{toml}", self.header))
+        Some(format!(
+            "{}\n{toml}",
+            self.header.replace("{seed}", &self.seed.to_string())
+        ))
     }
 
-    /// Whether the candidate, written and read back, fails the same way (within the budget).
+    /// Whether the candidate, written and read back, fails the same way (within the budget)
+    /// with the current seed or, failing that, with one of the next [`OTHER_SEEDS`]: a step
+    /// whose only part in the failure was to steer the seed's random choices is not needed
+    /// to show the bug. A candidate that fails with another seed carries that seed on.
     fn fails(&mut self, c: &Candidate) -> bool {
-        if self.trials >= self.max_trials {
-            return false;
-        }
         let Some(s) = self.text(c).and_then(|t| Scenario::parse("shrink.toml", &t).ok()) else {
             return false;
         };
-        self.trials += 1;
-        let r = run_seed(&s, self.seed, "shrink.toml");
-        let ok = r.violations.first().is_some_and(|v| class(v.kind) == self.want);
-        if ok {
-            self.best = Some(r);
+        for seed in (0..=OTHER_SEEDS).map(|k| self.seed.wrapping_add(k)) {
+            if self.out_of_budget() {
+                return false;
+            }
+            self.trials += 1;
+            let r = run_seed(&s, seed, "shrink.toml");
+            if r.violations.first().is_some_and(|v| class(v.kind) == self.want) {
+                self.seed = seed;
+                self.best = Some(r);
+                return true;
+            }
         }
-        ok
+        false
+    }
+
+    /// `cur` without the steps `drop` (indices), normalized.
+    fn without(&self, cur: &Candidate, drop: &[usize]) -> Candidate {
+        let events = cur
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !drop.contains(k))
+            .map(|(_, e)| e.clone())
+            .collect();
+        Candidate {
+            events: normalize(events, cur.keep_nodes.len()),
+            ..cur.clone()
+        }
+    }
+
+    /// When the last failing run's first violation happened.
+    fn violation_at(&self) -> Option<Duration> {
+        let r = self.best.as_ref().unwrap_or(&self.first);
+        r.violations.first().map(|v| Duration::from_nanos(v.at as u64))
     }
 
     /// A safety violation needs nothing after it: cut the run a second after.
     fn cut_after_violation(&mut self, cur: Candidate) -> Candidate {
-        let Some(v) = self.first.violations.first() else {
+        let Some(at) = self.violation_at() else {
             return cur;
         };
         if self.want != 0 {
             return cur;
         }
-        let cut = Duration::from_millis((v.at / 1_000_000) as u64 + 1000);
+        let cut = Duration::from_millis(at.as_millis() as u64 + 1000);
         let c = Candidate {
             duration: cut.min(cur.duration),
             events: cur.events.iter().filter(|e| e.at <= cut).cloned().collect(),
@@ -196,26 +311,14 @@ impl Shrinker<'_> {
     /// Delta debugging over fault episodes: drop chunks, halving the chunk until single
     /// episodes can no longer be dropped.
     fn drop_episodes(&mut self, mut cur: Candidate) -> Candidate {
-        let mut chunk = (episodes(&cur.events, self.base).len() / 2).max(1);
+        let mut chunk = (episodes(&cur.events, &cur.network).len() / 2).max(1);
         loop {
-            if episodes(&cur.events, self.base).is_empty() {
-                break;
-            }
             let mut progress = false;
             let mut i = 0;
-            while i < episodes(&cur.events, self.base).len() {
-                let eps = episodes(&cur.events, self.base);
+            while i < episodes(&cur.events, &cur.network).len() && !self.out_of_budget() {
+                let eps = episodes(&cur.events, &cur.network);
                 let drop: Vec<usize> = eps[i..(i + chunk).min(eps.len())].iter().flatten().copied().collect();
-                let c = Candidate {
-                    events: cur
-                        .events
-                        .iter()
-                        .enumerate()
-                        .filter(|(k, _)| !drop.contains(k))
-                        .map(|(_, e)| e.clone())
-                        .collect(),
-                    ..cur.clone()
-                };
+                let c = self.without(&cur, &drop);
                 if self.fails(&c) {
                     cur = c;
                     progress = true;
@@ -223,14 +326,25 @@ impl Shrinker<'_> {
                     i += chunk;
                 }
             }
-            if chunk == 1 && !progress {
+            if (chunk == 1 && !progress) || self.out_of_budget() || cur.events.is_empty() {
                 break;
             }
             if !progress {
                 chunk = (chunk / 2).max(1);
             }
-            if self.trials >= self.max_trials {
-                break;
+        }
+        cur
+    }
+
+    /// Each remaining step alone.
+    fn drop_steps(&mut self, mut cur: Candidate) -> Candidate {
+        let mut i = 0;
+        while i < cur.events.len() && !self.out_of_budget() {
+            let c = self.without(&cur, &[i]);
+            if self.fails(&c) {
+                cur = c;
+            } else {
+                i += 1;
             }
         }
         cur
@@ -239,7 +353,8 @@ impl Shrinker<'_> {
     /// Drops every node no remaining step names, last first, while it still fails.
     fn drop_nodes(&mut self, mut cur: Candidate) -> Candidate {
         for k in (0..cur.keep_nodes.len()).rev() {
-            if cur.keep_nodes.iter().filter(|x| **x).count() <= 1
+            if !cur.keep_nodes[k]
+                || cur.keep_nodes.iter().filter(|x| **x).count() <= 1
                 || cur.events.iter().any(|e| e.action.node() == Some(k))
             {
                 continue;
@@ -252,21 +367,190 @@ impl Shrinker<'_> {
         }
         cur
     }
+
+    /// A plainer network and plainer clocks, one setting at a time.
+    fn plainer(&mut self, mut cur: Candidate, notes: &mut Vec<String>) -> Candidate {
+        let mut changes = vec![
+            Plainer::Loss,
+            Plainer::Duplicate,
+            Plainer::Reorder,
+            Plainer::DcLinks,
+            Plainer::Latency,
+        ];
+        changes.extend((0..cur.events.len()).map(Plainer::LatencyStep));
+        for i in 0..cur.keep_nodes.len() {
+            changes.extend([Plainer::Drift(i), Plainer::Offset(i)]);
+        }
+        let ids: Vec<String> = self.base.sim_nodes().into_iter().map(|n| n.id).collect();
+        for ch in changes {
+            if self.out_of_budget() {
+                break;
+            }
+            if let Some((note, c)) = ch.apply(&cur, &ids) {
+                if self.fails(&c) {
+                    cur = c;
+                    notes.push(note);
+                }
+            }
+        }
+        cur
+    }
+
+    /// Every step earlier by the same amount, so the run can end sooner: by all of the time
+    /// before the first step but [`SETTLE`], else by half or a quarter of that.
+    fn earlier(&mut self, cur: Candidate) -> Candidate {
+        let Some(first) = cur.events.first().map(|e| e.at) else {
+            return cur;
+        };
+        let room = first.saturating_sub(SETTLE);
+        for by in [room, room / 2, room / 4] {
+            let by = Duration::from_millis(by.as_millis() as u64 / 100 * 100);
+            if by.is_zero() || self.out_of_budget() {
+                break;
+            }
+            let mut c = cur.clone();
+            for e in &mut c.events {
+                e.at -= by;
+            }
+            if self.fails(&c) {
+                return c;
+            }
+        }
+        cur
+    }
+
+    /// The shortest run that still fails: the violation's time plus a margin, found by
+    /// halving the gap between it and the current length.
+    fn shortest(&mut self, mut cur: Candidate) -> Candidate {
+        let step = Duration::from_millis(100);
+        loop {
+            let Some(at) = self.violation_at() else {
+                return cur;
+            };
+            let lo = Duration::from_millis(at.as_millis() as u64 / 100 * 100) + step;
+            if lo >= cur.duration || self.out_of_budget() {
+                return cur;
+            }
+            let mid = lo + (cur.duration - lo) / 2;
+            let mid = Duration::from_millis(mid.as_millis() as u64 / 100 * 100).max(lo);
+            let c = Candidate {
+                duration: mid,
+                events: cur.events.iter().filter(|e| e.at < mid).cloned().collect(),
+                ..cur.clone()
+            };
+            if self.fails(&c) {
+                cur = c;
+            } else if mid == lo {
+                return cur;
+            } else {
+                // The failure needs more than `mid`: try the first half of what is left.
+                let c = Candidate {
+                    duration: lo,
+                    events: cur.events.iter().filter(|e| e.at < lo).cloned().collect(),
+                    ..cur.clone()
+                };
+                if self.fails(&c) {
+                    cur = c;
+                }
+                return cur;
+            }
+        }
+    }
 }
 
-/// Shrinks seed `seed` of `base` (read from `source`). Fails if that seed does not fail.
-pub fn shrink(base: &Scenario, source: &str, seed: u64, max_trials: usize) -> Result<Shrunk, String> {
+/// One way to make a candidate's network or clocks plainer.
+#[derive(Clone, Copy)]
+enum Plainer {
+    Loss,
+    Duplicate,
+    Reorder,
+    DcLinks,
+    /// One fixed latency, the range's lowest.
+    Latency,
+    /// A scripted latency step at one fixed value, its range's highest.
+    LatencyStep(usize),
+    /// A node's drift to 0 (unless steps change drift: they would fight it).
+    Drift(usize),
+    /// A node's wall-clock offset to 0.
+    Offset(usize),
+}
+
+impl Plainer {
+    /// The candidate with this change, and a note of it; `None` if there is nothing to do.
+    fn apply(self, cur: &Candidate, ids: &[String]) -> Option<(String, Candidate)> {
+        let mut c = cur.clone();
+        let n = &mut c.network;
+        let note = match self {
+            Plainer::Loss if n.loss > 0.0 => format!("loss {} -> 0", std::mem::take(&mut n.loss)),
+            Plainer::Duplicate if n.duplicate > 0.0 => {
+                format!("duplicate {} -> 0", std::mem::take(&mut n.duplicate))
+            }
+            Plainer::Reorder if n.reorder => {
+                n.reorder = false;
+                "reorder -> off".into()
+            }
+            Plainer::DcLinks if !n.dc_link.is_empty() => {
+                n.dc_link.clear();
+                "per-datacenter links -> none".into()
+            }
+            Plainer::Latency if n.latency.lo != n.latency.hi => {
+                let note = format!(
+                    "latency {}..{} -> {}",
+                    text(n.latency.lo),
+                    text(n.latency.hi),
+                    text(n.latency.lo)
+                );
+                n.latency = DurRange::new(n.latency.lo, n.latency.lo);
+                note
+            }
+            Plainer::LatencyStep(i) => match c.events.get(i).map(|e| (e.at, &e.action)) {
+                Some((at, Action::Latency(r))) if r.lo != r.hi => {
+                    let hi = r.hi;
+                    c.events[i].action = Action::Latency(DurRange::new(hi, hi));
+                    format!("latency step at {} -> {}", secs(at.as_nanos()), text(hi))
+                }
+                _ => return None,
+            },
+            Plainer::Drift(i)
+                if c.drift_ppm[i] != 0 && !c.events.iter().any(|e| matches!(e.action, Action::Drift(..))) =>
+            {
+                c.drift_ppm[i] = 0;
+                format!("drift of {} -> 0", ids[i])
+            }
+            Plainer::Offset(i) if c.offset_ms[i] != 0 => {
+                c.offset_ms[i] = 0;
+                format!("wall offset of {} -> 0", ids[i])
+            }
+            _ => return None,
+        };
+        Some((note, c))
+    }
+}
+
+/// Shrinks seed `seed` of `base` (read from `source`; as `run --swarm` ran it if `swarm`).
+/// Fails if that seed does not fail.
+pub fn shrink(base: &Scenario, source: &str, seed: u64, swarm: bool, max_trials: usize) -> Result<Shrunk, String> {
+    let drawn;
+    let base = if swarm {
+        drawn = crate::swarm::draw(base, seed).0;
+        &drawn
+    } else {
+        base
+    };
     let first = run_seed(base, seed, source);
     let Some(v0) = first.violations.first() else {
         return Err(format!("{source} seed {seed} shows no violation: nothing to shrink"));
     };
     let n = base.sim_nodes().len();
+    let swarm_flag = if swarm { " --swarm" } else { "" };
     let mut sh = Shrinker {
         base,
         want: class(v0.kind),
         seed,
+        // `{seed}` is filled in when written: shrinking may move to a nearby seed.
         header: format!(
-            "# Shrunk by `leasehold-sim shrink {source} --seed {seed}` from a {} at {}.",
+            "# Shrunk by `leasehold-sim shrink {source} --seed {seed}{swarm_flag}` from a {} at {}.\n\
+             # Fails with seed {{seed}}: `leasehold-sim replay THIS_FILE --seed {{seed}}`.",
             v0.kind,
             secs(v0.at)
         ),
@@ -279,23 +563,47 @@ pub fn shrink(base: &Scenario, source: &str, seed: u64, max_trials: usize) -> Re
         keep_nodes: vec![true; n],
         duration: base.duration.0,
         events: sh.first.applied.clone(),
+        network: base.network.clone(),
+        drift_ppm: sh.first.plan.drift_ppm.clone(),
+        offset_ms: sh
+            .first
+            .plan
+            .wall_offset_ns
+            .iter()
+            .map(|o| (o / 1_000_000) as i64)
+            .collect(),
     };
     if !sh.fails(&start) {
         return Err(format!(
             "the scripted form of {source} seed {seed} does not fail the same way; cannot shrink"
         ));
     }
-    let cur = sh.cut_after_violation(start);
-    let cur = sh.drop_episodes(cur);
-    let cur = sh.drop_nodes(cur);
+    let mut notes = Vec::new();
+    let mut cur = sh.cut_after_violation(start);
+    loop {
+        let before = sh.text(&cur);
+        cur = sh.drop_episodes(cur);
+        cur = sh.drop_steps(cur);
+        cur = sh.drop_nodes(cur);
+        cur = sh.plainer(cur, &mut notes);
+        cur = sh.earlier(cur);
+        cur = sh.shortest(cur);
+        if sh.text(&cur) == before || sh.out_of_budget() {
+            break;
+        }
+    }
     let toml = sh.text(&cur).ok_or("internal: the shrunk candidate has no text")?;
+    let budget_exhausted = sh.out_of_budget();
     let report = sh.best.take().ok_or("internal: no failing run recorded")?;
     Ok(Shrunk {
         toml,
         events: (sh.first.applied.len(), cur.events.len()),
         nodes: (n, cur.keep_nodes.iter().filter(|x| **x).count()),
         duration: (base.duration.0, cur.duration),
+        plainer: notes,
+        seed: sh.seed,
         trials: sh.trials,
+        budget_exhausted,
         report,
     })
 }

@@ -3,9 +3,24 @@
 use crate::report::RunReport;
 use crate::run::run_seed;
 use crate::scenario::{Scenario, ScenarioError};
-use serde::Serialize;
+use crate::swarm::run_swarm_seed;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How many failing seeds a summary lists (the count is always exact).
+pub const FAILING_SEEDS_CAP: usize = 100;
+
+/// How a sweep runs its seeds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SweepOptions {
+    /// Each seed runs a random subset of the fault classes ([`crate::swarm`]).
+    pub swarm: bool,
+    /// Run every seed even after a known-bad scenario is caught (to measure how often).
+    pub keep_going: bool,
+    /// This sweep is shard `(i, n)` of a larger one.
+    pub shard: Option<(u64, u64)>,
+}
 
 /// The result of one scenario over its seeds.
 #[derive(Debug, Clone)]
@@ -16,10 +31,14 @@ pub struct Summary {
     pub source: String,
     /// Algorithm.
     pub algorithm: String,
+    /// How the seeds ran.
+    pub options: SweepOptions,
     /// Seeds run.
     pub seeds: u64,
     /// Seeds with a violation (safety, liveness or panic).
     pub violations: u64,
+    /// The failing seeds, in order, at most [`FAILING_SEEDS_CAP`].
+    pub failing_seeds: Vec<u64>,
     /// The first seed with a violation.
     pub first_failing: Option<RunReport>,
     /// Simulated time, all seeds.
@@ -40,19 +59,36 @@ pub struct Summary {
     pub expected_violation: bool,
 }
 
-/// One scenario's line of `run --json`.
-#[derive(Debug, Serialize)]
-pub struct JsonSummary<'a> {
+/// One scenario's line of `run --json`, and what `merge` reads back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSummary {
+    /// The scenario file, as given on the command line.
+    pub file: String,
     /// Scenario name.
-    pub name: &'a str,
+    pub name: String,
     /// Algorithm.
-    pub algorithm: &'a str,
+    pub algorithm: String,
+    /// Whether seeds ran under `--swarm`.
+    #[serde(default)]
+    pub swarm: bool,
+    /// The shard, `I/N`, when this is one shard of a sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// Seeds run.
     pub seeds: u64,
     /// Seeds with a violation.
     pub violations: u64,
+    /// The failing seeds, at most [`FAILING_SEEDS_CAP`] (`violations` counts them all).
+    #[serde(default)]
+    pub failing_seeds: Vec<u64>,
     /// First failing seed.
     pub first_failing_seed: Option<u64>,
+    /// The command that replays the first failing seed.
+    #[serde(default)]
+    pub replay: Option<String>,
+    /// The fault classes `--swarm` turned on for the first failing seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failing_faults: Option<Vec<String>>,
     /// Simulated seconds.
     pub sim_seconds: f64,
     /// Wall seconds.
@@ -63,12 +99,30 @@ pub struct JsonSummary<'a> {
     pub failover_p50_ms: Option<f64>,
     /// 99th percentile failover gap.
     pub failover_p99_ms: Option<f64>,
+    /// Failover gaps to the millisecond: `[ms, count]` pairs, for merging percentiles.
+    #[serde(default)]
+    pub failover_histogram_ms: Vec<(u64, u64)>,
     /// Seconds without a leader.
     pub no_leader_seconds: f64,
     /// Lease claims (each renewal is one).
     pub claims: u64,
+    /// Whether the scenario expects a violation (a known-bad scenario).
+    #[serde(default)]
+    pub expected_violation: bool,
     /// Whether the expectation was met.
     pub ok: bool,
+}
+
+impl JsonSummary {
+    /// What the last column of a summary table says.
+    pub fn verdict(&self) -> &'static str {
+        match (self.ok, self.expected_violation) {
+            (true, true) => "ok (violation caught, as expected)",
+            (true, false) => "ok",
+            (false, true) => "FAIL (expected violation not found)",
+            (false, false) => "FAIL",
+        }
+    }
 }
 
 impl Summary {
@@ -78,20 +132,36 @@ impl Summary {
     }
 
     /// The JSON form.
-    pub fn json(&self) -> JsonSummary<'_> {
+    pub fn json(&self) -> JsonSummary {
+        let mut hist = std::collections::BTreeMap::new();
+        for ms in &self.failovers_ms {
+            *hist.entry(ms.max(0.0) as u64).or_insert(0u64) += 1;
+        }
         JsonSummary {
-            name: &self.name,
-            algorithm: &self.algorithm,
+            file: self.source.clone(),
+            name: self.name.clone(),
+            algorithm: self.algorithm.clone(),
+            swarm: self.options.swarm,
+            shard: self.options.shard.map(|(i, n)| format!("{i}/{n}")),
             seeds: self.seeds,
             violations: self.violations,
+            failing_seeds: self.failing_seeds.clone(),
             first_failing_seed: self.first_failing.as_ref().map(|r| r.seed),
+            replay: self.first_failing.as_ref().map(|r| r.replay.clone()),
+            first_failing_faults: self
+                .first_failing
+                .as_ref()
+                .and_then(|r| r.swarm.as_ref())
+                .map(|w| w.on.clone()),
             sim_seconds: self.sim_time.as_secs_f64(),
             wall_seconds: self.wall_time.as_secs_f64(),
             leader_changes: self.leader_changes,
             failover_p50_ms: self.failover_percentile(50.0),
             failover_p99_ms: self.failover_percentile(99.0),
+            failover_histogram_ms: hist.into_iter().collect(),
             no_leader_seconds: self.no_leader.as_secs_f64(),
             claims: self.claims,
+            expected_violation: self.expected_violation,
             ok: self.met,
         }
     }
@@ -111,14 +181,33 @@ pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
 /// Runs `seeds` of `scn`. A scenario expecting a violation stops at the first seed with a
 /// safety violation; otherwise every seed runs. `progress` is called after each seed.
 pub fn sweep(scn: &Scenario, source: &str, seeds: &[u64], progress: impl FnMut(&RunReport)) -> Summary {
-    sweep_with(scn, source, seeds, |seed| run_seed(scn, seed, source), progress)
+    sweep_opts(scn, source, seeds, SweepOptions::default(), progress)
 }
 
-/// [`sweep`] with another way of running a seed (real processes, for `real`).
+/// [`sweep`], run as `options` say.
+pub fn sweep_opts(
+    scn: &Scenario,
+    source: &str,
+    seeds: &[u64],
+    options: SweepOptions,
+    progress: impl FnMut(&RunReport),
+) -> Summary {
+    let run = |seed| {
+        if options.swarm {
+            run_swarm_seed(scn, seed, source)
+        } else {
+            run_seed(scn, seed, source)
+        }
+    };
+    sweep_with(scn, source, seeds, options, run, progress)
+}
+
+/// [`sweep_opts`] with another way of running a seed (real processes, for `real`).
 pub fn sweep_with(
     scn: &Scenario,
     source: &str,
     seeds: &[u64],
+    options: SweepOptions,
     mut run: impl FnMut(u64) -> RunReport,
     mut progress: impl FnMut(&RunReport),
 ) -> Summary {
@@ -126,8 +215,10 @@ pub fn sweep_with(
         name: scn.name.clone(),
         source: source.to_string(),
         algorithm: scn.algorithm.to_string(),
+        options,
         seeds: 0,
         violations: 0,
+        failing_seeds: Vec::new(),
         first_failing: None,
         sim_time: Duration::ZERO,
         wall_time: Duration::ZERO,
@@ -152,13 +243,18 @@ pub fn sweep_with(
         let expected = scn.expect.violation.any() && r.shows(scn.expect.violation);
         if !r.violations.is_empty() {
             s.violations += 1;
+            if s.failing_seeds.len() < FAILING_SEEDS_CAP {
+                s.failing_seeds.push(seed);
+            }
             if s.first_failing.is_none() {
                 s.first_failing = Some(r);
             }
         }
         if expected {
             caught = true;
-            break;
+            if !options.keep_going {
+                break;
+            }
         }
     }
     s.met = if scn.expect.violation.any() {

@@ -90,8 +90,10 @@ pub enum SpanKind {
     Partition,
     /// The node was down.
     Down,
-    /// The node was paused.
+    /// The node was paused (SIGSTOP).
     Paused,
+    /// The node's host was suspended (its monotonic clock stopped too).
+    Suspended,
 }
 
 /// An interval of true time (ns) during which a fault was in force.
@@ -105,6 +107,8 @@ pub struct Span {
     pub to: u128,
     /// Which fault.
     pub kind: SpanKind,
+    /// For a partition, the directed routes cut.
+    pub cuts: Vec<(usize, usize)>,
 }
 
 /// A run's applied fault events (in time order), for questions about any moment.
@@ -161,32 +165,97 @@ impl<'a> Timeline<'a> {
     pub fn spans(&self, end: u128) -> Vec<Span> {
         let mut out = Vec::new();
         let mut s = FaultState::new(self.nodes);
-        let mut cut_since: Option<u128> = None;
+        let mut cut_since: Option<(u128, Vec<(usize, usize)>)> = None;
         let mut down_since: Vec<Option<u128>> = vec![None; self.nodes];
         let mut paused_since: Vec<Option<u128>> = vec![None; self.nodes];
+        let mut suspended_since: Vec<Option<u128>> = vec![None; self.nodes];
         for e in self.events {
             let t = e.at.as_nanos();
             s.apply(&e.action);
             if matches!(e.action, Action::Cut(_) | Action::Heal) {
-                out.extend(cut_since.take().map(|from| span(None, from, t, SpanKind::Partition)));
-                cut_since = (!s.cuts.is_empty()).then_some(t);
+                out.extend(cut_since.take().map(|(from, cuts)| partition(from, t, cuts)));
+                cut_since = (!s.cuts.is_empty()).then(|| (t, s.cuts.clone()));
             }
             for i in 0..self.nodes {
+                let (paused, suspended) = (s.paused[i] && !s.suspended[i], s.suspended[i]);
                 track(&mut out, &mut down_since[i], s.down[i], i, t, SpanKind::Down);
-                track(&mut out, &mut paused_since[i], s.paused[i], i, t, SpanKind::Paused);
+                track(&mut out, &mut paused_since[i], paused, i, t, SpanKind::Paused);
+                track(&mut out, &mut suspended_since[i], suspended, i, t, SpanKind::Suspended);
             }
         }
-        out.extend(cut_since.map(|from| span(None, from, end, SpanKind::Partition)));
+        out.extend(cut_since.map(|(from, cuts)| partition(from, end, cuts)));
         for i in 0..self.nodes {
             out.extend(down_since[i].map(|from| span(Some(i), from, end, SpanKind::Down)));
             out.extend(paused_since[i].map(|from| span(Some(i), from, end, SpanKind::Paused)));
+            out.extend(suspended_since[i].map(|from| span(Some(i), from, end, SpanKind::Suspended)));
         }
         out
     }
 }
 
+/// Who was cut off from whom, in words: the sides of a clean partition (`n0 | n1 n2`), or
+/// the one-way cuts (`n1 n2 -/-> n0`).
+pub fn describe_cuts(cuts: &[(usize, usize)], ids: &[String]) -> String {
+    let name = |i: usize| ids.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+    let n = ids.len();
+    let cut = |a: usize, b: usize| cuts.contains(&(a, b));
+    let symmetric = cuts.iter().all(|(a, b)| cut(*b, *a));
+    if symmetric {
+        // Sides: nodes that can still hear each other, joined transitively.
+        let mut side: Vec<usize> = (0..n).collect();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b && !cut(a, b) {
+                    let (x, y) = (side[a], side[b]);
+                    for s in side.iter_mut() {
+                        if *s == y {
+                            *s = x;
+                        }
+                    }
+                }
+            }
+        }
+        let mut groups: Vec<Vec<String>> = Vec::new();
+        let mut seen = Vec::new();
+        for i in 0..n {
+            if !seen.contains(&side[i]) {
+                seen.push(side[i]);
+                groups.push((0..n).filter(|j| side[*j] == side[i]).map(name).collect());
+            }
+        }
+        if groups.len() > 1 {
+            return groups.iter().map(|g| g.join(" ")).collect::<Vec<_>>().join(" | ");
+        }
+    }
+    // One-way (or not a clean split): senders grouped by the receiver they cannot reach.
+    let mut parts = Vec::new();
+    for b in 0..n {
+        let from: Vec<String> = (0..n).filter(|a| cut(*a, b)).map(name).collect();
+        if !from.is_empty() {
+            parts.push(format!("{} -/-> {}", from.join(" "), name(b)));
+        }
+    }
+    parts.join(", ")
+}
+
+fn partition(from: u128, to: u128, cuts: Vec<(usize, usize)>) -> Span {
+    Span {
+        node: None,
+        from,
+        to,
+        kind: SpanKind::Partition,
+        cuts,
+    }
+}
+
 fn span(node: Option<usize>, from: u128, to: u128, kind: SpanKind) -> Span {
-    Span { node, from, to, kind }
+    Span {
+        node,
+        from,
+        to,
+        kind,
+        cuts: Vec::new(),
+    }
 }
 
 /// Opens or closes node `i`'s span of `kind` as its flag changes at `t`.
@@ -229,8 +298,20 @@ mod tests {
         assert!(!tl.stable(s, 2 * s));
         let spans = tl.spans(10 * s);
         assert!(spans.contains(&span(Some(0), s, 3 * s, SpanKind::Down)));
-        assert!(spans.contains(&span(None, 2 * s, 4 * s, SpanKind::Partition)));
+        assert!(spans.contains(&partition(2 * s, 4 * s, vec![(1, 2)])));
         assert!(spans.contains(&span(Some(1), 5 * s, 10 * s, SpanKind::Paused)));
+    }
+
+    #[test]
+    fn cuts_are_described_by_their_sides() {
+        let ids: Vec<String> = ["n0", "n1", "n2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(describe_cuts(&[(0, 1), (1, 0), (0, 2), (2, 0)], &ids), "n0 | n1 n2");
+        assert_eq!(describe_cuts(&[(1, 0), (2, 0)], &ids), "n1 n2 -/-> n0");
+        assert_eq!(
+            describe_cuts(&[(0, 1), (1, 0)], &ids),
+            "n1 -/-> n0, n0 -/-> n1",
+            "n2 bridges them"
+        );
     }
 
     #[test]

@@ -127,3 +127,274 @@ fn sharding_splits_the_seeds() {
         Some(2)
     );
 }
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn json_names_the_file_every_failing_seed_and_the_replay_command() {
+    let out = sim(&[
+        "run",
+        "scenarios/known-bad/allcall-partition.toml",
+        "--json",
+        "--seeds",
+        "6",
+        "--keep-going",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["file"], "scenarios/known-bad/allcall-partition.toml");
+    assert_eq!(v["seeds"], 6, "--keep-going runs every seed");
+    let failing: Vec<u64> = v["failing_seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert_eq!(failing.len() as u64, v["violations"].as_u64().unwrap());
+    assert_eq!(Some(failing[0]), v["first_failing_seed"].as_u64());
+    let replay = v["replay"].as_str().unwrap();
+    assert!(
+        replay.ends_with(&format!(
+            "replay scenarios/known-bad/allcall-partition.toml --seed {}",
+            failing[0]
+        )),
+        "{replay}"
+    );
+}
+
+#[test]
+fn zero_seeds_and_impossible_values_are_errors() {
+    let out = sim(&["run", "scenarios/lease-calm-3.toml", "--seeds", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1"));
+    let d = temp("zero");
+    let f = d.join("zero.toml");
+    std::fs::write(
+        &f,
+        "nodes = 3\n[expect]\n# leader_within = \"5s\"\nleader_within = \"0s\"\n",
+    )
+    .unwrap();
+    let out = sim(&["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:4: key `expect.leader_within`", f.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_gives_json_and_pictures_and_out_all_covers_passing_seeds() {
+    let d = temp("replay");
+    let out = sim(&[
+        "replay",
+        "scenarios/known-bad/allcall-partition.toml",
+        "--seed",
+        "0",
+        "--json",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = &json_lines(&out)[0];
+    assert_eq!(
+        (v["seed"].as_u64(), v["file"].as_str()),
+        (Some(0), Some("scenarios/known-bad/allcall-partition.toml"))
+    );
+    assert_eq!(v["violations"][0]["kind"], "overlap");
+    assert!(v["trace_digest"].as_str().is_some_and(|d| d.len() == 16));
+    for ext in ["trace.txt", "svg", "perfetto.json"] {
+        assert!(d.join(format!("allcall-partition-seed0.{ext}")).exists(), "{ext}");
+    }
+    let all = temp("out-all");
+    let out = sim(&[
+        "run",
+        "scenarios/lease-calm-3.toml",
+        "--seeds",
+        "2",
+        "--out",
+        all.to_str().unwrap(),
+        "--out-all",
+    ]);
+    assert!(out.status.success());
+    for seed in [0, 1] {
+        assert!(
+            all.join(format!("lease-calm-3-seed{seed}.svg")).exists(),
+            "seed {seed} passed and is drawn"
+        );
+    }
+}
+
+#[test]
+fn swarm_draws_are_reported_and_replayed() {
+    let out = sim(&[
+        "run",
+        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "--json",
+        "--swarm",
+        "--seeds",
+        "30",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["swarm"], true);
+    let on: Vec<String> = serde_json::from_value(v["first_failing_faults"].clone()).unwrap();
+    assert!(!on.is_empty());
+    let seed = v["first_failing_seed"].as_u64().unwrap().to_string();
+    assert!(v["replay"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("--seed {seed} --swarm")));
+    let replay = sim(&[
+        "replay",
+        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "--seed",
+        &seed,
+        "--swarm",
+        "--json",
+    ]);
+    let r = &json_lines(&replay)[0];
+    assert_eq!(r["swarm"]["on"], serde_json::json!(on), "the same draw");
+    assert!(!r["violations"].as_array().unwrap().is_empty(), "the same failure");
+    let text = sim(&[
+        "replay",
+        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "--seed",
+        &seed,
+        "--swarm",
+    ]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("swarm: {} on", on.join(", "))));
+}
+
+#[test]
+fn shards_merge_into_one_summary_and_one_exit_code() {
+    let d = temp("merge");
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let out = sim(&[
+            "run",
+            "scenarios/lease-calm-3.toml",
+            "scenarios/known-bad/allcall-partition.toml",
+            "--json",
+            "--seeds",
+            "9",
+            "--keep-going",
+            "--shard",
+            &format!("{i}/3"),
+        ]);
+        let f = d.join(format!("shard-{i}.jsonl"));
+        std::fs::write(&f, &out.stdout).unwrap();
+        files.push(f.to_str().unwrap().to_string());
+    }
+    let whole = json_lines(&sim(&[
+        "run",
+        "scenarios/lease-calm-3.toml",
+        "scenarios/known-bad/allcall-partition.toml",
+        "--json",
+        "--seeds",
+        "9",
+        "--keep-going",
+    ]));
+    let mut args = vec!["merge", "--json"];
+    args.extend(files.iter().map(|s| s.as_str()));
+    let out = sim(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let merged = json_lines(&out);
+    assert_eq!(merged.len(), 2);
+    for (m, w) in merged.iter().zip(&whole) {
+        for k in [
+            "seeds",
+            "violations",
+            "failing_seeds",
+            "first_failing_seed",
+            "leader_changes",
+            "claims",
+            "ok",
+        ] {
+            assert_eq!(m[k], w[k], "{k} of {}", m["file"]);
+        }
+    }
+    let table = sim(&["merge", &files[0], &files[1], &files[2]]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("ok (violation caught, as expected)"));
+    // A missing shard is an error, not a smaller sweep.
+    let out = sim(&["merge", &files[0], &files[2]]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 1/3 missing"));
+}
+
+#[test]
+fn a_kubernetes_indexed_job_picks_its_shard_from_the_environment() {
+    let run = |index: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leasehold-sim"));
+        c.args([
+            "run",
+            "scenarios/lease-calm-3.toml",
+            "--json",
+            "--seeds",
+            "10",
+            "--shards",
+            "4",
+        ])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env_remove("JOB_COMPLETION_INDEX");
+        if let Some(i) = index {
+            c.env("JOB_COMPLETION_INDEX", i);
+        }
+        c.output().unwrap()
+    };
+    let out = run(Some("1"));
+    assert!(out.status.success());
+    let v = &json_lines(&out)[0];
+    assert_eq!(
+        (v["seeds"].as_u64(), v["shard"].as_str()),
+        (Some(3), Some("1/4")),
+        "seeds 1, 5 and 9"
+    );
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JOB_COMPLETION_INDEX"));
+    assert_eq!(run(Some("4")).status.code(), Some(2));
+}
+
+#[test]
+fn shrink_writes_into_the_repository_that_holds_the_file() {
+    let repo = temp("shrink-repo");
+    std::fs::create_dir_all(repo.join("scenarios/known-bad")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/known-bad/bug-grant-ignoring-promise.toml"),
+        repo.join("scenarios/known-bad/mine.toml"),
+    )
+    .unwrap();
+    // Run from somewhere else entirely: the output does not follow the working directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_leasehold-sim"))
+        .args([
+            "shrink",
+            repo.join("scenarios/known-bad/mine.toml").to_str().unwrap(),
+            "--seed",
+            "0",
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = repo.join("scenarios/regressions/mine-seed0.toml");
+    let text = std::fs::read_to_string(&written).unwrap_or_else(|e| panic!("{}: {e}", written.display()));
+    assert!(text.contains("(shrunk)\"") && !text.contains("(seed"), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("wrote {}", written.display())), "{stdout}");
+    let file = repo.join("elsewhere.toml");
+    let out = sim(&[
+        "shrink",
+        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "--seed",
+        "0",
+        "--out-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success() && file.exists());
+}

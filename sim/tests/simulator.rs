@@ -112,21 +112,44 @@ fn liveness_is_judged_against_lease_plus_skew_plus_five_beats() {
 }
 
 #[test]
-fn shrinking_gives_a_smaller_scenario_that_still_fails() {
+fn shrinking_gives_a_one_minimal_scenario_that_still_fails() {
     let rel = "scenarios/known-bad/bug-grant-ignoring-promise.toml";
     let s = load(rel);
-    let shrunk = leasehold_sim::shrink::shrink(&s, rel, 0, 80).expect("seed 0 fails");
-    assert!(shrunk.events.1 < shrunk.events.0, "fewer faults: {:?}", shrunk.events);
+    let shrunk = leasehold_sim::shrink::shrink(&s, rel, 0, false, 2000).expect("seed 0 fails");
+    assert!(!shrunk.budget_exhausted, "{}", shrunk.summary_line());
+    assert!(shrunk.events.1 <= 3, "at most 3 steps: {}", shrunk.summary_line());
     assert!(shrunk.duration.1 < shrunk.duration.0, "shorter: {:?}", shrunk.duration);
     // The written text is a scenario of its own that fails on its own seed.
     let small = Scenario::parse("regression.toml", &shrunk.toml).unwrap_or_else(|e| panic!("{e}\n{}", shrunk.toml));
-    assert_eq!(small.seed_list(), vec![0]);
-    let r = run_seed(&small, 0, "regression.toml");
-    assert!(r.safety_violation().is_some(), "{}", shrunk.toml);
+    assert_eq!(small.seed_list(), vec![shrunk.seed]);
+    assert!(
+        !small.name.contains("(seed"),
+        "the seed is not in the title twice: {}",
+        small.name
+    );
+    let fails = |scn: &Scenario, seed: u64| run_seed(scn, seed, "regression.toml").safety_violation().is_some();
+    assert!(fails(&small, shrunk.seed), "{}", shrunk.toml);
     assert!(
         small.expect.violation.any(),
         "a known-bad reproducer keeps expecting its violation"
     );
+    // 1-minimal: without any one step, the timeline cannot happen, or no seed the shrinker
+    // tries (its own and the next three) fails any more.
+    for i in 0..small.at.len() {
+        let mut fewer = small.clone();
+        fewer.at.remove(i);
+        let Ok(text) = fewer.to_toml() else { continue };
+        let Ok(fewer) = Scenario::parse("fewer.toml", &text) else {
+            continue;
+        };
+        for seed in shrunk.seed..=shrunk.seed + 3 {
+            assert!(
+                !fails(&fewer, seed),
+                "step {i} is not needed (seed {seed}):\n{}",
+                shrunk.toml
+            );
+        }
+    }
 }
 
 #[test]
@@ -213,8 +236,14 @@ fn shrinking_a_drift_failure_keeps_the_per_node_drift() {
     let seed = (0..s.seeds)
         .find(|seed| run_seed(&s, *seed, rel).shows(s.expect.violation))
         .expect("the drift bug is caught");
-    let shrunk = leasehold_sim::shrink::shrink(&s, rel, seed, 60).expect("the scripted form fails the same way");
-    assert!(shrunk.toml.contains("drift_ppm"), "{}", shrunk.toml);
+    let shrunk =
+        leasehold_sim::shrink::shrink(&s, rel, seed, false, 200).expect("the scripted form fails the same way");
+    let small = Scenario::parse("small.toml", &shrunk.toml).unwrap();
+    assert!(
+        small.node.iter().any(|n| n.drift_ppm.is_some_and(|d| d != 0)),
+        "the drift that causes the failure stays: {}",
+        shrunk.toml
+    );
 }
 
 /// Router clients learn servers from their host agent's membership, not from a list: a

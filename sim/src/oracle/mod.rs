@@ -84,6 +84,19 @@ impl fmt::Display for ViolationKind {
     }
 }
 
+impl ViolationKind {
+    /// The kind as a key, the way `[expect] violation` writes it (`overlap`, `token_order`).
+    pub fn key(self) -> &'static str {
+        match self {
+            ViolationKind::Overlap => "overlap",
+            ViolationKind::TokenOrder => "token_order",
+            ViolationKind::NoLeader => "no_leader",
+            ViolationKind::Panic => "panic",
+            ViolationKind::Routing => "routing",
+        }
+    }
+}
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

@@ -154,6 +154,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
             violations,
             figures,
             router: None,
+            swarm: None,
         },
         lines,
     })

@@ -62,12 +62,39 @@ pub(super) fn key_at(text: &str, at: usize) -> String {
     name[start..].trim_matches(|c| c == '[' || c == ']').to_string()
 }
 
-/// The first line that assigns `key`.
+/// The line that assigns `key` (a bare key, or a dotted path such as `expect.leader_within`
+/// whose last part is the key and whose other parts are tables around it): the earliest such
+/// assignment in the file, found in the parsed document, so a comment or a string that
+/// mentions the key never matches.
 pub(super) fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=') || l.contains(&format!(" {key} ="))
-        })
-        .map(|i| i + 1)
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let path: Vec<&str> = key.split('.').collect();
+    let mut best = None;
+    earliest(doc.get_ref(), &path, &mut Vec::new(), &mut best);
+    best.map(|at: usize| text[..at.min(text.len())].matches('\n').count() + 1)
+}
+
+/// The smallest byte offset of a key matching `path`, below the tables `outer`.
+fn earliest<'a>(t: &'a toml::de::DeTable<'a>, path: &[&str], outer: &mut Vec<&'a str>, best: &mut Option<usize>) {
+    let (last, within) = path.split_last().unwrap_or((&"", &[]));
+    for (k, v) in t.iter() {
+        let name: &str = k.get_ref();
+        if name == *last && outer.ends_with(within) {
+            let at = k.span().start;
+            *best = Some(best.map_or(at, |b| b.min(at)));
+        }
+        outer.push(name);
+        match v.get_ref() {
+            toml::de::DeValue::Table(inner) => earliest(inner, path, outer, best),
+            toml::de::DeValue::Array(items) => {
+                for item in items.iter() {
+                    if let toml::de::DeValue::Table(inner) = item.get_ref() {
+                        earliest(inner, path, outer, best);
+                    }
+                }
+            }
+            _ => {}
+        }
+        outer.pop();
+    }
 }

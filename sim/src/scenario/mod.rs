@@ -2,7 +2,7 @@
 //! `scenarios/README.md`), parsed with errors that name the file, the line and the key, and
 //! written back (shrunk scenarios, generated schedules) through the same model.
 
-mod duration;
+pub(crate) mod duration;
 mod error;
 mod spec;
 mod step;
@@ -270,6 +270,30 @@ mod tests {
                 .as_deref(),
             Some("bug")
         );
+    }
+
+    #[test]
+    fn impossible_values_are_rejected_on_the_keys_own_line() {
+        let e = err("# leader_within is how soon\nnodes = 3\n[expect]\nleader_within = \"0s\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(4), Some("expect.leader_within")),
+            "{e}"
+        );
+        let text = "duration = \"10s\"\n[faults]\n# quiet = \"1s\" would do\npause = { every = \"1s\", pause_for = \"1s\" }\nquiet = \"10s\"\n";
+        let e = err(text);
+        assert_eq!((e.line, e.key.as_deref()), (Some(5), Some("faults.quiet")), "{e}");
+        assert!(
+            e.message.contains("pause") && e.message.contains("none would happen"),
+            "{e}"
+        );
+        // The default quiet time (twice leader_within, 23 s here) leaves no room either.
+        let e = err("duration = \"20s\"\n[faults]\npause = { every = \"1s\", pause_for = \"1s\" }\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("duration")), "{e}");
+        // Without random faults, a long quiet time harms nothing.
+        assert!(Scenario::parse("ok.toml", "duration = \"5s\"\n[faults]\nquiet = \"9s\"\n").is_ok());
+        let e = err("name = \"nodes = 3 is what I want\"\nnodes = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("nodes")), "{e}");
     }
 
     #[test]

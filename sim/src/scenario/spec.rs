@@ -383,6 +383,30 @@ pub struct FaultSpec {
     pub quiet: Option<Dur>,
 }
 
+impl FaultSpec {
+    /// The fault classes this table turns on, by their keys, in the file's order.
+    pub fn classes(&self) -> Vec<&'static str> {
+        let on = [
+            ("partition", self.partition.is_some()),
+            ("restart", self.restart.is_some()),
+            ("pause", self.pause.is_some()),
+            ("clock_offset", self.clock_offset.is_some()),
+            ("clock_drift", self.clock_drift.is_some()),
+            ("clock_step", self.clock_step.is_some()),
+            ("loss_spike", self.loss_spike.is_some()),
+            ("latency_spike", self.latency_spike.is_some()),
+            ("state_loss", self.state_loss.is_some()),
+            ("replay", self.replay.is_some()),
+            ("slow_consumer", self.slow_consumer.is_some()),
+            ("forge", self.forge.is_some()),
+            ("stop", self.stop.is_some()),
+            ("suspend", self.suspend.is_some()),
+            ("impostor", self.impostor.is_some()),
+        ];
+        on.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
+    }
+}
+
 /// `[expect]`: what the run must show.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,6 +2,7 @@
 //! and a timeline that can happen (a node is killed before it restarts, and so on). Every
 //! error names the file, the line and the key.
 
+use super::duration::text;
 use super::error::line_of_key;
 use super::{Scenario, ScenarioError, SimNode, Step};
 use leasehold::Algorithm;
@@ -59,6 +60,34 @@ impl Scenario {
         }
         if self.duration.0.is_zero() {
             return Err(e.at("duration", "must be positive".into()));
+        }
+        if self.expect.leader_within.is_some_and(|d| d.0.is_zero()) {
+            return Err(e.at(
+                "expect.leader_within",
+                "must be positive: no cluster elects a leader in no time".into(),
+            ));
+        }
+        let classes = self.faults.classes();
+        if !classes.is_empty() && self.faults_end().is_zero() {
+            let (key, why) = match self.faults.quiet {
+                Some(q) => ("faults.quiet", text(q.0)),
+                None => (
+                    "duration",
+                    format!(
+                        "the default quiet time, twice expect.leader_within = {}",
+                        text(self.leader_within() * 2)
+                    ),
+                ),
+            };
+            return Err(e.at(
+                key,
+                format!(
+                    "random faults ({}) stop {why} before the end, and the run lasts {}: none would happen; \
+                     lengthen `duration` or shorten `quiet`",
+                    classes.join(", "),
+                    text(self.duration.0)
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&self.network.loss) {
             return Err(e.at("loss", format!("{} is not a probability", self.network.loss)));
