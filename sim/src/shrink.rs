@@ -173,19 +173,17 @@ impl Shrinker<'_> {
         let cfg = base.membership_cfg();
         let id = |i: usize| nodes[i].id.clone();
         let mut at = Vec::new();
+        // Indices past the nodes are strangers (the impostor's server): never in a scenario.
+        let kept = |i: usize| c.keep_nodes.get(i).copied().unwrap_or(false);
         for e in &c.events {
-            if e.action.node().is_some_and(|i| !c.keep_nodes[i]) {
+            if e.action.node().is_some_and(|i| !kept(i)) {
                 return None;
             }
-            // Routes to dropped nodes are gone with them.
+            // Routes to dropped nodes (and to strangers) are gone with them.
             let action = match &e.action {
-                Action::Cut(links) => Action::Cut(
-                    links
-                        .iter()
-                        .copied()
-                        .filter(|(a, b)| c.keep_nodes[*a] && c.keep_nodes[*b])
-                        .collect(),
-                ),
+                Action::Cut(links) => {
+                    Action::Cut(links.iter().copied().filter(|(a, b)| kept(*a) && kept(*b)).collect())
+                }
                 a => a.clone(),
             };
             at.push(At {
