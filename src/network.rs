@@ -246,7 +246,26 @@ pub fn check_publish(subject: &str, reply: Option<&str>, payload: usize, max_pay
 /// reproducible.
 #[derive(Debug, Default)]
 pub struct SubjectTable {
-    subs: Vec<(String, Delivery)>,
+    subs: Vec<Entry>,
+}
+
+/// One subscription: its pattern, whether the pattern is a plain subject (matched by
+/// equality, the common case: no token walk per message), and its queue.
+#[derive(Debug)]
+struct Entry {
+    pattern: String,
+    literal: bool,
+    delivery: Delivery,
+}
+
+impl Entry {
+    fn matches(&self, subject: &str) -> bool {
+        if self.literal {
+            self.pattern == subject
+        } else {
+            subject_matches(&self.pattern, subject)
+        }
+    }
 }
 
 impl SubjectTable {
@@ -258,26 +277,31 @@ impl SubjectTable {
     /// Adds a subscription to `pattern` (wildcards allowed) with a queue of `capacity`.
     pub fn subscribe(&mut self, pattern: &str, capacity: usize) -> Result<Subscription, NetError> {
         validate_subject(pattern, true)?;
-        let (d, sub) = Subscription::channel(capacity);
-        self.subs.push((pattern.to_string(), d));
+        let (delivery, sub) = Subscription::channel(capacity);
+        let literal = !pattern.split('.').any(|t| t == "*" || t == ">");
+        self.subs.push(Entry {
+            pattern: pattern.to_string(),
+            literal,
+            delivery,
+        });
         Ok(sub)
     }
 
     /// Whether any live subscription matches `subject` (a route carries only what the far
     /// server has interest in, as NATS routes do).
     pub fn has_interest(&self, subject: &str) -> bool {
-        self.subs
-            .iter()
-            .any(|(p, d)| !d.is_closed() && subject_matches(p, subject))
+        self.subs.iter().any(|e| e.matches(subject) && !e.delivery.is_closed())
     }
 
     /// Hands `msg` to every matching subscription, forgetting those whose subscriber has
     /// gone; returns how many queued it (a full queue drops it, counted by its [`Delivery`]).
     pub fn deliver(&mut self, msg: &Message) -> u64 {
-        self.subs.retain(|(_, d)| !d.is_closed());
+        // Forget the gone first, then deliver: dropping a sender can wake a task, and the
+        // order of wakes is part of a simulated run's schedule.
+        self.subs.retain(|e| !e.delivery.is_closed());
         let mut n = 0;
-        for (pattern, d) in &self.subs {
-            if subject_matches(pattern, &msg.subject) && d.deliver(msg.clone()) {
+        for e in &self.subs {
+            if e.matches(&msg.subject) && e.delivery.deliver(msg.clone()) {
                 n += 1;
             }
         }
@@ -286,7 +310,7 @@ impl SubjectTable {
 
     /// Messages dropped so far because a subscriber's queue was full.
     pub fn dropped(&self) -> u64 {
-        self.subs.iter().map(|(_, d)| d.dropped()).sum()
+        self.subs.iter().map(|e| e.delivery.dropped()).sum()
     }
 
     /// Ends every subscription.

@@ -312,13 +312,38 @@ mod go_time {
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        match text.as_deref() {
-            None | Some("") => Ok(None),
-            Some(text) => {
-                let t = OffsetDateTime::parse(text, &Rfc3339).map_err(serde::de::Error::custom)?;
-                Ok(if t.year() <= 1 { None } else { Some(t) })
+        d.deserialize_option(GoTime)
+    }
+
+    /// Reads the text in place when it can (no allocation), and knows Go's zero time without
+    /// parsing it: every non-leader's heartbeat carries it.
+    struct GoTime;
+
+    impl<'de> serde::de::Visitor<'de> for GoTime {
+        type Value = Option<OffsetDateTime>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an RFC 3339 time or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(GoTime)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            if text.is_empty() || text == GO_ZERO {
+                return Ok(None);
             }
+            let t = OffsetDateTime::parse(text, &Rfc3339).map_err(E::custom)?;
+            Ok(if t.year() <= 1 { None } else { Some(t) })
         }
     }
 }

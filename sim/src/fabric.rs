@@ -53,14 +53,15 @@ pub struct FabricStats {
 /// Each node's recent publishes, for replay faults: (true time, message), oldest first.
 struct Log {
     window: u128,
-    by_node: Vec<VecDeque<(u128, Message)>>,
+    by_node: Vec<VecDeque<(u128, Arc<Message>)>>,
 }
 
 #[derive(Default)]
 struct Server {
     up: bool,
     subs: SubjectTable,
-    queue: BTreeMap<(u128, u64), Message>,
+    /// Copies due, by (time, sequence); one message is shared by all its copies.
+    queue: BTreeMap<(u128, u64), Arc<Message>>,
     bell: Option<mpsc::UnboundedSender<()>>,
     /// Drops every message to this node's subscribers (a slow consumer).
     slow: bool,
@@ -203,7 +204,7 @@ impl Fabric {
             return 0;
         }
         let since = now.saturating_sub(window.as_nanos());
-        let again: Vec<Message> = g.log.as_ref().map_or_else(Vec::new, |l| {
+        let again: Vec<Arc<Message>> = g.log.as_ref().map_or_else(Vec::new, |l| {
             l.by_node[i]
                 .iter()
                 .filter(|(t, _)| *t >= since)
@@ -229,11 +230,11 @@ impl Fabric {
             return false;
         }
         g.stats.forged += 1;
-        let msg = Message {
+        let msg = Arc::new(Message {
             subject: subject.to_string(),
             reply: reply.map(str::to_string),
             payload,
-        };
+        });
         route(&mut g, from, &msg, now);
         true
     }
@@ -269,11 +270,11 @@ impl Fabric {
             return Err(NetError::Disconnected("server down".into()));
         }
         g.stats.published += 1;
-        let msg = Message {
+        let msg = Arc::new(Message {
             subject: subject.to_string(),
             reply: reply.map(str::to_string),
             payload,
-        };
+        });
         if let Some(log) = &mut g.log {
             let q = &mut log.by_node[from];
             while q.front().is_some_and(|(t, _)| t + log.window < now) {
@@ -298,7 +299,7 @@ impl Fabric {
 
 /// Sends one copy of `msg` from `from`'s server to every server with interest, each decided
 /// on its route at `now`: cut, lost, or queued after a latency (and perhaps again later).
-fn route(g: &mut Inner, from: usize, msg: &Message, now: u128) {
+fn route(g: &mut Inner, from: usize, msg: &Arc<Message>, now: u128) {
     for to in 0..g.servers.len() {
         let s = &g.servers[to];
         // Routes carry only what the far server has interest in, as NATS routes do.
@@ -333,7 +334,7 @@ fn route(g: &mut Inner, from: usize, msg: &Message, now: u128) {
     }
 }
 
-fn enqueue(g: &mut Inner, to: usize, at: u128, msg: &Message) {
+fn enqueue(g: &mut Inner, to: usize, at: u128, msg: &Arc<Message>) {
     g.seq += 1;
     let seq = g.seq;
     let s = &mut g.servers[to];
