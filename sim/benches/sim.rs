@@ -1,23 +1,26 @@
 //! Simulator benchmark (a plain program: `cargo bench -p leasehold-sim`).
 //!
 //! 1. Simulated seconds per wall second for a 5-node `lease` cluster under the full nemesis
-//!    (`scenarios/lease-all-faults.toml`), against the same message pattern (the same number of
-//!    heartbeat-sized messages per beat between 5 nodes) on raw madsim endpoints, in one run.
-//! 2. Deliveries per beat for `lease` and `allcall` at N = 8, 16, 32 (calm clusters).
+//!    (`scenarios/lease-all-faults.toml`), against the same load on raw madsim endpoints (as
+//!    many 256-byte messages per simulated second between 5 nodes), in one run.
+//! 2. Scaling: N = 3, 5, 9, 17 and 33 nodes, calm and under the full nemesis: speed-up,
+//!    deliveries per simulated second, and the peak memory of a process that ran only that
+//!    case (each case runs in a child process of this program, so peaks do not mix).
+//!
+//! The last line is `speedup=<x> ratio=<y>`: the 5-node full-nemesis speed-up and its ratio
+//! to raw madsim's, for scripts that track them.
 
 use leasehold_sim::{run_seed, Scenario};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SEEDS: u64 = 20;
+/// The environment variable that makes this program one scaling case's child process.
+const CHILD: &str = "LEASEHOLD_BENCH_CASE";
 
-fn raw_madsim(
-    nodes: usize,
-    duration: Duration,
-    beat: Duration,
-    msgs_per_beat_per_node: usize,
-    seed: u64,
-) -> (Duration, u64) {
+/// `nodes` endpoints, each sending a 256-byte message to every other one every `period`.
+fn raw_madsim(nodes: usize, duration: Duration, period: Duration, seed: u64) -> (Duration, u64) {
     let wall = Instant::now();
     let received = std::thread::spawn(move || {
         let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
@@ -45,14 +48,12 @@ fn raw_madsim(
                             });
                             let payload = vec![7u8; 256];
                             loop {
-                                for _ in 0..msgs_per_beat_per_node {
-                                    for (j, a) in addrs.iter().enumerate() {
-                                        if j != i {
-                                            let _ = ep.send_to(*a, 0, &payload).await;
-                                        }
+                                for (j, a) in addrs.iter().enumerate() {
+                                    if j != i {
+                                        let _ = ep.send_to(*a, 0, &payload).await;
                                     }
                                 }
-                                madsim::time::sleep(beat).await;
+                                madsim::time::sleep(period).await;
                             }
                         }
                     })
@@ -67,19 +68,59 @@ fn raw_madsim(
     (wall.elapsed(), received)
 }
 
-fn calm(algorithm: &str, n: usize) -> Scenario {
-    Scenario::parse(
-        "bench.toml",
-        &format!("algorithm = \"{algorithm}\"\nnodes = {n}\nduration = \"20s\"\n[membership]\nlease = \"2s\"\n"),
-    )
-    .unwrap()
+fn all_faults() -> Scenario {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lease-all-faults.toml");
+    Scenario::load(&root).unwrap()
+}
+
+/// A scaling case: `n` nodes, calm or under the full nemesis.
+fn case(n: usize, full: bool) -> Scenario {
+    if full {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lease-all-faults.toml")).unwrap();
+        let text = text
+            .lines()
+            .map(|l| if l.starts_with("nodes =") { format!("nodes = {n}") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Scenario::parse("bench-full.toml", &text).unwrap()
+    } else {
+        Scenario::parse("bench-calm.toml", &format!("nodes = {n}\nduration = \"60s\"\n[membership]\nlease = \"2s\"\n")).unwrap()
+    }
+}
+
+/// Peak resident memory of this process so far, in MB (Linux's `VmHWM`).
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// One scaling case, in this (child) process: prints `speedup deliveries_per_s peak_mb`.
+fn child(spec: &str) {
+    let (n, full) = spec.split_once(':').unwrap();
+    let scn = case(n.parse().unwrap(), full == "full");
+    let seeds = 2;
+    let (mut wall, mut delivered) = (Duration::ZERO, 0u64);
+    for seed in 0..seeds {
+        let r = run_seed(&scn, seed, "bench");
+        wall += r.figures.wall_time;
+        delivered += r.figures.fabric.delivered;
+    }
+    let sim = scn.duration.0.as_secs_f64() * seeds as f64;
+    println!("{} {} {}", sim / wall.as_secs_f64(), delivered as f64 / sim, peak_mb());
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lease-all-faults.toml");
-    let scn = Scenario::load(&root).unwrap();
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec);
+    }
+    let scn = all_faults();
     let n = scn.sim_nodes().len();
-    let beat = scn.membership_cfg().beat;
     let (mut sim_wall, mut delivered, mut published) = (Duration::ZERO, 0u64, 0u64);
     for seed in 0..SEEDS {
         let r = run_seed(&scn, seed, "bench");
@@ -88,32 +129,44 @@ fn main() {
         published += r.figures.fabric.published;
     }
     let sim_time = scn.duration.0 * SEEDS as u32;
-    let beats = sim_time.as_secs_f64() / beat.as_secs_f64();
-    // The same pattern on raw endpoints: as many point-to-point messages per beat.
-    let per_node = ((delivered as f64 / beats) / (n * (n - 1)) as f64).round().max(1.0) as usize;
+    // The same load on raw endpoints: as many point-to-point messages per simulated second,
+    // each node sending to every other one at a steady period.
+    let per_pair_per_s = delivered as f64 / sim_time.as_secs_f64() / (n * (n - 1)) as f64;
+    let period = Duration::from_secs_f64(1.0 / per_pair_per_s);
     let (mut raw_wall, mut raw_received) = (Duration::ZERO, 0u64);
     for seed in 0..SEEDS {
-        let (w, c) = raw_madsim(n, scn.duration.0, beat, per_node, seed);
+        let (w, c) = raw_madsim(n, scn.duration.0, period, seed);
         raw_wall += w;
         raw_received += c;
     }
+    let speedup = sim_time.as_secs_f64() / sim_wall.as_secs_f64();
+    let raw_speedup = sim_time.as_secs_f64() / raw_wall.as_secs_f64();
     println!("== simulator speed ({SEEDS} seeds of {}, {n} nodes)", scn.name);
-    println!("leasehold-sim: {:.0} simulated s in {:.2} wall s = {:.0}x real time; {published} publishes, {delivered} deliveries", sim_time.as_secs_f64(), sim_wall.as_secs_f64(), sim_time.as_secs_f64() / sim_wall.as_secs_f64());
-    println!("raw madsim:    {:.0} simulated s in {:.2} wall s = {:.0}x real time; {raw_received} deliveries ({per_node} msg/beat/peer)", sim_time.as_secs_f64(), raw_wall.as_secs_f64(), sim_time.as_secs_f64() / raw_wall.as_secs_f64());
-    println!(
-        "ratio: leasehold-sim runs at {:.2}x the speed of raw madsim endpoints",
-        raw_wall.as_secs_f64() / sim_wall.as_secs_f64()
-    );
+    println!("leasehold-sim: {:.0} simulated s in {:.2} wall s = {speedup:.0}x real time; {published} publishes, {delivered} deliveries", sim_time.as_secs_f64(), sim_wall.as_secs_f64());
+    println!("raw madsim:    {:.0} simulated s in {:.2} wall s = {raw_speedup:.0}x real time; {raw_received} deliveries (one message to each peer every {period:?})", sim_time.as_secs_f64(), raw_wall.as_secs_f64());
     println!();
-    println!("== deliveries per beat (calm, 20 s, lease 2 s, beat 100 ms)");
-    println!("{:>4} {:>14} {:>14} {:>8}", "N", "lease", "allcall", "ratio");
-    for n in [8, 16, 32] {
-        let per_beat = |alg: &str| {
-            let s = calm(alg, n);
-            let r = run_seed(&s, 1, "bench");
-            r.figures.fabric.delivered as f64 / (s.duration.0.as_secs_f64() / 0.1)
-        };
-        let (l, a) = (per_beat("lease"), per_beat("allcall"));
-        println!("{n:>4} {l:>14.1} {a:>14.1} {:>7.1}x", a / l);
+    println!("== scaling (2 seeds of 60 simulated s per case, each case in its own process)");
+    println!("{:>4} {:>6} {:>10} {:>16} {:>14} {:>12}", "N", "faults", "speed-up", "deliveries/s", "cost/delivery", "peak MB");
+    let exe = std::env::current_exe().unwrap();
+    for n in [3, 5, 9, 17, 33] {
+        for full in [false, true] {
+            let spec = format!("{n}:{}", if full { "full" } else { "calm" });
+            let out = Command::new(&exe).env(CHILD, &spec).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let v: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            let [speed, per_s, peak] = v[..] else {
+                println!("{spec}: child failed: {}", String::from_utf8_lossy(&out.stderr));
+                continue;
+            };
+            // Wall time per delivery: constant if cost grows no faster than deliveries.
+            let us_per_delivery = 1e6 / (speed * per_s);
+            println!(
+                "{n:>4} {:>6} {speed:>9.0}x {per_s:>16.0} {:>12.2}us {peak:>12.1}",
+                if full { "full" } else { "calm" },
+                us_per_delivery
+            );
+        }
     }
+    println!();
+    println!("speedup={speedup:.0} ratio={:.2}", raw_wall.as_secs_f64() / sim_wall.as_secs_f64());
 }

@@ -38,6 +38,9 @@ enum Cmd {
         /// Override the scenarios' algorithm.
         #[arg(long)]
         algorithm: Option<Algorithm>,
+        /// Override the scenarios' duration (for example `24h`, for a soak run).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
         /// One JSON object per scenario instead of the table (`merge` reads them back).
         #[arg(long)]
         json: bool,
@@ -167,6 +170,7 @@ fn main() -> ExitCode {
             seed,
             first_seed,
             algorithm,
+            duration,
             json,
             shard,
             shards,
@@ -194,7 +198,7 @@ fn main() -> ExitCode {
                 shard,
             };
             let out = out.map(|dir| Outputs { dir, all: out_all });
-            cmd_run(&paths, algorithm, &seeds, options, json, out.as_ref())
+            cmd_run(&paths, (algorithm, duration), &seeds, options, json, out.as_ref())
         }
         Cmd::Merge { files, json } => cmd_merge(&files, json),
         Cmd::Shrink {
@@ -309,16 +313,24 @@ fn load_all(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Result<Vec<(Stri
 
 fn cmd_run(
     paths: &[PathBuf],
-    algorithm: Option<Algorithm>,
+    (algorithm, duration): (Option<Algorithm>, Option<std::time::Duration>),
     seeds: &SeedChoice,
     options: SweepOptions,
     json: bool,
     out: Option<&Outputs>,
 ) -> ExitCode {
-    let scns = match load_some(paths, algorithm) {
+    let mut scns = match load_some(paths, algorithm) {
         Ok(s) => s,
         Err(code) => return code,
     };
+    if let Some(d) = duration {
+        for (src, scn) in scns.iter_mut() {
+            if let Err(e) = scn.with_duration(d) {
+                eprintln!("error: {src}: --duration: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let tty = std::io::stderr().is_terminal() && !json;
     let mut summaries: Vec<Summary> = Vec::new();
     for (src, scn) in &scns {

@@ -214,6 +214,16 @@ impl Scenario {
             .unwrap_or(c.lease_time + c.max_clock_skew + c.beat * 5)
     }
 
+    /// The same scenario run for `d` (the timeline and the quiet tail stay as written); an
+    /// error if a scripted step would fall after the end or the faults would have no room.
+    pub fn with_duration(&mut self, d: Duration) -> Result<(), String> {
+        let mut s = self.clone();
+        s.duration = Dur(d);
+        let text = s.to_toml()?;
+        *self = Scenario::parse("--duration", &text).map_err(|e| e.message)?;
+        Ok(())
+    }
+
     /// When random faults stop (true time from the start).
     pub fn faults_end(&self) -> Duration {
         let quiet = self.faults.quiet.map(|d| d.0).unwrap_or(self.leader_within() * 2);
