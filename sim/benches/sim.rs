@@ -76,15 +76,27 @@ fn all_faults() -> Scenario {
 /// A scaling case: `n` nodes, calm or under the full nemesis.
 fn case(n: usize, full: bool) -> Scenario {
     if full {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lease-all-faults.toml")).unwrap();
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lease-all-faults.toml"))
+                .unwrap();
         let text = text
             .lines()
-            .map(|l| if l.starts_with("nodes =") { format!("nodes = {n}") } else { l.to_string() })
+            .map(|l| {
+                if l.starts_with("nodes =") {
+                    format!("nodes = {n}")
+                } else {
+                    l.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         Scenario::parse("bench-full.toml", &text).unwrap()
     } else {
-        Scenario::parse("bench-calm.toml", &format!("nodes = {n}\nduration = \"60s\"\n[membership]\nlease = \"2s\"\n")).unwrap()
+        Scenario::parse(
+            "bench-calm.toml",
+            &format!("nodes = {n}\nduration = \"60s\"\n[membership]\nlease = \"2s\"\n"),
+        )
+        .unwrap()
     }
 }
 
@@ -146,7 +158,10 @@ fn main() {
     println!("raw madsim:    {:.0} simulated s in {:.2} wall s = {raw_speedup:.0}x real time; {raw_received} deliveries (one message to each peer every {period:?})", sim_time.as_secs_f64(), raw_wall.as_secs_f64());
     println!();
     println!("== scaling (2 seeds of 60 simulated s per case, each case in its own process)");
-    println!("{:>4} {:>6} {:>10} {:>16} {:>14} {:>12}", "N", "faults", "speed-up", "deliveries/s", "cost/delivery", "peak MB");
+    println!(
+        "{:>4} {:>6} {:>10} {:>16} {:>14} {:>12}",
+        "N", "faults", "speed-up", "deliveries/s", "cost/delivery", "peak MB"
+    );
     let exe = std::env::current_exe().unwrap();
     for n in [3, 5, 9, 17, 33] {
         for full in [false, true] {
@@ -168,5 +183,8 @@ fn main() {
         }
     }
     println!();
-    println!("speedup={speedup:.0} ratio={:.2}", raw_wall.as_secs_f64() / sim_wall.as_secs_f64());
+    println!(
+        "speedup={speedup:.0} ratio={:.2}",
+        raw_wall.as_secs_f64() / sim_wall.as_secs_f64()
+    );
 }
