@@ -87,6 +87,12 @@ enum Cmd {
         /// Shrink the seed as `run --swarm` ran it.
         #[arg(long)]
         swarm: bool,
+        /// The algorithm `run --algorithm` ran it with.
+        #[arg(long)]
+        algorithm: Option<Algorithm>,
+        /// The duration `run --duration` ran it for.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
         /// Write the minimal scenario to this file instead.
         #[arg(long)]
         out_file: Option<PathBuf>,
@@ -127,6 +133,12 @@ enum Cmd {
         /// Replay the seed as `run --swarm` ran it.
         #[arg(long)]
         swarm: bool,
+        /// The algorithm `run --algorithm` ran it with.
+        #[arg(long)]
+        algorithm: Option<Algorithm>,
+        /// The duration `run --duration` ran it for.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
         /// Write the trace here instead of standard output.
         #[arg(long)]
         trace: Option<PathBuf>,
@@ -145,6 +157,38 @@ fn load(path: &Path, algorithm: Option<Algorithm>) -> Result<Scenario, ScenarioE
         s.algorithm = a;
     }
     Ok(s)
+}
+
+/// A scenario file with `--algorithm` and `--duration` applied; a clear error (exit 2) if
+/// it cannot be read or the duration does not fit its timeline.
+fn load_with(
+    path: &Path,
+    algorithm: Option<Algorithm>,
+    duration: Option<std::time::Duration>,
+) -> Result<Scenario, ExitCode> {
+    let mut s = load(path, algorithm).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    if let Some(d) = duration {
+        s.with_duration(d).map_err(|e| {
+            eprintln!("error: {}: --duration: {e}", path.display());
+            ExitCode::from(2)
+        })?;
+    }
+    Ok(s)
+}
+
+/// The flags that reproduce `--algorithm` and `--duration` overrides in a replay command.
+fn override_flags(algorithm: Option<Algorithm>, duration: Option<std::time::Duration>) -> String {
+    let mut f = String::new();
+    if let Some(a) = algorithm {
+        f.push_str(&format!(" --algorithm {a}"));
+    }
+    if let Some(d) = duration {
+        f.push_str(&format!(" --duration \"{}\"", humantime::format_duration(d)));
+    }
+    f
 }
 
 /// A count that must be positive (`--seeds 0` would report on nothing and pass).
@@ -205,17 +249,34 @@ fn main() -> ExitCode {
             file,
             seed,
             swarm,
+            algorithm,
+            duration,
             out_file,
             max_trials,
-        } => cmd_shrink(&file, seed, swarm, out_file.as_deref(), max_trials),
+        } => cmd_shrink(
+            &file,
+            seed,
+            (swarm, algorithm, duration),
+            out_file.as_deref(),
+            max_trials,
+        ),
         Cmd::Replay {
             file,
             seed,
             swarm,
+            algorithm,
+            duration,
             trace,
             json,
             out,
-        } => cmd_replay(&file, seed, swarm, trace.as_deref(), json, out.as_deref()),
+        } => cmd_replay(
+            &file,
+            seed,
+            (swarm, algorithm, duration),
+            trace.as_deref(),
+            json,
+            out.as_deref(),
+        ),
         Cmd::Real {
             paths,
             seeds,
@@ -333,8 +394,12 @@ fn cmd_run(
     }
     let tty = std::io::stderr().is_terminal() && !json;
     let mut summaries: Vec<Summary> = Vec::new();
+    let flags = override_flags(algorithm, duration);
     for (src, scn) in &scns {
-        let sum = run_one(src, scn, &seeds.list(scn), options, tty, out);
+        let mut sum = run_one(src, scn, &seeds.list(scn), options, tty, out);
+        if let Some(r) = sum.first_failing.as_mut() {
+            r.replay.push_str(&flags);
+        }
         if json {
             println!("{}", serde_json::to_string(&sum.json()).unwrap_or_default());
         }
@@ -481,13 +546,18 @@ fn regressions_dir(file: &Path) -> Result<PathBuf, String> {
     ))
 }
 
-fn cmd_shrink(file: &Path, seed: u64, swarm: bool, out_file: Option<&Path>, max_trials: usize) -> ExitCode {
-    let scn = match load(file, None) {
+type Overrides = (bool, Option<Algorithm>, Option<std::time::Duration>);
+
+fn cmd_shrink(
+    file: &Path,
+    seed: u64,
+    (swarm, algorithm, duration): Overrides,
+    out_file: Option<&Path>,
+    max_trials: usize,
+) -> ExitCode {
+    let scn = match load_with(file, algorithm, duration) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let dest = match out_file {
         Some(f) => f.to_path_buf(),
@@ -532,24 +602,22 @@ fn cmd_shrink(file: &Path, seed: u64, swarm: bool, out_file: Option<&Path>, max_
 fn cmd_replay(
     file: &Path,
     seed: u64,
-    swarm: bool,
+    (swarm, algorithm, duration): Overrides,
     trace_out: Option<&Path>,
     json: bool,
     out: Option<&Path>,
 ) -> ExitCode {
-    let scn = match load(file, None) {
+    let scn = match load_with(file, algorithm, duration) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let src = file.display().to_string();
-    let r = if swarm {
+    let mut r = if swarm {
         leasehold_sim::swarm::run_swarm_seed(&scn, seed, &src)
     } else {
         run_seed(&scn, seed, &src)
     };
+    r.replay.push_str(&override_flags(algorithm, duration));
     if let Some(p) = trace_out {
         if let Err(e) = std::fs::write(p, r.trace.render()) {
             eprintln!("error: {}: {e}", p.display());

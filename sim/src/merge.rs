@@ -2,7 +2,7 @@
 //!
 //! Each shard runs seeds `s` with `s % N == I`; their lines are summed (seeds, violations,
 //! times, holder changes), their failing seeds joined, and their failover histograms added,
-//! so the merged percentiles are exact to the millisecond. A sharded scenario must have every
+//! so the merged percentiles are exact to the millisecond (each gap rounded down to it). A sharded scenario must have every
 //! shard exactly once: a missing or repeated shard is an error, not a smaller sweep.
 
 use crate::sweep::{JsonSummary, FAILING_SEEDS_CAP};
@@ -52,26 +52,35 @@ fn check_shards(g: &[JsonSummary]) -> Result<(), String> {
     let Some(Some((_, n))) = shards.first().copied() else {
         return Err(format!("{name}: some lines are shards and some are not"));
     };
-    let mut seen = vec![0u32; n as usize];
+    // Counted in a map, not a vector of N: N comes from the input.
+    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
     for s in &shards {
         match s {
-            Some((i, m)) if *m == n && *i < n => seen[*i as usize] += 1,
+            Some((i, m)) if *m == n && *i < n => *seen.entry(*i).or_insert(0) += 1,
             _ => return Err(format!("{name}: shards of different sweeps (all must be I/{n})")),
         }
     }
-    let twice: Vec<String> = (0..n)
-        .filter(|i| seen[*i as usize] > 1)
-        .map(|i| format!("{i}/{n}"))
+    let twice: Vec<String> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(i, _)| format!("{i}/{n}"))
         .collect();
     if !twice.is_empty() {
         return Err(format!("{name}: shard {} given more than once", twice.join(", ")));
     }
-    let missing: Vec<String> = (0..n)
-        .filter(|i| seen[*i as usize] == 0)
-        .map(|i| format!("{i}/{n}"))
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!("{name}: shard {} missing", missing.join(", ")));
+    if seen.len() as u64 != n {
+        let missing: Vec<String> = (0..n)
+            .filter(|i| !seen.contains_key(i))
+            .take(10)
+            .map(|i| format!("{i}/{n}"))
+            .collect();
+        let more = n - seen.len() as u64 - missing.len() as u64;
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        return Err(format!("{name}: shard {}{more} missing", missing.join(", ")));
     }
     Ok(())
 }
@@ -193,6 +202,8 @@ mod tests {
         assert!(e.contains("0/2 given more than once"), "{e}");
         let e = merge(vec![line("0/2", 5, &[], &[]), line("1/3", 5, &[], &[])]).unwrap_err();
         assert!(e.contains("different sweeps"), "{e}");
+        let e = merge(vec![line("0/4000000000", 5, &[], &[])]).unwrap_err();
+        assert!(e.contains("shard 1/4000000000, ") && e.contains("more missing"), "{e}");
     }
 
     #[test]

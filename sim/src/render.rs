@@ -335,14 +335,12 @@ pub fn perfetto_json(r: &RunReport) -> String {
 /// Writes `<stem>-seed<S>.trace.txt`, `.svg` and `.perfetto.json` for a run into `dir`.
 pub fn write_outputs(r: &RunReport, stem: &str, dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir)?;
-    let base = dir.join(format!("{stem}-seed{}", r.seed));
+    // Names built whole: `with_extension` would cut a dotted stem (`lease.v2`) short.
+    let name = |ext: &str| dir.join(format!("{stem}-seed{}.{ext}", r.seed));
     let files = [
-        (
-            base.with_extension("trace.txt"),
-            format!("{}\n{}", r.trace.render(), r.describe()),
-        ),
-        (base.with_extension("svg"), svg_timeline(r)),
-        (base.with_extension("perfetto.json"), perfetto_json(r)),
+        (name("trace.txt"), format!("{}\n{}", r.trace.render(), r.describe())),
+        (name("svg"), svg_timeline(r)),
+        (name("perfetto.json"), perfetto_json(r)),
     ];
     let mut out = Vec::new();
     for (p, text) in files {

@@ -255,7 +255,12 @@ impl Shrinker<'_> {
             }
             self.trials += 1;
             let r = run_seed(&s, seed, "shrink.toml");
-            if r.violations.first().is_some_and(|v| class(v.kind) == self.want) {
+            // The same class, and what the file expects (a kind, if it names one), so the
+            // regression file passes its own `[expect]`.
+            let expected = self.base.expect.violation;
+            if r.violations.first().is_some_and(|v| class(v.kind) == self.want)
+                && (!expected.any() || r.shows(expected))
+            {
                 self.seed = seed;
                 self.best = Some(r);
                 return true;
@@ -417,20 +422,18 @@ impl Shrinker<'_> {
         cur
     }
 
-    /// The shortest run that still fails: the violation's time plus a margin, found by
-    /// halving the gap between it and the current length.
+    /// The shortest run that still fails: a binary search, to 100 ms, between just after the
+    /// violation and the current length.
     fn shortest(&mut self, mut cur: Candidate) -> Candidate {
         let step = Duration::from_millis(100);
-        loop {
-            let Some(at) = self.violation_at() else {
-                return cur;
-            };
-            let lo = Duration::from_millis(at.as_millis() as u64 / 100 * 100) + step;
-            if lo >= cur.duration || self.out_of_budget() {
-                return cur;
-            }
-            let mid = lo + (cur.duration - lo) / 2;
-            let mid = Duration::from_millis(mid.as_millis() as u64 / 100 * 100).max(lo);
+        let round = |d: Duration| Duration::from_millis(d.as_millis() as u64 / 100 * 100);
+        let Some(at) = self.violation_at() else {
+            return cur;
+        };
+        // Fails at `hi` (the current length); at `lo` and below, unknown.
+        let mut lo = round(at) + step;
+        while lo < cur.duration && !self.out_of_budget() {
+            let mid = round(lo + (cur.duration - lo) / 2).max(lo);
             let c = Candidate {
                 duration: mid,
                 events: cur.events.iter().filter(|e| e.at < mid).cloned().collect(),
@@ -438,21 +441,15 @@ impl Shrinker<'_> {
             };
             if self.fails(&c) {
                 cur = c;
-            } else if mid == lo {
-                return cur;
-            } else {
-                // The failure needs more than `mid`: try the first half of what is left.
-                let c = Candidate {
-                    duration: lo,
-                    events: cur.events.iter().filter(|e| e.at < lo).cloned().collect(),
-                    ..cur.clone()
-                };
-                if self.fails(&c) {
-                    cur = c;
+                // The violation may have moved earlier with the shorter run.
+                if let Some(at) = self.violation_at() {
+                    lo = lo.min(round(at) + step);
                 }
-                return cur;
+            } else {
+                lo = mid + step;
             }
         }
+        cur
     }
 }
 
@@ -479,7 +476,16 @@ impl Plainer {
         let mut c = cur.clone();
         let n = &mut c.network;
         let note = match self {
-            Plainer::Loss if n.loss > 0.0 => format!("loss {} -> 0", std::mem::take(&mut n.loss)),
+            Plainer::Loss if n.loss > 0.0 => {
+                let old = std::mem::take(&mut n.loss);
+                // A loss spike's end restores the base loss: it restores the new one now.
+                for e in &mut c.events {
+                    if matches!(e.action, Action::Loss(l) if l == old) {
+                        e.action = Action::Loss(0.0);
+                    }
+                }
+                format!("loss {old} -> 0")
+            }
             Plainer::Duplicate if n.duplicate > 0.0 => {
                 format!("duplicate {} -> 0", std::mem::take(&mut n.duplicate))
             }
@@ -492,14 +498,15 @@ impl Plainer {
                 "per-datacenter links -> none".into()
             }
             Plainer::Latency if n.latency.lo != n.latency.hi => {
-                let note = format!(
-                    "latency {}..{} -> {}",
-                    text(n.latency.lo),
-                    text(n.latency.hi),
-                    text(n.latency.lo)
-                );
-                n.latency = DurRange::new(n.latency.lo, n.latency.lo);
-                note
+                let (old, fixed) = (n.latency, DurRange::new(n.latency.lo, n.latency.lo));
+                n.latency = fixed;
+                // A latency spike's end restores the base latency: it restores the new one now.
+                for e in &mut c.events {
+                    if matches!(e.action, Action::Latency(r) if r == old) {
+                        e.action = Action::Latency(fixed);
+                    }
+                }
+                format!("latency {}..{} -> {}", text(old.lo), text(old.hi), text(fixed.lo))
             }
             Plainer::LatencyStep(i) => match c.events.get(i).map(|e| (e.at, &e.action)) {
                 Some((at, Action::Latency(r))) if r.lo != r.hi => {
@@ -510,12 +517,14 @@ impl Plainer {
                 _ => return None,
             },
             Plainer::Drift(i)
-                if c.drift_ppm[i] != 0 && !c.events.iter().any(|e| matches!(e.action, Action::Drift(..))) =>
+                if c.keep_nodes[i]
+                    && c.drift_ppm[i] != 0
+                    && !c.events.iter().any(|e| matches!(e.action, Action::Drift(..))) =>
             {
                 c.drift_ppm[i] = 0;
                 format!("drift of {} -> 0", ids[i])
             }
-            Plainer::Offset(i) if c.offset_ms[i] != 0 => {
+            Plainer::Offset(i) if c.keep_nodes[i] && c.offset_ms[i] != 0 => {
                 c.offset_ms[i] = 0;
                 format!("wall offset of {} -> 0", ids[i])
             }

@@ -398,3 +398,46 @@ fn shrink_writes_into_the_repository_that_holds_the_file() {
     ]);
     assert!(out.status.success() && file.exists());
 }
+
+#[test]
+fn overrides_are_carried_into_the_replay_command_and_dotted_names_keep_their_stem() {
+    let out = sim(&[
+        "run",
+        "scenarios/known-bad/allcall-partition.toml",
+        "--json",
+        "--seeds",
+        "3",
+        "--duration",
+        "20s",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["sim_seconds"].as_f64(), Some(20.0 * v["seeds"].as_f64().unwrap()));
+    let replay = v["replay"].as_str().unwrap();
+    assert!(replay.ends_with("--duration \"20s\""), "{replay}");
+    let seed = v["first_failing_seed"].as_u64().unwrap().to_string();
+    let d = temp("dotted");
+    let f = d.join("split.v2.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/known-bad/allcall-partition.toml"),
+        &f,
+    )
+    .unwrap();
+    let r = sim(&[
+        "replay",
+        f.to_str().unwrap(),
+        "--seed",
+        &seed,
+        "--duration",
+        "20s",
+        "--json",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(json_lines(&r)[0]["sim_seconds"].as_f64(), Some(20.0));
+    assert!(
+        d.join(format!("split.v2-seed{seed}.svg")).exists(),
+        "the whole stem names the file"
+    );
+}
