@@ -84,15 +84,9 @@ enum Cmd {
         /// The failing seed.
         #[arg(long)]
         seed: u64,
-        /// Shrink the seed as `run --swarm` ran it.
-        #[arg(long)]
-        swarm: bool,
-        /// The algorithm `run --algorithm` ran it with.
-        #[arg(long)]
-        algorithm: Option<Algorithm>,
-        /// The duration `run --duration` ran it for.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
+        /// How `run` ran the seed.
+        #[command(flatten)]
+        ran: RanAs,
         /// Write the minimal scenario to this file instead.
         #[arg(long)]
         out_file: Option<PathBuf>,
@@ -130,15 +124,9 @@ enum Cmd {
         /// The seed.
         #[arg(long)]
         seed: u64,
-        /// Replay the seed as `run --swarm` ran it.
-        #[arg(long)]
-        swarm: bool,
-        /// The algorithm `run --algorithm` ran it with.
-        #[arg(long)]
-        algorithm: Option<Algorithm>,
-        /// The duration `run --duration` ran it for.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
+        /// How `run` ran the seed.
+        #[command(flatten)]
+        ran: RanAs,
         /// Write the trace here instead of standard output.
         #[arg(long)]
         trace: Option<PathBuf>,
@@ -149,6 +137,20 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// How `run` ran a seed, for `replay` and `shrink` to run it the same way.
+#[derive(clap::Args, Clone, Copy)]
+struct RanAs {
+    /// The seed ran under `run --swarm`.
+    #[arg(long)]
+    swarm: bool,
+    /// It ran with `run --algorithm`.
+    #[arg(long)]
+    algorithm: Option<Algorithm>,
+    /// It ran with `run --duration`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
 }
 
 fn load(path: &Path, algorithm: Option<Algorithm>) -> Result<Scenario, ScenarioError> {
@@ -248,35 +250,18 @@ fn main() -> ExitCode {
         Cmd::Shrink {
             file,
             seed,
-            swarm,
-            algorithm,
-            duration,
+            ran,
             out_file,
             max_trials,
-        } => cmd_shrink(
-            &file,
-            seed,
-            (swarm, algorithm, duration),
-            out_file.as_deref(),
-            max_trials,
-        ),
+        } => cmd_shrink(&file, seed, ran, out_file.as_deref(), max_trials),
         Cmd::Replay {
             file,
             seed,
-            swarm,
-            algorithm,
-            duration,
+            ran,
             trace,
             json,
             out,
-        } => cmd_replay(
-            &file,
-            seed,
-            (swarm, algorithm, duration),
-            trace.as_deref(),
-            json,
-            out.as_deref(),
-        ),
+        } => cmd_replay(&file, seed, ran, trace.as_deref(), json, out.as_deref()),
         Cmd::Real {
             paths,
             seeds,
@@ -546,12 +531,14 @@ fn regressions_dir(file: &Path) -> Result<PathBuf, String> {
     ))
 }
 
-type Overrides = (bool, Option<Algorithm>, Option<std::time::Duration>);
-
 fn cmd_shrink(
     file: &Path,
     seed: u64,
-    (swarm, algorithm, duration): Overrides,
+    RanAs {
+        swarm,
+        algorithm,
+        duration,
+    }: RanAs,
     out_file: Option<&Path>,
     max_trials: usize,
 ) -> ExitCode {
@@ -602,7 +589,11 @@ fn cmd_shrink(
 fn cmd_replay(
     file: &Path,
     seed: u64,
-    (swarm, algorithm, duration): Overrides,
+    RanAs {
+        swarm,
+        algorithm,
+        duration,
+    }: RanAs,
     trace_out: Option<&Path>,
     json: bool,
     out: Option<&Path>,
