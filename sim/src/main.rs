@@ -161,36 +161,35 @@ fn load(path: &Path, algorithm: Option<Algorithm>) -> Result<Scenario, ScenarioE
     Ok(s)
 }
 
-/// A scenario file with `--algorithm` and `--duration` applied; a clear error (exit 2) if
-/// it cannot be read or the duration does not fit its timeline.
-fn load_with(
-    path: &Path,
-    algorithm: Option<Algorithm>,
-    duration: Option<std::time::Duration>,
-) -> Result<Scenario, ExitCode> {
-    let mut s = load(path, algorithm).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })?;
-    if let Some(d) = duration {
-        s.with_duration(d).map_err(|e| {
-            eprintln!("error: {}: --duration: {e}", path.display());
+impl RanAs {
+    /// A scenario file with `--algorithm` and `--duration` applied; a clear error (exit 2)
+    /// if it cannot be read or the duration does not fit its timeline.
+    fn load(&self, path: &Path) -> Result<Scenario, ExitCode> {
+        let mut s = load(path, self.algorithm).map_err(|e| {
+            eprintln!("error: {e}");
             ExitCode::from(2)
         })?;
+        if let Some(d) = self.duration {
+            s.with_duration(d).map_err(|e| {
+                eprintln!("error: {}: --duration: {e}", path.display());
+                ExitCode::from(2)
+            })?;
+        }
+        Ok(s)
     }
-    Ok(s)
-}
 
-/// The flags that reproduce `--algorithm` and `--duration` overrides in a replay command.
-fn override_flags(algorithm: Option<Algorithm>, duration: Option<std::time::Duration>) -> String {
-    let mut f = String::new();
-    if let Some(a) = algorithm {
-        f.push_str(&format!(" --algorithm {a}"));
+    /// The flags that reproduce `--algorithm` and `--duration` in a replay command
+    /// (`--swarm` is added by the swarm run itself).
+    fn flags(&self) -> String {
+        let mut f = String::new();
+        if let Some(a) = self.algorithm {
+            f.push_str(&format!(" --algorithm {a}"));
+        }
+        if let Some(d) = self.duration {
+            f.push_str(&format!(" --duration \"{}\"", humantime::format_duration(d)));
+        }
+        f
     }
-    if let Some(d) = duration {
-        f.push_str(&format!(" --duration \"{}\"", humantime::format_duration(d)));
-    }
-    f
 }
 
 /// A count that must be positive (`--seeds 0` would report on nothing and pass).
@@ -379,7 +378,12 @@ fn cmd_run(
     }
     let tty = std::io::stderr().is_terminal() && !json;
     let mut summaries: Vec<Summary> = Vec::new();
-    let flags = override_flags(algorithm, duration);
+    let flags = RanAs {
+        swarm: options.swarm,
+        algorithm,
+        duration,
+    }
+    .flags();
     for (src, scn) in &scns {
         let mut sum = run_one(src, scn, &seeds.list(scn), options, tty, out);
         if let Some(r) = sum.first_failing.as_mut() {
@@ -531,18 +535,8 @@ fn regressions_dir(file: &Path) -> Result<PathBuf, String> {
     ))
 }
 
-fn cmd_shrink(
-    file: &Path,
-    seed: u64,
-    RanAs {
-        swarm,
-        algorithm,
-        duration,
-    }: RanAs,
-    out_file: Option<&Path>,
-    max_trials: usize,
-) -> ExitCode {
-    let scn = match load_with(file, algorithm, duration) {
+fn cmd_shrink(file: &Path, seed: u64, ran: RanAs, out_file: Option<&Path>, max_trials: usize) -> ExitCode {
+    let scn = match ran.load(file) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -552,7 +546,7 @@ fn cmd_shrink(
             Ok(d) => d.join(format!(
                 "{}-seed{seed}{}.toml",
                 stem_of(&file.display().to_string()),
-                if swarm { "-swarm" } else { "" }
+                if ran.swarm { "-swarm" } else { "" }
             )),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -560,7 +554,7 @@ fn cmd_shrink(
             }
         },
     };
-    let shrunk = match leasehold_sim::shrink::shrink(&scn, &file.display().to_string(), seed, swarm, max_trials) {
+    let shrunk = match leasehold_sim::shrink::shrink(&scn, &file.display().to_string(), seed, ran.swarm, max_trials) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -589,26 +583,22 @@ fn cmd_shrink(
 fn cmd_replay(
     file: &Path,
     seed: u64,
-    RanAs {
-        swarm,
-        algorithm,
-        duration,
-    }: RanAs,
+    ran: RanAs,
     trace_out: Option<&Path>,
     json: bool,
     out: Option<&Path>,
 ) -> ExitCode {
-    let scn = match load_with(file, algorithm, duration) {
+    let scn = match ran.load(file) {
         Ok(s) => s,
         Err(code) => return code,
     };
     let src = file.display().to_string();
-    let mut r = if swarm {
+    let mut r = if ran.swarm {
         leasehold_sim::swarm::run_swarm_seed(&scn, seed, &src)
     } else {
         run_seed(&scn, seed, &src)
     };
-    r.replay.push_str(&override_flags(algorithm, duration));
+    r.replay.push_str(&ran.flags());
     if let Some(p) = trace_out {
         if let Err(e) = std::fs::write(p, r.trace.render()) {
             eprintln!("error: {}: {e}", p.display());
