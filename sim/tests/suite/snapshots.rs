@@ -83,7 +83,7 @@ fn check_snapshots(scenarios: &Path, snapshots: &Path) -> Vec<String> {
         let file = snapshots.join(format!("{name}.snap"));
         if !file.exists() {
             std::fs::create_dir_all(snapshots).unwrap();
-            std::fs::write(&file, format!("---\nsource: sim/tests/snapshots.rs\n---\n{text}")).unwrap();
+            std::fs::write(&file, format!("---\nsource: sim/tests/suite/snapshots.rs\n---\n{text}")).unwrap();
             // Straight to the stream, past the test harness's capture: the writer must see it.
             let _ = writeln!(
                 std::io::stderr(),
