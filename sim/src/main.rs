@@ -30,7 +30,7 @@ enum Cmd {
         #[arg(long, value_parser = at_least_one)]
         seeds: Option<u64>,
         /// Run only this seed.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["shard", "shards", "seeds", "first_seed"])]
         seed: Option<u64>,
         /// First seed of the sweep (default: the scenario's `first_seed`).
         #[arg(long)]
