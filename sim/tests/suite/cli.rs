@@ -128,6 +128,13 @@ fn sharding_splits_the_seeds() {
     );
 }
 
+/// Runs the simulator, which must exit 0; its first JSON line.
+fn first_json(args: &[&str]) -> serde_json::Value {
+    let out = sim(args);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    json_lines(&out).swap_remove(0)
+}
+
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -137,7 +144,7 @@ fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
 
 #[test]
 fn json_names_the_file_every_failing_seed_and_the_replay_command() {
-    let out = sim(&[
+    let v = &first_json(&[
         "run",
         "scenarios/known-bad/allcall-partition.toml",
         "--json",
@@ -145,8 +152,6 @@ fn json_names_the_file_every_failing_seed_and_the_replay_command() {
         "6",
         "--keep-going",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let v = &json_lines(&out)[0];
     assert_eq!(v["file"], "scenarios/known-bad/allcall-partition.toml");
     assert_eq!(v["seeds"], 6, "--keep-going runs every seed");
     let failing: Vec<u64> = v["failing_seeds"]
@@ -191,7 +196,7 @@ fn zero_seeds_and_impossible_values_are_errors() {
 #[test]
 fn replay_gives_json_and_pictures_and_out_all_covers_passing_seeds() {
     let d = temp("replay");
-    let out = sim(&[
+    let v = &first_json(&[
         "replay",
         "scenarios/known-bad/allcall-partition.toml",
         "--seed",
@@ -200,8 +205,6 @@ fn replay_gives_json_and_pictures_and_out_all_covers_passing_seeds() {
         "--out",
         d.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let v = &json_lines(&out)[0];
     assert_eq!(
         (v["seed"].as_u64(), v["file"].as_str()),
         (Some(0), Some("scenarios/known-bad/allcall-partition.toml"))
@@ -232,7 +235,7 @@ fn replay_gives_json_and_pictures_and_out_all_covers_passing_seeds() {
 
 #[test]
 fn swarm_draws_are_reported_and_replayed() {
-    let out = sim(&[
+    let v = &first_json(&[
         "run",
         "scenarios/known-bad/bug-grant-ignoring-promise.toml",
         "--json",
@@ -240,8 +243,6 @@ fn swarm_draws_are_reported_and_replayed() {
         "--seeds",
         "30",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let v = &json_lines(&out)[0];
     assert_eq!(v["swarm"], true);
     let on: Vec<String> = serde_json::from_value(v["first_failing_faults"].clone()).unwrap();
     assert!(!on.is_empty());
