@@ -41,6 +41,8 @@ pub struct ClockModel {
     reads_awake: bool,
     /// Wall clock minus monotonic clock, in ns.
     wall_offset: i128,
+    /// A reading or an inversion needed a segment [forgotten](ClockModel::forget_before).
+    stale: std::cell::Cell<bool>,
 }
 
 fn eval(segs: &[Segment], t: u128) -> u128 {
@@ -75,6 +77,29 @@ impl ClockModel {
             suspended: false,
             reads_awake: false,
             wall_offset: wall_offset_ns,
+            stale: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Forgets the segments that ended before true time `t` (a long run judged up to there
+    /// needs them no more), so the model does not grow with the run. A later reading or
+    /// inversion that would have needed one marks the model [stale](ClockModel::stale).
+    pub fn forget_before(&mut self, t: u128) {
+        for segs in [&mut self.segs, &mut self.awake] {
+            let done = segs.iter().skip(1).take_while(|s| s.true0 <= t).count();
+            segs.drain(..done);
+        }
+    }
+
+    /// Whether a reading or an inversion needed a segment that was forgotten (its answer was
+    /// then wrong, and the run must be redone keeping them).
+    pub fn stale(&self) -> bool {
+        self.stale.get()
+    }
+
+    fn check(&self, fresh: bool) {
+        if !fresh {
+            self.stale.set(true);
         }
     }
 
@@ -95,12 +120,14 @@ impl ClockModel {
 
     /// The reading of the agent's monotonic clock at true time `t` (ns).
     pub fn local_at(&self, t: u128) -> u128 {
+        self.check(self.read()[0].true0 <= t);
         eval(self.read(), t)
     }
 
     /// The earliest true time (ns) at which the agent's monotonic reading is at least `local`
     /// (about 146 years if that waits for a wake-up that has not happened yet).
     pub fn true_at(&self, local: u128) -> u128 {
+        self.check(self.read()[0].local0 <= local);
         invert(self.read(), local)
     }
 

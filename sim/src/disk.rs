@@ -2,17 +2,40 @@
 //! so a kill keeps exactly what was saved before it; a save is atomic and synced when it
 //! returns. Production loses disks too: a volume that is gone ([`Disks::wipe`]) or restored
 //! from an old snapshot ([`Disks::rollback`]) — every save is kept, so a rollback can go to
-//! any earlier one.
+//! any earlier one. Saves of the same state in a row are kept once with a count (an agent
+//! saves far more often than its state changes), and a node keeps its last [`KEPT_STATES`]
+//! states, so a long run does not grow with its saves: a volume comes back at most that many
+//! changes old. Save numbers count from the oldest save kept.
 
 use leasehold::{BoxFuture, Durable, Storage, StorageError};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How many distinct states in a row a node's disk keeps for rollbacks (a run of a few
+/// minutes never reaches it).
+pub const KEPT_STATES: usize = 256;
 
 #[derive(Default)]
 struct Disk {
     /// What a load returns now (`None`: no state file).
     current: Option<Durable>,
-    /// Every save, oldest first.
-    saves: Vec<Durable>,
+    /// The saves kept, oldest first, as runs of equal states with their lengths.
+    saves: VecDeque<(Durable, usize)>,
+    /// How many saves are kept.
+    count: usize,
+}
+
+impl Disk {
+    /// Save number `k` (0: the first), if there is one.
+    fn save_number(&self, mut k: usize) -> Option<&Durable> {
+        for (state, n) in &self.saves {
+            if k < *n {
+                return Some(state);
+            }
+            k -= n;
+        }
+        None
+    }
 }
 
 /// The disks of every node. Cheap to clone.
@@ -53,7 +76,7 @@ impl Disks {
 
     /// How many saves node `i` made.
     pub fn saves(&self, i: usize) -> usize {
-        self.lock()[i].saves.len()
+        self.lock()[i].count
     }
 
     /// Restores node `i`'s state to its save number `to` (0: the first), as a volume restored
@@ -61,7 +84,7 @@ impl Disks {
     pub fn rollback(&self, i: usize, to: usize) {
         let mut g = self.lock();
         let d = &mut g[i];
-        d.current = d.saves.get(to).cloned();
+        d.current = d.save_number(to).cloned();
     }
 }
 
@@ -82,7 +105,64 @@ impl Storage for SimStorage {
         let mut g = self.disks.lock();
         let disk = &mut g[self.node];
         disk.current = Some(state.clone());
-        disk.saves.push(state.clone());
+        disk.count += 1;
+        match disk.saves.back_mut() {
+            Some((last, n)) if last == state => *n += 1,
+            _ => {
+                if disk.saves.len() == KEPT_STATES {
+                    if let Some((_, n)) = disk.saves.pop_front() {
+                        disk.count -= n;
+                    }
+                }
+                disk.saves.push_back((state.clone(), 1));
+            }
+        }
         Box::pin(async move { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(token: u64) -> Durable {
+        Durable {
+            incarnation: 1,
+            max_token: token,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn a_rollback_finds_every_save_by_its_number_though_equal_saves_are_kept_once() {
+        let disks = Disks::new(1);
+        let s = disks.storage(0);
+        let tokens = [1, 1, 1, 2, 2, 3, 1, 1];
+        for t in tokens {
+            drop(s.save(&state(t)));
+        }
+        assert_eq!(disks.saves(0), tokens.len());
+        assert_eq!(disks.lock()[0].saves.len(), 4, "four runs of equal saves");
+        for (k, t) in tokens.iter().enumerate() {
+            disks.rollback(0, k);
+            assert_eq!(disks.lock()[0].current, Some(state(*t)), "save {k}");
+        }
+        disks.rollback(0, tokens.len());
+        assert_eq!(disks.lock()[0].current, None, "a save that does not exist: no state");
+    }
+
+    #[test]
+    fn only_the_last_states_are_kept_and_save_numbers_count_from_the_oldest_kept() {
+        let disks = Disks::new(1);
+        let s = disks.storage(0);
+        for t in 0..(KEPT_STATES as u64 + 10) {
+            drop(s.save(&state(t)));
+            drop(s.save(&state(t)));
+        }
+        assert_eq!(disks.saves(0), 2 * KEPT_STATES);
+        disks.rollback(0, 0);
+        assert_eq!(disks.lock()[0].current, Some(state(10)), "the oldest state kept");
+        disks.rollback(0, 2 * KEPT_STATES - 1);
+        assert_eq!(disks.lock()[0].current, Some(state(KEPT_STATES as u64 + 9)));
     }
 }

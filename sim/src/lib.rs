@@ -22,6 +22,7 @@ pub mod merge;
 pub mod nemesis;
 pub mod oracle;
 pub mod real;
+pub mod record;
 pub mod render;
 pub mod report;
 pub mod run;
@@ -37,5 +38,5 @@ pub mod world;
 
 pub use oracle::{Violation, ViolationKind};
 pub use report::RunReport;
-pub use run::run_seed;
+pub use run::{run_seed, run_seed_lean};
 pub use scenario::{Scenario, ScenarioError};

@@ -241,6 +241,7 @@ fn main() -> ExitCode {
                 swarm,
                 keep_going,
                 shard,
+                whole: out_all,
             };
             let out = out.map(|dir| Outputs { dir, all: out_all });
             cmd_run(&paths, (algorithm, duration), &seeds, options, json, out.as_ref())
@@ -594,7 +595,7 @@ fn cmd_replay(
     };
     let src = file.display().to_string();
     let mut r = if ran.swarm {
-        leasehold_sim::swarm::run_swarm_seed(&scn, seed, &src)
+        leasehold_sim::swarm::run_swarm_seed(&scn, seed, &src, leasehold_sim::record::Keep::Everything)
     } else {
         run_seed(&scn, seed, &src)
     };

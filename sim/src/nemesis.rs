@@ -6,6 +6,7 @@ use crate::scenario::{DurRange, FaultSpec, PartitionFault, PartitionKind, Scenar
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// The plan of one run.
@@ -37,37 +38,154 @@ fn within(rng: &mut ChaCha8Rng, r: DurRange) -> Duration {
     Duration::from_nanos(if hi > lo { rng.gen_range(lo..=hi) } else { lo })
 }
 
-/// One random fault class's episodes: after a gap (mean `every`), `draw` picks the fault and
-/// its undoing, which follows after a time drawn from `lasts`; until `end`.
-fn episodes(
-    ev: &mut Vec<FaultEvent>,
-    seed: u64,
+/// Draws an episode's fault and its undoing.
+type DrawEpisode = Box<dyn FnMut(&mut ChaCha8Rng) -> (Action, Action) + Send>;
+
+/// Draws a single fault.
+type DrawInstant = Box<dyn FnMut(&mut ChaCha8Rng) -> Action + Send>;
+
+/// The drawing of one random fault class's events.
+enum Draw {
+    /// An episode: the fault, and its undoing after a time drawn from the range.
+    Episode(DurRange, DrawEpisode),
+    /// A single event.
+    Instant(DrawInstant),
+    /// A slow-consumer episode over `n` nodes, lasting a time drawn from the range.
+    SlowConsumers(DurRange, usize),
+}
+
+/// One random fault class's events in time order, drawn as they are needed: after a gap (mean
+/// `every`), a fault (and for an episode, its undoing after a while); until `end`.
+struct Stream {
+    r: ChaCha8Rng,
+    /// When the next episode or instant begins.
+    t: Duration,
     every: Duration,
-    lasts: DurRange,
     end: Duration,
-    mut draw: impl FnMut(&mut ChaCha8Rng) -> (Action, Action),
-) {
-    let mut r = ChaCha8Rng::seed_from_u64(seed);
-    let mut t = gap(&mut r, every);
-    while t < end {
-        let (fault, undo) = draw(&mut r);
-        ev.push(FaultEvent {
-            at: t,
-            action: fault,
+    draw: Draw,
+    /// Events drawn and not yet taken (an episode draws two or more at once).
+    ready: VecDeque<FaultEvent>,
+}
+
+impl Stream {
+    fn new(seed: u64, every: Duration, end: Duration, draw: Draw) -> Self {
+        let mut r = ChaCha8Rng::seed_from_u64(seed);
+        let t = gap(&mut r, every);
+        Stream {
+            r,
+            t,
+            every,
+            end,
+            draw,
+            ready: VecDeque::new(),
+        }
+    }
+
+    fn episode(
+        seed: u64,
+        every: Duration,
+        lasts: DurRange,
+        end: Duration,
+        draw: impl FnMut(&mut ChaCha8Rng) -> (Action, Action) + Send + 'static,
+    ) -> Self {
+        Stream::new(seed, every, end, Draw::Episode(lasts, Box::new(draw)))
+    }
+
+    fn instants(
+        seed: u64,
+        every: Duration,
+        end: Duration,
+        draw: impl FnMut(&mut ChaCha8Rng) -> Action + Send + 'static,
+    ) -> Self {
+        Stream::new(seed, every, end, Draw::Instant(Box::new(draw)))
+    }
+
+    /// Draws the next episode or instant, if there is one before the end.
+    fn refill(&mut self) {
+        if self.t >= self.end {
+            return;
+        }
+        let (r, t) = (&mut self.r, self.t);
+        let event = |at, action| FaultEvent {
+            at,
+            action,
             scripted: false,
-        });
-        let back = (t + within(&mut r, lasts)).min(end);
-        ev.push(FaultEvent {
-            at: back,
-            action: undo,
-            scripted: false,
-        });
-        t = back + gap(&mut r, every);
+        };
+        match &mut self.draw {
+            Draw::Episode(lasts, draw) => {
+                let (fault, undo) = draw(r);
+                let back = (t + within(r, *lasts)).min(self.end);
+                self.ready.extend([event(t, fault), event(back, undo)]);
+                self.t = back + gap(r, self.every);
+            }
+            Draw::Instant(draw) => {
+                let action = draw(r);
+                self.ready.push_back(event(t, action));
+                self.t = t + gap(r, self.every);
+            }
+            // A load spike makes the servers of some nodes (one to all but one) drop what
+            // is sent to them, all at once, until they catch up.
+            Draw::SlowConsumers(lasts, n) => {
+                let mut nodes: Vec<usize> = (0..*n).collect();
+                nodes.shuffle(r);
+                nodes.truncate(r.gen_range(1..=n.saturating_sub(1).max(1)));
+                let back = (t + within(r, *lasts)).min(self.end);
+                for (at, on) in [(t, true), (back, false)] {
+                    self.ready
+                        .extend(nodes.iter().map(|i| event(at, Action::SlowConsumer(*i, on))));
+                }
+                self.t = back + gap(r, self.every);
+            }
+        }
+    }
+
+    /// The next event's time, drawing it if needed.
+    fn peek(&mut self) -> Option<Duration> {
+        if self.ready.is_empty() {
+            self.refill();
+        }
+        self.ready.front().map(|e| e.at)
+    }
+}
+
+/// A run's fault events in time order, drawn lazily, so a long run does not hold its whole
+/// plan: the random classes' streams merged by time (ties go to the class drawn first), then
+/// the scripted steps. The order is that of a stable sort of all events by time.
+pub struct Events {
+    streams: Vec<Stream>,
+    scripted: VecDeque<FaultEvent>,
+}
+
+impl Iterator for Events {
+    type Item = FaultEvent;
+
+    fn next(&mut self) -> Option<FaultEvent> {
+        let mut best: Option<(Duration, usize)> = None;
+        for (k, s) in self.streams.iter_mut().enumerate() {
+            if let Some(at) = s.peek() {
+                if best.is_none_or(|(b, _)| at < b) {
+                    best = Some((at, k));
+                }
+            }
+        }
+        match (best, self.scripted.front()) {
+            (Some((at, _)), Some(e)) if e.at < at => self.scripted.pop_front(),
+            (Some((_, k)), _) => self.streams[k].ready.pop_front(),
+            (None, _) => self.scripted.pop_front(),
+        }
     }
 }
 
 /// Draws a run's plan from `seed`.
 pub fn plan(scn: &Scenario, seed: u64) -> Plan {
+    let (mut p, events) = lazy_plan(scn, seed);
+    p.events = events.collect();
+    p
+}
+
+/// Draws a run's plan from `seed`, its fault events left to be drawn as the run needs them
+/// (`Plan::events` is empty): what a long run uses, so it does not hold them all.
+pub fn lazy_plan(scn: &Scenario, seed: u64) -> (Plan, Events) {
     let n = scn.sim_nodes().len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
     let f = &scn.faults;
@@ -101,7 +219,8 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
             own.map_or(wall_offset_ns[i], |ms| i128::from(ms) * 1_000_000)
         })
         .collect();
-    let mut ev = random_faults(scn, f, n, end, &mut rng);
+    let streams = random_faults(scn, f, n, end, &mut rng);
+    let mut ev = Vec::new();
     let nodes = scn.sim_nodes();
     let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
     for at in &scn.at {
@@ -122,63 +241,70 @@ pub fn plan(scn: &Scenario, seed: u64) -> Plan {
             scripted: true,
         });
     }
-    // Stable: events at the same time keep their generation order.
+    // Stable: scripted steps at the same time keep their order in the file.
     ev.sort_by_key(|e| e.at);
-    Plan {
+    let plan = Plan {
         drift_ppm,
         wall_offset_ns,
         origin,
-        events: ev,
-    }
+        events: Vec::new(),
+    };
+    (
+        plan,
+        Events {
+            streams,
+            scripted: ev.into(),
+        },
+    )
 }
 
 /// The random nemesis's events, until `end`. Each fault class is its own stream, seeded from
 /// `rng` in a fixed order, so adding one class does not reshuffle the others.
-fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &mut ChaCha8Rng) -> Vec<FaultEvent> {
-    let mut ev: Vec<FaultEvent> = Vec::new();
+fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &mut ChaCha8Rng) -> Vec<Stream> {
+    let mut ev: Vec<Stream> = Vec::new();
     if let Some(p) = &f.partition {
-        partitions(&mut ev, p, n, end, rng);
+        ev.extend(partitions(p, n, end, rng));
     }
     if let Some(p) = &f.restart {
-        episodes(&mut ev, rng.gen(), p.every.0, p.down_for, end, |r| {
+        ev.push(Stream::episode(rng.gen(), p.every.0, p.down_for, end, move |r| {
             let i = r.gen_range(0..n);
             (Action::Kill(i), Action::Restart(i))
-        });
+        }));
     }
     if let Some(p) = &f.pause {
-        episodes(&mut ev, rng.gen(), p.every.0, p.pause_for, end, |r| {
+        ev.push(Stream::episode(rng.gen(), p.every.0, p.pause_for, end, move |r| {
             let i = r.gen_range(0..n);
             (Action::Pause(i), Action::Resume(i))
-        });
+        }));
     }
     if let Some(p) = &f.clock_step {
         let m = p.max.0.as_nanos() as i128;
-        instants(&mut ev, rng.gen(), p.every.0, end, |r| {
+        ev.push(Stream::instants(rng.gen(), p.every.0, end, move |r| {
             Action::ClockStep(r.gen_range(0..n), r.gen_range(-m..=m))
-        });
+        }));
     }
     if let Some(d) = &f.clock_drift {
         if let Some(every) = d.every {
             let m = i64::from(d.max_ppm);
-            instants(&mut ev, rng.gen(), every.0, end, |r| {
+            ev.push(Stream::instants(rng.gen(), every.0, end, move |r| {
                 Action::Drift(r.gen_range(0..n), r.gen_range(-m..=m))
-            });
+            }));
         }
     }
     if let Some(s) = &f.loss_spike {
-        let base = scn.network.loss;
-        episodes(&mut ev, rng.gen(), s.every.0, s.lasts, end, |_| {
-            (Action::Loss(s.loss), Action::Loss(base))
-        });
+        let (base, loss) = (scn.network.loss, s.loss);
+        ev.push(Stream::episode(rng.gen(), s.every.0, s.lasts, end, move |_| {
+            (Action::Loss(loss), Action::Loss(base))
+        }));
     }
     if let Some(s) = &f.latency_spike {
-        let base = scn.network.latency;
-        episodes(&mut ev, rng.gen(), s.every.0, s.lasts, end, |_| {
-            (Action::Latency(s.latency), Action::Latency(base))
-        });
+        let (base, latency) = (scn.network.latency, s.latency);
+        ev.push(Stream::episode(rng.gen(), s.every.0, s.lasts, end, move |_| {
+            (Action::Latency(latency), Action::Latency(base))
+        }));
     }
     if let Some(p) = &f.state_loss {
-        episodes(&mut ev, rng.gen(), p.every.0, p.down_for, end, |r| {
+        ev.push(Stream::episode(rng.gen(), p.every.0, p.down_for, end, move |r| {
             let node = r.gen_range(0..n);
             let loss = Action::StateLoss {
                 node,
@@ -186,74 +312,33 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
                 pick: r.gen(),
             };
             (loss, Action::Restart(node))
-        });
+        }));
     }
     if let Some(p) = &f.replay {
-        instants(&mut ev, rng.gen(), p.every.0, end, |r| {
-            Action::Replay(r.gen_range(0..n), within(r, p.delay))
-        });
+        let delay = p.delay;
+        ev.push(Stream::instants(rng.gen(), p.every.0, end, move |r| {
+            Action::Replay(r.gen_range(0..n), within(r, delay))
+        }));
     }
     if let Some(p) = &f.slow_consumer {
-        slow_consumers(&mut ev, rng.gen(), p.every.0, p.lasts, n, end);
+        ev.push(Stream::new(rng.gen(), p.every.0, end, Draw::SlowConsumers(p.lasts, n)));
     }
     if let Some(p) = &f.forge {
-        instants(&mut ev, rng.gen(), p.every.0, end, |r| Action::Forge(r.gen()));
+        ev.push(Stream::instants(rng.gen(), p.every.0, end, |r| Action::Forge(r.gen())));
     }
     if let Some(p) = &f.stop {
-        episodes(&mut ev, rng.gen(), p.every.0, p.down_for, end, |r| {
+        ev.push(Stream::episode(rng.gen(), p.every.0, p.down_for, end, move |r| {
             let i = r.gen_range(0..n);
             (Action::Stop(i), Action::Restart(i))
-        });
+        }));
     }
     if let Some(p) = &f.suspend {
-        episodes(&mut ev, rng.gen(), p.every.0, p.lasts, end, |r| {
+        ev.push(Stream::episode(rng.gen(), p.every.0, p.lasts, end, move |r| {
             let i = r.gen_range(0..n);
             (Action::Suspend(i), Action::Wake(i))
-        });
+        }));
     }
     ev
-}
-
-/// Slow-consumer episodes: a load spike makes the servers of some nodes (one to all but one)
-/// drop what is sent to them, all at once, until they catch up.
-fn slow_consumers(ev: &mut Vec<FaultEvent>, seed: u64, every: Duration, lasts: DurRange, n: usize, end: Duration) {
-    let mut r = ChaCha8Rng::seed_from_u64(seed);
-    let mut t = gap(&mut r, every);
-    while t < end {
-        let mut nodes: Vec<usize> = (0..n).collect();
-        nodes.shuffle(&mut r);
-        nodes.truncate(r.gen_range(1..=n.saturating_sub(1).max(1)));
-        let back = (t + within(&mut r, lasts)).min(end);
-        for (at, on) in [(t, true), (back, false)] {
-            ev.extend(nodes.iter().map(|i| FaultEvent {
-                at,
-                action: Action::SlowConsumer(*i, on),
-                scripted: false,
-            }));
-        }
-        t = back + gap(&mut r, every);
-    }
-}
-
-/// Single-event faults (clock steps, drift changes) at gaps of mean `every`, until `end`.
-fn instants(
-    ev: &mut Vec<FaultEvent>,
-    seed: u64,
-    every: Duration,
-    end: Duration,
-    mut draw: impl FnMut(&mut ChaCha8Rng) -> Action,
-) {
-    let mut r = ChaCha8Rng::seed_from_u64(seed);
-    let mut t = gap(&mut r, every);
-    while t < end {
-        let action = draw(&mut r);
-        ev.push(FaultEvent {
-            at: t,
-            action,
-            scripted: false,
-        });
-        t += gap(&mut r, every);
-    }
 }
 
 /// A one-way cut of a random shape over the shuffled nodes `perm` (at least two): everyone to
@@ -274,7 +359,7 @@ fn one_way(r: &mut ChaCha8Rng, perm: &[usize]) -> Action {
 }
 
 /// Partition episodes, each of a shape drawn from the allowed kinds, healed after a while.
-fn partitions(ev: &mut Vec<FaultEvent>, p: &PartitionFault, n: usize, end: Duration, rng: &mut ChaCha8Rng) {
+fn partitions(p: &PartitionFault, n: usize, end: Duration, rng: &mut ChaCha8Rng) -> Option<Stream> {
     let kinds = p.kinds.clone().unwrap_or_else(|| {
         vec![
             PartitionKind::Halves,
@@ -285,9 +370,9 @@ fn partitions(ev: &mut Vec<FaultEvent>, p: &PartitionFault, n: usize, end: Durat
         ]
     });
     if n <= 1 || kinds.is_empty() {
-        return;
+        return None;
     }
-    episodes(ev, rng.gen(), p.every.0, p.heal_after, end, |r| {
+    Some(Stream::episode(rng.gen(), p.every.0, p.heal_after, end, move |r| {
         let mut perm: Vec<usize> = (0..n).collect();
         perm.shuffle(r);
         let action = match kinds[r.gen_range(0..kinds.len())] {
@@ -311,5 +396,5 @@ fn partitions(ev: &mut Vec<FaultEvent>, p: &PartitionFault, n: usize, end: Durat
             PartitionKind::Bridge | PartitionKind::OneWay => one_way(r, &perm),
         };
         (action, Action::Heal)
-    });
+    }))
 }

@@ -21,14 +21,16 @@ pub struct RunReport {
     pub replay: String,
     /// Node IDs, by index.
     pub nodes: Vec<String>,
-    /// The fault plan.
+    /// The fault plan (its events are left out by [`run_seed_lean`](crate::run::run_seed_lean)).
     pub plan: Plan,
     /// The faults as applied, with runtime choices resolved (a partition as the exact routes
-    /// it cut; steps that did nothing left out): a fully scripted form of the run.
+    /// it cut; steps that did nothing left out): a fully scripted form of the run (empty from
+    /// [`run_seed_lean`](crate::run::run_seed_lean), which counts them in the figures).
     pub applied: Vec<FaultEvent>,
-    /// The full event trace.
+    /// The full event trace (only its digest and length from
+    /// [`run_seed_lean`](crate::run::run_seed_lean)).
     pub trace: Trace,
-    /// Every lease claim, in true time.
+    /// Every lease claim, in true time (empty from [`run_seed_lean`](crate::run::run_seed_lean)).
     pub claims: Vec<TrueClaim>,
     /// What the oracle found (empty: clean).
     pub violations: Vec<Violation>,
@@ -55,6 +57,8 @@ pub struct Figures {
     pub no_leader: Duration,
     /// Lease claims made (each renewal is one).
     pub claims: u64,
+    /// Faults applied (steps that did something).
+    pub faults_applied: u64,
     /// What the simulated network did.
     pub fabric: FabricStats,
 }
@@ -170,7 +174,7 @@ impl RunReport {
             "seed": self.seed,
             "swarm": self.swarm.as_ref().map(|w| serde_json::json!({"on": w.on, "off": w.off, "faults": w.faults})),
             "violations": violations,
-            "faults_applied": self.applied.len(),
+            "faults_applied": f.faults_applied,
             "sim_seconds": f.sim_time.as_secs_f64(),
             "wall_seconds": f.wall_time.as_secs_f64(),
             "leader_changes": f.leader_changes,
@@ -178,7 +182,7 @@ impl RunReport {
             "no_leader_seconds": f.no_leader.as_secs_f64(),
             "claims": f.claims,
             "messages": {"published": f.fabric.published, "delivered": f.fabric.delivered, "lost": f.fabric.lost, "cut": f.fabric.cut},
-            "trace_events": self.trace.events.len(),
+            "trace_events": self.trace.len,
             "trace_digest": format!("{:016x}", self.trace.digest),
             "replay": self.replay,
         })

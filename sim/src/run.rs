@@ -3,8 +3,10 @@
 
 use crate::clock::ClockModel;
 use crate::fabric::Fabric;
-use crate::nemesis::{plan, Plan};
+use crate::faults::FaultEvent;
+use crate::nemesis::{lazy_plan, plan, Plan};
 use crate::oracle::{secs, verdict, Violation, ViolationKind};
+use crate::record::Keep;
 use crate::report::{Figures, RunReport};
 use crate::scenario::Scenario;
 use crate::trace::Trace;
@@ -15,8 +17,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Runs one seed of `scn` on a fresh thread (madsim seeds per-thread state on first use) and
-/// returns its report. `source` is the scenario's path, used in the replay command.
+/// returns its whole report: trace, claims, faults applied. `source` is the scenario's path,
+/// used in the replay command.
 pub fn run_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
+    run_keeping(scn, seed, source, Keep::Everything).0
+}
+
+/// Runs one seed of `scn` as a sweep does, in memory that does not grow with the run's
+/// length: the report has the verdict, the figures and the trace's digest and length, but no
+/// events, claims or faults applied. A seed the oracle finds anything in (or whose record
+/// could not be streamed) is run again with everything kept, so its report is whole and
+/// exactly [`run_seed`]'s (its wall time counts both runs). Router scenarios, whose checks
+/// need every request, always keep everything.
+pub fn run_seed_lean(scn: &Scenario, seed: u64, source: &str) -> RunReport {
+    if scn.router.is_some() {
+        return run_seed(scn, seed, source);
+    }
+    let (lean, whole) = run_keeping(scn, seed, source, Keep::Verdict);
+    if !whole {
+        return lean;
+    }
+    let mut r = run_seed(scn, seed, source);
+    r.figures.wall_time += lean.figures.wall_time;
+    r
+}
+
+/// Runs one seed keeping what `keep` says; also says whether the run must be redone with
+/// everything kept (the streaming oracle found something, or the record came late).
+fn run_keeping(scn: &Scenario, seed: u64, source: &str, keep: Keep) -> (RunReport, bool) {
     let replay = format!("cargo run --release -p leasehold-sim -- replay {source} --seed {seed}");
     let (scn2, replay2) = (scn.clone(), replay.clone());
     let wall = std::time::Instant::now();
@@ -25,7 +53,7 @@ pub fn run_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
         .spawn(move || {
             let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.set_time_limit(scn2.duration.0 + Duration::from_secs(600));
-            rt.block_on(simulate(scn2, seed, replay2))
+            rt.block_on(simulate(scn2, seed, replay2, keep))
         })
         .map_err(|e| e.to_string())
         .and_then(|h| {
@@ -36,9 +64,9 @@ pub fn run_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
                     .unwrap_or_else(|| "unknown panic".into())
             })
         });
-    let mut report = joined.unwrap_or_else(|msg| panicked(scn, seed, replay, msg));
+    let (mut report, whole) = joined.unwrap_or_else(|msg| (panicked(scn, seed, replay, msg), false));
     report.figures.wall_time = wall.elapsed();
-    report
+    (report, whole)
 }
 
 /// The report of a run that panicked.
@@ -67,12 +95,28 @@ fn panicked(scn: &Scenario, seed: u64, replay: String, msg: String) -> RunReport
     }
 }
 
-async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
+async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunReport, bool) {
     let start = madsim::time::Instant::now();
-    let p = plan(&scn, seed);
-    let w = Arc::new(build_world(&scn, seed, &p, start));
+    // A whole run keeps its plan; a lean one draws its faults as it goes (and once before,
+    // without keeping them, to know when the last one ends).
+    let (p, events): (Plan, Box<dyn Iterator<Item = FaultEvent>>) = match keep {
+        Keep::Everything => {
+            let p = plan(&scn, seed);
+            let events = p.events.clone();
+            (p, Box::new(events.into_iter()))
+        }
+        Keep::Verdict => {
+            let (p, events) = lazy_plan(&scn, seed);
+            (p, Box::new(events))
+        }
+    };
+    let last_fault = match keep {
+        Keep::Everything => p.last_fault_end(),
+        Keep::Verdict => lazy_plan(&scn, seed).1.map(|e| e.at).max().unwrap_or_default(),
+    };
+    let w = Arc::new(build_world(&scn, seed, &p, start, keep, last_fault));
     let ids = create_nodes(&w);
-    for ev in &p.events {
+    for ev in events {
         // Steps due at the same instant are applied together: madsim's shortest sleep is 1 ms.
         if start + ev.at > madsim::time::Instant::now() {
             madsim::time::sleep_until(start + ev.at).await;
@@ -80,11 +124,21 @@ async fn simulate(scn: Scenario, seed: u64, replay: String) -> RunReport {
         w.apply(&ev.action, &ids);
     }
     madsim::time::sleep_until(start + scn.duration.0).await;
-    judge(&w, p, replay)
+    match keep {
+        Keep::Everything => (judge(&w, p, replay), false),
+        Keep::Verdict => judge_streamed(&w, p, replay),
+    }
 }
 
 /// The world of one run: clocks from the plan, the fabric with its datacenters, the servers.
-fn build_world(scn: &Scenario, seed: u64, p: &Plan, start: madsim::time::Instant) -> World {
+fn build_world(
+    scn: &Scenario,
+    seed: u64,
+    p: &Plan,
+    start: madsim::time::Instant,
+    keep: Keep,
+    last_fault: Duration,
+) -> World {
     let nodes = scn.sim_nodes();
     let n = nodes.len();
     let m = scn.router.as_ref().map_or(0, |r| r.clients);
@@ -149,7 +203,7 @@ fn build_world(scn: &Scenario, seed: u64, p: &Plan, start: madsim::time::Instant
             })
             .collect(),
     };
-    let w = World::new(scn.clone(), seed, start, fabric, clocks, servers);
+    let w = World::new(scn.clone(), seed, start, fabric, clocks, servers, keep, last_fault);
     for (i, c) in p.drift_ppm.iter().enumerate() {
         if *c != 0 || p.wall_offset_ns[i] != 0 {
             let off = p.wall_offset_ns[i];
@@ -223,7 +277,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
         scn.leader_within().as_nanos(),
         scn.duration.0.as_nanos(),
     );
-    let trace = Trace::new(w.take_trace());
+    let trace = w.take_trace();
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {
         let rec = w.routes.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,6 +287,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     });
     let mut figures = Figures::of_claims(&claims, scn.duration.0);
     figures.fabric = w.fabric.stats();
+    figures.faults_applied = applied.len() as u64;
     w.release();
     RunReport {
         scenario: scn.name.clone(),
@@ -248,4 +303,42 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
         router,
         swarm: None,
     }
+}
+
+/// The figures of a lean run from the streaming oracle, and whether it must be redone whole.
+fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
+    let scn = &w.scn;
+    let trace = w.take_trace();
+    let sim_time = scn.duration.0;
+    let (flagged, mut figures) = w.finish_stream(|s| {
+        let (claims, leader_changes, failovers, held) = s.figures_so_far();
+        let figures = Figures {
+            sim_time,
+            leader_changes,
+            failovers_ms: failovers.to_vec(),
+            no_leader: sim_time.saturating_sub(Duration::from_nanos(held as u64)),
+            claims,
+            ..Figures::default()
+        };
+        (s.flagged(), figures)
+    });
+    figures.fabric = w.fabric.stats();
+    figures.faults_applied = w.counts().1;
+    let whole = flagged || w.late();
+    w.release();
+    let report = RunReport {
+        scenario: scn.name.clone(),
+        seed: w.seed,
+        replay,
+        nodes: w.nodes.iter().map(|n| n.id.clone()).collect(),
+        plan: p,
+        applied: Vec::new(),
+        trace,
+        claims: Vec::new(),
+        violations: Vec::new(),
+        figures,
+        router: None,
+        swarm: None,
+    };
+    (report, whole)
 }

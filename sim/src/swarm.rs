@@ -16,8 +16,9 @@
 //! - `max`, `max_ppm` and `loss` are multiplied by a factor drawn from ¼ to 1;
 //! - `kinds` (partition shapes) becomes a random non-empty subset of the listed kinds.
 
+use crate::record::Keep;
 use crate::report::RunReport;
-use crate::run::run_seed;
+use crate::run::{run_seed, run_seed_lean};
 use crate::scenario::duration::text;
 use crate::scenario::{FaultSpec, Scenario};
 use rand::{Rng, SeedableRng};
@@ -117,10 +118,14 @@ fn faults_table(f: &FaultSpec) -> String {
 }
 
 /// Runs seed `seed` of `scn` under `--swarm`: its report carries the draw, and its replay
-/// command asks for the same draw.
-pub fn run_swarm_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
+/// command asks for the same draw. `keep`: the whole report ([`run_seed`]) or a sweep's
+/// ([`run_seed_lean`]).
+pub fn run_swarm_seed(scn: &Scenario, seed: u64, source: &str, keep: Keep) -> RunReport {
     let (s, swarm) = draw(scn, seed);
-    let mut r = run_seed(&s, seed, source);
+    let mut r = match keep {
+        Keep::Everything => run_seed(&s, seed, source),
+        Keep::Verdict => run_seed_lean(&s, seed, source),
+    };
     r.replay.push_str(" --swarm");
     r.swarm = Some(swarm);
     r

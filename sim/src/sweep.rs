@@ -1,7 +1,8 @@
 //! Sweeping a scenario over seeds and judging it against its `[expect]`.
 
+use crate::record::Keep;
 use crate::report::RunReport;
-use crate::run::run_seed;
+use crate::run::{run_seed, run_seed_lean};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::swarm::run_swarm_seed;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,9 @@ pub struct SweepOptions {
     pub keep_going: bool,
     /// This sweep is shard `(i, n)` of a larger one.
     pub shard: Option<(u64, u64)>,
+    /// Keep every seed's whole report (trace, claims, faults applied), as pictures of every
+    /// seed need; otherwise only failing seeds have one ([`run_seed_lean`]).
+    pub whole: bool,
 }
 
 /// The result of one scenario over its seeds.
@@ -192,12 +196,11 @@ pub fn sweep_opts(
     options: SweepOptions,
     progress: impl FnMut(&RunReport),
 ) -> Summary {
-    let run = |seed| {
-        if options.swarm {
-            run_swarm_seed(scn, seed, source)
-        } else {
-            run_seed(scn, seed, source)
-        }
+    let keep = if options.whole { Keep::Everything } else { Keep::Verdict };
+    let run = |seed| match (options.swarm, keep) {
+        (true, _) => run_swarm_seed(scn, seed, source, keep),
+        (false, Keep::Everything) => run_seed(scn, seed, source),
+        (false, Keep::Verdict) => run_seed_lean(scn, seed, source),
     };
     sweep_with(scn, source, seeds, options, run, progress)
 }

@@ -41,14 +41,50 @@ pub fn render(events: &[TraceEvent]) -> String {
 
 /// A stable 64-bit digest (FNV-1a) of the rendered trace.
 pub fn digest(events: &[TraceEvent]) -> u64 {
-    leasehold::fnv1a(render(events).as_bytes())
+    let mut d = Digest::new();
+    for e in events {
+        d.line(&e.line());
+    }
+    d.value()
+}
+
+/// [`digest`] taken one line at a time, so a trace can be digested without being kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Digest(u64);
+
+impl Digest {
+    /// The digest of an empty trace.
+    pub fn new() -> Self {
+        Digest(leasehold::fnv1a(b""))
+    }
+
+    /// Adds one rendered line (its newline is added here).
+    pub fn line(&mut self, line: &str) {
+        for b in line.bytes().chain([b'\n']) {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The digest so far.
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest::new()
+    }
 }
 
 /// A run's trace: its events in order, and their digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trace {
-    /// The events, by true time (ties by node, then order of recording).
+    /// The events, by true time (ties by node, then order of recording); empty when the run
+    /// kept only its verdict ([`Keep::Verdict`](crate::record::Keep)).
     pub events: Vec<TraceEvent>,
+    /// How many events the trace has (kept or not).
+    pub len: u64,
     /// [`digest`] of the events.
     pub digest: u64,
 }
@@ -58,12 +94,42 @@ impl Trace {
     pub fn new(events: Vec<TraceEvent>) -> Self {
         Trace {
             digest: digest(&events),
+            len: events.len() as u64,
             events,
+        }
+    }
+
+    /// A trace that was digested as it was made and not kept.
+    pub fn streamed(digest: u64, len: u64) -> Self {
+        Trace {
+            events: Vec::new(),
+            len,
+            digest,
         }
     }
 
     /// The trace as text, one event per line.
     pub fn render(&self) -> String {
         render(&self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_taken_line_by_line_is_the_digest_of_the_rendered_trace() {
+        let events: Vec<TraceEvent> = (0..5u64)
+            .map(|i| TraceEvent {
+                at: u128::from(i) * 1_000,
+                seq: i,
+                node: (i % 2 == 0).then(|| format!("n{i}")),
+                local: (i % 3 == 0).then_some(7),
+                what: format!("event {i}"),
+            })
+            .collect();
+        assert_eq!(digest(&events), leasehold::fnv1a(render(&events).as_bytes()));
+        assert_eq!(digest(&[]), leasehold::fnv1a(b""));
     }
 }

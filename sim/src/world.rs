@@ -1,13 +1,15 @@
 //! The simulated world of one run: madsim nodes, each running an agent beside its own NATS
 //! server, router clients, every node's clock model and disk, and what the oracle needs
-//! recorded (trace events and every notice, stamped with local time).
+//! recorded (trace events, claims and the faults applied: see [`crate::record`]).
 
 use crate::agents::Agents;
 use crate::clock::{true_now, ClockModel, SimClock};
 use crate::disk::Disks;
 use crate::fabric::Fabric;
 use crate::faults::{Action, FaultEvent};
+use crate::oracle::stream::Streaming;
 use crate::oracle::{secs, TrueClaim};
+use crate::record::{Book, Keep};
 use crate::scenario::{Scenario, SimNode};
 use crate::timeline::FaultState;
 use crate::trace::TraceEvent;
@@ -18,21 +20,17 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// A notice as the agent sent it: which node and incarnation, at what local time.
-struct Recorded {
-    node: usize,
-    inc: u64,
-    local: Duration,
-    notice: Notice,
-}
-
 struct State {
     incarnations: Vec<u64>,
-    notices: Vec<Recorded>,
-    trace: Vec<TraceEvent>,
+    book: Book,
+    /// Order of recording, for events (from 1) and notices (from `u64::MAX / 2`: a notice
+    /// sorts after the events of its instant and node).
     seq: u64,
+    notice_seq: u64,
     faults: FaultState,
+    /// The faults applied (kept with [`Keep::Everything`]) and how many.
     applied: Vec<FaultEvent>,
+    applied_count: u64,
     /// Choices made when a fault is applied (which save a rollback restores).
     rng: ChaCha8Rng,
     /// Graceful stops so far, per node (a stop's deferred kill checks no later one began).
@@ -77,7 +75,9 @@ pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
 }
 
 impl World {
-    /// A world for `scn`; nothing runs until nodes are created.
+    /// A world for `scn`, keeping what `keep` says; nothing runs until nodes are created.
+    /// The run's last fault ends at `last_fault`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         scn: Scenario,
         seed: u64,
@@ -85,9 +85,22 @@ impl World {
         fabric: Fabric,
         clocks: Vec<Arc<Mutex<ClockModel>>>,
         servers: Servers,
+        keep: Keep,
+        last_fault: Duration,
     ) -> Self {
         let nodes = scn.sim_nodes();
         let n = nodes.len();
+        let live = (
+            last_fault.as_nanos(),
+            scn.leader_within().as_nanos(),
+            scn.duration.0.as_nanos(),
+        );
+        let book = Book::new(
+            keep,
+            clocks[..n].to_vec(),
+            nodes.iter().map(|x| x.id.clone()).collect(),
+            live,
+        );
         World {
             scn,
             seed,
@@ -100,11 +113,12 @@ impl World {
             agents: Agents::new(n),
             state: Mutex::new(State {
                 incarnations: vec![0; n],
-                notices: Vec::new(),
-                trace: Vec::new(),
+                book,
                 seq: 0,
+                notice_seq: u64::MAX / 2,
                 faults: FaultState::new(n),
                 applied: Vec::new(),
+                applied_count: 0,
                 rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
                 stops: vec![0; n],
             }),
@@ -127,89 +141,88 @@ impl World {
         let mut st = self.lock();
         st.seq += 1;
         let seq = st.seq;
-        st.trace.push(TraceEvent {
+        st.book.event(
+            TraceEvent {
+                at,
+                seq,
+                node: node.map(|i| self.nodes[i].id.clone()),
+                local,
+                what,
+            },
             at,
-            seq,
-            node: node.map(|i| self.nodes[i].id.clone()),
-            local,
-            what,
-        });
+        );
     }
 
     /// Records a notice of node `i`'s incarnation `inc`, made at its local time `local`.
     /// Called from the agent's loop (its observer), so nothing is ever lost on the way.
     fn record(&self, node: usize, inc: u64, local: Duration, notice: &Notice) {
-        self.lock().notices.push(Recorded {
-            node,
-            inc,
-            local,
-            notice: notice.clone(),
-        });
+        let now = true_now(self.start);
+        let local = local.as_nanos();
+        let at = self.clock(node).true_at(local);
+        let mut st = self.lock();
+        match notice {
+            Notice::Claim { token, from, until } => {
+                st.book
+                    .claim(node, inc, *token, (from.as_nanos(), until.as_nanos()), now)
+            }
+            Notice::ClaimEnded { at } => st.book.claim_ended(node, inc, at.as_nanos(), now),
+            _ => {}
+        }
+        if let Some(what) = notice_line(notice) {
+            st.notice_seq += 1;
+            let seq = st.notice_seq;
+            st.book.event(
+                TraceEvent {
+                    at,
+                    seq,
+                    node: Some(self.nodes[node].id.clone()),
+                    local: Some(local),
+                    what,
+                },
+                now,
+            );
+        }
     }
 
-    /// The claims so far, in true time.
+    /// The claims so far, in true time, in recording order (with [`Keep::Everything`]).
     pub fn claims(&self) -> Vec<TrueClaim> {
-        let st = self.lock();
-        let mut out: Vec<TrueClaim> = Vec::new();
-        for r in &st.notices {
-            let model = self.clock(r.node);
-            match &r.notice {
-                Notice::Claim { token, from, until } => out.push(TrueClaim {
-                    node: r.node,
-                    id: self.nodes[r.node].id.clone(),
-                    inc: r.inc,
-                    token: *token,
-                    from: model.true_at(from.as_nanos()),
-                    until: model.true_at(until.as_nanos()),
-                }),
-                Notice::ClaimEnded { at } => {
-                    let end = model.true_at(at.as_nanos());
-                    for c in out.iter_mut().filter(|c| (c.node, c.inc) == (r.node, r.inc)) {
-                        c.until = c.until.min(end);
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
+        self.lock().book.claims()
     }
 
     /// The node holding a lease now, if any.
     pub fn leader_now(&self) -> Option<usize> {
-        let now = true_now(self.start);
-        self.claims()
-            .into_iter()
-            .filter(|c| c.from <= now && now < c.until)
-            .map(|c| c.node)
-            .next()
+        self.lock().book.holder(true_now(self.start))
     }
 
-    /// The trace: recorded events and every notice, in true-time order.
-    pub fn take_trace(&self) -> Vec<TraceEvent> {
+    /// The trace: recorded events and every notice, in true-time order (with
+    /// [`Keep::Verdict`], only its digest and length).
+    pub fn take_trace(&self) -> crate::trace::Trace {
+        self.lock().book.take_trace()
+    }
+
+    /// Whether the record cannot be trusted as streamed (see [`Book::late`]).
+    pub fn late(&self) -> bool {
+        self.lock().book.late()
+    }
+
+    /// Runs `f` on the streaming oracle once every claim has been judged.
+    pub fn finish_stream<T>(&self, f: impl FnOnce(&Streaming) -> T) -> T {
+        let now = true_now(self.start);
         let mut st = self.lock();
-        let mut trace = std::mem::take(&mut st.trace);
-        // Notices sort after recorded events at the same instant and node.
-        let mut seq = u64::MAX / 2;
-        for r in &st.notices {
-            let Some(what) = notice_line(&r.notice) else { continue };
-            seq += 1;
-            trace.push(TraceEvent {
-                at: self.clock(r.node).true_at(r.local.as_nanos()),
-                seq,
-                node: Some(self.nodes[r.node].id.clone()),
-                local: Some(r.local.as_nanos()),
-                what,
-            });
-        }
-        trace.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
-        trace
+        f(st.book.finish_stream(now))
+    }
+
+    /// How many claims were made, and how many faults were applied.
+    pub fn counts(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.book.claims_seen(), st.applied_count)
     }
 
     /// Drops what the run recorded once it has been judged (see [`Fabric::clear`]).
     pub fn release(&self) {
         let mut st = self.lock();
-        st.notices = Vec::new();
-        st.trace = Vec::new();
+        st.book.clear();
+        st.applied = Vec::new();
         drop(st);
         self.fabric.clear();
         self.disks.clear();
@@ -319,11 +332,14 @@ impl World {
         for resolved in self.apply_now(a, ids) {
             let mut st = self.lock();
             st.faults.apply(&resolved);
-            st.applied.push(FaultEvent {
-                at,
-                action: resolved,
-                scripted: true,
-            });
+            st.applied_count += 1;
+            if st.book.keeps_everything() {
+                st.applied.push(FaultEvent {
+                    at,
+                    action: resolved,
+                    scripted: true,
+                });
+            }
         }
     }
 

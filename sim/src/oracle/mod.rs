@@ -8,6 +8,7 @@
 pub mod lease;
 pub mod liveness;
 pub mod routing;
+pub mod stream;
 pub mod tokens;
 
 pub use liveness::check_liveness;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod hostile;
+mod lean;
 mod lease_props;
 mod pictures;
 mod scenarios;

@@ -1,0 +1,192 @@
+//! The oracle fed one final claim at a time, in start order, in constant memory: what a long
+//! run or a sweep uses instead of holding every claim. It computes the run's figures exactly
+//! as [`Figures::of_claims`](crate::report::Figures::of_claims) does, and tells whether the
+//! checks of [`verdict`](super::verdict) would find anything; a run it flags is run again
+//! with every claim kept, so the report of a failure is always the whole one.
+
+use super::TrueClaim;
+
+/// The streaming oracle's state.
+#[derive(Debug, Default)]
+pub struct Streaming {
+    /// Claims of positive length still running at the latest start (for overlaps).
+    active: Vec<TrueClaim>,
+    /// The highest token held so far by the two incarnations with the highest tokens:
+    /// enough to know whether any *other* incarnation held a token at least as high.
+    top: [Option<((usize, u64), u64)>; 2],
+    /// A check failed (or may have): the run must be judged again with everything kept.
+    flagged: bool,
+    /// Liveness: when the last fault ended, the bound, and whether a claim was held within.
+    live: (u128, u128, bool),
+    /// The run's length (ns).
+    end: u128,
+    /// Figures: claims seen, the previous holder's latest claim, holder changes, failovers.
+    claims: u64,
+    prev: Option<TrueClaim>,
+    leader_changes: u64,
+    failovers_ms: Vec<f64>,
+    /// Figures: time held so far, and how far it reaches.
+    held: u128,
+    reach: u128,
+}
+
+impl Streaming {
+    /// An oracle for a run of `end` ns whose last fault ends at `last_fault`, with liveness
+    /// bound `bound` (all in ns).
+    pub fn new(last_fault: u128, bound: u128, end: u128) -> Self {
+        Streaming {
+            live: (last_fault, bound, false),
+            end,
+            ..Streaming::default()
+        }
+    }
+
+    /// Takes the claims that start at one instant, in recording order. Every claim must
+    /// come after all that started earlier.
+    pub fn take(&mut self, group: &[TrueClaim]) {
+        for c in group {
+            self.figures(c);
+            let (from, bound, held) = &mut self.live;
+            *held |= c.until > *from && c.from <= *from + *bound && c.until > c.from;
+        }
+        // Safety takes ties by node, then incarnation, as `check_safety` sorts them.
+        let mut sorted: Vec<&TrueClaim> = group.iter().filter(|c| c.until > c.from).collect();
+        sorted.sort_by_key(|c| (c.node, c.inc));
+        for c in sorted {
+            self.safety(c);
+        }
+    }
+
+    fn figures(&mut self, c: &TrueClaim) {
+        self.claims += 1;
+        let (from, until) = (c.from.max(self.reach), c.until.min(self.end));
+        if until > from {
+            self.held += until - from;
+            self.reach = until;
+        }
+        match &self.prev {
+            // A renewal by the same holder extends its claim.
+            Some(p) if (p.node, p.inc) == (c.node, c.inc) => {
+                if c.until > p.until {
+                    self.prev = Some(c.clone());
+                }
+            }
+            _ => {
+                if let Some(p) = self.prev.as_ref().filter(|p| c.from > p.until) {
+                    self.failovers_ms.push((c.from - p.until) as f64 / 1e6);
+                }
+                self.leader_changes += 1;
+                self.prev = Some(c.clone());
+            }
+        }
+    }
+
+    fn safety(&mut self, c: &TrueClaim) {
+        let me = (c.node, c.inc);
+        self.active.retain(|a| a.until > c.from);
+        if self.active.iter().any(|a| (a.node, a.inc) != me) {
+            self.flagged = true;
+        }
+        self.active.push(c.clone());
+        let Some(tok) = c.token else { return };
+        if self.top.iter().flatten().any(|(who, t)| *who != me && *t >= tok) {
+            self.flagged = true;
+        }
+        // Keep the two incarnations with the highest tokens, highest first.
+        match self.top {
+            [Some((w, t)), _] if w == me => self.top[0] = Some((w, t.max(tok))),
+            [first, Some((w, t))] if w == me => {
+                self.top[1] = Some((w, t.max(tok)));
+                if first.is_none_or(|(_, f)| tok > f) {
+                    self.top.swap(0, 1);
+                }
+            }
+            [first, second] => {
+                if first.is_none_or(|(_, f)| tok > f) {
+                    self.top = [Some((me, tok)), first];
+                } else if second.is_none_or(|(_, s)| tok > s) {
+                    self.top[1] = Some((me, tok));
+                }
+            }
+        }
+    }
+
+    /// Whether a check found (or may have found) a violation, counting liveness now that
+    /// every claim has been taken.
+    pub fn flagged(&self) -> bool {
+        let (from, bound, held) = self.live;
+        self.flagged || (from + bound <= self.end && !held)
+    }
+
+    /// The figures: claims, holder changes, failover gaps (ms) and time held (ns).
+    pub fn figures_so_far(&self) -> (u64, u64, &[f64], u128) {
+        (self.claims, self.leader_changes, &self.failovers_ms, self.held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oracle::verdict;
+    use crate::report::Figures;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn claim(node: usize, inc: u64, token: Option<u64>, from: u128, len: u128) -> TrueClaim {
+        TrueClaim {
+            node,
+            id: format!("n{node}"),
+            inc,
+            token,
+            from,
+            until: from + len,
+        }
+    }
+
+    /// Feeds `claims` in start order, ties grouped, as the recorder does.
+    fn stream(claims: &[TrueClaim], last: u128, bound: u128, end: u128) -> Streaming {
+        let mut sorted = claims.to_vec();
+        sorted.sort_by_key(|c| c.from);
+        let mut s = Streaming::new(last, bound, end);
+        for group in sorted.chunk_by(|a, b| a.from == b.from) {
+            s.take(group);
+        }
+        s
+    }
+
+    proptest! {
+        /// On any claims (few nodes, overlapping and tied starts, tokens up and down) the
+        /// stream flags exactly the runs `verdict` finds a violation in, and its figures are
+        /// those of `Figures::of_claims`.
+        #[test]
+        fn agrees_with_the_whole_oracle(
+            raw in prop::collection::vec((0usize..3, 1u64..3, prop::option::of(0u64..6), 0u128..40, 0u128..12), 0..24),
+            last in 0u128..40,
+        ) {
+            let claims: Vec<TrueClaim> = raw
+                .iter()
+                .map(|(n, i, t, f, l)| claim(*n, *i, *t, *f, *l))
+                .collect();
+            let end = 50;
+            let s = stream(&claims, last, 5, end);
+            prop_assert_eq!(s.flagged(), !verdict(&claims, last, 5, end).is_empty());
+            let f = Figures::of_claims(&claims, Duration::from_nanos(end as u64));
+            let (count, changes, failovers, held) = s.figures_so_far();
+            prop_assert_eq!((count, changes, failovers), (f.claims, f.leader_changes, &f.failovers_ms[..]));
+            prop_assert_eq!(Duration::from_nanos(end as u64).saturating_sub(Duration::from_nanos(held as u64)), f.no_leader);
+        }
+    }
+
+    #[test]
+    fn a_token_below_another_incarnations_is_flagged_even_after_three_holders() {
+        let ok = [
+            claim(0, 1, Some(5), 0, 10),
+            claim(1, 1, Some(7), 10, 10),
+            claim(2, 1, Some(9), 20, 10),
+        ];
+        assert!(!stream(&ok, 0, 100, 30).flagged());
+        let mut bad = ok.to_vec();
+        bad.push(claim(0, 1, Some(6), 30, 10));
+        assert!(stream(&bad, 0, 100, 40).flagged(), "6 after 9 of another incarnation");
+    }
+}

@@ -1,0 +1,62 @@
+//! Sweeps run lean (`run_seed_lean`): the trace digested as it is made, claims judged as they
+//! become final, the plan drawn as it goes. A lean run must say exactly what the whole run
+//! says, and a failing seed must come back with its whole report.
+
+use leasehold_sim::{run_seed, run_seed_lean, RunReport, Scenario};
+use std::path::Path;
+use std::time::Duration;
+
+fn load(rel: &str) -> Scenario {
+    Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Everything a sweep reads from a report.
+fn verdict(r: &RunReport) -> impl PartialEq + std::fmt::Debug {
+    let f = &r.figures;
+    (
+        (r.trace.digest, r.trace.len),
+        (
+            f.leader_changes,
+            f.failovers_ms.clone(),
+            f.no_leader,
+            f.claims,
+            f.faults_applied,
+            f.fabric,
+        ),
+        r.violations.clone(),
+    )
+}
+
+#[test]
+fn a_lean_run_says_what_the_whole_run_says() {
+    // Five minutes: long enough for the window to slide, the clocks' history to be
+    // forgotten and the disks to drop old states; every fault class.
+    let mut long = load("scenarios/lease-all-faults.toml");
+    long.with_duration(Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (scn, seeds) in [
+        (long, 0..3),
+        (load("scenarios/lease-clock-chaos.toml"), 0..2),
+        (load("scenarios/lease-stop-suspend.toml"), 0..2),
+        (load("scenarios/allcall-calm.toml"), 0..1),
+    ] {
+        for seed in seeds {
+            let (lean, whole) = (run_seed_lean(&scn, seed, "x"), run_seed(&scn, seed, "x"));
+            assert!(whole.violations.is_empty(), "{}", whole.describe());
+            assert_eq!(verdict(&lean), verdict(&whole), "{} seed {seed}", scn.name);
+            assert!(lean.trace.events.is_empty() && lean.claims.is_empty() && lean.applied.is_empty());
+            assert_eq!(whole.trace.len, whole.trace.events.len() as u64);
+        }
+    }
+}
+
+#[test]
+fn a_failing_seed_comes_back_with_its_whole_report() {
+    let rel = "scenarios/known-bad/bug-suspend-blind-clock.toml";
+    let scn = load(rel);
+    let (lean, whole) = (run_seed_lean(&scn, 0, rel), run_seed(&scn, 0, rel));
+    assert!(whole.safety_violation().is_some(), "seed 0 catches the planted bug");
+    assert_eq!(verdict(&lean), verdict(&whole));
+    assert_eq!(lean.trace.render(), whole.trace.render());
+    assert_eq!(lean.describe(), whole.describe());
+}
