@@ -6,7 +6,7 @@
 #   cargo build --release -p leasehold-sim && sh scripts/memory.sh
 set -eu
 cd "$(dirname "$0")/.."
-SIM=./target/release/leasehold-sim
+SIM=${SIM:-./target/release/leasehold-sim}
 F=scenarios/lease-all-faults.toml
 peak() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 for d in 1h 24h; do

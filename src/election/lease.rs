@@ -382,7 +382,9 @@ impl LeaseElection {
             self.in_range(ok)
         });
         let lease = lease.map(|l| (l.token, now + Duration::from_millis(l.remaining_ms)));
-        let loc = hb.loc.without_lease();
+        // Members are kept without a lease (the lease is tracked apart, on this clock).
+        let mut loc = hb.loc;
+        loc.lease_expires = None;
         match self.members.get_mut(&loc.id) {
             Some(m) if m.inc == hb.inc => {
                 m.last_seen = now;
@@ -844,35 +846,41 @@ impl LeaseElection {
 
     fn report_leader(&mut self, now: Duration, out: &mut Vec<Output>) {
         let (leader, token, until) = match self.held(now) {
-            Some((tok, until)) => (Some(self.me.id.clone()), Some(tok), Some(until)),
+            Some((tok, until)) => (Some(self.me.id.as_str()), Some(tok), Some(until)),
             None => match self.known_holder(now) {
-                Some((id, tok)) => (Some(id.to_string()), Some(tok), None),
+                Some((id, tok)) => (Some(id), Some(tok), None),
                 None => (None, None, None),
             },
         };
-        let key = (leader.clone(), token);
-        if self.reported_leader.as_ref() != Some(&key) {
-            self.reported_leader = Some(key);
-            if let Some(id) = &leader {
-                let loc = match self.members.get(id) {
-                    Some(m) if *id != self.me.id => m.loc.clone(),
-                    _ => self.loc.clone(),
-                };
-                let lead_id = loc.id.clone();
-                out.push(Output::Notice(Notice::Elected { leader: loc, token }));
-                // hnatsd's member list report, sent at every election in `lease` mode too.
-                let mut members: Vec<AgentLoc> = self.members.values().map(|m| m.loc.clone()).collect();
-                members.push(self.loc.clone());
-                members.sort_by(agent_loc_cmp);
-                out.push(report(Report::List, lead_id, members));
-            }
-            out.push(Output::Notice(Notice::Leader {
-                is_me: until.is_some(),
-                leader,
-                token,
-                until,
-            }));
+        // Called at every heartbeat: compare before allocating anything.
+        let same = self
+            .reported_leader
+            .as_ref()
+            .is_some_and(|(l, t)| l.as_deref() == leader && *t == token);
+        if same {
+            return;
         }
+        let leader = leader.map(str::to_string);
+        self.reported_leader = Some((leader.clone(), token));
+        if let Some(id) = &leader {
+            let loc = match self.members.get(id) {
+                Some(m) if *id != self.me.id => m.loc.clone(),
+                _ => self.loc.clone(),
+            };
+            let lead_id = loc.id.clone();
+            out.push(Output::Notice(Notice::Elected { leader: loc, token }));
+            // hnatsd's member list report, sent at every election in `lease` mode too.
+            let mut members: Vec<AgentLoc> = self.members.values().map(|m| m.loc.clone()).collect();
+            members.push(self.loc.clone());
+            members.sort_by(agent_loc_cmp);
+            out.push(report(Report::List, lead_id, members));
+        }
+        out.push(Output::Notice(Notice::Leader {
+            is_me: until.is_some(),
+            leader,
+            token,
+            until,
+        }));
     }
 }
 
