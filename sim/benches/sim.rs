@@ -1,8 +1,9 @@
 //! Simulator benchmark (a plain program: `cargo bench -p leasehold-sim`).
 //!
 //! 1. Simulated seconds per wall second for a 5-node `lease` cluster under the full nemesis
-//!    (`scenarios/lease-all-faults.toml`), against the same load on raw madsim endpoints (as
-//!    many 256-byte messages per simulated second between 5 nodes), in one run.
+//!    (`scenarios/lease-all-faults.toml`), run as a sweep runs it (`run_seed_lean`), against
+//!    the same load on raw madsim endpoints (as many 256-byte messages per simulated second
+//!    between 5 nodes), in one run.
 //! 2. Scaling: N = 3, 5, 9, 17 and 33 nodes, calm and under the full nemesis: speed-up,
 //!    deliveries per simulated second, and the peak memory of a process that ran only that
 //!    case (each case runs in a child process of this program, so peaks do not mix).
@@ -10,7 +11,7 @@
 //! The last line is `speedup=<x> ratio=<y>`: the 5-node full-nemesis speed-up and its ratio
 //! to raw madsim's, for scripts that track them.
 
-use leasehold_sim::{run_seed, Scenario};
+use leasehold_sim::{run_seed_lean, Scenario};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -119,7 +120,7 @@ fn child(spec: &str) {
     let seeds = 2;
     let (mut wall, mut delivered) = (Duration::ZERO, 0u64);
     for seed in 0..seeds {
-        let r = run_seed(&scn, seed, "bench");
+        let r = run_seed_lean(&scn, seed, "bench");
         wall += r.figures.wall_time;
         delivered += r.figures.fabric.delivered;
     }
@@ -135,7 +136,7 @@ fn main() {
     let n = scn.sim_nodes().len();
     let (mut sim_wall, mut delivered, mut published) = (Duration::ZERO, 0u64, 0u64);
     for seed in 0..SEEDS {
-        let r = run_seed(&scn, seed, "bench");
+        let r = run_seed_lean(&scn, seed, "bench");
         sim_wall += r.figures.wall_time;
         delivered += r.figures.fabric.delivered;
         published += r.figures.fabric.published;

@@ -64,6 +64,10 @@ enum Cmd {
         /// With --out: write them for passing seeds too.
         #[arg(long, requires = "out")]
         out_all: bool,
+        /// Seeds run at once, each on its own thread (default: one per CPU). The results do
+        /// not depend on it.
+        #[arg(long, value_parser = at_least_one)]
+        jobs: Option<u64>,
     },
     /// Combine the `run --json` lines of a sweep's shards into one summary table and one exit
     /// code (1 if any scenario failed its expectation).
@@ -223,6 +227,7 @@ fn main() -> ExitCode {
             keep_going,
             out,
             out_all,
+            jobs,
         } => {
             let shard = match shard_choice(shard.as_deref(), shards, std::env::var("JOB_COMPLETION_INDEX").ok()) {
                 Ok(s) => s,
@@ -242,6 +247,10 @@ fn main() -> ExitCode {
                 keep_going,
                 shard,
                 whole: out_all,
+                jobs: jobs.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, usize::from),
+                    |j| usize::try_from(j).unwrap_or(usize::MAX),
+                ),
             };
             let out = out.map(|dir| Outputs { dir, all: out_all });
             cmd_run(&paths, (algorithm, duration), &seeds, options, json, out.as_ref())

@@ -24,6 +24,10 @@ pub struct SweepOptions {
     /// Keep every seed's whole report (trace, claims, faults applied), as pictures of every
     /// seed need; otherwise only failing seeds have one ([`run_seed_lean`]).
     pub whole: bool,
+    /// How many seeds run at once, each on its own thread (0 or 1: one at a time). The
+    /// summary is the same whatever the number: seeds are judged in order, and a sweep that
+    /// stops at its first catch ignores the seeds run beside and after it.
+    pub jobs: usize,
 }
 
 /// The result of one scenario over its seeds.
@@ -197,12 +201,44 @@ pub fn sweep_opts(
     progress: impl FnMut(&RunReport),
 ) -> Summary {
     let keep = if options.whole { Keep::Everything } else { Keep::Verdict };
-    let run = |seed| match (options.swarm, keep) {
+    let one = |seed| match (options.swarm, keep) {
         (true, _) => run_swarm_seed(scn, seed, source, keep),
         (false, Keep::Everything) => run_seed(scn, seed, source),
         (false, Keep::Verdict) => run_seed_lean(scn, seed, source),
     };
+    // Seeds are asked for in order; the next `jobs` of them are run together, and their
+    // reports handed out one by one.
+    let jobs = options.jobs.max(1);
+    let (mut ahead, mut next) = (std::collections::VecDeque::new(), 0);
+    let run = |seed: u64| {
+        if ahead.is_empty() {
+            let batch = &seeds[next.min(seeds.len())..next.saturating_add(jobs).min(seeds.len())];
+            next = next.saturating_add(jobs);
+            ahead = run_together(batch, &one);
+        }
+        match ahead.pop_front() {
+            Some(r) if r.seed == seed => r,
+            // Not asked in order (never, from `sweep_with`): run it alone.
+            _ => one(seed),
+        }
+    };
     sweep_with(scn, source, seeds, options, run, progress)
+}
+
+/// Runs `seeds` at once, one thread each; the reports in the seeds' order.
+fn run_together(seeds: &[u64], one: &(impl Fn(u64) -> RunReport + Sync)) -> std::collections::VecDeque<RunReport> {
+    if seeds.len() <= 1 {
+        return seeds.iter().map(|s| one(*s)).collect();
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = seeds.iter().map(|&s| (s, scope.spawn(move || one(s)))).collect();
+        // `run_seed` catches a simulation's panic itself; should the thread still fail,
+        // the seed runs again here.
+        running
+            .into_iter()
+            .map(|(s, h)| h.join().unwrap_or_else(|_| one(s)))
+            .collect()
+    })
 }
 
 /// [`sweep_opts`] with another way of running a seed (real processes, for `real`).

@@ -1,7 +1,9 @@
 //! Sweeps run lean (`run_seed_lean`): the trace digested as it is made, claims judged as they
 //! become final, the plan drawn as it goes. A lean run must say exactly what the whole run
-//! says, and a failing seed must come back with its whole report.
+//! says, and a failing seed must come back with its whole report. Sweeps also run seeds side
+//! by side (`jobs`), which must not change what they find.
 
+use leasehold_sim::sweep::{sweep_opts, SweepOptions};
 use leasehold_sim::{run_seed, run_seed_lean, RunReport, Scenario};
 use std::path::Path;
 use std::time::Duration;
@@ -59,4 +61,34 @@ fn a_failing_seed_comes_back_with_its_whole_report() {
     assert_eq!(verdict(&lean), verdict(&whole));
     assert_eq!(lean.trace.render(), whole.trace.render());
     assert_eq!(lean.describe(), whole.describe());
+}
+
+#[test]
+fn seeds_run_side_by_side_give_the_same_summary_as_one_at_a_time() {
+    for (rel, seeds) in [
+        ("scenarios/lease-partitions.toml", (0..5).collect::<Vec<u64>>()),
+        // Stops at its first catch: seeds run beside and after it must not count.
+        ("scenarios/known-bad/allcall-partition.toml", (0..12).collect()),
+    ] {
+        let scn = load(rel);
+        let summary = |jobs: usize| {
+            let mut order = Vec::new();
+            let options = SweepOptions {
+                jobs,
+                ..SweepOptions::default()
+            };
+            let mut s = sweep_opts(&scn, rel, &seeds, options, |r| order.push(r.seed)).json();
+            s.wall_seconds = 0.0;
+            (serde_json::to_string(&s).unwrap_or_default(), order)
+        };
+        let (one, order) = summary(1);
+        assert_eq!(summary(3), (one.clone(), order.clone()), "{rel}");
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "progress in seed order: {order:?}"
+        );
+        if rel.contains("known-bad") {
+            assert!(order.len() < seeds.len(), "stopped at its first catch: {order:?}");
+        }
+    }
 }
