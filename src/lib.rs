@@ -47,6 +47,7 @@ pub mod election;
 mod handle;
 mod hash;
 mod hub;
+mod inbox;
 mod membership;
 #[cfg(feature = "nats")]
 mod nats;

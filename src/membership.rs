@@ -4,16 +4,17 @@
 //! returns, in order.
 
 use crate::auth::ClusterKeys;
-use crate::clock::Clock;
+use crate::clock::{BoxFuture, Clock};
 use crate::config::{Algorithm, ClusterState, ConfigError, MembershipCfg};
 use crate::election::{AllcallElection, LeaseElection, Notice, Output, Publish};
 use crate::handle::{MembershipHandle, Shared};
+use crate::inbox::Inbox;
 use crate::network::{Connection, Message, NetError, Network};
 use crate::storage::{Durable, Storage, StorageError};
 use crate::subjects::{Subjects, Topic};
 use crate::wire::{
-    decode, encode, AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest,
-    WireError, MAX_COUNTER,
+    decode, decode_shared, encode, AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply,
+    LeaseRequest, WireError, MAX_COUNTER,
 };
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
@@ -240,12 +241,15 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             .connection_events()
             .unwrap_or_else(|| futures::stream::pending().boxed());
         let mut control = futures::stream::select(commands.map(Event::Command), connection.map(Event::Connection));
-        let mut subs = futures::stream::SelectAll::new();
+        let mut subs = Inbox::default();
         for s in subjects.listen() {
             subs.push(self.net.subscribe(s).await?);
         }
         sm.started();
         let mut out = first;
+        // The sleep for the machine's next wake-up, kept across events while that instant
+        // stays the same (most messages do not move it): one timer per deadline, not per event.
+        let mut sleep: Option<(Duration, BoxFuture<'static, ()>)> = None;
         loop {
             if let Err(e) = self.carry_out(std::mem::take(&mut out), subjects).await {
                 // Fail-stop: a promise or token that cannot be made durable must not be used,
@@ -256,9 +260,10 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 return Err(e.into());
             }
             let wake = sm.next_wakeup();
+            sleep.take_if(|(at, _)| *at != wake);
+            let (_, timer) = sleep.get_or_insert_with(|| (wake, self.clock.sleep_until(wake)));
             let event = {
-                let sleep = self.clock.sleep_until(wake);
-                match select(&mut stop, select(select(subs.next(), control.next()), sleep)).await {
+                match select(&mut stop, select(select(subs.next(), control.next()), timer)).await {
                     Either::Left(_) => Event::Stop,
                     Either::Right((Either::Left((Either::Left((Some(msg), _)), _)), _)) => Event::Message(msg),
                     // Every subscription ended: the network is gone for good.
@@ -269,6 +274,10 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                     Either::Right((Either::Right(((), _)), _)) => Event::Timer,
                 }
             };
+            if matches!(event, Event::Timer) {
+                // A finished future must not be polled again.
+                sleep = None;
+            }
             let now = self.clock.now();
             out = match event {
                 Event::Stop => break,
@@ -428,15 +437,15 @@ impl Machine for LeaseElection {
     }
     fn on_message(&mut self, now: Duration, topic: Topic, msg: Message, max: usize) -> Result<Vec<Output>, WireError> {
         Ok(match topic {
-            Topic::Heartbeat => self.on_heartbeat(now, decode::<Heartbeat>(&msg.payload, max)?),
+            Topic::Heartbeat => self.on_heartbeat(now, decode_shared::<Heartbeat>(&msg.payload, max)?),
             Topic::Request => match msg.reply {
-                Some(to) => self.on_request(now, decode::<LeaseRequest>(&msg.payload, max)?, to),
+                Some(to) => self.on_request(now, decode_shared::<LeaseRequest>(&msg.payload, max)?, to),
                 None => Vec::new(),
             },
-            Topic::Release => self.on_release(now, decode::<LeaseRelease>(&msg.payload, max)?),
+            Topic::Release => self.on_release(now, decode_shared::<LeaseRelease>(&msg.payload, max)?),
             Topic::Inbox => self.on_reply(now, decode::<LeaseReply>(&msg.payload, max)?),
             Topic::Recover => match msg.reply {
-                Some(to) => self.on_recover(now, decode::<LeaseRecover>(&msg.payload, max)?, to),
+                Some(to) => self.on_recover(now, decode_shared::<LeaseRecover>(&msg.payload, max)?, to),
                 None => Vec::new(),
             },
             Topic::RecoveryInbox => self.on_recovered(now, decode::<LeaseRecovered>(&msg.payload, max)?),
@@ -471,7 +480,7 @@ impl Machine for AllcallElection {
         Ok(match topic {
             Topic::Allcall => self.on_allcall(msg.reply),
             Topic::Allreply => {
-                self.on_pong(decode::<AgentLoc>(&msg.payload, max)?);
+                self.on_pong(decode_shared::<AgentLoc>(&msg.payload, max)?);
                 Vec::new()
             }
             _ => Vec::new(),

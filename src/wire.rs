@@ -34,6 +34,66 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireEr
     serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
+/// How many decoded messages a thread that shares decodes remembers.
+const SHARED_DECODES: usize = 8;
+
+thread_local! {
+    static SHARED: std::cell::RefCell<Shared> = const { std::cell::RefCell::new(Shared { on: false, recent: std::collections::VecDeque::new() }) };
+}
+
+/// The last messages decoded on this thread, by their bytes.
+struct Shared {
+    on: bool,
+    recent: std::collections::VecDeque<Decoded>,
+}
+
+/// A message's bytes and what they decoded to.
+type Decoded = (Box<[u8]>, Box<dyn std::any::Any>);
+
+/// Lets the agents that this thread runs share decoded messages: [`decode_shared`] then
+/// parses the same bytes once, however many of them receive the message, and hands each a
+/// copy of the result.
+///
+/// For a process that runs a whole cluster on one thread, as the simulator and an embedded
+/// [`Hub`](crate::Hub) cluster do, where every agent receives every peer's heartbeat. Decoding
+/// is a pure function of the bytes, so what each agent gets is exactly what it would have
+/// parsed itself; the size limit is still checked per agent, whose limits may differ. Off by
+/// default: an agent alone in its process would only pay for the copies.
+pub fn share_decodes(on: bool) {
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        s.on = on;
+        s.recent.clear();
+    });
+}
+
+/// Decodes like [`decode`]; on a thread where [`share_decodes`] is on, the same bytes are
+/// parsed once and every later call gets a copy of that result.
+pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+    if bytes.len() > max || !SHARED.with(|s| s.borrow().on) {
+        return decode(bytes, max);
+    }
+    let hit = SHARED.with(|s| {
+        s.borrow()
+            .recent
+            .iter()
+            .find(|(b, _)| **b == *bytes)
+            .and_then(|(_, v)| v.downcast_ref::<T>().cloned())
+    });
+    if let Some(v) = hit {
+        return Ok(v);
+    }
+    let v: T = decode(bytes, max)?;
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.recent.len() == SHARED_DECODES {
+            s.recent.pop_front();
+        }
+        s.recent.push_back((bytes.into(), Box::new(v.clone())));
+    });
+    Ok(v)
+}
+
 /// Encodes a message as JSON.
 pub fn encode<T: Serialize>(msg: &T) -> bytes::Bytes {
     // Serialising these plain structs cannot fail (no maps with non-string keys, no
@@ -355,6 +415,45 @@ mod tests {
 
     fn loc(id: &str, rank: i64) -> AgentLoc {
         AgentLoc::new(id, rank)
+    }
+
+    #[test]
+    fn shared_decodes_give_each_caller_what_it_would_have_parsed() {
+        let hb = |id: &str, token: u64| Heartbeat {
+            loc: loc(id, 1),
+            inc: 3,
+            lease: None,
+            max_token: token,
+            config: 7,
+            passive: false,
+        };
+        let (a, b) = (encode(&hb("a", 1)), encode(&hb("b", u64::MAX)));
+        for on in [false, true] {
+            share_decodes(on);
+            for _ in 0..3 {
+                assert_eq!(decode_shared::<Heartbeat>(&a, 4096), Ok(hb("a", 1)));
+                assert_eq!(decode_shared::<Heartbeat>(&b, 4096), Ok(hb("b", u64::MAX)));
+            }
+            // The limit is each caller's own, even for bytes already decoded.
+            assert!(matches!(
+                decode_shared::<Heartbeat>(&a, 10),
+                Err(WireError::TooLarge { .. })
+            ));
+            // The same bytes asked for as another type are parsed as that type.
+            assert!(matches!(
+                decode_shared::<LeaseRelease>(&a, 4096),
+                Err(WireError::Malformed(_))
+            ));
+            assert!(matches!(
+                decode_shared::<Heartbeat>(b"{", 4096),
+                Err(WireError::Malformed(_))
+            ));
+            // More distinct messages than are remembered.
+            for t in 0..(3 * SHARED_DECODES as u64) {
+                assert_eq!(decode_shared::<Heartbeat>(&encode(&hb("c", t)), 4096), Ok(hb("c", t)));
+            }
+        }
+        share_decodes(false);
     }
 
     #[test]

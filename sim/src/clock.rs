@@ -9,7 +9,10 @@
 //! trace, the oracle's inversion of claims) goes through that one.
 
 use leasehold::{BoxFuture, Clock};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 /// The wall-clock epoch of every simulation (fixed, so traces are reproducible).
@@ -218,19 +221,67 @@ impl Clock for SimClock {
     }
 
     fn sleep_until(&self, deadline: Duration) -> BoxFuture<'static, ()> {
-        let this = self.clone();
-        Box::pin(async move {
-            // The rate may change while asleep: wake, re-read, sleep again until reached.
-            loop {
-                let target = this.model().true_at(deadline.as_nanos());
-                let now = true_now(this.start);
-                if now >= target {
-                    return;
-                }
-                let wake = this.start + Duration::from_nanos(target.min(NEVER) as u64);
-                madsim::time::sleep_until(wake).await;
-            }
+        Box::pin(SimSleep {
+            clock: self.clone(),
+            deadline,
+            armed: None,
+            relay: Arc::new(Relay::default()),
         })
+    }
+}
+
+/// A sleep on a node's clock.
+///
+/// madsim's own `Sleep` adds a timer to the world's heap on every poll that finds it pending,
+/// and a timer is never taken back: an agent's loop polls its sleep once per message, so each
+/// message would leave a timer that later wakes the agent for nothing (and every wake is a
+/// poll, which moves madsim's time and draws from its RNG). This one arms a single madsim timer
+/// per true-time target and hands later polls' wakers to it through a relay, which is emptied
+/// when the sleep is dropped, so a stale timer wakes nobody.
+struct SimSleep {
+    clock: SimClock,
+    deadline: Duration,
+    /// The true instant a madsim timer is armed for, and that timer.
+    armed: Option<(madsim::time::Instant, madsim::time::Sleep)>,
+    relay: Arc<Relay>,
+}
+
+/// Passes a timer's wake on to whoever polled the sleep last.
+#[derive(Default)]
+struct Relay(futures::task::AtomicWaker);
+
+impl futures::task::ArcWake for Relay {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.wake();
+    }
+}
+
+impl Future for SimSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The rate may change while asleep: every poll re-reads the model and re-arms if the
+        // true instant of the deadline moved.
+        let target = self.clock.model().true_at(self.deadline.as_nanos());
+        if true_now(self.clock.start) >= target {
+            return Poll::Ready(());
+        }
+        let wake = self.clock.start + Duration::from_nanos(target.min(NEVER) as u64);
+        self.relay.0.register(cx.waker());
+        if self.armed.as_ref().map(|(at, _)| *at) != Some(wake) {
+            let mut sleep = madsim::time::sleep_until(wake);
+            let waker = futures::task::waker(self.relay.clone());
+            // Not yet elapsed (checked above), so this arms the timer and returns pending.
+            let _ = Pin::new(&mut sleep).poll(&mut Context::from_waker(&waker));
+            self.armed = Some((wake, sleep));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for SimSleep {
+    fn drop(&mut self) {
+        self.relay.0.take();
     }
 }
 

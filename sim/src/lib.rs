@@ -38,5 +38,5 @@ pub mod world;
 
 pub use oracle::{Violation, ViolationKind};
 pub use report::RunReport;
-pub use run::{run_seed, run_seed_lean};
+pub use run::{run_seed, run_seed_lean, run_seed_parsing_each};
 pub use scenario::{Scenario, ScenarioError};

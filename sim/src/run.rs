@@ -20,7 +20,13 @@ use std::time::Duration;
 /// returns its whole report: trace, claims, faults applied. `source` is the scenario's path,
 /// used in the replay command.
 pub fn run_seed(scn: &Scenario, seed: u64, source: &str) -> RunReport {
-    run_keeping(scn, seed, source, Keep::Everything).0
+    run_keeping(scn, seed, source, Keep::Everything, true).0
+}
+
+/// [`run_seed`] with every agent parsing every message it receives itself, as agents in
+/// separate processes do: the run a test compares shared decoding against.
+pub fn run_seed_parsing_each(scn: &Scenario, seed: u64, source: &str) -> RunReport {
+    run_keeping(scn, seed, source, Keep::Everything, false).0
 }
 
 /// Runs one seed of `scn` as a sweep does, in memory that does not grow with the run's
@@ -33,7 +39,7 @@ pub fn run_seed_lean(scn: &Scenario, seed: u64, source: &str) -> RunReport {
     if scn.router.is_some() {
         return run_seed(scn, seed, source);
     }
-    let (lean, whole) = run_keeping(scn, seed, source, Keep::Verdict);
+    let (lean, whole) = run_keeping(scn, seed, source, Keep::Verdict, true);
     if !whole {
         return lean;
     }
@@ -44,13 +50,17 @@ pub fn run_seed_lean(scn: &Scenario, seed: u64, source: &str) -> RunReport {
 
 /// Runs one seed keeping what `keep` says; also says whether the run must be redone with
 /// everything kept (the streaming oracle found something, or the record came late).
-fn run_keeping(scn: &Scenario, seed: u64, source: &str, keep: Keep) -> (RunReport, bool) {
+///
+/// With `share`, the agents share decoded messages ([`leasehold::wire::share_decodes`]): each
+/// heartbeat is parsed once rather than once per receiver, which changes nothing they see.
+fn run_keeping(scn: &Scenario, seed: u64, source: &str, keep: Keep, share: bool) -> (RunReport, bool) {
     let replay = format!("cargo run --release -p leasehold-sim -- replay {source} --seed {seed}");
     let (scn2, replay2) = (scn.clone(), replay.clone());
     let wall = std::time::Instant::now();
     let joined = std::thread::Builder::new()
         .name(format!("sim-seed-{seed}"))
         .spawn(move || {
+            leasehold::wire::share_decodes(share);
             let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.set_time_limit(scn2.duration.0 + Duration::from_secs(600));
             rt.block_on(simulate(scn2, seed, replay2, keep))

@@ -1,10 +1,11 @@
 //! Sweeps run lean (`run_seed_lean`): the trace digested as it is made, claims judged as they
 //! become final, the plan drawn as it goes. A lean run must say exactly what the whole run
 //! says, and a failing seed must come back with its whole report. Sweeps also run seeds side
-//! by side (`jobs`), which must not change what they find.
+//! by side (`jobs`), which must not change what they find, and share decoded messages among
+//! agents, which must not change what any agent sees.
 
 use leasehold_sim::sweep::{sweep_opts, SweepOptions};
-use leasehold_sim::{run_seed, run_seed_lean, RunReport, Scenario};
+use leasehold_sim::{run_seed, run_seed_lean, run_seed_parsing_each, RunReport, Scenario};
 use std::path::Path;
 use std::time::Duration;
 
@@ -90,5 +91,23 @@ fn seeds_run_side_by_side_give_the_same_summary_as_one_at_a_time() {
         if rel.contains("known-bad") {
             assert!(order.len() < seeds.len(), "stopped at its first catch: {order:?}");
         }
+    }
+}
+
+#[test]
+fn sharing_decoded_messages_changes_nothing_any_agent_sees() {
+    // Every fault class; peers of different settings; forged and replayed messages; signed
+    // messages (each agent checks the signature, then decodes the body); `allcall`'s replies.
+    for (rel, seed) in [
+        ("scenarios/lease-all-faults.toml", 0),
+        ("scenarios/lease-config-skew.toml", 1),
+        ("scenarios/lease-forger.toml", 2),
+        ("scenarios/lease-impostor-auth.toml", 0),
+        ("scenarios/allcall-calm.toml", 0),
+    ] {
+        let scn = load(rel);
+        let (shared, each) = (run_seed(&scn, seed, rel), run_seed_parsing_each(&scn, seed, rel));
+        assert_eq!(verdict(&shared), verdict(&each), "{rel} seed {seed}");
+        assert_eq!(shared.trace.render(), each.trace.render(), "{rel} seed {seed}");
     }
 }
