@@ -79,6 +79,8 @@ pub struct Membership<C, N, S> {
     commands: Option<mpsc::UnboundedReceiver<Command>>,
     observer: Option<Observer>,
     keys: Option<ClusterKeys>,
+    /// The last heartbeat published and its bytes: most beats repeat the one before.
+    last_beat: std::sync::Mutex<Option<(Heartbeat, bytes::Bytes)>>,
 }
 
 /// A function that sees every notice, synchronously and in order, with the agent's monotonic
@@ -113,6 +115,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             commands: Some(cmd_rx),
             observer: None,
             keys: None,
+            last_beat: std::sync::Mutex::new(None),
         })
     }
 
@@ -365,7 +368,13 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             }
         }
         let payload = match &p {
-            Publish::Heartbeat(h) => encode(h),
+            Publish::Heartbeat(h) => {
+                let mut last = self.last_beat.lock().unwrap_or_else(|e| e.into_inner());
+                match &*last {
+                    Some((beat, bytes)) if beat == h => bytes.clone(),
+                    _ => last.insert((h.clone(), encode(h))).1.clone(),
+                }
+            }
             Publish::Request(r) => encode(r),
             Publish::Reply { reply, .. } => encode(reply),
             Publish::Release(r) => encode(r),

@@ -77,6 +77,8 @@ pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &[u8], max: u
         s.borrow()
             .recent
             .iter()
+            // Receivers of one message decode it one after another: the newest is the likeliest.
+            .rev()
             .find(|(b, _)| **b == *bytes)
             .and_then(|(_, v)| v.downcast_ref::<T>().cloned())
     });

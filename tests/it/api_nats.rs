@@ -6,7 +6,7 @@
 //! `ci/test.sh` installs nats-server; without it these tests fail, saying so.
 #![cfg(feature = "agent")]
 
-mod common;
+use crate::common;
 
 use common::{free_port, Server};
 use leasehold::{

@@ -12,7 +12,7 @@
 //! `ci/test.sh` installs nats-server; without it these tests fail, saying so.
 #![cfg(feature = "agent")]
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

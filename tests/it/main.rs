@@ -1,0 +1,12 @@
+//! The library's integration tests, in one binary (one link instead of five; the build is
+//! most of CI's time): the driver on the in-process hub, the application API, and real
+//! `nats-server` processes with the agent binary, NATS permissions and TLS.
+
+#[cfg(feature = "agent")]
+mod common;
+
+mod api_nats;
+mod leadership_api;
+mod membership_hub;
+mod nats_integration;
+mod security;
