@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== toolchain: $(cargo --version)"
+# A clean clone builds everything once: incremental compilation would only add the cost of
+# writing its caches (as rust-lang's own CI advises).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # The real-NATS integration tests need nats-server (Debian installs it in /usr/sbin).
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ -z "${NATS_SERVER_BIN:-}" ]; then
