@@ -224,29 +224,49 @@ impl Clock for SimClock {
         Box::pin(SimSleep {
             clock: self.clone(),
             deadline,
-            armed: None,
-            relay: Arc::new(Relay::default()),
+            alarm: Alarm::default(),
         })
     }
 }
 
-/// A sleep on a node's clock.
-///
-/// madsim's own `Sleep` adds a timer to the world's heap on every poll that finds it pending,
-/// and a timer is never taken back: an agent's loop polls its sleep once per message, so each
-/// message would leave a timer that later wakes the agent for nothing (and every wake is a
-/// poll, which moves madsim's time and draws from its RNG). This one arms a single madsim timer
-/// per true-time target and hands later polls' wakers to it through a relay, which is emptied
-/// when the sleep is dropped, so a stale timer wakes nobody.
+/// A sleep on a node's clock: an [`Alarm`] set to the true instant of its deadline.
 struct SimSleep {
     clock: SimClock,
     deadline: Duration,
-    /// The true instant a madsim timer is armed for, and that timer.
+    alarm: Alarm,
+}
+
+impl Future for SimSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The rate may change while asleep: every poll re-reads the model, and the alarm
+        // re-arms if the true instant of the deadline moved.
+        let target = self.clock.model().true_at(self.deadline.as_nanos());
+        if true_now(self.clock.start) >= target {
+            return Poll::Ready(());
+        }
+        let wake = self.clock.start + Duration::from_nanos(target.min(NEVER) as u64);
+        self.alarm.poll_at(wake, cx)
+    }
+}
+
+/// A wake-up at a true instant that costs madsim one timer, however often it is polled.
+///
+/// madsim's own `Sleep` adds a timer to the world's heap on every poll that finds it pending,
+/// and a timer is never taken back: a task that polls its sleep once per message (an agent's
+/// loop, a server's delivery loop) would leave a timer per message, each of which later wakes
+/// the task for nothing (and every wake is a poll, which moves madsim's time and draws from
+/// its RNG). An alarm arms one madsim timer per instant and hands later polls' wakers to it
+/// through a relay, which is emptied when the alarm is dropped, so a stale timer wakes nobody.
+#[derive(Default)]
+pub(crate) struct Alarm {
+    /// The instant a madsim timer is armed for, and that timer.
     armed: Option<(madsim::time::Instant, madsim::time::Sleep)>,
     relay: Arc<Relay>,
 }
 
-/// Passes a timer's wake on to whoever polled the sleep last.
+/// Passes a timer's wake on to whoever polled the alarm last.
 #[derive(Default)]
 struct Relay(futures::task::AtomicWaker);
 
@@ -256,30 +276,26 @@ impl futures::task::ArcWake for Relay {
     }
 }
 
-impl Future for SimSleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // The rate may change while asleep: every poll re-reads the model and re-arms if the
-        // true instant of the deadline moved.
-        let target = self.clock.model().true_at(self.deadline.as_nanos());
-        if true_now(self.clock.start) >= target {
+impl Alarm {
+    /// Ready once madsim's time has reached `at`; until then, arms (or re-arms, if `at`
+    /// moved) a timer that will wake the caller.
+    pub(crate) fn poll_at(&mut self, at: madsim::time::Instant, cx: &mut Context<'_>) -> Poll<()> {
+        if madsim::time::Instant::now() >= at {
             return Poll::Ready(());
         }
-        let wake = self.clock.start + Duration::from_nanos(target.min(NEVER) as u64);
         self.relay.0.register(cx.waker());
-        if self.armed.as_ref().map(|(at, _)| *at) != Some(wake) {
-            let mut sleep = madsim::time::sleep_until(wake);
+        if self.armed.as_ref().map(|(t, _)| *t) != Some(at) {
+            let mut sleep = madsim::time::sleep_until(at);
             let waker = futures::task::waker(self.relay.clone());
             // Not yet elapsed (checked above), so this arms the timer and returns pending.
             let _ = Pin::new(&mut sleep).poll(&mut Context::from_waker(&waker));
-            self.armed = Some((wake, sleep));
+            self.armed = Some((at, sleep));
         }
         Poll::Pending
     }
 }
 
-impl Drop for SimSleep {
+impl Drop for Alarm {
     fn drop(&mut self) {
         self.relay.0.take();
     }

@@ -12,7 +12,7 @@
 //! madsim's own `Endpoint` network is not used for routes: it lets messages of one pair
 //! overtake each other, and the per-publisher order is part of the contract here.
 
-use crate::clock::true_now;
+use crate::clock::{true_now, Alarm};
 use crate::scenario::DurRange;
 use crate::topology::{Hop, Topology};
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 /// Largest payload a simulated server accepts (NATS' default `max_payload`).
@@ -129,20 +130,42 @@ impl Fabric {
     }
 
     async fn deliver_loop(self, i: usize, mut bell: mpsc::UnboundedReceiver<()>) {
+        // One alarm for the whole loop: it costs madsim a timer per new head of the queue,
+        // not one per message queued behind it.
+        let mut alarm = Alarm::default();
         loop {
-            let next = self.lock().servers[i].queue.keys().next().copied();
-            match next {
-                None => {
-                    if bell.next().await.is_none() {
-                        return;
+            // Everything due now, in order.
+            let next = loop {
+                match self.lock().servers[i].queue.keys().next().copied() {
+                    Some((t, _)) if t <= true_now(self.start) => {}
+                    other => break other,
+                }
+                self.deliver_one(i);
+            };
+            // Then sleep until the head is due or a message goes in front of it.
+            let closed = futures::future::poll_fn(|cx| {
+                let mut rang = false;
+                loop {
+                    match bell.poll_next_unpin(cx) {
+                        Poll::Ready(Some(())) => rang = true,
+                        // The server went down (its queue with it).
+                        Poll::Ready(None) => return Poll::Ready(true),
+                        Poll::Pending => break,
                     }
                 }
-                Some((t, _)) if t <= true_now(self.start) => self.deliver_one(i),
-                Some((t, _)) => {
-                    let sleep = madsim::time::sleep_until(self.start + Duration::from_nanos(t as u64));
-                    futures::pin_mut!(sleep);
-                    let _ = futures::future::select(sleep, bell.next()).await;
+                if rang {
+                    return Poll::Ready(false);
                 }
+                match next {
+                    Some((t, _)) => alarm
+                        .poll_at(self.start + Duration::from_nanos(t as u64), cx)
+                        .map(|()| false),
+                    None => Poll::Pending,
+                }
+            })
+            .await;
+            if closed {
+                return;
             }
         }
     }
@@ -338,9 +361,13 @@ fn enqueue(g: &mut Inner, to: usize, at: u128, msg: &Arc<Message>) {
     g.seq += 1;
     let seq = g.seq;
     let s = &mut g.servers[to];
+    // The delivery loop sleeps until its head is due: wake it only for a new head.
+    let head = s.queue.keys().next().is_none_or(|(t, _)| at < *t);
     s.queue.insert((at, seq), msg.clone());
-    if let Some(b) = &s.bell {
-        let _ = b.unbounded_send(());
+    if head {
+        if let Some(b) = &s.bell {
+            let _ = b.unbounded_send(());
+        }
     }
 }
 
