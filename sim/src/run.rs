@@ -1,7 +1,7 @@
 //! Running one seed of a scenario: build the world, create its madsim nodes, play the fault
 //! plan at its true times, then let the oracle judge what was recorded.
 
-use crate::clock::ClockModel;
+use crate::clock::{Alarm, ClockModel};
 use crate::fabric::Fabric;
 use crate::faults::FaultEvent;
 use crate::nemesis::{lazy_plan, plan, Plan};
@@ -12,8 +12,11 @@ use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::workload::router::{Servers, PREFIX};
 use crate::world::{mix, World};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 /// Runs one seed of `scn` on a fresh thread (madsim seeds per-thread state on first use) and
@@ -126,18 +129,31 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
     };
     let w = Arc::new(build_world(&scn, seed, &p, start, keep, last_fault));
     let ids = create_nodes(&w);
+    // Graceful stops in progress run here, beside the waits, and end with the run.
+    let mut graces = FuturesUnordered::new();
     for ev in events {
         // Steps due at the same instant are applied together: madsim's shortest sleep is 1 ms.
         if start + ev.at > madsim::time::Instant::now() {
-            madsim::time::sleep_until(start + ev.at).await;
+            wait_until(start + ev.at, &mut graces).await;
         }
         w.apply(&ev.action, &ids);
+        graces.extend(w.take_graces());
     }
-    madsim::time::sleep_until(start + scn.duration.0).await;
+    wait_until(start + scn.duration.0, &mut graces).await;
     match keep {
         Keep::Everything => (judge(&w, p, replay), false),
         Keep::Verdict => judge_streamed(&w, p, replay),
     }
+}
+
+/// Waits until `at`, running the graceful stops in progress meanwhile.
+async fn wait_until(at: madsim::time::Instant, graces: &mut FuturesUnordered<leasehold::BoxFuture<'static, ()>>) {
+    let mut alarm = Alarm::default();
+    futures::future::poll_fn(|cx| {
+        while let Poll::Ready(Some(())) = graces.poll_next_unpin(cx) {}
+        alarm.poll_at(at, cx)
+    })
+    .await
 }
 
 /// The world of one run: clocks from the plan, the fabric with its datacenters, the servers.

@@ -62,30 +62,9 @@ pub struct World {
     pub routes: Arc<Mutex<Record>>,
     /// The running agents.
     pub agents: Agents,
-    /// Where graceful stops in progress go (see [`World::stop`]).
-    stopper: Mutex<Option<Stopper>>,
+    /// Graceful stops begun and not yet handed to the run's main task (see [`World::stop`]).
+    graces: Mutex<Vec<leasehold::BoxFuture<'static, ()>>>,
     state: Mutex<State>,
-}
-
-/// Hands a graceful stop to the task that runs them.
-type Stopper = futures::channel::mpsc::UnboundedSender<leasehold::BoxFuture<'static, ()>>;
-
-/// Runs every graceful stop handed to it, side by side, for the rest of the run.
-///
-/// One task for all of them rather than a task each: madsim keeps a record of every task
-/// spawned on a node until that node is killed, and the nemesis's node never is, so a task
-/// per stop made a long run's memory grow.
-async fn run_stops(mut stops: futures::channel::mpsc::UnboundedReceiver<leasehold::BoxFuture<'static, ()>>) {
-    use futures::StreamExt;
-    let mut running = futures::stream::FuturesUnordered::new();
-    futures::future::poll_fn(move |cx| {
-        while let std::task::Poll::Ready(Some(grace)) = stops.poll_next_unpin(cx) {
-            running.push(grace);
-        }
-        while let std::task::Poll::Ready(Some(())) = running.poll_next_unpin(cx) {}
-        std::task::Poll::<()>::Pending
-    })
-    .await
 }
 
 /// Derives an independent seed from `seed` and two numbers (splitmix64 over the mix, so
@@ -134,7 +113,7 @@ impl World {
             servers,
             routes: Arc::new(Mutex::new(Record::default())),
             agents: Agents::new(n),
-            stopper: Mutex::new(None),
+            graces: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 incarnations: vec![0; n],
                 book,
@@ -544,19 +523,14 @@ impl World {
                 w.kill_node(i, id);
             }
         });
-        let mut stopper = self.stopper.lock().unwrap_or_else(|e| e.into_inner());
-        let grace = match stopper.as_ref() {
-            Some(s) => match s.unbounded_send(grace) {
-                Ok(()) => return,
-                Err(e) => e.into_inner(),
-            },
-            None => grace,
-        };
-        // The first stop of the run (this runs in the nemesis's task, on its node).
-        let (tx, rx) = futures::channel::mpsc::unbounded();
-        let _ = tx.unbounded_send(grace);
-        *stopper = Some(tx);
-        madsim::task::spawn(run_stops(rx));
+        self.graces.lock().unwrap_or_else(|e| e.into_inner()).push(grace);
+    }
+
+    /// The graceful stops begun since the last call. The run's main task runs them beside its
+    /// waits (a task each would stay in madsim's books until the run ends, and one task for
+    /// all of them would outlive the run).
+    pub fn take_graces(&self) -> Vec<leasehold::BoxFuture<'static, ()>> {
+        std::mem::take(&mut *self.graces.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
