@@ -38,13 +38,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireEr
 const SHARED_DECODES: usize = 8;
 
 thread_local! {
-    static SHARED: std::cell::RefCell<Shared> = const { std::cell::RefCell::new(Shared { on: false, recent: std::collections::VecDeque::new() }) };
+    static SHARED: std::cell::RefCell<Shared> = const { std::cell::RefCell::new(Shared { on: false, recent: std::collections::VecDeque::new(), hits: 0 }) };
 }
 
 /// The last messages decoded on this thread, by their bytes.
 struct Shared {
     on: bool,
     recent: std::collections::VecDeque<Decoded>,
+    /// Parses saved (read by tests: the values alone cannot tell a hit from a parse).
+    hits: u64,
 }
 
 /// A message's bytes and what they decoded to.
@@ -83,6 +85,7 @@ pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &[u8], max: u
             .and_then(|(_, v)| v.downcast_ref::<T>().cloned())
     });
     if let Some(v) = hit {
+        SHARED.with(|s| s.borrow_mut().hits += 1);
         return Ok(v);
     }
     let v: T = decode(bytes, max)?;
@@ -430,12 +433,18 @@ mod tests {
             passive: false,
         };
         let (a, b) = (encode(&hb("a", 1)), encode(&hb("b", u64::MAX)));
+        let hits = || SHARED.with(|s| s.borrow().hits);
         for on in [false, true] {
             share_decodes(on);
+            let before = hits();
             for _ in 0..3 {
                 assert_eq!(decode_shared::<Heartbeat>(&a, 4096), Ok(hb("a", 1)));
                 assert_eq!(decode_shared::<Heartbeat>(&b, 4096), Ok(hb("b", u64::MAX)));
             }
+            // Each message parsed once, then shared (a copy of equal bytes hits too).
+            let copy = bytes::Bytes::copy_from_slice(&a);
+            assert_eq!(decode_shared::<Heartbeat>(&copy, 4096), Ok(hb("a", 1)));
+            assert_eq!(hits() - before, if on { 5 } else { 0 });
             // The limit is each caller's own, even for bytes already decoded.
             assert!(matches!(
                 decode_shared::<Heartbeat>(&a, 10),
