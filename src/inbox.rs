@@ -2,8 +2,8 @@
 //!
 //! `futures`' `SelectAll` would do, but it allocates a task node each time a subscription
 //! yields (it re-queues the stream as a new future); an agent reads a message per beat per
-//! peer, so that was one allocation per delivery. A handful of subscriptions polled in turn
-//! costs nothing per message.
+//! peer, so that was one allocation per delivery. Here each subscription has a waker made
+//! once, and a message costs one poll of the subscription that woke.
 
 use crate::network::{Message, Subscription};
 use futures::task::{waker_ref, ArcWake, AtomicWaker};
