@@ -255,7 +255,7 @@ impl Future for SimSleep {
 ///
 /// madsim's own `Sleep` adds a timer to the world's heap on every poll that finds it pending,
 /// and a timer is never taken back: a task that polls its sleep once per message (an agent's
-/// loop, a server's delivery loop) would leave a timer per message, each of which later wakes
+/// loop) would leave a timer per message, each of which later wakes
 /// the task for nothing (and every wake is a poll, which moves madsim's time and draws from
 /// its RNG). An alarm arms one madsim timer per instant and hands later polls' wakers to it
 /// through a relay, which is emptied when the alarm is dropped, so a stale timer wakes nobody.

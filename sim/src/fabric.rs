@@ -6,25 +6,31 @@
 //! delivers it after a latency drawn from the scenario's range. Routes keep each publisher's
 //! order (a message never overtakes an earlier one on the same route) unless the scenario
 //! asks for reordering. Each server delivers from one queue ordered by (delivery time,
-//! sequence), in one task on its node, so a paused node receives its backlog in order on
-//! resume, and a killed node's server loses its queue and subscriptions.
+//! sequence): a madsim timer armed when a copy is queued rings at its delivery time and the
+//! server hands over everything then due, in order. A paused node's server holds its backlog
+//! and delivers it in order on resume; a killed node's server loses its queue and
+//! subscriptions.
+//!
+//! The server is not a task: a task would be polled once per delivery, and madsim charges
+//! every poll a random draw and 50-100 ns of simulated time, which is neither NATS's cost nor
+//! anything the agents can tell apart from a slightly different latency.
 //!
 //! madsim's own `Endpoint` network is not used for routes: it lets messages of one pair
 //! overtake each other, and the per-publisher order is part of the contract here.
 
-use crate::clock::{true_now, Alarm};
+use crate::clock::true_now;
 use crate::scenario::DurRange;
 use crate::topology::{Hop, Topology};
 use bytes::Bytes;
-use futures::channel::mpsc;
-use futures::StreamExt;
 use leasehold::transport::{check_publish, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
 use leasehold::{BoxFuture, Message, NetError, Network, Subscription};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Context;
 use std::time::Duration;
 
 /// Largest payload a simulated server accepts (NATS' default `max_payload`).
@@ -63,7 +69,8 @@ struct Server {
     subs: SubjectTable,
     /// Copies due, by (time, sequence); one message is shared by all its copies.
     queue: BTreeMap<(u128, u64), Arc<Message>>,
-    bell: Option<mpsc::UnboundedSender<()>>,
+    /// Its node is paused: copies wait in the queue until it resumes.
+    paused: bool,
     /// Drops every message to this node's subscribers (a slow consumer).
     slow: bool,
 }
@@ -113,74 +120,27 @@ impl Fabric {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Brings node `i`'s server up (at node start) and runs its delivery loop; call from a task
-    /// on node `i`, so the loop dies with the node.
-    pub fn serve(&self, i: usize) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let (tx, rx) = mpsc::unbounded();
-        {
-            let mut g = self.lock();
-            let s = &mut g.servers[i];
-            s.up = true;
-            s.subs.clear();
-            s.queue.clear();
-            s.bell = Some(tx);
-        }
-        let this = self.clone();
-        this.deliver_loop(i, rx)
-    }
-
-    async fn deliver_loop(self, i: usize, mut bell: mpsc::UnboundedReceiver<()>) {
-        // One alarm for the whole loop: it costs madsim a timer per new head of the queue,
-        // not one per message queued behind it.
-        let mut alarm = Alarm::default();
-        loop {
-            // Everything due now, in order.
-            let next = loop {
-                match self.lock().servers[i].queue.keys().next().copied() {
-                    Some((t, _)) if t <= true_now(self.start) => {}
-                    other => break other,
-                }
-                self.deliver_one(i);
-            };
-            // Then sleep until the head is due or a message goes in front of it.
-            let closed = futures::future::poll_fn(|cx| {
-                let mut rang = false;
-                loop {
-                    match bell.poll_next_unpin(cx) {
-                        Poll::Ready(Some(())) => rang = true,
-                        // The server went down (its queue with it).
-                        Poll::Ready(None) => return Poll::Ready(true),
-                        Poll::Pending => break,
-                    }
-                }
-                if rang {
-                    return Poll::Ready(false);
-                }
-                match next {
-                    Some((t, _)) => alarm
-                        .poll_at(self.start + Duration::from_nanos(t as u64), cx)
-                        .map(|()| false),
-                    None => Poll::Pending,
-                }
-            })
-            .await;
-            if closed {
-                return;
-            }
-        }
-    }
-
-    fn deliver_one(&self, i: usize) {
+    /// Brings node `i`'s server up (at node start), with no subscriptions and nothing queued.
+    pub fn serve(&self, i: usize) {
         let mut g = self.lock();
-        let Some((_, msg)) = g.servers[i].queue.pop_first() else {
-            return;
-        };
-        if g.servers[i].slow {
-            g.stats.slow_dropped += 1;
-            return;
-        }
-        let n = g.servers[i].subs.deliver(&msg);
-        g.stats.delivered += n;
+        let s = &mut g.servers[i];
+        s.up = true;
+        s.paused = false;
+        s.subs.clear();
+        s.queue.clear();
+    }
+
+    /// Node `i` is paused: its server holds what comes due until [`Fabric::resume`].
+    pub fn pause(&self, i: usize) {
+        self.lock().servers[i].paused = true;
+    }
+
+    /// Node `i` resumes: its server delivers its backlog, in order, and goes on as before.
+    pub fn resume(&self, i: usize) {
+        let now = true_now(self.start);
+        let mut g = self.lock();
+        g.servers[i].paused = false;
+        deliver_due(&mut g, i, now);
     }
 
     /// Node `i` was killed: its server loses its subscriptions and queued messages.
@@ -188,9 +148,9 @@ impl Fabric {
         let mut g = self.lock();
         let s = &mut g.servers[i];
         s.up = false;
+        s.paused = false;
         s.subs.clear();
         s.queue.clear();
-        s.bell = None;
     }
 
     /// Changes the network's shape (cuts, datacenters, loss, latency).
@@ -236,7 +196,7 @@ impl Fabric {
         });
         for m in &again {
             g.stats.replayed += 1;
-            route(&mut g, i, m, now);
+            route(&mut g, &self.inner, self.start, i, m, now);
         }
         again.len()
     }
@@ -258,7 +218,7 @@ impl Fabric {
             reply: reply.map(str::to_string),
             payload,
         });
-        route(&mut g, from, &msg, now);
+        route(&mut g, &self.inner, self.start, from, &msg, now);
         true
     }
 
@@ -305,7 +265,7 @@ impl Fabric {
             }
             q.push_back((now, msg.clone()));
         }
-        route(&mut g, from, &msg, now);
+        route(&mut g, &self.inner, self.start, from, &msg, now);
         Ok(())
     }
 
@@ -322,7 +282,14 @@ impl Fabric {
 
 /// Sends one copy of `msg` from `from`'s server to every server with interest, each decided
 /// on its route at `now`: cut, lost, or queued after a latency (and perhaps again later).
-fn route(g: &mut Inner, from: usize, msg: &Arc<Message>, now: u128) {
+fn route(
+    g: &mut Inner,
+    fabric: &Arc<Mutex<Inner>>,
+    start: madsim::time::Instant,
+    from: usize,
+    msg: &Arc<Message>,
+    now: u128,
+) {
     for to in 0..g.servers.len() {
         let s = &g.servers[to];
         // Routes carry only what the far server has interest in, as NATS routes do.
@@ -348,25 +315,83 @@ fn route(g: &mut Inner, from: usize, msg: &Arc<Message>, now: u128) {
             at = at.max(g.last[from][to] + 1);
         }
         g.last[from][to] = at;
-        enqueue(g, to, at, msg);
+        enqueue(g, fabric, start, to, at, msg, now);
         // A duplicate arrives once more, as late again (it may overtake nothing it followed).
         if g.duplicate > 0.0 && g.rng.gen_bool(g.duplicate.min(1.0)) {
             g.stats.duplicated += 1;
-            enqueue(g, to, at + (at - now).max(1), msg);
+            enqueue(g, fabric, start, to, at + (at - now).max(1), msg, now);
         }
     }
 }
 
-fn enqueue(g: &mut Inner, to: usize, at: u128, msg: &Arc<Message>) {
+/// madsim's timers fire no sooner than 1 ms after they are armed.
+const TIMER_FLOOR: u128 = 1_000_000;
+
+/// Queues a copy for server `to` at `at` and makes sure it is delivered then.
+fn enqueue(
+    g: &mut Inner,
+    fabric: &Arc<Mutex<Inner>>,
+    start: madsim::time::Instant,
+    to: usize,
+    at: u128,
+    msg: &Arc<Message>,
+    now: u128,
+) {
     g.seq += 1;
     let seq = g.seq;
-    let s = &mut g.servers[to];
-    // The delivery loop sleeps until its head is due: wake it only for a new head.
-    let head = s.queue.keys().next().is_none_or(|(t, _)| at < *t);
-    s.queue.insert((at, seq), msg.clone());
-    if head {
-        if let Some(b) = &s.bell {
-            let _ = b.unbounded_send(());
+    g.servers[to].queue.insert((at, seq), msg.clone());
+    if at < now + TIMER_FLOOR {
+        // A copy to the publisher's own server (scenarios' route latencies are at least
+        // 1 ms): a timer would deliver it late, so it goes now, after anything due before it.
+        deliver_due(g, to, at);
+        return;
+    }
+    let due = futures::task::waker(Arc::new(Due {
+        fabric: Arc::downgrade(fabric),
+        server: to,
+        at,
+    }));
+    // Polled once while not yet elapsed, a madsim sleep arms a timer that wakes `due` at
+    // `at` whether or not the sleep is kept.
+    let mut timer = madsim::time::sleep_until(start + Duration::from_nanos(at as u64));
+    let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(&due));
+}
+
+/// Hands server `i`'s subscribers every copy due by `by`, in order, unless its node is paused.
+fn deliver_due(g: &mut Inner, i: usize, by: u128) {
+    let Inner { servers, stats, .. } = g;
+    let s = &mut servers[i];
+    if !s.up || s.paused {
+        return;
+    }
+    while let Some(entry) = s.queue.first_entry() {
+        if entry.key().0 > by {
+            break;
+        }
+        let msg = entry.remove();
+        if s.slow {
+            stats.slow_dropped += 1;
+        } else {
+            stats.delivered += s.subs.deliver(&msg);
+        }
+    }
+}
+
+/// The wake-up of a timer armed for server `server`'s copies due at `at`. It runs inside
+/// madsim's timer wheel, whose clock may still read a little earlier than `at`; it only
+/// delivers (arming a timer here would deadlock the wheel).
+struct Due {
+    fabric: Weak<Mutex<Inner>>,
+    server: usize,
+    at: u128,
+}
+
+impl futures::task::ArcWake for Due {
+    fn wake_by_ref(due: &Arc<Self>) {
+        // A run that is over has dropped its fabric; nothing is left to deliver.
+        if let Some(inner) = due.fabric.upgrade() {
+            let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
+            deliver_due(&mut g, due.server, due.at);
         }
     }
 }

@@ -285,7 +285,7 @@ fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
             .name("impostor")
             .ip(ip(2, 0))
             .init(move || {
-                madsim::task::spawn(fabric.serve(me));
+                fabric.serve(me);
                 crate::impostor::run(fabric.clone(), me, prefix.clone(), phantoms, imp.every.0, counterfeit)
             })
             .build();

@@ -247,7 +247,7 @@ impl World {
             st.incarnations[i]
         };
         self.trace(Some(i), format!("start incarnation {inc}"));
-        madsim::task::spawn(self.fabric.serve(i));
+        self.fabric.serve(i);
         if let Some(spec) = self.scn.router.clone() {
             let clock = SimClock::new(self.clocks[i].clone(), self.start);
             madsim::task::spawn(crate::workload::router::server_main(
@@ -296,7 +296,7 @@ impl World {
     pub async fn client_main(self: Arc<Self>, k: usize, dc: String) {
         let node = self.nodes.len() + k;
         let Some(spec) = self.scn.router.clone() else { return };
-        madsim::task::spawn(self.fabric.serve(node));
+        self.fabric.serve(node);
         Client {
             fabric: self.fabric.clone(),
             clock: SimClock::new(self.clocks[node].clone(), self.start),
@@ -372,10 +372,12 @@ impl World {
             }
             Action::Pause(i) => {
                 h.pause(ids[*i]);
+                self.fabric.pause(*i);
                 a.clone()
             }
             Action::Resume(i) => {
                 h.resume(ids[*i]);
+                self.fabric.resume(*i);
                 a.clone()
             }
             Action::Stop(i) => {
@@ -384,12 +386,14 @@ impl World {
             }
             Action::Suspend(i) => {
                 h.pause(ids[*i]);
+                self.fabric.pause(*i);
                 self.clock(*i).suspend(true_now(self.start));
                 a.clone()
             }
             Action::Wake(i) => {
                 self.clock(*i).wake(true_now(self.start));
                 h.resume(ids[*i]);
+                self.fabric.resume(*i);
                 a.clone()
             }
             Action::ClockStep(i, by) => {
