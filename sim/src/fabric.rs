@@ -420,3 +420,91 @@ impl Network for SimNet {
         format!("_INBOX.sim{}.{}", self.node, g.inboxes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a fresh madsim runtime with a two-server fabric whose routes take 5 ms.
+    fn with_fabric(f: impl FnOnce(Fabric) -> BoxFuture<'static, ()> + Send + 'static) {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default());
+        rt.block_on(async move {
+            let ms5 = Duration::from_millis(5);
+            let fabric = Fabric::new(
+                2,
+                DurRange { lo: ms5, hi: ms5 },
+                0.0,
+                false,
+                7,
+                madsim::time::Instant::now(),
+            );
+            fabric.serve(0);
+            fabric.serve(1);
+            f(fabric).await
+        });
+    }
+
+    fn payloads(sub: &mut Subscription) -> Vec<u8> {
+        std::iter::from_fn(|| sub.try_next()).map(|m| m.payload[0]).collect()
+    }
+
+    async fn publish(f: &Fabric, from: usize, byte: u8) {
+        f.client(from)
+            .publish("s", None, Bytes::from(vec![byte]))
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn copies_arrive_at_their_due_time_in_order_and_the_publishers_own_at_once() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                let mut own = f.client(0).subscribe("s").await.unwrap();
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                publish(&f, 0, 1).await;
+                publish(&f, 0, 2).await;
+                assert_eq!(
+                    payloads(&mut own),
+                    vec![1, 2],
+                    "the publisher's own server delivers at once"
+                );
+                madsim::time::sleep(Duration::from_millis(4)).await;
+                assert_eq!(payloads(&mut far), Vec::<u8>::new(), "not due before the route's 5 ms");
+                madsim::time::sleep(Duration::from_millis(2)).await;
+                assert_eq!(payloads(&mut far), vec![1, 2]);
+                assert_eq!(f.stats().delivered, 4);
+            })
+        });
+    }
+
+    #[test]
+    fn a_paused_server_holds_its_backlog_until_resume_and_a_killed_one_loses_it() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                f.pause(1);
+                publish(&f, 0, 1).await;
+                publish(&f, 0, 2).await;
+                madsim::time::sleep(Duration::from_millis(20)).await;
+                assert_eq!(payloads(&mut far), Vec::<u8>::new(), "held while paused");
+                publish(&f, 0, 3).await;
+                f.resume(1);
+                assert_eq!(payloads(&mut far), vec![1, 2], "the backlog due by now, in order");
+                madsim::time::sleep(Duration::from_millis(6)).await;
+                assert_eq!(payloads(&mut far), vec![3], "and then the rest when due");
+
+                publish(&f, 0, 4).await;
+                f.down(1);
+                f.serve(1);
+                let mut again = f.client(1).subscribe("s").await.unwrap();
+                madsim::time::sleep(Duration::from_millis(20)).await;
+                assert_eq!(
+                    payloads(&mut again),
+                    Vec::<u8>::new(),
+                    "a killed server's queue is gone"
+                );
+                assert_eq!(payloads(&mut far), Vec::<u8>::new());
+            })
+        });
+    }
+}
