@@ -50,7 +50,7 @@ struct Shared {
 }
 
 /// A message's bytes and what they decoded to.
-type Decoded = (Box<[u8]>, Box<dyn std::any::Any>);
+type Decoded = (bytes::Bytes, Box<dyn std::any::Any>);
 
 /// Lets the agents that this thread runs share decoded messages: [`decode_shared`] then
 /// parses the same bytes once, however many of them receive the message, and hands each a
@@ -71,18 +71,24 @@ pub fn share_decodes(on: bool) {
 
 /// Decodes like [`decode`]; on a thread where [`share_decodes`] is on, the same bytes are
 /// parsed once and every later call gets a copy of that result.
-pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &bytes::Bytes, max: usize) -> Result<T, WireError> {
     if bytes.len() > max || !SHARED.with(|s| s.borrow().on) {
         return decode(bytes, max);
     }
     let hit = SHARED.with(|s| {
-        s.borrow()
+        let s = s.borrow();
+        // Receivers of one message decode it one after another: the newest is the likeliest,
+        // and it is usually the very same buffer (the entry holds it, so the address cannot
+        // have been reused); equal bytes elsewhere are found by comparing them.
+        let same = |(b, _): &&Decoded| b.as_ptr() == bytes.as_ptr() && b.len() == bytes.len();
+        let equal = |(b, _): &&Decoded| *b == *bytes;
+        let found = s
             .recent
             .iter()
-            // Receivers of one message decode it one after another: the newest is the likeliest.
             .rev()
-            .find(|(b, _)| **b == *bytes)
-            .and_then(|(_, v)| v.downcast_ref::<T>().cloned())
+            .find(same)
+            .or_else(|| s.recent.iter().rev().find(equal));
+        found.and_then(|(_, v)| v.downcast_ref::<T>().cloned())
     });
     if let Some(v) = hit {
         SHARED.with(|s| s.borrow_mut().hits += 1);
@@ -94,7 +100,7 @@ pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &[u8], max: u
         if s.recent.len() == SHARED_DECODES {
             s.recent.pop_front();
         }
-        s.recent.push_back((bytes.into(), Box::new(v.clone())));
+        s.recent.push_back((bytes.clone(), Box::new(v.clone())));
     });
     Ok(v)
 }
@@ -456,7 +462,7 @@ mod tests {
                 Err(WireError::Malformed(_))
             ));
             assert!(matches!(
-                decode_shared::<Heartbeat>(b"{", 4096),
+                decode_shared::<Heartbeat>(&bytes::Bytes::from_static(b"{"), 4096),
                 Err(WireError::Malformed(_))
             ));
             // More distinct messages than are remembered.
