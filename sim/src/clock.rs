@@ -193,17 +193,54 @@ pub fn true_now(start: madsim::time::Instant) -> u128 {
     start.elapsed().as_nanos()
 }
 
+/// The run's true clock, read through a handle kept from its creation: the same reading as
+/// [`true_now`], without looking madsim's runtime up on every call (the hot paths read it per
+/// message).
+#[derive(Clone)]
+pub struct TrueClock {
+    time: madsim::time::TimeHandle,
+    start: madsim::time::Instant,
+}
+
+impl TrueClock {
+    /// The current run's clock, counted from `start`. Call inside the run's runtime.
+    pub fn new(start: madsim::time::Instant) -> Self {
+        TrueClock {
+            time: madsim::time::TimeHandle::current(),
+            start,
+        }
+    }
+
+    /// madsim's instant now.
+    pub fn instant(&self) -> madsim::time::Instant {
+        self.time.now_instant()
+    }
+
+    /// True time since the start, in ns.
+    pub fn now(&self) -> u128 {
+        self.instant().saturating_duration_since(self.start).as_nanos()
+    }
+
+    /// The instant `ns` after the start.
+    pub fn at(&self, ns: u128) -> madsim::time::Instant {
+        self.start + Duration::from_nanos(ns as u64)
+    }
+}
+
 /// A node's [`Clock`] in the simulation: madsim's time seen through the node's [`ClockModel`].
 #[derive(Clone)]
 pub struct SimClock {
     model: Arc<Mutex<ClockModel>>,
-    start: madsim::time::Instant,
+    truth: TrueClock,
 }
 
 impl SimClock {
-    /// The clock of `model`, with true time counted from `start`.
+    /// The clock of `model`, with true time counted from `start`. Call inside the run's runtime.
     pub fn new(model: Arc<Mutex<ClockModel>>, start: madsim::time::Instant) -> Self {
-        SimClock { model, start }
+        SimClock {
+            model,
+            truth: TrueClock::new(start),
+        }
     }
 
     fn model(&self) -> std::sync::MutexGuard<'_, ClockModel> {
@@ -213,11 +250,11 @@ impl SimClock {
 
 impl Clock for SimClock {
     fn now(&self) -> Duration {
-        Duration::from_nanos(self.model().local_at(true_now(self.start)) as u64)
+        Duration::from_nanos(self.model().local_at(self.truth.now()) as u64)
     }
 
     fn wall(&self) -> SystemTime {
-        self.model().wall_at(true_now(self.start))
+        self.model().wall_at(self.truth.now())
     }
 
     fn sleep_until(&self, deadline: Duration) -> BoxFuture<'static, ()> {
@@ -243,11 +280,12 @@ impl Future for SimSleep {
         // The rate may change while asleep: every poll re-reads the model, and the alarm
         // re-arms if the true instant of the deadline moved.
         let target = self.clock.model().true_at(self.deadline.as_nanos());
-        if true_now(self.clock.start) >= target {
+        let now = self.clock.truth.instant();
+        let wake = self.clock.truth.at(target.min(NEVER));
+        if now >= wake {
             return Poll::Ready(());
         }
-        let wake = self.clock.start + Duration::from_nanos(target.min(NEVER) as u64);
-        self.alarm.poll_at(wake, cx)
+        self.alarm.poll_at(wake, now, cx)
     }
 }
 
@@ -277,10 +315,15 @@ impl futures::task::ArcWake for Relay {
 }
 
 impl Alarm {
-    /// Ready once madsim's time has reached `at`; until then, arms (or re-arms, if `at`
-    /// moved) a timer that will wake the caller.
-    pub(crate) fn poll_at(&mut self, at: madsim::time::Instant, cx: &mut Context<'_>) -> Poll<()> {
-        if madsim::time::Instant::now() >= at {
+    /// Ready once madsim's time (`now`, as the caller read it) has reached `at`; until then,
+    /// arms (or re-arms, if `at` moved) a timer that will wake the caller.
+    pub(crate) fn poll_at(
+        &mut self,
+        at: madsim::time::Instant,
+        now: madsim::time::Instant,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if now >= at {
             return Poll::Ready(());
         }
         self.relay.0.register(cx.waker());

@@ -18,7 +18,7 @@
 //! madsim's own `Endpoint` network is not used for routes: it lets messages of one pair
 //! overtake each other, and the per-publisher order is part of the contract here.
 
-use crate::clock::true_now;
+use crate::clock::TrueClock;
 use crate::scenario::DurRange;
 use crate::topology::{Hop, Topology};
 use bytes::Bytes;
@@ -93,7 +93,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct Fabric {
     inner: Arc<Mutex<Inner>>,
-    start: madsim::time::Instant,
+    truth: TrueClock,
 }
 
 impl Fabric {
@@ -112,7 +112,7 @@ impl Fabric {
                 duplicate: 0.0,
                 log: None,
             })),
-            start,
+            truth: TrueClock::new(start),
         }
     }
 
@@ -137,7 +137,7 @@ impl Fabric {
 
     /// Node `i` resumes: its server delivers its backlog, in order, and goes on as before.
     pub fn resume(&self, i: usize) {
-        let now = true_now(self.start);
+        let now = self.truth.now();
         let mut g = self.lock();
         g.servers[i].paused = false;
         deliver_due(&mut g, i, now);
@@ -181,7 +181,7 @@ impl Fabric {
     /// Publishes again, now and in order, what node `i` published in the last `window` (a
     /// client flushing its reconnect buffer); returns how many. Nothing if its server is down.
     pub fn replay(&self, i: usize, window: Duration) -> usize {
-        let now = true_now(self.start);
+        let now = self.truth.now();
         let mut g = self.lock();
         if !g.servers[i].up {
             return 0;
@@ -196,7 +196,7 @@ impl Fabric {
         });
         for m in &again {
             g.stats.replayed += 1;
-            route(&mut g, &self.inner, self.start, i, m, now);
+            route(&mut g, &self.inner, &self.truth, i, m, now);
         }
         again.len()
     }
@@ -207,7 +207,7 @@ impl Fabric {
         if check_publish(subject, reply, payload.len(), MAX_PAYLOAD).is_err() {
             return false;
         }
-        let now = true_now(self.start);
+        let now = self.truth.now();
         let mut g = self.lock();
         if !g.servers[from].up {
             return false;
@@ -218,7 +218,7 @@ impl Fabric {
             reply: reply.map(str::to_string),
             payload,
         });
-        route(&mut g, &self.inner, self.start, from, &msg, now);
+        route(&mut g, &self.inner, &self.truth, from, &msg, now);
         true
     }
 
@@ -247,7 +247,7 @@ impl Fabric {
 
     fn publish(&self, from: usize, subject: &str, reply: Option<&str>, payload: Bytes) -> Result<(), NetError> {
         check_publish(subject, reply, payload.len(), MAX_PAYLOAD)?;
-        let now = true_now(self.start);
+        let now = self.truth.now();
         let mut g = self.lock();
         if !g.servers[from].up {
             return Err(NetError::Disconnected("server down".into()));
@@ -265,7 +265,7 @@ impl Fabric {
             }
             q.push_back((now, msg.clone()));
         }
-        route(&mut g, &self.inner, self.start, from, &msg, now);
+        route(&mut g, &self.inner, &self.truth, from, &msg, now);
         Ok(())
     }
 
@@ -282,14 +282,7 @@ impl Fabric {
 
 /// Sends one copy of `msg` from `from`'s server to every server with interest, each decided
 /// on its route at `now`: cut, lost, or queued after a latency (and perhaps again later).
-fn route(
-    g: &mut Inner,
-    fabric: &Arc<Mutex<Inner>>,
-    start: madsim::time::Instant,
-    from: usize,
-    msg: &Arc<Message>,
-    now: u128,
-) {
+fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usize, msg: &Arc<Message>, now: u128) {
     for to in 0..g.servers.len() {
         let s = &g.servers[to];
         // Routes carry only what the far server has interest in, as NATS routes do.
@@ -315,11 +308,11 @@ fn route(
             at = at.max(g.last[from][to] + 1);
         }
         g.last[from][to] = at;
-        enqueue(g, fabric, start, to, at, msg, now);
+        enqueue(g, fabric, truth, to, at, msg, now);
         // A duplicate arrives once more, as late again (it may overtake nothing it followed).
         if g.duplicate > 0.0 && g.rng.gen_bool(g.duplicate.min(1.0)) {
             g.stats.duplicated += 1;
-            enqueue(g, fabric, start, to, at + (at - now).max(1), msg, now);
+            enqueue(g, fabric, truth, to, at + (at - now).max(1), msg, now);
         }
     }
 }
@@ -331,7 +324,7 @@ const TIMER_FLOOR: u128 = 1_000_000;
 fn enqueue(
     g: &mut Inner,
     fabric: &Arc<Mutex<Inner>>,
-    start: madsim::time::Instant,
+    truth: &TrueClock,
     to: usize,
     at: u128,
     msg: &Arc<Message>,
@@ -353,7 +346,7 @@ fn enqueue(
     }));
     // Polled once while not yet elapsed, a madsim sleep arms a timer that wakes `due` at
     // `at` whether or not the sleep is kept.
-    let mut timer = madsim::time::sleep_until(start + Duration::from_nanos(at as u64));
+    let mut timer = madsim::time::sleep_until(truth.at(at));
     let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(&due));
 }
 

@@ -151,7 +151,7 @@ async fn wait_until(at: madsim::time::Instant, graces: &mut FuturesUnordered<lea
     let mut alarm = Alarm::default();
     futures::future::poll_fn(|cx| {
         while let Poll::Ready(Some(())) = graces.poll_next_unpin(cx) {}
-        alarm.poll_at(at, cx)
+        alarm.poll_at(at, madsim::time::Instant::now(), cx)
     })
     .await
 }
