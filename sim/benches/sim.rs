@@ -3,7 +3,7 @@
 //! 1. Simulated seconds per wall second for a 5-node `lease` cluster under the full nemesis
 //!    (`scenarios/lease-all-faults.toml`), run as a sweep runs it (`run_seed_lean`), against
 //!    the same load on raw madsim endpoints (as many 256-byte messages per simulated second
-//!    between 5 nodes), in one run.
+//!    between 5 nodes), in one run: one seed of each in turn.
 //! 2. Scaling: N = 3, 5, 9, 17 and 33 nodes, calm and under the full nemesis: speed-up,
 //!    deliveries per simulated second, and the peak memory of a process that ran only that
 //!    case (each case runs in a child process of this program, so peaks do not mix).
@@ -48,13 +48,17 @@ fn raw_madsim(nodes: usize, duration: Duration, period: Duration, seed: u64) -> 
                                 }
                             });
                             let payload = vec![7u8; 256];
+                            // On a fixed beat: the sends themselves take simulated time, and
+                            // sleeping a whole period after them would carry less load.
+                            let mut next = madsim::time::Instant::now();
                             loop {
                                 for (j, a) in addrs.iter().enumerate() {
                                     if j != i {
                                         let _ = ep.send_to(*a, 0, &payload).await;
                                     }
                                 }
-                                madsim::time::sleep(period).await;
+                                next += period;
+                                madsim::time::sleep_until(next).await;
                             }
                         }
                     })
@@ -134,20 +138,22 @@ fn main() {
     }
     let scn = all_faults();
     let n = scn.sim_nodes().len();
-    let (mut sim_wall, mut delivered, mut published) = (Duration::ZERO, 0u64, 0u64);
+    // The simulator's load, to give raw madsim the same: as many point-to-point messages per
+    // simulated second, each node sending to every other one at a steady period.
+    let (mut delivered, mut published) = (0u64, 0u64);
     for seed in 0..SEEDS {
         let r = run_seed_lean(&scn, seed, "bench");
-        sim_wall += r.figures.wall_time;
         delivered += r.figures.fabric.delivered;
         published += r.figures.fabric.published;
     }
     let sim_time = scn.duration.0 * SEEDS as u32;
-    // The same load on raw endpoints: as many point-to-point messages per simulated second,
-    // each node sending to every other one at a steady period.
     let per_pair_per_s = delivered as f64 / sim_time.as_secs_f64() / (n * (n - 1)) as f64;
     let period = Duration::from_secs_f64(1.0 / per_pair_per_s);
-    let (mut raw_wall, mut raw_received) = (Duration::ZERO, 0u64);
+    // Then both, a seed of each in turn, so that a machine whose speed drifts during the
+    // bench slows both sides alike and the ratio stays meaningful.
+    let (mut sim_wall, mut raw_wall, mut raw_received) = (Duration::ZERO, Duration::ZERO, 0u64);
     for seed in 0..SEEDS {
+        sim_wall += run_seed_lean(&scn, seed, "bench").figures.wall_time;
         let (w, c) = raw_madsim(n, scn.duration.0, period, seed);
         raw_wall += w;
         raw_received += c;
