@@ -446,15 +446,26 @@ impl Machine for LeaseElection {
     }
     fn on_message(&mut self, now: Duration, topic: Topic, msg: Message, max: usize) -> Result<Vec<Output>, WireError> {
         Ok(match topic {
-            Topic::Heartbeat => self.on_heartbeat(now, decode_shared::<Heartbeat>(&msg.payload, max)?),
+            Topic::Heartbeat => self.on_heartbeat(now, &*decode_shared::<Heartbeat>(&msg.payload, max)?),
             Topic::Request => match msg.reply {
-                Some(to) => self.on_request(now, decode_shared::<LeaseRequest>(&msg.payload, max)?, to),
+                Some(to) => self.on_request(
+                    now,
+                    Arc::unwrap_or_clone(decode_shared::<LeaseRequest>(&msg.payload, max)?),
+                    to,
+                ),
                 None => Vec::new(),
             },
-            Topic::Release => self.on_release(now, decode_shared::<LeaseRelease>(&msg.payload, max)?),
+            Topic::Release => self.on_release(
+                now,
+                Arc::unwrap_or_clone(decode_shared::<LeaseRelease>(&msg.payload, max)?),
+            ),
             Topic::Inbox => self.on_reply(now, decode::<LeaseReply>(&msg.payload, max)?),
             Topic::Recover => match msg.reply {
-                Some(to) => self.on_recover(now, decode_shared::<LeaseRecover>(&msg.payload, max)?, to),
+                Some(to) => self.on_recover(
+                    now,
+                    Arc::unwrap_or_clone(decode_shared::<LeaseRecover>(&msg.payload, max)?),
+                    to,
+                ),
                 None => Vec::new(),
             },
             Topic::RecoveryInbox => self.on_recovered(now, decode::<LeaseRecovered>(&msg.payload, max)?),
@@ -489,7 +500,7 @@ impl Machine for AllcallElection {
         Ok(match topic {
             Topic::Allcall => self.on_allcall(msg.reply),
             Topic::Allreply => {
-                self.on_pong(decode_shared::<AgentLoc>(&msg.payload, max)?);
+                self.on_pong(Arc::unwrap_or_clone(decode_shared::<AgentLoc>(&msg.payload, max)?));
                 Vec::new()
             }
             _ => Vec::new(),

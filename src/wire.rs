@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
+use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -50,7 +51,7 @@ struct Shared {
 }
 
 /// A message's bytes and what they decoded to.
-type Decoded = (bytes::Bytes, Box<dyn std::any::Any>);
+type Decoded = (bytes::Bytes, Arc<dyn std::any::Any + Send + Sync>);
 
 /// Lets the agents that this thread runs share decoded messages: [`decode_shared`] then
 /// parses the same bytes once, however many of them receive the message, and hands each a
@@ -70,10 +71,14 @@ pub fn share_decodes(on: bool) {
 }
 
 /// Decodes like [`decode`]; on a thread where [`share_decodes`] is on, the same bytes are
-/// parsed once and every later call gets a copy of that result.
-pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &bytes::Bytes, max: usize) -> Result<T, WireError> {
+/// parsed once and every later call gets the same result (shared, not copied: a receiver
+/// that keeps part of it clones that part).
+pub fn decode_shared<T: DeserializeOwned + Send + Sync + 'static>(
+    bytes: &bytes::Bytes,
+    max: usize,
+) -> Result<Arc<T>, WireError> {
     if bytes.len() > max || !SHARED.with(|s| s.borrow().on) {
-        return decode(bytes, max);
+        return decode(bytes, max).map(Arc::new);
     }
     let hit = SHARED.with(|s| {
         let s = s.borrow();
@@ -88,19 +93,19 @@ pub fn decode_shared<T: DeserializeOwned + Clone + 'static>(bytes: &bytes::Bytes
             .rev()
             .find(same)
             .or_else(|| s.recent.iter().rev().find(equal));
-        found.and_then(|(_, v)| v.downcast_ref::<T>().cloned())
+        found.and_then(|(_, v)| v.clone().downcast::<T>().ok())
     });
     if let Some(v) = hit {
         SHARED.with(|s| s.borrow_mut().hits += 1);
         return Ok(v);
     }
-    let v: T = decode(bytes, max)?;
+    let v = Arc::new(decode::<T>(bytes, max)?);
     SHARED.with(|s| {
         let mut s = s.borrow_mut();
         if s.recent.len() == SHARED_DECODES {
             s.recent.pop_front();
         }
-        s.recent.push_back((bytes.clone(), Box::new(v.clone())));
+        s.recent.push_back((bytes.clone(), v.clone()));
     });
     Ok(v)
 }
@@ -444,12 +449,12 @@ mod tests {
             share_decodes(on);
             let before = hits();
             for _ in 0..3 {
-                assert_eq!(decode_shared::<Heartbeat>(&a, 4096), Ok(hb("a", 1)));
-                assert_eq!(decode_shared::<Heartbeat>(&b, 4096), Ok(hb("b", u64::MAX)));
+                assert_eq!(decode_shared::<Heartbeat>(&a, 4096), Ok(Arc::new(hb("a", 1))));
+                assert_eq!(decode_shared::<Heartbeat>(&b, 4096), Ok(Arc::new(hb("b", u64::MAX))));
             }
             // Each message parsed once, then shared (a copy of equal bytes hits too).
             let copy = bytes::Bytes::copy_from_slice(&a);
-            assert_eq!(decode_shared::<Heartbeat>(&copy, 4096), Ok(hb("a", 1)));
+            assert_eq!(decode_shared::<Heartbeat>(&copy, 4096), Ok(Arc::new(hb("a", 1))));
             assert_eq!(hits() - before, if on { 5 } else { 0 });
             // The limit is each caller's own, even for bytes already decoded.
             assert!(matches!(
@@ -467,7 +472,10 @@ mod tests {
             ));
             // More distinct messages than are remembered.
             for t in 0..(3 * SHARED_DECODES as u64) {
-                assert_eq!(decode_shared::<Heartbeat>(&encode(&hb("c", t)), 4096), Ok(hb("c", t)));
+                assert_eq!(
+                    decode_shared::<Heartbeat>(&encode(&hb("c", t)), 4096),
+                    Ok(Arc::new(hb("c", t)))
+                );
             }
         }
         share_decodes(false);

@@ -225,6 +225,11 @@ impl TrueClock {
     pub fn at(&self, ns: u128) -> madsim::time::Instant {
         self.start + Duration::from_nanos(ns as u64)
     }
+
+    /// madsim's sleep until `ns` after the start (at least 1 ms from now, as madsim's are).
+    pub fn sleep_until(&self, ns: u128) -> madsim::time::Sleep {
+        self.time.sleep_until(self.at(ns))
+    }
 }
 
 /// A node's [`Clock`] in the simulation: madsim's time seen through the node's [`ClockModel`].

@@ -346,7 +346,7 @@ fn enqueue(
     }));
     // Polled once while not yet elapsed, a madsim sleep arms a timer that wakes `due` at
     // `at` whether or not the sleep is kept.
-    let mut timer = madsim::time::sleep_until(truth.at(at));
+    let mut timer = truth.sleep_until(at);
     let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(&due));
 }
 

@@ -123,6 +123,26 @@ struct Member {
     passive: bool,
 }
 
+/// Whether two locations are equal but for `lease_expires` (every field is named, so a new
+/// one cannot be forgotten here).
+fn same_but_lease(a: &AgentLoc, b: &AgentLoc) -> bool {
+    let AgentLoc {
+        id,
+        nats_host,
+        nats_client_port,
+        grpc,
+        lease_expires: _,
+        rank,
+        pid,
+    } = b;
+    a.id == *id
+        && a.nats_host == *nats_host
+        && a.nats_client_port == *nats_client_port
+        && a.grpc == *grpc
+        && a.rank == *rank
+        && a.pid == *pid
+}
+
 /// How far above the highest token it knows an agent accepts a token from the network.
 pub const MAX_TOKEN_JUMP: u64 = 1 << 32;
 
@@ -364,7 +384,7 @@ impl LeaseElection {
     }
 
     /// Handles a heartbeat from another agent.
-    pub fn on_heartbeat(&mut self, now: Duration, hb: Heartbeat) -> Vec<Output> {
+    pub fn on_heartbeat(&mut self, now: Duration, hb: &Heartbeat) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped || hb.loc.id == self.me.id || hb.loc.id.is_empty() {
             return out;
@@ -377,24 +397,30 @@ impl LeaseElection {
         self.learn(&hb.loc.id, hb.max_token);
         // A lease longer than a promise cannot be held, and an implausible token is not
         // believed: the heartbeat still counts as a sign of life.
-        let lease = hb.lease.filter(|l| {
+        let lease = hb.lease.as_ref().filter(|l| {
             let ok = self.plausible(l.token) && u128::from(l.remaining_ms) <= self.t.promise.as_millis();
             self.in_range(ok)
         });
         let lease = lease.map(|l| (l.token, now + Duration::from_millis(l.remaining_ms)));
         // Members are kept without a lease (the lease is tracked apart, on this clock).
-        let mut loc = hb.loc;
-        loc.lease_expires = None;
-        match self.members.get_mut(&loc.id) {
+        let without_lease = || AgentLoc {
+            lease_expires: None,
+            ..hb.loc.clone()
+        };
+        match self.members.get_mut(&hb.loc.id) {
             Some(m) if m.inc == hb.inc => {
                 m.last_seen = now;
                 m.lease = lease;
-                m.loc = loc;
+                // Most heartbeats repeat the last one: copy the location only when it changed.
+                if !same_but_lease(&m.loc, &hb.loc) {
+                    m.loc = without_lease();
+                }
                 m.config = hb.config;
                 m.passive = hb.passive;
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
             _ => {
+                let loc = without_lease();
                 out.push(Output::Notice(Notice::MemberAdded(loc.clone())));
                 out.push(report(Report::Added, String::new(), vec![loc.clone()]));
                 self.members.insert(
@@ -891,4 +917,46 @@ fn report(kind: Report, lead_id: String, members: Vec<AgentLoc>) -> Output {
 fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
     let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos(if max == 0 { 0 } else { rng.gen_range(0..=max) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_location_follows_its_heartbeats_without_their_lease_field() {
+        let mut cfg = MembershipCfg::default();
+        cfg.id = "me".into();
+        cfg.cluster_size = 3;
+        let now = Duration::from_secs(1);
+        let (mut sm, _) = LeaseElection::new(&cfg, None, now, 1);
+        let mut hb = Heartbeat {
+            loc: AgentLoc::new("peer", 1),
+            inc: 1,
+            lease: None,
+            max_token: 0,
+            config: sm.config,
+            passive: false,
+        };
+        hb.loc.nats_host = "10.0.0.1".into();
+        sm.on_heartbeat(now, &hb);
+        assert_eq!(sm.live_members(now)[0].nats_host, "10.0.0.1");
+        // The same incarnation moves; a heartbeat that says so updates the member.
+        hb.loc.nats_host = "10.0.0.2".into();
+        hb.loc.lease_expires = Some(time::OffsetDateTime::UNIX_EPOCH);
+        sm.on_heartbeat(now, &hb);
+        let peer = &sm.live_members(now)[0];
+        assert_eq!(peer.nats_host, "10.0.0.2");
+        assert_eq!(peer.lease_expires, None, "members are kept without a lease");
+        // Only the lease field differs: nothing to copy, and still none kept.
+        hb.loc.lease_expires = Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::SECOND);
+        sm.on_heartbeat(now, &hb);
+        assert_eq!(
+            sm.live_members(now),
+            vec![AgentLoc {
+                lease_expires: None,
+                ..hb.loc.clone()
+            }]
+        );
+    }
 }

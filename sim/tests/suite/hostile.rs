@@ -185,7 +185,7 @@ impl LeaseCluster {
                     for j in (0..n).filter(|j| *j != i) {
                         let sm = &mut self.sms[j];
                         let more = match p.clone() {
-                            Publish::Heartbeat(h) => sm.on_heartbeat(now, h),
+                            Publish::Heartbeat(h) => sm.on_heartbeat(now, &h),
                             Publish::Request(r) => sm.on_request(now, r, i.to_string()),
                             Publish::Reply { to, reply } if to == j.to_string() => sm.on_reply(now, reply),
                             Publish::Release(r) => sm.on_release(now, r),
@@ -213,7 +213,7 @@ impl LeaseCluster {
         let now = self.now;
         let sm = &mut self.sms[to];
         let out = match m {
-            Bad::Hb(h) => sm.on_heartbeat(now, h),
+            Bad::Hb(h) => sm.on_heartbeat(now, &h),
             Bad::Req(r) => sm.on_request(now, r, "_INBOX.bad".into()),
             Bad::Reply(r) => sm.on_reply(now, r),
             Bad::Rel(r) => sm.on_release(now, r),

@@ -187,7 +187,7 @@ impl World {
         let now = self.nodes[to].local(self.true_ns);
         let Some(sm) = self.nodes[to].sm.as_mut() else { return };
         let out = match msg {
-            Msg::Hb(h) => sm.on_heartbeat(now, h),
+            Msg::Hb(h) => sm.on_heartbeat(now, &h),
             Msg::Req(r, from) => sm.on_request(now, r, from.to_string()),
             Msg::Reply(r) => sm.on_reply(now, r),
             Msg::Rel(r) => sm.on_release(now, r),
