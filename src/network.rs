@@ -4,7 +4,7 @@ use crate::clock::{BoxFuture, Clock};
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,18 +128,47 @@ pub struct Delivery {
     // cloning per message would make the queue unbounded.
     tx: Arc<std::sync::Mutex<mpsc::Sender<Message>>>,
     dropped: Arc<AtomicU64>,
+    /// Set when the subscriber drops its end: read on every delivery to every subscription of
+    /// a server, so without taking the sender's lock.
+    gone: Arc<AtomicBool>,
+}
+
+/// A subscription's receiving end, which says so when it is dropped.
+struct Receiver {
+    rx: mpsc::Receiver<Message>,
+    gone: Arc<AtomicBool>,
+}
+
+impl futures::Stream for Receiver {
+    type Item = Message;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Message>> {
+        self.rx.poll_next_unpin(cx)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.gone.store(true, Ordering::Release);
+    }
 }
 
 impl Subscription {
     /// Makes a subscription queue holding at most `capacity` undelivered messages.
     pub fn channel(capacity: usize) -> (Delivery, Subscription) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let gone = Arc::new(AtomicBool::new(false));
         (
             Delivery {
                 tx: Arc::new(std::sync::Mutex::new(tx)),
                 dropped: Arc::new(AtomicU64::new(0)),
+                gone: gone.clone(),
             },
-            Subscription { inner: Box::pin(rx) },
+            Subscription {
+                inner: Box::pin(Receiver { rx, gone }),
+            },
         )
     }
 
@@ -178,7 +207,7 @@ impl Delivery {
 
     /// Whether the subscriber has dropped its [`Subscription`].
     pub fn is_closed(&self) -> bool {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).is_closed()
+        self.gone.load(Ordering::Acquire)
     }
 
     /// How many messages were dropped because the queue was full.
@@ -398,7 +427,28 @@ mod tests {
         assert_eq!(delivered, 2);
         assert_eq!(d.dropped(), 10 - delivered);
         assert_eq!(s.try_next(), Some(m));
+        assert!(!d.is_closed());
         drop(s);
         assert!(d.is_closed());
+    }
+
+    #[test]
+    fn a_dropped_subscription_is_no_interest_and_is_forgotten() {
+        let mut table = SubjectTable::new();
+        let kept = table.subscribe("a.*", 8).unwrap();
+        let gone = table.subscribe("a.b", 8).unwrap();
+        assert!(table.has_interest("a.b"));
+        drop(kept);
+        assert!(table.has_interest("a.b"), "the other subscription still listens");
+        drop(gone);
+        assert!(!table.has_interest("a.b"));
+        let m = Message {
+            subject: "a.b".into(),
+            reply: None,
+            payload: Bytes::from_static(b"x"),
+        };
+        assert_eq!(table.deliver(&m), 0);
+        assert!(table.subs.is_empty(), "both forgotten");
+        assert_eq!(table.dropped(), 0, "a message to nobody is not a drop");
     }
 }
