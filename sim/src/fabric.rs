@@ -26,7 +26,7 @@ use leasehold::transport::{check_publish, SubjectTable, DEFAULT_SUBSCRIPTION_CAP
 use leasehold::{BoxFuture, Message, NetError, Network, Subscription};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -63,12 +63,39 @@ struct Log {
     by_node: Vec<VecDeque<(u128, Arc<Message>)>>,
 }
 
+/// A copy due at a server at `(time, sequence)`; the queue pops the earliest first.
+struct Queued {
+    due: (u128, u64),
+    msg: Arc<Message>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.due == other.due
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    // Reversed: `BinaryHeap` is a max-heap. Sequences are unique, so the order is total.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.due.cmp(&self.due)
+    }
+}
+
 #[derive(Default)]
 struct Server {
     up: bool,
     subs: SubjectTable,
     /// Copies due, by (time, sequence); one message is shared by all its copies.
-    queue: BTreeMap<(u128, u64), Arc<Message>>,
+    queue: BinaryHeap<Queued>,
     /// Its node is paused: copies wait in the queue until it resumes.
     paused: bool,
     /// Drops every message to this node's subscribers (a slow consumer).
@@ -332,7 +359,10 @@ fn enqueue(
 ) {
     g.seq += 1;
     let seq = g.seq;
-    g.servers[to].queue.insert((at, seq), msg.clone());
+    g.servers[to].queue.push(Queued {
+        due: (at, seq),
+        msg: msg.clone(),
+    });
     if at < now + TIMER_FLOOR {
         // A copy to the publisher's own server (scenarios' route latencies are at least
         // 1 ms): a timer would deliver it late, so it goes now, after anything due before it.
@@ -357,11 +387,8 @@ fn deliver_due(g: &mut Inner, i: usize, by: u128) {
     if !s.up || s.paused {
         return;
     }
-    while let Some(entry) = s.queue.first_entry() {
-        if entry.key().0 > by {
-            break;
-        }
-        let msg = entry.remove();
+    while s.queue.peek().is_some_and(|c| c.due.0 <= by) {
+        let Some(Queued { msg, .. }) = s.queue.pop() else { break };
         if s.slow {
             stats.slow_dropped += 1;
         } else {
