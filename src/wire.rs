@@ -54,14 +54,14 @@ struct Shared {
 type Decoded = (bytes::Bytes, Arc<dyn std::any::Any + Send + Sync>);
 
 /// Lets the agents that this thread runs share decoded messages: [`decode_shared`] then
-/// parses the same bytes once, however many of them receive the message, and hands each a
-/// copy of the result.
+/// parses the same bytes once, however many of them receive the message, and hands each the
+/// same (immutable) result.
 ///
 /// For a process that runs a whole cluster on one thread, as the simulator and an embedded
 /// [`Hub`](crate::Hub) cluster do, where every agent receives every peer's heartbeat. Decoding
 /// is a pure function of the bytes, so what each agent gets is exactly what it would have
 /// parsed itself; the size limit is still checked per agent, whose limits may differ. Off by
-/// default: an agent alone in its process would only pay for the copies.
+/// default: an agent alone in its process would only pay for the lookups.
 pub fn share_decodes(on: bool) {
     SHARED.with(|s| {
         let mut s = s.borrow_mut();
