@@ -188,6 +188,10 @@ impl ClockModel {
     }
 }
 
+/// madsim's timers fire no sooner than this after they are armed: a scenario's route latencies
+/// may not be shorter (checked when it is loaded), and the fabric relies on that.
+pub const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
 /// True simulated time since the start of the run, in ns.
 pub fn true_now(start: madsim::time::Instant) -> u128 {
     start.elapsed().as_nanos()

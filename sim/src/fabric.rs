@@ -18,7 +18,7 @@
 //! madsim's own `Endpoint` network is not used for routes: it lets messages of one pair
 //! overtake each other, and the per-publisher order is part of the contract here.
 
-use crate::clock::TrueClock;
+use crate::clock::{TrueClock, TIMER_RESOLUTION};
 use crate::scenario::DurRange;
 use crate::topology::{Hop, Topology};
 use bytes::Bytes;
@@ -344,9 +344,6 @@ fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usi
     }
 }
 
-/// madsim's timers fire no sooner than 1 ms after they are armed.
-const TIMER_FLOOR: u128 = 1_000_000;
-
 /// Queues a copy for server `to` at `at` and makes sure it is delivered then.
 fn enqueue(
     g: &mut Inner,
@@ -363,8 +360,8 @@ fn enqueue(
         due: (at, seq),
         msg: msg.clone(),
     });
-    let server = &g.servers[to];
-    if at < now + TIMER_FLOOR && server.up && !server.paused {
+    // (`route` queues only for servers that are up.)
+    if at < now + TIMER_RESOLUTION.as_nanos() && !g.servers[to].paused {
         // A copy to the publisher's own server (scenarios' route latencies are at least
         // 1 ms): a timer would deliver it late, so it goes now, after anything due before it.
         // (A paused server's copy, from a replay or a stranger, waits for a timer like any

@@ -113,7 +113,7 @@ impl Scenario {
                 return Err(e.at("lease", format!("node {i}: lease must be at least 4 beats")));
             }
         }
-        // madsim's timer resolution is 1 ms: a shorter latency would silently become 1 ms.
+        // madsim's timer resolution: a shorter latency would silently become that long.
         let mut latencies = vec![("latency", self.network.latency)];
         latencies.extend(self.network.dc_link.iter().map(|l| ("latency", l.latency)));
         latencies.extend(self.faults.latency_spike.iter().map(|l| ("latency", l.latency)));
@@ -121,7 +121,7 @@ impl Scenario {
             Step::Latency(r) => Some(("latency", *r)),
             _ => None,
         }));
-        if let Some((key, r)) = latencies.iter().find(|(_, r)| r.lo < Duration::from_millis(1)) {
+        if let Some((key, r)) = latencies.iter().find(|(_, r)| r.lo < crate::clock::TIMER_RESOLUTION) {
             return Err(e.at(
                 key,
                 format!("{:?} is below 1 ms, the simulator's timer resolution", r.lo),
