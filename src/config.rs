@@ -66,11 +66,21 @@ pub enum Bug {
     /// [`TokioClock`](crate::TokioClock) did before it counted suspended time. Planted in the
     /// clock rather than the election: the simulator gives such an agent that clock.
     SuspendBlindClock,
+    /// Keep granting and campaigning while another process with this agent's ID is heard,
+    /// and draw no run ID (two processes started from the same state file then have the
+    /// same identity): the behaviour before run IDs.
+    IgnoreDuplicateId,
+    /// Write the state of a start that is still waiting to recover as whole, so the next
+    /// start trusts it (the behaviour before waiting states were marked).
+    WholeWhileWaiting,
+    /// Refuse to act only while more agents are live than `cluster_size` allows, and forget
+    /// it once they are out of sight (a lone misconfigured node then acts alone when cut off).
+    ForgetSizeEvidence,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 13] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -81,6 +91,9 @@ impl Bug {
         Bug::AcceptStaleReplies,
         Bug::UncheckedRanges,
         Bug::SuspendBlindClock,
+        Bug::IgnoreDuplicateId,
+        Bug::WholeWhileWaiting,
+        Bug::ForgetSizeEvidence,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -96,6 +109,9 @@ impl Bug {
             Bug::AcceptStaleReplies => "accept_stale_replies",
             Bug::UncheckedRanges => "unchecked_ranges",
             Bug::SuspendBlindClock => "suspend_blind_clock",
+            Bug::IgnoreDuplicateId => "ignore_duplicate_id",
+            Bug::WholeWhileWaiting => "whole_while_waiting",
+            Bug::ForgetSizeEvidence => "forget_size_evidence",
         }
     }
 
@@ -218,6 +234,14 @@ pub struct MembershipCfg {
     /// Whether a start without state may assume a brand-new cluster (default
     /// [`ClusterState::Existing`]).
     pub initial_cluster_state: ClusterState,
+    /// How many agents' state files may be lost or rolled back at once, the restarting
+    /// agent's own included, with fencing tokens still strictly increasing and no two holders
+    /// overlapping (`lease` only). `None`: 1, or 0 for a one-agent cluster, which has no one
+    /// to ask. At most `cluster_size / 2`. A start waits for `cluster_size − quorum + F`
+    /// answers from peers (see `docs/ARCHITECTURE.md`, "Rollback tolerance"), so a larger F
+    /// makes restarts wait for more peers.
+    #[serde(default)]
+    pub state_loss_tolerance: Option<usize>,
     /// Test-only planted bugs (see [`BugKnobs`]).
     pub bug_knobs: BugKnobs,
     /// The election's name (default empty: the one election of the prefix, on hnatsd's
@@ -263,6 +287,7 @@ impl MembershipCfg {
             member_timeout: Duration::ZERO,
             max_message: 0,
             initial_cluster_state: ClusterState::Existing,
+            state_loss_tolerance: None,
             bug_knobs: BugKnobs::default(),
             election: String::new(),
         }
@@ -321,6 +346,15 @@ impl MembershipCfg {
             if self.lease_time < self.beat * 4 {
                 return err("lease_time must be at least 4 beats");
             }
+            if let Some(f) = self.state_loss_tolerance {
+                if f > self.cluster_size / 2 {
+                    return Err(ConfigError(format!(
+                        "state_loss_tolerance {f} is more than cluster_size / 2 = {}: a restart would need \
+                         answers from more peers than there are",
+                        self.cluster_size / 2
+                    )));
+                }
+            }
         }
         if !self.sys_member_prefix.ends_with('.') {
             return err("sys_member_prefix must end with '.'");
@@ -345,6 +379,17 @@ impl MembershipCfg {
         } else {
             format!("{}{}.", self.sys_member_prefix, self.election)
         }
+    }
+
+    /// The majority of `cluster_size`: promises needed to hold a lease.
+    pub fn quorum(&self) -> usize {
+        self.cluster_size / 2 + 1
+    }
+
+    /// The state-loss tolerance in force: [`MembershipCfg::state_loss_tolerance`], or its
+    /// default (1, or 0 for a one-agent cluster).
+    pub fn loss_tolerance(&self) -> usize {
+        self.state_loss_tolerance.unwrap_or(1.min(self.cluster_size / 2))
     }
 
     /// This agent's location, with no lease.
@@ -413,6 +458,15 @@ mod tests {
         assert!(c.validate().unwrap_err().0.contains("cluster_size"));
         c.cluster_size = 3;
         assert!(c.validate().is_ok());
+        c.state_loss_tolerance = Some(2);
+        assert!(c.validate().unwrap_err().0.contains("state_loss_tolerance 2"));
+        c.cluster_size = 5;
+        assert!(c.validate().is_ok(), "two of five");
+        c.state_loss_tolerance = None;
+        c.cluster_size = 1;
+        assert_eq!(c.loss_tolerance(), 0, "a lone agent has no one to ask");
+        c.cluster_size = 3;
+        assert_eq!(c.loss_tolerance(), 1);
         c.algorithm = Algorithm::Allcall;
         c.cluster_size = 0;
         assert!(c.validate().is_ok(), "allcall needs no cluster size");

@@ -211,6 +211,36 @@ impl Shared {
                     "config_mismatch: a peer runs with different cluster_size, lease_time or max_drift_ppm; neither will promise to the other"
                 );
             }
+            Notice::WaitingForRecovery {
+                answered,
+                need,
+                lost_state,
+            } => {
+                warn!(
+                    answered = ?answered,
+                    need,
+                    "waiting_for_recovery: neither promising nor campaigning until {need} peers whose state is whole have said the highest token they know{}",
+                    if *lost_state {
+                        "; if this is the first start of a brand-new cluster, set initial_cluster_state = new"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Notice::DuplicateId { inc, run } => {
+                tracing::error!(
+                    other_incarnation = inc,
+                    other_run = format_args!("{run:016x}"),
+                    "duplicate_id: another process runs with this agent's id; neither promising nor campaigning while it is heard"
+                );
+            }
+            Notice::Undersized { cluster_size, seen } => {
+                tracing::error!(
+                    cluster_size,
+                    seen,
+                    "undersized: a majority of a larger cluster agrees on other settings; this agent's cluster_size is too small, and it now needs that cluster's majority of promises to lead"
+                );
+            }
             _ => {}
         }
         let mut dropped = 0;

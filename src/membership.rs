@@ -178,13 +178,16 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         let r = async {
             match self.cfg.algorithm {
                 Algorithm::Lease => {
-                    let (stored, readable) = self.load_state().await;
+                    let (stored, unreadable) = self.load_state().await;
                     let mut cfg = self.cfg.clone();
-                    if !readable {
+                    if unreadable.is_some() {
                         // An unreadable file is not a missing one: never a brand-new cluster.
                         cfg.initial_cluster_state = ClusterState::Existing;
                     }
-                    let (sm, first) = LeaseElection::new(&cfg, stored, self.clock.now(), self.seed);
+                    let (sm, mut first) = LeaseElection::new(&cfg, stored, self.clock.now(), self.seed);
+                    if let Some(n) = unreadable {
+                        first.insert(0, Output::Notice(n));
+                    }
                     let subjects = Subjects::new(&self.cfg, Some(sm.me()));
                     self.drive(sm, first, &subjects, (stop, commands)).await
                 }
@@ -202,9 +205,10 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
     }
 
     /// The durable state, or `None` when there is none or it cannot be read (or holds values
-    /// out of range), and whether it could be read: either way this start cannot prove
-    /// anything about earlier runs, and says so loudly.
-    async fn load_state(&self) -> (Option<Durable>, bool) {
+    /// out of range); when it could not be read, the notice that says so, after the state
+    /// was moved aside (never overwritten). Either way this start cannot prove anything about
+    /// earlier runs, and says so loudly.
+    async fn load_state(&self) -> (Option<Durable>, Option<Notice>) {
         let advice = "this agent grants and campaigns only after one lease time and after learning the \
                       highest token from its peers; if this is the first start of a brand-new cluster, \
                       set initial_cluster_state = new";
@@ -215,17 +219,31 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             d => Ok(d),
         });
         match loaded {
-            Ok(Some(d)) => (Some(d), true),
+            Ok(Some(d)) => (Some(d), None),
             Ok(None) => {
                 if self.cfg.initial_cluster_state == ClusterState::Existing {
                     warn!("starting with no durable state: {advice}");
                 }
-                (None, true)
+                (None, None)
             }
             Err(e) => {
                 self.shared.count(|s| s.storage_errors += 1);
-                tracing::error!(error = %e, "durable state is unreadable and treated as lost: {advice}");
-                (None, false)
+                let moved_to = match self.storage.set_aside().await {
+                    Ok(to) => to,
+                    Err(e2) => {
+                        // Kept where it is: the next save would replace it, so say so.
+                        tracing::error!(error = %e2, "could not move the unreadable state aside");
+                        None
+                    }
+                };
+                tracing::error!(error = %e, moved_to = ?moved_to, "durable state is unreadable, moved aside and treated as lost: {advice}");
+                (
+                    None,
+                    Some(Notice::StateUnreadable {
+                        error: e.to_string(),
+                        moved_to,
+                    }),
+                )
             }
         }
     }

@@ -16,6 +16,27 @@ pub struct Durable {
     pub max_token: u64,
     /// Who that token was promised to.
     pub owner: Option<Incarnation>,
+    /// Written before this agent had learned the highest token from its peers (it started
+    /// without a usable state file and was still waiting): a later start takes it as lost
+    /// and keeps only its incarnation number. Left out of the file when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovering: bool,
+    /// Evidence that this agent's `cluster_size` is too small: it saw a majority of a larger
+    /// cluster agreeing on other settings. Kept so that it outlasts a cut and a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub larger_cluster: Option<SizeEvidence>,
+}
+
+/// A larger cluster an agent has seen (see [`Durable::larger_cluster`]): while its own
+/// settings have `digest`, it counts promises as a cluster of `cluster_size` would, so a node
+/// deployed with too small a size cannot lead on its own view once cut off. A change of its
+/// settings forgets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeEvidence {
+    /// The digest of this agent's safety-relevant settings when it saw the larger cluster.
+    pub digest: u64,
+    /// The size that cluster's agents said.
+    pub cluster_size: u64,
 }
 
 /// Why storage failed. A failed save means the promise it guarded is not made.
@@ -34,6 +55,13 @@ pub trait Storage: Send + Sync + 'static {
     fn load(&self) -> BoxFuture<'_, Result<Option<Durable>, StorageError>>;
     /// Saves `state` durably.
     fn save(&self, state: &Durable) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// Moves an unreadable state aside, keeping its bytes for the operator, so that nothing
+    /// overwrites it; returns where it went (`None`: there is nowhere to keep it, as for
+    /// memory). The agent calls this when [`Storage::load`] failed, then starts as one that
+    /// lost its state. The default keeps nothing.
+    fn set_aside(&self) -> BoxFuture<'_, Result<Option<String>, StorageError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Storage in memory, shared by clones: survives an agent restart inside one process (as in
@@ -97,6 +125,31 @@ impl FileStorage {
         }
     }
 
+    /// Renames the file to the first free `<path>.unreadable.<k>`.
+    fn set_aside_now(&self) -> Result<Option<String>, StorageError> {
+        let err = |e: std::io::Error| StorageError(format!("{}: {e}", self.path.display()));
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let mut k = 1u32;
+        let aside = loop {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".unreadable.{k}"));
+            let candidate = PathBuf::from(name);
+            if !candidate.exists() {
+                break candidate;
+            }
+            k = k
+                .checked_add(1)
+                .ok_or_else(|| StorageError(format!("{}: no free name to set it aside", self.path.display())))?;
+        };
+        std::fs::rename(&self.path, &aside).map_err(err)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        }
+        Ok(Some(aside.display().to_string()))
+    }
+
     fn save_now(&self, state: &Durable) -> Result<(), StorageError> {
         use std::io::Write;
         let err = |e: std::io::Error| StorageError(format!("{}: {e}", self.path.display()));
@@ -121,6 +174,10 @@ impl Storage for FileStorage {
         let r = self.save_now(state);
         Box::pin(async move { r })
     }
+    fn set_aside(&self) -> BoxFuture<'_, Result<Option<String>, StorageError>> {
+        let r = self.set_aside_now();
+        Box::pin(async move { r })
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +188,7 @@ mod tests {
     #[test]
     fn file_storage_round_trips_and_starts_empty() {
         let dir = std::env::temp_dir().join(format!("leasehold-storage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let s = FileStorage::new(dir.join("state.json"));
         let _ = std::fs::remove_file(dir.join("state.json"));
@@ -142,7 +200,12 @@ mod tests {
         let d = Durable {
             incarnation: 3,
             max_token: 9,
-            owner: Some(Incarnation { id: "a".into(), inc: 2 }),
+            owner: Some(Incarnation {
+                id: "a".into(),
+                inc: 2,
+                run: 7,
+            }),
+            ..Durable::default()
         };
         block_on(s.save(&d)).unwrap();
         assert_eq!(
@@ -154,6 +217,20 @@ mod tests {
             block_on(s.load()).is_err(),
             "a corrupt file is an error, not a fresh start"
         );
+        // Set aside, twice: each keeps its bytes under a name of its own; nothing is lost.
+        let first = block_on(s.set_aside()).unwrap().unwrap();
+        assert!(first.ends_with("state.json.unreadable.1"), "{first}");
+        assert_eq!(
+            block_on(s.load()).unwrap(),
+            None,
+            "set aside: the state is gone, not zeroed"
+        );
+        std::fs::write(dir.join("state.json"), b"garbage").unwrap();
+        let second = block_on(s.set_aside()).unwrap().unwrap();
+        assert!(second.ends_with("state.json.unreadable.2"), "{second}");
+        assert_eq!(std::fs::read(&first).unwrap(), b"{\"incarnation\":");
+        assert_eq!(std::fs::read(&second).unwrap(), b"garbage");
+        assert_eq!(block_on(s.set_aside()).unwrap(), None, "nothing to set aside");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -51,8 +51,12 @@ impl Subjects {
     pub(crate) fn new(cfg: &MembershipCfg, me: Option<&Incarnation>) -> Self {
         let p = &cfg.election_prefix();
         let s = |name: &str| format!("{p}{name}");
-        let inbox = me.map_or_else(String::new, |me| format!("{p}lease.reply.{}.{}", me.id, me.inc));
-        let recovery_inbox = me.map_or_else(String::new, |me| format!("{p}lease.recovery.{}.{}", me.id, me.inc));
+        let inbox = me.map_or_else(String::new, |me| {
+            format!("{p}lease.reply.{}.{}.{:x}", me.id, me.inc, me.run)
+        });
+        let recovery_inbox = me.map_or_else(String::new, |me| {
+            format!("{p}lease.recovery.{}.{}.{:x}", me.id, me.inc, me.run)
+        });
         let mut subjects = Subjects {
             hb: s("hb"),
             request: s("lease.request"),
@@ -119,7 +123,11 @@ mod tests {
     fn lease_subjects_listen_in_order_and_route_by_kind() {
         let mut cfg = MembershipCfg::default();
         cfg.id = "a".into();
-        let me = Incarnation { id: "a".into(), inc: 3 };
+        let me = Incarnation {
+            id: "a".into(),
+            inc: 3,
+            run: 0x2a,
+        };
         let s = Subjects::new(&cfg, Some(&me));
         let listen: Vec<&str> = s.listen().collect();
         assert_eq!(
@@ -128,12 +136,12 @@ mod tests {
                 "_nats.cluster.members.hb",
                 "_nats.cluster.members.lease.request",
                 "_nats.cluster.members.lease.release",
-                "_nats.cluster.members.lease.reply.a.3",
+                "_nats.cluster.members.lease.reply.a.3.2a",
                 "_nats.cluster.members.lease.recover",
-                "_nats.cluster.members.lease.recovery.a.3",
+                "_nats.cluster.members.lease.recovery.a.3.2a",
             ]
         );
-        assert_eq!(s.topic("_nats.cluster.members.lease.reply.a.3"), Some(Topic::Inbox));
+        assert_eq!(s.topic("_nats.cluster.members.lease.reply.a.3.2a"), Some(Topic::Inbox));
         assert_eq!(s.topic("_nats.cluster.members.allcall"), None);
         let list = Publish::Report(Report::List, MemberList::default());
         assert_eq!(s.route(&list), ("_nats.cluster.members.list", None));

@@ -259,14 +259,22 @@ pub fn id_in_range(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_LEN
 }
 
-/// Identity of one run of one agent: its ID and an incarnation number that grows with every
-/// restart (kept in [`Storage`](crate::Storage)).
+/// Identity of one run of one agent: its ID, an incarnation number that grows with every
+/// restart (kept in [`Storage`](crate::Storage)), and a random run ID drawn at start.
+///
+/// The incarnation number orders runs while the state file lasts; the run ID tells runs
+/// apart when it does not (a start whose file was lost counts from 1 again) and tells two
+/// processes started with the same configured ID apart. Nothing an earlier run sent (a
+/// release, a grant, a recovery answer) matches a later run's identity.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Incarnation {
     /// The agent's ID.
     pub id: String,
     /// Which run of the agent.
     pub inc: u64,
+    /// The run's random ID (0 from a sender that predates run IDs).
+    #[serde(default)]
+    pub run: u64,
 }
 
 /// A lease as seen from outside the holder, carried in heartbeats.
@@ -285,6 +293,13 @@ pub struct Heartbeat {
     pub loc: AgentLoc,
     /// Which run of the sender.
     pub inc: u64,
+    /// The sender's run ID (see [`Incarnation::run`]).
+    #[serde(default)]
+    pub run: u64,
+    /// The sender's configured `cluster_size` (0: not said). With [`Heartbeat::config`] it
+    /// lets an agent configured for a smaller cluster see that it is wrong.
+    #[serde(default)]
+    pub cluster_size: u64,
     /// The sender's lease, if it holds one.
     #[serde(default)]
     pub lease: Option<LeaseView>,
@@ -438,6 +453,8 @@ mod tests {
         let hb = |id: &str, token: u64| Heartbeat {
             loc: loc(id, 1),
             inc: 3,
+            run: 0,
+            cluster_size: 3,
             lease: None,
             max_token: token,
             config: 7,

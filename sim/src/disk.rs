@@ -23,6 +23,10 @@ struct Disk {
     saves: VecDeque<(Durable, usize)>,
     /// How many saves are kept.
     count: usize,
+    /// The state file cannot be read (a truncated write): a load fails until it is set aside.
+    unreadable: bool,
+    /// How many unreadable files were set aside.
+    aside: usize,
 }
 
 impl Disk {
@@ -74,6 +78,33 @@ impl Disks {
         self.lock()[i].current = None;
     }
 
+    /// Makes node `i`'s state unreadable (a truncated file): its next load fails.
+    pub fn corrupt(&self, i: usize) {
+        self.lock()[i].unreadable = true;
+    }
+
+    /// How many unreadable states node `i`'s agent set aside.
+    pub fn set_aside_count(&self, i: usize) -> usize {
+        self.lock()[i].aside
+    }
+
+    /// A new disk holding a copy of node `i`'s state file as its running agent started
+    /// from it (the incarnation before its own; the rest as last saved); its index.
+    pub fn copy_of(&self, i: usize) -> usize {
+        let mut g = self.lock();
+        let mut current = g[i].current.clone();
+        if let Some(d) = &mut current {
+            d.incarnation = d.incarnation.saturating_sub(1);
+        }
+        let copy = Disk {
+            current,
+            unreadable: g[i].unreadable,
+            ..Disk::default()
+        };
+        g.push(copy);
+        g.len() - 1
+    }
+
     /// How many saves node `i` made.
     pub fn saves(&self, i: usize) -> usize {
         self.lock()[i].count
@@ -97,14 +128,33 @@ pub struct SimStorage {
 
 impl Storage for SimStorage {
     fn load(&self) -> BoxFuture<'_, Result<Option<Durable>, StorageError>> {
-        let d = self.disks.lock()[self.node].current.clone();
-        Box::pin(async move { Ok(d) })
+        let g = self.disks.lock();
+        let disk = &g[self.node];
+        let d = if disk.unreadable {
+            Err(StorageError(format!("node {}: state file truncated", self.node)))
+        } else {
+            Ok(disk.current.clone())
+        };
+        Box::pin(async move { d })
+    }
+
+    fn set_aside(&self) -> BoxFuture<'_, Result<Option<String>, StorageError>> {
+        let mut g = self.disks.lock();
+        let disk = &mut g[self.node];
+        let moved = disk.unreadable.then(|| {
+            disk.unreadable = false;
+            disk.current = None;
+            disk.aside += 1;
+            format!("state.unreadable.{}", disk.aside)
+        });
+        Box::pin(async move { Ok(moved) })
     }
 
     fn save(&self, state: &Durable) -> BoxFuture<'_, Result<(), StorageError>> {
         let mut g = self.disks.lock();
         let disk = &mut g[self.node];
         disk.current = Some(state.clone());
+        disk.unreadable = false;
         disk.count += 1;
         match disk.saves.back_mut() {
             Some((last, n)) if last == state => *n += 1,
@@ -130,6 +180,7 @@ mod tests {
             incarnation: 1,
             max_token: token,
             owner: None,
+            ..Durable::default()
         }
     }
 

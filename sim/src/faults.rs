@@ -71,6 +71,10 @@ pub enum Action {
     WipeState(usize),
     /// Restore a down node's durable state to save number `to` (`None`: drawn when applied).
     RollbackState(usize, Option<usize>),
+    /// Make a down node's durable state unreadable.
+    CorruptState(usize),
+    /// Start a second agent with a node's identity and a copy of its state, on its host.
+    Clone(usize),
     /// Kill a node (if up) and lose its state: wiped if `wipe`, else rolled back to an
     /// earlier save chosen by `pick`. Resolved when applied into its kill and its state change.
     StateLoss {
@@ -130,6 +134,8 @@ impl Action {
             Step::Drift(d) => Action::Drift(index(&d.node), d.ppm),
             Step::WipeState(id) => Action::WipeState(index(id)),
             Step::RollbackState(r) => Action::RollbackState(index(&r.node), r.to),
+            Step::CorruptState(id) => Action::CorruptState(index(id)),
+            Step::Clone(id) => Action::Clone(index(id)),
             Step::Replay(r) => Action::Replay(index(&r.node), r.window.0),
             Step::SlowConsumer(id) => Action::SlowConsumer(index(id), true),
             Step::FastConsumer(id) => Action::SlowConsumer(index(id), false),
@@ -168,6 +174,8 @@ impl Action {
             Action::Latency(r) => Step::Latency(*r),
             Action::WipeState(i) => Step::WipeState(id(*i)),
             Action::RollbackState(i, to) => Step::RollbackState(RollbackAt { node: id(*i), to: *to }),
+            Action::CorruptState(i) => Step::CorruptState(id(*i)),
+            Action::Clone(i) => Step::Clone(id(*i)),
             Action::Replay(i, w) => Step::Replay(ReplayAt {
                 node: id(*i),
                 window: Dur(*w),
@@ -197,6 +205,8 @@ impl Action {
             | Action::Drift(i, _)
             | Action::WipeState(i)
             | Action::RollbackState(i, _)
+            | Action::CorruptState(i)
+            | Action::Clone(i)
             | Action::Replay(i, _)
             | Action::SlowConsumer(i, _) => Some(*i),
             Action::StateLoss { node, .. } => Some(*node),
@@ -258,6 +268,8 @@ impl Action {
                 Some(k) => format!("fault roll back state {} to save {k}", name(i)),
                 None => format!("fault roll back state {}", name(i)),
             },
+            Action::CorruptState(i) => format!("fault corrupt state {}", name(i)),
+            Action::Clone(i) => format!("fault clone {} (a second agent with its id and state)", name(i)),
             Action::StateLoss { node, wipe, .. } => format!(
                 "fault state loss {} ({})",
                 name(node),

@@ -53,6 +53,8 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
         encode(&Heartbeat {
             loc,
             inc: 1,
+            run: 1,
+            cluster_size: 0,
             lease,
             max_token,
             config: 0,
@@ -119,6 +121,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 candidate: Incarnation {
                     id: phantom,
                     inc: 1 << 63,
+                    run: 1,
                 },
                 rank: i64::MIN,
                 token: u64::MAX - r.gen_range(0..3),
@@ -134,6 +137,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 holder: Incarnation {
                     id: target,
                     inc: u64::MAX,
+                    run: u64::MAX,
                 },
                 token: u64::MAX,
             }),
@@ -143,7 +147,11 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
             format!("{prefix}lease.recovery.{target}.{}", r.gen_range(1..4)),
             None,
             encode(&LeaseRecovered {
-                peer: Incarnation { id: phantom, inc: 1 },
+                peer: Incarnation {
+                    id: phantom,
+                    inc: 1,
+                    run: 1,
+                },
                 nonce: r.gen(),
                 max_token: u64::MAX,
                 authoritative: true,
@@ -181,6 +189,8 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
             encode(&Heartbeat {
                 loc: AgentLoc::new(target, 0),
                 inc: u64::MAX,
+                run: u64::MAX,
+                cluster_size: u64::MAX,
                 lease: None,
                 max_token: 0,
                 config: 0,

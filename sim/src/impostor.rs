@@ -59,6 +59,7 @@ pub async fn run(fabric: Fabric, me: usize, prefix: String, phantoms: usize, eve
                         granter: Incarnation {
                             id: format!("impostor-{k}"),
                             inc: 1,
+                            run: 1,
                         },
                         attempt: req.attempt,
                         token: req.token,
@@ -76,6 +77,7 @@ pub async fn run(fabric: Fabric, me: usize, prefix: String, phantoms: usize, eve
                             holder: Incarnation {
                                 id: hb.loc.id,
                                 inc: hb.inc,
+                                run: hb.run,
                             },
                             token: l.token,
                         });

@@ -74,9 +74,8 @@ fn model(clocks: &[Arc<Mutex<ClockModel>>], i: usize) -> MutexGuard<'_, ClockMod
 
 impl Book {
     /// An empty record for nodes `ids` with clocks `clocks`, keeping what `keep` says; the
-    /// streaming oracle judges liveness from `last_fault` within `bound`, over a run of
-    /// `end` (ns).
-    pub fn new(keep: Keep, clocks: Vec<Arc<Mutex<ClockModel>>>, ids: Vec<String>, live: (u128, u128, u128)) -> Self {
+    /// streaming oracle judges liveness as `live` says.
+    pub fn new(keep: Keep, clocks: Vec<Arc<Mutex<ClockModel>>>, ids: Vec<String>, live: crate::oracle::Live) -> Self {
         Book {
             keep,
             clocks,
@@ -89,7 +88,7 @@ impl Book {
             claims: Vec::new(),
             window: BTreeMap::new(),
             judged: None,
-            oracle: Streaming::new(live.0, live.1, live.2),
+            oracle: Streaming::new(live),
             claims_seen: 0,
             running: VecDeque::new(),
             late: false,
@@ -282,7 +281,13 @@ mod tests {
 
     fn book() -> Book {
         let clocks = vec![Arc::new(Mutex::new(ClockModel::new(Duration::ZERO, 0, 0)))];
-        Book::new(Keep::Verdict, clocks, vec!["n0".into()], (0, 10 * S, 1000 * S))
+        let live = crate::oracle::Live {
+            last_fault: 0,
+            bound: 10 * S,
+            end: 1000 * S,
+            wait_from: None,
+        };
+        Book::new(Keep::Verdict, clocks, vec!["n0".into()], live)
     }
 
     fn event(at: u128, seq: u64) -> TraceEvent {

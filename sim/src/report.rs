@@ -123,6 +123,7 @@ impl RunReport {
             ExpectedKind::Overlap => ViolationKind::Overlap,
             ExpectedKind::TokenOrder => ViolationKind::TokenOrder,
             ExpectedKind::NoLeader => ViolationKind::NoLeader,
+            ExpectedKind::LeaderWhileWaiting => ViolationKind::LeaderWhileWaiting,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),

@@ -297,12 +297,7 @@ fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
 fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let scn = &w.scn;
     let claims = w.claims();
-    let mut violations = verdict(
-        &claims,
-        p.last_fault_end().as_nanos(),
-        scn.leader_within().as_nanos(),
-        scn.duration.0.as_nanos(),
-    );
+    let mut violations = verdict(&claims, scn.live(p.last_fault_end()));
     let trace = w.take_trace();
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {

@@ -96,7 +96,7 @@ const OTHER_SEEDS: u64 = 3;
 /// Violations that count as "failing the same way".
 fn class(k: ViolationKind) -> u8 {
     match k {
-        ViolationKind::Overlap | ViolationKind::TokenOrder => 0,
+        ViolationKind::Overlap | ViolationKind::TokenOrder | ViolationKind::LeaderWhileWaiting => 0,
         ViolationKind::NoLeader => 1,
         ViolationKind::Panic => 2,
         ViolationKind::Routing => 3,
@@ -204,6 +204,7 @@ impl Shrinker<'_> {
             max_drift_ppm: Some(cfg.max_drift_ppm),
             bug: base.membership.bug,
             authenticate: base.membership.authenticate,
+            state_loss_tolerance: base.membership.state_loss_tolerance,
         };
         s.nodes = None;
         s.node = nodes

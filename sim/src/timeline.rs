@@ -42,7 +42,8 @@ impl FaultState {
             Action::Pause(i) | Action::Suspend(i) | Action::Stop(i) => !self.down[*i] && !self.paused[*i],
             Action::Resume(i) => self.paused[*i] && !self.suspended[*i],
             Action::Wake(i) => self.suspended[*i],
-            Action::WipeState(i) | Action::RollbackState(i, _) => self.down[*i],
+            Action::WipeState(i) | Action::RollbackState(i, _) | Action::CorruptState(i) => self.down[*i],
+            Action::Clone(i) => !self.down[*i],
             Action::SlowConsumer(i, on) => self.slow[*i] != *on,
             _ => true,
         }

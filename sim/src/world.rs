@@ -35,7 +35,15 @@ struct State {
     rng: ChaCha8Rng,
     /// Graceful stops so far, per node (a stop's deferred kill checks no later one began).
     stops: Vec<u64>,
+    /// The handles of the clones started (`[[at]] clone`), kept so they run until their
+    /// host goes down.
+    clones: Vec<leasehold::MembershipHandle>,
 }
+
+/// The incarnation numbers under which the oracle records clones of a node (clone `k` is
+/// `CLONE_INC + k`): another incarnation, so a clone's claims and its original's are two
+/// holders.
+pub const CLONE_INC: u64 = 1 << 40;
 
 /// How long a stopped agent has to shut down (release its lease) before its node goes down.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -92,11 +100,7 @@ impl World {
     ) -> Self {
         let nodes = scn.sim_nodes();
         let n = nodes.len();
-        let live = (
-            last_fault.as_nanos(),
-            scn.leader_within().as_nanos(),
-            scn.duration.0.as_nanos(),
-        );
+        let live = scn.live(last_fault);
         let book = Book::new(
             keep,
             clocks[..n].to_vec(),
@@ -124,6 +128,7 @@ impl World {
                 applied_count: 0,
                 rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
                 stops: vec![0; n],
+                clones: Vec::new(),
             }),
             nodes,
         }
@@ -226,6 +231,7 @@ impl World {
         let mut st = self.lock();
         st.book.clear();
         st.applied = Vec::new();
+        st.clones = Vec::new();
         drop(st);
         self.fabric.clear();
         self.disks.clear();
@@ -259,13 +265,36 @@ impl World {
                 mix(self.seed, i as u64, 0x5e7),
             ));
         }
-        let node = &self.nodes[i];
-        let mut cfg = self.scn.node_cfg(i);
         // The nodes of a scenario are a brand-new cluster when the run starts (the operator's
         // switch); every later start is a restart that must not assume anything.
-        if inc == 1 {
-            cfg.initial_cluster_state = leasehold::ClusterState::New;
+        let state = if inc == 1 {
+            leasehold::ClusterState::New
+        } else {
+            leasehold::ClusterState::Existing
+        };
+        let Some(agent) = self.agent(i, inc, state, self.disks.storage(i), mix(self.seed, i as u64, inc)) else {
+            return;
+        };
+        self.agents.started(i, inc, agent.handle());
+        match agent.run().await {
+            Ok(()) => self.trace(Some(i), "agent stopped".into()),
+            Err(e) => self.trace(Some(i), format!("agent failed: {e}")),
         }
+    }
+
+    /// An agent for node `i` (its identity, its host's clock and NATS server) over
+    /// `storage`, whose notices are recorded as incarnation `inc` of node `i`.
+    fn agent(
+        self: &Arc<Self>,
+        i: usize,
+        inc: u64,
+        state: leasehold::ClusterState,
+        storage: crate::disk::SimStorage,
+        seed: u64,
+    ) -> Option<Membership<SimClock, crate::fabric::SimNet, crate::disk::SimStorage>> {
+        let node = &self.nodes[i];
+        let mut cfg = self.scn.node_cfg(i);
+        cfg.initial_cluster_state = state;
         cfg.id = node.id.clone();
         cfg.my_rank = node.rank;
         cfg.pid = i as i64 + 1;
@@ -274,22 +303,41 @@ impl World {
         let clock = SimClock::new(self.clocks[i].clone(), self.start);
         let w = self.clone();
         let observe: leasehold::Observer = Arc::new(move |local, n| w.record(i, inc, local, n));
-        let agent = match Membership::new(cfg, clock, self.fabric.client(i), self.disks.storage(i)) {
-            Ok(a) if self.scn.membership.authenticate => a
-                .with_seed(mix(self.seed, i as u64, inc))
-                .with_observer(observe)
-                .with_cluster_keys(crate::forger::sim_keys(self.seed)),
-            Ok(a) => a.with_seed(mix(self.seed, i as u64, inc)).with_observer(observe),
+        match Membership::new(cfg, clock, self.fabric.client(i), storage) {
+            Ok(a) if self.scn.membership.authenticate => Some(
+                a.with_seed(seed)
+                    .with_observer(observe)
+                    .with_cluster_keys(crate::forger::sim_keys(self.seed)),
+            ),
+            Ok(a) => Some(a.with_seed(seed).with_observer(observe)),
             Err(e) => {
                 self.trace(Some(i), format!("agent failed to configure: {e}"));
-                return;
+                None
             }
-        };
-        self.agents.started(i, inc, agent.handle());
-        match agent.run().await {
-            Ok(()) => self.trace(Some(i), "agent stopped".into()),
-            Err(e) => self.trace(Some(i), format!("agent failed: {e}")),
         }
+    }
+
+    /// Starts a clone of node `i` on its host: a second agent with its identity and a copy
+    /// of its state file, recorded as incarnation [`CLONE_INC`] + k. It dies with the host.
+    fn start_clone(self: &Arc<Self>, i: usize, id: madsim::task::NodeId) {
+        let k = self.lock().clones.len() as u64;
+        let inc = CLONE_INC + k;
+        let storage = self.disks.storage(self.disks.copy_of(i));
+        let seed = mix(self.seed, i as u64, inc);
+        let Some(agent) = self.agent(i, inc, leasehold::ClusterState::Existing, storage, seed) else {
+            return;
+        };
+        let Some(host) = madsim::runtime::Handle::current().get_node(id) else {
+            return;
+        };
+        self.lock().clones.push(agent.handle());
+        let w = self.clone();
+        host.spawn(async move {
+            match agent.run().await {
+                Ok(()) => w.trace(Some(i), format!("clone {k} stopped")),
+                Err(e) => w.trace(Some(i), format!("clone {k} failed: {e}")),
+            }
+        });
     }
 
     /// Router client `k` (fabric index `n + k`) in datacenter `dc`.
@@ -418,6 +466,14 @@ impl World {
             }
             Action::WipeState(i) => {
                 self.disks.wipe(*i);
+                a.clone()
+            }
+            Action::CorruptState(i) => {
+                self.disks.corrupt(*i);
+                a.clone()
+            }
+            Action::Clone(i) => {
+                self.start_clone(*i, ids[*i]);
                 a.clone()
             }
             Action::RollbackState(i, to) => {
@@ -590,6 +646,15 @@ fn notice_line(n: &Notice) -> Option<String> {
         Notice::MemberLost(l) => format!("member lost {}", l.id),
         Notice::ConfigMismatch { peer, .. } => format!("config mismatch with {peer}"),
         Notice::Connection(c) => format!("connection {c:?}"),
+        Notice::WaitingForRecovery { answered, need, .. } => {
+            format!("waiting for recovery: {} of {need} answers", answered.len())
+        }
+        Notice::Recovered { max_token } => format!("recovered max_token={max_token}"),
+        Notice::DuplicateId { inc, .. } => format!("duplicate id heard (incarnation {inc})"),
+        Notice::Undersized { cluster_size, seen } => {
+            format!("undersized: cluster_size {cluster_size}, {seen} agents seen")
+        }
+        Notice::StateUnreadable { .. } => "state unreadable, set aside".into(),
         Notice::Elected { .. } => return None,
     })
 }

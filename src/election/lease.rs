@@ -17,7 +17,7 @@
 
 use crate::config::{Bug, BugKnobs, ClusterState, MembershipCfg};
 use crate::election::{Notice, Output, Publish, Report};
-use crate::storage::Durable;
+use crate::storage::{Durable, SizeEvidence};
 use crate::wire::{
     agent_loc_cmp, id_in_range, AgentLoc, Heartbeat, Incarnation, LeaseRecover, LeaseRecovered, LeaseRelease,
     LeaseReply, LeaseRequest, LeaseView, MemberList, MAX_COUNTER,
@@ -47,6 +47,9 @@ pub struct LeaseTiming {
     pub cluster_size: usize,
     /// Promises needed to hold a lease (a majority of `cluster_size`).
     pub quorum: usize,
+    /// State files that may be lost or rolled back at once (see
+    /// [`MembershipCfg::state_loss_tolerance`]).
+    pub loss_tolerance: usize,
 }
 
 impl LeaseTiming {
@@ -69,7 +72,8 @@ impl LeaseTiming {
             beat: cfg.beat,
             member_timeout: cfg.member_timeout,
             cluster_size: cfg.cluster_size,
-            quorum: cfg.cluster_size / 2 + 1,
+            quorum: cfg.quorum(),
+            loss_tolerance: cfg.loss_tolerance(),
         }
     }
 }
@@ -110,12 +114,20 @@ struct Recovery {
     need: usize,
     max: u64,
     resend_at: Duration,
+    /// When to say again what the wait is for.
+    report_at: Duration,
 }
+
+/// How often a start that waits to recover says what it waits for.
+pub(crate) const WAIT_REPORT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Member {
     loc: AgentLoc,
     inc: u64,
+    run: u64,
+    /// The `cluster_size` its heartbeats say (0: not said).
+    cluster_size: u64,
     last_seen: Duration,
     lease: Option<(u64, Duration)>,
     config: u64,
@@ -169,11 +181,17 @@ pub struct LeaseElection {
     passive: bool,
     config: u64,
     recovery: Option<Recovery>,
-    /// How many other agents' answers a start needs (`cluster_size - quorum + 1`).
+    /// How many distinct peers must report a token far above anything known before it is
+    /// believed (`cluster_size - quorum + 1`, see `learn`).
     recovery_need: usize,
     /// Whether this agent's knowledge is whole: it loaded its state, started a brand-new
     /// cluster, or has recovered. Only then do its recovery answers count.
     whole: bool,
+    /// Whether this start found no usable state (missing, unreadable or written while
+    /// waiting).
+    lost_state: bool,
+    /// Another process with this agent's ID was heard: until when it counts as live.
+    duplicate_until: Option<Duration>,
     /// Tokens far above anything known, by the peer that claimed them (see `learn`).
     high_claims: BTreeMap<String, u64>,
     mismatches: BTreeSet<(String, u64)>,
@@ -193,29 +211,44 @@ impl LeaseElection {
     pub fn new(cfg: &MembershipCfg, stored: Option<Durable>, now: Duration, seed: u64) -> (Self, Vec<Output>) {
         let t = LeaseTiming::new(cfg);
         let knobs = cfg.bug_knobs;
-        let missing = stored.is_none();
-        let mut durable = stored.unwrap_or_default();
-        durable.incarnation = durable.incarnation.saturating_add(1).min(MAX_COUNTER);
-        let me = Incarnation {
-            id: cfg.id.clone(),
-            inc: durable.incarnation,
+        // A state written while its start was still waiting knows nothing: it counts as lost
+        // (only its incarnation number is kept, so incarnations still grow).
+        let missing = stored
+            .as_ref()
+            .is_none_or(|d| d.recovering && !knobs.has(Bug::WholeWhileWaiting));
+        let mut durable = match stored {
+            Some(d) if !missing => d,
+            Some(d) => Durable {
+                incarnation: d.incarnation,
+                ..Durable::default()
+            },
+            None => Durable::default(),
         };
+        durable.incarnation = durable.incarnation.saturating_add(1).min(MAX_COUNTER);
         let fresh = missing && (cfg.initial_cluster_state == ClusterState::New || knobs.has(Bug::TrustMissingState));
         let quarantine_until = if fresh { now } else { now + t.quarantine };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        // Any majority that granted a token shares a member other than this agent with
-        // `cluster_size - quorum + 1` other agents.
-        let need = if cfg.cluster_size > 1 {
-            cfg.cluster_size - t.quorum + 1
-        } else {
-            0
+        let me = Incarnation {
+            id: cfg.id.clone(),
+            inc: durable.incarnation,
+            // From a stream of its own, so the jitter and attempt IDs a seed gives do not
+            // depend on it; never 0, which stands for "not said".
+            run: if knobs.has(Bug::IgnoreDuplicateId) {
+                0
+            } else {
+                ChaCha8Rng::seed_from_u64(seed ^ 0x7275_6e5f_6964_0000)
+                    .gen::<u64>()
+                    .max(1)
+            },
         };
+        let need = recovery_need(&t, missing);
         let recovery = (!fresh && need > 0).then(|| Recovery {
             nonce: rng.gen(),
             answers: BTreeSet::new(),
             need,
             max: 0,
             resend_at: now,
+            report_at: now,
         });
         // Listen for a couple of beats before the first campaign, so the agent knows who is live.
         let first = now + t.beat * 2 + jitter(&mut rng, t.beat);
@@ -239,13 +272,22 @@ impl LeaseElection {
             passive: false,
             config: cfg.safety_digest(),
             recovery,
-            recovery_need: need,
+            recovery_need: t.cluster_size - t.quorum + 1,
             whole: !missing || fresh,
+            lost_state: missing && !fresh,
+            duplicate_until: None,
             high_claims: BTreeMap::new(),
             mismatches: BTreeSet::new(),
             rejected: 0,
             t,
         };
+        // A start that has not recovered marks what it writes, so that the next start does
+        // not take it as whole (the wait would end at the first restart).
+        let mut e = e;
+        e.durable.recovering = !e.whole && !knobs.has(Bug::WholeWhileWaiting);
+        if e.durable.larger_cluster.is_some_and(|l| l.digest != e.config) {
+            e.durable.larger_cluster = None; // the settings changed: the evidence was about the old
+        }
         let out = vec![Output::Persist(e.durable.clone())];
         (e, out)
     }
@@ -340,6 +382,14 @@ impl LeaseElection {
                     nonce: r.nonce,
                 })));
             }
+            if now >= r.report_at {
+                r.report_at = now + WAIT_REPORT;
+                out.push(Output::Notice(Notice::WaitingForRecovery {
+                    answered: r.answers.iter().cloned().collect(),
+                    need: r.need,
+                    lost_state: self.lost_state,
+                }));
+            }
         }
         if let Some(a) = &mut self.attempt {
             if now >= a.deadline {
@@ -386,11 +436,21 @@ impl LeaseElection {
     /// Handles a heartbeat from another agent.
     pub fn on_heartbeat(&mut self, now: Duration, hb: &Heartbeat) -> Vec<Output> {
         let mut out = Vec::new();
-        if self.stopped || hb.loc.id == self.me.id || hb.loc.id.is_empty() {
+        if self.stopped || hb.loc.id.is_empty() {
             return out;
         }
         let tokens_ok = hb.max_token <= MAX_COUNTER && hb.lease.as_ref().is_none_or(|l| l.token <= MAX_COUNTER);
-        if !self.in_range(id_in_range(&hb.loc.id) && hb.inc <= MAX_COUNTER && tokens_ok) {
+        let size_ok = hb.cluster_size <= crate::wire::MAX_CLUSTER_SIZE as u64;
+        if !self.in_range(id_in_range(&hb.loc.id) && hb.inc <= MAX_COUNTER && tokens_ok && size_ok) {
+            return out;
+        }
+        if hb.loc.id == self.me.id {
+            // Our own heartbeat, or another process's with our ID. An older incarnation's is a
+            // late message from an earlier run of ours; the same or a later one with another
+            // run ID is a process running now.
+            if hb.run != self.me.run && hb.inc >= self.me.inc {
+                self.heard_duplicate(now, hb.inc, hb.run, &mut out);
+            }
             return out;
         }
         self.check_config(&hb.loc.id, hb.config, &mut out);
@@ -408,7 +468,7 @@ impl LeaseElection {
             ..hb.loc.clone()
         };
         match self.members.get_mut(&hb.loc.id) {
-            Some(m) if m.inc == hb.inc => {
+            Some(m) if m.inc == hb.inc && m.run == hb.run => {
                 m.last_seen = now;
                 m.lease = lease;
                 // Most heartbeats repeat the last one: copy the location only when it changed.
@@ -416,6 +476,7 @@ impl LeaseElection {
                     m.loc = without_lease();
                 }
                 m.config = hb.config;
+                m.cluster_size = hb.cluster_size;
                 m.passive = hb.passive;
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
@@ -428,6 +489,8 @@ impl LeaseElection {
                     Member {
                         loc,
                         inc: hb.inc,
+                        run: hb.run,
+                        cluster_size: hb.cluster_size,
                         last_seen: now,
                         lease,
                         config: hb.config,
@@ -436,8 +499,77 @@ impl LeaseElection {
                 );
             }
         }
+        if hb.config != self.config && hb.cluster_size > self.t.cluster_size as u64 {
+            self.check_size_evidence(now, hb.config, hb.cluster_size, &mut out);
+        }
         self.report_leader(now, &mut out);
         out
+    }
+
+    /// Another process with this agent's ID (incarnation `inc`, run `run`) was heard now:
+    /// neither promise nor campaign while it is heard, and give up any lease held.
+    fn heard_duplicate(&mut self, now: Duration, inc: u64, run: u64, out: &mut Vec<Output>) {
+        if self.knobs.has(Bug::IgnoreDuplicateId) {
+            return;
+        }
+        let new = self.duplicate_until.is_none_or(|until| now >= until);
+        self.duplicate_until = Some(now + self.t.member_timeout);
+        if new {
+            out.push(Output::Notice(Notice::DuplicateId { inc, run }));
+            self.give_up(now, out);
+        }
+    }
+
+    /// Whether another process with this agent's ID is heard.
+    fn duplicate_heard(&self, now: Duration) -> bool {
+        self.duplicate_until.is_some_and(|until| now < until)
+    }
+
+    /// Looks at the live members with settings `config` that say their cluster has `size`
+    /// agents, more than ours: a majority of that cluster (and at least two) agreeing shows
+    /// that our size is too small. From then on this agent counts promises as that cluster
+    /// would ([`LeaseElection::quorum`]); the evidence is saved, so it outlasts a cut and a
+    /// restart. (A majority, not one member: strangers must agree in numbers to raise it.)
+    fn check_size_evidence(&mut self, now: Duration, config: u64, size: u64, out: &mut Vec<Output>) {
+        let planted = self.knobs.has(Bug::ForgetSizeEvidence) || self.knobs.has(Bug::SkipConfigCheck);
+        if planted || self.evidenced_size() >= size {
+            return;
+        }
+        let seen = self
+            .members
+            .values()
+            .filter(|m| self.is_live(m, now) && m.config == config && m.cluster_size == size)
+            .count();
+        let majority = usize::try_from(size / 2 + 1).unwrap_or(usize::MAX);
+        if seen >= majority.max(2) {
+            self.durable.larger_cluster = Some(SizeEvidence {
+                digest: self.config,
+                cluster_size: size,
+            });
+            out.push(Output::Persist(self.durable.clone()));
+            out.push(Output::Notice(Notice::Undersized {
+                cluster_size: self.t.cluster_size,
+                seen: usize::try_from(size).unwrap_or(usize::MAX),
+            }));
+            if self.held.is_some() && self.quorum() > self.t.quorum {
+                self.give_up(now, out);
+            }
+        }
+    }
+
+    /// The largest cluster size this agent has evidence of (0: none).
+    fn evidenced_size(&self) -> u64 {
+        self.durable
+            .larger_cluster
+            .filter(|l| l.digest == self.config)
+            .map_or(0, |l| l.cluster_size)
+    }
+
+    /// Promises needed to hold a lease: a majority of `cluster_size`, or of a larger cluster
+    /// this agent has evidence of.
+    fn quorum(&self) -> usize {
+        let larger = usize::try_from(self.evidenced_size() / 2 + 1).unwrap_or(usize::MAX);
+        self.t.quorum.max(larger)
     }
 
     /// Handles another agent's request for a promise; `reply_to` is where the answer goes.
@@ -448,6 +580,14 @@ impl LeaseElection {
         }
         let c = &req.candidate;
         if !self.in_range(id_in_range(&c.id) && c.inc <= MAX_COUNTER && req.token <= MAX_COUNTER) {
+            return out;
+        }
+        if c.id == self.me.id {
+            // A candidate with our ID that is not us.
+            if c.inc >= self.me.inc {
+                let (inc, run) = (c.inc, c.run);
+                self.heard_duplicate(now, inc, run, &mut out);
+            }
             return out;
         }
         if !self.plausible(req.token) {
@@ -515,7 +655,7 @@ impl LeaseElection {
             self.promise = None;
         }
         if let Some(m) = self.members.get_mut(&rel.holder.id) {
-            if m.inc == rel.holder.inc {
+            if m.inc == rel.holder.inc && m.run == rel.holder.run {
                 m.lease = None;
             }
         }
@@ -563,13 +703,19 @@ impl LeaseElection {
         self.recovery = None;
         self.whole = true;
         self.max_token_seen = self.max_token_seen.max(max);
-        if max > self.durable.max_token {
+        if max > self.durable.max_token || self.durable.recovering {
             // Remember it durably: a granter's memory of the highest token is what makes
-            // tokens grow, and this agent's own file did not have it.
-            self.durable.max_token = max;
-            self.durable.owner = None;
+            // tokens grow, and this agent's own file did not have it (or was not whole).
+            if max > self.durable.max_token {
+                self.durable.max_token = max;
+                self.durable.owner = None;
+            }
+            self.durable.recovering = false;
             out.push(Output::Persist(self.durable.clone()));
         }
+        out.push(Output::Notice(Notice::Recovered {
+            max_token: self.known_max(),
+        }));
         self.report_leader(now, &mut out);
         out
     }
@@ -633,6 +779,8 @@ impl LeaseElection {
         Heartbeat {
             loc: self.loc.clone(),
             inc: self.me.inc,
+            run: self.me.run,
+            cluster_size: self.t.cluster_size as u64,
             lease: self.held(now).map(|(token, until)| LeaseView {
                 token,
                 remaining_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
@@ -719,6 +867,7 @@ impl LeaseElection {
     fn settled(&self, now: Duration) -> bool {
         (self.knobs.has(Bug::SkipRestartQuarantine) || (now >= self.quarantine_until && self.recovery.is_none()))
             && !self.undersized(now)
+            && !self.duplicate_heard(now)
     }
 
     fn is_live(&self, m: &Member, now: Duration) -> bool {
@@ -748,7 +897,9 @@ impl LeaseElection {
     }
 
     fn may_campaign(&self, now: Duration) -> bool {
-        if !self.settled(now) {
+        // With evidence of a larger cluster, a majority of it may be out of reach of this
+        // agent's own cluster: campaigns would only burn tokens.
+        if !self.settled(now) || self.quorum() > self.t.cluster_size {
             return false;
         }
         let promised_elsewhere = self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until);
@@ -845,7 +996,8 @@ impl LeaseElection {
         } else {
             a.grants.len()
         };
-        if granted >= self.t.quorum {
+        let quorum = self.quorum();
+        if granted >= quorum {
             let start = if self.knobs.has(Bug::LeaseFromGrant) { now } else { a.t0 };
             let until = start + self.t.hold;
             let token = a.token;
@@ -863,7 +1015,7 @@ impl LeaseElection {
                 }));
                 self.report_leader(now, out);
             }
-        } else if a.refusals.len() > self.t.cluster_size.saturating_sub(self.t.quorum) {
+        } else if a.refusals.len() > self.t.cluster_size.saturating_sub(quorum) {
             // A majority can no longer be reached: give up early and retry later.
             self.attempt = None;
             self.next_campaign = now + self.t.beat + jitter(&mut self.rng, self.t.beat * 2);
@@ -914,6 +1066,27 @@ fn report(kind: Report, lead_id: String, members: Vec<AgentLoc>) -> Output {
     Output::Publish(Publish::Report(kind, MemberList { lead_id, members }))
 }
 
+/// How many other agents' authoritative answers a start needs before it may promise or
+/// campaign: `cluster_size − quorum + F`, F the state-loss tolerance, at least 1 when this
+/// start lost its own state (its loss is one of the F); none when F is 0 (no loss tolerated:
+/// every file is trusted). Why: a token T was granted by a majority M. With at most F
+/// states damaged (lost, or rolled back, and not yet recovered), this one among them, at
+/// least `quorum − F` members of M other than this agent still know T; the other agents
+/// number `cluster_size − 1`, so any `cluster_size − quorum + F` of them include one who
+/// knows T (see docs/ARCHITECTURE.md, "Rollback tolerance").
+fn recovery_need(t: &LeaseTiming, lost: bool) -> usize {
+    let f = if lost {
+        t.loss_tolerance.max(1)
+    } else {
+        t.loss_tolerance
+    };
+    if f == 0 {
+        0
+    } else {
+        t.cluster_size - t.quorum + f
+    }
+}
+
 fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
     let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos(if max == 0 { 0 } else { rng.gen_range(0..=max) })
@@ -933,6 +1106,8 @@ mod tests {
         let mut hb = Heartbeat {
             loc: AgentLoc::new("peer", 1),
             inc: 1,
+            run: 1,
+            cluster_size: 3,
             lease: None,
             max_token: 0,
             config: sm.config,

@@ -67,6 +67,50 @@ pub enum Notice {
         /// The peer's.
         theirs: u64,
     },
+    /// This start has not yet learned the highest token in use (its state may be lost or
+    /// rolled back): it neither promises nor campaigns. Sent when the wait begins and every
+    /// few seconds while it lasts.
+    WaitingForRecovery {
+        /// Peers whose answers count so far, by ID.
+        answered: Vec<String>,
+        /// How many such answers the start needs (`cluster_size − quorum + F`).
+        need: usize,
+        /// Whether this agent started without usable state: if this is the first start of a
+        /// brand-new cluster, the operator must say so (`initial_cluster_state = new`).
+        lost_state: bool,
+    },
+    /// The wait is over: the highest token in use is known (`max_token`).
+    Recovered {
+        /// The highest token the answers (and this agent's state) knew.
+        max_token: u64,
+    },
+    /// Another process runs with this agent's ID (another run ID): while it is heard this
+    /// agent neither promises nor campaigns, and it gave up any lease it held. Sent when it
+    /// is first heard, and again after it had gone quiet.
+    DuplicateId {
+        /// The other process's incarnation number.
+        inc: u64,
+        /// The other process's run ID.
+        run: u64,
+    },
+    /// This agent saw a majority of a larger cluster, agreeing among themselves on other
+    /// settings: its own `cluster_size` is too small. From now on (the evidence is kept in its
+    /// state until its settings change) it needs as many promises as the larger cluster's
+    /// majority, so it cannot lead on its own view.
+    Undersized {
+        /// This agent's `cluster_size`.
+        cluster_size: usize,
+        /// The larger cluster's size, as its agents said.
+        seen: usize,
+    },
+    /// The durable state could not be read; it was moved aside (`moved_to`, when the storage
+    /// can keep it) and this start treats its state as lost.
+    StateUnreadable {
+        /// Why it could not be read.
+        error: String,
+        /// Where the unreadable state now is.
+        moved_to: Option<String>,
+    },
 }
 
 /// What an election state machine asks its driver to do, in order.

@@ -42,12 +42,31 @@ impl fmt::Display for TrueClaim {
     }
 }
 
-/// The oracle's verdict on a run's claims, in time order: safety always, and liveness when
-/// the run lasted at least `bound` past the last fault (`end`: the run's length, in ns).
-pub fn verdict(claims: &[TrueClaim], last_fault: u128, bound: u128, end: u128) -> Vec<Violation> {
+/// When a run is judged for liveness, all in true ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Live {
+    /// The end of the last fault.
+    pub last_fault: u128,
+    /// How soon after it a lease must be held.
+    pub bound: u128,
+    /// The run's length.
+    pub end: u128,
+    /// `[expect] no_leader_after`: from then on no lease may be held, and liveness is not
+    /// judged.
+    pub wait_from: Option<u128>,
+}
+
+/// The oracle's verdict on a run's claims, in time order: safety always; liveness when the
+/// run lasted at least `bound` past the last fault, unless the cluster must wait for good,
+/// in which case no claim may reach past `wait_from`.
+pub fn verdict(claims: &[TrueClaim], live: Live) -> Vec<Violation> {
     let mut v = check_safety(claims);
-    if last_fault + bound <= end {
-        v.extend(check_liveness(claims, last_fault, bound));
+    match live.wait_from {
+        Some(from) => v.extend(liveness::check_waiting(claims, from)),
+        None if live.last_fault + live.bound <= live.end => {
+            v.extend(check_liveness(claims, live.last_fault, live.bound))
+        }
+        None => {}
     }
     v.sort_by_key(|v| v.at);
     v
@@ -67,6 +86,8 @@ pub enum ViolationKind {
     TokenOrder,
     /// No lease held within the bound after the faults stopped.
     NoLeader,
+    /// A lease held where the cluster had to wait (`[expect] no_leader_after`).
+    LeaderWhileWaiting,
     /// The simulation itself panicked.
     Panic,
     /// A router check failed (see the detail).
@@ -79,6 +100,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::Overlap => "two leaders at once",
             ViolationKind::TokenOrder => "fencing token did not increase",
             ViolationKind::NoLeader => "no leader after the faults stopped",
+            ViolationKind::LeaderWhileWaiting => "a leader where the cluster had to wait",
             ViolationKind::Panic => "simulation panicked",
             ViolationKind::Routing => "routing check failed",
         })
@@ -92,6 +114,7 @@ impl ViolationKind {
             ViolationKind::Overlap => "overlap",
             ViolationKind::TokenOrder => "token_order",
             ViolationKind::NoLeader => "no_leader",
+            ViolationKind::LeaderWhileWaiting => "leader_while_waiting",
             ViolationKind::Panic => "panic",
             ViolationKind::Routing => "routing",
         }
@@ -114,7 +137,10 @@ pub struct Violation {
 impl Violation {
     /// Whether this is a safety violation (not liveness).
     pub fn is_safety(&self) -> bool {
-        matches!(self.kind, ViolationKind::Overlap | ViolationKind::TokenOrder)
+        matches!(
+            self.kind,
+            ViolationKind::Overlap | ViolationKind::TokenOrder | ViolationKind::LeaderWhileWaiting
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 //! checks of [`verdict`](super::verdict) would find anything; a run it flags is run again
 //! with every claim kept, so the report of a failure is always the whole one.
 
-use super::TrueClaim;
+use super::{Live, TrueClaim};
 
 /// The streaming oracle's state.
 #[derive(Debug, Default)]
@@ -18,6 +18,8 @@ pub struct Streaming {
     flagged: bool,
     /// Liveness: when the last fault ended, the bound, and whether a claim was held within.
     live: (u128, u128, bool),
+    /// `[expect] no_leader_after`: no claim may reach past it, and liveness is not judged.
+    wait_from: Option<u128>,
     /// The run's length (ns).
     end: u128,
     /// Figures: claims seen, the previous holder's latest claim, holder changes, failovers.
@@ -31,12 +33,12 @@ pub struct Streaming {
 }
 
 impl Streaming {
-    /// An oracle for a run of `end` ns whose last fault ends at `last_fault`, with liveness
-    /// bound `bound` (all in ns).
-    pub fn new(last_fault: u128, bound: u128, end: u128) -> Self {
+    /// An oracle for a run judged as `live` says.
+    pub fn new(live: Live) -> Self {
         Streaming {
-            live: (last_fault, bound, false),
-            end,
+            live: (live.last_fault, live.bound, false),
+            wait_from: live.wait_from,
+            end: live.end,
             ..Streaming::default()
         }
     }
@@ -48,6 +50,9 @@ impl Streaming {
             self.figures(c);
             let (from, bound, held) = &mut self.live;
             *held |= c.until > *from && c.from <= *from + *bound && c.until > c.from;
+            if self.wait_from.is_some_and(|w| c.until > w && c.until > c.from) {
+                self.flagged = true;
+            }
         }
         // Safety takes ties by node, then incarnation, as `check_safety` sorts them.
         let mut sorted: Vec<&TrueClaim> = group.iter().filter(|c| c.until > c.from).collect();
@@ -115,7 +120,7 @@ impl Streaming {
     /// every claim has been taken.
     pub fn flagged(&self) -> bool {
         let (from, bound, held) = self.live;
-        self.flagged || (from + bound <= self.end && !held)
+        self.flagged || (self.wait_from.is_none() && from + bound <= self.end && !held)
     }
 
     /// The figures: claims, holder changes, failover gaps (ms) and time held (ns).
@@ -144,10 +149,19 @@ mod tests {
     }
 
     /// Feeds `claims` in start order, ties grouped, as the recorder does.
-    fn stream(claims: &[TrueClaim], last: u128, bound: u128, end: u128) -> Streaming {
+    fn live(last_fault: u128, bound: u128, end: u128, wait_from: Option<u128>) -> Live {
+        Live {
+            last_fault,
+            bound,
+            end,
+            wait_from,
+        }
+    }
+
+    fn stream(claims: &[TrueClaim], live: Live) -> Streaming {
         let mut sorted = claims.to_vec();
         sorted.sort_by_key(|c| c.from);
-        let mut s = Streaming::new(last, bound, end);
+        let mut s = Streaming::new(live);
         for group in sorted.chunk_by(|a, b| a.from == b.from) {
             s.take(group);
         }
@@ -162,14 +176,16 @@ mod tests {
         fn agrees_with_the_whole_oracle(
             raw in prop::collection::vec((0usize..3, 1u64..3, prop::option::of(0u64..6), 0u128..40, 0u128..12), 0..24),
             last in 0u128..40,
+            wait_from in prop::option::of(0u128..50),
         ) {
             let claims: Vec<TrueClaim> = raw
                 .iter()
                 .map(|(n, i, t, f, l)| claim(*n, *i, *t, *f, *l))
                 .collect();
             let end = 50;
-            let s = stream(&claims, last, 5, end);
-            prop_assert_eq!(s.flagged(), !verdict(&claims, last, 5, end).is_empty());
+            let l = live(last, 5, end, wait_from);
+            let s = stream(&claims, l);
+            prop_assert_eq!(s.flagged(), !verdict(&claims, l).is_empty());
             let f = Figures::of_claims(&claims, Duration::from_nanos(end as u64));
             let (count, changes, failovers, held) = s.figures_so_far();
             prop_assert_eq!((count, changes, failovers), (f.claims, f.leader_changes, &f.failovers_ms[..]));
@@ -184,9 +200,12 @@ mod tests {
             claim(1, 1, Some(7), 10, 10),
             claim(2, 1, Some(9), 20, 10),
         ];
-        assert!(!stream(&ok, 0, 100, 30).flagged());
+        assert!(!stream(&ok, live(0, 100, 30, None)).flagged());
         let mut bad = ok.to_vec();
         bad.push(claim(0, 1, Some(6), 30, 10));
-        assert!(stream(&bad, 0, 100, 40).flagged(), "6 after 9 of another incarnation");
+        assert!(
+            stream(&bad, live(0, 100, 40, None)).flagged(),
+            "6 after 9 of another incarnation"
+        );
     }
 }

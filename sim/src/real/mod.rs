@@ -126,12 +126,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
-    let violations = verdict(
-        &rec.claims,
-        p.last_fault_end().as_nanos(),
-        scn.leader_within().as_nanos(),
-        scn.duration.0.as_nanos(),
-    );
+    let violations = verdict(&rec.claims, scn.live(p.last_fault_end()));
     let mut figures = Figures::of_claims(&rec.claims, scn.duration.0);
     figures.wall_time = wall.elapsed();
     let lines = lines

@@ -181,6 +181,7 @@ impl Scenario {
         c.algorithm = self.algorithm;
         c.cluster_size = self.sim_nodes().len();
         c.bug_knobs = m.bug.map(BugKnobs::planted).unwrap_or_default();
+        c.state_loss_tolerance = m.state_loss_tolerance;
         c
     }
 
@@ -203,6 +204,16 @@ impl Scenario {
             c.max_drift_ppm = p;
         }
         c
+    }
+
+    /// How a run whose last fault ended at `last_fault` is judged for liveness.
+    pub fn live(&self, last_fault: Duration) -> crate::oracle::Live {
+        crate::oracle::Live {
+            last_fault: last_fault.as_nanos(),
+            bound: self.leader_within().as_nanos(),
+            end: self.duration.0.as_nanos(),
+            wait_from: self.expect.no_leader_after.map(|d| d.0.as_nanos()),
+        }
     }
 
     /// How soon after the last fault a lease must be held.

@@ -28,6 +28,9 @@ pub struct MembershipSpec {
     /// Authenticate every election message with a cluster key (`--cluster-key`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub authenticate: bool,
+    /// State files that may be lost or rolled back at once (default 1, 0 for one node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_loss_tolerance: Option<usize>,
 }
 
 /// `[network]`: the simulated NATS routes.
@@ -418,6 +421,11 @@ pub struct Expect {
     /// A lease is held within this long after the last fault (default lease + max skew + 5 beats).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader_within: Option<Dur>,
+    /// The cluster must wait for good from this true time on: no lease may be held after it
+    /// (a cluster that cannot know the highest token in use must not elect). Liveness is not
+    /// judged then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_leader_after: Option<Dur>,
 }
 
 /// What `[expect] violation` asks for.
@@ -446,6 +454,8 @@ pub enum ExpectedKind {
     TokenOrder,
     /// No leader after the faults stopped.
     NoLeader,
+    /// A leader where the cluster had to wait (`expect.no_leader_after`).
+    LeaderWhileWaiting,
 }
 
 impl Expected {

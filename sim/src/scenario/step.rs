@@ -42,6 +42,11 @@ pub enum Step {
     WipeState(String),
     /// Restore a (down) node's durable state to an earlier save.
     RollbackState(RollbackAt),
+    /// Make a (down) node's durable state unreadable (a truncated file).
+    CorruptState(String),
+    /// Start a second agent with this node's identity and a copy of its state file, on the
+    /// same host (a copied unit file, a pod started beside its old self).
+    Clone(String),
     /// Deliver again what a node published in the last `window`.
     Replay(ReplayAt),
     /// Start dropping every message to a node (a slow consumer).
@@ -73,6 +78,8 @@ impl Step {
             Step::Drift(_) => "drift",
             Step::WipeState(_) => "wipe_state",
             Step::RollbackState(_) => "rollback_state",
+            Step::CorruptState(_) => "corrupt_state",
+            Step::Clone(_) => "clone",
             Step::Replay(_) => "replay",
             Step::SlowConsumer(_) => "slow_consumer",
             Step::FastConsumer(_) => "fast_consumer",
@@ -93,6 +100,8 @@ impl Step {
             | Step::Stop(n)
             | Step::Wake(n)
             | Step::WipeState(n)
+            | Step::CorruptState(n)
+            | Step::Clone(n)
             | Step::SlowConsumer(n)
             | Step::FastConsumer(n) => vec![n],
             Step::ClockStep(c) => vec![&c.node],
@@ -275,6 +284,10 @@ pub struct RawAt {
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback_state: Option<RollbackAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    corrupt_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<ReplayAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     slow_consumer: Option<String>,
@@ -306,6 +319,8 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.drift.map(Step::Drift));
         steps.extend(r.wipe_state.map(Step::WipeState));
         steps.extend(r.rollback_state.map(Step::RollbackState));
+        steps.extend(r.corrupt_state.map(Step::CorruptState));
+        steps.extend(r.clone.map(Step::Clone));
         steps.extend(r.replay.map(Step::Replay));
         steps.extend(r.slow_consumer.map(Step::SlowConsumer));
         steps.extend(r.fast_consumer.map(Step::FastConsumer));
@@ -344,6 +359,8 @@ impl From<At> for RawAt {
             Step::Drift(d) => r.drift = Some(d),
             Step::WipeState(n) => r.wipe_state = Some(n),
             Step::RollbackState(x) => r.rollback_state = Some(x),
+            Step::CorruptState(n) => r.corrupt_state = Some(n),
+            Step::Clone(n) => r.clone = Some(n),
             Step::Replay(x) => r.replay = Some(x),
             Step::SlowConsumer(n) => r.slow_consumer = Some(n),
             Step::FastConsumer(n) => r.fast_consumer = Some(n),

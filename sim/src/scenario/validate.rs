@@ -155,6 +155,15 @@ impl Scenario {
         if self.membership.bug.is_some() && self.algorithm != Algorithm::Lease {
             return Err(e.at("bug", "bug knobs plant bugs in the lease algorithm only".into()));
         }
+        if let Some(f) = self.membership.state_loss_tolerance {
+            let n = self.sim_nodes().len();
+            if f > n / 2 {
+                return Err(e.at(
+                    "state_loss_tolerance",
+                    format!("{f} is more than half the {n} nodes: a restart could never gather enough answers"),
+                ));
+            }
+        }
         if let Some(f) = self.faults.loss_spike.as_ref().map(|s| s.loss) {
             if !(0.0..=1.0).contains(&f) {
                 return Err(e.at("loss", format!("{f} is not a probability")));
@@ -279,10 +288,17 @@ impl<'a> NodeLife<'a> {
                 }
                 self.suspended.retain(|(d, _)| d != id);
             }
-            Step::WipeState(id) | Step::RollbackState(super::step::RollbackAt { node: id, .. }) if !down(id) => {
+            Step::WipeState(id)
+            | Step::CorruptState(id)
+            | Step::RollbackState(super::step::RollbackAt { node: id, .. })
+                if !down(id) =>
+            {
                 return Err(format!(
                     "{id} is not down at {t:?}: its state can change only while it is down (kill it first)"
                 ));
+            }
+            Step::Clone(id) if down(id) => {
+                return Err(format!("{id} is down at {t:?}: a clone starts beside a running agent"));
             }
             _ => {}
         }

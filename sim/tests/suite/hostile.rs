@@ -70,7 +70,7 @@ fn any_loc() -> impl Strategy<Value = AgentLoc> {
 }
 
 fn any_inc() -> impl Strategy<Value = Incarnation> {
-    (any_id(), any_u64()).prop_map(|(id, inc)| Incarnation { id, inc })
+    (any_id(), any_u64(), any_u64()).prop_map(|(id, inc, run)| Incarnation { id, inc, run })
 }
 
 /// A hostile `lease` message.
@@ -92,16 +92,21 @@ fn bad() -> impl Strategy<Value = Bad> {
             proptest::option::of((any_u64(), any_u64())),
             any_u64(),
             any_u64(),
-            any::<bool>()
+            any::<bool>(),
+            (any_u64(), any_u64())
         )
-            .prop_map(|(loc, inc, lease, max_token, config, passive)| Bad::Hb(Heartbeat {
-                loc,
-                inc,
-                lease: lease.map(|(token, remaining_ms)| LeaseView { token, remaining_ms }),
-                max_token,
-                config,
-                passive,
-            })),
+            .prop_map(
+                |(loc, inc, lease, max_token, config, passive, (run, cluster_size))| Bad::Hb(Heartbeat {
+                    loc,
+                    inc,
+                    run,
+                    cluster_size,
+                    lease: lease.map(|(token, remaining_ms)| LeaseView { token, remaining_ms }),
+                    max_token,
+                    config,
+                    passive,
+                })
+            ),
         (any_inc(), any::<i64>(), any_u64(), any_u64(), any_u64()).prop_map(
             |(candidate, rank, token, attempt, config)| {
                 Bad::Req(LeaseRequest {
@@ -158,6 +163,7 @@ impl LeaseCluster {
                         incarnation: 3,
                         max_token: 0,
                         owner: None,
+                        ..leasehold::Durable::default()
                     }
                 });
                 LeaseElection::new(&c, stored, Duration::ZERO, i as u64).0
@@ -333,6 +339,8 @@ fn with_unchecked_ranges_one_forged_heartbeat_stops_elections_for_good() {
     let forged = Bad::Hb(Heartbeat {
         loc: AgentLoc::new("forger", 0),
         inc: 1,
+        run: 1,
+        cluster_size: 0,
         lease: None,
         max_token: u64::MAX,
         config: 0,

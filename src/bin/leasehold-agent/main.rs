@@ -8,7 +8,13 @@
 //! `at_unix_us`. The last line, `stopped`, carries the counts of messages dropped
 //! (`malformed`, `out_of_range`, `unauthenticated`) and of failed publishes and saves.
 //! `config_mismatch` lines name a `peer` whose cluster size, lease time or drift
-//! bound differ (digests `ours` and `theirs`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
+//! bound differ (digests `ours` and `theirs`). `waiting_for_recovery` lines (every 5 s while
+//! a start waits to learn the highest token) carry `need`, `answered` (the peers counted so
+//! far) and `lost_state`, with a `hint` naming `--initial-cluster-state new` when the agent
+//! had no usable state; `recovered` ends the wait (`max_token`). `duplicate_id` says another
+//! process runs with this `--id` (`other_incarnation`, `other_run`), `undersized` that a majority
+//! of a larger cluster (`seen`) agrees on other settings than `--cluster-size` says, `state_unreadable` that the
+//! state file could not be read and was moved aside (`moved_to`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
 //! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
 //!
 //! For `leasehold-sim real`, which judges real agents with the simulator's oracle: lease lines
@@ -82,6 +88,12 @@ struct Args {
     /// assumes that a missing state file means a new cluster.
     #[arg(long, default_value = "existing")]
     initial_cluster_state: ClusterState,
+    /// How many agents' state files may be lost or rolled back at once, this agent's own
+    /// included, with fencing tokens still increasing (at most cluster size / 2). A restart
+    /// waits for answers from `cluster size − majority + F` peers. Default: 1 (0 for a
+    /// one-agent cluster).
+    #[arg(long)]
+    state_loss_tolerance: Option<usize>,
     /// NATS user (with --password).
     #[arg(long)]
     user: Option<String>,
@@ -174,6 +186,7 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg.nats_url = args.nats.clone();
     cfg.pid = i64::from(std::process::id());
     cfg.initial_cluster_state = args.initial_cluster_state;
+    cfg.state_loss_tolerance = args.state_loss_tolerance;
     cfg.set_defaults();
     cfg
 }
@@ -300,6 +313,39 @@ fn notice_line(node: &str, nats: &str, clock: &dyn Clock, n: Notice) -> Option<V
             "event": "config_mismatch", "node": node, "peer": peer,
             "ours": format!("{ours:016x}"), "theirs": format!("{theirs:016x}")
         }),
+        Notice::WaitingForRecovery {
+            answered,
+            need,
+            lost_state,
+        } => {
+            let mut v = json!({"event": "waiting_for_recovery", "node": node, "need": need, "answered": answered,
+                "lost_state": lost_state});
+            if lost_state {
+                merge(
+                    &mut v,
+                    json!({"hint": "if this is the first start of a brand-new cluster, pass --initial-cluster-state new"}),
+                );
+            }
+            v
+        }
+        Notice::Recovered { max_token } => json!({"event": "recovered", "node": node, "max_token": max_token}),
+        Notice::DuplicateId { inc, run } => {
+            eprintln!(
+                "error: another process runs with --id {node} (incarnation {inc}, run {run:016x}); this one neither \
+                 promises nor campaigns while it is heard"
+            );
+            json!({"event": "duplicate_id", "node": node, "other_incarnation": inc, "other_run": format!("{run:016x}")})
+        }
+        Notice::Undersized { cluster_size, seen } => {
+            eprintln!(
+                "error: a majority of a cluster of {seen} agrees on other settings, but --cluster-size is \
+                 {cluster_size}; this agent now needs that cluster's majority of promises to lead"
+            );
+            json!({"event": "undersized", "node": node, "cluster_size": cluster_size, "seen": seen})
+        }
+        Notice::StateUnreadable { error, moved_to } => {
+            json!({"event": "state_unreadable", "node": node, "error": error, "moved_to": moved_to})
+        }
         Notice::Elected { .. } => return None,
     })
 }
