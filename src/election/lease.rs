@@ -787,7 +787,8 @@ impl LeaseElection {
             }),
             max_token: self.known_max(),
             config: self.config,
-            passive: self.passive,
+            // An agent that does not campaign says so, so others do not defer to its rank.
+            passive: self.passive || self.duplicate_heard(now),
         }
     }
 

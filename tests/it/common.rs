@@ -171,8 +171,27 @@ impl Agent {
         None
     }
 
+    /// A `lease` agent started as production restarts one: without `--initial-cluster-state
+    /// new`, so a start without a state file waits to learn the highest token.
+    pub(crate) fn start_existing(id: &str, rank: i64, url: &str, n: usize, lease_ms: u64) -> Agent {
+        Agent::launch_as(id, rank, url, n, ("lease", lease_ms, "warn"), &[], &[])
+    }
+
     /// Starts an agent; `how` is (algorithm, lease in ms, RUST_LOG), `extra` more flags.
     fn launch(id: &str, rank: i64, url: &str, n: usize, how: (&str, u64, &str), extra: &[String]) -> Agent {
+        Agent::launch_as(id, rank, url, n, how, extra, &["--initial-cluster-state", "new"])
+    }
+
+    /// [`Agent::launch`] with `first`, the flags of the first start only.
+    fn launch_as(
+        id: &str,
+        rank: i64,
+        url: &str,
+        n: usize,
+        how: (&str, u64, &str),
+        extra: &[String],
+        first: &[&str],
+    ) -> Agent {
         let (algorithm, lease_ms, rust_log) = how;
         // A counter, not the time: two tests of this process may start an `n0` in the same
         // microsecond, and one's cleanup would delete the other's state directory.
@@ -205,7 +224,7 @@ impl Agent {
         .collect();
         args.extend(extra.iter().cloned());
         let (lines, stderr) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(String::new())));
-        let child = Self::spawn(&args, &["--initial-cluster-state", "new"], rust_log, &lines, &stderr);
+        let child = Self::spawn(&args, first, rust_log, &lines, &stderr);
         Agent {
             id: id.into(),
             args,

@@ -10,3 +10,4 @@ mod leadership_api;
 mod membership_hub;
 mod nats_integration;
 mod security;
+mod state_and_identity;
