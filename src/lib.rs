@@ -66,10 +66,13 @@ pub mod transport {
 
 pub use auth::{AuthError, ClusterKeys};
 pub use callbacks::{run_callbacks, LeaderCallbacks};
+#[cfg(all(feature = "tokio", target_os = "linux"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "tokio", target_os = "linux"))))]
+pub use clock::LinuxClocks;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use clock::TokioClock;
-pub use clock::{timeout, BoxFuture, Clock};
+pub use clock::{timeout, BoxFuture, Clock, KernelClocks, SuspendedTime, SUSPENDED_TIME_TOLERANCE};
 pub use config::{Algorithm, Bug, BugKnobs, ClusterState, ConfigError, MembershipCfg};
 pub use election::Notice;
 pub use handle::{LeaderStatus, Leadership, LeadershipRecord, MembershipHandle, Notices, Stats};
