@@ -40,6 +40,8 @@ pub struct ClockModel {
     /// The clock that stops while suspended (`CLOCK_MONOTONIC`).
     awake: Vec<Segment>,
     suspended: bool,
+    /// Frozen (every clock stopped), and the rate to resume at.
+    frozen: Option<i64>,
     /// The agent reads `awake` (a planted bug) rather than `segs`.
     reads_awake: bool,
     /// Wall clock minus monotonic clock, in ns.
@@ -78,6 +80,7 @@ impl ClockModel {
             segs: vec![first],
             awake: vec![first],
             suspended: false,
+            frozen: None,
             reads_awake: false,
             wall_offset: wall_offset_ns,
             stale: std::cell::Cell::new(false),
@@ -134,13 +137,17 @@ impl ClockModel {
         invert(self.read(), local)
     }
 
-    /// The current drift rate, in ppm.
+    /// The current drift rate, in ppm (the rate a frozen clock resumes at).
     pub fn ppm(&self) -> i64 {
-        self.segs.last().map_or(0, |s| s.ppm)
+        self.frozen.unwrap_or_else(|| self.segs.last().map_or(0, |s| s.ppm))
     }
 
     /// Changes the drift rate from true time `t` on.
     pub fn set_ppm(&mut self, t: u128, ppm: i64) {
+        if self.frozen.is_some() {
+            self.frozen = Some(ppm);
+            return;
+        }
         let local0 = eval(&self.segs, t);
         self.segs.push(Segment { true0: t, local0, ppm });
         if !self.suspended {
@@ -162,8 +169,31 @@ impl ClockModel {
         }
     }
 
-    /// The host wakes at true time `t`: the awake-time clock runs again, at the current rate.
+    /// The node freezes at true time `t` (a VM freeze, a stop-the-world pause): every clock
+    /// stops, the one that counts suspended time and the wall clock too, until [`wake`].
+    ///
+    /// [`wake`]: ClockModel::wake
+    pub fn freeze(&mut self, t: u128) {
+        if self.frozen.is_some() {
+            return;
+        }
+        self.frozen = Some(self.ppm());
+        let local0 = eval(&self.segs, t);
+        self.segs.push(Segment {
+            true0: t,
+            local0,
+            ppm: STOPPED,
+        });
+        self.suspend(t);
+    }
+
+    /// The host wakes (or the node thaws) at true time `t`: its stopped clocks run again, at
+    /// the current rate.
     pub fn wake(&mut self, t: u128) {
+        if let Some(ppm) = self.frozen.take() {
+            let local0 = eval(&self.segs, t);
+            self.segs.push(Segment { true0: t, local0, ppm });
+        }
         if self.suspended {
             self.suspended = false;
             let local0 = eval(&self.awake, t);

@@ -75,6 +75,9 @@ pub enum Action {
     CorruptState(usize),
     /// Start a second agent with a node's identity and a copy of its state, on its host.
     Clone(usize),
+    /// Freeze a node: its process and every clock stop (true time runs on) until
+    /// [`Action::Wake`].
+    Freeze(usize),
     /// Kill a node (if up) and lose its state: wiped if `wipe`, else rolled back to an
     /// earlier save chosen by `pick`. Resolved when applied into its kill and its state change.
     StateLoss {
@@ -136,6 +139,7 @@ impl Action {
             Step::RollbackState(r) => Action::RollbackState(index(&r.node), r.to),
             Step::CorruptState(id) => Action::CorruptState(index(id)),
             Step::Clone(id) => Action::Clone(index(id)),
+            Step::Freeze(f) => Action::Freeze(index(&f.node)),
             Step::Replay(r) => Action::Replay(index(&r.node), r.window.0),
             Step::SlowConsumer(id) => Action::SlowConsumer(index(id), true),
             Step::FastConsumer(id) => Action::SlowConsumer(index(id), false),
@@ -176,6 +180,11 @@ impl Action {
             Action::RollbackState(i, to) => Step::RollbackState(RollbackAt { node: id(*i), to: *to }),
             Action::CorruptState(i) => Step::CorruptState(id(*i)),
             Action::Clone(i) => Step::Clone(id(*i)),
+            // A freeze's length is its wake-up, a step of its own.
+            Action::Freeze(i) => Step::Freeze(SuspendAt {
+                node: id(*i),
+                lasts: None,
+            }),
             Action::Replay(i, w) => Step::Replay(ReplayAt {
                 node: id(*i),
                 window: Dur(*w),
@@ -207,6 +216,7 @@ impl Action {
             | Action::RollbackState(i, _)
             | Action::CorruptState(i)
             | Action::Clone(i)
+            | Action::Freeze(i)
             | Action::Replay(i, _)
             | Action::SlowConsumer(i, _) => Some(*i),
             Action::StateLoss { node, .. } => Some(*node),
@@ -270,6 +280,7 @@ impl Action {
             },
             Action::CorruptState(i) => format!("fault corrupt state {}", name(i)),
             Action::Clone(i) => format!("fault clone {} (a second agent with its id and state)", name(i)),
+            Action::Freeze(i) => format!("fault freeze {} (its process and every clock stop)", name(i)),
             Action::StateLoss { node, wipe, .. } => format!(
                 "fault state loss {} ({})",
                 name(node),

@@ -116,6 +116,8 @@ fn merge_one(g: Vec<JsonSummary>) -> Result<JsonSummary, String> {
     m.leader_changes = g.iter().map(|l| l.leader_changes).sum();
     m.no_leader_seconds = g.iter().map(|l| l.no_leader_seconds).sum();
     m.claims = g.iter().map(|l| l.claims).sum();
+    m.overlaps = g.iter().map(|l| l.overlaps).sum();
+    m.stale_writes_accepted = g.iter().map(|l| l.stale_writes_accepted).sum();
     m.ok = if m.expected_violation {
         g.iter().any(|l| l.ok)
     } else {
@@ -166,6 +168,8 @@ mod tests {
             failover_histogram_ms: hist.to_vec(),
             no_leader_seconds: 0.5,
             claims: 10,
+            overlaps: 1,
+            stale_writes_accepted: 0,
             expected_violation: false,
             ok: failing.is_empty(),
         }

@@ -225,8 +225,8 @@ pub fn lazy_plan(scn: &Scenario, seed: u64) -> (Plan, Events) {
     let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
     for at in &scn.at {
         let action = Action::from_step(&at.step, index);
-        // A suspension for a while is woken by the plan itself.
-        if let (Step::Suspend(s), Action::Suspend(i)) = (&at.step, &action) {
+        // A suspension or a freeze for a while is woken by the plan itself.
+        if let (Step::Suspend(s) | Step::Freeze(s), Action::Suspend(i) | Action::Freeze(i)) = (&at.step, &action) {
             if let Some(lasts) = s.lasts {
                 ev.push(FaultEvent {
                     at: at.time.0 + lasts.0,
@@ -336,6 +336,12 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
         ev.push(Stream::episode(rng.gen(), p.every.0, p.lasts, end, move |r| {
             let i = r.gen_range(0..n);
             (Action::Suspend(i), Action::Wake(i))
+        }));
+    }
+    if let Some(p) = &f.freeze {
+        ev.push(Stream::episode(rng.gen(), p.every.0, p.lasts, end, move |r| {
+            let i = r.gen_range(0..n);
+            (Action::Freeze(i), Action::Wake(i))
         }));
     }
     ev

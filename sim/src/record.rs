@@ -286,6 +286,7 @@ mod tests {
             bound: 10 * S,
             end: 1000 * S,
             wait_from: None,
+            beliefs_may_overlap: false,
         };
         Book::new(Keep::Verdict, clocks, vec!["n0".into()], live)
     }

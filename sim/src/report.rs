@@ -61,6 +61,12 @@ pub struct Figures {
     pub faults_applied: u64,
     /// What the simulated network did.
     pub fabric: FabricStats,
+    /// Claims that began while another holder's claim stood (beliefs that overlapped).
+    pub overlaps: u64,
+    /// Writes the fenced store accepted, and of them those under a stale token.
+    pub writes_accepted: u64,
+    /// Writes the fenced store accepted under a token lower than one it had accepted.
+    pub stale_writes_accepted: u64,
 }
 
 impl Figures {
@@ -74,6 +80,7 @@ impl Figures {
             no_leader: sim_time.saturating_sub(held_time(&sorted, sim_time.as_nanos())),
             ..Figures::default()
         };
+        f.overlaps = overlapping_starts(&sorted);
         let mut prev: Option<&TrueClaim> = None;
         for c in sorted {
             match prev {
@@ -94,6 +101,20 @@ impl Figures {
         }
         f
     }
+}
+
+/// How many of `claims` (sorted by start) began while another holder's claim stood.
+fn overlapping_starts(claims: &[&TrueClaim]) -> u64 {
+    let mut active: Vec<&TrueClaim> = Vec::new();
+    let mut n = 0;
+    for c in claims.iter().filter(|c| c.until > c.from) {
+        active.retain(|a| a.until > c.from);
+        if active.iter().any(|a| (a.node, a.inc) != (c.node, c.inc)) {
+            n += 1;
+        }
+        active.push(c);
+    }
+    n
 }
 
 /// How long, within `[0, end)`, at least one of `claims` (sorted by start) was held.
@@ -124,6 +145,7 @@ impl RunReport {
             ExpectedKind::TokenOrder => ViolationKind::TokenOrder,
             ExpectedKind::NoLeader => ViolationKind::NoLeader,
             ExpectedKind::LeaderWhileWaiting => ViolationKind::LeaderWhileWaiting,
+            ExpectedKind::StaleWrite => ViolationKind::StaleWrite,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),

@@ -182,10 +182,12 @@ fn build_world(
         .map(|c| Arc::new(Mutex::new(c)))
         .collect();
     let net = &scn.network;
-    // An impostor has a server of its own, after the nodes and the router clients.
+    // An impostor has a server of its own, after the nodes and the router clients, and the
+    // fenced store one after that.
     let strangers = usize::from(scn.faults.impostor.is_some());
+    let store = usize::from(scn.workload.fenced_store);
     let fabric = Fabric::new(
-        n + m + strangers,
+        n + m + strangers + store,
         net.latency,
         net.loss,
         net.reorder,
@@ -290,6 +292,18 @@ fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
             })
             .build();
     }
+    if w.scn.workload.fenced_store {
+        let me = w.nodes.len() + clients + usize::from(w.scn.faults.impostor.is_some());
+        let (fabric, prefix) = (w.fabric.clone(), w.scn.membership_cfg().election_prefix());
+        let (checks, effects, start) = (w.scn.workload.store_checks_tokens, w.effects.clone(), w.start);
+        h.create_node()
+            .name("store")
+            .ip(ip(3, 0))
+            .init(move || {
+                crate::workload::store::store_main(fabric.clone(), me, prefix.clone(), checks, effects.clone(), start)
+            })
+            .build();
+    }
     ids
 }
 
@@ -298,6 +312,8 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let scn = &w.scn;
     let claims = w.claims();
     let mut violations = verdict(&claims, scn.live(p.last_fault_end()));
+    let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    violations.extend(effects.first.clone());
     let trace = w.take_trace();
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {
@@ -309,6 +325,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let mut figures = Figures::of_claims(&claims, scn.duration.0);
     figures.fabric = w.fabric.stats();
     figures.faults_applied = applied.len() as u64;
+    (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
     w.release();
     RunReport {
         scenario: scn.name.clone(),
@@ -345,7 +362,9 @@ fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
     });
     figures.fabric = w.fabric.stats();
     figures.faults_applied = w.counts().1;
-    let whole = flagged || w.late();
+    let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
+    let whole = flagged || w.late() || effects.stale > 0;
     w.release();
     let report = RunReport {
         scenario: scn.name.clone(),

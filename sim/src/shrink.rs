@@ -97,6 +97,7 @@ const OTHER_SEEDS: u64 = 3;
 fn class(k: ViolationKind) -> u8 {
     match k {
         ViolationKind::Overlap | ViolationKind::TokenOrder | ViolationKind::LeaderWhileWaiting => 0,
+        ViolationKind::StaleWrite => 4,
         ViolationKind::NoLeader => 1,
         ViolationKind::Panic => 2,
         ViolationKind::Routing => 3,
@@ -110,7 +111,7 @@ fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
     let closes = |a: &Action, b: &Action| match (a, b) {
         (Action::Kill(x) | Action::Stop(x), Action::Restart(y))
         | (Action::Pause(x), Action::Resume(y))
-        | (Action::Suspend(x), Action::Wake(y)) => x == y,
+        | (Action::Suspend(x) | Action::Freeze(x), Action::Wake(y)) => x == y,
         (Action::SlowConsumer(x, true), Action::SlowConsumer(y, false)) => x == y,
         (Action::Cut(l), Action::Heal | Action::Cut(_)) => !l.is_empty(),
         (Action::Loss(l), Action::Loss(m)) => *l != base.loss && *m == base.loss,

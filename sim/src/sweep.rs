@@ -62,6 +62,10 @@ pub struct Summary {
     pub no_leader: Duration,
     /// Lease claims, all seeds.
     pub claims: u64,
+    /// Claims that began while another holder's stood (beliefs), all seeds.
+    pub overlaps: u64,
+    /// Writes the fenced store accepted under a stale token (effects), all seeds.
+    pub stale_writes_accepted: u64,
     /// Whether the scenario met its expectation.
     pub met: bool,
     /// Whether a violation was expected.
@@ -115,6 +119,14 @@ pub struct JsonSummary {
     pub no_leader_seconds: f64,
     /// Lease claims (each renewal is one).
     pub claims: u64,
+    /// Claims that began while another holder's claim stood: beliefs that overlapped (the
+    /// lease oracle).
+    #[serde(default)]
+    pub overlaps: u64,
+    /// Writes the fenced store accepted under a token lower than one it had accepted (the
+    /// effects oracle).
+    #[serde(default)]
+    pub stale_writes_accepted: u64,
     /// Whether the scenario expects a violation (a known-bad scenario).
     #[serde(default)]
     pub expected_violation: bool,
@@ -170,6 +182,8 @@ impl Summary {
             failover_histogram_ms: hist.into_iter().collect(),
             no_leader_seconds: self.no_leader.as_secs_f64(),
             claims: self.claims,
+            overlaps: self.overlaps,
+            stale_writes_accepted: self.stale_writes_accepted,
             expected_violation: self.expected_violation,
             ok: self.met,
         }
@@ -266,6 +280,8 @@ pub fn sweep_with(
         failovers_ms: Vec::new(),
         no_leader: Duration::ZERO,
         claims: 0,
+        overlaps: 0,
+        stale_writes_accepted: 0,
         met: false,
         expected_violation: scn.expect.violation.any(),
     };
@@ -280,6 +296,8 @@ pub fn sweep_with(
         s.failovers_ms.extend(&r.figures.failovers_ms);
         s.no_leader += r.figures.no_leader;
         s.claims += r.figures.claims;
+        s.overlaps += r.figures.overlaps;
+        s.stale_writes_accepted += r.figures.stale_writes_accepted;
         let expected = scn.expect.violation.any() && r.shows(scn.expect.violation);
         if !r.violations.is_empty() {
             s.violations += 1;

@@ -39,7 +39,9 @@ impl FaultState {
         match a {
             Action::Kill(i) => !self.down[*i],
             Action::Restart(i) => self.down[*i],
-            Action::Pause(i) | Action::Suspend(i) | Action::Stop(i) => !self.down[*i] && !self.paused[*i],
+            Action::Pause(i) | Action::Suspend(i) | Action::Freeze(i) | Action::Stop(i) => {
+                !self.down[*i] && !self.paused[*i]
+            }
             Action::Resume(i) => self.paused[*i] && !self.suspended[*i],
             Action::Wake(i) => self.suspended[*i],
             Action::WipeState(i) | Action::RollbackState(i, _) | Action::CorruptState(i) => self.down[*i],
@@ -61,7 +63,8 @@ impl FaultState {
             }
             Action::Restart(i) => self.down[*i] = false,
             Action::Pause(i) => self.paused[*i] = true,
-            Action::Suspend(i) => {
+            // A freeze is woken like a suspension (its clocks stop too).
+            Action::Suspend(i) | Action::Freeze(i) => {
                 self.paused[*i] = true;
                 self.suspended[*i] = true;
             }

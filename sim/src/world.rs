@@ -70,6 +70,8 @@ pub struct World {
     pub routes: Arc<Mutex<Record>>,
     /// The running agents.
     pub agents: Agents,
+    /// What the fenced store accepted, judged as it goes (`[workload] fenced_store`).
+    pub effects: Arc<Mutex<crate::oracle::effects::Effects>>,
     /// Graceful stops begun and not yet handed to the run's main task (see [`World::stop`]).
     graces: Mutex<Vec<leasehold::BoxFuture<'static, ()>>>,
     state: Mutex<State>,
@@ -117,6 +119,7 @@ impl World {
             servers,
             routes: Arc::new(Mutex::new(Record::default())),
             agents: Agents::new(n),
+            effects: Arc::new(Mutex::new(crate::oracle::effects::Effects::default())),
             graces: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 incarnations: vec![0; n],
@@ -233,6 +236,7 @@ impl World {
         st.applied = Vec::new();
         st.clones = Vec::new();
         drop(st);
+        *self.effects.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.fabric.clear();
         self.disks.clear();
         self.agents.clear();
@@ -276,6 +280,18 @@ impl World {
             return;
         };
         self.agents.started(i, inc, agent.handle());
+        if self.scn.workload.fenced_store {
+            let cfg = self.scn.node_cfg(i);
+            madsim::task::spawn(crate::workload::store::writer(
+                self.fabric.clone(),
+                i,
+                self.nodes[i].id.clone(),
+                cfg.election_prefix(),
+                agent.handle(),
+                SimClock::new(self.clocks[i].clone(), self.start),
+                cfg.beat,
+            ));
+        }
         match agent.run().await {
             Ok(()) => self.trace(Some(i), "agent stopped".into()),
             Err(e) => self.trace(Some(i), format!("agent failed: {e}")),
@@ -436,6 +452,12 @@ impl World {
                 h.pause(ids[*i]);
                 self.fabric.pause(*i);
                 self.clock(*i).suspend(true_now(self.start));
+                a.clone()
+            }
+            Action::Freeze(i) => {
+                h.pause(ids[*i]);
+                self.fabric.pause(*i);
+                self.clock(*i).freeze(true_now(self.start));
                 a.clone()
             }
             Action::Wake(i) => {

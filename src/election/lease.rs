@@ -1097,6 +1097,176 @@ fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    fn cfg(n: usize, f: Option<usize>) -> MembershipCfg {
+        let mut cfg = MembershipCfg::default();
+        cfg.id = "me".into();
+        cfg.cluster_size = n;
+        cfg.state_loss_tolerance = f;
+        cfg
+    }
+
+    /// `recovery_need`, exhaustively for clusters of up to 7 agents and every tolerance: agent
+    /// 0 restarts; for every majority M that granted a token, every set D of at most F damaged
+    /// files (agent 0's among them) and every set A of other agents that answer, A contains a
+    /// member of M that is not damaged (a witness) once it has `need` agents; and with one
+    /// fewer some choice misses every witness, so the rule asks for no more than it must.
+    #[test]
+    fn the_recovery_rule_is_exact_for_every_small_cluster() {
+        let ones = |x: u32| x.count_ones() as usize;
+        for n in 1..=7usize {
+            let q = n / 2 + 1;
+            for f in 0..=n / 2 {
+                for lost in [false, true] {
+                    let need = recovery_need(&LeaseTiming::new(&cfg(n, Some(f))), lost);
+                    let f = if lost { f.max(1) } else { f };
+                    if f == 0 {
+                        assert_eq!(need, 0, "no loss tolerated: every file is trusted");
+                        continue;
+                    }
+                    assert!(need < n || n == 1, "n={n} f={f}: {need} answers from {} peers", n - 1);
+                    let misses = |k: usize| {
+                        (0..1u32 << n).filter(|m| ones(*m) == q).any(|m| {
+                            (0..1u32 << n).filter(|d| d & 1 == 1 && ones(*d) <= f).any(|d| {
+                                let witnesses = m & !d & !1;
+                                (0..1u32 << n)
+                                    .filter(|a| a & 1 == 0 && ones(*a) == k)
+                                    .any(|a| a & witnesses == 0)
+                            })
+                        })
+                    };
+                    if need < n {
+                        assert!(!misses(need), "n={n} f={f}: {need} answers can miss every witness");
+                    }
+                    assert!(misses(need - 1), "n={n} f={f}: {} answers would do", need - 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_written_while_waiting_counts_as_lost_but_keeps_its_incarnation() {
+        let stored = Durable {
+            incarnation: 4,
+            max_token: 0,
+            recovering: true,
+            ..Durable::default()
+        };
+        let (sm, out) = LeaseElection::new(&cfg(3, None), Some(stored), Duration::ZERO, 1);
+        assert_eq!(sm.me().inc, 5, "incarnations still grow");
+        assert!(
+            sm.recovering() && sm.lost_state && !sm.whole,
+            "not whole: it waits, and its answers do not count"
+        );
+        match &out[0] {
+            Output::Persist(d) => assert!(d.recovering, "what it writes while waiting is marked too"),
+            o => panic!("first output {o:?}"),
+        }
+        // The planted bug trusts it.
+        let mut c = cfg(3, None);
+        c.bug_knobs = BugKnobs::planted(Bug::WholeWhileWaiting);
+        let stored = Durable {
+            incarnation: 4,
+            recovering: true,
+            ..Durable::default()
+        };
+        let (sm, _) = LeaseElection::new(&c, Some(stored), Duration::ZERO, 1);
+        assert!(sm.whole);
+    }
+
+    /// A lone agent of a brand-new cluster, holding its lease.
+    fn holder(c: &MembershipCfg) -> (LeaseElection, Duration) {
+        let mut c = c.clone();
+        c.initial_cluster_state = ClusterState::New;
+        let (mut sm, _) = LeaseElection::new(&c, None, Duration::ZERO, 7);
+        let mut now = Duration::ZERO;
+        while sm.held(now).is_none() {
+            now = sm.next_wakeup().max(now + Duration::from_millis(1));
+            sm.tick(now);
+            assert!(now < Duration::from_secs(5), "a lone agent leads");
+        }
+        (sm, now)
+    }
+
+    #[test]
+    fn another_process_with_our_id_makes_us_give_up_and_step_aside_while_it_is_heard() {
+        let c = cfg(1, None);
+        let (mut sm, now) = holder(&c);
+        let mut hb = sm.heartbeat(now);
+        // Our own heartbeat, echoed back, and an older run's: nothing.
+        assert!(sm.on_heartbeat(now, &hb).is_empty());
+        hb.run ^= 1;
+        hb.inc -= 1;
+        assert!(sm.on_heartbeat(now, &hb).is_empty(), "a late message from an older run");
+        assert!(sm.held(now).is_some());
+        // The same incarnation with another run ID: a second process.
+        hb.inc += 1;
+        let out = sm.on_heartbeat(now, &hb);
+        assert!(out.contains(&Output::Notice(Notice::DuplicateId {
+            inc: hb.inc,
+            run: hb.run
+        })));
+        assert!(out.contains(&Output::Notice(Notice::ClaimEnded { at: now })));
+        assert!(sm.held(now).is_none(), "it gave its lease up");
+        assert!(sm.heartbeat(now).passive, "and says it does not campaign");
+        assert!(sm.on_heartbeat(now, &hb).is_empty(), "said once while it is heard");
+        let quiet = now + c.member_timeout;
+        assert!(!sm.heartbeat(quiet).passive, "gone quiet: it may act again");
+    }
+
+    #[test]
+    fn a_majority_of_a_larger_cluster_is_evidence_kept_in_the_state_until_the_settings_change() {
+        let c = cfg(1, None);
+        let (mut sm, now) = holder(&c);
+        let peer = |id: &str| Heartbeat {
+            loc: AgentLoc::new(id, 9),
+            inc: 1,
+            run: 3,
+            cluster_size: 5,
+            lease: None,
+            max_token: 0,
+            config: 42,
+            passive: false,
+        };
+        let out = sm.on_heartbeat(now, &peer("a"));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Persist(_))),
+            "one agent is not evidence"
+        );
+        let out = sm.on_heartbeat(now, &peer("b"));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Persist(_))),
+            "two is not a majority of five"
+        );
+        let out: Vec<Output> = sm.on_heartbeat(now, &peer("c"));
+        let saved = out.iter().find_map(|o| match o {
+            Output::Persist(d) => d.larger_cluster,
+            _ => None,
+        });
+        assert_eq!(
+            saved.map(|l| l.cluster_size),
+            Some(5),
+            "three of five: kept in the state"
+        );
+        assert!(out.contains(&Output::Notice(Notice::Undersized {
+            cluster_size: 1,
+            seen: 5
+        })));
+        assert!(sm.held(now).is_none(), "and the lease it held alone is given up");
+        assert_eq!(sm.quorum(), 3);
+        // A restart keeps it; other settings forget it.
+        let state = sm.durable.clone();
+        let (again, _) = LeaseElection::new(&c, Some(state.clone()), now, 8);
+        assert_eq!(again.quorum(), 3, "kept across a restart");
+        let mut other = c.clone();
+        other.lease_time *= 2;
+        let (fresh, _) = LeaseElection::new(&other, Some(state), now, 8);
+        assert_eq!(
+            fresh.quorum(),
+            1,
+            "the settings changed: the evidence was about the old ones"
+        );
+    }
+
     #[test]
     fn a_members_location_follows_its_heartbeats_without_their_lease_field() {
         let mut cfg = MembershipCfg::default();

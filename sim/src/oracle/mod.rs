@@ -5,6 +5,7 @@
 //! * [`liveness`]: once the last fault has ended, some node holds a lease within the bound;
 //! * [`routing`]: router clients find reachable servers, spread evenly, in distance order.
 
+pub mod effects;
 pub mod lease;
 pub mod liveness;
 pub mod routing;
@@ -54,6 +55,9 @@ pub struct Live {
     /// `[expect] no_leader_after`: from then on no lease may be held, and liveness is not
     /// judged.
     pub wait_from: Option<u128>,
+    /// `[expect] beliefs_may_overlap`: overlapping claims and tokens out of order are not
+    /// failures (the run is judged by its effects).
+    pub beliefs_may_overlap: bool,
 }
 
 /// The oracle's verdict on a run's claims, in time order: safety always; liveness when the
@@ -61,6 +65,9 @@ pub struct Live {
 /// in which case no claim may reach past `wait_from`.
 pub fn verdict(claims: &[TrueClaim], live: Live) -> Vec<Violation> {
     let mut v = check_safety(claims);
+    if live.beliefs_may_overlap {
+        v.retain(|v| !matches!(v.kind, ViolationKind::Overlap | ViolationKind::TokenOrder));
+    }
     match live.wait_from {
         Some(from) => v.extend(liveness::check_waiting(claims, from)),
         None if live.last_fault + live.bound <= live.end => {
@@ -88,6 +95,8 @@ pub enum ViolationKind {
     NoLeader,
     /// A lease held where the cluster had to wait (`[expect] no_leader_after`).
     LeaderWhileWaiting,
+    /// The fenced store accepted a stale write (the effects oracle).
+    StaleWrite,
     /// The simulation itself panicked.
     Panic,
     /// A router check failed (see the detail).
@@ -101,6 +110,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::TokenOrder => "fencing token did not increase",
             ViolationKind::NoLeader => "no leader after the faults stopped",
             ViolationKind::LeaderWhileWaiting => "a leader where the cluster had to wait",
+            ViolationKind::StaleWrite => "the fenced store accepted a stale write",
             ViolationKind::Panic => "simulation panicked",
             ViolationKind::Routing => "routing check failed",
         })
@@ -115,6 +125,7 @@ impl ViolationKind {
             ViolationKind::TokenOrder => "token_order",
             ViolationKind::NoLeader => "no_leader",
             ViolationKind::LeaderWhileWaiting => "leader_while_waiting",
+            ViolationKind::StaleWrite => "stale_write",
             ViolationKind::Panic => "panic",
             ViolationKind::Routing => "routing",
         }
@@ -139,7 +150,10 @@ impl Violation {
     pub fn is_safety(&self) -> bool {
         matches!(
             self.kind,
-            ViolationKind::Overlap | ViolationKind::TokenOrder | ViolationKind::LeaderWhileWaiting
+            ViolationKind::Overlap
+                | ViolationKind::TokenOrder
+                | ViolationKind::LeaderWhileWaiting
+                | ViolationKind::StaleWrite
         )
     }
 }

@@ -155,6 +155,7 @@ mod tests {
             bound,
             end,
             wait_from,
+            beliefs_may_overlap: false,
         }
     }
 

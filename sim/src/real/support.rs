@@ -7,6 +7,9 @@ use leasehold::Bug;
 /// Most nodes a real run starts (two processes and a clock file each).
 pub const MAX_REAL_NODES: usize = 9;
 
+const FREEZE: &str =
+    "`freeze` needs every clock of an agent stopped with it, which the runner's test clock cannot do yet";
+
 /// Why `scn` cannot run against real processes, if it cannot.
 pub fn unsupported(scn: &Scenario) -> Option<String> {
     let n = scn.sim_nodes().len();
@@ -20,6 +23,7 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
     let net = &scn.network;
     let reasons = [
         (f.suspend.is_some(), "`suspend` would suspend this machine"),
+        (f.freeze.is_some(), FREEZE),
         (f.impostor.is_some(), "the `impostor` runs only in the simulator"),
         (
             f.replay.is_some(),
@@ -44,6 +48,13 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
     }
     scn.at.iter().find_map(|a| match &a.step {
         Step::Suspend(_) | Step::Wake(_) => Some("`suspend` would suspend this machine".into()),
+        Step::Freeze(_) => Some(FREEZE.into()),
+        Step::Clone(_) => {
+            Some("`clone` is simulated only for now (the real test is tests/it/state_and_identity.rs)".into())
+        }
+        Step::CorruptState(_) => {
+            Some("`corrupt_state` is simulated only for now (the real test is tests/it/state_and_identity.rs)".into())
+        }
         Step::Replay(_) => {
             Some("`replay` needs a NATS client's reconnect buffer, which the runner cannot flush".into())
         }

@@ -16,7 +16,7 @@ pub use leasehold::Bug;
 pub use spec::{
     ClockDriftFault, ClockOffsetFault, ClockStepFault, DcLink, Expect, Expected, ExpectedKind, FaultSpec, ForgeFault,
     LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec, PartitionFault, PartitionKind,
-    PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault,
+    PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault, WorkloadSpec,
 };
 pub use step::{At, ClockStepAt, DriftAt, ReplayAt, RollbackAt, Step, SuspendAt};
 
@@ -69,6 +69,9 @@ pub struct Scenario {
     /// Router clients (optional).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub router: Option<RouterSpec>,
+    /// Application workloads beside the agents.
+    #[serde(default, skip_serializing_if = "WorkloadSpec::is_off")]
+    pub workload: WorkloadSpec,
 }
 
 fn default_seeds() -> u64 {
@@ -213,6 +216,7 @@ impl Scenario {
             bound: self.leader_within().as_nanos(),
             end: self.duration.0.as_nanos(),
             wait_from: self.expect.no_leader_after.map(|d| d.0.as_nanos()),
+            beliefs_may_overlap: self.expect.beliefs_may_overlap,
         }
     }
 

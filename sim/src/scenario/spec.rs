@@ -68,6 +68,45 @@ pub struct DcLink {
     pub latency: DurRange,
 }
 
+/// `[workload]`: what applications do beside the agents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// A fenced store on a node of its own, reached over the simulated network: whoever
+    /// believes it holds the lease writes to it every beat with its fencing token, and the
+    /// store refuses a token lower than the highest it has accepted. The effects oracle
+    /// checks what it accepted.
+    #[serde(default)]
+    pub fenced_store: bool,
+    /// Whether the store checks tokens (default true; `false` is a known-bad store).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub store_checks_tokens: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            fenced_store: false,
+            store_checks_tokens: true,
+        }
+    }
+}
+
+impl WorkloadSpec {
+    /// Whether no workload is on (the table is left out of a written scenario).
+    pub fn is_off(&self) -> bool {
+        !self.fenced_store && self.store_checks_tokens
+    }
+}
+
 /// `[router]`: simulated clients, each routing RPCs with a `Router` over the servers (the
 /// scenario's nodes), checked by the oracle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,6 +265,18 @@ pub struct SuspendFault {
     pub lasts: DurRange,
 }
 
+/// `freeze = { every, for }`: freeze a node (a VM freeze, a stop-the-world pause): its process
+/// and every one of its clocks stop while true time runs on, then it thaws.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeFault {
+    /// Mean gap between freezes.
+    pub every: Dur,
+    /// How long a freeze lasts.
+    #[serde(rename = "for")]
+    pub lasts: DurRange,
+}
+
 /// `clock_offset = { max }`: every node's wall clock starts offset by up to ±max.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -378,6 +429,9 @@ pub struct FaultSpec {
     /// Host suspensions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspend: Option<SuspendFault>,
+    /// Freezes: the process and every clock stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeFault>,
     /// A stranger granting leases and forging releases.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impostor: Option<ImpostorFault>,
@@ -404,6 +458,7 @@ impl FaultSpec {
             ("forge", self.forge.is_some()),
             ("stop", self.stop.is_some()),
             ("suspend", self.suspend.is_some()),
+            ("freeze", self.freeze.is_some()),
             ("impostor", self.impostor.is_some()),
         ];
         on.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
@@ -426,6 +481,11 @@ pub struct Expect {
     /// judged then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_leader_after: Option<Dur>,
+    /// Beliefs may overlap (faults beyond the lease's assumptions, such as freezes): overlaps
+    /// and token order of claims are counted, not failures, and the run is judged by its
+    /// effects on the fenced store (`[workload] fenced_store`, required).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub beliefs_may_overlap: bool,
 }
 
 /// What `[expect] violation` asks for.
@@ -456,6 +516,8 @@ pub enum ExpectedKind {
     NoLeader,
     /// A leader where the cluster had to wait (`expect.no_leader_after`).
     LeaderWhileWaiting,
+    /// The fenced store accepted a write under a token lower than one it had accepted.
+    StaleWrite,
 }
 
 impl Expected {

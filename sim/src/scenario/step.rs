@@ -47,6 +47,9 @@ pub enum Step {
     /// Start a second agent with this node's identity and a copy of its state file, on the
     /// same host (a copied unit file, a pod started beside its old self).
     Clone(String),
+    /// Freeze a node, for a while or until `wake`: its process and every clock stop (a VM
+    /// freeze, a stop-the-world pause), true time runs on.
+    Freeze(SuspendAt),
     /// Deliver again what a node published in the last `window`.
     Replay(ReplayAt),
     /// Start dropping every message to a node (a slow consumer).
@@ -80,6 +83,7 @@ impl Step {
             Step::RollbackState(_) => "rollback_state",
             Step::CorruptState(_) => "corrupt_state",
             Step::Clone(_) => "clone",
+            Step::Freeze(_) => "freeze",
             Step::Replay(_) => "replay",
             Step::SlowConsumer(_) => "slow_consumer",
             Step::FastConsumer(_) => "fast_consumer",
@@ -107,6 +111,7 @@ impl Step {
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
             Step::Suspend(s) => vec![&s.node],
+            Step::Freeze(f) => vec![&f.node],
             Step::RollbackState(r) => vec![&r.node],
             Step::Replay(r) => vec![&r.node],
             Step::Loss(_) | Step::Latency(_) | Step::Heal | Step::Forge(_) => Vec::new(),
@@ -288,6 +293,8 @@ pub struct RawAt {
     #[serde(skip_serializing_if = "Option::is_none")]
     clone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    freeze: Option<SuspendAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<ReplayAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     slow_consumer: Option<String>,
@@ -321,6 +328,7 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.rollback_state.map(Step::RollbackState));
         steps.extend(r.corrupt_state.map(Step::CorruptState));
         steps.extend(r.clone.map(Step::Clone));
+        steps.extend(r.freeze.map(Step::Freeze));
         steps.extend(r.replay.map(Step::Replay));
         steps.extend(r.slow_consumer.map(Step::SlowConsumer));
         steps.extend(r.fast_consumer.map(Step::FastConsumer));
@@ -361,6 +369,7 @@ impl From<At> for RawAt {
             Step::RollbackState(x) => r.rollback_state = Some(x),
             Step::CorruptState(n) => r.corrupt_state = Some(n),
             Step::Clone(n) => r.clone = Some(n),
+            Step::Freeze(f) => r.freeze = Some(f),
             Step::Replay(x) => r.replay = Some(x),
             Step::SlowConsumer(n) => r.slow_consumer = Some(n),
             Step::FastConsumer(n) => r.fast_consumer = Some(n),

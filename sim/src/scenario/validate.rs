@@ -155,6 +155,24 @@ impl Scenario {
         if self.membership.bug.is_some() && self.algorithm != Algorithm::Lease {
             return Err(e.at("bug", "bug knobs plant bugs in the lease algorithm only".into()));
         }
+        if self.expect.beliefs_may_overlap && !self.workload.fenced_store {
+            return Err(e.at(
+                "beliefs_may_overlap",
+                "judging by effects needs a fenced store: set [workload] fenced_store = true".into(),
+            ));
+        }
+        if !self.workload.store_checks_tokens && !self.workload.fenced_store {
+            return Err(e.at(
+                "store_checks_tokens",
+                "there is no store: set [workload] fenced_store = true".into(),
+            ));
+        }
+        if self.workload.fenced_store && self.algorithm != Algorithm::Lease {
+            return Err(e.at(
+                "fenced_store",
+                "the fenced store takes fencing tokens: use algorithm = \"lease\"".into(),
+            ));
+        }
         if let Some(f) = self.membership.state_loss_tolerance {
             let n = self.sim_nodes().len();
             if f > n / 2 {
@@ -266,14 +284,17 @@ impl<'a> NodeLife<'a> {
                 }
                 self.down.retain(|d| d != id);
             }
-            Step::Pause(id) | Step::Stop(id) | Step::Suspend(super::SuspendAt { node: id, .. })
+            Step::Pause(id)
+            | Step::Stop(id)
+            | Step::Suspend(super::SuspendAt { node: id, .. })
+            | Step::Freeze(super::SuspendAt { node: id, .. })
                 if still(id) || down(id) =>
             {
                 return Err(format!("{id} is already paused, suspended or down at {t:?}"));
             }
             Step::Pause(id) => self.paused.push(id),
             Step::Stop(id) => self.down.push(id),
-            Step::Suspend(s) => self.suspended.push((&s.node, s.lasts.map(|d| t + d.0))),
+            Step::Suspend(s) | Step::Freeze(s) => self.suspended.push((&s.node, s.lasts.map(|d| t + d.0))),
             Step::Resume(id) => {
                 if !self.paused.contains(&id.as_str()) {
                     return Err(format!(

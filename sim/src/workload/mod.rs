@@ -1,3 +1,4 @@
 //! Workloads that run beside the agents in a simulation.
 
 pub mod router;
+pub mod store;
