@@ -234,12 +234,14 @@ pub struct MembershipCfg {
     /// Whether a start without state may assume a brand-new cluster (default
     /// [`ClusterState::Existing`]).
     pub initial_cluster_state: ClusterState,
-    /// How many agents' state files may be lost or rolled back at once, the restarting
-    /// agent's own included, with fencing tokens still strictly increasing and no two holders
-    /// overlapping (`lease` only). `None`: 1, or 0 for a one-agent cluster, which has no one
-    /// to ask. At most `cluster_size / 2`. A start waits for `cluster_size − quorum + F`
-    /// answers from peers (see `docs/ARCHITECTURE.md`, "Rollback tolerance"), so a larger F
-    /// makes restarts wait for more peers.
+    /// How many agents' state files may be rolled back to an older snapshot at once (they look
+    /// whole), the restarting agent's own state counted whatever happened to it, with fencing
+    /// tokens still strictly increasing and no two holders overlapping (`lease` only); lost or
+    /// unreadable files are detected and do not count. `None`: 1, or 0 for a one-agent
+    /// cluster, which has no one to ask. At most `cluster_size / 2`. A start waits for
+    /// `cluster_size − quorum + F` answers from peers with whole files (see
+    /// `docs/ARCHITECTURE.md`, "Rollback tolerance"), so a larger F makes restarts wait for
+    /// more peers.
     #[serde(default)]
     pub state_loss_tolerance: Option<usize>,
     /// Test-only planted bugs (see [`BugKnobs`]).

@@ -1105,16 +1105,21 @@ mod tests {
         cfg
     }
 
-    /// `recovery_need`, exhaustively for clusters of up to 7 agents and every tolerance: agent
-    /// 0 restarts; for every majority M that granted a token, every set D of at most F damaged
-    /// files (agent 0's among them) and every set A of other agents that answer, A contains a
-    /// member of M that is not damaged (a witness) once it has `need` agents; and with one
-    /// fewer some choice misses every witness, so the rule asks for no more than it must.
+    /// `recovery_need`, exhaustively for clusters of up to 7 agents and every tolerance.
+    /// Agent 0 restarts, its own state rolled back (it looks whole) or known lost. For every
+    /// majority M that granted a token, every set of other agents whose files were rolled
+    /// back (they answer, stale) that keeps the count, the restarting agent included, within
+    /// F, every set of other agents that know they lost their files (they do not answer) and
+    /// every set A of `need` answers from the rest: A includes a member of M whose file is
+    /// intact (a witness), or no such A exists and the start waits. And with one answer fewer
+    /// some choice misses every witness, so the rule asks for no more than it must.
     #[test]
     fn the_recovery_rule_is_exact_for_every_small_cluster() {
         let ones = |x: u32| x.count_ones() as usize;
         for n in 1..=7usize {
             let q = n / 2 + 1;
+            let others = ((1u32 << n) - 1) & !1;
+            let subsets = |of: u32| (0..1u32 << n).filter(move |s| s & !of == 0);
             for f in 0..=n / 2 {
                 for lost in [false, true] {
                     let need = recovery_need(&LeaseTiming::new(&cfg(n, Some(f))), lost);
@@ -1123,21 +1128,30 @@ mod tests {
                         assert_eq!(need, 0, "no loss tolerated: every file is trusted");
                         continue;
                     }
-                    assert!(need < n || n == 1, "n={n} f={f}: {need} answers from {} peers", n - 1);
-                    let misses = |k: usize| {
+                    // Some majority, rolled-back and lost sets, and `k` answers that miss
+                    // every witness.
+                    let misses = |k: usize, any_lost: bool| {
                         (0..1u32 << n).filter(|m| ones(*m) == q).any(|m| {
-                            (0..1u32 << n).filter(|d| d & 1 == 1 && ones(*d) <= f).any(|d| {
-                                let witnesses = m & !d & !1;
-                                (0..1u32 << n)
-                                    .filter(|a| a & 1 == 0 && ones(*a) == k)
-                                    .any(|a| a & witnesses == 0)
+                            subsets(others).filter(|u| ones(*u) < f).any(|rolled| {
+                                let lost_sets: Vec<u32> = if any_lost {
+                                    subsets(others & !rolled).collect()
+                                } else {
+                                    vec![0]
+                                };
+                                lost_sets.into_iter().any(|known| {
+                                    let witnesses = m & others & !rolled & !known;
+                                    subsets(others & !known)
+                                        .filter(|a| ones(*a) == k)
+                                        .any(|a| a & witnesses == 0)
+                                })
                             })
                         })
                     };
-                    if need < n {
-                        assert!(!misses(need), "n={n} f={f}: {need} answers can miss every witness");
-                    }
-                    assert!(misses(need - 1), "n={n} f={f}: {} answers would do", need - 1);
+                    assert!(
+                        !misses(need, true),
+                        "n={n} f={f}: {need} answers can miss every witness"
+                    );
+                    assert!(misses(need - 1, false), "n={n} f={f}: {} answers would do", need - 1);
                 }
             }
         }

@@ -88,9 +88,10 @@ struct Args {
     /// assumes that a missing state file means a new cluster.
     #[arg(long, default_value = "existing")]
     initial_cluster_state: ClusterState,
-    /// How many agents' state files may be lost or rolled back at once, this agent's own
-    /// included, with fencing tokens still increasing (at most cluster size / 2). A restart
-    /// waits for answers from `cluster size − majority + F` peers. Default: 1 (0 for a
+    /// How many agents' state files may be restored from an old snapshot at once, this
+    /// agent's own counted whatever happened to it, with fencing tokens still increasing (at
+    /// most cluster size / 2; missing or unreadable files are detected and do not count). A
+    /// restart waits for answers from `cluster size − majority + F` peers. Default: 1 (0 for a
     /// one-agent cluster).
     #[arg(long)]
     state_loss_tolerance: Option<usize>,
