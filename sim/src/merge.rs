@@ -117,6 +117,7 @@ fn merge_one(g: Vec<JsonSummary>) -> Result<JsonSummary, String> {
     m.no_leader_seconds = g.iter().map(|l| l.no_leader_seconds).sum();
     m.claims = g.iter().map(|l| l.claims).sum();
     m.overlaps = g.iter().map(|l| l.overlaps).sum();
+    m.writes_accepted = g.iter().map(|l| l.writes_accepted).sum();
     m.stale_writes_accepted = g.iter().map(|l| l.stale_writes_accepted).sum();
     m.ok = if m.expected_violation {
         g.iter().any(|l| l.ok)
@@ -169,6 +170,7 @@ mod tests {
             no_leader_seconds: 0.5,
             claims: 10,
             overlaps: 1,
+            writes_accepted: 0,
             stale_writes_accepted: 0,
             expected_violation: false,
             ok: failing.is_empty(),

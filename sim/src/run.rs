@@ -128,7 +128,7 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
         Keep::Verdict => lazy_plan(&scn, seed).1.map(|e| e.at).max().unwrap_or_default(),
     };
     let w = Arc::new(build_world(&scn, seed, &p, start, keep, last_fault));
-    let ids = create_nodes(&w);
+    let (ids, others) = create_nodes(&w);
     // Graceful stops in progress run here, beside the waits, and end with the run.
     let mut graces = FuturesUnordered::new();
     for ev in events {
@@ -140,6 +140,13 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
         graces.extend(w.take_graces());
     }
     wait_until(start + scn.duration.0, &mut graces).await;
+    // Every node goes down with the run: madsim frees a node's tasks (and all they hold: the
+    // world, the fabric, agents' state) when the node dies, not when the runtime ends, so a
+    // sweep would otherwise keep every seed's.
+    let h = madsim::runtime::Handle::current();
+    for id in ids.iter().chain(&others) {
+        h.kill(*id);
+    }
     match keep {
         Keep::Everything => (judge(&w, p, replay), false),
         Keep::Verdict => judge_streamed(&w, p, replay),
@@ -253,9 +260,9 @@ fn client_datacenter(scn: &Scenario) -> String {
         .unwrap_or_else(|| scn.sim_nodes()[0].datacenter.clone())
 }
 
-/// Creates a madsim node per agent (10.0.x.y) and per router client (10.1.x.y); returns the
-/// agents' node IDs, by index.
-fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
+/// Creates a madsim node per agent (10.0.x.y), per router client (10.1.x.y), and for the
+/// impostor and the fenced store; returns the agents' node IDs, by index, and the others'.
+fn create_nodes(w: &Arc<World>) -> (Vec<madsim::task::NodeId>, Vec<madsim::task::NodeId>) {
     let h = madsim::runtime::Handle::current();
     let ip = |net: u8, i: usize| IpAddr::V4(Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250) as u8 + 1));
     let ids = (0..w.nodes.len())
@@ -269,21 +276,25 @@ fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
                 .id()
         })
         .collect();
+    let mut others = Vec::new();
     let clients = w.scn.router.as_ref().map_or(0, |r| r.clients);
     let dc = client_datacenter(&w.scn);
     for k in 0..clients {
         let (w2, dc) = (w.clone(), dc.clone());
-        h.create_node()
+        let node = h
+            .create_node()
             .name(format!("c{k}"))
             .ip(ip(1, k))
             .init(move || w2.clone().client_main(k, dc.clone()))
             .build();
+        others.push(node.id());
     }
     if let Some(imp) = w.scn.faults.impostor.clone() {
         let me = w.nodes.len() + clients;
         let (fabric, prefix) = (w.fabric.clone(), w.scn.membership_cfg().sys_member_prefix);
         let (phantoms, counterfeit) = (w.nodes.len(), w.scn.membership.authenticate);
-        h.create_node()
+        let node = h
+            .create_node()
             .name("impostor")
             .ip(ip(2, 0))
             .init(move || {
@@ -291,20 +302,23 @@ fn create_nodes(w: &Arc<World>) -> Vec<madsim::task::NodeId> {
                 crate::impostor::run(fabric.clone(), me, prefix.clone(), phantoms, imp.every.0, counterfeit)
             })
             .build();
+        others.push(node.id());
     }
     if w.scn.workload.fenced_store {
         let me = w.nodes.len() + clients + usize::from(w.scn.faults.impostor.is_some());
         let (fabric, prefix) = (w.fabric.clone(), w.scn.membership_cfg().election_prefix());
         let (checks, effects, start) = (w.scn.workload.store_checks_tokens, w.effects.clone(), w.start);
-        h.create_node()
+        let node = h
+            .create_node()
             .name("store")
             .ip(ip(3, 0))
             .init(move || {
                 crate::workload::store::store_main(fabric.clone(), me, prefix.clone(), checks, effects.clone(), start)
             })
             .build();
+        others.push(node.id());
     }
-    ids
+    (ids, others)
 }
 
 /// The oracle's verdict on what the world recorded, and the run's figures.

@@ -64,6 +64,8 @@ pub struct Summary {
     pub claims: u64,
     /// Claims that began while another holder's stood (beliefs), all seeds.
     pub overlaps: u64,
+    /// Writes the fenced store accepted, all seeds.
+    pub writes_accepted: u64,
     /// Writes the fenced store accepted under a stale token (effects), all seeds.
     pub stale_writes_accepted: u64,
     /// Whether the scenario met its expectation.
@@ -123,6 +125,9 @@ pub struct JsonSummary {
     /// lease oracle).
     #[serde(default)]
     pub overlaps: u64,
+    /// Writes the fenced store accepted (`[workload] fenced_store`).
+    #[serde(default)]
+    pub writes_accepted: u64,
     /// Writes the fenced store accepted under a token lower than one it had accepted (the
     /// effects oracle).
     #[serde(default)]
@@ -183,6 +188,7 @@ impl Summary {
             no_leader_seconds: self.no_leader.as_secs_f64(),
             claims: self.claims,
             overlaps: self.overlaps,
+            writes_accepted: self.writes_accepted,
             stale_writes_accepted: self.stale_writes_accepted,
             expected_violation: self.expected_violation,
             ok: self.met,
@@ -281,6 +287,7 @@ pub fn sweep_with(
         no_leader: Duration::ZERO,
         claims: 0,
         overlaps: 0,
+        writes_accepted: 0,
         stale_writes_accepted: 0,
         met: false,
         expected_violation: scn.expect.violation.any(),
@@ -297,6 +304,7 @@ pub fn sweep_with(
         s.no_leader += r.figures.no_leader;
         s.claims += r.figures.claims;
         s.overlaps += r.figures.overlaps;
+        s.writes_accepted += r.figures.writes_accepted;
         s.stale_writes_accepted += r.figures.stale_writes_accepted;
         let expected = scn.expect.violation.any() && r.shows(scn.expect.violation);
         if !r.violations.is_empty() {

@@ -280,9 +280,11 @@ impl World {
             return;
         };
         self.agents.started(i, inc, agent.handle());
-        if self.scn.workload.fenced_store {
+        // The fenced store's writer runs beside the agent in this task, not a task of its own
+        // (madsim would keep a spawned task, and what it holds, past the end of the run).
+        let writer = self.scn.workload.fenced_store.then(|| {
             let cfg = self.scn.node_cfg(i);
-            madsim::task::spawn(crate::workload::store::writer(
+            crate::workload::store::writer(
                 self.fabric.clone(),
                 i,
                 self.nodes[i].id.clone(),
@@ -290,9 +292,17 @@ impl World {
                 agent.handle(),
                 SimClock::new(self.clocks[i].clone(), self.start),
                 cfg.beat,
-            ));
-        }
-        match agent.run().await {
+            )
+        });
+        let run = agent.run();
+        let result = match writer {
+            Some(w) => match futures::future::select(Box::pin(run), Box::pin(w)).await {
+                futures::future::Either::Left((r, _)) => r,
+                futures::future::Either::Right(((), run)) => run.await,
+            },
+            None => run.await,
+        };
+        match result {
             Ok(()) => self.trace(Some(i), "agent stopped".into()),
             Err(e) => self.trace(Some(i), format!("agent failed: {e}")),
         }

@@ -40,6 +40,8 @@ pub struct Cluster {
     pub net: proxy::Shared,
     /// Every line the agents printed.
     pub lines: Lines,
+    /// The fenced store's subject, when the agents write to one.
+    fenced: Option<String>,
 }
 
 impl Cluster {
@@ -60,6 +62,10 @@ impl Cluster {
             nodes: Vec::new(),
             net: proxy::Shared::new(scn.network.latency, scn.network.loss, seed),
             lines: Default::default(),
+            fenced: scn
+                .workload
+                .fenced_store
+                .then(|| crate::workload::store::subject(&scn.membership_cfg().election_prefix())),
         };
         // Ports: client, cluster and monitor per node, and one nobody listens on (every
         // server advertises it, so a route learnt by gossip never bypasses the proxies).
@@ -173,6 +179,9 @@ impl Cluster {
         std::fs::write(&clock, format!("ppm {}\nwall {}\n", node.ppm, node.wall_offset_ns))
             .map_err(|e| format!("cannot write {}: {e}", clock.display()))?;
         let mut args = agent_args(node, &self.file(i, "state.json"), &clock, new_cluster);
+        if let Some(subject) = &self.fenced {
+            args.push(format!("--test-fenced-writes={subject}"));
+        }
         let keys = self.dir.join("cluster.keys");
         if keys.is_file() {
             args.push(format!("--cluster-key={}", keys.display()));
@@ -183,6 +192,11 @@ impl Cluster {
         node.agent = Some(p);
         node.inc = inc;
         Ok(())
+    }
+
+    /// The client port of node `i`'s server.
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.nodes[i].client_port
     }
 
     /// Whether node `i`'s processes run.
@@ -346,6 +360,9 @@ fn agent_args(node: &Node, state: &Path, clock: &Path, new_cluster: bool) -> Vec
     ];
     if cfg.algorithm == Algorithm::Lease || cfg.cluster_size > 0 {
         a.push(format!("--cluster-size={}", cfg.cluster_size));
+    }
+    if let Some(f) = cfg.state_loss_tolerance {
+        a.push(format!("--state-loss-tolerance={f}"));
     }
     for b in Bug::ALL.into_iter().filter(|b| cfg.bug_knobs.has(*b)) {
         a.push(format!("--plant-bug={}", b.name()));

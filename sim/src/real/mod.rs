@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod procs;
 pub mod proxy;
 pub mod record;
+pub mod store;
 pub mod support;
 
 use crate::faults::{Action, FaultEvent};
@@ -101,6 +102,17 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     }
     c.start_servers()?;
     let t0 = true_ns();
+    // The fenced store listens on the first node's server: on the first side of every
+    // partition, as the simulator's store is.
+    let store = scn.workload.fenced_store.then(|| {
+        let prefix = scn.membership_cfg().election_prefix();
+        store::Store::start(
+            c.client_port(0),
+            crate::workload::store::subject(&prefix),
+            scn.workload.store_checks_tokens,
+            t0,
+        )
+    });
     for i in 0..n {
         c.start_agent(i, true)?;
     }
@@ -122,13 +134,16 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     wait_until(&mut c, t0 + scn.duration.0.as_nanos())?;
     let lines = std::mem::take(&mut *c.lines.lock().unwrap_or_else(|e| e.into_inner()));
     drop(c);
+    let effects = store.map(|s| s.effects()).unwrap_or_default();
     let rec = record::parse(&lines, &ids, t0);
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
-    let violations = verdict(&rec.claims, scn.live(p.last_fault_end()));
+    let mut violations = verdict(&rec.claims, scn.live(p.last_fault_end()));
+    violations.extend(effects.first.clone());
     let mut figures = Figures::of_claims(&rec.claims, scn.duration.0);
     figures.wall_time = wall.elapsed();
+    (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
     let lines = lines
         .into_iter()
         .map(|l| Line {

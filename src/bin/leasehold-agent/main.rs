@@ -138,6 +138,11 @@ struct Args {
     /// Test only: plant this bug (never in production).
     #[arg(long, hide = true)]
     plant_bug: Vec<String>,
+    /// Test only: every beat, while this agent believes it holds the lease, publish
+    /// `{"node","token"}` to this subject, as a fenced application would write (the fenced
+    /// store of `leasehold-sim real`).
+    #[arg(long, hide = true)]
+    test_fenced_writes: Option<String>,
 }
 
 fn unix_us(t: SystemTime) -> u128 {
@@ -280,6 +285,29 @@ fn lease_fields(clock: &dyn Clock, from: Option<Duration>, until: Option<Duratio
     })
 }
 
+/// Test only (`--test-fenced-writes`): what an application guarded by this agent does. Every
+/// `beat` it reads the agent's status once (holder and token together) and, if the lease is
+/// held on the agent's own clock, writes under that token.
+async fn fenced_writes(
+    h: leasehold::MembershipHandle,
+    net: NatsNetwork,
+    clock: Arc<dyn Clock>,
+    subject: String,
+    node: String,
+    beat: Duration,
+) {
+    use leasehold::Network;
+    loop {
+        clock.sleep(beat).await;
+        let st = h.status();
+        let Some(token) = st.fencing_token.filter(|_| st.is_leader_at(clock.now())) else {
+            continue;
+        };
+        let body = json!({"node": node, "token": token}).to_string();
+        let _ = net.publish(&subject, None, body.into()).await;
+    }
+}
+
 /// The JSON line of a notice (`None` for those the agent does not print).
 fn notice_line(node: &str, nats: &str, clock: &dyn Clock, n: Notice) -> Option<Value> {
     Some(match n {
@@ -413,6 +441,7 @@ async fn main() -> ExitCode {
         }
     };
     let ping_net = net.clone();
+    let write_net = net.clone();
     let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {
         Ok(a) => match keys {
             Some(k) => a.with_cluster_keys(k),
@@ -444,6 +473,16 @@ async fn main() -> ExitCode {
         book,
         args.prefix.clone(),
     ));
+    if let Some(subject) = args.test_fenced_writes.clone() {
+        tokio::spawn(fenced_writes(
+            handle.clone(),
+            write_net,
+            clock.clone(),
+            subject,
+            node.clone(),
+            args.beat,
+        ));
+    }
     let runner = tokio::spawn(agent.run());
     emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
     let print = |n: Notice| {
