@@ -115,10 +115,7 @@ enum Frame {
 /// Takes every complete frame off the front of `buf` (a partial one stays for the next read).
 fn frames(buf: &mut Vec<u8>) -> Vec<Frame> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") {
         let line = String::from_utf8_lossy(&buf[..eol]).to_string();
         if let Some(rest) = line.strip_prefix("MSG ") {
             let Some(len) = rest.split_whitespace().last().and_then(|n| n.parse::<usize>().ok()) else {
