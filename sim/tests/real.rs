@@ -1,7 +1,8 @@
 //! Real mode: scenario files against real nats-servers and unchanged `leasehold-agent`
 //! processes on loopback, judged by the simulator's oracle. Each run takes its scenario's
-//! duration (30 s here), so there are three: a calm cluster, a cut-off and a killed leader,
-//! and ALLCALL under a real partition, which must show two leaders.
+//! duration (30 s here), so there are four: a calm cluster, a cut-off and a killed leader, a
+//! fenced store under a partition, and ALLCALL under a real partition, which must show two
+//! leaders.
 //!
 //! Needs nats-server (`ci/test.sh` installs it) and the agent binary, which
 //! `cargo test --workspace --all-features` builds beside this package's binary.
@@ -105,6 +106,19 @@ fn a_cut_off_leader_and_a_killed_leader_are_replaced_for_real() {
 }
 
 #[test]
+fn a_fenced_store_under_a_real_partition_takes_writes_and_never_a_stale_one() {
+    let r = run("scenarios/lease-fenced-partitions.toml", 0);
+    let f = &r.report.figures;
+    assert!(r.report.violations.is_empty(), "{}", r.report.describe());
+    assert!(
+        f.writes_accepted > 50,
+        "the leaders wrote under their tokens: {} accepted",
+        f.writes_accepted
+    );
+    assert_eq!(f.stale_writes_accepted, 0);
+}
+
+#[test]
 fn allcall_shows_two_leaders_under_a_real_partition() {
     let rel = "scenarios/known-bad/allcall-partition.toml";
     let caught = (0..3)
@@ -123,6 +137,8 @@ fn what_cannot_be_done_for_real_is_skipped_with_its_reason_and_nothing_is_left_b
     let why = unsupported(&load("scenarios/router-many-clients.toml")).expect("router clients are simulated");
     assert!(why.contains("router"), "{why}");
     assert_eq!(unsupported(&load("scenarios/lease-partition-kill.toml")), None);
+    let why = unsupported(&load("scenarios/lease-freeze-fenced.toml")).expect("a freeze cannot be real yet");
+    assert!(why.contains("freeze"), "{why}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_leasehold-sim"))
         .args(["real", "scenarios/lease-stop-suspend.toml"])
         .current_dir(root())
