@@ -1,11 +1,12 @@
 //! proptest strategies over fault schedules: random scripted timelines (kills, graceful stops,
 //! restarts, pauses, host suspensions, cuts, heals, clock steps, drift changes within the
-//! bound) for `lease` clusters of
+//! bound, state files wiped, made unreadable or rolled back within `state_loss_tolerance`,
+//! and clones with a node's identity) for `lease` clusters of
 //! 3 to 5 nodes. Safety must hold for every one; a failure is shrunk by proptest to the
 //! smallest schedule that still breaks it, printed as a scenario file.
 
 use leasehold_sim::run_seed;
-use leasehold_sim::scenario::{At, Bug, ClockStepAt, DriftAt, Dur, Scenario, Step as S, SuspendAt};
+use leasehold_sim::scenario::{At, Bug, ClockStepAt, DriftAt, Dur, RollbackAt, Scenario, Step as S, SuspendAt};
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ enum Step {
     Cut(Vec<(usize, usize)>, u64),
     Jump(usize, i64),
     Drift(usize, i64),
+    /// Kill, lose the state file (0: wiped, 1: unreadable, 2: rolled back), restart.
+    Lose(usize, u64, u8),
+    Clone(usize),
 }
 
 fn step(n: usize) -> impl Strategy<Value = Step> {
@@ -29,6 +33,8 @@ fn step(n: usize) -> impl Strategy<Value = Step> {
         (proptest::collection::vec((0..n, 0..n), 1..6), 100u64..5000).prop_map(|(l, d)| Step::Cut(l, d)),
         (0..n, -5000i64..5000).prop_map(|(i, ms)| Step::Jump(i, ms)),
         (0..n, -1000i64..=1000).prop_map(|(i, p)| Step::Drift(i, p)),
+        (0..n, 100u64..5000, 0u8..3).prop_map(|(i, d, k)| Step::Lose(i, d, k)),
+        (0..n).prop_map(Step::Clone),
     ]
 }
 
@@ -47,6 +53,14 @@ fn scenario(n: usize, steps: &[(u64, Step)], bug: Option<Bug>) -> Scenario {
     let name = |i: usize| format!("n{i}");
     let ms = |t: u64| Dur(Duration::from_millis(t));
     let mut push = |t: u64, step: S| at.push(At { time: ms(t), step });
+    // Within the tolerance F = n / 2: a restart is safe while it and the rolled-back files not
+    // yet recovered number at most F (lost and unreadable files of others do not count). So
+    // any number of files may be wiped or made unreadable; once one is rolled back, at most F
+    // files are lost in the whole schedule, of any kind (a bound on damage at once that
+    // needs no knowledge of when each recovery ends).
+    let f = n / 2;
+    let rolls_back = sorted.iter().any(|(_, s)| matches!(s, Step::Lose(_, _, 2)));
+    let mut losses = 0;
     for (t, s) in sorted {
         match s {
             Step::Kill(i, d) if t >= busy_until[i] => {
@@ -87,13 +101,34 @@ fn scenario(n: usize, steps: &[(u64, Step)], bug: Option<Bug>) -> Scenario {
                 }),
             ),
             Step::Drift(i, ppm) => push(t, S::Drift(DriftAt { node: name(i), ppm })),
+            Step::Lose(i, d, kind) if t >= busy_until[i] && (!rolls_back || losses < f) => {
+                losses += 1;
+                push(t, S::Kill(name(i)));
+                push(
+                    t,
+                    match kind {
+                        0 => S::WipeState(name(i)),
+                        1 => S::CorruptState(name(i)),
+                        _ => S::RollbackState(RollbackAt {
+                            node: name(i),
+                            to: None,
+                        }),
+                    },
+                );
+                push(t + d, S::Restart(name(i)));
+                busy_until[i] = t + d + 1;
+            }
+            Step::Clone(i) if t >= busy_until[i] => push(t, S::Clone(name(i))),
             _ => {}
         }
     }
     at.sort_by_key(|a| a.time);
     let mut scn = Scenario::parse(
         "schedule.toml",
-        &format!("nodes = {n}\nduration = \"40s\"\n[membership]\nlease = \"2s\"\n[network]\nlatency = \"1ms..20ms\"\nloss = 0.02\n"),
+        &format!(
+            "nodes = {n}\nduration = \"40s\"\n[membership]\nlease = \"2s\"\nstate_loss_tolerance = {}\n[network]\nlatency = \"1ms..20ms\"\nloss = 0.02\n",
+            n / 2
+        ),
     )
     .expect("the base schedule parses");
     scn.membership.bug = bug;
@@ -107,7 +142,7 @@ fn text(scn: &Scenario) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn no_scripted_schedule_breaks_lease_safety((n, steps) in schedule(), seed in 0u64..1000) {
