@@ -310,7 +310,11 @@ impl Player {
                 c.net.with(|net| net.cuts.clear());
                 a.clone()
             }
-            Action::Suspend(_) | Action::Wake(_) | Action::Replay(..) | Action::SlowConsumer(..) => {
+            Action::Suspend(_)
+            | Action::Wake(_)
+            | Action::Replay(..)
+            | Action::SlowConsumer(..)
+            | Action::Preempt(..) => {
                 return Err(format!("cannot be done for real: {}", a.describe(&self.ids, None)));
             }
             routes => {

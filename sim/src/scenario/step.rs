@@ -55,6 +55,8 @@ pub enum Step {
     FastConsumer(String),
     /// A stranger publishes the hostile message numbered `pick`.
     Forge(u64),
+    /// Preempt a node's next composed clock read between two kernel clock reads.
+    Preempt(PreemptAt),
 }
 
 impl Step {
@@ -84,6 +86,7 @@ impl Step {
             Step::SlowConsumer(_) => "slow_consumer",
             Step::FastConsumer(_) => "fast_consumer",
             Step::Forge(_) => "forge",
+            Step::Preempt(_) => "preempt",
         }
     }
 
@@ -109,6 +112,7 @@ impl Step {
             Step::Suspend(s) => vec![&s.node],
             Step::RollbackState(r) => vec![&r.node],
             Step::Replay(r) => vec![&r.node],
+            Step::Preempt(p) => vec![&p.node],
             Step::Loss(_) | Step::Latency(_) | Step::Heal | Step::Forge(_) => Vec::new(),
         }
     }
@@ -244,6 +248,17 @@ pub struct ReplayAt {
     pub window: Dur,
 }
 
+/// A scripted preemption: `preempt = { node = "n0", by = "25ms" }`: n0's next composed clock
+/// read stalls this long between two of its kernel clock reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreemptAt {
+    /// Which node.
+    pub node: String,
+    /// How long the stall lasts.
+    pub by: Dur,
+}
+
 /// An `[[at]]` table as written in the file: `time` and one action key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +310,8 @@ pub struct RawAt {
     fast_consumer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     forge: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preempt: Option<PreemptAt>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -325,6 +342,7 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.slow_consumer.map(Step::SlowConsumer));
         steps.extend(r.fast_consumer.map(Step::FastConsumer));
         steps.extend(r.forge.map(Step::Forge));
+        steps.extend(r.preempt.map(Step::Preempt));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -365,6 +383,7 @@ impl From<At> for RawAt {
             Step::SlowConsumer(n) => r.slow_consumer = Some(n),
             Step::FastConsumer(n) => r.fast_consumer = Some(n),
             Step::Forge(p) => r.forge = Some(p),
+            Step::Preempt(p) => r.preempt = Some(p),
         }
         r
     }
