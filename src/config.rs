@@ -76,11 +76,18 @@ pub enum Bug {
     /// Refuse to act only while more agents are live than `cluster_size` allows, and forget
     /// it once they are out of sight (a lone misconfigured node then acts alone when cut off).
     ForgetSizeEvidence,
+    /// Read suspended time as [`TokioClock`](crate::TokioClock) did before
+    /// [`SuspendedTime`](crate::SuspendedTime): `CLOCK_MONOTONIC`, then `CLOCK_BOOTTIME`, once
+    /// each, keeping the running maximum of their difference, so a preemption between the two
+    /// reads moves the clock forward for good (a granter's promise then ends early). Planted in
+    /// the clock rather than the election: the simulator composes such an agent's clock with
+    /// the old read; production has no such clock.
+    RatchetingClockRead,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -94,6 +101,7 @@ impl Bug {
         Bug::IgnoreDuplicateId,
         Bug::WholeWhileWaiting,
         Bug::ForgetSizeEvidence,
+        Bug::RatchetingClockRead,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -112,6 +120,7 @@ impl Bug {
             Bug::IgnoreDuplicateId => "ignore_duplicate_id",
             Bug::WholeWhileWaiting => "whole_while_waiting",
             Bug::ForgetSizeEvidence => "forget_size_evidence",
+            Bug::RatchetingClockRead => "ratcheting_clock_read",
         }
     }
 

@@ -5,7 +5,7 @@
 //! to the world is [`crate::world::World::apply`].
 
 use crate::oracle::secs;
-use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, ReplayAt, RollbackAt, Step, SuspendAt};
+use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt};
 use std::time::Duration;
 
 /// One fault action.
@@ -94,6 +94,9 @@ pub enum Action {
     SlowConsumer(usize, bool),
     /// A stranger publishes hostile message number `pick`.
     Forge(u64),
+    /// Stall a node's next composed clock read for this long between two of its kernel clock
+    /// reads (a preemption or a GC pause in the middle of the read).
+    Preempt(usize, Duration),
 }
 
 /// One step of the plan.
@@ -144,6 +147,7 @@ impl Action {
             Step::SlowConsumer(id) => Action::SlowConsumer(index(id), true),
             Step::FastConsumer(id) => Action::SlowConsumer(index(id), false),
             Step::Forge(p) => Action::Forge(*p),
+            Step::Preempt(p) => Action::Preempt(index(&p.node), p.by.0),
         }
     }
 
@@ -192,6 +196,10 @@ impl Action {
             Action::SlowConsumer(i, true) => Step::SlowConsumer(id(*i)),
             Action::SlowConsumer(i, false) => Step::FastConsumer(id(*i)),
             Action::Forge(p) => Step::Forge(*p),
+            Action::Preempt(i, by) => Step::Preempt(PreemptAt {
+                node: id(*i),
+                by: Dur(*by),
+            }),
             Action::Partition { .. }
             | Action::IsolateLeader { .. }
             | Action::Bridge { .. }
@@ -218,7 +226,8 @@ impl Action {
             | Action::Clone(i)
             | Action::Freeze(i)
             | Action::Replay(i, _)
-            | Action::SlowConsumer(i, _) => Some(*i),
+            | Action::SlowConsumer(i, _)
+            | Action::Preempt(i, _) => Some(*i),
             Action::StateLoss { node, .. } => Some(*node),
             _ => None,
         }
@@ -290,6 +299,7 @@ impl Action {
             Action::SlowConsumer(i, true) => format!("fault slow consumer {}", name(i)),
             Action::SlowConsumer(i, false) => format!("fault consumer caught up {}", name(i)),
             Action::Forge(p) => format!("fault forge #{p}"),
+            Action::Preempt(i, by) => format!("fault preempt {} for {by:?} (its next clock read)", name(i)),
         }
     }
 }

@@ -344,7 +344,26 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
             (Action::Freeze(i), Action::Wake(i))
         }));
     }
+    if let Some(p) = &f.preempt {
+        let max = p.max.0;
+        ev.push(Stream::instants(rng.gen(), p.every.0, end, move |r| {
+            Action::Preempt(r.gen_range(0..n), log_uniform(r, max))
+        }));
+    }
     ev
+}
+
+/// A duration from 1 µs (or `max`, if shorter) to `max`, spread evenly over the octaves
+/// between them (an octave drawn uniformly, then a time uniformly within it): short stalls are
+/// as common as long ones. Integer arithmetic only, so every platform draws the same.
+fn log_uniform(r: &mut ChaCha8Rng, max: Duration) -> Duration {
+    let hi = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let lo = hi.min(1_000);
+    let octaves = 64 - (hi / lo).leading_zeros();
+    let k = r.gen_range(0..octaves);
+    let a = lo << k;
+    let b = a.saturating_mul(2).min(hi);
+    Duration::from_nanos(r.gen_range(a..=b))
 }
 
 /// A one-way cut of a random shape over the shuffled nodes `perm` (at least two): everyone to
@@ -403,4 +422,32 @@ fn partitions(p: &PartitionFault, n: usize, end: Duration, rng: &mut ChaCha8Rng)
         };
         (action, Action::Heal)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalls_spread_over_the_octaves_from_a_microsecond_to_the_longest() {
+        let mut r = ChaCha8Rng::seed_from_u64(5);
+        let max = Duration::from_millis(500);
+        let draws: Vec<Duration> = (0..20_000).map(|_| log_uniform(&mut r, max)).collect();
+        assert!(draws.iter().all(|d| *d >= Duration::from_micros(1) && *d <= max));
+        let within = |lo: u64, hi: u64| {
+            let n = draws
+                .iter()
+                .filter(|d| (lo..hi).contains(&(d.as_micros() as u64)))
+                .count();
+            n as f64 / draws.len() as f64
+        };
+        // 19 octaves: a third of the stalls within SuspendedTime's 100 us tolerance, and as
+        // many from 1 ms to 32 ms as from 16 ms to 500 ms.
+        assert!((0.30..0.40).contains(&within(0, 101)), "{}", within(0, 101));
+        assert!((within(1_000, 32_000) - within(16_000, 500_001)).abs() < 0.03);
+        assert_eq!(
+            log_uniform(&mut r, Duration::from_nanos(300)),
+            Duration::from_nanos(300)
+        );
+    }
 }

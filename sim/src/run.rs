@@ -178,8 +178,15 @@ fn build_world(
     let clocks = (0..n)
         .map(|i| {
             let c = ClockModel::new(p.origin[i], p.drift_ppm[i], p.wall_offset_ns[i]);
-            // The planted bug is the clock the agent reads: one that stops while suspended.
-            if scn.node_cfg(i).bug_knobs.has(leasehold::Bug::SuspendBlindClock) {
+            // Planted bugs in the clock the agent reads: one that stops while suspended, or one
+            // that reads suspended time the old way.
+            let bugs = scn.node_cfg(i).bug_knobs;
+            let c = if bugs.has(leasehold::Bug::RatchetingClockRead) {
+                c.ratcheting_read()
+            } else {
+                c
+            };
+            if bugs.has(leasehold::Bug::SuspendBlindClock) {
                 c.reading_awake_time()
             } else {
                 c

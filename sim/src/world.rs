@@ -480,6 +480,10 @@ impl World {
                 self.clock(*i).step_wall(*by);
                 a.clone()
             }
+            Action::Preempt(i, by) => {
+                self.clock(*i).preempt_next_read(*by);
+                a.clone()
+            }
             Action::Drift(i, ppm) => {
                 self.clock(*i).set_ppm(true_now(self.start), *ppm);
                 a.clone()
@@ -587,6 +591,7 @@ impl World {
     fn kill_node(&self, i: usize, id: madsim::task::NodeId) {
         madsim::runtime::Handle::current().kill(id);
         self.clock(i).wake(true_now(self.start));
+        self.clock(i).processes_died();
         self.fabric.down(i);
         self.agents.down(i);
     }

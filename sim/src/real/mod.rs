@@ -331,7 +331,8 @@ impl Player {
             | Action::Clone(_)
             | Action::CorruptState(_)
             | Action::Replay(..)
-            | Action::SlowConsumer(..) => {
+            | Action::SlowConsumer(..)
+            | Action::Preempt(..) => {
                 return Err(format!("cannot be done for real: {}", a.describe(&self.ids, None)));
             }
             routes => {

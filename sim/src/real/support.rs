@@ -26,6 +26,10 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
         (f.freeze.is_some(), FREEZE),
         (f.impostor.is_some(), "the `impostor` runs only in the simulator"),
         (
+            f.preempt.is_some(),
+            "`preempt` stalls a read inside the agent's clock, which the runner cannot reach",
+        ),
+        (
             f.replay.is_some(),
             "`replay` needs a NATS client's reconnect buffer, which the runner cannot flush",
         ),
@@ -41,6 +45,10 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
         (
             (0..n).any(|i| scn.node_cfg(i).bug_knobs.has(Bug::SuspendBlindClock)),
             "the `suspend_blind_clock` bug needs a suspended host",
+        ),
+        (
+            (0..n).any(|i| scn.node_cfg(i).bug_knobs.has(Bug::RatchetingClockRead)),
+            "the `ratcheting_clock_read` bug lives in the simulator's clock, not in the agent",
         ),
     ];
     if let Some((_, why)) = reasons.iter().find(|(used, _)| *used) {
@@ -60,6 +68,9 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
         }
         Step::SlowConsumer(_) | Step::FastConsumer(_) => {
             Some("`slow_consumer` needs a server to drop a subscriber's messages on demand".into())
+        }
+        Step::Preempt(_) => {
+            Some("`preempt` stalls a read inside the agent's clock, which the runner cannot reach".into())
         }
         _ => None,
     })

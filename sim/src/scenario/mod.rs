@@ -18,7 +18,7 @@ pub use spec::{
     LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec, PartitionFault, PartitionKind,
     PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault, WorkloadSpec,
 };
-pub use step::{At, ClockStepAt, DriftAt, ReplayAt, RollbackAt, Step, SuspendAt};
+pub use step::{At, ClockStepAt, DriftAt, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt};
 
 use error::{key_at, key_of};
 use leasehold::{Algorithm, BugKnobs};
@@ -334,6 +334,31 @@ mod tests {
         assert!(e.message.contains("after the end"), "{e}");
         let e = err("nodes = 3\n[[at]]\ntime = \"1s\"\nheal = true\nkill = \"n0\"\n");
         assert!(e.message.contains("exactly one action"), "{e}");
+    }
+
+    #[test]
+    fn preemptions_parse_both_ways_and_must_last() {
+        let text = "nodes = 3\n[faults]\npreempt = { every = \"1s\", max = \"300ms\" }\n[[at]]\ntime = \"5s\"\npreempt = { node = \"n1\", by = \"25ms\" }\n";
+        let s = Scenario::parse("p.toml", text).unwrap();
+        assert_eq!(s.faults.classes(), vec!["preempt"]);
+        let step = Step::Preempt(PreemptAt {
+            node: "n1".into(),
+            by: Dur(Duration::from_millis(25)),
+        });
+        assert_eq!(s.at[0].step, step);
+        let again = Scenario::parse("again.toml", &s.to_toml().unwrap()).unwrap();
+        assert_eq!(again.at, s.at);
+        assert_eq!(again.faults.preempt.unwrap().max.0, Duration::from_millis(300));
+        let index = |id: &str| s.sim_nodes().iter().position(|n| n.id == id).unwrap();
+        let action = crate::faults::Action::from_step(&step, index);
+        assert_eq!(action, crate::faults::Action::Preempt(1, Duration::from_millis(25)));
+        assert_eq!(action.to_step(|i| format!("n{i}")), Some(step));
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\npreempt = { node = \"n1\", by = \"0s\" }\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("preempt")), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\npreempt = { node = \"n7\", by = \"1ms\" }\n");
+        assert!(e.message.contains("unknown node"), "{e}");
+        let e = err("[faults]\npreempt = { every = \"1s\", max = \"0s\" }\n");
+        assert_eq!(e.key.as_deref(), Some("preempt"), "{e}");
     }
 
     #[test]

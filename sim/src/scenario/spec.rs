@@ -383,6 +383,18 @@ pub struct ImpostorFault {
     pub every: Dur,
 }
 
+/// `preempt = { every, max }`: a random node's next composed clock read stalls between two of
+/// its kernel clock reads (a preemption or a GC pause in the middle of the read), for a time
+/// drawn log-uniformly from 1 µs to `max`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreemptFault {
+    /// Mean gap between preemptions.
+    pub every: Dur,
+    /// Longest stall.
+    pub max: Dur,
+}
+
 /// `[faults]`: the random nemesis. Every entry is optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -435,6 +447,9 @@ pub struct FaultSpec {
     /// A stranger granting leases and forging releases.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impostor: Option<ImpostorFault>,
+    /// Clock reads preempted between two kernel clock reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preempt: Option<PreemptFault>,
     /// Random faults stop this long before the end (default twice `expect.leader_within`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Dur>,
@@ -460,6 +475,7 @@ impl FaultSpec {
             ("suspend", self.suspend.is_some()),
             ("freeze", self.freeze.is_some()),
             ("impostor", self.impostor.is_some()),
+            ("preempt", self.preempt.is_some()),
         ];
         on.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
     }

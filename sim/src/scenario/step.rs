@@ -58,6 +58,8 @@ pub enum Step {
     FastConsumer(String),
     /// A stranger publishes the hostile message numbered `pick`.
     Forge(u64),
+    /// Preempt a node's next composed clock read between two kernel clock reads.
+    Preempt(PreemptAt),
 }
 
 impl Step {
@@ -88,6 +90,7 @@ impl Step {
             Step::SlowConsumer(_) => "slow_consumer",
             Step::FastConsumer(_) => "fast_consumer",
             Step::Forge(_) => "forge",
+            Step::Preempt(_) => "preempt",
         }
     }
 
@@ -114,6 +117,7 @@ impl Step {
             Step::Freeze(f) => vec![&f.node],
             Step::RollbackState(r) => vec![&r.node],
             Step::Replay(r) => vec![&r.node],
+            Step::Preempt(p) => vec![&p.node],
             Step::Loss(_) | Step::Latency(_) | Step::Heal | Step::Forge(_) => Vec::new(),
         }
     }
@@ -249,6 +253,17 @@ pub struct ReplayAt {
     pub window: Dur,
 }
 
+/// A scripted preemption: `preempt = { node = "n0", by = "25ms" }`: n0's next composed clock
+/// read stalls this long between two of its kernel clock reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreemptAt {
+    /// Which node.
+    pub node: String,
+    /// How long the stall lasts.
+    pub by: Dur,
+}
+
 /// An `[[at]]` table as written in the file: `time` and one action key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +317,8 @@ pub struct RawAt {
     fast_consumer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     forge: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preempt: Option<PreemptAt>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -333,6 +350,7 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.slow_consumer.map(Step::SlowConsumer));
         steps.extend(r.fast_consumer.map(Step::FastConsumer));
         steps.extend(r.forge.map(Step::Forge));
+        steps.extend(r.preempt.map(Step::Preempt));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -374,6 +392,7 @@ impl From<At> for RawAt {
             Step::SlowConsumer(n) => r.slow_consumer = Some(n),
             Step::FastConsumer(n) => r.fast_consumer = Some(n),
             Step::Forge(p) => r.forge = Some(p),
+            Step::Preempt(p) => r.preempt = Some(p),
         }
         r
     }

@@ -182,6 +182,11 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(p) = &self.faults.preempt {
+            if p.every.0.is_zero() || p.max.0.is_zero() {
+                return Err(e.at("preempt", "`every` and `max` must be positive".into()));
+            }
+        }
         if let Some(f) = self.faults.loss_spike.as_ref().map(|s| s.loss) {
             if !(0.0..=1.0).contains(&f) {
                 return Err(e.at("loss", format!("{f} is not a probability")));
@@ -246,6 +251,12 @@ impl Scenario {
                 }
                 Step::Drift(d) if d.ppm.unsigned_abs() >= 100_000 => {
                     return Err(e.at("ppm", "drift must be within ±100000 ppm".into()));
+                }
+                Step::Preempt(p) if p.by.0.is_zero() => {
+                    return Err(e.at(
+                        "preempt",
+                        "a preemption must last a while: `by` must be positive".into(),
+                    ));
                 }
                 step => life.apply(step, t).map_err(|m| e.at(key, m))?,
             }

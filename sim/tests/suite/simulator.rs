@@ -84,6 +84,7 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-count-duplicate-grants",
         "bug-accept-stale-replies",
         "bug-unchecked-ranges",
+        "bug-ratcheting-clock-read",
         "slow-consumer-grant-ignoring-promise",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
@@ -337,6 +338,62 @@ fn a_suspended_leader_is_safe_only_on_a_clock_that_counts_suspended_time() {
         "{}",
         bad.describe()
     );
+}
+
+/// The leader is cut off just as both its granters' next clock reads are preempted for a
+/// second. Composed with `SuspendedTime`, the stalled brackets are refused and retried, the
+/// clocks do not move, and the granters keep their promises to the end; composed with the old
+/// read, both clocks jump a second ahead, both promises end a second early, and a second
+/// leader is elected while the first still holds.
+#[test]
+fn a_preempted_clock_read_ends_a_promise_early_only_with_the_old_read() {
+    let text = |bug: &str| {
+        format!(
+            "duration = \"30s\"\n[membership]\nlease = \"2s\"\n{bug}\n[[node]]\nid = \"n0\"\n[[node]]\nid = \"n1\"\n[[node]]\nid = \"n2\"\n\
+             [[at]]\ntime = \"8s\"\npreempt = {{ node = \"n1\", by = \"1s\" }}\n\
+             [[at]]\ntime = \"8s\"\npreempt = {{ node = \"n2\", by = \"1s\" }}\n\
+             [[at]]\ntime = \"8s\"\npartition = [[\"n1\", \"n2\"], [\"n0\"]]\n\
+             [[at]]\ntime = \"14s\"\nheal = true\n"
+        )
+    };
+    let run = |bug: &str| {
+        let s = Scenario::parse("preempt.toml", &text(bug)).unwrap();
+        run_seed(&s, 0, "preempt.toml")
+    };
+    let good = run("");
+    assert!(good.violations.is_empty(), "{}", good.describe());
+    let eight = 8_000_000_000u128;
+    assert!(
+        good.claims
+            .iter()
+            .any(|c| c.node == 0 && c.from < eight && c.until > eight),
+        "n0 leads when it is cut off: {:?}",
+        good.claims
+    );
+    let n1_after = |r: &leasehold_sim::RunReport| {
+        r.claims
+            .iter()
+            .filter(|c| c.node == 1 && c.from > eight)
+            .map(|c| c.from)
+            .min()
+            .expect("n1 leads after the cut")
+    };
+    let n0_end = good
+        .claims
+        .iter()
+        .filter(|c| c.node == 0 && c.from < eight)
+        .map(|c| c.until)
+        .max()
+        .unwrap();
+    assert!(n1_after(&good) >= n0_end, "n1 waits for n0's lease to end");
+    let bad = run("bug = \"ratcheting_clock_read\"");
+    assert_eq!(
+        bad.violations.first().map(|v| v.kind),
+        Some(leasehold_sim::ViolationKind::Overlap),
+        "{}",
+        bad.describe()
+    );
+    assert!(n1_after(&bad) + 500_000_000 < n0_end, "n1 holds most of a second early");
 }
 
 /// The full nemesis stops agents gracefully and suspends hosts, and the cluster stays safe.
