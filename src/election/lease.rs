@@ -1158,6 +1158,52 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_agent_that_lost_its_file_waits_for_good_and_says_what_for() {
+        let c = cfg(1, None);
+        let (mut sm, _) = LeaseElection::new(&c, None, Duration::ZERO, 3);
+        let mut now = Duration::ZERO;
+        let mut waits = Vec::new();
+        while now < Duration::from_secs(60) {
+            for o in sm.tick(now) {
+                if let Output::Notice(n @ Notice::WaitingForRecovery { .. }) = o {
+                    waits.push(n);
+                }
+            }
+            assert!(sm.held(now).is_none(), "no token 1 again at {now:?}");
+            now = sm.next_wakeup().max(now + Duration::from_millis(1));
+        }
+        assert!(sm.recovering());
+        assert_eq!(waits.len(), 12, "said every 5 s: {waits:?}");
+        assert_eq!(
+            waits[0],
+            Notice::WaitingForRecovery {
+                answered: Vec::new(),
+                need: 1,
+                lost_state: true
+            }
+        );
+        // With its file it needs no answers (a lone agent tolerates no loss): it leads after
+        // one lease of quarantine, above the token it kept.
+        let kept = Durable {
+            incarnation: 1,
+            max_token: 4,
+            ..Durable::default()
+        };
+        let (mut sm, _) = LeaseElection::new(&c, Some(kept), Duration::ZERO, 3);
+        assert!(!sm.recovering());
+        let mut now = Duration::ZERO;
+        while sm.held(now).is_none() {
+            now = sm.next_wakeup().max(now + Duration::from_millis(1));
+            sm.tick(now);
+            assert!(
+                now < c.lease_time + Duration::from_secs(1),
+                "it leads after its quarantine"
+            );
+        }
+        assert_eq!(sm.held(now).map(|h| h.0), Some(5));
+    }
+
+    #[test]
     fn a_file_written_while_waiting_counts_as_lost_but_keeps_its_incarnation() {
         let stored = Durable {
             incarnation: 4,
