@@ -83,11 +83,17 @@ pub enum Bug {
     /// the clock rather than the election: the simulator composes such an agent's clock with
     /// the old read; production has no such clock.
     RatchetingClockRead,
+    /// Keep a [`Leadership`](crate::Leadership) guard valid after the claim ended (a resign or
+    /// a stop) until the leader notice that follows the release and the heartbeat are
+    /// published, as the handle did before it followed [`Notice::ClaimEnded`](crate::Notice):
+    /// with a congested connection the guard then outlives the lease by the time those
+    /// publishes take. Planted in the handle, not the election.
+    GuardIgnoresClaimEnded,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 15] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -102,6 +108,7 @@ impl Bug {
         Bug::WholeWhileWaiting,
         Bug::ForgetSizeEvidence,
         Bug::RatchetingClockRead,
+        Bug::GuardIgnoresClaimEnded,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -121,6 +128,7 @@ impl Bug {
             Bug::WholeWhileWaiting => "whole_while_waiting",
             Bug::ForgetSizeEvidence => "forget_size_evidence",
             Bug::RatchetingClockRead => "ratcheting_clock_read",
+            Bug::GuardIgnoresClaimEnded => "guard_ignores_claim_ended",
         }
     }
 

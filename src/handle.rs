@@ -2,6 +2,7 @@
 //! history, notices, stop) and the state it shares with the driver.
 
 use crate::clock::Clock;
+use crate::config::{Bug, BugKnobs};
 use crate::election::Notice;
 use crate::membership::Command;
 use crate::wire::AgentLoc;
@@ -90,6 +91,8 @@ pub(crate) struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     /// The agent's own clock, so that handles can judge a lease without the caller's.
     clock: Arc<dyn Clock>,
+    /// Planted bugs (test only).
+    bugs: BugKnobs,
     #[cfg(feature = "tokio")]
     watch: tokio::sync::watch::Sender<LeaderStatus>,
 }
@@ -124,6 +127,7 @@ impl Shared {
         stop: oneshot::Sender<()>,
         commands: mpsc::UnboundedSender<Command>,
         clock: Arc<dyn Clock>,
+        bugs: BugKnobs,
     ) -> Arc<Self> {
         Arc::new(Shared {
             inner: Mutex::new(SharedInner {
@@ -133,6 +137,7 @@ impl Shared {
             history_size,
             commands,
             clock,
+            bugs,
             #[cfg(feature = "tokio")]
             watch: tokio::sync::watch::Sender::new(LeaderStatus::default()),
         })
@@ -184,6 +189,12 @@ impl Shared {
                 };
             }
             Notice::Claim { until, .. } if g.status.is_leader => g.status.lease_deadline = Some(*until),
+            // The claim ends before the release and the heartbeat that say so are published
+            // (they may take long on a congested connection, and another agent may hold as
+            // soon as the release is out): every guard ends now, not at the leader notice.
+            Notice::ClaimEnded { .. } if !self.bugs.has(Bug::GuardIgnoresClaimEnded) => {
+                g.status = LeaderStatus::default();
+            }
             Notice::Elected { leader, token } => {
                 if g.history.len() >= self.history_size {
                     g.history.pop_front();
@@ -358,14 +369,17 @@ impl Leadership {
     /// agent, with this token, before its deadline on the agent's clock, and connected (a
     /// disconnected agent cannot renew, and its peers may already have moved on).
     pub fn remaining(&self) -> Duration {
-        let (s, disconnected) = {
-            let g = self.handle.shared.lock();
-            (g.status.clone(), g.disconnected)
-        };
         let now = self.handle.shared.clock.now();
+        self.valid_until(now).map_or(Duration::ZERO, |d| d - now)
+    }
+
+    /// The deadline of the guarantee on the agent's clock, if it still holds at `now`.
+    fn valid_until(&self, now: Duration) -> Option<Duration> {
+        let g = self.handle.shared.lock();
+        let s = &g.status;
         match s.lease_deadline {
-            Some(d) if s.is_leader && !disconnected && s.fencing_token == self.token && now < d => d - now,
-            _ => Duration::ZERO,
+            Some(d) if s.is_leader && !g.disconnected && s.fencing_token == self.token && now < d => Some(d),
+            _ => None,
         }
     }
 
@@ -387,12 +401,11 @@ impl Leadership {
     /// stopped. Act as leader only while this is pending.
     pub async fn lost(&self) {
         loop {
-            let left = self.remaining();
-            if left.is_zero() {
-                return;
-            }
+            // Registered before the lease is read, so a change between the two is not missed.
             let changed = self.handle.changed();
-            let until = self.handle.shared.clock.now() + left;
+            let Some(until) = self.valid_until(self.handle.shared.clock.now()) else {
+                return;
+            };
             let expiry = self.handle.shared.clock.sleep_until(until);
             futures::future::select(std::pin::pin!(changed), expiry).await;
         }
@@ -429,10 +442,13 @@ impl MembershipHandle {
             if self.is_stopped() {
                 return None;
             }
-            if self.is_leader_now() {
+            // Whether this agent leads and under which token: one read, so a guard never
+            // carries a token that was not its own.
+            let status = self.status();
+            if status.is_leader_at(self.shared.clock.now()) {
                 return Some(Leadership {
                     handle: self.clone(),
-                    token: self.status().fencing_token,
+                    token: status.fencing_token,
                 });
             }
             changed.await;
@@ -533,5 +549,181 @@ impl MembershipHandle {
     /// Whether the agent has shut down.
     pub fn is_stopped(&self) -> bool {
         self.shared.lock().done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::BoxFuture;
+    use futures::task::ArcWake;
+    use futures::{Future, FutureExt};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::SystemTime;
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// A clock that stands still and, at its next reading once armed, runs a hook: the driver
+    /// acting on another thread at exactly that point of the caller's code.
+    struct HookClock {
+        now: Duration,
+        hook: Mutex<Option<Hook>>,
+    }
+
+    impl HookClock {
+        fn arm(&self, hook: impl FnOnce() + Send + 'static) {
+            *self.hook.lock().unwrap() = Some(Box::new(hook));
+        }
+    }
+
+    impl Clock for HookClock {
+        fn now(&self) -> Duration {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(h) = hook {
+                h();
+            }
+            self.now
+        }
+        fn wall(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH
+        }
+        fn sleep_until(&self, _: Duration) -> BoxFuture<'static, ()> {
+            // Time stands still: only a change of the leadership view can end a wait.
+            Box::pin(futures::future::pending())
+        }
+    }
+
+    const NOW: Duration = Duration::from_secs(10);
+    const UNTIL: Duration = Duration::from_secs(12);
+
+    struct Agent {
+        clock: Arc<HookClock>,
+        shared: Arc<Shared>,
+        handle: MembershipHandle,
+        _stop: oneshot::Receiver<()>,
+    }
+
+    /// A handle over shared state that no driver runs: the test plays the driver.
+    fn agent(bugs: BugKnobs) -> Agent {
+        let clock = Arc::new(HookClock {
+            now: NOW,
+            hook: Mutex::new(None),
+        });
+        let (stop, stop_rx) = oneshot::channel();
+        let (commands, _) = mpsc::unbounded();
+        let shared = Shared::new(8, stop, commands, clock.clone(), bugs);
+        let handle = MembershipHandle::new(shared.clone());
+        Agent {
+            clock,
+            shared,
+            handle,
+            _stop: stop_rx,
+        }
+    }
+
+    /// What the driver hands the shared state when this agent acquires the lease.
+    fn acquire(shared: &Shared, token: u64) {
+        shared.notice(
+            NOW,
+            Notice::Claim {
+                token: Some(token),
+                from: NOW,
+                until: UNTIL,
+            },
+        );
+        shared.notice(NOW, leader("n0", true, token));
+    }
+
+    fn leader(id: &str, is_me: bool, token: u64) -> Notice {
+        Notice::Leader {
+            leader: Some(id.into()),
+            is_me,
+            token: Some(token),
+            until: is_me.then_some(UNTIL),
+        }
+    }
+
+    fn guard(a: &Agent) -> Leadership {
+        a.handle
+            .leadership()
+            .now_or_never()
+            .expect("this agent leads: no wait")
+            .expect("running")
+    }
+
+    struct Flag(AtomicBool);
+
+    impl ArcWake for Flag {
+        fn wake_by_ref(f: &Arc<Self>) {
+            f.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether `lost()` resolves without time passing: at its first poll, or at a later one
+    /// that its waker asked for (as an executor would).
+    fn lost_resolves(lease: &Leadership) -> bool {
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = futures::task::waker(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut lost = std::pin::pin!(lease.lost());
+        for _ in 0..4 {
+            if lost.as_mut().poll(&mut cx).is_ready() {
+                return true;
+            }
+            if !flag.0.swap(false, Ordering::SeqCst) {
+                return false;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_guard_ends_when_its_claim_ends_before_the_leader_notice() {
+        let a = agent(BugKnobs::default());
+        acquire(&a.shared, 1);
+        let lease = guard(&a);
+        assert_eq!((lease.token(), lease.remaining()), (Some(1), UNTIL - NOW));
+        assert!(!lost_resolves(&lease), "pending while the lease holds");
+        // A resign: the claim ends; the release and the heartbeat are still to be published.
+        a.shared.notice(NOW, Notice::ClaimEnded { at: NOW });
+        assert!(!lease.is_valid() && !a.handle.is_leader_now());
+        assert!(lost_resolves(&lease));
+        // The planted bug: the guard waits for the leader notice.
+        let b = agent(BugKnobs::planted(Bug::GuardIgnoresClaimEnded));
+        acquire(&b.shared, 1);
+        let lease = guard(&b);
+        b.shared.notice(NOW, Notice::ClaimEnded { at: NOW });
+        assert!(lease.is_valid() && !lost_resolves(&lease));
+        b.shared.notice(NOW, leader("n0", false, 1));
+        assert!(!lease.is_valid() && lost_resolves(&lease));
+    }
+
+    #[test]
+    fn lost_sees_a_change_made_while_it_reads_the_lease() {
+        let a = agent(BugKnobs::default());
+        acquire(&a.shared, 1);
+        let lease = guard(&a);
+        // The driver hands over to n1 at the moment lost() reads the clock.
+        let shared = a.shared.clone();
+        a.clock.arm(move || shared.notice(NOW, leader("n1", false, 2)));
+        assert!(
+            lost_resolves(&lease),
+            "the change was missed: lost() would wait for the deadline"
+        );
+    }
+
+    #[test]
+    fn a_guard_carries_its_own_token_when_the_leader_changes_while_it_is_made() {
+        let a = agent(BugKnobs::default());
+        acquire(&a.shared, 1);
+        let shared = a.shared.clone();
+        a.clock.arm(move || shared.notice(NOW, leader("n1", false, 2)));
+        match a.handle.leadership().now_or_never() {
+            Some(Some(lease)) => {
+                assert_eq!(lease.token(), Some(1), "a guard with the next leader's token");
+                assert!(!lease.is_valid(), "and it is not valid: n1 holds");
+            }
+            other => assert!(other.is_none(), "waiting is right too"),
+        }
     }
 }

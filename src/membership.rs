@@ -95,7 +95,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         let (tx, rx) = oneshot::channel();
         let (cmd_tx, cmd_rx) = mpsc::unbounded();
         let clock = Arc::new(clock);
-        let shared = Shared::new(cfg.history_size, tx, cmd_tx, clock.clone());
+        let shared = Shared::new(cfg.history_size, tx, cmd_tx, clock.clone(), cfg.bug_knobs);
         // Jitter and attempt IDs must differ between agents and between runs of one agent
         // (in a container every run is pid 1): the ID and the wall clock at start do that
         // without OS randomness. The simulator sets its own seed (`with_seed`).
