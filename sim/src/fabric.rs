@@ -102,8 +102,18 @@ struct Server {
     slow: bool,
 }
 
+/// A node's client connection: whether its publishes wait for a full buffer to drain.
+#[derive(Default, Clone, Copy)]
+struct Congestion {
+    /// Each publish is handed over this long (ns) after the one before it.
+    delay: Option<u128>,
+    /// When the last publish waiting is handed over (true ns).
+    handover: u128,
+}
+
 struct Inner {
     servers: Vec<Server>,
+    congestion: Vec<Congestion>,
     topology: Topology,
     /// When the last copy on each route is due, to keep each publisher's order.
     last: Vec<Vec<u128>>,
@@ -129,6 +139,7 @@ impl Fabric {
         Fabric {
             inner: Arc::new(Mutex::new(Inner {
                 servers: (0..n).map(|_| Server::default()).collect(),
+                congestion: vec![Congestion::default(); n],
                 topology: Topology::new(n, latency, loss),
                 last: vec![vec![0; n]; n],
                 reorder,
@@ -178,6 +189,27 @@ impl Fabric {
         s.paused = false;
         s.subs.clear();
         s.queue.clear();
+    }
+
+    /// Node `i`'s client hands each publish to its server `delay` after the one before it,
+    /// in order, and the publisher waits for it (a client whose outgoing buffer is full and
+    /// drains slowly); `None`: at once again (what already waits keeps its turn).
+    pub fn congest(&self, i: usize, delay: Option<Duration>) {
+        self.lock().congestion[i].delay = delay.map(|d| d.as_nanos());
+    }
+
+    /// When a publish node `i` makes now is handed over (true ns), if not at once.
+    fn handover(&self, i: usize) -> Option<u128> {
+        let now = self.truth.now();
+        let mut g = self.lock();
+        let c = &mut g.congestion[i];
+        let at = match c.delay {
+            Some(d) => c.handover.max(now) + d,
+            None if c.handover > now => c.handover,
+            None => return None,
+        };
+        c.handover = at;
+        Some(at)
     }
 
     /// Changes the network's shape (cuts, datacenters, loss, latency).
@@ -425,8 +457,15 @@ pub struct SimNet {
 
 impl Network for SimNet {
     fn publish(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> BoxFuture<'_, Result<(), NetError>> {
-        let r = self.fabric.publish(self.node, subject, reply, payload);
-        Box::pin(async move { r })
+        let Some(at) = self.fabric.handover(self.node) else {
+            let r = self.fabric.publish(self.node, subject, reply, payload);
+            return Box::pin(async move { r });
+        };
+        let (subject, reply) = (subject.to_string(), reply.map(str::to_string));
+        Box::pin(async move {
+            madsim::time::sleep_until(self.fabric.truth.at(at)).await;
+            self.fabric.publish(self.node, &subject, reply.as_deref(), payload)
+        })
     }
 
     fn subscribe(&self, subject: &str) -> BoxFuture<'_, Result<Subscription, NetError>> {
@@ -542,6 +581,42 @@ mod tests {
                 assert_eq!(payloads(&mut own), vec![1], "only the first is due at the resume");
                 madsim::time::sleep(Duration::from_millis(2)).await;
                 assert_eq!(payloads(&mut own), vec![2], "the second has a timer of its own");
+            })
+        });
+    }
+
+    #[test]
+    fn a_congested_client_hands_each_publish_over_late_in_order_and_its_publisher_waits() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                let mut own = f.client(0).subscribe("s").await.unwrap();
+                let ms = Duration::from_millis;
+                let t0 = madsim::time::Instant::now();
+                f.congest(0, Some(ms(100)));
+                publish(&f, 0, 1).await;
+                let waited = t0.elapsed();
+                assert!(
+                    waited >= ms(100) && waited < ms(101),
+                    "the publisher waited for its turn: {waited:?}"
+                );
+                assert_eq!(payloads(&mut own), vec![1], "handed over then");
+                // Two publishers at once (in either order) queue behind each other.
+                let (a, b) = (f.clone(), f.clone());
+                let first = madsim::task::spawn(async move { publish(&a, 0, 2).await });
+                let second = madsim::task::spawn(async move { publish(&b, 0, 3).await });
+                madsim::time::sleep(ms(150)).await;
+                let one = payloads(&mut own);
+                assert_eq!(one.len(), 1, "one at 200 ms: {one:?}");
+                // The congestion ends: what waits keeps its turn, the next goes out at once.
+                f.congest(0, None);
+                madsim::time::sleep(ms(60)).await;
+                let other = payloads(&mut own);
+                assert_eq!(other.len(), 1, "the other at 300 ms: {other:?}");
+                assert_eq!(one[0] + other[0], 5);
+                let _ = (first.await, second.await);
+                publish(&f, 0, 4).await;
+                assert_eq!(payloads(&mut own), vec![4], "no wait once drained");
+                assert!(t0.elapsed() < ms(312), "{:?}", t0.elapsed());
             })
         });
     }

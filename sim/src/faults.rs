@@ -5,7 +5,9 @@
 //! to the world is [`crate::world::World::apply`].
 
 use crate::oracle::secs;
-use crate::scenario::{ClockStepAt, DriftAt, Dur, DurRange, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt};
+use crate::scenario::{
+    ClockStepAt, CongestAt, DriftAt, Dur, DurRange, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt,
+};
 use std::time::Duration;
 
 /// One fault action.
@@ -97,6 +99,13 @@ pub enum Action {
     /// Stall a node's next composed clock read for this long between two of its kernel clock
     /// reads (a preemption or a GC pause in the middle of the read).
     Preempt(usize, Duration),
+    /// Hand a node's publishes over this late, in order (a full client buffer draining);
+    /// `None`: at once again.
+    Congest(usize, Option<Duration>),
+    /// A node's application resigns the lease.
+    Resign(usize),
+    /// A node's application campaigns again.
+    Campaign(usize),
 }
 
 /// One step of the plan.
@@ -148,6 +157,10 @@ impl Action {
             Step::FastConsumer(id) => Action::SlowConsumer(index(id), false),
             Step::Forge(p) => Action::Forge(*p),
             Step::Preempt(p) => Action::Preempt(index(&p.node), p.by.0),
+            Step::Congest(c) => Action::Congest(index(&c.node), Some(c.delay.0)),
+            Step::Uncongest(id) => Action::Congest(index(id), None),
+            Step::Resign(id) => Action::Resign(index(id)),
+            Step::Campaign(id) => Action::Campaign(index(id)),
         }
     }
 
@@ -200,6 +213,15 @@ impl Action {
                 node: id(*i),
                 by: Dur(*by),
             }),
+            // A congestion's length is its end, a step of its own.
+            Action::Congest(i, Some(d)) => Step::Congest(CongestAt {
+                node: id(*i),
+                delay: Dur(*d),
+                lasts: None,
+            }),
+            Action::Congest(i, None) => Step::Uncongest(id(*i)),
+            Action::Resign(i) => Step::Resign(id(*i)),
+            Action::Campaign(i) => Step::Campaign(id(*i)),
             Action::Partition { .. }
             | Action::IsolateLeader { .. }
             | Action::Bridge { .. }
@@ -227,7 +249,10 @@ impl Action {
             | Action::Freeze(i)
             | Action::Replay(i, _)
             | Action::SlowConsumer(i, _)
-            | Action::Preempt(i, _) => Some(*i),
+            | Action::Preempt(i, _)
+            | Action::Congest(i, _)
+            | Action::Resign(i)
+            | Action::Campaign(i) => Some(*i),
             Action::StateLoss { node, .. } => Some(*node),
             _ => None,
         }
@@ -300,6 +325,10 @@ impl Action {
             Action::SlowConsumer(i, false) => format!("fault consumer caught up {}", name(i)),
             Action::Forge(p) => format!("fault forge #{p}"),
             Action::Preempt(i, by) => format!("fault preempt {} for {by:?} (its next clock read)", name(i)),
+            Action::Congest(i, Some(d)) => format!("fault congest {} (each publish handed over {d:?} late)", name(i)),
+            Action::Congest(i, None) => format!("fault congestion over {}", name(i)),
+            Action::Resign(i) => format!("resign {} (its application gives the lease up)", name(i)),
+            Action::Campaign(i) => format!("campaign {} (its application takes part again)", name(i)),
         }
     }
 }

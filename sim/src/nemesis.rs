@@ -235,6 +235,16 @@ pub fn lazy_plan(scn: &Scenario, seed: u64) -> (Plan, Events) {
                 });
             }
         }
+        // So is a congestion for a while.
+        if let (Step::Congest(c), Action::Congest(i, _)) = (&at.step, &action) {
+            if let Some(lasts) = c.lasts {
+                ev.push(FaultEvent {
+                    at: at.time.0 + lasts.0,
+                    action: Action::Congest(*i, None),
+                    scripted: true,
+                });
+            }
+        }
         ev.push(FaultEvent {
             at: at.time.0,
             action,
@@ -342,6 +352,13 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
         ev.push(Stream::episode(rng.gen(), p.every.0, p.lasts, end, move |r| {
             let i = r.gen_range(0..n);
             (Action::Freeze(i), Action::Wake(i))
+        }));
+    }
+    if let Some(c) = &f.congest {
+        let delay = c.delay;
+        ev.push(Stream::episode(rng.gen(), c.every.0, c.lasts, end, move |r| {
+            let i = r.gen_range(0..n);
+            (Action::Congest(i, Some(within(r, delay))), Action::Congest(i, None))
         }));
     }
     if let Some(p) = &f.preempt {

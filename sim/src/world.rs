@@ -480,6 +480,22 @@ impl World {
                 self.clock(*i).step_wall(*by);
                 a.clone()
             }
+            Action::Congest(i, delay) => {
+                self.fabric.congest(*i, *delay);
+                a.clone()
+            }
+            Action::Resign(i) => {
+                if let Some((_, h)) = self.agents.get(*i) {
+                    h.resign();
+                }
+                a.clone()
+            }
+            Action::Campaign(i) => {
+                if let Some((_, h)) = self.agents.get(*i) {
+                    h.campaign();
+                }
+                a.clone()
+            }
             Action::Preempt(i, by) => {
                 self.clock(*i).preempt_next_read(*by);
                 a.clone()

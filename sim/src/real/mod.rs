@@ -332,7 +332,10 @@ impl Player {
             | Action::CorruptState(_)
             | Action::Replay(..)
             | Action::SlowConsumer(..)
-            | Action::Preempt(..) => {
+            | Action::Preempt(..)
+            | Action::Congest(..)
+            | Action::Resign(_)
+            | Action::Campaign(_) => {
                 return Err(format!("cannot be done for real: {}", a.describe(&self.ids, None)));
             }
             routes => {

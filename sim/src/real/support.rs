@@ -30,6 +30,10 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
             "`preempt` stalls a read inside the agent's clock, which the runner cannot reach",
         ),
         (
+            f.congest.is_some(),
+            "`congest` needs a client buffer that drains slowly, which the runner cannot make",
+        ),
+        (
             f.replay.is_some(),
             "`replay` needs a NATS client's reconnect buffer, which the runner cannot flush",
         ),
@@ -69,6 +73,12 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
         Step::SlowConsumer(_) | Step::FastConsumer(_) => {
             Some("`slow_consumer` needs a server to drop a subscriber's messages on demand".into())
         }
+        Step::Congest(_) | Step::Uncongest(_) => {
+            Some("`congest` needs a client buffer that drains slowly, which the runner cannot make".into())
+        }
+        Step::Resign(_) | Step::Campaign(_) => Some(
+            "`resign` and `campaign` are simulated only for now (the real test is tests/it/leadership_api.rs)".into(),
+        ),
         Step::Preempt(_) => {
             Some("`preempt` stalls a read inside the agent's clock, which the runner cannot reach".into())
         }

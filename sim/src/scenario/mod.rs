@@ -14,11 +14,11 @@ pub use duration::{Dur, DurRange};
 pub use error::ScenarioError;
 pub use leasehold::Bug;
 pub use spec::{
-    ClockDriftFault, ClockOffsetFault, ClockStepFault, DcLink, Expect, Expected, ExpectedKind, FaultSpec, ForgeFault,
-    LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec, PartitionFault, PartitionKind,
-    PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault, WorkloadSpec,
+    ClockDriftFault, ClockOffsetFault, ClockStepFault, CongestFault, DcLink, Expect, Expected, ExpectedKind, FaultSpec,
+    ForgeFault, LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec, PartitionFault,
+    PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault, WorkloadSpec,
 };
-pub use step::{At, ClockStepAt, DriftAt, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt};
+pub use step::{At, ClockStepAt, CongestAt, DriftAt, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt};
 
 use error::{key_at, key_of};
 use leasehold::{Algorithm, BugKnobs};

@@ -395,6 +395,21 @@ pub struct PreemptFault {
     pub max: Dur,
 }
 
+/// `congest = { every, delay, for }`: a random node's publishes are handed to its server late,
+/// in order, as a full client buffer drains: each `delay` (drawn per episode) after the one
+/// before; its agent waits for each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CongestFault {
+    /// Mean gap between episodes.
+    pub every: Dur,
+    /// How late each publish is handed over.
+    pub delay: DurRange,
+    /// How long an episode lasts.
+    #[serde(rename = "for")]
+    pub lasts: DurRange,
+}
+
 /// `[faults]`: the random nemesis. Every entry is optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -450,6 +465,9 @@ pub struct FaultSpec {
     /// Clock reads preempted between two kernel clock reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preempt: Option<PreemptFault>,
+    /// Congested client connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub congest: Option<CongestFault>,
     /// Random faults stop this long before the end (default twice `expect.leader_within`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Dur>,
@@ -476,6 +494,7 @@ impl FaultSpec {
             ("freeze", self.freeze.is_some()),
             ("impostor", self.impostor.is_some()),
             ("preempt", self.preempt.is_some()),
+            ("congest", self.congest.is_some()),
         ];
         on.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
     }

@@ -60,6 +60,14 @@ pub enum Step {
     Forge(u64),
     /// Preempt a node's next composed clock read between two kernel clock reads.
     Preempt(PreemptAt),
+    /// A node's publishes are handed over late, in order, as a full client buffer drains.
+    Congest(CongestAt),
+    /// A node's publishes go out at once again.
+    Uncongest(String),
+    /// A node's application resigns the lease (`MembershipHandle::resign`).
+    Resign(String),
+    /// A node's application campaigns again (`MembershipHandle::campaign`).
+    Campaign(String),
 }
 
 impl Step {
@@ -91,6 +99,10 @@ impl Step {
             Step::FastConsumer(_) => "fast_consumer",
             Step::Forge(_) => "forge",
             Step::Preempt(_) => "preempt",
+            Step::Congest(_) => "congest",
+            Step::Uncongest(_) => "uncongest",
+            Step::Resign(_) => "resign",
+            Step::Campaign(_) => "campaign",
         }
     }
 
@@ -110,7 +122,11 @@ impl Step {
             | Step::CorruptState(n)
             | Step::Clone(n)
             | Step::SlowConsumer(n)
-            | Step::FastConsumer(n) => vec![n],
+            | Step::FastConsumer(n)
+            | Step::Uncongest(n)
+            | Step::Resign(n)
+            | Step::Campaign(n) => vec![n],
+            Step::Congest(c) => vec![&c.node],
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
             Step::Suspend(s) => vec![&s.node],
@@ -264,6 +280,22 @@ pub struct PreemptAt {
     pub by: Dur,
 }
 
+/// A scripted congestion: `congest = { node = "n1", delay = "400ms", for = "5s" }`: each of
+/// n1's publishes is handed to its server `delay` after the one before it (or after it was
+/// made, if later), in order, as a full client buffer drains; the publisher waits for it. Without
+/// `for`, until an `uncongest` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CongestAt {
+    /// Which node.
+    pub node: String,
+    /// How late each publish is handed over.
+    pub delay: Dur,
+    /// How long the congestion lasts (`None`: until `uncongest`).
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub lasts: Option<Dur>,
+}
+
 /// An `[[at]]` table as written in the file: `time` and one action key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,6 +351,14 @@ pub struct RawAt {
     forge: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     preempt: Option<PreemptAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    congest: Option<CongestAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uncongest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    campaign: Option<String>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -351,6 +391,10 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.fast_consumer.map(Step::FastConsumer));
         steps.extend(r.forge.map(Step::Forge));
         steps.extend(r.preempt.map(Step::Preempt));
+        steps.extend(r.congest.map(Step::Congest));
+        steps.extend(r.uncongest.map(Step::Uncongest));
+        steps.extend(r.resign.map(Step::Resign));
+        steps.extend(r.campaign.map(Step::Campaign));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -393,6 +437,10 @@ impl From<At> for RawAt {
             Step::FastConsumer(n) => r.fast_consumer = Some(n),
             Step::Forge(p) => r.forge = Some(p),
             Step::Preempt(p) => r.preempt = Some(p),
+            Step::Congest(c) => r.congest = Some(c),
+            Step::Uncongest(n) => r.uncongest = Some(n),
+            Step::Resign(n) => r.resign = Some(n),
+            Step::Campaign(n) => r.campaign = Some(n),
         }
         r
     }

@@ -187,6 +187,11 @@ impl Scenario {
                 return Err(e.at("preempt", "`every` and `max` must be positive".into()));
             }
         }
+        if let Some(c) = &self.faults.congest {
+            if c.every.0.is_zero() || c.delay.lo.is_zero() || c.lasts.lo.is_zero() {
+                return Err(e.at("congest", "`every`, `delay` and `for` must be positive".into()));
+            }
+        }
         if let Some(f) = self.faults.loss_spike.as_ref().map(|s| s.loss) {
             if !(0.0..=1.0).contains(&f) {
                 return Err(e.at("loss", format!("{f} is not a probability")));
@@ -257,6 +262,15 @@ impl Scenario {
                         "preempt",
                         "a preemption must last a while: `by` must be positive".into(),
                     ));
+                }
+                Step::Congest(c) if c.delay.0.is_zero() || c.lasts.is_some_and(|l| l.0.is_zero()) => {
+                    return Err(e.at(
+                        "congest",
+                        "a congestion must slow something: `delay` (and `for`, if given) must be positive".into(),
+                    ));
+                }
+                Step::Resign(_) | Step::Campaign(_) if self.algorithm != Algorithm::Lease => {
+                    return Err(e.at(key, "only the `lease` algorithm has a lease to resign".into()));
                 }
                 step => life.apply(step, t).map_err(|m| e.at(key, m))?,
             }
