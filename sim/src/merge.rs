@@ -119,6 +119,7 @@ fn merge_one(g: Vec<JsonSummary>) -> Result<JsonSummary, String> {
     m.overlaps = g.iter().map(|l| l.overlaps).sum();
     m.writes_accepted = g.iter().map(|l| l.writes_accepted).sum();
     m.stale_writes_accepted = g.iter().map(|l| l.stale_writes_accepted).sum();
+    m.guard_reports = g.iter().map(|l| l.guard_reports).sum();
     m.ok = if m.expected_violation {
         g.iter().any(|l| l.ok)
     } else {
@@ -172,6 +173,7 @@ mod tests {
             overlaps: 1,
             writes_accepted: 0,
             stale_writes_accepted: 0,
+            guard_reports: 0,
             expected_violation: false,
             ok: failing.is_empty(),
         }

@@ -67,6 +67,8 @@ pub struct Figures {
     pub writes_accepted: u64,
     /// Writes the fenced store accepted under a token lower than one it had accepted.
     pub stale_writes_accepted: u64,
+    /// What applications' guards said, each judged by the guards oracle.
+    pub guard_reports: u64,
 }
 
 impl Figures {
@@ -146,6 +148,7 @@ impl RunReport {
             ExpectedKind::NoLeader => ViolationKind::NoLeader,
             ExpectedKind::LeaderWhileWaiting => ViolationKind::LeaderWhileWaiting,
             ExpectedKind::StaleWrite => ViolationKind::StaleWrite,
+            ExpectedKind::Guard => ViolationKind::Guard,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),

@@ -335,6 +335,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let mut violations = verdict(&claims, scn.live(p.last_fault_end()));
     let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
     violations.extend(effects.first.clone());
+    violations.extend(w.guards().first);
     let trace = w.take_trace();
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {
@@ -347,6 +348,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     figures.fabric = w.fabric.stats();
     figures.faults_applied = applied.len() as u64;
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
+    figures.guard_reports = w.guards().reports;
     w.release();
     RunReport {
         scenario: scn.name.clone(),
@@ -385,7 +387,9 @@ fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
     figures.faults_applied = w.counts().1;
     let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
-    let whole = flagged || w.late() || effects.stale > 0;
+    let guards = w.guards();
+    figures.guard_reports = guards.reports;
+    let whole = flagged || w.late() || effects.stale > 0 || guards.violations > 0;
     w.release();
     let report = RunReport {
         scenario: scn.name.clone(),

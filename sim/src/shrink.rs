@@ -98,6 +98,7 @@ fn class(k: ViolationKind) -> u8 {
     match k {
         ViolationKind::Overlap | ViolationKind::TokenOrder | ViolationKind::LeaderWhileWaiting => 0,
         ViolationKind::StaleWrite => 4,
+        ViolationKind::Guard => 5,
         ViolationKind::NoLeader => 1,
         ViolationKind::Panic => 2,
         ViolationKind::Routing => 3,

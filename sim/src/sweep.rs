@@ -68,6 +68,8 @@ pub struct Summary {
     pub writes_accepted: u64,
     /// Writes the fenced store accepted under a stale token (effects), all seeds.
     pub stale_writes_accepted: u64,
+    /// What applications' guards said, judged by the guards oracle, all seeds.
+    pub guard_reports: u64,
     /// Whether the scenario met its expectation.
     pub met: bool,
     /// Whether a violation was expected.
@@ -132,6 +134,9 @@ pub struct JsonSummary {
     /// effects oracle).
     #[serde(default)]
     pub stale_writes_accepted: u64,
+    /// What applications' guards said (valid until, ended), each judged by the guards oracle.
+    #[serde(default)]
+    pub guard_reports: u64,
     /// Whether the scenario expects a violation (a known-bad scenario).
     #[serde(default)]
     pub expected_violation: bool,
@@ -190,6 +195,7 @@ impl Summary {
             overlaps: self.overlaps,
             writes_accepted: self.writes_accepted,
             stale_writes_accepted: self.stale_writes_accepted,
+            guard_reports: self.guard_reports,
             expected_violation: self.expected_violation,
             ok: self.met,
         }
@@ -289,6 +295,7 @@ pub fn sweep_with(
         overlaps: 0,
         writes_accepted: 0,
         stale_writes_accepted: 0,
+        guard_reports: 0,
         met: false,
         expected_violation: scn.expect.violation.any(),
     };
@@ -306,6 +313,7 @@ pub fn sweep_with(
         s.overlaps += r.figures.overlaps;
         s.writes_accepted += r.figures.writes_accepted;
         s.stale_writes_accepted += r.figures.stale_writes_accepted;
+        s.guard_reports += r.figures.guard_reports;
         let expected = scn.expect.violation.any() && r.shows(scn.expect.violation);
         if !r.violations.is_empty() {
             s.violations += 1;

@@ -7,6 +7,7 @@ use crate::clock::{true_now, ClockModel, SimClock};
 use crate::disk::Disks;
 use crate::fabric::Fabric;
 use crate::faults::{Action, FaultEvent};
+use crate::oracle::guards::{GuardEvent, Guards};
 use crate::oracle::stream::Streaming;
 use crate::oracle::{secs, TrueClaim};
 use crate::record::{Book, Keep};
@@ -38,6 +39,8 @@ struct State {
     /// The handles of the clones started (`[[at]] clone`), kept so they run until their
     /// host goes down.
     clones: Vec<leasehold::MembershipHandle>,
+    /// What the applications' guards said, judged as they say it.
+    guards: Guards,
 }
 
 /// The incarnation numbers under which the oracle records clones of a node (clone `k` is
@@ -132,6 +135,7 @@ impl World {
                 rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
                 stops: vec![0; n],
                 clones: Vec::new(),
+                guards: Guards::new(n),
             }),
             nodes,
         }
@@ -173,10 +177,14 @@ impl World {
         let mut st = self.lock();
         match notice {
             Notice::Claim { token, from, until } => {
+                st.guards.claim(node, inc, *token, until.as_nanos());
                 st.book
                     .claim(node, inc, *token, (from.as_nanos(), until.as_nanos()), now)
             }
-            Notice::ClaimEnded { at } => st.book.claim_ended(node, inc, at.as_nanos(), now),
+            Notice::ClaimEnded { at } => {
+                st.guards.claim_ended(node, inc, at.as_nanos());
+                st.book.claim_ended(node, inc, at.as_nanos(), now)
+            }
             _ => {}
         }
         if let Some(what) = notice_line(notice) {
@@ -193,6 +201,18 @@ impl World {
                 now,
             );
         }
+    }
+
+    /// Judges what node `i`'s application (beside incarnation `inc`) said of its guard.
+    fn guard_report(&self, i: usize, inc: u64, ev: GuardEvent) {
+        let clock = self.clocks[i].clone();
+        let true_at = move |local| clock.lock().unwrap_or_else(|e| e.into_inner()).true_at(local);
+        self.lock().guards.take(i, &self.nodes[i].id, inc, ev, true_at);
+    }
+
+    /// What the guards oracle found so far.
+    pub fn guards(&self) -> Guards {
+        self.lock().guards.clone()
     }
 
     /// The claims so far, in true time, in recording order (with [`Keep::Everything`]).
@@ -235,6 +255,7 @@ impl World {
         st.book.clear();
         st.applied = Vec::new();
         st.clones = Vec::new();
+        st.guards = Guards::default();
         drop(st);
         *self.effects.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.fabric.clear();
@@ -280,32 +301,58 @@ impl World {
             return;
         };
         self.agents.started(i, inc, agent.handle());
-        // The fenced store's writer runs beside the agent in this task, not a task of its own
-        // (madsim would keep a spawned task, and what it holds, past the end of the run).
-        let writer = self.scn.workload.fenced_store.then(|| {
-            let cfg = self.scn.node_cfg(i);
-            crate::workload::store::writer(
-                self.fabric.clone(),
-                i,
-                self.nodes[i].id.clone(),
-                cfg.election_prefix(),
-                agent.handle(),
-                SimClock::new(self.clocks[i].clone(), self.start),
-                cfg.beat,
-            )
-        });
-        let run = agent.run();
-        let result = match writer {
-            Some(w) => match futures::future::select(Box::pin(run), Box::pin(w)).await {
-                futures::future::Either::Left((r, _)) => r,
-                futures::future::Either::Right(((), run)) => run.await,
-            },
-            None => run.await,
+        // The applications run beside the agent in this task, not tasks of their own (madsim
+        // would keep a spawned task, and what it holds, past the end of the run).
+        let apps = self.apps(i, inc, &agent.handle());
+        let result = match futures::future::select(Box::pin(agent.run()), apps).await {
+            futures::future::Either::Left((r, _)) => r,
+            futures::future::Either::Right(((), run)) => run.await,
         };
         match result {
             Ok(()) => self.trace(Some(i), "agent stopped".into()),
             Err(e) => self.trace(Some(i), format!("agent failed: {e}")),
         }
+    }
+
+    /// The applications of node `i`'s incarnation `inc` over `agent`'s handle, as the
+    /// scenario says (`[workload] application`), reporting to the guards oracle.
+    fn apps(
+        self: &Arc<Self>,
+        i: usize,
+        inc: u64,
+        agent: &leasehold::MembershipHandle,
+    ) -> leasehold::BoxFuture<'static, ()> {
+        let w = self.clone();
+        let report: crate::workload::app::Report = Arc::new(move |ev| w.guard_report(i, inc, ev));
+        let clock = || SimClock::new(self.clocks[i].clone(), self.start);
+        let which = self.scn.workload.application;
+        let cfg = self.scn.node_cfg(i);
+        let guard = which.guard().then(|| {
+            let writes = self.scn.workload.fenced_store.then(|| crate::workload::app::Writes {
+                net: self.fabric.client(i),
+                subject: crate::workload::store::subject(&cfg.election_prefix()),
+                id: self.nodes[i].id.clone(),
+            });
+            crate::workload::app::guard_app(agent.clone(), clock(), cfg.beat, report.clone(), writes)
+        });
+        let callbacks = which
+            .callbacks()
+            .then(|| crate::workload::app::callbacks_app(agent.clone(), clock(), report.clone()));
+        Box::pin(async move {
+            futures::future::join(
+                async move {
+                    if let Some(g) = guard {
+                        g.await
+                    }
+                },
+                async move {
+                    if let Some(c) = callbacks {
+                        c.await
+                    }
+                },
+            )
+            .await;
+        })
     }
 
     /// An agent for node `i` (its identity, its host's clock and NATS server) over
@@ -447,11 +494,13 @@ impl World {
             Action::Pause(i) => {
                 h.pause(ids[*i]);
                 self.fabric.pause(*i);
+                self.lock().guards.stalled(*i, true, true_now(self.start));
                 a.clone()
             }
             Action::Resume(i) => {
                 h.resume(ids[*i]);
                 self.fabric.resume(*i);
+                self.lock().guards.stalled(*i, false, true_now(self.start));
                 a.clone()
             }
             Action::Stop(i) => {
@@ -462,18 +511,21 @@ impl World {
                 h.pause(ids[*i]);
                 self.fabric.pause(*i);
                 self.clock(*i).suspend(true_now(self.start));
+                self.lock().guards.stalled(*i, true, true_now(self.start));
                 a.clone()
             }
             Action::Freeze(i) => {
                 h.pause(ids[*i]);
                 self.fabric.pause(*i);
                 self.clock(*i).freeze(true_now(self.start));
+                self.lock().guards.stalled(*i, true, true_now(self.start));
                 a.clone()
             }
             Action::Wake(i) => {
                 self.clock(*i).wake(true_now(self.start));
                 h.resume(ids[*i]);
                 self.fabric.resume(*i);
+                self.lock().guards.stalled(*i, false, true_now(self.start));
                 a.clone()
             }
             Action::ClockStep(i, by) => {

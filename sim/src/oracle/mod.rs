@@ -3,9 +3,12 @@
 //! * [`lease`]: claims by different nodes or incarnations never overlap by any positive amount;
 //! * [`tokens`]: the fencing token strictly increases from one holder to the next;
 //! * [`liveness`]: once the last fault has ended, some node holds a lease within the bound;
+//! * [`guards`]: what applications see (the guard, the callbacks) stays inside their own
+//!   agent's claims;
 //! * [`routing`]: router clients find reachable servers, spread evenly, in distance order.
 
 pub mod effects;
+pub mod guards;
 pub mod lease;
 pub mod liveness;
 pub mod routing;
@@ -97,6 +100,8 @@ pub enum ViolationKind {
     LeaderWhileWaiting,
     /// The fenced store accepted a stale write (the effects oracle).
     StaleWrite,
+    /// An application's guard was valid outside its agent's claim (the guards oracle).
+    Guard,
     /// The simulation itself panicked.
     Panic,
     /// A router check failed (see the detail).
@@ -111,6 +116,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::NoLeader => "no leader after the faults stopped",
             ViolationKind::LeaderWhileWaiting => "a leader where the cluster had to wait",
             ViolationKind::StaleWrite => "the fenced store accepted a stale write",
+            ViolationKind::Guard => "an application's guard outlived its lease",
             ViolationKind::Panic => "simulation panicked",
             ViolationKind::Routing => "routing check failed",
         })
@@ -126,6 +132,7 @@ impl ViolationKind {
             ViolationKind::NoLeader => "no_leader",
             ViolationKind::LeaderWhileWaiting => "leader_while_waiting",
             ViolationKind::StaleWrite => "stale_write",
+            ViolationKind::Guard => "guard",
             ViolationKind::Panic => "panic",
             ViolationKind::Routing => "routing",
         }
@@ -154,6 +161,7 @@ impl Violation {
                 | ViolationKind::TokenOrder
                 | ViolationKind::LeaderWhileWaiting
                 | ViolationKind::StaleWrite
+                | ViolationKind::Guard
         )
     }
 }

@@ -14,9 +14,10 @@ pub use duration::{Dur, DurRange};
 pub use error::ScenarioError;
 pub use leasehold::Bug;
 pub use spec::{
-    ClockDriftFault, ClockOffsetFault, ClockStepFault, CongestFault, DcLink, Expect, Expected, ExpectedKind, FaultSpec,
-    ForgeFault, LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec, PartitionFault,
-    PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault, StateLossFault, WorkloadSpec,
+    Application, ClockDriftFault, ClockOffsetFault, ClockStepFault, CongestFault, DcLink, Expect, Expected,
+    ExpectedKind, FaultSpec, ForgeFault, LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec,
+    PartitionFault, PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault,
+    StateLossFault, WorkloadSpec,
 };
 pub use step::{At, ClockStepAt, CongestAt, DriftAt, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt};
 

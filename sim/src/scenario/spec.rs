@@ -81,6 +81,40 @@ pub struct WorkloadSpec {
     /// Whether the store checks tokens (default true; `false` is a known-bad store).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub store_checks_tokens: bool,
+    /// Which applications run beside every agent, through the public API only; the guards
+    /// oracle judges what their guards say.
+    #[serde(default, skip_serializing_if = "Application::is_both")]
+    pub application: Application,
+}
+
+/// `[workload] application`: which applications run beside every agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Application {
+    /// Both of the others, side by side on one handle.
+    #[default]
+    Both,
+    /// `leadership().await`, then `is_valid()`/`remaining()` every beat and at every change,
+    /// until `lost()` resolves; the fenced store's writer, when there is a store.
+    Guard,
+    /// `run_callbacks`, whose leading future lives until it is dropped.
+    Callbacks,
+}
+
+impl Application {
+    fn is_both(&self) -> bool {
+        *self == Application::Both
+    }
+
+    /// Whether the guard application runs.
+    pub fn guard(self) -> bool {
+        self != Application::Callbacks
+    }
+
+    /// Whether the callbacks application runs.
+    pub fn callbacks(self) -> bool {
+        self != Application::Guard
+    }
 }
 
 fn yes() -> bool {
@@ -96,6 +130,7 @@ impl Default for WorkloadSpec {
         WorkloadSpec {
             fenced_store: false,
             store_checks_tokens: true,
+            application: Application::Both,
         }
     }
 }
@@ -553,6 +588,8 @@ pub enum ExpectedKind {
     LeaderWhileWaiting,
     /// The fenced store accepted a write under a token lower than one it had accepted.
     StaleWrite,
+    /// An application's guard was valid outside its agent's claim.
+    Guard,
 }
 
 impl Expected {

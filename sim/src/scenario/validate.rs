@@ -167,6 +167,12 @@ impl Scenario {
                 "there is no store: set [workload] fenced_store = true".into(),
             ));
         }
+        if self.workload.fenced_store && !self.workload.application.guard() {
+            return Err(e.at(
+                "application",
+                "the fenced store's writer is the guard application: use \"guard\" or \"both\"".into(),
+            ));
+        }
         if self.workload.fenced_store && self.algorithm != Algorithm::Lease {
             return Err(e.at(
                 "fenced_store",

@@ -1,4 +1,5 @@
 //! Workloads that run beside the agents in a simulation.
 
+pub mod app;
 pub mod router;
 pub mod store;

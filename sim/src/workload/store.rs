@@ -1,17 +1,16 @@
 //! The fenced store: a service on a node of its own, reached over the simulated network with
-//! its latency, and the writers beside every agent. Whoever believes it holds the lease (by the
-//! public API: one read of the agent's status, on the agent's own clock) writes to the store
-//! every beat under its fencing token; the store refuses a token lower than the highest it has
-//! accepted (unless it is the known-bad store that does not check), and hands every write it
-//! handled to the effects oracle ([`crate::oracle::effects`]).
+//! its latency. Whoever holds a valid lease guard (the guard application,
+//! [`crate::workload::app`]) writes to the store every beat under the guard's fencing token; the
+//! store refuses a token lower than the highest it has accepted (unless it is the known-bad store
+//! that does not check), and hands every write it handled to the effects oracle
+//! ([`crate::oracle::effects`]).
 
-use crate::clock::{true_now, SimClock};
-use crate::fabric::Fabric;
+use crate::clock::true_now;
+use crate::fabric::{Fabric, SimNet};
 use crate::oracle::effects::{Effects, Write};
-use leasehold::{Clock, MembershipHandle, Network};
+use leasehold::Network;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The store's subject, under the election prefix.
 pub fn subject(prefix: &str) -> String {
@@ -58,32 +57,14 @@ pub async fn store_main(
     }
 }
 
-/// The writer beside node `node`'s agent: every `beat` on the node's clock, a write under the
-/// agent's token if it believes it holds the lease. Runs until its node goes down.
-pub async fn writer(
-    fabric: Fabric,
-    node: usize,
-    id: String,
-    prefix: String,
-    agent: MembershipHandle,
-    clock: SimClock,
-    beat: Duration,
-) {
-    let net = fabric.client(node);
-    let subject = subject(&prefix);
-    loop {
-        clock.sleep(beat).await;
-        // Status and token in one read, judged on the agent's own clock.
-        let status = agent.status();
-        let Some(token) = status.fencing_token.filter(|_| status.is_leader_at(clock.now())) else {
-            continue;
-        };
-        let put = Put {
-            node: id.clone(),
-            token,
-        };
-        if let Ok(body) = serde_json::to_vec(&put) {
-            let _ = net.publish(&subject, None, body.into()).await;
-        }
+/// Writes under `token` as node `id` over `net` (the writer is the guard application, see
+/// [`crate::workload::app`]).
+pub async fn write(net: &SimNet, subject: &str, id: &str, token: u64) {
+    let put = Put {
+        node: id.to_string(),
+        token,
+    };
+    if let Ok(body) = serde_json::to_vec(&put) {
+        let _ = net.publish(subject, None, body.into()).await;
     }
 }

@@ -86,6 +86,8 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-unchecked-ranges",
         "bug-ratcheting-clock-read",
         "slow-consumer-grant-ignoring-promise",
+        "bug-guard-ignores-claim-ended",
+        "bug-guard-ignores-claim-ended-callbacks",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
