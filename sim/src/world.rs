@@ -135,7 +135,7 @@ impl World {
                 rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
                 stops: vec![0; n],
                 clones: Vec::new(),
-                guards: Guards::new(n),
+                guards: Guards::new(n, crate::oracle::guards::SIM_SLACK),
             }),
             nodes,
         }

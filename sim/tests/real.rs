@@ -1,8 +1,8 @@
 //! Real mode: scenario files against real nats-servers and unchanged `leasehold-agent`
 //! processes on loopback, judged by the simulator's oracle. Each run takes its scenario's
-//! duration (30 s here), so there are four: a calm cluster, a cut-off and a killed leader, a
-//! fenced store under a partition, and ALLCALL under a real partition, which must show two
-//! leaders.
+//! duration (20–30 s here), so there are five: a calm cluster, a cut-off and a killed leader,
+//! a fenced store under a partition, resigns and campaigns by signal with every application's
+//! guard judged, and ALLCALL under a real partition, which must show two leaders.
 //!
 //! Needs nats-server (`ci/test.sh` installs it) and the agent binary, which
 //! `cargo test --workspace --all-features` builds beside this package's binary.
@@ -116,6 +116,35 @@ fn a_fenced_store_under_a_real_partition_takes_writes_and_never_a_stale_one() {
         f.writes_accepted
     );
     assert_eq!(f.stale_writes_accepted, 0);
+}
+
+#[test]
+fn real_applications_resign_and_campaign_by_signal_and_every_guard_stays_inside_its_claim() {
+    let r = run("scenarios/lease-resign-campaign.toml", 0);
+    let rep = &r.report;
+    assert!(rep.violations.is_empty(), "{}", rep.describe());
+    let agent_said = |event: &str| {
+        r.lines
+            .iter()
+            .filter(|l| l.text.contains(&format!("\"event\":\"{event}\"")))
+            .count()
+    };
+    assert_eq!(
+        (agent_said("resign"), agent_said("campaign")),
+        (3, 3),
+        "SIGUSR1 and SIGUSR2 reached the agents"
+    );
+    assert!(
+        rep.figures.leader_changes >= 4,
+        "each resign of a leader hands over: {:?}",
+        rep.claims
+    );
+    assert!(
+        rep.figures.guard_reports > 50 && agent_said("guard_ended") >= 2,
+        "the guards were judged: {} reports",
+        rep.figures.guard_reports
+    );
+    assert!(rep.figures.writes_accepted > 20, "and wrote under their tokens");
 }
 
 #[test]

@@ -179,6 +179,8 @@ impl Cluster {
         std::fs::write(&clock, format!("ppm {}\nwall {}\n", node.ppm, node.wall_offset_ns))
             .map_err(|e| format!("cannot write {}: {e}", clock.display()))?;
         let mut args = agent_args(node, &self.file(i, "state.json"), &clock, new_cluster);
+        // The applications whose guards the oracle judges, as in the simulator.
+        args.push("--test-guard".into());
         if let Some(subject) = &self.fenced {
             args.push(format!("--test-fenced-writes={subject}"));
         }
@@ -225,6 +227,13 @@ impl Cluster {
             a.wait_for(STOP_GRACE);
         }
         self.kill(i);
+    }
+
+    /// Asks node `i`'s agent to resign (`true`, SIGUSR1) or to campaign again (SIGUSR2).
+    pub fn steer(&mut self, i: usize, resign: bool) {
+        if let Some(a) = &self.nodes[i].agent {
+            a.signal(if resign { Sig::Usr1 } else { Sig::Usr2 });
+        }
     }
 
     /// Pauses (`true`) or continues node `i`'s processes; its clocks keep running.

@@ -135,13 +135,25 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let lines = std::mem::take(&mut *c.lines.lock().unwrap_or_else(|e| e.into_inner()));
     drop(c);
     let effects = store.map(|s| s.effects()).unwrap_or_default();
-    let rec = record::parse(&lines, &ids, t0);
+    // When a paused agent could not run: its application is not blamed for acting late.
+    let stalls: Vec<(u128, usize, bool)> = player
+        .applied
+        .iter()
+        .filter_map(|e| match e.action {
+            Action::Pause(i) => Some((e.at.as_nanos(), i, true)),
+            Action::Resume(i) => Some((e.at.as_nanos(), i, false)),
+            _ => None,
+        })
+        .collect();
+    let rec = record::parse(&lines, &ids, t0, &stalls);
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
     let mut violations = verdict(&rec.claims, scn.live(p.last_fault_end()));
     violations.extend(effects.first.clone());
+    violations.extend(rec.guards.first.clone());
     let mut figures = Figures::of_claims(&rec.claims, scn.duration.0);
+    figures.guard_reports = rec.guards.reports;
     figures.wall_time = wall.elapsed();
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
     let lines = lines
@@ -220,7 +232,7 @@ impl Player {
             Action::IsolateLeader { .. } => {
                 let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let now = self.now();
-                record::parse(&lines, &self.ids, self.t0)
+                record::parse(&lines, &self.ids, self.t0, &[])
                     .claims
                     .into_iter()
                     .find(|cl| cl.from <= now && now < cl.until)
@@ -278,6 +290,10 @@ impl Player {
                 c.stop(*i);
                 a.clone()
             }
+            Action::Resign(i) | Action::Campaign(i) => {
+                c.steer(*i, matches!(a, Action::Resign(_)));
+                a.clone()
+            }
             Action::ClockStep(i, by) => {
                 c.step_wall(*i, *by);
                 a.clone()
@@ -333,9 +349,7 @@ impl Player {
             | Action::Replay(..)
             | Action::SlowConsumer(..)
             | Action::Preempt(..)
-            | Action::Congest(..)
-            | Action::Resign(_)
-            | Action::Campaign(_) => {
+            | Action::Congest(..) => {
                 return Err(format!("cannot be done for real: {}", a.describe(&self.ids, None)));
             }
             routes => {

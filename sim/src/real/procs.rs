@@ -44,6 +44,10 @@ pub enum Sig {
     Stop,
     /// SIGCONT.
     Cont,
+    /// SIGUSR1 (the agent resigns).
+    Usr1,
+    /// SIGUSR2 (the agent campaigns again).
+    Usr2,
 }
 
 /// A started child, killed and reaped when dropped.
@@ -60,6 +64,8 @@ impl Proc {
             Sig::Term => Signal::TERM,
             Sig::Stop => Signal::STOP,
             Sig::Cont => Signal::CONT,
+            Sig::Usr1 => Signal::USR1,
+            Sig::Usr2 => Signal::USR2,
         };
         if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
             let _ = kill_process(pid, s);

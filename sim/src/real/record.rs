@@ -3,6 +3,7 @@
 //! claims in true time, exactly as the simulator's clock model turns notices into claims.
 
 use super::procs::Line;
+use crate::oracle::guards::{GuardEvent, Guards, Via};
 use crate::oracle::{secs, TrueClaim};
 use crate::trace::TraceEvent;
 use serde_json::Value;
@@ -60,10 +61,23 @@ pub struct Record {
     pub claims: Vec<TrueClaim>,
     /// Trace events (agents' events; the runner adds its faults).
     pub trace: Vec<TraceEvent>,
+    /// What the agents' applications said of their guards, judged.
+    pub guards: Guards,
 }
 
-/// Parses `lines` of nodes named `ids`; `t0` is the true time (host ns) of the run's start.
-pub fn parse(lines: &[Line], ids: &[String], t0: u128) -> Record {
+/// What the guards oracle takes from an agent's lines, in the order it must see them at one
+/// instant: a claim before what a guard says of it, and a guard's word before the claim ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ForGuards {
+    Claim(Option<u64>, u128),
+    Stall(bool),
+    Report(u8, Option<u64>, u128, Option<u128>),
+    ClaimEnded(u128),
+}
+
+/// Parses `lines` of nodes named `ids`; `t0` is the true time (host ns) of the run's start;
+/// `stalls` says when (true ns since `t0`) a node stopped running (`true`: paused) or ran again.
+pub fn parse(lines: &[Line], ids: &[String], t0: u128, stalls: &[(u128, usize, bool)]) -> Record {
     let mut clocks: BTreeMap<(usize, u64), LocalClock> = BTreeMap::new();
     let mut events: Vec<(&Line, Value)> = Vec::new();
     for l in lines.iter().filter(|l| l.event) {
@@ -78,11 +92,41 @@ pub fn parse(lines: &[Line], ids: &[String], t0: u128) -> Record {
     let rel = |t: u128| t.saturating_sub(t0);
     let mut claims: Vec<TrueClaim> = Vec::new();
     let mut trace = Vec::new();
+    // (true time, node, incarnation, what): sorted, then judged in that order.
+    let mut for_guards: Vec<(u128, usize, u64, ForGuards)> = stalls
+        .iter()
+        .map(|(t, i, s)| (*t, *i, 0, ForGuards::Stall(*s)))
+        .collect();
     for (seq, (l, v)) in events.iter().enumerate() {
         let clock = clocks.get(&(l.node, l.inc));
         let local_of = |k: &str| v.get(k).and_then(Value::as_u64).map(u128::from);
         let to_true = |local: u128| clock.and_then(|c| c.true_at(local)).map(rel);
         let kind = v.get("event").and_then(Value::as_str).unwrap_or_default();
+        let token = v.get("fencing_token").and_then(Value::as_u64);
+        let mut guard = |local: Option<u128>, what: ForGuards| {
+            if let Some(t) = local.and_then(to_true) {
+                for_guards.push((t, l.node, l.inc, what));
+            }
+        };
+        match kind {
+            "lease_renewed" => {
+                if let Some(until) = local_of("until_local_ns") {
+                    guard(local_of("from_local_ns"), ForGuards::Claim(token, until));
+                }
+            }
+            "lease_released" => {
+                if let Some(at) = local_of("at_local_ns") {
+                    guard(Some(at), ForGuards::ClaimEnded(at));
+                }
+            }
+            "guard" | "guard_ended" => {
+                let via = u8::from(v.get("via").and_then(Value::as_str) == Some("callbacks"));
+                if let Some(at) = local_of("at_local_ns") {
+                    guard(Some(at), ForGuards::Report(via, token, at, local_of("until_local_ns")));
+                }
+            }
+            _ => {}
+        }
         match kind {
             "lease_renewed" => {
                 if let (Some(from), Some(until)) = (
@@ -118,7 +162,30 @@ pub fn parse(lines: &[Line], ids: &[String], t0: u128) -> Record {
             });
         }
     }
-    Record { clocks, claims, trace }
+    for_guards.sort();
+    let mut guards = Guards::new(ids.len(), crate::oracle::guards::REAL_SLACK);
+    for (t, node, inc, what) in for_guards {
+        let true_at = |local: u128| clocks.get(&(node, inc)).and_then(|c| c.true_at(local)).map_or(0, rel);
+        match what {
+            ForGuards::Claim(token, until) => guards.claim(node, inc, token, until),
+            ForGuards::ClaimEnded(at) => guards.claim_ended(node, inc, at),
+            ForGuards::Stall(stalled) => guards.stalled(node, stalled, t),
+            ForGuards::Report(via, token, at, until) => {
+                let via = if via == 1 { Via::Callbacks } else { Via::Guard };
+                let ev = match until {
+                    Some(until) => GuardEvent::Valid { via, token, at, until },
+                    None => GuardEvent::Ended { via, token, at },
+                };
+                guards.take(node, &ids[node], inc, ev, true_at);
+            }
+        }
+    }
+    Record {
+        clocks,
+        claims,
+        trace,
+        guards,
+    }
 }
 
 /// An agent's event as a trace line, in the simulator's words where there are some.
@@ -214,7 +281,7 @@ mod tests {
             line(1, 2, 104 * s, r#"{"event":"lease_released","at_local_ns":60500000000}"#),
             line(1, 2, 104 * s, "not json"),
         ];
-        let r = parse(&lines, &ids, 100 * s);
+        let r = parse(&lines, &ids, 100 * s, &[]);
         assert_eq!(r.claims.len(), 2);
         assert_eq!((r.claims[0].from, r.claims[0].until), (s, 3 * s), "{:?}", r.claims[0]);
         assert_eq!(r.claims[0].token, Some(3));
@@ -228,5 +295,44 @@ mod tests {
             .trace
             .iter()
             .any(|e| e.what == "claim token=3 until local=3.020000000s"));
+    }
+
+    #[test]
+    fn guard_lines_are_judged_against_the_agents_claims_and_a_pause_excuses_a_late_end() {
+        let s = 1_000_000_000u128;
+        let ids = vec!["a".to_string()];
+        let clock = r#"{"event":"clock","true_ns":100000000000,"local_ns":0,"ppm":0}"#;
+        let claim =
+            r#"{"event":"lease_renewed","fencing_token":3,"from_local_ns":1000000000,"until_local_ns":3000000000}"#;
+        let released = r#"{"event":"lease_released","at_local_ns":2000000000}"#;
+        let run = |extra: &[&str], stalls: &[(u128, usize, bool)]| {
+            let mut lines = vec![line(0, 1, 100 * s, clock), line(0, 1, 101 * s, claim)];
+            // Printed out of order with the claim lines, as two tasks print them.
+            lines.extend(extra.iter().map(|t| line(0, 1, 100 * s, t)));
+            lines.push(line(0, 1, 102 * s, released));
+            parse(&lines, &ids, 100 * s, stalls).guards
+        };
+        let inside =
+            r#"{"event":"guard","via":"guard","fencing_token":3,"at_local_ns":1500000000,"until_local_ns":3000000000}"#;
+        let ends = r#"{"event":"guard_ended","via":"callbacks","fencing_token":3,"at_local_ns":2000000000}"#;
+        let g = run(&[inside, ends], &[]);
+        assert_eq!((g.reports, g.violations), (2, 0));
+        let after =
+            r#"{"event":"guard","via":"guard","fencing_token":3,"at_local_ns":2100000000,"until_local_ns":3000000000}"#;
+        let g = run(&[after], &[]);
+        assert_eq!(g.violations, 1, "valid after its claim was released");
+        let late = r#"{"event":"guard_ended","via":"guard","fencing_token":3,"at_local_ns":2500000000}"#;
+        assert_eq!(run(&[late], &[]).violations, 1, "ended 500 ms after the claim");
+        let woken = r#"{"event":"guard_ended","via":"guard","fencing_token":3,"at_local_ns":2005000000}"#;
+        assert_eq!(
+            run(&[woken], &[]).violations,
+            0,
+            "5 ms: a task's wake-up on a busy host"
+        );
+        assert_eq!(
+            run(&[late], &[(s + s / 2, 0, true), (2 * s + s / 4, 0, false)]).violations,
+            0,
+            "paused across the claim's end"
+        );
     }
 }

@@ -76,9 +76,6 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
         Step::Congest(_) | Step::Uncongest(_) => {
             Some("`congest` needs a client buffer that drains slowly, which the runner cannot make".into())
         }
-        Step::Resign(_) | Step::Campaign(_) => Some(
-            "`resign` and `campaign` are simulated only for now (the real test is tests/it/leadership_api.rs)".into(),
-        ),
         Step::Preempt(_) => {
             Some("`preempt` stalls a read inside the agent's clock, which the runner cannot reach".into())
         }

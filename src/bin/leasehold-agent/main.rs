@@ -15,15 +15,20 @@
 //! process runs with this `--id` (`other_incarnation`, `other_run`), `undersized` that a majority
 //! of a larger cluster (`seen`) agrees on other settings than `--cluster-size` says, `state_unreadable` that the
 //! state file could not be read and was moved aside (`moved_to`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
+//! SIGUSR1 makes the agent step down: it gives its lease up at once, if it holds it, and does
+//! not campaign until SIGUSR2 (`resign` and `campaign` lines say so); before maintenance, say.
 //! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
 //!
 //! For `leasehold-sim real`, which judges real agents with the simulator's oracle: lease lines
 //! also carry `from_local_ns` / `until_local_ns` (`at_local_ns` on release), readings of the
 //! agent's own monotonic clock, and `clock` lines map that clock to the host's
 //! `CLOCK_MONOTONIC` (`true_ns`, `local_ns`, `ppm`, `wall_offset_ns`). Two hidden, test-only
-//! flags serve the runner: `--test-clock FILE` (a clock it drives, see `test_clock.rs`) and
-//! `--plant-bug NAME` (a planted bug, so real runs can show the oracle catching it).
+//! flags serve the runner: `--test-clock FILE` (a clock it drives, see `test_clock.rs`),
+//! `--plant-bug NAME` (a planted bug, so real runs can show the oracle catching it) and
+//! `--test-guard` / `--test-fenced-writes SUBJECT` (applications on the public API whose guards
+//! it judges, see `test_app.rs`).
 
+mod test_app;
 #[cfg(target_os = "linux")]
 mod test_clock;
 
@@ -138,9 +143,13 @@ struct Args {
     /// Test only: plant this bug (never in production).
     #[arg(long, hide = true)]
     plant_bug: Vec<String>,
-    /// Test only: every beat, while this agent believes it holds the lease, publish
-    /// `{"node","token"}` to this subject, as a fenced application would write (the fenced
-    /// store of `leasehold-sim real`).
+    /// Test only: run the applications of `leasehold-sim real` beside the agent (a guard and
+    /// the callbacks) and print what their guards say (`guard`, `guard_ended` lines).
+    #[arg(long, hide = true)]
+    test_guard: bool,
+    /// Test only: the guard application also writes `{"node","token"}` to this subject every
+    /// beat under its guard's token, as a fenced application would (the fenced store of
+    /// `leasehold-sim real`); implies `--test-guard`.
     #[arg(long, hide = true)]
     test_fenced_writes: Option<String>,
 }
@@ -152,6 +161,40 @@ fn unix_us(t: SystemTime) -> u128 {
 fn emit(mut v: Value) {
     v["at_unix_us"] = json!(unix_us(SystemTime::now()));
     println!("{v}");
+}
+
+/// SIGUSR1 (resign: `true`) and SIGUSR2 (campaign again: `false`), as a stream of requests.
+struct Steering {
+    #[cfg(unix)]
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Steering {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = signal(SignalKind::user_defined1())
+                .and_then(|a| Ok((a, signal(SignalKind::user_defined2())?)))
+                .map_err(|e| eprintln!("warning: SIGUSR1/SIGUSR2 will not steer this agent: {e}"))
+                .ok();
+            Steering { signals }
+        }
+        #[cfg(not(unix))]
+        Steering {}
+    }
+
+    /// The next request (pending for ever without signals).
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        if let Some((usr1, usr2)) = self.signals.as_mut() {
+            return tokio::select! {
+                _ = usr1.recv() => true,
+                _ = usr2.recv() => false,
+            };
+        }
+        std::future::pending().await
+    }
 }
 
 async fn shutdown_signal() {
@@ -283,29 +326,6 @@ fn lease_fields(clock: &dyn Clock, from: Option<Duration>, until: Option<Duratio
         "from_local_ns": from.map(|t| t.as_nanos() as u64),
         "until_local_ns": until.map(|t| t.as_nanos() as u64),
     })
-}
-
-/// Test only (`--test-fenced-writes`): what an application guarded by this agent does. Every
-/// `beat` it reads the agent's status once (holder and token together) and, if the lease is
-/// held on the agent's own clock, writes under that token.
-async fn fenced_writes(
-    h: leasehold::MembershipHandle,
-    net: NatsNetwork,
-    clock: Arc<dyn Clock>,
-    subject: String,
-    node: String,
-    beat: Duration,
-) {
-    use leasehold::Network;
-    loop {
-        clock.sleep(beat).await;
-        let st = h.status();
-        let Some(token) = st.fencing_token.filter(|_| st.is_leader_at(clock.now())) else {
-            continue;
-        };
-        let body = json!({"node": node, "token": token}).to_string();
-        let _ = net.publish(&subject, None, body.into()).await;
-    }
 }
 
 /// The JSON line of a notice (`None` for those the agent does not print).
@@ -473,15 +493,19 @@ async fn main() -> ExitCode {
         book,
         args.prefix.clone(),
     ));
-    if let Some(subject) = args.test_fenced_writes.clone() {
-        tokio::spawn(fenced_writes(
-            handle.clone(),
-            write_net,
-            clock.clone(),
+    if args.test_guard || args.test_fenced_writes.is_some() {
+        let writes = args.test_fenced_writes.clone().map(|subject| test_app::Writes {
+            net: write_net,
             subject,
+        });
+        tokio::spawn(test_app::guard_app(
+            handle.clone(),
+            clock.clone(),
             node.clone(),
             args.beat,
+            writes,
         ));
+        tokio::spawn(test_app::callbacks_app(handle.clone(), clock.clone(), node.clone()));
     }
     let runner = tokio::spawn(agent.run());
     emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
@@ -492,12 +516,21 @@ async fn main() -> ExitCode {
     };
     let stop = shutdown_signal();
     tokio::pin!(stop);
+    let mut steer = Steering::new();
     loop {
         tokio::select! {
             n = notices.next() => match n {
                 Some((_, n)) => print(n),
                 None => break,
             },
+            resign = steer.next() => {
+                if resign {
+                    handle.resign();
+                } else {
+                    handle.campaign();
+                }
+                emit(json!({"event": if resign { "resign" } else { "campaign" }, "node": node}));
+            }
             _ = &mut stop => {
                 handle.stop().await;
                 break;
