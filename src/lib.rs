@@ -52,6 +52,8 @@ mod membership;
 #[cfg(feature = "nats")]
 mod nats;
 mod network;
+#[doc(hidden)]
+pub mod probe;
 pub mod router;
 mod storage;
 mod subjects;

@@ -314,30 +314,50 @@ impl World {
         }
     }
 
-    /// The applications of node `i`'s incarnation `inc` over `agent`'s handle, as the
-    /// scenario says (`[workload] application`), reporting to the guards oracle.
+    /// The applications of node `i`'s incarnation `inc` over `agent`'s handle (`leasehold::probe`,
+    /// on the public API only), as the scenario says (`[workload] application`), reporting to the
+    /// guards oracle; the guard application is the fenced store's writer.
     fn apps(
         self: &Arc<Self>,
         i: usize,
         inc: u64,
         agent: &leasehold::MembershipHandle,
     ) -> leasehold::BoxFuture<'static, ()> {
+        use leasehold::probe::{callbacks_app, guard_app, GuardWord, Report, Write};
         let w = self.clone();
-        let report: crate::workload::app::Report = Arc::new(move |ev| w.guard_report(i, inc, ev));
+        let report: Report = Arc::new(move |word| {
+            let ev = match word {
+                GuardWord::Valid { via, token, at, until } => GuardEvent::Valid {
+                    via,
+                    token,
+                    at: at.as_nanos(),
+                    until: until.as_nanos(),
+                },
+                GuardWord::Ended { via, token, at } => GuardEvent::Ended {
+                    via,
+                    token,
+                    at: at.as_nanos(),
+                },
+            };
+            w.guard_report(i, inc, ev)
+        });
         let clock = || SimClock::new(self.clocks[i].clone(), self.start);
         let which = self.scn.workload.application;
         let cfg = self.scn.node_cfg(i);
-        let guard = which.guard().then(|| {
-            let writes = self.scn.workload.fenced_store.then(|| crate::workload::app::Writes {
-                net: self.fabric.client(i),
-                subject: crate::workload::store::subject(&cfg.election_prefix()),
-                id: self.nodes[i].id.clone(),
-            });
-            crate::workload::app::guard_app(agent.clone(), clock(), cfg.beat, report.clone(), writes)
+        let write = self.scn.workload.fenced_store.then(|| -> Write {
+            let (net, id) = (self.fabric.client(i), self.nodes[i].id.clone());
+            let subject = crate::workload::store::subject(&cfg.election_prefix());
+            Arc::new(move |token| {
+                let (net, subject, id) = (net.clone(), subject.clone(), id.clone());
+                Box::pin(async move { crate::workload::store::write(&net, &subject, &id, token).await })
+            })
         });
+        let guard = which
+            .guard()
+            .then(|| guard_app(agent.clone(), clock(), cfg.beat, report.clone(), write));
         let callbacks = which
             .callbacks()
-            .then(|| crate::workload::app::callbacks_app(agent.clone(), clock(), report.clone()));
+            .then(|| callbacks_app(agent.clone(), clock(), report.clone()));
         Box::pin(async move {
             futures::future::join(
                 async move {

@@ -1,8 +1,9 @@
 //! Guards: what applications act on. The claims the lease checkers judge are the agent's
 //! beliefs as its observer hears them; an application sees them through the public API
 //! instead: a [`Leadership`](leasehold::Leadership) guard (`is_valid()`, `token()`, `lost()`)
-//! or the callbacks' leading future. Every node's application reports what its guard said,
-//! and each report is judged on the node's own clock against the claims its agent made:
+//! or the callbacks' leading future. Every node runs the applications of `leasehold::probe`,
+//! which report what their guards say, and each report is judged on the node's own clock
+//! against the claims its agent made:
 //!
 //! * a guard is valid only inside a claim of its agent under the guard's own token: not
 //!   before, not after the claim ended (given up, or run out on the agent's clock);
@@ -29,21 +30,12 @@ pub const REAL_SLACK: u128 = 20_000_000;
 /// Claims kept per node (the latest), to judge a guard that ends after a newer claim began.
 const KEPT: usize = 8;
 
-/// Which part of the public API the report is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// A guard from `MembershipHandle::leadership()`.
-    Guard,
-    /// The leading future that `run_callbacks` hands `on_started_leading`'s result.
-    Callbacks,
-}
+pub use leasehold::probe::Via;
 
-impl Via {
-    fn name(self) -> &'static str {
-        match self {
-            Via::Guard => "guard",
-            Via::Callbacks => "callbacks' leading future",
-        }
+fn name(via: Via) -> &'static str {
+    match via {
+        Via::Guard => "guard",
+        Via::Callbacks => "callbacks' leading future",
     }
 }
 
@@ -157,11 +149,11 @@ impl Guards {
         let found = match (ev, end) {
             (GuardEvent::Valid { via, .. }, None) => Some(format!(
                 "{id}'s {} is valid under {under}, which its agent never claimed",
-                via.name()
+                name(via)
             )),
             (GuardEvent::Valid { via, until, .. }, Some(end)) if at >= end || until > end => Some(format!(
                 "{id}'s {} (under {under}) said at {} it is valid until {}, but its claim ends at {}",
-                via.name(),
+                name(via),
                 secs(true_at(at)),
                 secs(true_at(until)),
                 secs(true_at(end))
@@ -169,7 +161,7 @@ impl Guards {
             (GuardEvent::Ended { via, .. }, Some(end)) if at > end + self.slack && stall_end < true_at(end) => {
                 Some(format!(
                     "{id}'s {} (under {under}) ended at {}, {} after its claim ended at {}",
-                    via.name(),
+                    name(via),
                     secs(true_at(at)),
                     secs(true_at(at) - true_at(end)),
                     secs(true_at(end))

@@ -1,6 +1,6 @@
 //! The fenced store: a service on a node of its own, reached over the simulated network with
-//! its latency. Whoever holds a valid lease guard (the guard application,
-//! [`crate::workload::app`]) writes to the store every beat under the guard's fencing token; the
+//! its latency. Whoever holds a valid lease guard (the guard application of `leasehold::probe`,
+//! beside every agent) writes to the store every beat under the guard's fencing token; the
 //! store refuses a token lower than the highest it has accepted (unless it is the known-bad store
 //! that does not check), and hands every write it handled to the effects oracle
 //! ([`crate::oracle::effects`]).
@@ -57,8 +57,8 @@ pub async fn store_main(
     }
 }
 
-/// Writes under `token` as node `id` over `net` (the writer is the guard application, see
-/// [`crate::workload::app`]).
+/// Writes under `token` as node `id` over `net` (the writer is the guard application of
+/// `leasehold::probe`, beside every agent).
 pub async fn write(net: &SimNet, subject: &str, id: &str, token: u64) {
     let put = Put {
         node: id.to_string(),

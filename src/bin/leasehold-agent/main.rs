@@ -494,18 +494,14 @@ async fn main() -> ExitCode {
         args.prefix.clone(),
     ));
     if args.test_guard || args.test_fenced_writes.is_some() {
-        let writes = args.test_fenced_writes.clone().map(|subject| test_app::Writes {
-            net: write_net,
-            subject,
-        });
-        tokio::spawn(test_app::guard_app(
-            handle.clone(),
+        test_app::start(
+            &handle,
             clock.clone(),
             node.clone(),
             args.beat,
-            writes,
-        ));
-        tokio::spawn(test_app::callbacks_app(handle.clone(), clock.clone(), node.clone()));
+            write_net,
+            args.test_fenced_writes.clone(),
+        );
     }
     let runner = tokio::spawn(agent.run());
     emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
