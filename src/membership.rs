@@ -272,13 +272,20 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         // stays the same (most messages do not move it): one timer per deadline, not per event.
         let mut sleep: Option<(Duration, BoxFuture<'static, ()>)> = None;
         loop {
-            if let Err(e) = self.carry_out(std::mem::take(&mut out), subjects).await {
-                // Fail-stop: a promise or token that cannot be made durable must not be used,
-                // and a node that cannot persist must not keep granting.
-                tracing::error!(error = %e, "cannot save durable state; stopping");
-                let last = sm.stop(self.clock.now());
-                let _ = self.carry_out(last, subjects).await;
-                return Err(e.into());
+            // A publish can wait long (a client whose outgoing buffer is full while it is
+            // disconnected): a stop is served meanwhile, and what was left is not carried out.
+            let carried = self.carry_out(std::mem::take(&mut out), subjects);
+            match select(&mut stop, std::pin::pin!(carried)).await {
+                Either::Left(_) => break,
+                Either::Right((Ok(()), _)) => {}
+                Either::Right((Err(e), _)) => {
+                    // Fail-stop: a promise or token that cannot be made durable must not be
+                    // used, and a node that cannot persist must not keep granting.
+                    tracing::error!(error = %e, "cannot save durable state; stopping");
+                    let last = sm.stop(self.clock.now());
+                    self.flush(last, subjects).await;
+                    return Err(e.into());
+                }
             }
             let wake = sm.next_wakeup();
             sleep.take_if(|(at, _)| *at != wake);
@@ -305,7 +312,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 Event::Closed => {
                     warn!("every subscription ended: the network is closed; stopping");
                     let last = sm.stop(self.clock.now());
-                    let _ = self.carry_out(last, subjects).await;
+                    self.flush(last, subjects).await;
                     return Err(NetError::Closed.into());
                 }
                 Event::Timer if now >= wake => sm.tick(now, self.clock.wall()),
@@ -317,9 +324,21 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             };
         }
         let last = sm.stop(self.clock.now());
-        let _ = self.carry_out(last, subjects).await;
+        self.flush(last, subjects).await;
         info!("{} agent stopped", self.cfg.algorithm);
         Ok(())
+    }
+
+    /// Carries out a stopping machine's last outputs (its claim has ended: the notice comes
+    /// first, and the release goes out if the connection takes it within [`STOP_FLUSH`]),
+    /// so a stop never waits on the network for longer.
+    async fn flush(&self, last: Vec<Output>, subjects: &Subjects) {
+        if crate::clock::timeout(&*self.clock, STOP_FLUSH, self.carry_out(last, subjects))
+            .await
+            .is_none()
+        {
+            warn!("the release did not go out within {STOP_FLUSH:?}: peers wait for the lease to run out");
+        }
     }
 
     /// Feeds one message to the machine; a malformed or out-of-range one is counted and
@@ -412,6 +431,9 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         }
     }
 }
+
+/// How long a stopping agent waits for its last publishes (a leader's release) to go out.
+const STOP_FLUSH: Duration = Duration::from_secs(1);
 
 /// What woke the driver.
 enum Event {

@@ -43,7 +43,16 @@ pub struct NatsOptions {
     /// Prefix of this connection's reply inboxes (default `_INBOX`), so that a server's
     /// permissions can give each agent its own (see `deploy/nats-server-auth.conf`).
     pub inbox_prefix: Option<String>,
+    /// How often the client pings the server (default 60 s, async-nats's). A connection that
+    /// answers no ping for three intervals is dropped and re-made, and the agent hears
+    /// [`Connection::Disconnected`]: this is how a frozen server or a half-open connection
+    /// (nothing arrives, nothing fails) is noticed. Set it to a quarter of the lease (as
+    /// `leasehold-agent` does) to notice within three quarters of a lease.
+    pub ping_interval: Option<Duration>,
 }
+
+/// The client's default ping interval (async-nats's).
+pub(crate) const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The first connection's default time limit.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,6 +142,7 @@ impl NatsNetwork {
             .retain_servers_order()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
+            .ping_interval(opts.ping_interval.unwrap_or(DEFAULT_PING_INTERVAL))
             .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
             .event_callback(move |ev| {
                 let (c, d, l) = (c.clone(), d.clone(), l.clone());

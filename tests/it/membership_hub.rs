@@ -278,3 +278,60 @@ async fn an_agent_whose_network_closes_for_good_stops_instead_of_spinning() {
     .await
     .expect("the agent stops once its network is closed");
 }
+
+/// A hub connection whose publishes, once `stuck` is set, never complete: a NATS client whose
+/// outgoing buffer is full while it is disconnected.
+#[derive(Clone)]
+struct Stuck {
+    inner: leasehold::HubClient,
+    stuck: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Network for Stuck {
+    fn publish(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        payload: Bytes,
+    ) -> leasehold::BoxFuture<'_, Result<(), leasehold::NetError>> {
+        if self.stuck.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(futures::future::pending());
+        }
+        self.inner.publish(subject, reply, payload)
+    }
+    fn subscribe(
+        &self,
+        subject: &str,
+    ) -> leasehold::BoxFuture<'_, Result<leasehold::Subscription, leasehold::NetError>> {
+        self.inner.subscribe(subject)
+    }
+    fn new_inbox(&self) -> String {
+        self.inner.new_inbox()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_is_served_while_a_publish_never_completes_and_the_release_waits_a_second_at_most() {
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let net = Stuck {
+        inner: hub.client(),
+        stuck: stuck.clone(),
+    };
+    let a = Membership::new(cfg(0, 1, Algorithm::Lease), clock.clone(), net, MemoryStorage::new())
+        .unwrap()
+        .start();
+    let lease = a.leadership().await.expect("a lone agent leads");
+    stuck.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The driver is now blocked in a publish (the next heartbeat).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = clock.now();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), a.stop()).await;
+    assert!(
+        stopped.is_ok(),
+        "stop() never returned: the driver waits on the publish"
+    );
+    let took = clock.now() - asked;
+    assert!(took <= Duration::from_millis(1_100), "stop took {took:?}");
+    assert!(!lease.is_valid() && a.is_stopped());
+}

@@ -555,3 +555,56 @@ fn an_allcall_agent_sends_one_allcall_at_start() {
     });
     assert_eq!(count, 1, "one allcall at start, not two");
 }
+
+/// Sends `sig` (a `kill` name: STOP, CONT, TERM) to a process.
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+#[test]
+fn a_frozen_server_is_noticed_within_a_lease_and_a_cut_off_agent_stops_at_once_or_gives_up() {
+    let server = Server::start(free_port(), None);
+    // A 5 ms beat fills async-nats's outgoing buffer (2,048 commands) in about 10 s of being
+    // cut off; pings every quarter lease (250 ms), so three unanswered ones take 750 ms.
+    let fast = ["--beat".to_string(), "5ms".to_string()];
+    let mut a = Agent::start_extra("n0", 0, &server.url(), 1, &fast);
+    let mut b = Agent::start_extra(
+        "m0",
+        0,
+        &server.url(),
+        1,
+        &[
+            fast.to_vec(),
+            vec![
+                "--election".into(),
+                "other".into(),
+                "--max-disconnected".into(),
+                "2s".into(),
+            ],
+        ]
+        .concat(),
+    );
+    wait_for("a leader", Duration::from_secs(10), || a.holds_at(now_us()));
+    signal(server.child.id(), "STOP");
+    let frozen = now_us();
+    let noticed = wait_for("disconnected", Duration::from_secs(5), || {
+        a.events_since("disconnected", frozen).first().map(|_| now_us())
+    });
+    let within = (noticed - frozen) / 1000;
+    assert!(within <= 1_000, "a frozen server noticed after {within} ms (lease 1 s)");
+    // --max-disconnected: m0 says why and exits 1, so a supervisor restarts it.
+    assert_eq!(b.exit_code(Duration::from_secs(5)), Some(1), "{}", b.stderr());
+    assert!(!b.events_since("gave_up", frozen).is_empty());
+    // Long enough for n0's buffer to fill: its driver is blocked in a publish. SIGTERM still
+    // ends it within the release's second.
+    std::thread::sleep(Duration::from_secs(12));
+    let asked = Instant::now();
+    signal(a.child.id(), "TERM");
+    let code = a.exit_code(Duration::from_secs(5));
+    let took = asked.elapsed();
+    signal(server.child.id(), "CONT");
+    assert_eq!(code, Some(0), "n0 did not exit within 5 s of SIGTERM: {}", a.stderr());
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+}

@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One leasehold membership agent on NATS.
 #[derive(Parser, Debug)]
-#[command(name = "leasehold-agent", version)]
+#[command(name = "leasehold-agent", version, args_override_self = true)]
 struct Args {
     /// The NATS server (the agent reconnects to this one only).
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
@@ -124,6 +124,13 @@ struct Args {
     /// Client key (PEM), with --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Exit (code 1, after a `gave_up` line) once the connection to NATS has been down this
+    /// long, so that a supervisor starts the agent afresh. Off by default: a disconnected agent
+    /// holds no lease and grants nothing it could not keep, and it reconnects by itself when
+    /// the server is back; a fresh process is only worth it where a supervisor does more
+    /// (moves it to another server, pages someone).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_disconnected: Option<Duration>,
     /// How long the first connection to NATS may take; then the agent exits with an error
     /// naming the URL.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
@@ -291,6 +298,9 @@ fn nats_options(args: &Args) -> NatsOptions {
         name: Some(format!("leasehold-agent {}", args.id)),
         connect_timeout: Some(args.connect_timeout),
         inbox_prefix: args.inbox_prefix.clone(),
+        // A frozen server or a half-open connection is noticed within 3/4 of a lease (three
+        // unanswered pings), not after async-nats's default of two minutes or more.
+        ping_interval: Some((args.lease / 4).max(Duration::from_millis(50))),
     }
 }
 
@@ -513,12 +523,31 @@ async fn main() -> ExitCode {
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut steer = Steering::new();
+    // With --max-disconnected: when the connection went down, and so when to give up.
+    let mut down_since: Option<tokio::time::Instant> = None;
+    let mut gave_up = false;
     loop {
+        let give_up_at = down_since.zip(args.max_disconnected).map(|(t, max)| t + max);
         tokio::select! {
             n = notices.next() => match n {
-                Some((_, n)) => print(n),
+                Some((_, n)) => {
+                    if let Notice::Connection(c) = &n {
+                        down_since = match c {
+                            Connection::Disconnected => down_since.or(Some(tokio::time::Instant::now())),
+                            Connection::Connected | Connection::Reconnected => None,
+                        };
+                    }
+                    print(n)
+                }
                 None => break,
             },
+            _ = async { tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)).await }, if give_up_at.is_some() => {
+                emit(json!({"event": "gave_up", "node": node, "nats": args.nats,
+                    "reason": format!("disconnected for {:?} (--max-disconnected)", args.max_disconnected.unwrap_or_default())}));
+                gave_up = true;
+                handle.stop().await;
+                break;
+            }
             resign = steer.next() => {
                 if resign {
                     handle.resign();
@@ -537,7 +566,7 @@ async fn main() -> ExitCode {
         print(n);
     }
     let failed = match runner.await {
-        Ok(Ok(())) => false,
+        Ok(Ok(())) => gave_up,
         Ok(Err(e)) => {
             eprintln!("error: {e}");
             true
