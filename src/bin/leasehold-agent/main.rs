@@ -15,6 +15,7 @@
 //! process runs with this `--id` (`other_incarnation`, `other_run`), `undersized` that a majority
 //! of a larger cluster (`seen`) agrees on other settings than `--cluster-size` says, `state_unreadable` that the
 //! state file could not be read and was moved aside (`moved_to`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
+//! `gave_up` says the connection stayed down for `--max-disconnected` (the agent then exits 1).
 //! SIGUSR1 makes the agent step down: it gives its lease up at once, if it holds it, and does
 //! not campaign until SIGUSR2 (`resign` and `campaign` lines say so); before maintenance, say.
 //! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
