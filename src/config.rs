@@ -89,11 +89,16 @@ pub enum Bug {
     /// with a congested connection the guard then outlives the lease by the time those
     /// publishes take. Planted in the handle, not the election.
     GuardIgnoresClaimEnded,
+    /// Believe a heartbeat's lease whatever its token, and report the first holder in ID
+    /// order: a delayed or replayed heartbeat of an earlier holder (a reconnect buffer
+    /// flushed) then makes a follower report the old leader and a lower token, until the next
+    /// heartbeat corrects it (the behaviour before stale leases were recognised).
+    TrustStaleHeartbeats,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 16] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -109,6 +114,7 @@ impl Bug {
         Bug::ForgetSizeEvidence,
         Bug::RatchetingClockRead,
         Bug::GuardIgnoresClaimEnded,
+        Bug::TrustStaleHeartbeats,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -129,6 +135,7 @@ impl Bug {
             Bug::ForgetSizeEvidence => "forget_size_evidence",
             Bug::RatchetingClockRead => "ratcheting_clock_read",
             Bug::GuardIgnoresClaimEnded => "guard_ignores_claim_ended",
+            Bug::TrustStaleHeartbeats => "trust_stale_heartbeats",
         }
     }
 

@@ -149,6 +149,7 @@ impl RunReport {
             ExpectedKind::LeaderWhileWaiting => ViolationKind::LeaderWhileWaiting,
             ExpectedKind::StaleWrite => ViolationKind::StaleWrite,
             ExpectedKind::Guard => ViolationKind::Guard,
+            ExpectedKind::ViewBackwards => ViolationKind::ViewBackwards,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),

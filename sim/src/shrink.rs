@@ -99,6 +99,7 @@ fn class(k: ViolationKind) -> u8 {
         ViolationKind::Overlap | ViolationKind::TokenOrder | ViolationKind::LeaderWhileWaiting => 0,
         ViolationKind::StaleWrite => 4,
         ViolationKind::Guard => 5,
+        ViolationKind::ViewBackwards => 6,
         ViolationKind::NoLeader => 1,
         ViolationKind::Panic => 2,
         ViolationKind::Routing => 3,

@@ -181,6 +181,11 @@ impl World {
                 st.book
                     .claim(node, inc, *token, (from.as_nanos(), until.as_nanos()), now)
             }
+            Notice::Leader {
+                leader: Some(l),
+                token: Some(t),
+                ..
+            } => st.guards.reported(node, inc, l, *t, at),
             Notice::ClaimEnded { at } => {
                 st.guards.claim_ended(node, inc, at.as_nanos());
                 st.book.claim_ended(node, inc, at.as_nanos(), now)

@@ -176,6 +176,12 @@ pub struct LeaseElection {
     next_beat: Duration,
     next_campaign: Duration,
     reported_leader: Option<(Option<String>, Option<u64>)>,
+    /// The token of the newest lease this agent has held or heard a peer (same settings)
+    /// hold. A lease with a lower token has ended (the newer one was granted after it), so a
+    /// heartbeat that still carries it is stale: delayed, replayed, flushed from a reconnect
+    /// buffer, or sent by a holder that was frozen. It is not believed, so what this agent
+    /// reports never goes back to an older leader.
+    newest_lease: u64,
     stopped: bool,
     /// Resigned: follows, grants and beats, but does not campaign.
     passive: bool,
@@ -268,6 +274,7 @@ impl LeaseElection {
             next_campaign: first,
             // Nothing to report until a leader is known.
             reported_leader: Some((None, None)),
+            newest_lease: 0,
             stopped: false,
             passive: false,
             config: cfg.safety_digest(),
@@ -462,6 +469,13 @@ impl LeaseElection {
             self.in_range(ok)
         });
         let lease = lease.map(|l| (l.token, now + Duration::from_millis(l.remaining_ms)));
+        // A lease older than the newest known has ended, whatever the heartbeat says: it is
+        // not believed (the heartbeat still counts as a sign of life).
+        let peer = hb.config == self.config || self.knobs.has(Bug::SkipConfigCheck);
+        let lease = lease.filter(|(tok, _)| peer && !self.is_stale(*tok));
+        if let Some((tok, _)) = lease {
+            self.newest_lease = self.newest_lease.max(tok);
+        }
         // Members are kept without a lease (the lease is tracked apart, on this clock).
         let without_lease = || AgentLoc {
             lease_expires: None,
@@ -888,13 +902,25 @@ impl LeaseElection {
         self.is_live(m, now) && (m.config == self.config || self.knobs.has(Bug::SkipConfigCheck))
     }
 
-    /// A live member that holds a lease, as far as its heartbeats tell.
+    /// Whether a lease under `token` is stale: older than the newest lease known.
+    fn is_stale(&self, token: u64) -> bool {
+        token < self.newest_lease && !self.knobs.has(Bug::TrustStaleHeartbeats)
+    }
+
+    /// A live member that holds a lease, as far as its heartbeats tell: the newest lease (two
+    /// are believed at once only until the older one's last heartbeat runs out).
     fn known_holder(&self, now: Duration) -> Option<(&str, u64)> {
-        self.members.values().filter(|m| self.is_live(m, now)).find_map(|m| {
+        let stale_too = self.knobs.has(Bug::TrustStaleHeartbeats);
+        let mut holders = self.members.values().filter(|m| self.is_live(m, now)).filter_map(|m| {
             m.lease
-                .filter(|(_, until)| now < *until)
+                .filter(|(tok, until)| now < *until && !self.is_stale(*tok))
                 .map(|(tok, _)| (m.loc.id.as_str(), tok))
-        })
+        });
+        if stale_too {
+            // The behaviour before: the first member in ID order.
+            return holders.next();
+        }
+        holders.max_by_key(|(_, tok)| *tok)
     }
 
     fn may_campaign(&self, now: Duration) -> bool {
@@ -1004,6 +1030,7 @@ impl LeaseElection {
             let token = a.token;
             self.attempt = None;
             if until > now {
+                self.newest_lease = self.newest_lease.max(token);
                 self.held = Some(Held {
                     token,
                     until,
@@ -1363,6 +1390,51 @@ mod tests {
                 lease_expires: None,
                 ..hb.loc.clone()
             }]
+        );
+    }
+
+    #[test]
+    fn a_stale_heartbeat_never_moves_the_reported_leader_or_token_backwards() {
+        let run = |bugs: BugKnobs| {
+            let mut c = MembershipCfg::default();
+            c.id = "n2".into();
+            c.cluster_size = 3;
+            c.bug_knobs = bugs;
+            let now = Duration::from_secs(1);
+            let (mut sm, _) = LeaseElection::new(&c, None, now, 1);
+            let config = sm.config;
+            let beat = |id: &str, token: u64| Heartbeat {
+                loc: AgentLoc::new(id, 1),
+                inc: 1,
+                run: 1,
+                cluster_size: 3,
+                lease: Some(crate::wire::LeaseView {
+                    token,
+                    remaining_ms: 1_500,
+                }),
+                max_token: token,
+                config,
+                passive: false,
+            };
+            let mut tokens = Vec::new();
+            let mut seen = |out: Vec<Output>| {
+                tokens.extend(out.into_iter().filter_map(|o| match o {
+                    Output::Notice(Notice::Leader { token: Some(t), .. }) => Some(t),
+                    _ => None,
+                }))
+            };
+            seen(sm.on_heartbeat(now, &beat("n0", 1)));
+            seen(sm.on_heartbeat(now + Duration::from_millis(500), &beat("n1", 2)));
+            // n0's old heartbeat, flushed from its reconnect buffer.
+            seen(sm.on_heartbeat(now + Duration::from_millis(600), &beat("n0", 1)));
+            seen(sm.on_heartbeat(now + Duration::from_millis(700), &beat("n1", 2)));
+            tokens
+        };
+        assert_eq!(run(BugKnobs::default()), vec![1, 2]);
+        let old = run(BugKnobs::planted(Bug::TrustStaleHeartbeats));
+        assert!(
+            old.windows(2).any(|w| w[1] < w[0]),
+            "the old behaviour goes back to token 1: {old:?}"
         );
     }
 }

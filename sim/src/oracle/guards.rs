@@ -15,6 +15,10 @@
 //!
 //! Since claims by different holders never overlap (the lease checker), neither can guards
 //! inside them: no two guards are valid at once.
+//!
+//! It also judges the leader every agent reports to its application (`Notice::Leader`): within
+//! one incarnation, the token never goes backwards (a stale heartbeat must not make a follower
+//! report an old leader).
 
 use super::{secs, Violation, ViolationKind};
 use std::collections::BTreeMap;
@@ -70,6 +74,8 @@ pub enum GuardEvent {
 pub struct Guards {
     /// Per node: the incarnation whose claims are kept, and its claims' ends by token.
     claims: Vec<(u64, BTreeMap<Option<u64>, u128>)>,
+    /// Per node: the incarnation whose reports are kept, and the highest token it reported.
+    views: Vec<(u64, u64)>,
     /// Per node: the true time its last stall ended (`u128::MAX` while it lasts).
     stall_end: Vec<u128>,
     /// How late a guard's end may be (ns).
@@ -87,6 +93,7 @@ impl Guards {
     pub fn new(n: usize, slack: u128) -> Self {
         Guards {
             claims: vec![(0, BTreeMap::new()); n],
+            views: vec![(0, 0); n],
             stall_end: vec![0; n],
             slack,
             ..Default::default()
@@ -119,6 +126,31 @@ impl Guards {
             return;
         }
         self.of(node, inc).values_mut().for_each(|end| *end = (*end).min(at));
+    }
+
+    /// Incarnation `inc` of `node` reported `leader` under `token` to its application at true
+    /// time `at`: a token lower than one it reported before is a violation.
+    pub fn reported(&mut self, node: usize, inc: u64, leader: &str, token: u64, at: u128) {
+        let Some(view) = self.views.get_mut(node) else {
+            return;
+        };
+        if view.0 != inc {
+            *view = (inc, 0);
+        }
+        if token < view.1 {
+            self.violations += 1;
+            let detail = format!(
+                "node {node} (incarnation {inc}) reported {leader} under token {token} after token {}",
+                view.1
+            );
+            self.first.get_or_insert(Violation {
+                kind: ViolationKind::ViewBackwards,
+                at,
+                claims: Vec::new(),
+                detail,
+            });
+        }
+        view.1 = view.1.max(token);
     }
 
     /// `node` stops running (paused, suspended, frozen) or runs again, at true time `now`.

@@ -102,6 +102,8 @@ pub enum ViolationKind {
     StaleWrite,
     /// An application's guard was valid outside its agent's claim (the guards oracle).
     Guard,
+    /// An agent reported an older leader's token after a newer one (the guards oracle).
+    ViewBackwards,
     /// The simulation itself panicked.
     Panic,
     /// A router check failed (see the detail).
@@ -117,6 +119,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::LeaderWhileWaiting => "a leader where the cluster had to wait",
             ViolationKind::StaleWrite => "the fenced store accepted a stale write",
             ViolationKind::Guard => "an application's guard outlived its lease",
+            ViolationKind::ViewBackwards => "an agent reported an older leader after a newer one",
             ViolationKind::Panic => "simulation panicked",
             ViolationKind::Routing => "routing check failed",
         })
@@ -133,6 +136,7 @@ impl ViolationKind {
             ViolationKind::LeaderWhileWaiting => "leader_while_waiting",
             ViolationKind::StaleWrite => "stale_write",
             ViolationKind::Guard => "guard",
+            ViolationKind::ViewBackwards => "view_backwards",
             ViolationKind::Panic => "panic",
             ViolationKind::Routing => "routing",
         }
@@ -162,6 +166,7 @@ impl Violation {
                 | ViolationKind::LeaderWhileWaiting
                 | ViolationKind::StaleWrite
                 | ViolationKind::Guard
+                | ViolationKind::ViewBackwards
         )
     }
 }

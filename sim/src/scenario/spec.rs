@@ -590,6 +590,8 @@ pub enum ExpectedKind {
     StaleWrite,
     /// An application's guard was valid outside its agent's claim.
     Guard,
+    /// An agent reported an older leader's token after a newer one.
+    ViewBackwards,
 }
 
 impl Expected {

@@ -88,6 +88,7 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "slow-consumer-grant-ignoring-promise",
         "bug-guard-ignores-claim-ended",
         "bug-guard-ignores-claim-ended-callbacks",
+        "bug-trust-stale-heartbeats",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
