@@ -94,11 +94,16 @@ pub enum Bug {
     /// flushed) then makes a follower report the old leader and a lower token, until the next
     /// heartbeat corrects it (the behaviour before stale leases were recognised).
     TrustStaleHeartbeats,
+    /// Campaign while the connection to the server is down, and at once when it is back:
+    /// every attempt of a cut-off agent burns a token, and a returning best-ranked agent
+    /// starts an election before it has heard the holder (the behaviour before the connection
+    /// state reached the election).
+    CampaignWhileDisconnected,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 17] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -115,6 +120,7 @@ impl Bug {
         Bug::RatchetingClockRead,
         Bug::GuardIgnoresClaimEnded,
         Bug::TrustStaleHeartbeats,
+        Bug::CampaignWhileDisconnected,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -136,6 +142,7 @@ impl Bug {
             Bug::RatchetingClockRead => "ratcheting_clock_read",
             Bug::GuardIgnoresClaimEnded => "guard_ignores_claim_ended",
             Bug::TrustStaleHeartbeats => "trust_stale_heartbeats",
+            Bug::CampaignWhileDisconnected => "campaign_while_disconnected",
         }
     }
 

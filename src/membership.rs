@@ -320,7 +320,11 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 Event::Message(msg) => self.input(&mut sm, now, subjects, msg),
                 Event::Command(Command::Resign) => sm.resign(now),
                 Event::Command(Command::Campaign) => sm.campaign(now),
-                Event::Connection(c) => vec![Output::Notice(Notice::Connection(c))],
+                Event::Connection(c) => {
+                    let mut o = vec![Output::Notice(Notice::Connection(c))];
+                    o.extend(sm.connection(now, c));
+                    o
+                }
             };
         }
         let last = sm.stop(self.clock.now());
@@ -470,6 +474,8 @@ trait Machine {
     fn resign(&mut self, now: Duration) -> Vec<Output>;
     /// Campaign again.
     fn campaign(&mut self, now: Duration) -> Vec<Output>;
+    /// The connection to the server changed.
+    fn connection(&mut self, now: Duration, c: Connection) -> Vec<Output>;
     /// Messages dropped so far for values out of range.
     fn rejected(&self) -> u64;
 }
@@ -521,6 +527,9 @@ impl Machine for LeaseElection {
     fn campaign(&mut self, now: Duration) -> Vec<Output> {
         LeaseElection::campaign(self, now)
     }
+    fn connection(&mut self, now: Duration, c: Connection) -> Vec<Output> {
+        LeaseElection::connection(self, now, c)
+    }
     fn rejected(&self) -> u64 {
         LeaseElection::rejected(self)
     }
@@ -555,6 +564,9 @@ impl Machine for AllcallElection {
         Vec::new()
     }
     fn campaign(&mut self, _now: Duration) -> Vec<Output> {
+        Vec::new()
+    }
+    fn connection(&mut self, _now: Duration, _c: Connection) -> Vec<Output> {
         Vec::new()
     }
     fn rejected(&self) -> u64 {

@@ -182,6 +182,12 @@ pub struct LeaseElection {
     /// buffer, or sent by a holder that was frozen. It is not believed, so what this agent
     /// reports never goes back to an older leader.
     newest_lease: u64,
+    /// The connection to the server is down: requests would not go out, and replies would
+    /// not come back, so campaigns would only burn tokens.
+    disconnected: bool,
+    /// After a reconnect, no campaign before this: the current holder's heartbeats are heard
+    /// first, so a returning agent does not start an election while one is held.
+    hear_first_until: Duration,
     stopped: bool,
     /// Resigned: follows, grants and beats, but does not campaign.
     passive: bool,
@@ -275,6 +281,8 @@ impl LeaseElection {
             // Nothing to report until a leader is known.
             reported_leader: Some((None, None)),
             newest_lease: 0,
+            disconnected: false,
+            hear_first_until: Duration::ZERO,
             stopped: false,
             passive: false,
             config: cfg.safety_digest(),
@@ -734,6 +742,28 @@ impl LeaseElection {
         out
     }
 
+    /// The connection to the server changed at `now` (from the driver). While it is down this
+    /// agent does not campaign, and drops an attempt under way; once it is back, it listens
+    /// for one member timeout before it campaigns.
+    pub fn connection(&mut self, now: Duration, c: crate::network::Connection) -> Vec<Output> {
+        use crate::network::Connection;
+        match c {
+            Connection::Disconnected if !self.knobs.has(Bug::CampaignWhileDisconnected) => {
+                self.disconnected = true;
+                self.attempt = None;
+            }
+            Connection::Disconnected => {}
+            Connection::Connected | Connection::Reconnected => {
+                if self.disconnected {
+                    self.hear_first_until = now + self.t.member_timeout;
+                    self.next_campaign = self.next_campaign.max(self.hear_first_until);
+                }
+                self.disconnected = false;
+            }
+        }
+        Vec::new()
+    }
+
     /// Gives up the lease at `now` (the claim ends first, then the others are told, as in
     /// [`LeaseElection::stop`]) and stays a follower that does not campaign until
     /// [`LeaseElection::campaign`]; its heartbeats say so, so others do not defer to its rank.
@@ -927,6 +957,9 @@ impl LeaseElection {
         // With evidence of a larger cluster, a majority of it may be out of reach of this
         // agent's own cluster: campaigns would only burn tokens.
         if !self.settled(now) || self.quorum() > self.t.cluster_size {
+            return false;
+        }
+        if self.disconnected || now < self.hear_first_until {
             return false;
         }
         let promised_elsewhere = self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until);
@@ -1435,6 +1468,58 @@ mod tests {
         assert!(
             old.windows(2).any(|w| w[1] < w[0]),
             "the old behaviour goes back to token 1: {old:?}"
+        );
+    }
+
+    #[test]
+    fn a_disconnected_agent_burns_no_token_and_listens_before_it_campaigns_again() {
+        use crate::network::Connection;
+        let run = |bugs: BugKnobs| {
+            let mut c = cfg(3, None);
+            c.initial_cluster_state = ClusterState::New;
+            c.bug_knobs = bugs;
+            let (mut sm, _) = LeaseElection::new(&c, None, Duration::ZERO, 7);
+            let t = |s: u64| Duration::from_millis(s);
+            let start = sm.known_max();
+            sm.connection(t(0), Connection::Disconnected);
+            // Ten seconds cut off: every request it makes is one token burned.
+            let mut requests = 0;
+            let mut now = Duration::ZERO;
+            while now < t(10_000) {
+                now = sm.next_wakeup().max(now + t(1));
+                requests += sm
+                    .tick(now)
+                    .iter()
+                    .filter(|o| matches!(o, Output::Publish(Publish::Request(_))))
+                    .count();
+            }
+            let burned = sm.known_max() - start;
+            sm.connection(now, Connection::Reconnected);
+            let back = now;
+            let mut first = None;
+            while first.is_none() && now < back + t(10_000) {
+                now = sm.next_wakeup().max(now + t(1));
+                if sm
+                    .tick(now)
+                    .iter()
+                    .any(|o| matches!(o, Output::Publish(Publish::Request(_))))
+                {
+                    first = Some(now - back);
+                }
+            }
+            (requests, first, burned)
+        };
+        let (requests, first, max) = run(BugKnobs::default());
+        assert_eq!((requests, max), (0, 0), "no campaign, no token burned while cut off");
+        let member_timeout = MembershipCfg::default().member_timeout;
+        assert!(
+            first.is_some_and(|d| d >= member_timeout),
+            "it campaigns again only after listening for a member timeout: {first:?}"
+        );
+        let (requests, _, max) = run(BugKnobs::planted(Bug::CampaignWhileDisconnected));
+        assert!(
+            requests > 10 && max >= 5,
+            "the old behaviour: {requests} requests, {max} tokens burned"
         );
     }
 }

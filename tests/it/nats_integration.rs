@@ -608,3 +608,36 @@ fn a_frozen_server_is_noticed_within_a_lease_and_a_cut_off_agent_stops_at_once_o
     assert_eq!(code, Some(0), "n0 did not exit within 5 s of SIGTERM: {}", a.stderr());
     assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
 }
+
+#[test]
+fn a_cluster_cut_off_from_its_server_burns_no_tokens_and_elects_once_it_is_back() {
+    // Side by side: today's agents, and agents with the old behaviour planted.
+    let run = |extra: &[String]| {
+        let mut server = Server::start(free_port(), None);
+        let agents: Vec<Agent> = (0..3)
+            .map(|i| Agent::start_extra(&format!("n{i}"), i, &server.url(), 3, extra))
+            .collect();
+        let before = wait_for("a leader", Duration::from_secs(10), || {
+            holders(&agents).first().copied()
+        })
+        .1;
+        server.stop();
+        std::thread::sleep(Duration::from_secs(5));
+        let back = now_us();
+        server.restart();
+        let after = wait_for("a leader after the restart", Duration::from_secs(15), || {
+            holders(&agents).first().copied()
+        })
+        .1;
+        let took = (now_us() - back) / 1000;
+        (after - before, took)
+    };
+    let old = std::thread::spawn(move || run(&["--plant-bug".into(), "campaign_while_disconnected".into()]));
+    let (burned, took) = run(&[]);
+    let (old_burned, old_took) = old.join().expect("the old behaviour's run");
+    eprintln!(
+        "tokens after 5 s cut off: +{burned} (leader after {took} ms); old behaviour +{old_burned} ({old_took} ms)"
+    );
+    assert!(burned <= 3, "{burned} tokens used across 5 s cut off and one election");
+    assert!(old_burned > burned, "the old behaviour burns more: +{old_burned}");
+}
