@@ -55,6 +55,9 @@ pub struct Stats {
     pub malformed: u64,
     /// Publishes that failed (the network was down or refused them).
     pub publish_errors: u64,
+    /// Publishes dropped because the network did not take them within a beat (a client
+    /// whose outgoing buffer stays full): the agent's loop never waits longer.
+    pub publishes_dropped: u64,
     /// Saves to storage that failed (the promise they guarded was not made).
     pub storage_errors: u64,
     /// Notices dropped because a watcher did not keep up.

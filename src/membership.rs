@@ -379,8 +379,24 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
 
     /// Carries out the machine's outputs in order; stops at the first save that fails.
     async fn carry_out(&self, out: Vec<Output>, subjects: &Subjects) -> Result<(), StorageError> {
+        // The publishes of one step wait for the network one beat at the most, together (a
+        // client whose outgoing buffer is full takes each only as it drains); what is still
+        // waiting then is dropped and counted, as the protocol tolerates lost messages. So
+        // timers and incoming messages are served at least every beat whatever the network does.
+        let mut budget: Option<Duration> = None;
         for o in out {
             match o {
+                Output::Publish(p) => {
+                    let mut publish = std::pin::pin!(self.publish(subjects, p));
+                    if futures::poll!(publish.as_mut()).is_ready() {
+                        continue;
+                    }
+                    let now = self.clock.now();
+                    let left = budget.get_or_insert(now + self.cfg.beat).saturating_sub(now);
+                    if left.is_zero() || crate::clock::timeout(&*self.clock, left, publish).await.is_none() {
+                        self.shared.count(|s| s.publishes_dropped += 1);
+                    }
+                }
                 Output::Persist(d) => {
                     if let Err(e) = self.storage.save(&d).await {
                         self.shared.count(|s| s.storage_errors += 1);
@@ -388,7 +404,6 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                         return Err(e);
                     }
                 }
-                Output::Publish(p) => self.publish(subjects, p).await,
                 Output::Notice(n) => {
                     let now = self.clock.now();
                     if let Some(observe) = &self.observer {

@@ -448,6 +448,29 @@ impl futures::task::ArcWake for Due {
     }
 }
 
+/// A congested publish's turn in its client's buffer: given back if the publisher stops
+/// waiting before it comes (the message never entered the buffer).
+struct Turn {
+    fabric: Fabric,
+    node: usize,
+    at: u128,
+    taken: bool,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        let mut g = self.fabric.lock();
+        let c = &mut g.congestion[self.node];
+        // Only the last turn can be given back without moving the others.
+        if c.handover == self.at {
+            c.handover = self.at.saturating_sub(c.delay.unwrap_or(0));
+        }
+    }
+}
+
 /// A node's connection to its own simulated NATS server.
 #[derive(Clone)]
 pub struct SimNet {
@@ -462,8 +485,17 @@ impl Network for SimNet {
             return Box::pin(async move { r });
         };
         let (subject, reply) = (subject.to_string(), reply.map(str::to_string));
+        // A publisher that gives up waiting (drops the future) gives its turn back.
+        let turn = Turn {
+            fabric: self.fabric.clone(),
+            node: self.node,
+            at,
+            taken: false,
+        };
         Box::pin(async move {
+            let mut turn = turn;
             madsim::time::sleep_until(self.fabric.truth.at(at)).await;
+            turn.taken = true;
             self.fabric.publish(self.node, &subject, reply.as_deref(), payload)
         })
     }
@@ -617,6 +649,25 @@ mod tests {
                 publish(&f, 0, 4).await;
                 assert_eq!(payloads(&mut own), vec![4], "no wait once drained");
                 assert!(t0.elapsed() < ms(312), "{:?}", t0.elapsed());
+            })
+        });
+    }
+
+    #[test]
+    fn a_publisher_that_stops_waiting_gives_its_turn_back() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                let mut own = f.client(0).subscribe("s").await.unwrap();
+                let ms = Duration::from_millis;
+                let t0 = madsim::time::Instant::now();
+                f.congest(0, Some(ms(100)));
+                let client = f.client(0);
+                let gave_up = madsim::time::timeout(ms(30), client.publish("s", None, Bytes::from_static(&[1]))).await;
+                assert!(gave_up.is_err(), "not handed over within 30 ms");
+                publish(&f, 0, 2).await;
+                let waited = t0.elapsed();
+                assert!(waited < ms(131), "the next one took the turn given back: {waited:?}");
+                assert_eq!(payloads(&mut own), vec![2], "the first never went out");
             })
         });
     }

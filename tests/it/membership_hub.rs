@@ -323,7 +323,7 @@ async fn a_stop_is_served_while_a_publish_never_completes_and_the_release_waits_
         .start();
     let lease = a.leadership().await.expect("a lone agent leads");
     stuck.store(true, std::sync::atomic::Ordering::SeqCst);
-    // The driver is now blocked in a publish (the next heartbeat).
+    // Nothing goes out any more: each step's publishes are dropped after a beat.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let asked = clock.now();
     let stopped = tokio::time::timeout(Duration::from_secs(30), a.stop()).await;

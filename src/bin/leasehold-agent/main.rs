@@ -6,7 +6,8 @@
 //! same; `member_added` / `member_lost` lines carry `member`. Lease lines also carry
 //! `lease_from_unix_us` / `lease_until_unix_us` (this host's wall clock), and every line
 //! `at_unix_us`. The last line, `stopped`, carries the counts of messages dropped
-//! (`malformed`, `out_of_range`, `unauthenticated`) and of failed publishes and saves.
+//! (`malformed`, `out_of_range`, `unauthenticated`), of failed publishes and saves, and of
+//! publishes dropped because the connection did not take them within a beat (`publishes_dropped`).
 //! `config_mismatch` lines name a `peer` whose cluster size, lease time or drift
 //! bound differ (digests `ours` and `theirs`). `waiting_for_recovery` lines (every 5 s while
 //! a start waits to learn the highest token) carry `need`, `answered` (the peers counted so
@@ -581,6 +582,7 @@ async fn main() -> ExitCode {
     emit(
         json!({"event": "stopped", "node": node, "malformed": st.malformed, "out_of_range": st.out_of_range,
                 "unauthenticated": st.unauthenticated, "publish_errors": st.publish_errors,
+                "publishes_dropped": st.publishes_dropped,
                 "storage_errors": st.storage_errors, "notices_dropped": st.notices_dropped}),
     );
     if failed {
