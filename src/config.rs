@@ -35,9 +35,9 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// A known bug that can be planted in the `lease` algorithm (test only), so the simulator can
-/// show that its oracle catches it. This list is the one place planted bugs are defined: the
-/// scenario files, the shrinker and the tests all name bugs through it.
+/// A known bug that can be planted in the `lease` algorithm or the router (test only), so the
+/// simulator can show that its oracle catches it. This list is the one place planted bugs are
+/// defined: the scenario files, the shrinker and the tests all name bugs through it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bug {
@@ -83,11 +83,20 @@ pub enum Bug {
     /// the clock rather than the election: the simulator composes such an agent's clock with
     /// the old read; production has no such clock.
     RatchetingClockRead,
+    /// Router: take every ping reply as it comes, in the name the reply gives, with any
+    /// coordinate and round trip, unfiltered, and never reset an invalid own coordinate (the
+    /// router before issue 30). Planted in a [`CoordinateBook`](crate::router::CoordinateBook).
+    UncheckedCoordinates,
+    /// Router: fail over by taking the current front server after each failure, as many times
+    /// as there are servers, and let a membership loss rotate whichever server is in front
+    /// (the failover before issue 30, which can try one server twice and another never).
+    /// Planted in a [`Manager`](crate::router::Manager).
+    FailoverFromFront,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 16] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -102,6 +111,8 @@ impl Bug {
         Bug::WholeWhileWaiting,
         Bug::ForgetSizeEvidence,
         Bug::RatchetingClockRead,
+        Bug::UncheckedCoordinates,
+        Bug::FailoverFromFront,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -121,6 +132,8 @@ impl Bug {
             Bug::WholeWhileWaiting => "whole_while_waiting",
             Bug::ForgetSizeEvidence => "forget_size_evidence",
             Bug::RatchetingClockRead => "ratcheting_clock_read",
+            Bug::UncheckedCoordinates => "unchecked_coordinates",
+            Bug::FailoverFromFront => "failover_from_front",
         }
     }
 
