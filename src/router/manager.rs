@@ -292,8 +292,9 @@ impl Manager {
 
     /// Shuffles the list, then pings from the front, moving each server that does not answer to
     /// the back, until one answers; commits that order. If none answers, the old list is kept
-    /// and the manager is offline until a later rebalance finds one. A server that answers is
-    /// no longer suspect; one that does not becomes suspect.
+    /// and the manager is offline until a later rebalance finds one or a server is added
+    /// (also while this rebalance pings). A server that answers is no longer suspect; one that
+    /// does not becomes suspect.
     pub async fn rebalance_servers(&self) {
         let (mut list, version) = {
             let g = self.lock();
@@ -323,7 +324,11 @@ impl Manager {
                 g.suspect.remove(&list[0].name);
             }
         }
-        g.offline = !found;
+        // A server added while pinging ends offline (it was just seen); a rebalance that
+        // found nobody does not undo that.
+        if found || g.version == version {
+            g.offline = !found;
+        }
         if found {
             if g.version == version {
                 g.servers = list;
@@ -620,5 +625,28 @@ mod tests {
         m.add_server(s("a"));
         assert_eq!(m.rebalance_delay(), Duration::MAX);
         assert!(rebalance_interval(Duration::ZERO, 0, usize::MAX) > Duration::ZERO);
+    }
+
+    /// Fails every ping, and while the first is in flight membership adds server "b".
+    struct AddsWhilePinging(Mutex<Option<std::sync::Weak<Manager>>>);
+    impl Pinger for AddsWhilePinging {
+        fn ping(&self, _: &Server) -> crate::BoxFuture<'_, bool> {
+            if let Some(m) = self.0.lock().unwrap().take().and_then(|w| w.upgrade()) {
+                m.add_server(s("b"));
+            }
+            Box::pin(async { false })
+        }
+    }
+
+    #[test]
+    fn a_server_added_while_a_rebalance_pings_is_not_undone_by_it() {
+        let p = Arc::new(AddsWhilePinging(Mutex::new(None)));
+        let m = Arc::new(Manager::new(p.clone(), Arc::new(|| 10usize), 3));
+        m.add_server(s("a"));
+        *p.0.lock().unwrap() = Some(Arc::downgrade(&m));
+        block_on(m.rebalance_servers());
+        assert!(!m.is_offline(), "b was added after the rebalance began");
+        block_on(m.rebalance_servers());
+        assert!(m.is_offline(), "a rebalance with nothing added meanwhile goes offline");
     }
 }
