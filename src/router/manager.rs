@@ -5,7 +5,7 @@ use crate::config::{Bug, BugKnobs};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,6 +40,11 @@ struct State {
     // Servers that failed an RPC or a ping, or that membership lost, since they last answered
     // or were added again: passed over while another is not suspect, tried last in failover.
     suspect: BTreeSet<String>,
+    // When each server last answered (an RPC or a rebalance's ping), as a count of answers
+    // (the manager has no clock): among suspect servers, the one that answered last is
+    // tried first.
+    answered: BTreeMap<String, u64>,
+    answers: u64,
     offline: bool,
     // Bumped by every add/remove, so a rebalance racing with them does not clobber them.
     version: u64,
@@ -48,6 +53,21 @@ struct State {
 impl State {
     fn is_suspect(&self, s: &Server) -> bool {
         self.suspect.contains(&s.name)
+    }
+
+    fn answered(&mut self, name: &str) {
+        self.answers += 1;
+        self.suspect.remove(name);
+        self.answered.insert(name.to_string(), self.answers);
+    }
+
+    /// The servers not suspect, front first, then the suspect ones, the one that answered
+    /// last first (those that never answered last, front first).
+    fn order(&self) -> Vec<&Server> {
+        let (ok, mut suspect): (Vec<&Server>, Vec<&Server>) = self.servers.iter().partition(|s| !self.is_suspect(s));
+        // A stable sort: ties keep the list's order.
+        suspect.sort_by_key(|s| std::cmp::Reverse(self.answered.get(&s.name).copied().unwrap_or(0)));
+        ok.into_iter().chain(suspect).collect()
     }
 
     fn rotate_if_front(&mut self, s: &Server) {
@@ -63,7 +83,7 @@ impl State {
 /// * The front server takes RPCs ([`find_server`](Manager::find_server)), unless it is
 ///   *suspect* and another is not: a server is suspect once it fails an RPC or a ping, or
 ///   membership loses it ([`fail_server`](Manager::fail_server)), until it answers again or
-///   is added again.
+///   is added again. When every server is suspect, the one that answered last is used.
 /// * A failed front server moves to the back ([`notify_failed_server`](Manager::notify_failed_server));
 ///   a membership loss only marks a server suspect and reorders nothing.
 /// * [`try_each`](Manager::try_each) makes one RPC: it tries every server once, in the order
@@ -167,29 +187,26 @@ impl Manager {
         let mut g = self.lock();
         g.servers.retain(|x| x.name != s.name);
         g.suspect.remove(&s.name);
+        g.answered.remove(&s.name);
         g.version += 1;
     }
 
     /// The server to use now: the front of the list, or the first server after it that is not
-    /// suspect if the front one is (`None` when there are none).
+    /// suspect if the front one is; if every server is suspect, the one that answered last
+    /// (`None` when there are none).
     pub fn find_server(&self) -> Option<Server> {
         let g = self.lock();
         if self.old_failover() {
             return g.servers.first().cloned();
         }
-        g.servers
-            .iter()
-            .find(|s| !g.is_suspect(s))
-            .or_else(|| g.servers.first())
-            .cloned()
+        g.order().first().map(|s| (*s).clone())
     }
 
     /// The order one RPC tries servers in, from now: the servers that are not suspect, front
-    /// first, then the suspect ones, front first. Each server appears once.
+    /// first, then the suspect ones, the one that answered last first. Each server appears
+    /// once.
     pub fn failover_order(&self) -> Vec<Server> {
-        let g = self.lock();
-        let (ok, suspect): (Vec<&Server>, Vec<&Server>) = g.servers.iter().partition(|s| !g.is_suspect(s));
-        ok.into_iter().chain(suspect).cloned().collect()
+        self.lock().order().into_iter().cloned().collect()
     }
 
     /// Reports that `s` failed an RPC: it becomes suspect, and if it is the front server it
@@ -204,7 +221,7 @@ impl Manager {
 
     /// Reports that `s` answered an RPC: it is no longer suspect.
     pub fn notify_ok_server(&self, s: &Server) {
-        self.lock().suspect.remove(&s.name);
+        self.lock().answered(&s.name);
     }
 
     /// Membership lost `s` (its agent stopped being heard): it becomes suspect, so traffic
@@ -321,7 +338,7 @@ impl Manager {
         if !self.old_failover() {
             g.suspect.extend(silent);
             if found {
-                g.suspect.remove(&list[0].name);
+                g.answered(&list[0].name);
             }
         }
         // A server added while pinging ends offline (it was just seen); a rebalance that
@@ -350,6 +367,7 @@ impl Manager {
         }
         let known: BTreeSet<String> = g.servers.iter().map(|s| s.name.clone()).collect();
         g.suspect.retain(|n| known.contains(n));
+        g.answered.retain(|n, _| known.contains(n));
     }
 
     /// The delay until the next rebalance: the scaled interval plus up to half of it as jitter.
@@ -377,7 +395,7 @@ impl Manager {
 mod tests {
     use super::*;
     use futures::executor::block_on;
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
 
     /// Answers pings from the servers named in the set.
     struct Up(Mutex<BTreeSet<String>>);
@@ -648,5 +666,22 @@ mod tests {
         assert!(!m.is_offline(), "b was added after the rebalance began");
         block_on(m.rebalance_servers());
         assert!(m.is_offline(), "a rebalance with nothing added meanwhile goes offline");
+    }
+
+    #[test]
+    fn with_every_server_suspect_the_one_that_answered_last_comes_first() {
+        let (m, _) = manager(&[]);
+        for n in ["a", "b", "c"] {
+            m.add_server(s(n));
+        }
+        m.notify_ok_server(&s("c"));
+        m.notify_ok_server(&s("b"));
+        for n in ["a", "b", "c"] {
+            m.fail_server(&s(n));
+        }
+        let order: Vec<String> = m.failover_order().into_iter().map(|s| s.name).collect();
+        assert_eq!(order, ["b", "c", "a"], "b answered last, a never");
+        assert_eq!(m.find_server().unwrap().name, "b");
+        assert_eq!(names(&m), ["a", "b", "c"], "the list itself is not reordered");
     }
 }
