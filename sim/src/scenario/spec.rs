@@ -534,6 +534,8 @@ pub enum ExpectedKind {
     LeaderWhileWaiting,
     /// The fenced store accepted a write under a token lower than one it had accepted.
     StaleWrite,
+    /// A router check failed (`[router]` scenarios with a planted router bug).
+    Routing,
 }
 
 impl Expected {
