@@ -1,7 +1,7 @@
 //! Client-side server routing, the successor of Consul's client `servers` package: a
 //! [`Manager`] keeps the list of servers one client talks to (find, fail over, rebalance,
 //! ping), and a [`Router`] routes to datacenters over network areas, sorted by distance
-//! measured with Vivaldi network coordinates ([`Coordinate`]). Membership feeds it ([`feed`]) instead of Serf.
+//! measured with Vivaldi network coordinates ([`Coordinate`]). Membership feeds it ([`feed()`]) instead of Serf.
 //!
 //! Nothing a stranger on the bus sends can steer it or make it panic: a ping counts only for
 //! the server pinged and only with a valid coordinate ([`NetworkPinger`]); coordinates and

@@ -205,7 +205,7 @@ pub async fn server_main(
 /// rebalances on its timer, and near the end rebalances once more and records its first
 /// choice and its datacenters by distance. It learns the servers as a service in production
 /// does: its own host's server, and the rest from the membership notices of its host's agent
-/// ([`leasehold::router::feed`]).
+/// ([`leasehold::router::feed()`]).
 pub struct Client {
     /// The simulated NATS.
     pub fabric: Fabric,
@@ -531,7 +531,7 @@ async fn follow_host(router: Arc<Router>, feed: Feed, clock: SimClock, every: Du
 }
 
 /// Feeds one area of `router` from `agent`, with the servers that belong in it, as
-/// [`leasehold::router::feed`] does (through its core, [`leasehold::router::feed::apply`]),
+/// [`leasehold::router::feed()`] does (through its core, [`leasehold::router::feed::apply`]),
 /// recording each server added or lost.
 async fn feed_area(router: Arc<Router>, area: &'static str, agent: MembershipHandle, feed: Feed) {
     let server_of = |loc: &AgentLoc| feed.servers.named(&loc.id).filter(|s| area_of(s, &feed.dc) == area);
