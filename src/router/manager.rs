@@ -395,7 +395,7 @@ impl Manager {
 mod tests {
     use super::*;
     use futures::executor::block_on;
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
 
     /// Answers pings from the servers named in the set.
     struct Up(Mutex<BTreeSet<String>>);
