@@ -35,9 +35,9 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// A known bug that can be planted in the `lease` algorithm (test only), so the simulator can
-/// show that its oracle catches it. This list is the one place planted bugs are defined: the
-/// scenario files, the shrinker and the tests all name bugs through it.
+/// A known bug that can be planted in the `lease` algorithm or the router (test only), so the
+/// simulator can show that its oracle catches it. This list is the one place planted bugs are
+/// defined: the scenario files, the shrinker and the tests all name bugs through it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bug {
@@ -99,11 +99,20 @@ pub enum Bug {
     /// starts an election before it has heard the holder (the behaviour before the connection
     /// state reached the election).
     CampaignWhileDisconnected,
+    /// Router: take every ping reply as it comes, in the name the reply gives, with any
+    /// coordinate and round trip, unfiltered, and never reset an invalid own coordinate (the
+    /// router before issue 30). Planted in a [`CoordinateBook`](crate::router::CoordinateBook).
+    UncheckedCoordinates,
+    /// Router: fail over by taking the current front server after each failure, as many times
+    /// as there are servers, and let a membership loss rotate whichever server is in front
+    /// (the failover before issue 30, which can try one server twice and another never).
+    /// Planted in a [`Manager`](crate::router::Manager).
+    FailoverFromFront,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 17] = [
+    pub const ALL: [Bug; 19] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -121,6 +130,8 @@ impl Bug {
         Bug::GuardIgnoresClaimEnded,
         Bug::TrustStaleHeartbeats,
         Bug::CampaignWhileDisconnected,
+        Bug::UncheckedCoordinates,
+        Bug::FailoverFromFront,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -143,6 +154,8 @@ impl Bug {
             Bug::GuardIgnoresClaimEnded => "guard_ignores_claim_ended",
             Bug::TrustStaleHeartbeats => "trust_stale_heartbeats",
             Bug::CampaignWhileDisconnected => "campaign_while_disconnected",
+            Bug::UncheckedCoordinates => "unchecked_coordinates",
+            Bug::FailoverFromFront => "failover_from_front",
         }
     }
 

@@ -1,8 +1,9 @@
 //! The forger: a stranger on the bus that publishes hostile but well-formed messages (values
 //! out of every documented range, phantom members, endless leases) and malformed bytes on
-//! the election subjects. Each forged message is a pure function of its number, so a run
-//! that forges replays exactly. (Forging *valid* messages that impersonate a member is what
-//! message authentication is for; this forger tests robustness, not authentication.)
+//! the election subjects, and (in router scenarios) hostile answers to router pings. Each
+//! forged message is a pure function of its number, so a run that forges replays exactly.
+//! (Forging *valid* messages that impersonate a member is what message authentication is
+//! for; this forger tests robustness, not authentication.)
 
 use bytes::Bytes;
 use leasehold::wire::{
@@ -211,6 +212,67 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 None,
             ),
             "phantom member claiming a short lease",
+        ),
+    }
+}
+
+/// Kinds of forged ping reply.
+const PONG_KINDS: u64 = 8;
+
+/// Forged ping reply number `pick` to a ping of server `pinged`, among `servers`: a reply
+/// signed by another server with a far or extreme coordinate, or in the pinged server's name
+/// with an extreme, non-finite (JSON `null`) or out-of-range coordinate, or malformed bytes.
+/// Returns the bytes and what they are. (A reply in the pinged server's name with a plausible
+/// coordinate is impersonation, which only authentication can refuse; this forger tests that
+/// no value steers a router or makes it panic.)
+pub fn forge_pong(pick: u64, pinged: &str, servers: &[String]) -> (Bytes, &'static str) {
+    use leasehold::router::{Coordinate, Pong};
+    let mut r = ChaCha8Rng::seed_from_u64(pick ^ 0x0009_0119);
+    let others: Vec<&String> = servers.iter().filter(|s| *s != pinged).collect();
+    let other = others
+        .get(r.gen_range(0..others.len().max(1)))
+        .map_or_else(|| "forger".to_string(), |s| s.to_string());
+    let pong = |name: String, vec: [f64; 2], height: f64, error: f64| {
+        encode(&Pong {
+            name,
+            coordinate: Coordinate { vec, height, error },
+        })
+    };
+    let me = pinged.to_string();
+    match pick % PONG_KINDS {
+        0 => (
+            pong(other, [3000.0, 0.0], 0.01, 0.1),
+            "ping reply signed by another server, 3 s away",
+        ),
+        1 => (
+            pong(me, [1e30, 0.0], 0.01, 0.1),
+            "ping reply with a coordinate of [1e30, 0]",
+        ),
+        2 => (
+            pong(other, [1e200, 0.0], 0.01, 0.1),
+            "ping reply signed by another server, at [1e200, 0]",
+        ),
+        3 => (
+            Bytes::from(format!(
+                r#"{{"name":{me:?},"coordinate":{{"vec":[null,0.0],"height":0.01,"error":0.1}}}}"#
+            )),
+            "ping reply with a NaN coordinate (JSON null)",
+        ),
+        4 => (
+            pong(me, [0.0, 0.0], 1e308, -1.0),
+            "ping reply with a height of 1e308 and a negative error",
+        ),
+        5 => {
+            let junk: Vec<u8> = (0..r.gen_range(0..64)).map(|_| r.gen()).collect();
+            (Bytes::from(junk), "malformed ping reply")
+        }
+        6 => (
+            pong(other, [1e30, 0.0], 0.01, 0.1),
+            "ping reply signed by another server, at [1e30, 0]",
+        ),
+        _ => (
+            pong(me, [1e200, 0.0], 0.01, 0.1),
+            "ping reply with a coordinate of [1e200, 0]",
         ),
     }
 }

@@ -150,6 +150,7 @@ impl RunReport {
             ExpectedKind::StaleWrite => ViolationKind::StaleWrite,
             ExpectedKind::Guard => ViolationKind::Guard,
             ExpectedKind::ViewBackwards => ViolationKind::ViewBackwards,
+            ExpectedKind::Routing => ViolationKind::Routing,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),
@@ -162,7 +163,7 @@ impl RunReport {
     pub fn router_summary(&self) -> String {
         let Some(r) = &self.router else { return String::new() };
         format!(
-            "router: {} RPCs, {} found no server; attempts per successful RPC {:?}; first choices {:?} (chi-square p = {}); distance order right for {}/{} clients; clients knowing each server {:?}",
+            "router: {} RPCs, {} found no server; attempts per successful RPC {:?}; first choices {:?} (chi-square p = {}); distance order right for {}/{} clients; clients knowing each server {:?}; {} found no server though a server was reachable and untried; {} of them to other datacenters ({} found no server, {} at the first try); {} routed as unhealthy; spread through the run: {} rebalances judged (chi-square p = {}); distance order right in {}/{} samples",
             r.rpcs,
             r.failed,
             r.attempts,
@@ -170,7 +171,16 @@ impl RunReport {
             r.spread_p.map_or("-".into(), |p| format!("{p:.3}")),
             r.distance_agree.0,
             r.distance_agree.1,
-            r.servers_known
+            r.servers_known,
+            r.failed_untried,
+            r.remote_rpcs,
+            r.remote_failed,
+            r.remote_first_try,
+            r.unhealthy,
+            r.rebalances_judged,
+            r.run_spread_p.map_or("-".into(), |p| format!("{p:.3}")),
+            r.distance_samples.0,
+            r.distance_samples.1,
         )
     }
 

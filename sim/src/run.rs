@@ -10,7 +10,7 @@ use crate::record::Keep;
 use crate::report::{Figures, RunReport};
 use crate::scenario::Scenario;
 use crate::trace::Trace;
-use crate::workload::router::{Servers, PREFIX};
+use crate::workload::router::{client_datacenter, home_of, Servers, PREFIX};
 use crate::world::{mix, World};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -196,12 +196,12 @@ fn build_world(
         .map(|c| Arc::new(Mutex::new(c)))
         .collect();
     let net = &scn.network;
-    // An impostor has a server of its own, after the nodes and the router clients, and the
-    // fenced store one after that.
+    // An impostor has a server of its own, after the nodes and the router clients, the
+    // fenced store one after that, and a stranger who answers router pings one after that.
     let strangers = usize::from(scn.faults.impostor.is_some());
     let store = usize::from(scn.workload.fenced_store);
     let fabric = Fabric::new(
-        n + m + strangers + store,
+        n + m + strangers + store + usize::from(ping_forger_index(scn).is_some()),
         net.latency,
         net.loss,
         net.reorder,
@@ -228,6 +228,10 @@ fn build_world(
         }
         for k in 0..m {
             t.set_datacenter(n + k, dc_index(&client_dc));
+            t.set_host(n + k, home_of(&nodes, k, &client_dc));
+        }
+        if let Some(f) = ping_forger_index(scn) {
+            t.set_datacenter(f, dc_index(&client_dc));
         }
         for l in &net.dc_link {
             t.set_dc_latency(dc_index(&l.between.0), dc_index(&l.between.1), l.latency);
@@ -259,12 +263,17 @@ fn build_world(
     w
 }
 
-/// The router clients' datacenter (default: the first node's).
-fn client_datacenter(scn: &Scenario) -> String {
-    scn.router
-        .as_ref()
-        .and_then(|r| r.datacenter.clone())
-        .unwrap_or_else(|| scn.sim_nodes()[0].datacenter.clone())
+/// The fabric index of the stranger who answers router pings: in router scenarios that
+/// forge, after the nodes, the clients, the impostor and the fenced store.
+fn ping_forger_index(scn: &Scenario) -> Option<usize> {
+    let forges = scn.faults.forge.is_some() || scn.at.iter().any(|a| matches!(a.step, crate::scenario::Step::Forge(_)));
+    let clients = scn.router.as_ref().filter(|_| forges)?.clients;
+    Some(
+        scn.sim_nodes().len()
+            + clients
+            + usize::from(scn.faults.impostor.is_some())
+            + usize::from(scn.workload.fenced_store),
+    )
 }
 
 /// Creates a madsim node per agent (10.0.x.y), per router client (10.1.x.y), and for the
@@ -325,6 +334,19 @@ fn create_nodes(w: &Arc<World>) -> (Vec<madsim::task::NodeId>, Vec<madsim::task:
             .build();
         others.push(node.id());
     }
+    if let Some(me) = ping_forger_index(&w.scn) {
+        let (fabric, forger, servers) = (w.fabric.clone(), w.ping_forger.clone(), w.servers.clone());
+        let node = h
+            .create_node()
+            .name("ping-forger")
+            .ip(ip(4, 0))
+            .init(move || {
+                fabric.serve(me);
+                forger.clone().run(fabric.clone(), me, servers.clone())
+            })
+            .build();
+        others.push(node.id());
+    }
     (ids, others)
 }
 
@@ -340,7 +362,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {
         let rec = w.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let (rep, found) = crate::oracle::routing::check(scn, &rec, &applied, &client_datacenter(scn));
+        let (rep, found) = crate::oracle::routing::check(scn, &rec, &applied);
         violations.extend(found);
         rep
     });

@@ -1,6 +1,9 @@
 //! The shape of the simulated network: which directed routes are cut, each node's
 //! datacenter, and the loss and latency of every route (per datacenter pair where the
 //! scenario says so). The fabric asks it, per copy of a message, what happens on the route.
+//!
+//! Cuts are between hosts: a router client lives on the host of a node ([`Topology::set_host`])
+//! and shares its routes, so a partition puts it on its host's side.
 
 use crate::scenario::DurRange;
 use rand::Rng;
@@ -22,6 +25,8 @@ pub enum Hop {
 #[derive(Debug, Clone)]
 pub struct Topology {
     cut: Vec<Vec<bool>>,
+    /// The host each index runs on (itself, except router clients).
+    host: Vec<usize>,
     dc_of: Vec<usize>,
     dc_latency: BTreeMap<(usize, usize), DurRange>,
     loss: f64,
@@ -33,6 +38,7 @@ impl Topology {
     pub fn new(n: usize, latency: DurRange, loss: f64) -> Self {
         Topology {
             cut: vec![vec![false; n]; n],
+            host: (0..n).collect(),
             dc_of: vec![0; n],
             dc_latency: BTreeMap::new(),
             loss,
@@ -43,7 +49,7 @@ impl Topology {
     /// What the route from `from` to `to` (different nodes) does with one copy. Draws from
     /// `rng` in a fixed order: loss (if any), then latency (if a range).
     pub fn hop(&self, from: usize, to: usize, rng: &mut ChaCha8Rng) -> Hop {
-        if self.cut[from][to] {
+        if self.cut[self.host[from]][self.host[to]] {
             return Hop::Cut;
         }
         if self.loss > 0.0 && rng.gen_bool(self.loss.min(1.0)) {
@@ -56,6 +62,16 @@ impl Topology {
             .unwrap_or(self.latency);
         let (lo, hi) = (range.lo.as_nanos(), range.hi.as_nanos());
         Hop::After(if hi > lo { rng.gen_range(lo..=hi) } else { lo })
+    }
+
+    /// Runs index `i` (a router client) on the host of node `host`: it shares that host's
+    /// cuts, and is never cut from it.
+    pub fn set_host(&mut self, i: usize, host: usize) {
+        self.host[i] = host;
+    }
+
+    fn is_host(&self, i: usize) -> bool {
+        self.host[i] == i
     }
 
     /// Places node `i` in datacenter `dc` (an index).
@@ -74,18 +90,18 @@ impl Topology {
         self.cut[a][b] = cut;
     }
 
-    /// Cuts every route between nodes of different groups; nodes in no group join the first.
+    /// Cuts every route between hosts of different groups; hosts in no group join the first.
     pub fn partition(&mut self, groups: &[Vec<usize>]) {
         let n = self.cut.len();
         let group_of = |x: usize| groups.iter().position(|grp| grp.contains(&x)).unwrap_or(0);
         for a in 0..n {
             for b in 0..n {
-                self.cut[a][b] = group_of(a) != group_of(b);
+                self.cut[a][b] = self.is_host(a) && self.is_host(b) && group_of(a) != group_of(b);
             }
         }
     }
 
-    /// The directed routes cut now.
+    /// The directed routes cut now (between hosts).
     pub fn cuts(&self) -> Vec<(usize, usize)> {
         let n = self.cut.len();
         (0..n)
@@ -117,5 +133,29 @@ impl Topology {
     /// Sets the latency range of every route.
     pub fn set_latency(&mut self, latency: DurRange) {
         self.latency = latency;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_client_shares_its_hosts_side_of_a_partition() {
+        let ms = std::time::Duration::from_millis(1);
+        let mut t = Topology::new(4, DurRange { lo: ms, hi: ms }, 0.0);
+        // 0 and 1 are nodes; 2 is a client on 1's host; 3 a stranger of its own.
+        t.set_host(2, 1);
+        t.partition(&[vec![0], vec![1]]);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(t.hop(2, 0, &mut rng), Hop::Cut, "cut from the other side");
+        assert_eq!(t.hop(0, 2, &mut rng), Hop::Cut);
+        assert_ne!(t.hop(2, 1, &mut rng), Hop::Cut, "never from its host");
+        assert_eq!(t.hop(3, 1, &mut rng), Hop::Cut, "a host in no group joins the first");
+        assert_eq!(t.cuts(), [(0, 1), (1, 0), (1, 3), (3, 1)], "cuts are between hosts");
+        t.set_cuts(&[(1, 0)]);
+        assert_eq!(t.hop(2, 0, &mut rng), Hop::Cut, "a one-way cut of its host is its own");
+        assert_ne!(t.hop(0, 2, &mut rng), Hop::Cut);
     }
 }

@@ -14,7 +14,7 @@ use crate::record::{Book, Keep};
 use crate::scenario::{Scenario, SimNode};
 use crate::timeline::FaultState;
 use crate::trace::TraceEvent;
-use crate::workload::router::{Client, Record, Servers};
+use crate::workload::router::{home_of, router_bugs, Client, PingForger, Record, Servers};
 use leasehold::{Membership, Notice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -71,6 +71,8 @@ pub struct World {
     pub servers: Servers,
     /// What router clients did.
     pub routes: Arc<Mutex<Record>>,
+    /// The stranger who answers router pings, armed by `forge` (router scenarios only).
+    pub ping_forger: PingForger,
     /// The running agents.
     pub agents: Agents,
     /// What the fenced store accepted, judged as it goes (`[workload] fenced_store`).
@@ -121,6 +123,7 @@ impl World {
             clocks,
             servers,
             routes: Arc::new(Mutex::new(Record::default())),
+            ping_forger: PingForger::default(),
             agents: Agents::new(n),
             effects: Arc::new(Mutex::new(crate::oracle::effects::Effects::default())),
             graces: Mutex::new(Vec::new()),
@@ -293,6 +296,7 @@ impl World {
                 self.servers.clone(),
                 spec,
                 mix(self.seed, i as u64, 0x5e7),
+                router_bugs(&self.scn),
             ));
         }
         // The nodes of a scenario are a brand-new cluster when the run starts (the operator's
@@ -449,30 +453,18 @@ impl World {
             start: self.start,
             node,
             index: k,
-            home: self.home_of(k, &dc),
+            home: home_of(&self.nodes, k, &dc),
             dc,
             servers: self.servers.clone(),
             agents: self.agents.clone(),
             spec,
             end: self.scn.duration.0,
             seed: mix(self.seed, 1000 + k as u64, 0),
+            bugs: router_bugs(&self.scn),
             record: self.routes.clone(),
         }
         .run()
         .await;
-    }
-
-    /// The node whose host router client `k` of datacenter `dc` runs on: the nodes of its
-    /// datacenter in turn (any node, if it has none).
-    fn home_of(&self, k: usize, dc: &str) -> usize {
-        let local: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].datacenter == dc)
-            .collect();
-        if local.is_empty() {
-            k % self.nodes.len()
-        } else {
-            local[k % local.len()]
-        }
     }
 
     /// Applies `a` now and records its resolved form (if it did anything).
@@ -642,6 +634,10 @@ impl World {
                         if sent { "sent" } else { "not sent" }
                     ),
                 );
+                if self.scn.router.is_some() {
+                    let what = self.ping_forger.arm(*pick);
+                    self.trace(None, format!("forging {what} to the next pings"));
+                }
                 a.clone()
             }
             routes => {

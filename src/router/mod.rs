@@ -1,7 +1,13 @@
 //! Client-side server routing, the successor of Consul's client `servers` package: a
 //! [`Manager`] keeps the list of servers one client talks to (find, fail over, rebalance,
 //! ping), and a [`Router`] routes to datacenters over network areas, sorted by distance
-//! measured with Vivaldi network coordinates ([`Coordinate`]). Membership feeds it ([`feed`]) instead of Serf.
+//! measured with Vivaldi network coordinates ([`Coordinate`]). Membership feeds it ([`feed()`]) instead of Serf.
+//!
+//! Nothing a stranger on the bus sends can steer it or make it panic: a ping counts only for
+//! the server pinged and only with a valid coordinate ([`NetworkPinger`]); coordinates and
+//! round trips are checked as Serf checks them, round trips filtered, an invalid own
+//! coordinate reset ([`CoordinateBook`]); every estimate is a [`Duration`](std::time::Duration)
+//! computed without panicking.
 
 mod coords;
 pub mod feed;
@@ -10,7 +16,7 @@ mod pinger;
 #[allow(clippy::module_inception)]
 mod router;
 
-pub use coords::{Coordinate, CoordinateBook};
+pub use coords::{Coordinate, CoordinateBook, CoordinateError, LATENCY_FILTER_SIZE, MAX_COMPONENT_MS, MAX_RTT};
 pub use feed::{feed, flood_join};
 pub use manager::{rebalance_interval, ClusterInfo, Manager, CONNS_PER_SEC_PER_SERVER, MIN_REUSE};
 pub use pinger::{serve_pings, NetworkPinger, Pong};

@@ -3,6 +3,7 @@
 use super::coords::{Coordinate, CoordinateBook};
 use super::manager::{ClusterInfo, Manager};
 use super::{Pinger, Server};
+use crate::config::BugKnobs;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -85,6 +86,7 @@ pub struct Router {
     local_dc: String,
     seed: u64,
     min_reuse: Option<Duration>,
+    bugs: BugKnobs,
     state: Mutex<State>,
 }
 
@@ -95,8 +97,16 @@ impl Router {
             local_dc: local_dc.into(),
             seed,
             min_reuse: None,
+            bugs: BugKnobs::default(),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The same router with planted bugs (test only), handed to every manager it makes
+    /// ([`Manager::with_bugs`]).
+    pub fn with_bugs(mut self, bugs: BugKnobs) -> Self {
+        self.bugs = bugs;
+        self
     }
 
     /// The same router with managers that rebalance after `min_reuse` (simulations shorten it).
@@ -162,7 +172,7 @@ impl Router {
             .ok_or_else(|| RouterError::NoArea(area.to_string()))?;
         let (pinger, cluster, min_reuse) = (a.pinger.clone(), a.cluster.clone(), self.min_reuse);
         let m = a.managers.entry(s.datacenter.clone()).or_insert_with(|| {
-            let m = Manager::new(pinger, cluster, seed);
+            let m = Manager::new(pinger, cluster, seed).with_bugs(self.bugs);
             Arc::new(match min_reuse {
                 Some(d) => m.with_min_reuse(d),
                 None => m,
@@ -188,12 +198,13 @@ impl Router {
         Ok(())
     }
 
-    /// A server failed in `area`: traffic shifts away at once, but it stays listed.
+    /// A server failed in `area` (membership lost it): traffic shifts away at once, but it
+    /// stays listed and the order of the list stays ([`Manager::fail_server`]).
     pub fn fail_server(&self, area: &str, s: &Server) -> Result<(), RouterError> {
         let g = self.lock();
         let a = g.areas.get(area).ok_or_else(|| RouterError::NoArea(area.to_string()))?;
         if let Some(m) = a.managers.get(&s.datacenter) {
-            m.notify_failed_server(s);
+            m.fail_server(s);
         }
         Ok(())
     }
@@ -434,7 +445,7 @@ mod tests {
             };
             *b = CoordinateBook::new(9);
             for (n, x) in [("b1", 10.0), ("b2", 80.0), ("b3", 90.0), ("c1", 50.0)] {
-                b.observe(n, at(x), Duration::ZERO);
+                b.record(n, at(x)).unwrap();
             }
             assert!(b.estimated_rtt("b1").is_some());
         }
@@ -446,5 +457,59 @@ mod tests {
             maps.iter().find(|m| m.datacenter == "dc2").unwrap().coordinates.len(),
             3
         );
+    }
+
+    #[test]
+    fn a_server_added_after_every_server_failed_makes_the_route_healthy_again() {
+        let (r, _) = router(vec![]);
+        r.add_server("lan", s("a", "dc1")).unwrap();
+        r.add_server("lan", s("b", "dc1")).unwrap();
+        block_on(r.managers("dc1")[0].rebalance_servers());
+        assert!(!r.find_route("dc1").unwrap().healthy, "every ping failed");
+        // The servers come back: membership adds them again.
+        r.add_server("lan", s("a", "dc1")).unwrap();
+        assert!(
+            r.find_route("dc1").unwrap().healthy,
+            "without waiting for the next rebalance"
+        );
+    }
+
+    fn any_f64() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![proptest::num::f64::ANY, -1e6..1e6f64, Just(1e30), Just(1e200)]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Whatever coordinates and round trips reach the book (checked or, with the planted
+        /// bug, not), no router call panics.
+        #[test]
+        fn no_coordinate_makes_a_router_call_panic(
+            unchecked in proptest::bool::ANY,
+            obs in proptest::collection::vec(
+                (0usize..4, any_f64(), any_f64(), any_f64(), any_f64(), proptest::num::u64::ANY),
+                1..30,
+            ),
+        ) {
+            let (r, book) = router(vec![]);
+            if unchecked {
+                let mut b = book.lock().unwrap();
+                *b = CoordinateBook::new(1).with_bugs(crate::config::BugKnobs::planted(crate::config::Bug::UncheckedCoordinates));
+            }
+            let names = ["a1", "b1", "b2", "c1"];
+            for (n, dc) in [("a1", "dc1"), ("b1", "dc2"), ("b2", "dc2"), ("c1", "dc3")] {
+                r.add_server("lan", s(n, dc)).unwrap();
+            }
+            for (who, x, y, height, error, ns) in obs {
+                let c = Coordinate { vec: [x, y], height, error };
+                let _ = book.lock().unwrap().observe(names[who], c, Duration::from_nanos(ns));
+                let order = r.datacenters_by_distance();
+                proptest::prop_assert_eq!(order.len(), 3);
+                proptest::prop_assert_eq!(&order[0], "dc1");
+                let _ = r.datacenter_maps();
+                let _ = r.find_route("dc2");
+            }
+        }
     }
 }

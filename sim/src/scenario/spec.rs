@@ -592,6 +592,8 @@ pub enum ExpectedKind {
     Guard,
     /// An agent reported an older leader's token after a newer one.
     ViewBackwards,
+    /// A router check failed (`[router]` scenarios with a planted router bug).
+    Routing,
 }
 
 impl Expected {

@@ -271,6 +271,31 @@ fn router_clients_learn_servers_from_their_hosts_membership() {
     assert_eq!(cut, want);
 }
 
+/// A router client lives on its host and shares its side of every cut: with n0 cut off from
+/// n1 and n2 from the start, c1 and c2 (on n1's and n2's hosts) reach the servers their
+/// hosts' agents told them of, and c0 reaches its own host's, so no RPC finds no server.
+/// (Clients used to be put on the first side of a partition, n0's, whatever their host: c1
+/// and c2 then knew only servers they could not reach.)
+#[test]
+fn router_clients_share_their_hosts_side_of_a_partition() {
+    let s = Scenario::parse(
+        "sides.toml",
+        "nodes = 3\nduration = \"20s\"\n[membership]\nlease = \"2s\"\n[router]\nclients = 3\n[[at]]\ntime = \"0s\"\npartition = [[\"n0\"], [\"n1\", \"n2\"]]\n",
+    )
+    .unwrap();
+    let r = run_seed(&s, 0, "sides.toml");
+    let rep = r.router.clone().expect("a router report");
+    assert!(rep.rpcs > 50, "{rep:?}");
+    assert_eq!(rep.failed, 0, "{rep:?}");
+    assert!(
+        r.violations
+            .iter()
+            .all(|v| v.kind != leasehold_sim::ViolationKind::Routing),
+        "{}",
+        r.describe()
+    );
+}
+
 /// A graceful stop releases the lease at once (no wait for it to expire), the node is then
 /// down, and a restart brings it back as a new incarnation.
 #[test]
