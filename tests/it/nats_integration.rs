@@ -605,6 +605,7 @@ fn a_frozen_server_is_noticed_within_a_lease_and_a_cut_off_agent_stops_at_once_o
     let code = a.exit_code(Duration::from_secs(5));
     let took = asked.elapsed();
     signal(server.child.id(), "CONT");
+    eprintln!("frozen server noticed after {within} ms; SIGTERM with a full buffer took {took:?}");
     assert_eq!(code, Some(0), "n0 did not exit within 5 s of SIGTERM: {}", a.stderr());
     assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
 }
