@@ -433,9 +433,14 @@ impl MembershipHandle {
         MembershipHandle { shared, _users: users }
     }
 
-    /// Whether this agent holds a lease it may act on right now (judged on its own clock).
+    /// Whether this agent holds a lease it may act on right now: judged on its own clock, and
+    /// false while it is disconnected (it cannot renew, and its peers may have moved on).
     pub fn is_leader_now(&self) -> bool {
-        self.status().is_leader_at(self.shared.clock.now())
+        let (status, disconnected) = {
+            let g = self.shared.lock();
+            (g.status.clone(), g.disconnected)
+        };
+        !disconnected && status.is_leader_at(self.shared.clock.now())
     }
 
     /// Waits until this agent holds a lease, and returns it; `None` if the agent stops first.
@@ -445,10 +450,14 @@ impl MembershipHandle {
             if self.is_stopped() {
                 return None;
             }
-            // Whether this agent leads and under which token: one read, so a guard never
-            // carries a token that was not its own.
-            let status = self.status();
-            if status.is_leader_at(self.shared.clock.now()) {
+            // Whether this agent leads, under which token and connected: one read, so a guard
+            // never carries a token that was not its own, and is never made already invalid
+            // (an application looping on `leadership()` and `lost()` would spin).
+            let (status, disconnected) = {
+                let g = self.shared.lock();
+                (g.status.clone(), g.disconnected)
+            };
+            if !disconnected && status.is_leader_at(self.shared.clock.now()) {
                 return Some(Leadership {
                     handle: self.clone(),
                     token: status.fencing_token,
@@ -728,5 +737,25 @@ mod tests {
             }
             other => assert!(other.is_none(), "waiting is right too"),
         }
+    }
+
+    #[test]
+    fn no_guard_is_handed_out_while_disconnected_so_a_loop_on_leadership_and_lost_waits() {
+        let a = agent(BugKnobs::default());
+        acquire(&a.shared, 1);
+        let disconnected = Notice::Connection(crate::network::Connection::Disconnected);
+        a.shared.notice(NOW, disconnected);
+        assert!(!a.handle.is_leader_now());
+        assert!(
+            a.handle.leadership().now_or_never().is_none(),
+            "a guard that is invalid from the start: `while let Some(l) = leadership().await {{ l.lost().await }}` would spin"
+        );
+        a.shared
+            .notice(NOW, Notice::Connection(crate::network::Connection::Reconnected));
+        assert_eq!(
+            guard(&a).token(),
+            Some(1),
+            "connected again, and still within the lease"
+        );
     }
 }

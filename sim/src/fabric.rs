@@ -23,7 +23,7 @@ use crate::scenario::DurRange;
 use crate::topology::{Hop, Topology};
 use bytes::Bytes;
 use leasehold::transport::{check_publish, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
-use leasehold::{BoxFuture, Message, NetError, Network, Subscription};
+use leasehold::{BoxFuture, Connection, Message, NetError, Network, Subscription};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BinaryHeap, VecDeque};
@@ -55,6 +55,8 @@ pub struct FabricStats {
     pub slow_dropped: u64,
     /// Messages the forger published.
     pub forged: u64,
+    /// Messages a client buffered while its server was down and sent on reconnecting.
+    pub flushed: u64,
 }
 
 /// Each node's recent publishes, for replay faults: (true time, message), oldest first.
@@ -100,6 +102,22 @@ struct Server {
     paused: bool,
     /// Drops every message to this node's subscribers (a slow consumer).
     slow: bool,
+    /// The server process is down while its node's agent runs (`server_down`): it routes and
+    /// delivers nothing; its subscriptions stay, as its client makes them again on reconnect.
+    halted: bool,
+}
+
+/// How many publishes a client keeps while its server is down (async-nats's command channel).
+pub const CLIENT_BUFFER: usize = 2048;
+
+/// A node's client, as far as its server's availability goes.
+#[derive(Default)]
+struct Client {
+    /// Its server is down: publishes are buffered (then block), and sent on reconnecting.
+    down: bool,
+    buffer: VecDeque<Arc<Message>>,
+    /// Who follows its connection's changes.
+    listeners: Vec<futures::channel::mpsc::UnboundedSender<Connection>>,
 }
 
 /// A node's client connection: whether its publishes wait for a full buffer to drain.
@@ -113,6 +131,7 @@ struct Congestion {
 
 struct Inner {
     servers: Vec<Server>,
+    clients: Vec<Client>,
     congestion: Vec<Congestion>,
     topology: Topology,
     /// When the last copy on each route is due, to keep each publisher's order.
@@ -139,6 +158,7 @@ impl Fabric {
         Fabric {
             inner: Arc::new(Mutex::new(Inner {
                 servers: (0..n).map(|_| Server::default()).collect(),
+                clients: (0..n).map(|_| Client::default()).collect(),
                 congestion: vec![Congestion::default(); n],
                 topology: Topology::new(n, latency, loss),
                 last: vec![vec![0; n]; n],
@@ -164,8 +184,11 @@ impl Fabric {
         let s = &mut g.servers[i];
         s.up = true;
         s.paused = false;
+        s.halted = false;
         s.subs.clear();
         s.queue.clear();
+        // A new process: a new client, connected.
+        g.clients[i] = Client::default();
     }
 
     /// Node `i` is paused: its server holds what comes due until [`Fabric::resume`].
@@ -198,6 +221,13 @@ impl Fabric {
         self.lock().congestion[i].delay = delay.map(|d| d.as_nanos());
     }
 
+    /// Whether node `i`'s client is disconnected with a full buffer.
+    fn buffer_full(&self, i: usize) -> bool {
+        let g = self.lock();
+        let c = &g.clients[i];
+        c.down && c.buffer.len() >= CLIENT_BUFFER
+    }
+
     /// When a publish node `i` makes now is handed over (true ns), if not at once.
     fn handover(&self, i: usize) -> Option<u128> {
         let now = self.truth.now();
@@ -210,6 +240,38 @@ impl Fabric {
         };
         c.handover = at;
         Some(at)
+    }
+
+    /// Node `i`'s server process goes down (`true`) while its agent runs, or comes back. Down,
+    /// it routes and delivers nothing and loses what it had queued; its client hears
+    /// `Disconnected` and buffers what it publishes (up to [`CLIENT_BUFFER`], then a publish
+    /// waits). Back, the client hears `Reconnected` and sends its buffer at once, in order (the
+    /// reconnect flush), and its subscriptions are as they were (made again).
+    pub fn halt_server(&self, i: usize, down: bool) {
+        let now = self.truth.now();
+        let mut g = self.lock();
+        if !g.servers[i].up || g.servers[i].halted == down {
+            return;
+        }
+        g.servers[i].halted = down;
+        if down {
+            g.servers[i].queue.clear();
+        }
+        let c = &mut g.clients[i];
+        c.down = down;
+        let event = if down {
+            Connection::Disconnected
+        } else {
+            Connection::Reconnected
+        };
+        c.listeners.retain(|l| l.unbounded_send(event).is_ok());
+        if !down {
+            let flush: Vec<Arc<Message>> = g.clients[i].buffer.drain(..).collect();
+            for m in &flush {
+                g.stats.flushed += 1;
+                route(&mut g, &self.inner, &self.truth, i, m, now);
+            }
+        }
     }
 
     /// Changes the network's shape (cuts, datacenters, loss, latency).
@@ -268,7 +330,7 @@ impl Fabric {
         }
         let now = self.truth.now();
         let mut g = self.lock();
-        if !g.servers[from].up {
+        if !g.servers[from].up || g.servers[from].halted {
             return false;
         }
         g.stats.forged += 1;
@@ -311,6 +373,15 @@ impl Fabric {
         if !g.servers[from].up {
             return Err(NetError::Disconnected("server down".into()));
         }
+        if g.clients[from].down {
+            // Kept for the reconnect (the caller checked there is room).
+            g.clients[from].buffer.push_back(Arc::new(Message {
+                subject: subject.to_string(),
+                reply: reply.map(str::to_string),
+                payload,
+            }));
+            return Ok(());
+        }
         g.stats.published += 1;
         let msg = Arc::new(Message {
             subject: subject.to_string(),
@@ -345,7 +416,7 @@ fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usi
     for to in 0..g.servers.len() {
         let s = &g.servers[to];
         // Routes carry only what the far server has interest in, as NATS routes do.
-        if !s.up || !s.subs.has_interest(&msg.subject) {
+        if !s.up || s.halted || !s.subs.has_interest(&msg.subject) {
             continue;
         }
         let mut at = now;
@@ -416,7 +487,7 @@ fn enqueue(
 fn deliver_due(g: &mut Inner, i: usize, by: u128) {
     let Inner { servers, stats, .. } = g;
     let s = &mut servers[i];
-    if !s.up || s.paused {
+    if !s.up || s.paused || s.halted {
         return;
     }
     while s.queue.peek().is_some_and(|c| c.due.0 <= by) {
@@ -480,6 +551,11 @@ pub struct SimNet {
 
 impl Network for SimNet {
     fn publish(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> BoxFuture<'_, Result<(), NetError>> {
+        if self.fabric.buffer_full(self.node) {
+            // async-nats's publish waits for room in its full buffer, which nothing drains
+            // while the server is down.
+            return Box::pin(futures::future::pending());
+        }
         let Some(at) = self.fabric.handover(self.node) else {
             let r = self.fabric.publish(self.node, subject, reply, payload);
             return Box::pin(async move { r });
@@ -503,6 +579,20 @@ impl Network for SimNet {
     fn subscribe(&self, subject: &str) -> BoxFuture<'_, Result<Subscription, NetError>> {
         let r = self.fabric.subscribe(self.node, subject);
         Box::pin(async move { r })
+    }
+
+    /// The client's connection changes. Unlike a NATS client's, a connected start says
+    /// nothing (every trace would carry a line that tells nothing new); a start while the
+    /// server is down says `Disconnected` first.
+    fn connection_events(&self) -> Option<futures::stream::BoxStream<'static, Connection>> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut g = self.fabric.lock();
+        let c = &mut g.clients[self.node];
+        if c.down {
+            let _ = tx.unbounded_send(Connection::Disconnected);
+        }
+        c.listeners.push(tx);
+        Some(Box::pin(rx))
     }
 
     fn new_inbox(&self) -> String {

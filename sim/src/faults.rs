@@ -106,6 +106,8 @@ pub enum Action {
     Resign(usize),
     /// A node's application campaigns again.
     Campaign(usize),
+    /// A node's NATS server goes down (`true`) while its agent runs, or comes back.
+    ServerDown(usize, bool),
 }
 
 /// One step of the plan.
@@ -161,6 +163,8 @@ impl Action {
             Step::Uncongest(id) => Action::Congest(index(id), None),
             Step::Resign(id) => Action::Resign(index(id)),
             Step::Campaign(id) => Action::Campaign(index(id)),
+            Step::ServerDown(id) => Action::ServerDown(index(id), true),
+            Step::ServerUp(id) => Action::ServerDown(index(id), false),
         }
     }
 
@@ -222,6 +226,8 @@ impl Action {
             Action::Congest(i, None) => Step::Uncongest(id(*i)),
             Action::Resign(i) => Step::Resign(id(*i)),
             Action::Campaign(i) => Step::Campaign(id(*i)),
+            Action::ServerDown(i, true) => Step::ServerDown(id(*i)),
+            Action::ServerDown(i, false) => Step::ServerUp(id(*i)),
             Action::Partition { .. }
             | Action::IsolateLeader { .. }
             | Action::Bridge { .. }
@@ -252,7 +258,8 @@ impl Action {
             | Action::Preempt(i, _)
             | Action::Congest(i, _)
             | Action::Resign(i)
-            | Action::Campaign(i) => Some(*i),
+            | Action::Campaign(i)
+            | Action::ServerDown(i, _) => Some(*i),
             Action::StateLoss { node, .. } => Some(*node),
             _ => None,
         }
@@ -329,6 +336,8 @@ impl Action {
             Action::Congest(i, None) => format!("fault congestion over {}", name(i)),
             Action::Resign(i) => format!("resign {} (its application gives the lease up)", name(i)),
             Action::Campaign(i) => format!("campaign {} (its application takes part again)", name(i)),
+            Action::ServerDown(i, true) => format!("fault server down {} (its agent runs on, disconnected)", name(i)),
+            Action::ServerDown(i, false) => format!("fault server up {} (its agent reconnects)", name(i)),
         }
     }
 }

@@ -116,6 +116,7 @@ fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
         | (Action::Suspend(x) | Action::Freeze(x), Action::Wake(y)) => x == y,
         (Action::SlowConsumer(x, true), Action::SlowConsumer(y, false)) => x == y,
         (Action::Congest(x, Some(_)), Action::Congest(y, None)) => x == y,
+        (Action::ServerDown(x, true), Action::ServerDown(y, false)) => x == y,
         (Action::Cut(l), Action::Heal | Action::Cut(_)) => !l.is_empty(),
         (Action::Loss(l), Action::Loss(m)) => *l != base.loss && *m == base.loss,
         (Action::Latency(l), Action::Latency(m)) => *l != base.latency && *m == base.latency,

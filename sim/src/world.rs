@@ -553,6 +553,10 @@ impl World {
                 self.fabric.congest(*i, *delay);
                 a.clone()
             }
+            Action::ServerDown(i, down) => {
+                self.fabric.halt_server(*i, *down);
+                a.clone()
+            }
             Action::Resign(i) => {
                 if let Some((_, h)) = self.agents.get(*i) {
                     h.resign();

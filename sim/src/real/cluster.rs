@@ -229,6 +229,19 @@ impl Cluster {
         self.kill(i);
     }
 
+    /// Stops (`true`) or starts again node `i`'s nats-server alone; its agent runs on and
+    /// reconnects by itself.
+    pub fn server_down(&mut self, i: usize, down: bool) -> Result<(), String> {
+        if down {
+            self.nodes[i].server = None;
+            Ok(())
+        } else if self.nodes[i].server.is_none() {
+            self.start_server(i)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Asks node `i`'s agent to resign (`true`, SIGUSR1) or to campaign again (SIGUSR2).
     pub fn steer(&mut self, i: usize, resign: bool) {
         if let Some(a) = &self.nodes[i].agent {

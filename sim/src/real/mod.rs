@@ -290,6 +290,10 @@ impl Player {
                 c.stop(*i);
                 a.clone()
             }
+            Action::ServerDown(i, down) => {
+                c.server_down(*i, *down)?;
+                a.clone()
+            }
             Action::Resign(i) | Action::Campaign(i) => {
                 c.steer(*i, matches!(a, Action::Resign(_)));
                 a.clone()

@@ -68,6 +68,10 @@ pub enum Step {
     Resign(String),
     /// A node's application campaigns again (`MembershipHandle::campaign`).
     Campaign(String),
+    /// A node's NATS server goes down while its agent runs.
+    ServerDown(String),
+    /// A node's NATS server comes back (its agent reconnects and flushes its buffer).
+    ServerUp(String),
 }
 
 impl Step {
@@ -103,6 +107,8 @@ impl Step {
             Step::Uncongest(_) => "uncongest",
             Step::Resign(_) => "resign",
             Step::Campaign(_) => "campaign",
+            Step::ServerDown(_) => "server_down",
+            Step::ServerUp(_) => "server_up",
         }
     }
 
@@ -125,7 +131,9 @@ impl Step {
             | Step::FastConsumer(n)
             | Step::Uncongest(n)
             | Step::Resign(n)
-            | Step::Campaign(n) => vec![n],
+            | Step::Campaign(n)
+            | Step::ServerDown(n)
+            | Step::ServerUp(n) => vec![n],
             Step::Congest(c) => vec![&c.node],
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
@@ -359,6 +367,10 @@ pub struct RawAt {
     resign: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_down: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_up: Option<String>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -395,6 +407,8 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.uncongest.map(Step::Uncongest));
         steps.extend(r.resign.map(Step::Resign));
         steps.extend(r.campaign.map(Step::Campaign));
+        steps.extend(r.server_down.map(Step::ServerDown));
+        steps.extend(r.server_up.map(Step::ServerUp));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -441,6 +455,8 @@ impl From<At> for RawAt {
             Step::Uncongest(n) => r.uncongest = Some(n),
             Step::Resign(n) => r.resign = Some(n),
             Step::Campaign(n) => r.campaign = Some(n),
+            Step::ServerDown(n) => r.server_down = Some(n),
+            Step::ServerUp(n) => r.server_up = Some(n),
         }
         r
     }

@@ -89,6 +89,7 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-guard-ignores-claim-ended",
         "bug-guard-ignores-claim-ended-callbacks",
         "bug-trust-stale-heartbeats",
+        "bug-trust-stale-heartbeats-flush",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
