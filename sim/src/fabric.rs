@@ -110,7 +110,7 @@ struct Server {
 /// How many publishes a client keeps while its server is down (async-nats's command channel).
 pub const CLIENT_BUFFER: usize = 2048;
 
-/// A node's client, as far as its server's availability goes.
+/// A node's client: its connection while its server is down, and its congestion.
 #[derive(Default)]
 struct Client {
     /// Its server is down: publishes are buffered (then block), and sent on reconnecting.
@@ -118,21 +118,25 @@ struct Client {
     buffer: VecDeque<Arc<Message>>,
     /// Who follows its connection's changes.
     listeners: Vec<futures::channel::mpsc::UnboundedSender<Connection>>,
-}
-
-/// A node's client connection: whether its publishes wait for a full buffer to drain.
-#[derive(Default, Clone, Copy)]
-struct Congestion {
-    /// Each publish is handed over this long (ns) after the one before it.
+    /// Congested: each publish is handed over this long (ns) after the one before it.
     delay: Option<u128>,
     /// When the last publish waiting is handed over (true ns).
     handover: u128,
 }
 
+/// What becomes of a publish a client makes now.
+enum Admit {
+    /// It goes out at once.
+    Now,
+    /// It is handed over at this true time (ns), its publisher waiting.
+    At(u128),
+    /// Its server is down and the buffer is full: the publisher waits for good.
+    Full,
+}
+
 struct Inner {
     servers: Vec<Server>,
     clients: Vec<Client>,
-    congestion: Vec<Congestion>,
     topology: Topology,
     /// When the last copy on each route is due, to keep each publisher's order.
     last: Vec<Vec<u128>>,
@@ -159,7 +163,6 @@ impl Fabric {
             inner: Arc::new(Mutex::new(Inner {
                 servers: (0..n).map(|_| Server::default()).collect(),
                 clients: (0..n).map(|_| Client::default()).collect(),
-                congestion: vec![Congestion::default(); n],
                 topology: Topology::new(n, latency, loss),
                 last: vec![vec![0; n]; n],
                 reorder,
@@ -187,8 +190,12 @@ impl Fabric {
         s.halted = false;
         s.subs.clear();
         s.queue.clear();
-        // A new process: a new client, connected.
-        g.clients[i] = Client::default();
+        // A new process: a new client, connected (a congestion of its host's link stays).
+        let delay = g.clients[i].delay;
+        g.clients[i] = Client {
+            delay,
+            ..Client::default()
+        };
     }
 
     /// Node `i` is paused: its server holds what comes due until [`Fabric::resume`].
@@ -218,28 +225,24 @@ impl Fabric {
     /// in order, and the publisher waits for it (a client whose outgoing buffer is full and
     /// drains slowly); `None`: at once again (what already waits keeps its turn).
     pub fn congest(&self, i: usize, delay: Option<Duration>) {
-        self.lock().congestion[i].delay = delay.map(|d| d.as_nanos());
+        self.lock().clients[i].delay = delay.map(|d| d.as_nanos());
     }
 
-    /// Whether node `i`'s client is disconnected with a full buffer.
-    fn buffer_full(&self, i: usize) -> bool {
-        let g = self.lock();
-        let c = &g.clients[i];
-        c.down && c.buffer.len() >= CLIENT_BUFFER
-    }
-
-    /// When a publish node `i` makes now is handed over (true ns), if not at once.
-    fn handover(&self, i: usize) -> Option<u128> {
+    /// What becomes of a publish node `i`'s client makes now (one look, on every publish).
+    fn admit(&self, i: usize) -> Admit {
         let now = self.truth.now();
         let mut g = self.lock();
-        let c = &mut g.congestion[i];
+        let c = &mut g.clients[i];
+        if c.down && c.buffer.len() >= CLIENT_BUFFER {
+            return Admit::Full;
+        }
         let at = match c.delay {
             Some(d) => c.handover.max(now) + d,
             None if c.handover > now => c.handover,
-            None => return None,
+            None => return Admit::Now,
         };
         c.handover = at;
-        Some(at)
+        Admit::At(at)
     }
 
     /// Node `i`'s server process goes down (`true`) while its agent runs, or comes back. Down,
@@ -534,7 +537,7 @@ impl Drop for Turn {
             return;
         }
         let mut g = self.fabric.lock();
-        let c = &mut g.congestion[self.node];
+        let c = &mut g.clients[self.node];
         // Only the last turn can be given back without moving the others.
         if c.handover == self.at {
             c.handover = self.at.saturating_sub(c.delay.unwrap_or(0));
@@ -551,14 +554,15 @@ pub struct SimNet {
 
 impl Network for SimNet {
     fn publish(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> BoxFuture<'_, Result<(), NetError>> {
-        if self.fabric.buffer_full(self.node) {
+        let at = match self.fabric.admit(self.node) {
+            Admit::Now => {
+                let r = self.fabric.publish(self.node, subject, reply, payload);
+                return Box::pin(async move { r });
+            }
             // async-nats's publish waits for room in its full buffer, which nothing drains
             // while the server is down.
-            return Box::pin(futures::future::pending());
-        }
-        let Some(at) = self.fabric.handover(self.node) else {
-            let r = self.fabric.publish(self.node, subject, reply, payload);
-            return Box::pin(async move { r });
+            Admit::Full => return Box::pin(futures::future::pending()),
+            Admit::At(at) => at,
         };
         let (subject, reply) = (subject.to_string(), reply.map(str::to_string));
         // A publisher that gives up waiting (drops the future) gives its turn back.
@@ -758,6 +762,42 @@ mod tests {
                 let waited = t0.elapsed();
                 assert!(waited < ms(131), "the next one took the turn given back: {waited:?}");
                 assert_eq!(payloads(&mut own), vec![2], "the first never went out");
+            })
+        });
+    }
+
+    #[test]
+    fn a_server_down_under_its_client_buffers_then_flushes_in_order_and_a_full_buffer_waits() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                let ms = Duration::from_millis;
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                let mut near = f.client(0).subscribe("s").await.unwrap();
+                use futures::StreamExt;
+                let mut events = f.client(0).connection_events().expect("the simulated client reports");
+                f.halt_server(0, true);
+                assert_eq!(events.next().await, Some(Connection::Disconnected));
+                publish(&f, 0, 1).await;
+                publish(&f, 0, 2).await;
+                publish(&f, 1, 9).await;
+                madsim::time::sleep(ms(20)).await;
+                assert_eq!(payloads(&mut far), vec![9], "nothing of n0's went out");
+                assert_eq!(payloads(&mut near), Vec::<u8>::new(), "and its server delivers nothing");
+                for k in 2..CLIENT_BUFFER {
+                    publish(&f, 0, (k % 200) as u8).await;
+                }
+                let full = madsim::time::timeout(ms(50), publish(&f, 0, 3)).await;
+                assert!(full.is_err(), "a full buffer makes the publisher wait");
+                f.halt_server(0, false);
+                assert_eq!(events.next().await, Some(Connection::Reconnected));
+                madsim::time::sleep(ms(6)).await;
+                let flushed = payloads(&mut far);
+                assert_eq!(flushed.len(), CLIENT_BUFFER, "the buffer, at once");
+                assert_eq!(&flushed[..3], &[1, 2, 2], "in order");
+                assert_eq!(f.stats().flushed, CLIENT_BUFFER as u64);
+                assert_eq!(payloads(&mut near).len(), CLIENT_BUFFER, "its own server gets them too");
+                publish(&f, 0, 4).await;
+                assert_eq!(payloads(&mut near), vec![4], "subscriptions kept across the outage");
             })
         });
     }

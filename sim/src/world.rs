@@ -7,7 +7,7 @@ use crate::clock::{true_now, ClockModel, SimClock};
 use crate::disk::Disks;
 use crate::fabric::Fabric;
 use crate::faults::{Action, FaultEvent};
-use crate::oracle::guards::{GuardEvent, Guards};
+use crate::oracle::guards::{GuardWord, Guards};
 use crate::oracle::stream::Streaming;
 use crate::oracle::{secs, TrueClaim};
 use crate::record::{Book, Keep};
@@ -212,10 +212,10 @@ impl World {
     }
 
     /// Judges what node `i`'s application (beside incarnation `inc`) said of its guard.
-    fn guard_report(&self, i: usize, inc: u64, ev: GuardEvent) {
+    fn guard_report(&self, i: usize, inc: u64, word: GuardWord) {
         let clock = self.clocks[i].clone();
         let true_at = move |local| clock.lock().unwrap_or_else(|e| e.into_inner()).true_at(local);
-        self.lock().guards.take(i, &self.nodes[i].id, inc, ev, true_at);
+        self.lock().guards.take(i, &self.nodes[i].id, inc, word, true_at);
     }
 
     /// What the guards oracle found so far.
@@ -286,6 +286,9 @@ impl World {
             st.incarnations[i]
         };
         self.trace(Some(i), format!("start incarnation {inc}"));
+        // A new process runs: a stall of the one before (paused, then killed) excuses nothing
+        // of this one.
+        self.lock().guards.stalled(i, false, true_now(self.start));
         self.fabric.serve(i);
         if let Some(spec) = self.scn.router.clone() {
             let clock = SimClock::new(self.clocks[i].clone(), self.start);
@@ -332,24 +335,9 @@ impl World {
         inc: u64,
         agent: &leasehold::MembershipHandle,
     ) -> leasehold::BoxFuture<'static, ()> {
-        use leasehold::probe::{callbacks_app, guard_app, GuardWord, Report, Write};
+        use leasehold::probe::{callbacks_app, guard_app, Report, Write};
         let w = self.clone();
-        let report: Report = Arc::new(move |word| {
-            let ev = match word {
-                GuardWord::Valid { via, token, at, until } => GuardEvent::Valid {
-                    via,
-                    token,
-                    at: at.as_nanos(),
-                    until: until.as_nanos(),
-                },
-                GuardWord::Ended { via, token, at } => GuardEvent::Ended {
-                    via,
-                    token,
-                    at: at.as_nanos(),
-                },
-            };
-            w.guard_report(i, inc, ev)
-        });
+        let report: Report = Arc::new(move |word| w.guard_report(i, inc, word));
         let clock = || SimClock::new(self.clocks[i].clone(), self.start);
         let which = self.scn.workload.application;
         let cfg = self.scn.node_cfg(i);

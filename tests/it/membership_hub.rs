@@ -323,8 +323,11 @@ async fn a_stop_is_served_while_a_publish_never_completes_and_the_release_waits_
         .start();
     let lease = a.leadership().await.expect("a lone agent leads");
     stuck.store(true, std::sync::atomic::Ordering::SeqCst);
-    // Nothing goes out any more: each step's publishes are dropped after a beat.
+    // Nothing goes out any more: each step's publishes are dropped after a beat, and the
+    // loop goes on (a loop blocked in the first publish would drop none).
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let dropped = a.stats().publishes_dropped;
+    assert!(dropped >= 3, "{dropped} publishes dropped in five beats");
     let asked = clock.now();
     let stopped = tokio::time::timeout(Duration::from_secs(30), a.stop()).await;
     assert!(

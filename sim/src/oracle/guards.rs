@@ -43,39 +43,22 @@ fn name(via: Via) -> &'static str {
     }
 }
 
-/// What an application saw, on its node's clock (ns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuardEvent {
-    /// At `at`, the guard said it is valid until `until`, under `token`.
-    Valid {
-        /// Which API.
-        via: Via,
-        /// The guard's token.
-        token: Option<u64>,
-        /// When it was asked.
-        at: u128,
-        /// The end it gave (`at` + `remaining()`).
-        until: u128,
-    },
-    /// At `at`, the guard ended (`lost()` resolved; the leading future was dropped).
-    Ended {
-        /// Which API.
-        via: Via,
-        /// The guard's token.
-        token: Option<u64>,
-        /// When.
-        at: u128,
-    },
-}
+pub use leasehold::probe::GuardWord;
 
-/// The guards oracle's state: every node's recent claims, when each node last stopped
-/// running, and what was found.
+/// Incarnations kept per node (the newest): a clone runs beside its original, whose reports
+/// keep coming (clones' incarnation numbers are far above any restart's).
+const INCARNATIONS: usize = 4;
+
+/// The guards oracle's state: recent claims and reported tokens of every node's recent
+/// incarnations, when each node last stopped running, and what was found.
 #[derive(Debug, Clone, Default)]
 pub struct Guards {
-    /// Per node: the incarnation whose claims are kept, and its claims' ends by token.
-    claims: Vec<(u64, BTreeMap<Option<u64>, u128>)>,
-    /// Per node: the incarnation whose reports are kept, and the highest token it reported.
-    views: Vec<(u64, u64)>,
+    /// How many nodes (none once the run is over).
+    nodes: usize,
+    /// By (node, incarnation): its claims' ends by token, on the node's clock (ns).
+    claims: BTreeMap<(usize, u64), BTreeMap<Option<u64>, u128>>,
+    /// By (node, incarnation): the highest token it reported to its application.
+    views: BTreeMap<(usize, u64), u64>,
     /// Per node: the true time its last stall ended (`u128::MAX` while it lasts).
     stall_end: Vec<u128>,
     /// How late a guard's end may be (ns).
@@ -88,32 +71,35 @@ pub struct Guards {
     pub first: Option<Violation>,
 }
 
+/// The entry of incarnation `inc` of `node` in `map`, made if new; a node's oldest
+/// incarnations are forgotten beyond [`INCARNATIONS`].
+fn entry<T: Default>(map: &mut BTreeMap<(usize, u64), T>, node: usize, inc: u64) -> &mut T {
+    if !map.contains_key(&(node, inc)) {
+        let kept: Vec<u64> = map.range((node, 0)..=(node, u64::MAX)).map(|(k, _)| k.1).collect();
+        for old in kept.iter().take((kept.len() + 1).saturating_sub(INCARNATIONS)) {
+            map.remove(&(node, *old));
+        }
+    }
+    map.entry((node, inc)).or_default()
+}
+
 impl Guards {
     /// No claims yet, for `n` nodes; a guard's end may be `slack` ns late.
     pub fn new(n: usize, slack: u128) -> Self {
         Guards {
-            claims: vec![(0, BTreeMap::new()); n],
-            views: vec![(0, 0); n],
+            nodes: n,
             stall_end: vec![0; n],
             slack,
             ..Default::default()
         }
     }
 
-    fn of(&mut self, node: usize, inc: u64) -> &mut BTreeMap<Option<u64>, u128> {
-        let slot = &mut self.claims[node];
-        if slot.0 != inc {
-            *slot = (inc, BTreeMap::new());
-        }
-        &mut slot.1
-    }
-
     /// Incarnation `inc` of `node` claims the lease under `token` until `until` (its clock).
     pub fn claim(&mut self, node: usize, inc: u64, token: Option<u64>, until: u128) {
-        if node >= self.claims.len() {
+        if node >= self.nodes {
             return;
         }
-        let claims = self.of(node, inc);
+        let claims = entry(&mut self.claims, node, inc);
         claims.insert(token, until);
         while claims.len() > KEPT {
             claims.pop_first();
@@ -122,27 +108,27 @@ impl Guards {
 
     /// Incarnation `inc` of `node` says its claims ended at `at` (its clock).
     pub fn claim_ended(&mut self, node: usize, inc: u64, at: u128) {
-        if node >= self.claims.len() {
+        if node >= self.nodes {
             return;
         }
-        self.of(node, inc).values_mut().for_each(|end| *end = (*end).min(at));
+        entry(&mut self.claims, node, inc)
+            .values_mut()
+            .for_each(|end| *end = (*end).min(at));
     }
 
     /// Incarnation `inc` of `node` reported `leader` under `token` to its application at true
     /// time `at`: a token lower than one it reported before is a violation.
     pub fn reported(&mut self, node: usize, inc: u64, leader: &str, token: u64, at: u128) {
-        let Some(view) = self.views.get_mut(node) else {
+        if node >= self.nodes {
             return;
-        };
-        if view.0 != inc {
-            *view = (inc, 0);
         }
-        if token < view.1 {
+        let view = entry(&mut self.views, node, inc);
+        let before = *view;
+        *view = before.max(token);
+        if token < before {
             self.violations += 1;
-            let detail = format!(
-                "node {node} (incarnation {inc}) reported {leader} under token {token} after token {}",
-                view.1
-            );
+            let detail =
+                format!("node {node} (incarnation {inc}) reported {leader} under token {token} after token {before}");
             self.first.get_or_insert(Violation {
                 kind: ViolationKind::ViewBackwards,
                 at,
@@ -150,10 +136,10 @@ impl Guards {
                 detail,
             });
         }
-        view.1 = view.1.max(token);
     }
 
-    /// `node` stops running (paused, suspended, frozen) or runs again, at true time `now`.
+    /// `node` stops running (paused, suspended, frozen) or runs again (resumed, woken, or a
+    /// new process started), at true time `now`.
     pub fn stalled(&mut self, node: usize, stalled: bool, now: u128) {
         let Some(end) = self.stall_end.get_mut(node) else {
             return;
@@ -161,44 +147,41 @@ impl Guards {
         *end = if stalled { u128::MAX } else { now };
     }
 
-    /// Judges what incarnation `inc` of `node` reported; `true_at` maps its clock to true
-    /// time.
-    pub fn take(&mut self, node: usize, id: &str, inc: u64, ev: GuardEvent, true_at: impl Fn(u128) -> u128) {
-        if node >= self.claims.len() {
+    /// Judges what incarnation `inc` of `node` said of its guard (times on its clock);
+    /// `true_at` maps its clock to true time (ns).
+    pub fn take(&mut self, node: usize, id: &str, inc: u64, word: GuardWord, true_at: impl Fn(u128) -> u128) {
+        if node >= self.nodes {
             // The run is over and judged (a leading future dropped with its node).
             return;
         }
         self.reports += 1;
         let stall_end = self.stall_end[node];
-        let (token, at) = match ev {
-            GuardEvent::Valid { token, at, .. } | GuardEvent::Ended { token, at, .. } => (token, at),
-        };
-        let end = self.of(node, inc).get(&token).copied();
+        let (GuardWord::Valid { via, token, at, .. } | GuardWord::Ended { via, token, at }) = word;
+        let at = at.as_nanos();
+        let end = entry(&mut self.claims, node, inc).get(&token).copied();
         let under = match token {
             Some(t) => format!("token {t}"),
             None => "no token".into(),
         };
-        let found = match (ev, end) {
-            (GuardEvent::Valid { via, .. }, None) => Some(format!(
+        let found = match (word, end) {
+            (GuardWord::Valid { .. }, None) => Some(format!(
                 "{id}'s {} is valid under {under}, which its agent never claimed",
                 name(via)
             )),
-            (GuardEvent::Valid { via, until, .. }, Some(end)) if at >= end || until > end => Some(format!(
+            (GuardWord::Valid { until, .. }, Some(end)) if at >= end || until.as_nanos() > end => Some(format!(
                 "{id}'s {} (under {under}) said at {} it is valid until {}, but its claim ends at {}",
                 name(via),
                 secs(true_at(at)),
-                secs(true_at(until)),
+                secs(true_at(until.as_nanos())),
                 secs(true_at(end))
             )),
-            (GuardEvent::Ended { via, .. }, Some(end)) if at > end + self.slack && stall_end < true_at(end) => {
-                Some(format!(
-                    "{id}'s {} (under {under}) ended at {}, {} after its claim ended at {}",
-                    name(via),
-                    secs(true_at(at)),
-                    secs(true_at(at) - true_at(end)),
-                    secs(true_at(end))
-                ))
-            }
+            (GuardWord::Ended { .. }, Some(end)) if at > end + self.slack && stall_end < true_at(end) => Some(format!(
+                "{id}'s {} (under {under}) ended at {}, {} after its claim ended at {}",
+                name(via),
+                secs(true_at(at)),
+                secs(true_at(at) - true_at(end)),
+                secs(true_at(end))
+            )),
             _ => None,
         };
         if let Some(detail) = found {
@@ -217,25 +200,27 @@ impl Guards {
 mod tests {
     use super::*;
 
-    fn valid(token: u64, at: u128, until: u128) -> GuardEvent {
-        GuardEvent::Valid {
+    use std::time::Duration;
+
+    fn valid(token: u64, at: u64, until: u64) -> GuardWord {
+        GuardWord::Valid {
             via: Via::Guard,
             token: Some(token),
-            at,
-            until,
+            at: Duration::from_nanos(at),
+            until: Duration::from_nanos(until),
         }
     }
 
-    fn ended(token: u64, at: u128) -> GuardEvent {
-        GuardEvent::Ended {
+    fn ended(token: u64, at: u64) -> GuardWord {
+        GuardWord::Ended {
             via: Via::Callbacks,
             token: Some(token),
-            at,
+            at: Duration::from_nanos(at),
         }
     }
 
     /// A node whose clock runs 10 ns ahead of true time.
-    fn judge(g: &mut Guards, ev: GuardEvent) -> Option<String> {
+    fn judge(g: &mut Guards, ev: GuardWord) -> Option<String> {
         let before = g.violations;
         g.take(0, "n0", 1, ev, |local| local - 10);
         (g.violations > before).then(|| g.first.as_ref().map(|v| v.detail.clone()).unwrap_or_default())
@@ -265,7 +250,11 @@ mod tests {
         let mut g = Guards::new(1, SIM_SLACK);
         g.claim(0, 1, Some(3), 5_000_000);
         g.claim_ended(0, 1, 2_000_000);
-        assert_eq!(judge(&mut g, ended(3, 2_000_000 + SIM_SLACK)), None, "within the slack");
+        assert_eq!(
+            judge(&mut g, ended(3, 2_000_000 + SIM_SLACK as u64)),
+            None,
+            "within the slack"
+        );
         let v = judge(&mut g, ended(3, 4_000_000)).unwrap();
         assert!(
             v.contains("callbacks' leading future") && v.contains("0.002000000s after"),
@@ -286,10 +275,24 @@ mod tests {
     }
 
     #[test]
-    fn a_new_incarnation_starts_with_no_claims() {
+    fn a_new_incarnation_starts_with_no_claims_and_a_clone_beside_its_original_loses_nothing() {
         let mut g = Guards::new(1, SIM_SLACK);
         g.claim(0, 1, Some(3), 2_000);
         g.take(0, "n0", 2, valid(3, 100, 200), |l| l);
         assert_eq!(g.violations, 1, "incarnation 2 never claimed token 3");
+        // A clone (another incarnation on the same node) claims and reports between the
+        // original's claim and its guard's words: neither forgets the other.
+        let mut g = Guards::new(1, SIM_SLACK);
+        let clone = 1 << 40;
+        g.claim(0, 1, Some(3), 2_000);
+        g.reported(0, 1, "n0", 3, 0);
+        g.claim(0, clone, Some(4), 3_000);
+        g.reported(0, clone, "n0", 4, 0);
+        g.take(0, "n0", 1, valid(3, 100, 2_000), |l| l);
+        g.take(0, "n0", clone, valid(4, 100, 3_000), |l| l);
+        g.reported(0, 1, "n0", 3, 0);
+        assert_eq!(g.violations, 0, "{:?}", g.first);
+        g.reported(0, clone, "n1", 2, 0);
+        assert_eq!(g.violations, 1, "the clone's own view went back");
     }
 }

@@ -141,7 +141,8 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
         .iter()
         .filter_map(|e| match e.action {
             Action::Pause(i) => Some((e.at.as_nanos(), i, true)),
-            Action::Resume(i) => Some((e.at.as_nanos(), i, false)),
+            // A restart is a new process: it runs.
+            Action::Resume(i) | Action::Restart(i) => Some((e.at.as_nanos(), i, false)),
             _ => None,
         })
         .collect();

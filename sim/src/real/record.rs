@@ -3,7 +3,7 @@
 //! claims in true time, exactly as the simulator's clock model turns notices into claims.
 
 use super::procs::Line;
-use crate::oracle::guards::{GuardEvent, Guards, Via};
+use crate::oracle::guards::{GuardWord, Guards, Via};
 use crate::oracle::{secs, TrueClaim};
 use crate::trace::TraceEvent;
 use serde_json::Value;
@@ -172,9 +172,15 @@ pub fn parse(lines: &[Line], ids: &[String], t0: u128, stalls: &[(u128, usize, b
             ForGuards::Stall(stalled) => guards.stalled(node, stalled, t),
             ForGuards::Report(via, token, at, until) => {
                 let via = if via == 1 { Via::Callbacks } else { Via::Guard };
+                let ns = |t: u128| std::time::Duration::from_nanos(u64::try_from(t).unwrap_or(u64::MAX));
                 let ev = match until {
-                    Some(until) => GuardEvent::Valid { via, token, at, until },
-                    None => GuardEvent::Ended { via, token, at },
+                    Some(until) => GuardWord::Valid {
+                        via,
+                        token,
+                        at: ns(at),
+                        until: ns(until),
+                    },
+                    None => GuardWord::Ended { via, token, at: ns(at) },
                 };
                 guards.take(node, &ids[node], inc, ev, true_at);
             }
