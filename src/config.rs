@@ -108,11 +108,21 @@ pub enum Bug {
     /// (the failover before issue 30, which can try one server twice and another never).
     /// Planted in a [`Manager`](crate::router::Manager).
     FailoverFromFront,
+    /// Have the client ping its server at async-nats's default interval (60 s) rather than
+    /// [`MembershipCfg::ping_interval`]: a frozen server or a half-open connection is then
+    /// noticed after two to three minutes (the agent before issue 31). Planted in the
+    /// configuration: the simulated client and `leasehold-agent` both ping as it says.
+    ClientDefaultPing,
+    /// Await every publish to the end, and carry out a step's outputs before looking at a
+    /// stop: a client whose outgoing buffer is full (its server down for long) then blocks
+    /// the driver, and a stop is never served (the driver before issue 31). Planted in the
+    /// driver.
+    BlockingDriver,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 19] = [
+    pub const ALL: [Bug; 21] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -132,6 +142,8 @@ impl Bug {
         Bug::CampaignWhileDisconnected,
         Bug::UncheckedCoordinates,
         Bug::FailoverFromFront,
+        Bug::ClientDefaultPing,
+        Bug::BlockingDriver,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -156,6 +168,8 @@ impl Bug {
             Bug::CampaignWhileDisconnected => "campaign_while_disconnected",
             Bug::UncheckedCoordinates => "unchecked_coordinates",
             Bug::FailoverFromFront => "failover_from_front",
+            Bug::ClientDefaultPing => "client_default_ping",
+            Bug::BlockingDriver => "blocking_driver",
         }
     }
 
@@ -425,6 +439,20 @@ impl MembershipCfg {
         } else {
             format!("{}{}.", self.sys_member_prefix, self.election)
         }
+    }
+
+    /// How often an agent's client should ping its server: a quarter of the lease, at least
+    /// 50 ms. A NATS client drops a connection that has left three pings unanswered, so a
+    /// frozen server or a half-open connection is noticed (the agent hears
+    /// [`Connection::Disconnected`](crate::Connection)) within three of these, three quarters
+    /// of a lease. `leasehold-agent` sets it; embedders set
+    /// `NatsOptions::ping_interval` (feature `nats`) to it (the client's own default is
+    /// 60 s).
+    pub fn ping_interval(&self) -> Duration {
+        if self.bug_knobs.has(Bug::ClientDefaultPing) {
+            return Duration::from_secs(60);
+        }
+        (self.lease_time / 4).max(Duration::from_millis(50))
     }
 
     /// The majority of `cluster_size`: promises needed to hold a lease.

@@ -5,7 +5,7 @@
 
 use crate::auth::ClusterKeys;
 use crate::clock::{BoxFuture, Clock};
-use crate::config::{Algorithm, ClusterState, ConfigError, MembershipCfg};
+use crate::config::{Algorithm, Bug, ClusterState, ConfigError, MembershipCfg};
 use crate::election::{AllcallElection, LeaseElection, Notice, Output, Publish};
 use crate::handle::{MembershipHandle, Shared};
 use crate::inbox::Inbox;
@@ -275,10 +275,18 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             // A publish can wait long (a client whose outgoing buffer is full while it is
             // disconnected): a stop is served meanwhile, and what was left is not carried out.
             let carried = self.carry_out(std::mem::take(&mut out), subjects);
-            match select(&mut stop, std::pin::pin!(carried)).await {
-                Either::Left(_) => break,
-                Either::Right((Ok(()), _)) => {}
-                Either::Right((Err(e), _)) => {
+            let carried = if self.cfg.bug_knobs.has(Bug::BlockingDriver) {
+                Some(carried.await)
+            } else {
+                match select(&mut stop, std::pin::pin!(carried)).await {
+                    Either::Left(_) => None,
+                    Either::Right((r, _)) => Some(r),
+                }
+            };
+            match carried {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
                     // Fail-stop: a promise or token that cannot be made durable must not be
                     // used, and a node that cannot persist must not keep granting.
                     tracing::error!(error = %e, "cannot save durable state; stopping");
@@ -386,6 +394,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         let mut budget: Option<Duration> = None;
         for o in out {
             match o {
+                Output::Publish(p) if self.cfg.bug_knobs.has(Bug::BlockingDriver) => self.publish(subjects, p).await,
                 Output::Publish(p) => {
                     let mut publish = std::pin::pin!(self.publish(subjects, p));
                     if futures::poll!(publish.as_mut()).is_ready() {

@@ -57,6 +57,8 @@ pub struct FabricStats {
     pub forged: u64,
     /// Messages a client buffered while its server was down and sent on reconnecting.
     pub flushed: u64,
+    /// Messages a client wrote into a frozen connection, routed when it thawed.
+    pub held: u64,
 }
 
 /// Each node's recent publishes, for replay faults: (true time, message), oldest first.
@@ -105,16 +107,33 @@ struct Server {
     /// The server process is down while its node's agent runs (`server_down`): it routes and
     /// delivers nothing; its subscriptions stay, as its client makes them again on reconnect.
     halted: bool,
+    /// Its connection to its node's client is frozen: copies wait in the queue.
+    frozen: bool,
+    /// Its node's client has dropped its frozen connection: copies for it are lost until the
+    /// client reconnects (its subscriptions are made again then).
+    detached: bool,
 }
 
 /// How many publishes a client keeps while its server is down (async-nats's command channel).
 pub const CLIENT_BUFFER: usize = 2048;
 
-/// A node's client: its connection while its server is down, and its congestion.
+/// A node's client: its connection while its server is down or its connection frozen, and
+/// its congestion.
 #[derive(Default)]
 struct Client {
-    /// Its server is down: publishes are buffered (then block), and sent on reconnecting.
+    /// Disconnected (its server is down, or it dropped a frozen connection): publishes are
+    /// buffered (then block), and sent on reconnecting.
     down: bool,
+    /// Its connection is frozen (number of the freeze): what it publishes is held in the
+    /// connection, and nothing reaches it, until the thaw; it notices at its third
+    /// unanswered ping and disconnects.
+    frozen: Option<u64>,
+    /// Publishes held in a frozen connection, in order.
+    held: Vec<Arc<Message>>,
+    /// Its ping interval (ns) and when it connected: it pings at every multiple of the
+    /// interval since then.
+    ping: u128,
+    since: u128,
     buffer: VecDeque<Arc<Message>>,
     /// Who follows its connection's changes.
     listeners: Vec<futures::channel::mpsc::UnboundedSender<Connection>>,
@@ -147,6 +166,8 @@ struct Inner {
     stats: FabricStats,
     duplicate: f64,
     log: Option<Log>,
+    /// Freezes so far (each freeze's detection names its number).
+    freezes: u64,
 }
 
 /// The whole simulated NATS cluster. Cheap to clone.
@@ -172,6 +193,7 @@ impl Fabric {
                 stats: FabricStats::default(),
                 duplicate: 0.0,
                 log: None,
+                freezes: 0,
             })),
             truth: TrueClock::new(start),
         }
@@ -183,19 +205,30 @@ impl Fabric {
 
     /// Brings node `i`'s server up (at node start), with no subscriptions and nothing queued.
     pub fn serve(&self, i: usize) {
+        let now = self.truth.now();
         let mut g = self.lock();
         let s = &mut g.servers[i];
         s.up = true;
         s.paused = false;
         s.halted = false;
+        s.frozen = false;
+        s.detached = false;
         s.subs.clear();
         s.queue.clear();
         // A new process: a new client, connected (a congestion of its host's link stays).
-        let delay = g.clients[i].delay;
+        let (delay, ping) = (g.clients[i].delay, g.clients[i].ping);
         g.clients[i] = Client {
             delay,
+            ping,
+            since: now,
             ..Client::default()
         };
+    }
+
+    /// Node `i`'s client pings its server every `interval` (its agent's
+    /// `MembershipCfg::ping_interval`).
+    pub fn set_ping(&self, i: usize, interval: Duration) {
+        self.lock().clients[i].ping = interval.as_nanos().max(1);
     }
 
     /// Node `i` is paused: its server holds what comes due until [`Fabric::resume`].
@@ -217,6 +250,8 @@ impl Fabric {
         let s = &mut g.servers[i];
         s.up = false;
         s.paused = false;
+        s.frozen = false;
+        s.detached = false;
         s.subs.clear();
         s.queue.clear();
     }
@@ -249,7 +284,8 @@ impl Fabric {
     /// it routes and delivers nothing and loses what it had queued; its client hears
     /// `Disconnected` and buffers what it publishes (up to [`CLIENT_BUFFER`], then a publish
     /// waits). Back, the client hears `Reconnected` and sends its buffer at once, in order (the
-    /// reconnect flush), and its subscriptions are as they were (made again).
+    /// reconnect flush), and its subscriptions are as they were (made again); a client whose
+    /// connection is frozen reconnects at the thaw.
     pub fn halt_server(&self, i: usize, down: bool) {
         let now = self.truth.now();
         let mut g = self.lock();
@@ -259,22 +295,67 @@ impl Fabric {
         g.servers[i].halted = down;
         if down {
             g.servers[i].queue.clear();
-        }
-        let c = &mut g.clients[i];
-        c.down = down;
-        let event = if down {
-            Connection::Disconnected
-        } else {
-            Connection::Reconnected
-        };
-        c.listeners.retain(|l| l.unbounded_send(event).is_ok());
-        if !down {
-            let flush: Vec<Arc<Message>> = g.clients[i].buffer.drain(..).collect();
-            for m in &flush {
-                g.stats.flushed += 1;
-                route(&mut g, &self.inner, &self.truth, i, m, now);
+            if !g.clients[i].down {
+                disconnect(&mut g, i);
             }
+        } else if g.clients[i].frozen.is_none() {
+            reconnect(&mut g, &self.inner, &self.truth, i, now);
         }
+    }
+
+    /// Node `i`'s connection to its server freezes (`true`: a frozen server process, or a
+    /// proxy that holds the bytes; nothing fails, nothing arrives) or thaws. Frozen, what the
+    /// client publishes is held in the connection and what its server has for it waits. The
+    /// client pings every ping interval since it connected and notices at the third ping
+    /// left unanswered (async-nats allows two outstanding): it hears `Disconnected`, drops
+    /// the connection (what waited for it is lost) and buffers as when its server is down. At
+    /// the thaw, the held publishes reach the server, late, and a client that noticed
+    /// reconnects and flushes its buffer.
+    pub fn freeze_connection(&self, i: usize, frozen: bool) {
+        let now = self.truth.now();
+        let mut g = self.lock();
+        if !g.servers[i].up || g.clients[i].frozen.is_some() == frozen {
+            return;
+        }
+        if !frozen {
+            g.clients[i].frozen = None;
+            g.servers[i].frozen = false;
+            let held = std::mem::take(&mut g.clients[i].held);
+            if !g.servers[i].halted {
+                for m in &held {
+                    g.stats.held += 1;
+                    route(&mut g, &self.inner, &self.truth, i, m, now);
+                }
+                if g.clients[i].down {
+                    reconnect(&mut g, &self.inner, &self.truth, i, now);
+                } else {
+                    deliver_due(&mut g, i, now);
+                }
+            }
+            return;
+        }
+        g.freezes += 1;
+        let freeze = g.freezes;
+        g.servers[i].frozen = true;
+        let c = &mut g.clients[i];
+        c.frozen = Some(freeze);
+        if c.down {
+            // Already disconnected: nothing to notice.
+            return;
+        }
+        // Pings go out at every multiple of the interval since the client connected; the
+        // first after the freeze is unanswered, so is the second, and the third finds two
+        // outstanding.
+        let p = c.ping.max(1);
+        let first = now + p - now.saturating_sub(c.since) % p;
+        let at = first + 2 * p;
+        let notice = futures::task::waker(Arc::new(PingsUnanswered {
+            fabric: Arc::downgrade(&self.inner),
+            node: i,
+            freeze,
+        }));
+        let mut timer = self.truth.sleep_until(at);
+        let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(&notice));
     }
 
     /// Changes the network's shape (cuts, datacenters, loss, latency).
@@ -376,6 +457,15 @@ impl Fabric {
         if !g.servers[from].up {
             return Err(NetError::Disconnected("server down".into()));
         }
+        if g.clients[from].frozen.is_some() && !g.clients[from].down {
+            // Written into the frozen connection: it reaches the server at the thaw.
+            g.clients[from].held.push(Arc::new(Message {
+                subject: subject.to_string(),
+                reply: reply.map(str::to_string),
+                payload,
+            }));
+            return Ok(());
+        }
         if g.clients[from].down {
             // Kept for the reconnect (the caller checked there is room).
             g.clients[from].buffer.push_back(Arc::new(Message {
@@ -419,7 +509,7 @@ fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usi
     for to in 0..g.servers.len() {
         let s = &g.servers[to];
         // Routes carry only what the far server has interest in, as NATS routes do.
-        if !s.up || s.halted || !s.subs.has_interest(&msg.subject) {
+        if !s.up || s.halted || s.detached || !s.subs.has_interest(&msg.subject) {
             continue;
         }
         let mut at = now;
@@ -490,7 +580,7 @@ fn enqueue(
 fn deliver_due(g: &mut Inner, i: usize, by: u128) {
     let Inner { servers, stats, .. } = g;
     let s = &mut servers[i];
-    if !s.up || s.paused || s.halted {
+    if !s.up || s.paused || s.halted || s.frozen {
         return;
     }
     while s.queue.peek().is_some_and(|c| c.due.0 <= by) {
@@ -499,6 +589,52 @@ fn deliver_due(g: &mut Inner, i: usize, by: u128) {
             stats.slow_dropped += 1;
         } else {
             stats.delivered += s.subs.deliver(&msg);
+        }
+    }
+}
+
+/// Node `i`'s client loses its connection: it hears `Disconnected`, and what its server had
+/// for it is lost.
+fn disconnect(g: &mut Inner, i: usize) {
+    g.servers[i].queue.clear();
+    g.servers[i].detached = true;
+    let c = &mut g.clients[i];
+    c.down = true;
+    c.listeners
+        .retain(|l| l.unbounded_send(Connection::Disconnected).is_ok());
+}
+
+/// Node `i`'s client connects again: it hears `Reconnected`, subscribes again and sends what
+/// it buffered, at once and in order (the reconnect flush).
+fn reconnect(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, i: usize, now: u128) {
+    g.servers[i].detached = false;
+    let c = &mut g.clients[i];
+    c.down = false;
+    c.listeners
+        .retain(|l| l.unbounded_send(Connection::Reconnected).is_ok());
+    let flush: Vec<Arc<Message>> = g.clients[i].buffer.drain(..).collect();
+    for m in &flush {
+        g.stats.flushed += 1;
+        route(g, fabric, truth, i, m, now);
+    }
+}
+
+/// The third unanswered ping of a frozen connection: its client drops it, unless the freeze
+/// it was armed for is over. Runs inside madsim's timer wheel, like [`Due`]: it arms nothing.
+struct PingsUnanswered {
+    fabric: Weak<Mutex<Inner>>,
+    node: usize,
+    freeze: u64,
+}
+
+impl futures::task::ArcWake for PingsUnanswered {
+    fn wake_by_ref(p: &Arc<Self>) {
+        if let Some(inner) = p.fabric.upgrade() {
+            let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
+            let c = &g.clients[p.node];
+            if c.frozen == Some(p.freeze) && !c.down && g.servers[p.node].up {
+                disconnect(&mut g, p.node);
+            }
         }
     }
 }
@@ -798,6 +934,80 @@ mod tests {
                 assert_eq!(payloads(&mut near).len(), CLIENT_BUFFER, "its own server gets them too");
                 publish(&f, 0, 4).await;
                 assert_eq!(payloads(&mut near), vec![4], "subscriptions kept across the outage");
+            })
+        });
+    }
+
+    #[test]
+    fn a_frozen_connection_holds_both_ways_is_noticed_at_the_third_ping_and_flushes_at_the_thaw() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                use futures::StreamExt;
+                let ms = Duration::from_millis;
+                let t0 = madsim::time::Instant::now();
+                f.set_ping(0, ms(100));
+                f.serve(0);
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                let mut near = f.client(0).subscribe("s").await.unwrap();
+                let mut events = f.client(0).connection_events().expect("the simulated client reports");
+                madsim::time::sleep(ms(30)).await;
+                f.freeze_connection(0, true);
+                publish(&f, 0, 1).await;
+                publish(&f, 1, 2).await;
+                madsim::time::sleep(ms(20)).await;
+                assert_eq!(payloads(&mut far), vec![2], "n0's publish is held in its connection");
+                assert_eq!(payloads(&mut near), Vec::<u8>::new(), "and nothing reaches n0");
+                // Pings at 100, 200 and 300 ms since it connected: the third finds two
+                // outstanding.
+                assert_eq!(events.next().await, Some(Connection::Disconnected));
+                let noticed = t0.elapsed();
+                assert!(
+                    noticed >= ms(300) && noticed < ms(301),
+                    "noticed at the third ping after the freeze: {noticed:?}"
+                );
+                publish(&f, 0, 3).await;
+                publish(&f, 1, 4).await;
+                madsim::time::sleep(ms(20)).await;
+                f.freeze_connection(0, false);
+                assert_eq!(events.next().await, Some(Connection::Reconnected));
+                madsim::time::sleep(ms(6)).await;
+                assert_eq!(
+                    payloads(&mut far),
+                    vec![4, 1, 3],
+                    "n1's own at once; n0's held, then buffered, in order, at the thaw"
+                );
+                assert_eq!(
+                    payloads(&mut near),
+                    vec![3],
+                    "what was for n0 while frozen or dropped was lost, its own held copy too"
+                );
+                assert_eq!((f.stats().held, f.stats().flushed), (1, 1));
+            })
+        });
+    }
+
+    #[test]
+    fn a_freeze_shorter_than_three_pings_goes_unnoticed_and_delivers_late() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                use futures::StreamExt;
+                let ms = Duration::from_millis;
+                f.set_ping(0, ms(100));
+                f.serve(0);
+                let mut near = f.client(0).subscribe("s").await.unwrap();
+                let mut events = f.client(0).connection_events().expect("the simulated client reports");
+                f.freeze_connection(0, true);
+                publish(&f, 1, 7).await;
+                madsim::time::sleep(ms(250)).await;
+                assert_eq!(payloads(&mut near), Vec::<u8>::new(), "held while frozen");
+                f.freeze_connection(0, false);
+                madsim::time::sleep(ms(1)).await;
+                assert_eq!(payloads(&mut near), vec![7], "delivered at the thaw");
+                madsim::time::sleep(ms(500)).await;
+                assert!(
+                    futures::FutureExt::now_or_never(events.next()).is_none(),
+                    "no disconnection: the third ping came after the thaw"
+                );
             })
         });
     }

@@ -108,6 +108,8 @@ pub enum Action {
     Campaign(usize),
     /// A node's NATS server goes down (`true`) while its agent runs, or comes back.
     ServerDown(usize, bool),
+    /// A node's connection to its server freezes (`true`) or thaws.
+    FreezeConnection(usize, bool),
 }
 
 /// One step of the plan.
@@ -165,6 +167,8 @@ impl Action {
             Step::Campaign(id) => Action::Campaign(index(id)),
             Step::ServerDown(id) => Action::ServerDown(index(id), true),
             Step::ServerUp(id) => Action::ServerDown(index(id), false),
+            Step::FreezeConnection(f) => Action::FreezeConnection(index(&f.node), true),
+            Step::ThawConnection(id) => Action::FreezeConnection(index(id), false),
         }
     }
 
@@ -228,6 +232,12 @@ impl Action {
             Action::Campaign(i) => Step::Campaign(id(*i)),
             Action::ServerDown(i, true) => Step::ServerDown(id(*i)),
             Action::ServerDown(i, false) => Step::ServerUp(id(*i)),
+            // A freeze's length is its thaw, a step of its own.
+            Action::FreezeConnection(i, true) => Step::FreezeConnection(SuspendAt {
+                node: id(*i),
+                lasts: None,
+            }),
+            Action::FreezeConnection(i, false) => Step::ThawConnection(id(*i)),
             Action::Partition { .. }
             | Action::IsolateLeader { .. }
             | Action::Bridge { .. }
@@ -259,7 +269,8 @@ impl Action {
             | Action::Congest(i, _)
             | Action::Resign(i)
             | Action::Campaign(i)
-            | Action::ServerDown(i, _) => Some(*i),
+            | Action::ServerDown(i, _)
+            | Action::FreezeConnection(i, _) => Some(*i),
             Action::StateLoss { node, .. } => Some(*node),
             _ => None,
         }
@@ -338,6 +349,11 @@ impl Action {
             Action::Campaign(i) => format!("campaign {} (its application takes part again)", name(i)),
             Action::ServerDown(i, true) => format!("fault server down {} (its agent runs on, disconnected)", name(i)),
             Action::ServerDown(i, false) => format!("fault server up {} (its agent reconnects)", name(i)),
+            Action::FreezeConnection(i, true) => format!(
+                "fault freeze connection {} (nothing arrives, nothing fails, until its pings time out)",
+                name(i)
+            ),
+            Action::FreezeConnection(i, false) => format!("fault thaw connection {}", name(i)),
         }
     }
 }

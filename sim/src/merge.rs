@@ -120,6 +120,7 @@ fn merge_one(g: Vec<JsonSummary>) -> Result<JsonSummary, String> {
     m.writes_accepted = g.iter().map(|l| l.writes_accepted).sum();
     m.stale_writes_accepted = g.iter().map(|l| l.stale_writes_accepted).sum();
     m.guard_reports = g.iter().map(|l| l.guard_reports).sum();
+    m.freeze_noticed_max_ms = g.iter().map(|l| l.freeze_noticed_max_ms).fold(0.0, f64::max);
     m.ok = if m.expected_violation {
         g.iter().any(|l| l.ok)
     } else {
@@ -174,6 +175,7 @@ mod tests {
             writes_accepted: 0,
             stale_writes_accepted: 0,
             guard_reports: 0,
+            freeze_noticed_max_ms: 0.0,
             expected_violation: false,
             ok: failing.is_empty(),
         }

@@ -235,6 +235,16 @@ pub fn lazy_plan(scn: &Scenario, seed: u64) -> (Plan, Events) {
                 });
             }
         }
+        // So is a connection frozen for a while.
+        if let (Step::FreezeConnection(f), Action::FreezeConnection(i, true)) = (&at.step, &action) {
+            if let Some(lasts) = f.lasts {
+                ev.push(FaultEvent {
+                    at: at.time.0 + lasts.0,
+                    action: Action::FreezeConnection(*i, false),
+                    scripted: true,
+                });
+            }
+        }
         // So is a congestion for a while.
         if let (Step::Congest(c), Action::Congest(i, _)) = (&at.step, &action) {
             if let Some(lasts) = c.lasts {

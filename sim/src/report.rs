@@ -69,6 +69,8 @@ pub struct Figures {
     pub stale_writes_accepted: u64,
     /// What applications' guards said, each judged by the guards oracle.
     pub guard_reports: u64,
+    /// The longest an agent took to report a frozen connection (the conduct oracle).
+    pub freeze_noticed_max: Duration,
 }
 
 impl Figures {
@@ -151,6 +153,8 @@ impl RunReport {
             ExpectedKind::Guard => ViolationKind::Guard,
             ExpectedKind::ViewBackwards => ViolationKind::ViewBackwards,
             ExpectedKind::Routing => ViolationKind::Routing,
+            ExpectedKind::Unnoticed => ViolationKind::Unnoticed,
+            ExpectedKind::StopHung => ViolationKind::StopHung,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),

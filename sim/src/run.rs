@@ -358,6 +358,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
     violations.extend(effects.first.clone());
     violations.extend(w.guards().first);
+    violations.extend(w.conduct().first);
     let trace = w.take_trace();
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {
@@ -371,6 +372,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     figures.faults_applied = applied.len() as u64;
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
     figures.guard_reports = w.guards().reports;
+    figures.freeze_noticed_max = noticed_max(&w.conduct());
     w.release();
     RunReport {
         scenario: scn.name.clone(),
@@ -411,7 +413,9 @@ fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
     let guards = w.guards();
     figures.guard_reports = guards.reports;
-    let whole = flagged || w.late() || effects.stale > 0 || guards.violations > 0;
+    let conduct = w.conduct();
+    figures.freeze_noticed_max = noticed_max(&conduct);
+    let whole = flagged || w.late() || effects.stale > 0 || guards.violations > 0 || conduct.violations > 0;
     w.release();
     let report = RunReport {
         scenario: scn.name.clone(),
@@ -428,4 +432,9 @@ fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
         swarm: None,
     };
     (report, whole)
+}
+
+/// The longest a frozen connection took to be reported.
+pub(crate) fn noticed_max(c: &crate::oracle::conduct::Conduct) -> Duration {
+    Duration::from_nanos(c.noticed.iter().copied().max().unwrap_or(0) as u64)
 }

@@ -103,6 +103,8 @@ fn class(k: ViolationKind) -> u8 {
         ViolationKind::NoLeader => 1,
         ViolationKind::Panic => 2,
         ViolationKind::Routing => 3,
+        ViolationKind::Unnoticed => 7,
+        ViolationKind::StopHung => 8,
     }
 }
 
@@ -117,6 +119,7 @@ fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
         (Action::SlowConsumer(x, true), Action::SlowConsumer(y, false)) => x == y,
         (Action::Congest(x, Some(_)), Action::Congest(y, None)) => x == y,
         (Action::ServerDown(x, true), Action::ServerDown(y, false)) => x == y,
+        (Action::FreezeConnection(x, true), Action::FreezeConnection(y, false)) => x == y,
         (Action::Cut(l), Action::Heal | Action::Cut(_)) => !l.is_empty(),
         (Action::Loss(l), Action::Loss(m)) => *l != base.loss && *m == base.loss,
         (Action::Latency(l), Action::Latency(m)) => *l != base.latency && *m == base.latency,

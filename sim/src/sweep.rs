@@ -70,6 +70,8 @@ pub struct Summary {
     pub stale_writes_accepted: u64,
     /// What applications' guards said, judged by the guards oracle, all seeds.
     pub guard_reports: u64,
+    /// The longest an agent took to report a frozen connection, all seeds.
+    pub freeze_noticed_max: Duration,
     /// Whether the scenario met its expectation.
     pub met: bool,
     /// Whether a violation was expected.
@@ -137,6 +139,10 @@ pub struct JsonSummary {
     /// What applications' guards said (valid until, ended), each judged by the guards oracle.
     #[serde(default)]
     pub guard_reports: u64,
+    /// The longest an agent took to report a frozen connection (`[[at]] freeze_connection`),
+    /// in ms; 0 if none was reported.
+    #[serde(default)]
+    pub freeze_noticed_max_ms: f64,
     /// Whether the scenario expects a violation (a known-bad scenario).
     #[serde(default)]
     pub expected_violation: bool,
@@ -196,6 +202,7 @@ impl Summary {
             writes_accepted: self.writes_accepted,
             stale_writes_accepted: self.stale_writes_accepted,
             guard_reports: self.guard_reports,
+            freeze_noticed_max_ms: self.freeze_noticed_max.as_secs_f64() * 1000.0,
             expected_violation: self.expected_violation,
             ok: self.met,
         }
@@ -296,6 +303,7 @@ pub fn sweep_with(
         writes_accepted: 0,
         stale_writes_accepted: 0,
         guard_reports: 0,
+        freeze_noticed_max: Duration::ZERO,
         met: false,
         expected_violation: scn.expect.violation.any(),
     };
@@ -314,6 +322,7 @@ pub fn sweep_with(
         s.writes_accepted += r.figures.writes_accepted;
         s.stale_writes_accepted += r.figures.stale_writes_accepted;
         s.guard_reports += r.figures.guard_reports;
+        s.freeze_noticed_max = s.freeze_noticed_max.max(r.figures.freeze_noticed_max);
         let expected = scn.expect.violation.any() && r.shows(scn.expect.violation);
         if !r.violations.is_empty() {
             s.violations += 1;

@@ -45,7 +45,11 @@ impl FaultState {
             Action::Resume(i) => self.paused[*i] && !self.suspended[*i],
             Action::Wake(i) => self.suspended[*i],
             Action::WipeState(i) | Action::RollbackState(i, _) | Action::CorruptState(i) => self.down[*i],
-            Action::Clone(i) | Action::Resign(i) | Action::Campaign(i) | Action::ServerDown(i, _) => !self.down[*i],
+            Action::Clone(i)
+            | Action::Resign(i)
+            | Action::Campaign(i)
+            | Action::ServerDown(i, _)
+            | Action::FreezeConnection(i, _) => !self.down[*i],
             Action::SlowConsumer(i, on) => self.slow[*i] != *on,
             _ => true,
         }

@@ -7,7 +7,8 @@ use crate::clock::{true_now, ClockModel, SimClock};
 use crate::disk::Disks;
 use crate::fabric::Fabric;
 use crate::faults::{Action, FaultEvent};
-use crate::oracle::guards::{GuardWord, Guards};
+use crate::oracle::conduct::Conduct;
+use crate::oracle::guards::{GuardWord, Guards, SIM_SLACK};
 use crate::oracle::stream::Streaming;
 use crate::oracle::{secs, TrueClaim};
 use crate::record::{Book, Keep};
@@ -41,6 +42,8 @@ struct State {
     clones: Vec<leasehold::MembershipHandle>,
     /// What the applications' guards said, judged as they say it.
     guards: Guards,
+    /// How the agents behaved under connection trouble.
+    conduct: Conduct,
 }
 
 /// The incarnation numbers under which the oracle records clones of a node (clone `k` is
@@ -48,8 +51,9 @@ struct State {
 /// holders.
 pub const CLONE_INC: u64 = 1 << 40;
 
-/// How long a stopped agent has to shut down (release its lease) before its node goes down.
-const STOP_GRACE: Duration = Duration::from_secs(1);
+/// How long a stopped agent has to shut down (release its lease) before its node goes down:
+/// what the agent promises; taking longer is a violation.
+const STOP_GRACE: Duration = crate::oracle::conduct::STOP_BOUND;
 
 /// Everything one run shares between its nodes, the nemesis and the oracle.
 pub struct World {
@@ -139,6 +143,7 @@ impl World {
                 stops: vec![0; n],
                 clones: Vec::new(),
                 guards: Guards::new(n, crate::oracle::guards::SIM_SLACK),
+                conduct: Conduct::default(),
             }),
             nodes,
         }
@@ -193,6 +198,7 @@ impl World {
                 st.guards.claim_ended(node, inc, at.as_nanos());
                 st.book.claim_ended(node, inc, at.as_nanos(), now)
             }
+            Notice::Connection(leasehold::Connection::Disconnected) => st.conduct.disconnected(node, at),
             _ => {}
         }
         if let Some(what) = notice_line(notice) {
@@ -209,6 +215,25 @@ impl World {
                 now,
             );
         }
+    }
+
+    /// Node `i`'s process stops running (`true`: paused, suspended, frozen) or runs again;
+    /// what it could not do meanwhile is excused.
+    fn stalled(&self, i: usize, stalled: bool) {
+        let mut st = self.lock();
+        st.guards.stalled(i, stalled, true_now(self.start));
+        if stalled {
+            st.conduct.excuse(i);
+        }
+    }
+
+    /// What the conduct oracle found, judged at the run's end.
+    pub fn conduct(&self) -> Conduct {
+        let end = self.scn.duration.0.as_nanos();
+        let ids: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut c = self.lock().conduct.clone();
+        c.finish(end, &ids);
+        c
     }
 
     /// Judges what node `i`'s application (beside incarnation `inc`) said of its guard.
@@ -264,6 +289,7 @@ impl World {
         st.applied = Vec::new();
         st.clones = Vec::new();
         st.guards = Guards::default();
+        st.conduct = Conduct::default();
         drop(st);
         *self.effects.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.fabric.clear();
@@ -288,7 +314,9 @@ impl World {
         self.trace(Some(i), format!("start incarnation {inc}"));
         // A new process runs: a stall of the one before (paused, then killed) excuses nothing
         // of this one.
-        self.lock().guards.stalled(i, false, true_now(self.start));
+        self.stalled(i, false);
+        // Its client pings as the agent's configuration says (`leasehold-agent` sets the same).
+        self.fabric.set_ping(i, self.scn.node_cfg(i).ping_interval());
         self.fabric.serve(i);
         if let Some(spec) = self.scn.router.clone() {
             let clock = SimClock::new(self.clocks[i].clone(), self.start);
@@ -499,13 +527,13 @@ impl World {
             Action::Pause(i) => {
                 h.pause(ids[*i]);
                 self.fabric.pause(*i);
-                self.lock().guards.stalled(*i, true, true_now(self.start));
+                self.stalled(*i, true);
                 a.clone()
             }
             Action::Resume(i) => {
                 h.resume(ids[*i]);
                 self.fabric.resume(*i);
-                self.lock().guards.stalled(*i, false, true_now(self.start));
+                self.stalled(*i, false);
                 a.clone()
             }
             Action::Stop(i) => {
@@ -516,21 +544,21 @@ impl World {
                 h.pause(ids[*i]);
                 self.fabric.pause(*i);
                 self.clock(*i).suspend(true_now(self.start));
-                self.lock().guards.stalled(*i, true, true_now(self.start));
+                self.stalled(*i, true);
                 a.clone()
             }
             Action::Freeze(i) => {
                 h.pause(ids[*i]);
                 self.fabric.pause(*i);
                 self.clock(*i).freeze(true_now(self.start));
-                self.lock().guards.stalled(*i, true, true_now(self.start));
+                self.stalled(*i, true);
                 a.clone()
             }
             Action::Wake(i) => {
                 self.clock(*i).wake(true_now(self.start));
                 h.resume(ids[*i]);
                 self.fabric.resume(*i);
-                self.lock().guards.stalled(*i, false, true_now(self.start));
+                self.stalled(*i, false);
                 a.clone()
             }
             Action::ClockStep(i, by) => {
@@ -543,6 +571,22 @@ impl World {
             }
             Action::ServerDown(i, down) => {
                 self.fabric.halt_server(*i, *down);
+                a.clone()
+            }
+            Action::FreezeConnection(i, frozen) => {
+                self.fabric.freeze_connection(*i, *frozen);
+                let now = true_now(self.start);
+                let mut st = self.lock();
+                if *frozen {
+                    // Noticed at the third unanswered ping, reported within a beat: the promise
+                    // is judged, whatever bug is planted in how the client pings.
+                    let mut cfg = self.scn.node_cfg(*i);
+                    cfg.bug_knobs = leasehold::BugKnobs::default();
+                    let by = now + 3 * cfg.ping_interval().as_nanos() + cfg.beat.as_nanos() + SIM_SLACK;
+                    st.conduct.froze(*i, now, by);
+                } else {
+                    st.conduct.thawed(*i, &self.nodes[*i].id, now);
+                }
                 a.clone()
             }
             Action::Resign(i) => {
@@ -671,6 +715,7 @@ impl World {
     /// it boots), its server drops its clients, and its agent's handle is gone.
     fn kill_node(&self, i: usize, id: madsim::task::NodeId) {
         madsim::runtime::Handle::current().kill(id);
+        self.lock().conduct.excuse(i);
         self.clock(i).wake(true_now(self.start));
         self.clock(i).processes_died();
         self.fabric.down(i);
@@ -691,10 +736,15 @@ impl World {
         };
         agent.request_stop();
         let w = self.clone();
+        let asked = true_now(self.start);
         let grace: leasehold::BoxFuture<'static, ()> = Box::pin(async move {
-            let _ = madsim::time::timeout(STOP_GRACE, agent.stop()).await;
+            let hung = madsim::time::timeout(STOP_GRACE, agent.stop()).await.is_err();
             let (latest, down) = {
-                let st = w.lock();
+                let mut st = w.lock();
+                // A stop that a running process did not serve in time (a paused one cannot).
+                if hung && !st.faults.paused[i] && !st.guards.was_stalled(i, asked) {
+                    st.conduct.stop_hung(&w.nodes[i].id, asked);
+                }
                 (st.stops[i] == stop, st.faults.down[i])
             };
             if latest && down {

@@ -147,6 +147,12 @@ impl Guards {
         *end = if stalled { u128::MAX } else { now };
     }
 
+    /// Whether `node` has not been running at some time since `since` (stalled, or begun
+    /// anew).
+    pub fn was_stalled(&self, node: usize, since: u128) -> bool {
+        self.stall_end.get(node).is_some_and(|end| *end >= since)
+    }
+
     /// Judges what incarnation `inc` of `node` said of its guard (times on its clock);
     /// `true_at` maps its clock to true time (ns).
     pub fn take(&mut self, node: usize, id: &str, inc: u64, word: GuardWord, true_at: impl Fn(u128) -> u128) {

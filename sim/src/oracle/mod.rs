@@ -5,8 +5,11 @@
 //! * [`liveness`]: once the last fault has ended, some node holds a lease within the bound;
 //! * [`guards`]: what applications see (the guard, the callbacks) stays inside their own
 //!   agent's claims;
+//! * [`conduct`]: an agent notices a frozen connection and stops when told, whatever the
+//!   connection does;
 //! * [`routing`]: router clients find reachable servers, spread evenly, in distance order.
 
+pub mod conduct;
 pub mod effects;
 pub mod guards;
 pub mod lease;
@@ -108,6 +111,10 @@ pub enum ViolationKind {
     Panic,
     /// A router check failed (see the detail).
     Routing,
+    /// A frozen connection was not reported in time (the conduct oracle).
+    Unnoticed,
+    /// An agent asked to stop had not stopped in time (the conduct oracle).
+    StopHung,
 }
 
 impl fmt::Display for ViolationKind {
@@ -122,6 +129,8 @@ impl fmt::Display for ViolationKind {
             ViolationKind::ViewBackwards => "an agent reported an older leader after a newer one",
             ViolationKind::Panic => "simulation panicked",
             ViolationKind::Routing => "routing check failed",
+            ViolationKind::Unnoticed => "a frozen connection went unnoticed",
+            ViolationKind::StopHung => "an agent did not stop when told",
         })
     }
 }
@@ -139,6 +148,8 @@ impl ViolationKind {
             ViolationKind::ViewBackwards => "view_backwards",
             ViolationKind::Panic => "panic",
             ViolationKind::Routing => "routing",
+            ViolationKind::Unnoticed => "unnoticed",
+            ViolationKind::StopHung => "stop_hung",
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// How long a stopped agent has to release its lease before its node goes down (as in the
 /// simulator).
-const STOP_GRACE: Duration = Duration::from_secs(1);
+const STOP_GRACE: Duration = crate::oracle::conduct::STOP_BOUND;
 
 /// One node's processes and files.
 struct Node {
@@ -221,12 +221,16 @@ impl Cluster {
 
     /// Stops node `i`'s agent gracefully (SIGTERM: a leader releases its lease), then takes
     /// the node down.
-    pub fn stop(&mut self, i: usize) {
-        if let Some(a) = self.nodes[i].agent.as_mut() {
-            a.signal(Sig::Term);
-            a.wait_for(STOP_GRACE);
-        }
+    pub fn stop(&mut self, i: usize) -> bool {
+        let stopped = match self.nodes[i].agent.as_mut() {
+            Some(a) => {
+                a.signal(Sig::Term);
+                a.wait_for(STOP_GRACE)
+            }
+            None => true,
+        };
         self.kill(i);
+        stopped
     }
 
     /// Stops (`true`) or starts again node `i`'s nats-server alone; its agent runs on and
@@ -239,6 +243,14 @@ impl Cluster {
             self.start_server(i)
         } else {
             Ok(())
+        }
+    }
+
+    /// Stops (`true`, SIGSTOP) or continues node `i`'s nats-server alone: its agent's
+    /// connection freezes (nothing arrives, nothing fails) until its pings time out.
+    pub fn freeze_server(&mut self, i: usize, frozen: bool) {
+        if let Some(s) = &self.nodes[i].server {
+            s.signal(if frozen { Sig::Stop } else { Sig::Cont });
         }
     }
 

@@ -17,6 +17,8 @@ pub mod support;
 
 use crate::faults::{Action, FaultEvent};
 use crate::nemesis::plan;
+use crate::oracle::conduct::Conduct;
+use crate::oracle::guards::REAL_SLACK;
 use crate::oracle::verdict;
 use crate::report::{Figures, RunReport};
 use crate::scenario::Scenario;
@@ -126,6 +128,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
         t0,
         prefix: scn.membership_cfg().sys_member_prefix,
         authenticate: scn.membership.authenticate,
+        hung: Vec::new(),
     };
     for ev in &p.events {
         wait_until(&mut c, t0 + ev.at.as_nanos())?;
@@ -153,8 +156,14 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut violations = verdict(&rec.claims, scn.live(p.last_fault_end()));
     violations.extend(effects.first.clone());
     violations.extend(rec.guards.first.clone());
+    let mut conduct = conduct(scn, &ids, &player.applied, &lines, t0);
+    for (at, i) in &player.hung {
+        conduct.stop_hung(&ids[*i], *at);
+    }
+    violations.extend(conduct.first.clone());
     let mut figures = Figures::of_claims(&rec.claims, scn.duration.0);
     figures.guard_reports = rec.guards.reports;
+    figures.freeze_noticed_max = crate::run::noticed_max(&conduct);
     figures.wall_time = wall.elapsed();
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
     let lines = lines
@@ -210,6 +219,8 @@ struct Player {
     t0: u128,
     prefix: String,
     authenticate: bool,
+    /// Stops the agent did not serve in time: (true ns since t0 when asked, node).
+    hung: Vec<(u128, usize)>,
 }
 
 impl Player {
@@ -288,11 +299,20 @@ impl Player {
                 a.clone()
             }
             Action::Stop(i) => {
-                c.stop(*i);
+                let asked = self.now();
+                // A paused agent cannot serve a SIGTERM; any other must, within the bound.
+                if !c.stop(*i) && !self.faults.paused[*i] {
+                    self.hung.push((asked, *i));
+                }
                 a.clone()
             }
             Action::ServerDown(i, down) => {
                 c.server_down(*i, *down)?;
+                a.clone()
+            }
+            Action::FreezeConnection(i, frozen) => {
+                // The node's nats-server stopped (SIGSTOP): its agent's connection freezes.
+                c.freeze_server(*i, *frozen);
                 a.clone()
             }
             Action::Resign(i) | Action::Campaign(i) => {
@@ -365,4 +385,44 @@ impl Player {
             }
         }])
     }
+}
+
+/// The conduct oracle over a real run: when the runner froze a node's server (SIGSTOP), its
+/// agent must print `disconnected` within three ping intervals and a beat (and the slack of a
+/// real process); a paused, killed or restarted node is excused. (A stop for real is judged
+/// as the runner plays it: `Cluster::stop` waits for the agent's exit.)
+fn conduct(scn: &Scenario, ids: &[String], applied: &[FaultEvent], lines: &[Line], t0: u128) -> Conduct {
+    // (true ns since t0, order at one instant, node, what): 0 = a fault, 1 = a line.
+    let mut events: Vec<(u128, u8, usize, Option<&Action>)> = applied
+        .iter()
+        .filter_map(|e| e.action.node().map(|i| (e.at.as_nanos(), 0, i, Some(&e.action))))
+        .collect();
+    events.extend(
+        lines
+            .iter()
+            .filter(|l| {
+                l.event
+                    && serde_json::from_str::<serde_json::Value>(&l.text)
+                        .is_ok_and(|v| v.get("event").and_then(|e| e.as_str()) == Some("disconnected"))
+            })
+            .map(|l| (l.at.saturating_sub(t0), 1, l.node, None)),
+    );
+    events.sort_by_key(|e| (e.0, e.1, e.2));
+    let mut c = Conduct::default();
+    for (at, _, i, action) in events {
+        match action {
+            None => c.disconnected(i, at),
+            Some(Action::FreezeConnection(_, true)) => {
+                let mut cfg = scn.node_cfg(i);
+                cfg.bug_knobs = leasehold::BugKnobs::default();
+                let by = at + 3 * cfg.ping_interval().as_nanos() + cfg.beat.as_nanos() + REAL_SLACK;
+                c.froze(i, at, by);
+            }
+            Some(Action::FreezeConnection(_, false)) => c.thawed(i, &ids[i], at),
+            Some(Action::Pause(_) | Action::Kill(_) | Action::Stop(_) | Action::Restart(_)) => c.excuse(i),
+            Some(_) => {}
+        }
+    }
+    c.finish(scn.duration.0.as_nanos(), ids);
+    c
 }

@@ -594,6 +594,10 @@ pub enum ExpectedKind {
     ViewBackwards,
     /// A router check failed (`[router]` scenarios with a planted router bug).
     Routing,
+    /// A frozen connection was not reported within three ping intervals and a beat.
+    Unnoticed,
+    /// An agent asked to stop had not stopped two seconds later.
+    StopHung,
 }
 
 impl Expected {

@@ -72,6 +72,12 @@ pub enum Step {
     ServerDown(String),
     /// A node's NATS server comes back (its agent reconnects and flushes its buffer).
     ServerUp(String),
+    /// A node's connection to its NATS server freezes, for a while or until
+    /// `thaw_connection`: nothing arrives, nothing fails (a stopped server process, a proxy
+    /// holding the bytes); its client notices at its third unanswered ping.
+    FreezeConnection(SuspendAt),
+    /// A node's frozen connection thaws.
+    ThawConnection(String),
 }
 
 impl Step {
@@ -109,6 +115,8 @@ impl Step {
             Step::Campaign(_) => "campaign",
             Step::ServerDown(_) => "server_down",
             Step::ServerUp(_) => "server_up",
+            Step::FreezeConnection(_) => "freeze_connection",
+            Step::ThawConnection(_) => "thaw_connection",
         }
     }
 
@@ -133,7 +141,9 @@ impl Step {
             | Step::Resign(n)
             | Step::Campaign(n)
             | Step::ServerDown(n)
-            | Step::ServerUp(n) => vec![n],
+            | Step::ServerUp(n)
+            | Step::ThawConnection(n) => vec![n],
+            Step::FreezeConnection(f) => vec![&f.node],
             Step::Congest(c) => vec![&c.node],
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
@@ -371,6 +381,10 @@ pub struct RawAt {
     server_down: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_up: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    freeze_connection: Option<SuspendAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thaw_connection: Option<String>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -409,6 +423,8 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.campaign.map(Step::Campaign));
         steps.extend(r.server_down.map(Step::ServerDown));
         steps.extend(r.server_up.map(Step::ServerUp));
+        steps.extend(r.freeze_connection.map(Step::FreezeConnection));
+        steps.extend(r.thaw_connection.map(Step::ThawConnection));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -457,6 +473,8 @@ impl From<At> for RawAt {
             Step::Campaign(n) => r.campaign = Some(n),
             Step::ServerDown(n) => r.server_down = Some(n),
             Step::ServerUp(n) => r.server_up = Some(n),
+            Step::FreezeConnection(f) => r.freeze_connection = Some(f),
+            Step::ThawConnection(n) => r.thaw_connection = Some(n),
         }
         r
     }

@@ -275,6 +275,12 @@ impl Scenario {
                         "a congestion must slow something: `delay` (and `for`, if given) must be positive".into(),
                     ));
                 }
+                Step::FreezeConnection(f) if f.lasts.is_some_and(|l| l.0.is_zero()) => {
+                    return Err(e.at(
+                        "freeze_connection",
+                        "a freeze must last a while: `for` must be positive".into(),
+                    ));
+                }
                 Step::Resign(_) | Step::Campaign(_) if self.algorithm != Algorithm::Lease => {
                     return Err(e.at(key, "only the `lease` algorithm has a lease to resign".into()));
                 }

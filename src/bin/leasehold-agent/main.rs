@@ -287,7 +287,7 @@ fn state_path(args: &Args) -> Result<PathBuf, String> {
 }
 
 /// The connection's options from the flags.
-fn nats_options(args: &Args) -> NatsOptions {
+fn nats_options(args: &Args, cfg: &MembershipCfg) -> NatsOptions {
     NatsOptions {
         url: args.nats.clone(),
         user: args.user.clone(),
@@ -302,7 +302,7 @@ fn nats_options(args: &Args) -> NatsOptions {
         inbox_prefix: args.inbox_prefix.clone(),
         // A frozen server or a half-open connection is noticed within 3/4 of a lease (three
         // unanswered pings), not after async-nats's default of two minutes or more.
-        ping_interval: Some((args.lease / 4).max(Duration::from_millis(50))),
+        ping_interval: Some(cfg.ping_interval()),
     }
 }
 
@@ -453,7 +453,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let net = match NatsNetwork::connect(&nats_options(&args)).await {
+    let net = match NatsNetwork::connect(&nats_options(&args, &cfg)).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");

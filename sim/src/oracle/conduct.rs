@@ -1,0 +1,167 @@
+//! Conduct: what an agent promises its operator when its NATS connection misbehaves.
+//!
+//! * a frozen connection (nothing arrives, nothing fails) is noticed: the agent reports
+//!   `Disconnected` within three ping intervals of its client
+//!   (`MembershipCfg::ping_interval`, a quarter of the lease) and a beat, the time its driver
+//!   may spend on one step's publishes;
+//! * a stop is served whatever the connection does: an agent asked to stop has stopped within
+//!   [`STOP_BOUND`] (its release gets a second, the driver never blocks on a publish).
+//!
+//! A node that stops running meanwhile (paused, suspended, frozen, killed) is excused: no
+//! process can act before it runs again.
+
+use super::{secs, Violation, ViolationKind};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a stopping agent may take: the release's second (`STOP_FLUSH` in the driver) and
+/// as long again for the rest.
+pub const STOP_BOUND: Duration = Duration::from_secs(2);
+
+/// What is being watched on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// Its connection froze at `since`; it must report `Disconnected` by `by`.
+    Freeze { since: u128, by: u128 },
+}
+
+/// The conduct oracle's state.
+#[derive(Debug, Clone, Default)]
+pub struct Conduct {
+    watches: BTreeMap<usize, Watch>,
+    /// How long each frozen connection took to be reported, in ns.
+    pub noticed: Vec<u128>,
+    /// The violations found (the first few).
+    pub first: Vec<Violation>,
+    /// How many violations.
+    pub violations: u64,
+}
+
+/// Violations kept in full.
+const KEPT: usize = 4;
+
+impl Conduct {
+    /// Node `id` (index `node`)'s connection froze at `at`; it must be reported by `by`.
+    pub fn froze(&mut self, node: usize, at: u128, by: u128) {
+        self.watches.entry(node).or_insert(Watch::Freeze { since: at, by });
+    }
+
+    /// Node `node`'s agent reported `Disconnected` at `at`.
+    pub fn disconnected(&mut self, node: usize, at: u128) {
+        if let Some(Watch::Freeze { since, .. }) = self.watches.get(&node).copied() {
+            self.watches.remove(&node);
+            self.noticed.push(at.saturating_sub(since));
+        }
+    }
+
+    /// Node `node`'s connection thawed at `at` (`id` names it): unreported past its bound is a
+    /// violation.
+    pub fn thawed(&mut self, node: usize, id: &str, at: u128) {
+        if let Some(w) = self.watches.remove(&node) {
+            self.judge(id, w, at);
+        }
+    }
+
+    /// Node `node` stopped running (paused, suspended, frozen, killed) or began anew: what
+    /// was watched on it is excused.
+    pub fn excuse(&mut self, node: usize) {
+        self.watches.remove(&node);
+    }
+
+    /// A stop asked of node `id` at `at` was not done within [`STOP_BOUND`], while the node ran.
+    pub fn stop_hung(&mut self, id: &str, at: u128) {
+        self.found(Violation {
+            kind: ViolationKind::StopHung,
+            at: at + STOP_BOUND.as_nanos(),
+            claims: Vec::new(),
+            detail: format!(
+                "{id} was asked to stop at {} and had not stopped {:?} later",
+                secs(at),
+                STOP_BOUND
+            ),
+        });
+    }
+
+    /// The run ended at `end` (`ids` names the nodes): what is still watched is judged then.
+    pub fn finish(&mut self, end: u128, ids: &[String]) {
+        for (node, w) in std::mem::take(&mut self.watches) {
+            self.judge(ids.get(node).map_or("?", String::as_str), w, end);
+        }
+    }
+
+    fn judge(&mut self, id: &str, w: Watch, now: u128) {
+        let Watch::Freeze { since, by } = w;
+        if now > by {
+            self.found(Violation {
+                kind: ViolationKind::Unnoticed,
+                at: by,
+                claims: Vec::new(),
+                detail: format!(
+                    "{id}'s connection froze at {} and its agent had not reported it by {} ({} later)",
+                    secs(since),
+                    secs(by),
+                    secs(by - since)
+                ),
+            });
+        }
+    }
+
+    fn found(&mut self, v: Violation) {
+        self.violations += 1;
+        if self.first.len() < KEPT {
+            self.first.push(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u128 = 1_000_000;
+
+    #[test]
+    fn a_freeze_reported_in_time_passes_and_is_measured() {
+        let mut c = Conduct::default();
+        c.froze(0, 100 * MS, 900 * MS);
+        c.disconnected(0, 850 * MS);
+        c.thawed(0, "n0", 2_000 * MS);
+        c.finish(3_000 * MS, &["n0".into()]);
+        assert!(c.first.is_empty());
+        assert_eq!(c.noticed, vec![750 * MS]);
+    }
+
+    #[test]
+    fn a_freeze_unreported_past_its_bound_is_a_violation_at_the_thaw_or_the_end() {
+        let mut c = Conduct::default();
+        c.froze(0, 100 * MS, 900 * MS);
+        c.thawed(0, "n0", 901 * MS);
+        c.froze(1, 100 * MS, 900 * MS);
+        c.finish(1_000 * MS, &["n0".into(), "n1".into()]);
+        assert_eq!(c.violations, 2);
+        assert!(c
+            .first
+            .iter()
+            .all(|v| v.kind == ViolationKind::Unnoticed && v.at == 900 * MS));
+        assert!(c.first[1].detail.starts_with("n1's connection froze at 0.100000000s"));
+    }
+
+    #[test]
+    fn a_short_freeze_or_a_stalled_node_is_not_judged() {
+        let mut c = Conduct::default();
+        c.froze(0, 100 * MS, 900 * MS);
+        c.thawed(0, "n0", 500 * MS);
+        c.froze(1, 100 * MS, 900 * MS);
+        c.excuse(1);
+        c.finish(5_000 * MS, &["n0".into(), "n1".into()]);
+        assert_eq!(c.violations, 0);
+    }
+
+    #[test]
+    fn a_hung_stop_is_a_violation() {
+        let mut c = Conduct::default();
+        c.stop_hung("n2", 10_000 * MS);
+        assert_eq!(c.first[0].kind, ViolationKind::StopHung);
+        assert_eq!(c.first[0].at, 12_000 * MS);
+    }
+}
