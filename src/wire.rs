@@ -315,6 +315,11 @@ pub struct Heartbeat {
     /// of the message when false, so heartbeats of agents that never resign are unchanged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passive: bool,
+    /// The sender cannot campaign yet (a restart in quarantine or recovering, disconnected, or
+    /// listening after a reconnect): a holder does not step aside for its rank until it can.
+    /// Left out of the message when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
 }
 
 /// `lease` algorithm: a candidate asks for a promise (`<prefix>lease.request`); the reply
@@ -459,6 +464,7 @@ mod tests {
             max_token: token,
             config: 7,
             passive: false,
+            waiting: false,
         };
         let (a, b) = (encode(&hb("a", 1)), encode(&hb("b", u64::MAX)));
         let hits = || SHARED.with(|s| s.borrow().hits);

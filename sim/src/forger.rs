@@ -60,6 +60,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
             max_token,
             config: 0,
             passive: false,
+            waiting: false,
         })
     };
     match pick % KINDS {
@@ -196,6 +197,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 max_token: 0,
                 config: 0,
                 passive: false,
+                waiting: false,
             }),
             "heartbeat from a member with an incarnation near 2^64",
         ),

@@ -133,6 +133,8 @@ struct Member {
     config: u64,
     /// It resigned and does not campaign: its rank does not hold others back.
     passive: bool,
+    /// It cannot campaign yet: a holder does not step aside for it.
+    waiting: bool,
 }
 
 /// Whether two locations are equal but for `lease_expires` (every field is named, so a new
@@ -426,7 +428,7 @@ impl LeaseElection {
                 if now >= h.renew_at {
                     // Due timers that cannot act now are looked at again next beat.
                     h.renew_at = now + self.t.beat;
-                    if !self.better_live_member(now) {
+                    if !self.better_ready_member(now) {
                         let token = self.held.as_ref().map_or(0, |h| h.token);
                         self.start_attempt(now, token, &mut out);
                     }
@@ -469,7 +471,9 @@ impl LeaseElection {
             return out;
         }
         self.check_config(&hb.loc.id, hb.config, &mut out);
-        self.learn(&hb.loc.id, hb.max_token);
+        if hb.config == self.config || self.knobs.has(Bug::SkipConfigCheck) || self.knobs.has(Bug::UncheckedRanges) {
+            self.learn(now, &hb.loc.id, hb.max_token);
+        }
         // A lease longer than a promise cannot be held, and an implausible token is not
         // believed: the heartbeat still counts as a sign of life.
         let lease = hb.lease.as_ref().filter(|l| {
@@ -500,6 +504,7 @@ impl LeaseElection {
                 m.config = hb.config;
                 m.cluster_size = hb.cluster_size;
                 m.passive = hb.passive;
+                m.waiting = hb.waiting;
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
             _ => {
@@ -517,6 +522,7 @@ impl LeaseElection {
                         lease,
                         config: hb.config,
                         passive: hb.passive,
+                        waiting: hb.waiting,
                     },
                 );
             }
@@ -614,8 +620,10 @@ impl LeaseElection {
         }
         if !self.plausible(req.token) {
             // Far above anything known: believed only once enough peers say so.
-            let id = c.id.clone();
-            self.learn(&id, req.token);
+            if req.config == self.config {
+                let id = c.id.clone();
+                self.learn(now, &id, req.token);
+            }
             self.rejected += 1;
             return out;
         }
@@ -643,13 +651,15 @@ impl LeaseElection {
         if !self.in_range(id_in_range(&g.id) && g.inc <= MAX_COUNTER && reply.max_token <= MAX_COUNTER) {
             return out;
         }
-        let granter = g.id.clone();
-        self.learn(&granter, reply.max_token);
         let stale_ok = self.knobs.has(Bug::AcceptStaleReplies);
-        let Some(a) = &mut self.attempt else { return out };
+        let Some(a) = &self.attempt else { return out };
         if (reply.attempt != a.id && !stale_ok) || reply.token != a.token {
             return out;
         }
+        // Only an answer to our own attempt tells what its granter knows.
+        let granter = g.id.clone();
+        self.learn(now, &granter, reply.max_token);
+        let Some(a) = &mut self.attempt else { return out };
         if reply.granted {
             a.granted_msgs += 1;
             a.grants.insert(reply.granter.id);
@@ -833,7 +843,18 @@ impl LeaseElection {
             config: self.config,
             // An agent that does not campaign says so, so others do not defer to its rank.
             passive: self.passive || self.duplicate_heard(now),
+            // One that cannot campaign yet says so too: a holder that stepped aside for a
+            // returning better-ranked agent still in quarantine would let its lease run out
+            // with no one able to follow for the rest of that quarantine. (Others still wait
+            // for it rather than campaign: their attempts could not win without its promise
+            // in a small cluster, and would only burn tokens.)
+            waiting: !self.ready(now),
         }
+    }
+
+    /// Whether this agent could campaign now, rank and holders aside.
+    fn ready(&self, now: Duration) -> bool {
+        self.settled(now) && !self.disconnected && now >= self.hear_first_until && !self.stopped
     }
 
     /// Whether a token from the network can be real: at most [`MAX_COUNTER`], and at most
@@ -853,13 +874,16 @@ impl LeaseElection {
     /// above anything known is counted and remembered, and believed once `recovery_need`
     /// distinct peers report at least that much (honest tokens grow by one per election, so
     /// only a stranger's message jumps; a jump that honest agents carry spreads this way).
-    fn learn(&mut self, peer: &str, max: u64) {
+    /// Only live members with our settings count as peers here: a stranger's requests under
+    /// made-up names, or under a member's name with other settings, would otherwise make
+    /// agents believe a token near the limit, gossip it, and stop electing for good.
+    fn learn(&mut self, now: Duration, peer: &str, max: u64) {
         if self.plausible(max) || self.knobs.has(Bug::UncheckedRanges) {
             self.max_token_seen = self.max_token_seen.max(max);
             return;
         }
         self.rejected += 1;
-        if max > MAX_COUNTER {
+        if max > MAX_COUNTER || !self.members.get(peer).is_some_and(|m| self.is_peer(m, now)) {
             return;
         }
         if self.high_claims.len() < 256 || self.high_claims.contains_key(peer) {
@@ -925,6 +949,17 @@ impl LeaseElection {
         self.members
             .values()
             .any(|m| self.is_peer(m, now) && !m.passive && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
+    }
+
+    /// Whether a live member that ranks better than this agent could take over now: a holder
+    /// steps aside only for one that is not waiting out a quarantine or a reconnect.
+    fn better_ready_member(&self, now: Duration) -> bool {
+        self.members.values().any(|m| {
+            self.is_peer(m, now)
+                && !m.passive
+                && (!m.waiting || self.knobs.has(Bug::DeferToUnready))
+                && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less
+        })
     }
 
     /// A live member with our safety-relevant settings.
@@ -1014,15 +1049,17 @@ impl LeaseElection {
             {
                 return false;
             }
-            // Liveness, not safety: do not help a candidate ranked below a live member.
+            // Liveness, not safety: do not help a candidate ranked below a live member that
+            // could lead now (one waiting out a quarantine or a reconnect cannot).
             let cand = AgentLoc::new(req.candidate.id.clone(), req.rank);
-            let me = (!self.passive).then_some(&self.loc);
+            let me = (!self.passive && self.ready(now)).then_some(&self.loc);
+            let unready_too = self.knobs.has(Bug::DeferToUnready);
             let better_known = me
                 .into_iter()
                 .chain(
                     self.members
                         .values()
-                        .filter(|m| self.is_peer(m, now) && !m.passive)
+                        .filter(|m| self.is_peer(m, now) && !m.passive && (!m.waiting || unready_too))
                         .map(|m| &m.loc),
                 )
                 .any(|l| l.id != cand.id && agent_loc_cmp(l, &cand) == Ordering::Less);
@@ -1346,6 +1383,7 @@ mod tests {
             max_token: 0,
             config: 42,
             passive: false,
+            waiting: false,
         };
         let out = sm.on_heartbeat(now, &peer("a"));
         assert!(
@@ -1403,6 +1441,7 @@ mod tests {
             max_token: 0,
             config: sm.config,
             passive: false,
+            waiting: false,
         };
         hb.loc.nats_host = "10.0.0.1".into();
         sm.on_heartbeat(now, &hb);
@@ -1448,6 +1487,7 @@ mod tests {
                 max_token: token,
                 config,
                 passive: false,
+                waiting: false,
             };
             let mut tokens = Vec::new();
             let mut seen = |out: Vec<Output>| {
@@ -1520,6 +1560,72 @@ mod tests {
         assert!(
             requests > 10 && max >= 5,
             "the old behaviour: {requests} requests, {max} tokens burned"
+        );
+    }
+
+    #[test]
+    fn an_agent_that_cannot_campaign_yet_says_so_so_no_holder_steps_aside_for_it() {
+        use crate::network::Connection;
+        let c = cfg(1, None);
+        let stored = Durable {
+            incarnation: 3,
+            max_token: 5,
+            ..Durable::default()
+        };
+        let t = |ms: u64| Duration::from_millis(ms);
+        // A restart: quarantined for a promise period, which its heartbeats say.
+        let (sm, _) = LeaseElection::new(&c, Some(stored), t(0), 7);
+        assert!(sm.heartbeat(t(1)).waiting, "quarantined: cannot campaign yet");
+        assert!(!sm.heartbeat(t(1) + c.lease_time).waiting, "settled");
+        // Disconnected, then listening for a member timeout after the reconnect.
+        let (mut sm, now) = holder(&c);
+        assert!(!sm.heartbeat(now).waiting);
+        sm.connection(now, Connection::Disconnected);
+        assert!(sm.heartbeat(now).waiting, "disconnected: cannot campaign");
+        sm.connection(now, Connection::Reconnected);
+        assert!(sm.heartbeat(now).waiting, "listening first after the reconnect");
+        assert!(!sm.heartbeat(now + c.member_timeout).waiting, "then ready again");
+        // A holder keeps renewing while a better-ranked member is waiting, and steps aside
+        // once it is ready (or at once, with the old behaviour planted).
+        let renews_beside = |bugs: BugKnobs, waiting: bool| {
+            let mut c1 = cfg(1, None);
+            c1.my_rank = 5;
+            c1.bug_knobs = bugs;
+            let (mut sm, mut now) = holder(&c1);
+            let better = Heartbeat {
+                loc: AgentLoc::new("better".to_string(), 0),
+                inc: 1,
+                run: 1,
+                cluster_size: 1,
+                lease: None,
+                max_token: 0,
+                config: sm.config,
+                passive: false,
+                waiting,
+            };
+            let mut renewed = false;
+            let end = now + c1.lease_time;
+            while now < end {
+                now = sm.next_wakeup().max(now + t(1));
+                sm.on_heartbeat(now, &better);
+                renewed |= sm
+                    .tick(now)
+                    .iter()
+                    .any(|o| matches!(o, Output::Publish(Publish::Request(_))));
+            }
+            renewed
+        };
+        assert!(
+            renews_beside(BugKnobs::default(), true),
+            "renews beside a waiting better agent"
+        );
+        assert!(
+            !renews_beside(BugKnobs::default(), false),
+            "steps aside for a ready one"
+        );
+        assert!(
+            !renews_beside(BugKnobs::planted(Bug::DeferToUnready), true),
+            "the old behaviour steps aside for a waiting one too"
         );
     }
 }

@@ -92,11 +92,11 @@ fn bad() -> impl Strategy<Value = Bad> {
             proptest::option::of((any_u64(), any_u64())),
             any_u64(),
             any_u64(),
-            any::<bool>(),
+            (any::<bool>(), any::<bool>()),
             (any_u64(), any_u64())
         )
             .prop_map(
-                |(loc, inc, lease, max_token, config, passive, (run, cluster_size))| Bad::Hb(Heartbeat {
+                |(loc, inc, lease, max_token, config, (passive, waiting), (run, cluster_size))| Bad::Hb(Heartbeat {
                     loc,
                     inc,
                     run,
@@ -105,6 +105,7 @@ fn bad() -> impl Strategy<Value = Bad> {
                     max_token,
                     config,
                     passive,
+                    waiting,
                 })
             ),
         (any_inc(), any::<i64>(), any_u64(), any_u64(), any_u64()).prop_map(
@@ -345,6 +346,7 @@ fn with_unchecked_ranges_one_forged_heartbeat_stops_elections_for_good() {
         max_token: u64::MAX,
         config: 0,
         passive: false,
+        waiting: false,
     });
     let run = |bug: bool| {
         let mut c = LeaseCluster::new(3);
@@ -368,5 +370,51 @@ fn with_unchecked_ranges_one_forged_heartbeat_stops_elections_for_good() {
     assert!(
         !run(true),
         "without range checks the token wraps and no leader is ever elected"
+    );
+}
+
+/// Found by the proptest above: four forged requests, two of them under made-up names and
+/// one under a member's name, all with other settings and a token near the limit, made honest
+/// agents believe that token, gossip it and stop electing for good (no leader again). Only
+/// live members with our settings count as witnesses of a token jump now.
+#[test]
+fn forged_requests_under_any_name_with_other_settings_never_poison_the_token() {
+    let req = |id: &str, inc: u64, rank: i64, token: u64, config: u64| {
+        Bad::Req(LeaseRequest {
+            candidate: Incarnation {
+                id: id.into(),
+                inc,
+                run: 0,
+            },
+            rank,
+            token,
+            attempt: 1,
+            config,
+        })
+    };
+    let jump = 1u64 << 53;
+    let bad = [
+        (0, req("0", jump, 0, jump, 0)),
+        (0, req("", 0, 594_899_586, 9, jump)),
+        (1, req("37svm", jump, i64::MIN / 2, jump, 2)),
+        (0, req("n2", jump, i64::MIN / 3, jump, jump)),
+    ];
+    let mut c = LeaseCluster::new(3);
+    c.step(BEAT_MS);
+    for (to, m) in bad {
+        c.feed(to, m);
+        c.step(BEAT_MS / 2);
+    }
+    let stopped = c.now;
+    for _ in 0..(BOUND_MS / 10) {
+        c.step(10);
+    }
+    assert!(
+        c.last_claim_at.is_some_and(|t| t >= stopped),
+        "a leader within {BOUND_MS} ms after the forged requests"
+    );
+    assert!(
+        c.sms.iter().all(|s| s.rejected() < 10),
+        "honest agents do not reject each other"
     );
 }
