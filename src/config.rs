@@ -118,10 +118,12 @@ pub enum Bug {
     /// the driver, and a stop is never served (the driver before issue 31). Planted in the
     /// driver.
     BlockingDriver,
-    /// Step aside for a better-ranked live agent even while it says it cannot campaign yet (a
-    /// restart in quarantine or recovering): the holder's lease then runs out and the cluster
-    /// has no leader until that agent's quarantine ends (the behaviour before issue 24: 1.8 s
-    /// with a 4 s lease, about 4 s with 10 s).
+    /// Step aside for, and hold back from campaigning for, a better-ranked live agent even
+    /// while it says it cannot campaign yet (a restart in quarantine or recovering, or a deaf
+    /// agent whose server drops what is sent to it and hears no one): a holder's lease then
+    /// runs out and the cluster has no leader until that agent is ready (the behaviour before
+    /// issue 24: 1.8 s with a 4 s lease after a restart, about 4 s with 10 s; for as long as
+    /// a deaf agent stays deaf).
     DeferToUnready,
 }
 

@@ -852,9 +852,44 @@ impl LeaseElection {
         }
     }
 
-    /// Whether this agent could campaign now, rank and holders aside.
+    /// Whether this agent could campaign now, rank and holders aside: settled, connected, and
+    /// hearing at least one peer (an agent that hears no one, a deaf one whose server drops
+    /// what is sent to it, could win no majority).
     fn ready(&self, now: Duration) -> bool {
-        self.settled(now) && !self.disconnected && now >= self.hear_first_until && !self.stopped
+        self.settled(now)
+            && !self.disconnected
+            && now >= self.hear_first_until
+            && !self.stopped
+            && self.hears_peers(now)
+    }
+
+    /// Whether a live peer is heard, or there is no one to hear.
+    fn hears_peers(&self, now: Duration) -> bool {
+        self.t.cluster_size <= 1 || self.members.values().any(|m| self.is_peer(m, now))
+    }
+
+    /// Whether a better-ranked live member holds this agent back from campaigning. One that
+    /// says it is waiting (it cannot campaign yet, or hears no one) holds it back only while
+    /// no majority could be formed without it: then an attempt could not win without its
+    /// promise, and would only burn a token.
+    fn held_back(&self, now: Duration) -> bool {
+        let mut better = self
+            .members
+            .values()
+            .filter(|m| self.is_peer(m, now) && !m.passive && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
+            .peekable();
+        if better.peek().is_none() {
+            return false;
+        }
+        if self.knobs.has(Bug::DeferToUnready) || better.any(|m| !m.waiting) {
+            return true;
+        }
+        let ready = 1 + self
+            .members
+            .values()
+            .filter(|m| self.is_peer(m, now) && !m.waiting)
+            .count();
+        ready < self.quorum()
     }
 
     /// Whether a token from the network can be real: at most [`MAX_COUNTER`], and at most
@@ -943,14 +978,6 @@ impl LeaseElection {
         now < m.last_seen + self.t.member_timeout
     }
 
-    /// Whether a live member ranks better than this agent. Members configured differently
-    /// do not count: no one promises to them, so they cannot lead.
-    fn better_live_member(&self, now: Duration) -> bool {
-        self.members
-            .values()
-            .any(|m| self.is_peer(m, now) && !m.passive && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
-    }
-
     /// Whether a live member that ranks better than this agent could take over now: a holder
     /// steps aside only for one that is not waiting out a quarantine or a reconnect.
     fn better_ready_member(&self, now: Duration) -> bool {
@@ -994,11 +1021,11 @@ impl LeaseElection {
         if !self.settled(now) || self.quorum() > self.t.cluster_size {
             return false;
         }
-        if self.disconnected || now < self.hear_first_until {
+        if self.disconnected || now < self.hear_first_until || !self.hears_peers(now) {
             return false;
         }
         let promised_elsewhere = self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until);
-        !promised_elsewhere && self.known_holder(now).is_none() && !self.better_live_member(now)
+        !promised_elsewhere && self.known_holder(now).is_none() && !self.held_back(now)
     }
 
     fn start_attempt(&mut self, now: Duration, token: u64, out: &mut Vec<Output>) {
@@ -1520,6 +1547,18 @@ mod tests {
             c.bug_knobs = bugs;
             let (mut sm, _) = LeaseElection::new(&c, None, Duration::ZERO, 7);
             let t = |s: u64| Duration::from_millis(s);
+            // A worse-ranked peer it hears (whether it could, cut off, is not the point here).
+            let peer = Heartbeat {
+                loc: AgentLoc::new("peer".to_string(), 9),
+                inc: 1,
+                run: 1,
+                cluster_size: 3,
+                lease: None,
+                max_token: 0,
+                config: sm.config,
+                passive: false,
+                waiting: false,
+            };
             let start = sm.known_max();
             sm.connection(t(0), Connection::Disconnected);
             // Ten seconds cut off: every request it makes is one token burned.
@@ -1527,6 +1566,7 @@ mod tests {
             let mut now = Duration::ZERO;
             while now < t(10_000) {
                 now = sm.next_wakeup().max(now + t(1));
+                sm.on_heartbeat(now, &peer);
                 requests += sm
                     .tick(now)
                     .iter()
@@ -1539,6 +1579,7 @@ mod tests {
             let mut first = None;
             while first.is_none() && now < back + t(10_000) {
                 now = sm.next_wakeup().max(now + t(1));
+                sm.on_heartbeat(now, &peer);
                 if sm
                     .tick(now)
                     .iter()

@@ -237,7 +237,7 @@ fn replay_gives_json_and_pictures_and_out_all_covers_passing_seeds() {
 fn swarm_draws_are_reported_and_replayed() {
     let v = &first_json(&[
         "run",
-        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "scenarios/known-bad/bug-accept-stale-replies.toml",
         "--json",
         "--swarm",
         "--seeds",
@@ -253,7 +253,7 @@ fn swarm_draws_are_reported_and_replayed() {
         .ends_with(&format!("--seed {seed} --swarm")));
     let replay = sim(&[
         "replay",
-        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "scenarios/known-bad/bug-accept-stale-replies.toml",
         "--seed",
         &seed,
         "--swarm",
@@ -264,7 +264,7 @@ fn swarm_draws_are_reported_and_replayed() {
     assert!(!r["violations"].as_array().unwrap().is_empty(), "the same failure");
     let text = sim(&[
         "replay",
-        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "scenarios/known-bad/bug-accept-stale-replies.toml",
         "--seed",
         &seed,
         "--swarm",
@@ -367,7 +367,7 @@ fn shrink_writes_into_the_repository_that_holds_the_file() {
     let repo = temp("shrink-repo");
     std::fs::create_dir_all(repo.join("scenarios/known-bad")).unwrap();
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/known-bad/bug-grant-ignoring-promise.toml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/known-bad/bug-grant-ignoring-promise-scripted.toml"),
         repo.join("scenarios/known-bad/mine.toml"),
     )
     .unwrap();
@@ -391,7 +391,7 @@ fn shrink_writes_into_the_repository_that_holds_the_file() {
     let file = repo.join("elsewhere.toml");
     let out = sim(&[
         "shrink",
-        "scenarios/known-bad/bug-grant-ignoring-promise.toml",
+        "scenarios/known-bad/bug-grant-ignoring-promise-scripted.toml",
         "--seed",
         "0",
         "--out-file",

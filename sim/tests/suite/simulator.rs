@@ -90,6 +90,9 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-guard-ignores-claim-ended-callbacks",
         "bug-trust-stale-heartbeats",
         "bug-trust-stale-heartbeats-flush",
+        "bug-grant-ignoring-promise-scripted",
+        "bug-blocking-driver",
+        "bug-client-default-ping",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
@@ -118,7 +121,7 @@ fn liveness_is_judged_against_lease_plus_skew_plus_five_beats() {
 
 #[test]
 fn shrinking_gives_a_one_minimal_scenario_that_still_fails() {
-    let rel = "scenarios/known-bad/bug-grant-ignoring-promise.toml";
+    let rel = "scenarios/known-bad/bug-grant-ignoring-promise-scripted.toml";
     let s = load(rel);
     let shrunk = leasehold_sim::shrink::shrink(&s, rel, 0, false, 2000).expect("seed 0 fails");
     assert!(!shrunk.budget_exhausted, "{}", shrunk.summary_line());
