@@ -150,10 +150,11 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
-    let mut violations = verdict(&rec.claims, scn.live(p.last_fault_end()));
+    let live = scn.live(&p.events);
+    let mut violations = verdict(&rec.claims, &live);
     violations.extend(effects.first.clone());
     violations.extend(rec.guards.first.clone());
-    let mut figures = Figures::of_claims(&rec.claims, scn.duration.0);
+    let mut figures = Figures::of_claims(&rec.claims, scn.duration.0, live.last_fault + live.bound);
     figures.guard_reports = rec.guards.reports;
     figures.wall_time = wall.elapsed();
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
