@@ -108,11 +108,19 @@ pub enum Bug {
     /// (the failover before issue 30, which can try one server twice and another never).
     /// Planted in a [`Manager`](crate::router::Manager).
     FailoverFromFront,
+    /// Defer to every better-ranked member ever heard, live or not: once the best-ranked
+    /// agent has been heard, no one else ever campaigns, so its death leaves the cluster
+    /// without a leader for good (a liveness bug: the availability oracle catches it).
+    DeferForever,
+    /// Never renew: a holder lets its first lease run out and, as if it still held it,
+    /// neither renews nor campaigns again; the others defer to it while it heartbeats (a
+    /// liveness bug: the availability oracle catches it).
+    DropRenewals,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 19] = [
+    pub const ALL: [Bug; 21] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -132,6 +140,8 @@ impl Bug {
         Bug::CampaignWhileDisconnected,
         Bug::UncheckedCoordinates,
         Bug::FailoverFromFront,
+        Bug::DeferForever,
+        Bug::DropRenewals,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -156,6 +166,8 @@ impl Bug {
             Bug::CampaignWhileDisconnected => "campaign_while_disconnected",
             Bug::UncheckedCoordinates => "unchecked_coordinates",
             Bug::FailoverFromFront => "failover_from_front",
+            Bug::DeferForever => "defer_forever",
+            Bug::DropRenewals => "drop_renewals",
         }
     }
 
