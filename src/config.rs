@@ -125,11 +125,19 @@ pub enum Bug {
     /// issue 24: 1.8 s with a 4 s lease after a restart, about 4 s with 10 s; for as long as
     /// a deaf agent stays deaf).
     DeferToUnready,
+    /// Defer to every better-ranked member ever heard, live or not: once the best-ranked
+    /// agent has been heard, no one else ever campaigns, so its death leaves the cluster
+    /// without a leader for good (a liveness bug: the availability oracle catches it).
+    DeferForever,
+    /// Never renew: a holder lets its first lease run out and, as if it still held it,
+    /// neither renews nor campaigns again; the others defer to it while it heartbeats (a
+    /// liveness bug: the availability oracle catches it).
+    DropRenewals,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 22] = [
+    pub const ALL: [Bug; 24] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -152,6 +160,8 @@ impl Bug {
         Bug::ClientDefaultPing,
         Bug::BlockingDriver,
         Bug::DeferToUnready,
+        Bug::DeferForever,
+        Bug::DropRenewals,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -179,6 +189,8 @@ impl Bug {
             Bug::ClientDefaultPing => "client_default_ping",
             Bug::BlockingDriver => "blocking_driver",
             Bug::DeferToUnready => "defer_to_unready",
+            Bug::DeferForever => "defer_forever",
+            Bug::DropRenewals => "drop_renewals",
         }
     }
 

@@ -652,8 +652,20 @@ fn cmd_replay(
 
 fn print_table(rows: &[JsonSummary]) {
     println!(
-        "{:<52} {:<8} {:>6} {:>5} {:>10} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9}  result",
-        "scenario", "algo", "seeds", "viol", "first-fail", "sim", "wall", "speed-up", "changes", "fo-p50", "fo-p99"
+        "{:<52} {:<8} {:>6} {:>5} {:>10} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}  result",
+        "scenario",
+        "algo",
+        "seeds",
+        "viol",
+        "first-fail",
+        "sim",
+        "wall",
+        "speed-up",
+        "changes",
+        "fo-p50",
+        "fo-p99",
+        "avail",
+        "gap-max"
     );
     for s in rows {
         let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
@@ -663,7 +675,7 @@ fn print_table(rows: &[JsonSummary]) {
             s.name.clone()
         };
         println!(
-            "{:<52} {:<8} {:>6} {:>5} {:>10} {:>8.0}s {:>7.2}s {:>8.0}x {:>8} {:>9} {:>9}  {}",
+            "{:<52} {:<8} {:>6} {:>5} {:>10} {:>8.0}s {:>7.2}s {:>8.0}x {:>8} {:>9} {:>9} {:>7} {:>8}  {}",
             name.chars().take(52).collect::<String>(),
             s.algorithm,
             s.seeds,
@@ -675,6 +687,9 @@ fn print_table(rows: &[JsonSummary]) {
             s.leader_changes,
             ms(s.failover_p50_ms),
             ms(s.failover_p99_ms),
+            s.availability_min
+                .map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0)),
+            s.longest_gap_max_s.map_or("-".to_string(), |g| format!("{g:.2}s")),
             s.verdict()
         );
     }

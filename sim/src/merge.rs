@@ -107,6 +107,26 @@ fn merge_one(g: Vec<JsonSummary>) -> Result<JsonSummary, String> {
         }
     }
     m.failover_histogram_ms = hist.into_iter().collect();
+    let add = |f: fn(&JsonSummary) -> &Vec<(u64, u64)>| {
+        let mut h: BTreeMap<u64, u64> = BTreeMap::new();
+        for l in &g {
+            for (x, n) in f(l) {
+                *h.entry(*x).or_insert(0) += n;
+            }
+        }
+        h.into_iter().collect::<Vec<_>>()
+    };
+    let least = |f: fn(&JsonSummary) -> Option<f64>| g.iter().filter_map(f).reduce(f64::min);
+    m.availability_histogram = add(|l| &l.availability_histogram);
+    m.availability_min = least(|l| l.availability_min);
+    m.availability_p50 = histogram_percentile(&m.availability_histogram, 50.0).map(|b| b / 10_000.0);
+    m.longest_gap_histogram_ms = add(|l| &l.longest_gap_histogram_ms);
+    m.longest_gap_max_s = g.iter().filter_map(|l| l.longest_gap_max_s).reduce(f64::max);
+    m.longest_gap_p50_s = histogram_percentile(&m.longest_gap_histogram_ms, 50.0).map(|ms| ms / 1_000.0);
+    m.calm_tail_availability_histogram = add(|l| &l.calm_tail_availability_histogram);
+    m.calm_tail_availability_min = least(|l| l.calm_tail_availability_min);
+    m.calm_tail_availability_p50 =
+        histogram_percentile(&m.calm_tail_availability_histogram, 50.0).map(|b| b / 10_000.0);
     m.failover_p50_ms = histogram_percentile(&m.failover_histogram_ms, 50.0);
     m.failover_p99_ms = histogram_percentile(&m.failover_histogram_ms, 99.0);
     m.seeds = g.iter().map(|l| l.seeds).sum();
@@ -170,6 +190,15 @@ mod tests {
             failover_p99_ms: None,
             failover_histogram_ms: hist.to_vec(),
             no_leader_seconds: 0.5,
+            availability_min: Some(0.9),
+            availability_p50: None,
+            availability_histogram: vec![(9_000, 1), (9_900, seeds - 1)],
+            longest_gap_max_s: Some(seeds as f64),
+            longest_gap_p50_s: None,
+            longest_gap_histogram_ms: vec![(1_000, seeds)],
+            calm_tail_availability_min: None,
+            calm_tail_availability_p50: None,
+            calm_tail_availability_histogram: Vec::new(),
             claims: 10,
             overlaps: 1,
             writes_accepted: 0,
@@ -196,6 +225,13 @@ mod tests {
         assert_eq!(m.replay.as_deref(), Some("replay s.toml --seed 3"));
         assert_eq!(m.failover_histogram_ms, vec![(100, 2), (200, 1), (300, 1)]);
         assert_eq!((m.failover_p50_ms, m.failover_p99_ms), (Some(100.0), Some(300.0)));
+        assert_eq!(m.availability_histogram, vec![(9_000, 2), (9_900, 8)]);
+        assert_eq!((m.availability_min, m.availability_p50), (Some(0.9), Some(0.99)));
+        assert_eq!((m.longest_gap_max_s, m.longest_gap_p50_s), (Some(5.0), Some(1.0)));
+        assert_eq!(
+            (m.calm_tail_availability_min, m.calm_tail_availability_p50),
+            (None, None)
+        );
         assert!(!m.ok && m.shard.is_none());
     }
 

@@ -147,8 +147,18 @@ fn report_run(run: &RealRun, stem: &str, out: Option<&Path>) {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>11} {:>8}  result",
-        "scenario (real/sim)", "seeds", "viol", "changes", "fo-p50", "fo-p99", "no-leader", "claims", "wall"
+        "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>13} {:>13} {:>11} {:>8}  result",
+        "scenario (real/sim)",
+        "seeds",
+        "viol",
+        "changes",
+        "fo-p50",
+        "fo-p99",
+        "no-leader",
+        "avail",
+        "gap-max",
+        "claims",
+        "wall"
     );
     for r in rows {
         match r {
@@ -158,8 +168,11 @@ fn print_table(rows: &[Row]) {
             Row::Ran { real, sim } => {
                 let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
                 let pair = |a: String, b: String| format!("{a}/{b}");
+                let (rj, sj) = (real.json(), sim.json());
+                let pct = |x: Option<f64>| x.map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0));
+                let s = |x: Option<f64>| x.map_or("-".to_string(), |g| format!("{g:.1}s"));
                 println!(
-                    "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>11} {:>7.0}s  {}",
+                    "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>13} {:>13} {:>11} {:>7.0}s  {}",
                     real.name.chars().take(44).collect::<String>(),
                     pair(real.seeds.to_string(), sim.seeds.to_string()),
                     pair(real.violations.to_string(), sim.violations.to_string()),
@@ -170,6 +183,8 @@ fn print_table(rows: &[Row]) {
                         format!("{:.1}s", real.no_leader.as_secs_f64()),
                         format!("{:.1}s", sim.no_leader.as_secs_f64())
                     ),
+                    pair(pct(rj.availability_min), pct(sj.availability_min)),
+                    pair(s(rj.longest_gap_max_s), s(sj.longest_gap_max_s)),
                     pair(real.claims.to_string(), sim.claims.to_string()),
                     real.wall_time.as_secs_f64(),
                     match (real.met, real.expected_violation) {

@@ -284,6 +284,8 @@ mod tests {
         let live = crate::oracle::Live {
             last_fault: 0,
             bound: 10 * S,
+            max_gap: 10 * S,
+            calm: Vec::new(),
             end: 1000 * S,
             wait_from: None,
             beliefs_may_overlap: false,

@@ -55,6 +55,13 @@ pub struct Figures {
     pub failovers_ms: Vec<f64>,
     /// Time in the run during which no node held a lease.
     pub no_leader: Duration,
+    /// The longest stretch of the run in which no node held a lease (from the start, so a
+    /// first election counts).
+    pub longest_gap: Duration,
+    /// The calm tail the liveness oracle judges, from the last fault plus `leader_within` to
+    /// the end: how long some node held a lease in it, and its length (`None`: the run ends
+    /// before it begins).
+    pub calm_tail: Option<(Duration, Duration)>,
     /// Lease claims made (each renewal is one).
     pub claims: u64,
     /// Faults applied (steps that did something).
@@ -74,14 +81,20 @@ pub struct Figures {
 }
 
 impl Figures {
-    /// The holder changes and failover gaps of `claims`; the rest zero until filled in.
-    pub fn of_claims(claims: &[TrueClaim], sim_time: Duration) -> Self {
+    /// The holder changes, failover gaps and availability of `claims`, whose calm tail
+    /// begins at `tail_from` (true ns); the rest zero until filled in.
+    pub fn of_claims(claims: &[TrueClaim], sim_time: Duration, tail_from: u128) -> Self {
         let mut sorted: Vec<&TrueClaim> = claims.iter().collect();
         sorted.sort_by_key(|c| c.from);
+        let end = sim_time.as_nanos();
+        let held = held_time(&sorted, end, tail_from);
+        let ns = |x: u128| Duration::from_nanos(u64::try_from(x).unwrap_or(u64::MAX));
         let mut f = Figures {
             sim_time,
             claims: claims.len() as u64,
-            no_leader: sim_time.saturating_sub(held_time(&sorted, sim_time.as_nanos())),
+            no_leader: sim_time.saturating_sub(ns(held.total)),
+            longest_gap: ns(held.longest_gap),
+            calm_tail: (tail_from < end).then(|| (ns(held.tail), ns(end - tail_from))),
             ..Figures::default()
         };
         f.overlaps = overlapping_starts(&sorted);
@@ -121,17 +134,52 @@ fn overlapping_starts(claims: &[&TrueClaim]) -> u64 {
     n
 }
 
-/// How long, within `[0, end)`, at least one of `claims` (sorted by start) was held.
-fn held_time(claims: &[&TrueClaim], end: u128) -> Duration {
-    let (mut total, mut reach) = (0u128, 0u128);
+impl Figures {
+    /// The fraction of the run in which some node held a lease.
+    pub fn availability(&self) -> f64 {
+        if self.sim_time.is_zero() {
+            return 1.0;
+        }
+        1.0 - self.no_leader.as_secs_f64() / self.sim_time.as_secs_f64()
+    }
+
+    /// The fraction of the calm tail (see [`Figures::calm_tail`]) in which some node held a
+    /// lease.
+    pub fn calm_tail_availability(&self) -> Option<f64> {
+        let (held, len) = self.calm_tail?;
+        Some(held.as_secs_f64() / len.as_secs_f64())
+    }
+}
+
+/// How long claims were held, in ns.
+struct Held {
+    /// Within `[0, end)`.
+    total: u128,
+    /// Within `[tail_from, end)`.
+    tail: u128,
+    /// The longest stretch of `[0, end)` without a claim.
+    longest_gap: u128,
+}
+
+/// How long at least one of `claims` (sorted by start) was held.
+fn held_time(claims: &[&TrueClaim], end: u128, tail_from: u128) -> Held {
+    let mut h = Held {
+        total: 0,
+        tail: 0,
+        longest_gap: 0,
+    };
+    let mut reach = 0u128;
     for c in claims {
         let (from, until) = (c.from.max(reach), c.until.min(end));
         if until > from {
-            total += until - from;
+            h.total += until - from;
+            h.tail += until.saturating_sub(from.max(tail_from));
+            h.longest_gap = h.longest_gap.max(from - reach);
             reach = until;
         }
     }
-    Duration::from_nanos(total as u64)
+    h.longest_gap = h.longest_gap.max(end.saturating_sub(reach));
+    h
 }
 
 impl RunReport {
@@ -221,6 +269,9 @@ impl RunReport {
             "leader_changes": f.leader_changes,
             "failovers_ms": f.failovers_ms,
             "no_leader_seconds": f.no_leader.as_secs_f64(),
+            "availability": f.availability(),
+            "longest_gap_s": f.longest_gap.as_secs_f64(),
+            "calm_tail_availability": f.calm_tail_availability(),
             "claims": f.claims,
             "messages": {"published": f.fabric.published, "delivered": f.fabric.delivered, "lost": f.fabric.lost, "cut": f.fabric.cut},
             "trace_events": self.trace.len,

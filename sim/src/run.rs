@@ -123,11 +123,11 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
             (p, Box::new(events))
         }
     };
-    let last_fault = match keep {
-        Keep::Everything => p.last_fault_end(),
-        Keep::Verdict => lazy_plan(&scn, seed).1.map(|e| e.at).max().unwrap_or_default(),
+    let live = match keep {
+        Keep::Everything => scn.live(&p.events),
+        Keep::Verdict => scn.live(lazy_plan(&scn, seed).1),
     };
-    let w = Arc::new(build_world(&scn, seed, &p, start, keep, last_fault));
+    let w = Arc::new(build_world(&scn, seed, &p, start, keep, live));
     let (ids, others) = create_nodes(&w);
     // Graceful stops in progress run here, beside the waits, and end with the run.
     let mut graces = FuturesUnordered::new();
@@ -170,7 +170,7 @@ fn build_world(
     p: &Plan,
     start: madsim::time::Instant,
     keep: Keep,
-    last_fault: Duration,
+    live: crate::oracle::Live,
 ) -> World {
     let nodes = scn.sim_nodes();
     let n = nodes.len();
@@ -249,7 +249,7 @@ fn build_world(
             })
             .collect(),
     };
-    let w = World::new(scn.clone(), seed, start, fabric, clocks, servers, keep, last_fault);
+    let w = World::new(scn.clone(), seed, start, fabric, clocks, servers, keep, live);
     for (i, c) in p.drift_ppm.iter().enumerate() {
         if *c != 0 || p.wall_offset_ns[i] != 0 {
             let off = p.wall_offset_ns[i];
@@ -354,7 +354,8 @@ fn create_nodes(w: &Arc<World>) -> (Vec<madsim::task::NodeId>, Vec<madsim::task:
 fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let scn = &w.scn;
     let claims = w.claims();
-    let mut violations = verdict(&claims, scn.live(p.last_fault_end()));
+    let live = scn.live(&p.events);
+    let mut violations = verdict(&claims, &live);
     let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
     violations.extend(effects.first.clone());
     violations.extend(w.guards().first);
@@ -367,7 +368,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
         violations.extend(found);
         rep
     });
-    let mut figures = Figures::of_claims(&claims, scn.duration.0);
+    let mut figures = Figures::of_claims(&claims, scn.duration.0, live.last_fault + live.bound);
     figures.fabric = w.fabric.stats();
     figures.faults_applied = applied.len() as u64;
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
@@ -397,11 +398,15 @@ fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
     let sim_time = scn.duration.0;
     let (flagged, mut figures) = w.finish_stream(|s| {
         let (claims, leader_changes, failovers, held) = s.figures_so_far();
+        let (longest_gap, tail) = s.availability_so_far();
+        let ns = |x: u128| Duration::from_nanos(u64::try_from(x).unwrap_or(u64::MAX));
         let figures = Figures {
             sim_time,
             leader_changes,
             failovers_ms: failovers.to_vec(),
-            no_leader: sim_time.saturating_sub(Duration::from_nanos(held as u64)),
+            no_leader: sim_time.saturating_sub(ns(held)),
+            longest_gap: ns(longest_gap),
+            calm_tail: tail.map(|(h, l)| (ns(h), ns(l))),
             claims,
             ..Figures::default()
         };

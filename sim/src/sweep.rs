@@ -1,5 +1,6 @@
 //! Sweeping a scenario over seeds and judging it against its `[expect]`.
 
+use crate::merge::histogram_percentile;
 use crate::record::Keep;
 use crate::report::RunReport;
 use crate::run::{run_seed, run_seed_lean};
@@ -60,6 +61,14 @@ pub struct Summary {
     pub failovers_ms: Vec<f64>,
     /// Time without a leader, all seeds.
     pub no_leader: Duration,
+    /// Each seed's availability (the fraction of its run in which some node held a lease),
+    /// longest gap without a holder (s) and calm-tail availability (seeds whose run ends
+    /// before the calm tail begins have none), in seed order.
+    pub availability: Vec<f64>,
+    /// See [`Summary::availability`].
+    pub longest_gap_s: Vec<f64>,
+    /// See [`Summary::availability`].
+    pub calm_tail_availability: Vec<f64>,
     /// Lease claims, all seeds.
     pub claims: u64,
     /// Claims that began while another holder's stood (beliefs), all seeds.
@@ -123,6 +132,35 @@ pub struct JsonSummary {
     pub failover_histogram_ms: Vec<(u64, u64)>,
     /// Seconds without a leader.
     pub no_leader_seconds: f64,
+    /// The lowest availability of a seed (the fraction of its run in which some node held
+    /// a lease).
+    #[serde(default)]
+    pub availability_min: Option<f64>,
+    /// The median availability of the seeds (from `availability_histogram`).
+    #[serde(default)]
+    pub availability_p50: Option<f64>,
+    /// The seeds' availability in hundredths of a percent: `[bp, count]` pairs, for merging.
+    #[serde(default)]
+    pub availability_histogram: Vec<(u64, u64)>,
+    /// The longest gap without a holder in any seed (s).
+    #[serde(default)]
+    pub longest_gap_max_s: Option<f64>,
+    /// The median of the seeds' longest gaps (s, from `longest_gap_histogram_ms`).
+    #[serde(default)]
+    pub longest_gap_p50_s: Option<f64>,
+    /// The seeds' longest gaps to the millisecond: `[ms, count]` pairs, for merging.
+    #[serde(default)]
+    pub longest_gap_histogram_ms: Vec<(u64, u64)>,
+    /// The lowest calm-tail availability of a seed (the tail the liveness oracle judges:
+    /// from the last fault plus `leader_within` to the end).
+    #[serde(default)]
+    pub calm_tail_availability_min: Option<f64>,
+    /// The median calm-tail availability (from `calm_tail_availability_histogram`).
+    #[serde(default)]
+    pub calm_tail_availability_p50: Option<f64>,
+    /// The seeds' calm-tail availability in hundredths of a percent: `[bp, count]` pairs.
+    #[serde(default)]
+    pub calm_tail_availability_histogram: Vec<(u64, u64)>,
     /// Lease claims (each renewal is one).
     pub claims: u64,
     /// Claims that began while another holder's claim stood: beliefs that overlapped (the
@@ -170,10 +208,10 @@ impl Summary {
 
     /// The JSON form.
     pub fn json(&self) -> JsonSummary {
-        let mut hist = std::collections::BTreeMap::new();
-        for ms in &self.failovers_ms {
-            *hist.entry(ms.max(0.0) as u64).or_insert(0u64) += 1;
-        }
+        let hist = histogram(&self.failovers_ms, 1.0);
+        let avail = histogram(&self.availability, 10_000.0);
+        let gaps = histogram(&self.longest_gap_s, 1_000.0);
+        let tail = histogram(&self.calm_tail_availability, 10_000.0);
         JsonSummary {
             file: self.source.clone(),
             name: self.name.clone(),
@@ -195,8 +233,17 @@ impl Summary {
             leader_changes: self.leader_changes,
             failover_p50_ms: self.failover_percentile(50.0),
             failover_p99_ms: self.failover_percentile(99.0),
-            failover_histogram_ms: hist.into_iter().collect(),
+            failover_histogram_ms: hist,
             no_leader_seconds: self.no_leader.as_secs_f64(),
+            availability_min: min(&self.availability),
+            availability_p50: histogram_percentile(&avail, 50.0).map(|b| b / 10_000.0),
+            availability_histogram: avail,
+            longest_gap_max_s: self.longest_gap_s.iter().copied().reduce(f64::max),
+            longest_gap_p50_s: histogram_percentile(&gaps, 50.0).map(|ms| ms / 1_000.0),
+            longest_gap_histogram_ms: gaps,
+            calm_tail_availability_min: min(&self.calm_tail_availability),
+            calm_tail_availability_p50: histogram_percentile(&tail, 50.0).map(|b| b / 10_000.0),
+            calm_tail_availability_histogram: tail,
             claims: self.claims,
             overlaps: self.overlaps,
             writes_accepted: self.writes_accepted,
@@ -207,6 +254,20 @@ impl Summary {
             ok: self.met,
         }
     }
+}
+
+/// The smallest of `xs`.
+fn min(xs: &[f64]) -> Option<f64> {
+    xs.iter().copied().reduce(f64::min)
+}
+
+/// `xs` scaled by `unit` and rounded down, counted: `[value, count]` pairs in order.
+fn histogram(xs: &[f64], unit: f64) -> Vec<(u64, u64)> {
+    let mut hist = std::collections::BTreeMap::new();
+    for x in xs {
+        *hist.entry((x * unit).max(0.0) as u64).or_insert(0u64) += 1;
+    }
+    hist.into_iter().collect()
 }
 
 /// Nearest-rank percentile.
@@ -298,6 +359,9 @@ pub fn sweep_with(
         leader_changes: 0,
         failovers_ms: Vec::new(),
         no_leader: Duration::ZERO,
+        availability: Vec::new(),
+        longest_gap_s: Vec::new(),
+        calm_tail_availability: Vec::new(),
         claims: 0,
         overlaps: 0,
         writes_accepted: 0,
@@ -317,6 +381,9 @@ pub fn sweep_with(
         s.leader_changes += r.figures.leader_changes;
         s.failovers_ms.extend(&r.figures.failovers_ms);
         s.no_leader += r.figures.no_leader;
+        s.availability.push(r.figures.availability());
+        s.longest_gap_s.push(r.figures.longest_gap.as_secs_f64());
+        s.calm_tail_availability.extend(r.figures.calm_tail_availability());
         s.claims += r.figures.claims;
         s.overlaps += r.figures.overlaps;
         s.writes_accepted += r.figures.writes_accepted;

@@ -97,7 +97,7 @@ pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
 
 impl World {
     /// A world for `scn`, keeping what `keep` says; nothing runs until nodes are created.
-    /// The run's last fault ends at `last_fault`.
+    /// The run is judged for liveness as `live` says.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         scn: Scenario,
@@ -107,11 +107,10 @@ impl World {
         clocks: Vec<Arc<Mutex<ClockModel>>>,
         servers: Servers,
         keep: Keep,
-        last_fault: Duration,
+        live: crate::oracle::Live,
     ) -> Self {
         let nodes = scn.sim_nodes();
         let n = nodes.len();
-        let live = scn.live(last_fault);
         let book = Book::new(
             keep,
             clocks[..n].to_vec(),

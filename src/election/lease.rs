@@ -210,6 +210,10 @@ pub struct LeaseElection {
     high_claims: BTreeMap<String, u64>,
     mismatches: BTreeSet<(String, u64)>,
     rejected: u64,
+    /// A better-ranked member has been heard (only the planted `DeferForever` looks at it).
+    heard_better: bool,
+    /// This agent has held a lease (only the planted `DropRenewals` looks at it).
+    has_held: bool,
 }
 
 impl LeaseElection {
@@ -296,6 +300,8 @@ impl LeaseElection {
             high_claims: BTreeMap::new(),
             mismatches: BTreeSet::new(),
             rejected: 0,
+            heard_better: false,
+            has_held: false,
             t,
         };
         // A start that has not recovered marks what it writes, so that the next start does
@@ -423,19 +429,22 @@ impl LeaseElection {
                 })));
             }
         }
+        // The planted `DropRenewals`: timers run on, but once a lease was held nothing is
+        // asked for again.
+        let dropped = self.knobs.has(Bug::DropRenewals) && self.has_held;
         if self.attempt.is_none() {
             if let Some(h) = &mut self.held {
                 if now >= h.renew_at {
                     // Due timers that cannot act now are looked at again next beat.
                     h.renew_at = now + self.t.beat;
-                    if !self.better_ready_member(now) {
+                    if !self.better_ready_member(now) && !dropped {
                         let token = self.held.as_ref().map_or(0, |h| h.token);
                         self.start_attempt(now, token, &mut out);
                     }
                 }
             } else if now >= self.next_campaign {
                 self.next_campaign = now + self.t.beat;
-                if !self.passive && self.may_campaign(now) {
+                if !self.passive && !dropped && self.may_campaign(now) {
                     let max = self.known_max();
                     let token = if self.knobs.has(Bug::UncheckedRanges) {
                         max.wrapping_add(1)
@@ -526,6 +535,9 @@ impl LeaseElection {
                     },
                 );
             }
+        }
+        if peer && agent_loc_cmp(&hb.loc, &self.loc) == Ordering::Less {
+            self.heard_better = true;
         }
         if hb.config != self.config && hb.cluster_size > self.t.cluster_size as u64 {
             self.check_size_evidence(now, hb.config, hb.cluster_size, &mut out);
@@ -878,6 +890,9 @@ impl LeaseElection {
             .values()
             .filter(|m| self.is_peer(m, now) && !m.passive && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
             .peekable();
+        if self.heard_better && self.knobs.has(Bug::DeferForever) {
+            return true;
+        }
         if better.peek().is_none() {
             return false;
         }
@@ -1127,6 +1142,7 @@ impl LeaseElection {
             let token = a.token;
             self.attempt = None;
             if until > now {
+                self.has_held = true;
                 self.newest_lease = self.newest_lease.max(token);
                 self.held = Some(Held {
                     token,

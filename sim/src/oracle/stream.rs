@@ -4,6 +4,7 @@
 //! checks of [`verdict`](super::verdict) would find anything; a run it flags is run again
 //! with every claim kept, so the report of a failure is always the whole one.
 
+use super::liveness::gap_fails;
 use super::{Live, TrueClaim};
 
 /// The streaming oracle's state.
@@ -16,8 +17,19 @@ pub struct Streaming {
     top: [Option<((usize, u64), u64)>; 2],
     /// A check failed (or may have): the run must be judged again with everything kept.
     flagged: bool,
-    /// Liveness: when the last fault ended, the bound, and whether a claim was held within.
-    live: (u128, u128, bool),
+    /// Liveness: the stretches judged (from the first that a later gap can still meet), the
+    /// bound and the failover bound, how far the claims reach so far, and whether a gap
+    /// failed a stretch.
+    judged: Vec<(u128, u128)>,
+    next: usize,
+    bound: u128,
+    max_gap: u128,
+    gap_reach: u128,
+    live_failed: bool,
+    /// Figures: from when the calm tail counts (the last fault plus the bound), and the
+    /// longest gap so far.
+    tail_from: u128,
+    longest_gap: u128,
     /// `[expect] no_leader_after`: no claim may reach past it, and liveness is not judged.
     wait_from: Option<u128>,
     /// The run's length (ns).
@@ -30,13 +42,18 @@ pub struct Streaming {
     /// Figures: time held so far, and how far it reaches.
     held: u128,
     reach: u128,
+    /// Figures: time held in the calm tail so far.
+    tail_held: u128,
 }
 
 impl Streaming {
     /// An oracle for a run judged as `live` says.
     pub fn new(live: Live) -> Self {
         Streaming {
-            live: (live.last_fault, live.bound, false),
+            judged: live.judged(),
+            bound: live.bound,
+            max_gap: live.max_gap,
+            tail_from: live.last_fault + live.bound,
             wait_from: live.wait_from,
             end: live.end,
             ..Streaming::default()
@@ -48,8 +65,12 @@ impl Streaming {
     pub fn take(&mut self, group: &[TrueClaim]) {
         for c in group {
             self.figures(c);
-            let (from, bound, held) = &mut self.live;
-            *held |= c.until > *from && c.from <= *from + *bound && c.until > c.from;
+            if c.until > c.from {
+                if c.from > self.gap_reach {
+                    self.gap((self.gap_reach, c.from));
+                }
+                self.gap_reach = self.gap_reach.max(c.until);
+            }
             if self.wait_from.is_some_and(|w| c.until > w && c.until > c.from) {
                 self.flagged = true;
             }
@@ -62,11 +83,29 @@ impl Streaming {
         }
     }
 
+    /// Judges a gap of the claims' union against the stretches it meets.
+    fn gap(&mut self, g: (u128, u128)) {
+        while self.judged.get(self.next).is_some_and(|s| s.1 <= g.0) {
+            self.next += 1;
+        }
+        self.live_failed |= self.fails(g);
+    }
+
+    /// Whether gap `g` fails a stretch it meets, from `next` on.
+    fn fails(&self, g: (u128, u128)) -> bool {
+        self.judged[self.next.min(self.judged.len())..]
+            .iter()
+            .take_while(|s| s.0 < g.1)
+            .any(|s| s.1 > g.0 && gap_fails(g, *s, self.bound, self.max_gap).is_some())
+    }
+
     fn figures(&mut self, c: &TrueClaim) {
         self.claims += 1;
         let (from, until) = (c.from.max(self.reach), c.until.min(self.end));
         if until > from {
             self.held += until - from;
+            self.longest_gap = self.longest_gap.max(from - self.reach);
+            self.tail_held += until.saturating_sub(from.max(self.tail_from));
             self.reach = until;
         }
         match &self.prev {
@@ -119,8 +158,15 @@ impl Streaming {
     /// Whether a check found (or may have found) a violation, counting liveness now that
     /// every claim has been taken.
     pub fn flagged(&self) -> bool {
-        let (from, bound, held) = self.live;
-        self.flagged || (self.wait_from.is_none() && from + bound <= self.end && !held)
+        self.flagged || self.live_failed || self.fails((self.gap_reach, u128::MAX))
+    }
+
+    /// The availability figures: the longest time without a holder in the run, and the time
+    /// held in the calm tail (from the last fault plus the bound to the end) with the tail's
+    /// length (`None`: the run ends before the tail begins).
+    pub fn availability_so_far(&self) -> (u128, Option<(u128, u128)>) {
+        let tail = (self.tail_from < self.end).then(|| (self.tail_held, self.end - self.tail_from));
+        (self.longest_gap.max(self.end.saturating_sub(self.reach)), tail)
     }
 
     /// The figures: claims, holder changes, failover gaps (ms) and time held (ns).
@@ -148,17 +194,19 @@ mod tests {
         }
     }
 
-    /// Feeds `claims` in start order, ties grouped, as the recorder does.
     fn live(last_fault: u128, bound: u128, end: u128, wait_from: Option<u128>) -> Live {
         Live {
             last_fault,
             bound,
+            max_gap: bound,
+            calm: Vec::new(),
             end,
             wait_from,
             beliefs_may_overlap: false,
         }
     }
 
+    /// Feeds `claims` in start order, ties grouped, as the recorder does.
     fn stream(claims: &[TrueClaim], live: Live) -> Streaming {
         let mut sorted = claims.to_vec();
         sorted.sort_by_key(|c| c.from);
@@ -178,19 +226,32 @@ mod tests {
             raw in prop::collection::vec((0usize..3, 1u64..3, prop::option::of(0u64..6), 0u128..40, 0u128..12), 0..24),
             last in 0u128..40,
             wait_from in prop::option::of(0u128..50),
+            cuts in prop::collection::btree_set(0u128..40, 0..8),
+            bound in 0u128..8,
+            max_gap in 0u128..6,
         ) {
             let claims: Vec<TrueClaim> = raw
                 .iter()
                 .map(|(n, i, t, f, l)| claim(*n, *i, *t, *f, *l))
                 .collect();
             let end = 50;
-            let l = live(last, 5, end, wait_from);
-            let s = stream(&claims, l);
-            prop_assert_eq!(s.flagged(), !verdict(&claims, l).is_empty());
-            let f = Figures::of_claims(&claims, Duration::from_nanos(end as u64));
+            let cuts: Vec<u128> = cuts.into_iter().filter(|c| *c <= last).collect();
+            let l = Live {
+                bound,
+                max_gap,
+                calm: cuts.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0], p[1])).collect(),
+                ..live(last, bound, end, wait_from)
+            };
+            let s = stream(&claims, l.clone());
+            prop_assert_eq!(s.flagged(), !verdict(&claims, &l).is_empty());
+            let f = Figures::of_claims(&claims, Duration::from_nanos(end as u64), last + bound);
             let (count, changes, failovers, held) = s.figures_so_far();
             prop_assert_eq!((count, changes, failovers), (f.claims, f.leader_changes, &f.failovers_ms[..]));
             prop_assert_eq!(Duration::from_nanos(end as u64).saturating_sub(Duration::from_nanos(held as u64)), f.no_leader);
+            let (longest, tail) = s.availability_so_far();
+            let ns = |x: u128| Duration::from_nanos(x as u64);
+            prop_assert_eq!(ns(longest), f.longest_gap);
+            prop_assert_eq!(f.calm_tail, tail.map(|(h, l)| (ns(h), ns(l))));
         }
     }
 

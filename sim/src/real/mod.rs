@@ -153,7 +153,8 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
-    let mut violations = verdict(&rec.claims, scn.live(p.last_fault_end()));
+    let live = scn.live(&p.events);
+    let mut violations = verdict(&rec.claims, &live);
     violations.extend(effects.first.clone());
     violations.extend(rec.guards.first.clone());
     let mut conduct = conduct(scn, &ids, &player.applied, &lines, t0);
@@ -161,7 +162,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
         conduct.stop_hung(&ids[*i], *at);
     }
     violations.extend(conduct.first.clone());
-    let mut figures = Figures::of_claims(&rec.claims, scn.duration.0);
+    let mut figures = Figures::of_claims(&rec.claims, scn.duration.0, live.last_fault + live.bound);
     figures.guard_reports = rec.guards.reports;
     figures.freeze_noticed_max = crate::run::noticed_max(&conduct);
     figures.wall_time = wall.elapsed();

@@ -210,11 +210,27 @@ impl Scenario {
         c
     }
 
-    /// How a run whose last fault ended at `last_fault` is judged for liveness.
-    pub fn live(&self, last_fault: Duration) -> crate::oracle::Live {
+    /// How a run whose fault events (in time order) are `events` is judged for liveness:
+    /// its calm stretches ([`crate::oracle::calm`]) and its last fault.
+    pub fn live<E: std::borrow::Borrow<crate::faults::FaultEvent>>(
+        &self,
+        events: impl IntoIterator<Item = E>,
+    ) -> crate::oracle::Live {
+        let nodes = self.sim_nodes().len();
+        let tracker = crate::oracle::calm::CalmTracker::new(
+            nodes,
+            self.membership_cfg().quorum(),
+            self.network.loss,
+            self.network.latency,
+        );
+        let calm = crate::oracle::calm::Calm::of(tracker, events);
+        let bound = self.leader_within().as_nanos();
         crate::oracle::Live {
-            last_fault: last_fault.as_nanos(),
-            bound: self.leader_within().as_nanos(),
+            last_fault: calm.last_fault,
+            bound,
+            max_gap: self.max_gap().as_nanos(),
+            // Only the stretches liveness judges are kept (a long run has many short ones).
+            calm: calm.stretches.into_iter().filter(|(a, b)| b - a > bound).collect(),
             end: self.duration.0.as_nanos(),
             wait_from: self.expect.no_leader_after.map(|d| d.0.as_nanos()),
             beliefs_may_overlap: self.expect.beliefs_may_overlap,
@@ -228,6 +244,35 @@ impl Scenario {
             .leader_within
             .map(|d| d.0)
             .unwrap_or(c.lease_time + c.max_clock_skew + c.beat * 5)
+    }
+
+    /// The failover bound (`expect.max_gap`): how long a calm cluster may be without a
+    /// holder once it had `leader_within` to elect one. Default: a holder that dies just
+    /// after renewing leaves promises that last `lease / (1 − ε)` in true time on the slowest
+    /// granter's clock (ε = `max_drift_ppm`); the best-ranked survivor notices within a beat
+    /// of its own promise running out, a campaign refused by a granter whose promise has not
+    /// yet run out retries within three beats (resend, or give up and jitter), and each of
+    /// the last renewal, the request and the grant crosses the slowest route once; `max_clock_skew`
+    /// and one more beat are slack (and `allcall`'s wall-clock margin):
+    /// `lease / (1 − ε) + max_clock_skew + 5 × beat + 3 × (slowest one-way latency)`, the
+    /// latency being `network.latency`'s upper end or the slowest `dc_link`'s.
+    pub fn max_gap(&self) -> Duration {
+        if let Some(d) = self.expect.max_gap {
+            return d.0;
+        }
+        let c = self.membership_cfg();
+        let ppm = u128::from(c.max_drift_ppm.min(999_999));
+        let lease = c.lease_time.as_nanos() * 1_000_000;
+        let promise = lease.div_ceil(1_000_000 - ppm);
+        let slowest = self
+            .network
+            .dc_link
+            .iter()
+            .map(|l| l.latency.hi)
+            .chain([self.network.latency.hi])
+            .max()
+            .unwrap_or_default();
+        Duration::from_nanos(u64::try_from(promise).unwrap_or(u64::MAX)) + c.max_clock_skew + c.beat * 5 + slowest * 3
     }
 
     /// The same scenario run for `d` (the timeline and the quiet tail stay as written); an
@@ -369,5 +414,26 @@ mod tests {
         assert_eq!(s.sim_nodes().len(), 3);
         assert_eq!(s.leader_within(), Duration::from_millis(11_500));
         assert_eq!(s.faults_end(), Duration::from_secs(60) - Duration::from_millis(23_000));
+        // lease / (1 - 1000 ppm) + skew 1 s + 5 beats + 3 x 10 ms.
+        assert_eq!(
+            s.max_gap(),
+            Duration::from_nanos(10_010_010_011) + Duration::from_millis(1_530)
+        );
+    }
+
+    #[test]
+    fn max_gap_is_set_checked_and_grows_with_the_slowest_route() {
+        let s = Scenario::parse("s.toml", "[expect]\nmax_gap = \"4s\"\n").unwrap();
+        assert_eq!(s.max_gap(), Duration::from_secs(4));
+        let e = err("nodes = 3\n# max_gap is how long\n[expect]\nmax_gap = \"0s\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("expect.max_gap")), "{e}");
+        let e = err("[expect]\nmax_gap = \"soon\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("max_gap")), "{e}");
+        let text = "[membership]\nlease = \"1s\"\nmax_drift_ppm = 0\nmax_clock_skew = \"500ms\"\n\
+                    [network]\nlatency = \"1ms..2ms\"\n[[network.dc_link]]\nbetween = [\"a\", \"b\"]\n\
+                    latency = \"300ms\"\n[[node]]\ndatacenter = \"a\"\n[[node]]\ndatacenter = \"b\"\n\
+                    [[node]]\ndatacenter = \"b\"\n";
+        let s = Scenario::parse("s.toml", text).unwrap();
+        assert_eq!(s.max_gap(), Duration::from_millis(1_000 + 500 + 500 + 900));
     }
 }

@@ -546,6 +546,11 @@ pub struct Expect {
     /// A lease is held within this long after the last fault (default lease + max skew + 5 beats).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader_within: Option<Dur>,
+    /// The failover bound: once a calm stretch (or the calm tail) is `leader_within` old, no
+    /// gap without a holder may last longer than this (default
+    /// [`Scenario::max_gap`](super::Scenario::max_gap)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_gap: Option<Dur>,
     /// The cluster must wait for good from this true time on: no lease may be held after it
     /// (a cluster that cannot know the highest token in use must not elect). Liveness is not
     /// judged then.

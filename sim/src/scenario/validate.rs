@@ -67,6 +67,9 @@ impl Scenario {
                 "must be positive: no cluster elects a leader in no time".into(),
             ));
         }
+        if self.expect.max_gap.is_some_and(|d| d.0.is_zero()) {
+            return Err(e.at("expect.max_gap", "must be positive: no failover takes no time".into()));
+        }
         let classes = self.faults.classes();
         if !classes.is_empty() && self.faults_end().is_zero() {
             let (key, why) = match self.faults.quiet {

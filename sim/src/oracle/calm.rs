@@ -1,0 +1,242 @@
+//! Which stretches of a run are calm: where the liveness oracle demands a lease held
+//! continuously (see [`super::liveness`]).
+//!
+//! A fault *event* (any step of the plan, random or scripted, an undoing included) ends a
+//! calm stretch; a stretch begins at an event after which no fault is *in force*. In force:
+//! a cut of any shape (until `heal`), loss or latency other than the scenario's own, a node
+//! paused, suspended, frozen, congested, a slow consumer or without its server. A node that
+//! is down (killed, stopped, its state lost) or has a clone beside it (two processes with one
+//! ID both step aside) is a *standing condition*, not a fault in force, as long as a majority
+//! of the cluster is neither: the cluster then has a connected majority and must keep a
+//! holder. The stretch after the last event, the calm tail, is judged whatever is in force
+//! then (the rule since the first oracle: the scenario's final state is its own business, and
+//! a node left down at the end is the commonest one).
+
+use crate::faults::{Action, FaultEvent};
+use crate::scenario::DurRange;
+use std::borrow::Borrow;
+
+/// What is in force at one moment of a run, as the events so far left it.
+#[derive(Debug, Clone)]
+pub struct CalmTracker {
+    quorum: usize,
+    base_loss: f64,
+    base_latency: DurRange,
+    cut: bool,
+    loss: bool,
+    latency: bool,
+    /// Per node: down, cloned, and the faults in force on it (pause, suspend or freeze,
+    /// congestion, slow consumer, server down, connection frozen).
+    down: Vec<bool>,
+    cloned: Vec<bool>,
+    stalled: Vec<[bool; 6]>,
+}
+
+/// A run's calm stretches and its last fault, all in true ns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Calm {
+    /// When the last fault event happened (0: none).
+    pub last_fault: u128,
+    /// Calm stretches `[from, to)` between events, in order (the tail after the last event
+    /// is not among them).
+    pub stretches: Vec<(u128, u128)>,
+}
+
+impl CalmTracker {
+    /// A run of `nodes` nodes, `quorum` of which make a majority, on a network whose own
+    /// loss and latency are `base_loss` and `base_latency`.
+    pub fn new(nodes: usize, quorum: usize, base_loss: f64, base_latency: DurRange) -> Self {
+        CalmTracker {
+            quorum,
+            base_loss,
+            base_latency,
+            cut: false,
+            loss: false,
+            latency: false,
+            down: vec![false; nodes],
+            cloned: vec![false; nodes],
+            stalled: vec![[false; 6]; nodes],
+        }
+    }
+
+    /// Takes one event's action.
+    pub fn apply(&mut self, a: &Action) {
+        let set = |v: &mut Vec<bool>, i: usize, on: bool| {
+            if let Some(x) = v.get_mut(i) {
+                *x = on;
+            }
+        };
+        let mut stall = |i: usize, k: usize, on: bool| {
+            if let Some(x) = self.stalled.get_mut(i) {
+                x[k] = on;
+            }
+        };
+        match a {
+            Action::Partition { .. } | Action::IsolateLeader { .. } | Action::Bridge { .. } | Action::OneWay { .. } => {
+                self.cut = true
+            }
+            Action::Cut(links) => self.cut = !links.is_empty(),
+            Action::Heal => self.cut = false,
+            Action::Kill(i) | Action::Stop(i) | Action::StateLoss { node: i, .. } => set(&mut self.down, *i, true),
+            Action::Restart(i) => set(&mut self.down, *i, false),
+            Action::Clone(i) => set(&mut self.cloned, *i, true),
+            Action::Pause(i) => stall(*i, 0, true),
+            Action::Resume(i) => stall(*i, 0, false),
+            Action::Suspend(i) | Action::Freeze(i) => stall(*i, 1, true),
+            Action::Wake(i) => stall(*i, 1, false),
+            Action::Congest(i, d) => stall(*i, 2, d.is_some()),
+            Action::SlowConsumer(i, on) => stall(*i, 3, *on),
+            Action::ServerDown(i, on) => stall(*i, 4, *on),
+            Action::FreezeConnection(i, on) => stall(*i, 5, *on),
+            Action::Loss(l) => self.loss = *l != self.base_loss,
+            Action::Latency(r) => self.latency = *r != self.base_latency,
+            // Instants: they end a stretch and leave nothing in force.
+            Action::ClockStep(..)
+            | Action::Drift(..)
+            | Action::WipeState(_)
+            | Action::RollbackState(..)
+            | Action::CorruptState(_)
+            | Action::Replay(..)
+            | Action::Forge(_)
+            | Action::Preempt(..)
+            | Action::Resign(_)
+            | Action::Campaign(_) => {}
+        }
+    }
+
+    /// Whether nothing is in force and a majority is up.
+    pub fn calm(&self) -> bool {
+        let up = (0..self.down.len())
+            .filter(|i| !self.down[*i] && !self.cloned[*i])
+            .count();
+        !self.cut
+            && !self.loss
+            && !self.latency
+            && self.stalled.iter().all(|s| s.iter().all(|x| !x))
+            && up >= self.quorum
+    }
+}
+
+impl Calm {
+    /// The calm stretches of a run whose events (in time order) are `events`, judged by
+    /// `tracker`. The run is calm from its start (every node up, nothing in force) until its
+    /// first event; events at one instant are taken together.
+    pub fn of<E: Borrow<FaultEvent>>(mut tracker: CalmTracker, events: impl IntoIterator<Item = E>) -> Calm {
+        let mut stretches = Vec::new();
+        // Calm since when (`None`: not calm), and the instant whose events are being taken.
+        let (mut since, mut instant): (Option<u128>, Option<u128>) = (Some(0), None);
+        for e in events {
+            let e = e.borrow();
+            let t = e.at.as_nanos();
+            if instant != Some(t) {
+                if let Some(prev) = instant {
+                    since = tracker.calm().then_some(prev);
+                }
+                if let Some(from) = since.filter(|f| t > *f) {
+                    stretches.push((from, t));
+                }
+                instant = Some(t);
+            }
+            tracker.apply(&e.action);
+        }
+        Calm {
+            last_fault: instant.unwrap_or(0),
+            stretches,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ev(s: u64, action: Action) -> FaultEvent {
+        FaultEvent {
+            at: Duration::from_secs(s),
+            action,
+            scripted: true,
+        }
+    }
+
+    fn calm(events: &[FaultEvent]) -> Calm {
+        let base = DurRange {
+            lo: Duration::from_millis(1),
+            hi: Duration::from_millis(10),
+        };
+        Calm::of(CalmTracker::new(3, 2, 0.0, base), events)
+    }
+
+    const S: u128 = 1_000_000_000;
+
+    #[test]
+    fn a_run_without_faults_is_all_tail() {
+        assert_eq!(calm(&[]), Calm::default());
+    }
+
+    #[test]
+    fn a_partition_is_in_force_until_healed_and_an_instant_splits_a_stretch() {
+        let c = calm(&[
+            ev(10, Action::Heal),
+            ev(20, Action::Cut(vec![(0, 1)])),
+            ev(30, Action::Heal),
+            ev(40, Action::ClockStep(1, 5)),
+            ev(50, Action::Pause(2)),
+            ev(55, Action::Resume(2)),
+            ev(60, Action::Kill(0)),
+        ]);
+        assert_eq!(
+            c.stretches,
+            vec![
+                (0, 10 * S),
+                (10 * S, 20 * S),
+                (30 * S, 40 * S),
+                (40 * S, 50 * S),
+                (55 * S, 60 * S)
+            ]
+        );
+        assert_eq!(c.last_fault, 60 * S);
+    }
+
+    #[test]
+    fn a_node_down_is_standing_while_a_majority_is_up() {
+        let c = calm(&[
+            ev(10, Action::Kill(0)),
+            ev(20, Action::Stop(1)),
+            ev(30, Action::Restart(1)),
+            ev(40, Action::Clone(1)),
+            ev(50, Action::Restart(0)),
+            ev(60, Action::Heal),
+        ]);
+        // Two of three down from 20 s to 30 s, and again (one down, one cloned) until 50 s.
+        assert_eq!(
+            c.stretches,
+            vec![(0, 10 * S), (10 * S, 20 * S), (30 * S, 40 * S), (50 * S, 60 * S)]
+        );
+    }
+
+    #[test]
+    fn events_at_one_instant_are_taken_together() {
+        let c = calm(&[
+            ev(10, Action::Loss(0.5)),
+            ev(20, Action::Loss(0.0)),
+            ev(
+                20,
+                Action::Latency(DurRange {
+                    lo: Duration::from_secs(1),
+                    hi: Duration::from_secs(1),
+                }),
+            ),
+            ev(
+                30,
+                Action::Latency(DurRange {
+                    lo: Duration::from_millis(1),
+                    hi: Duration::from_millis(10),
+                }),
+            ),
+            ev(40, Action::Forge(3)),
+        ]);
+        assert_eq!(c.stretches, vec![(0, 10 * S), (30 * S, 40 * S)]);
+        assert_eq!(c.last_fault, 40 * S);
+    }
+}
