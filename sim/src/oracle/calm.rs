@@ -2,13 +2,14 @@
 //! continuously (see [`super::liveness`]).
 //!
 //! A fault *event* (any step of the plan, random or scripted, an undoing included) ends a
-//! calm stretch; a stretch begins at an event after which no fault is *in force*. In force:
-//! a cut of any shape (until `heal`), loss or latency other than the scenario's own, a node
-//! paused, suspended, frozen, congested, a slow consumer or without its server. A node that
-//! is down (killed, stopped, its state lost) or has a clone beside it (two processes with one
-//! ID both step aside) is a *standing condition*, not a fault in force, as long as a majority
-//! of the cluster is neither: the cluster then has a connected majority and must keep a
-//! holder. The stretch after the last event, the calm tail, is judged whatever is in force
+//! calm stretch; a stretch begins at an event after which no fault is *in force* on the
+//! network (a cut of any shape until `heal`, loss or latency other than the scenario's own)
+//! and a majority of the nodes is healthy. A node that is down (killed, stopped, its state
+//! lost), has a clone beside it (two processes with one ID both step aside), or is paused,
+//! suspended, frozen, congested, a slow consumer, without its server or with its connection
+//! frozen is a *standing condition*, not a fault in force, as long as a majority of the
+//! cluster is none of these: that majority must keep a holder beside it (a deaf or returning
+//! best-ranked agent must not hold it back). The stretch after the last event, the calm tail, is judged whatever is in force
 //! then (the rule since the first oracle: the scenario's final state is its own business, and
 //! a node left down at the end is the commonest one).
 
@@ -104,16 +105,15 @@ impl CalmTracker {
         }
     }
 
-    /// Whether nothing is in force and a majority is up.
+    /// Whether nothing is in force on the network and a majority of nodes is up and
+    /// untouched: a fault on a minority of nodes (paused, deaf, without its server, its
+    /// connection frozen or congested) is a standing condition like a node down, since the
+    /// healthy majority must keep a holder beside it.
     pub fn calm(&self) -> bool {
-        let up = (0..self.down.len())
-            .filter(|i| !self.down[*i] && !self.cloned[*i])
+        let healthy = (0..self.down.len())
+            .filter(|i| !self.down[*i] && !self.cloned[*i] && self.stalled[*i].iter().all(|x| !x))
             .count();
-        !self.cut
-            && !self.loss
-            && !self.latency
-            && self.stalled.iter().all(|s| s.iter().all(|x| !x))
-            && up >= self.quorum
+        !self.cut && !self.loss && !self.latency && healthy >= self.quorum
     }
 }
 
@@ -192,10 +192,30 @@ mod tests {
                 (10 * S, 20 * S),
                 (30 * S, 40 * S),
                 (40 * S, 50 * S),
+                // One node paused is a standing condition, like one down.
+                (50 * S, 55 * S),
                 (55 * S, 60 * S)
             ]
         );
         assert_eq!(c.last_fault, 60 * S);
+    }
+
+    #[test]
+    fn faults_on_a_majority_of_nodes_are_in_force() {
+        let c = calm(&[
+            ev(10, Action::SlowConsumer(0, true)),
+            ev(20, Action::Pause(1)),
+            ev(30, Action::SlowConsumer(0, false)),
+            ev(40, Action::FreezeConnection(2, true)),
+            ev(50, Action::Resume(1)),
+            ev(60, Action::FreezeConnection(2, false)),
+        ]);
+        // A deaf node alone (10–20 s) and a paused one alone (30–40 s) are standing; two
+        // nodes touched at once (20–30 s, 40–50 s) leave no healthy majority.
+        assert_eq!(
+            c.stretches,
+            vec![(0, 10 * S), (10 * S, 20 * S), (30 * S, 40 * S), (50 * S, 60 * S)]
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //!   connection does;
 //! * [`routing`]: router clients find reachable servers, spread evenly, in distance order.
 
-pub mod conduct;
 pub mod calm;
+pub mod conduct;
 pub mod effects;
 pub mod guards;
 pub mod lease;

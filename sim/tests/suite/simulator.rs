@@ -93,6 +93,7 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-grant-ignoring-promise-scripted",
         "bug-blocking-driver",
         "bug-client-default-ping",
+        "bug-defer-to-unready",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
