@@ -1036,7 +1036,10 @@ impl LeaseElection {
         if !self.settled(now) || self.quorum() > self.t.cluster_size {
             return false;
         }
-        if self.disconnected || now < self.hear_first_until || !self.hears_peers(now) {
+        // (The agent before issue 31 campaigned cut off, hearing no one: the planted bug keeps
+        // that whole.)
+        let deaf = !self.hears_peers(now) && !self.knobs.has(Bug::CampaignWhileDisconnected);
+        if self.disconnected || now < self.hear_first_until || deaf {
             return false;
         }
         let promised_elsewhere = self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until);
