@@ -133,11 +133,26 @@ pub enum Bug {
     /// neither renews nor campaigns again; the others defer to it while it heartbeats (a
     /// liveness bug: the availability oracle catches it).
     DropRenewals,
+    /// Wait a fixed `attempt_timeout` for every campaign, and never say that campaigns cannot
+    /// gather a majority's answers in time: a best-ranked agent whose round trip to the
+    /// others is longer than that timeout keeps failing, and the others keep deferring to its
+    /// rank (the agent before issue 24: no leader for 99 % of a run with the best-ranked agent
+    /// 300 ms away and a 1 s lease).
+    DeferToSlow,
+    /// A holder that steps aside for a better-ranked agent lets its lease run out rather than
+    /// releasing it at its renewal: the better agent cannot campaign until the lease has run
+    /// out and the granters' promises with it (the handover before issue 24).
+    StepAsideSilently,
+    /// A candidate whose campaign failed leaves the promises it was given in place: each
+    /// granter refuses every other candidate for a lease, so two candidates that split the
+    /// granters after a partition heals keep each other from winning until the promises run
+    /// out (the campaign before issue 24).
+    KeepFailedPromises,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 24] = [
+    pub const ALL: [Bug; 27] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -162,6 +177,9 @@ impl Bug {
         Bug::DeferToUnready,
         Bug::DeferForever,
         Bug::DropRenewals,
+        Bug::DeferToSlow,
+        Bug::StepAsideSilently,
+        Bug::KeepFailedPromises,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -191,6 +209,9 @@ impl Bug {
             Bug::DeferToUnready => "defer_to_unready",
             Bug::DeferForever => "defer_forever",
             Bug::DropRenewals => "drop_renewals",
+            Bug::DeferToSlow => "defer_to_slow",
+            Bug::StepAsideSilently => "step_aside_silently",
+            Bug::KeepFailedPromises => "keep_failed_promises",
         }
     }
 

@@ -118,6 +118,19 @@ struct Recovery {
     report_at: Duration,
 }
 
+/// This agent's campaigns could not gather a majority's answers within half a hold: the round
+/// trip to the others is too long for a lease it won to be renewed in time. It says it is
+/// waiting, so the others neither defer to its rank nor step aside for it, and once per
+/// promise period it asks its peers a question (a [`LeaseRecover`]) to measure the round trip
+/// again.
+#[derive(Debug, Clone)]
+struct Slow {
+    nonce: u64,
+    sent: Duration,
+    answers: BTreeSet<String>,
+    probe_at: Duration,
+}
+
 /// How often a start that waits to recover says what it waits for.
 pub(crate) const WAIT_REPORT: Duration = Duration::from_secs(5);
 
@@ -214,6 +227,12 @@ pub struct LeaseElection {
     heard_better: bool,
     /// This agent has held a lease (only the planted `DropRenewals` looks at it).
     has_held: bool,
+    /// How long the next campaign waits for a majority: `attempt_timeout`, doubled after each
+    /// attempt that heard too few answers in time, up to half a hold; after a win, twice the
+    /// round trip it measured (within the same bounds).
+    attempt_wait: Duration,
+    /// Set while this agent's campaigns cannot gather a majority's answers in time.
+    slow: Option<Slow>,
 }
 
 impl LeaseElection {
@@ -302,6 +321,8 @@ impl LeaseElection {
             rejected: 0,
             heard_better: false,
             has_held: false,
+            attempt_wait: t.attempt_timeout,
+            slow: None,
             t,
         };
         // A start that has not recovered marks what it writes, so that the next start does
@@ -369,6 +390,9 @@ impl LeaseElection {
         if let Some(r) = &self.recovery {
             t = t.min(r.resend_at);
         }
+        if let Some(s) = &self.slow {
+            t = t.min(s.probe_at);
+        }
         t
     }
 
@@ -380,6 +404,20 @@ impl LeaseElection {
         }
         if self.held.as_ref().is_some_and(|h| now >= h.until) {
             self.held = None;
+        }
+        // A holder steps aside for a better-ranked agent at a renewal, before this step
+        // publishes anything: a publish may wait for the network, and the claim must have
+        // ended by the time the notice of its end is seen.
+        let renewal_due = self.attempt.is_none() && self.held.as_ref().is_some_and(|h| now >= h.renew_at);
+        if renewal_due && self.better_ready_member(now) {
+            if let Some(h) = &mut self.held {
+                h.renew_at = now + self.t.beat;
+            }
+            if !self.knobs.has(Bug::StepAsideSilently) {
+                // A handover: released here, the lease (and the promises given for it) need
+                // not run out before the better agent can campaign.
+                self.give_up(now, &mut out);
+            }
         }
         let lost: Vec<String> = self
             .members
@@ -416,8 +454,14 @@ impl LeaseElection {
         }
         if let Some(a) = &mut self.attempt {
             if now >= a.deadline {
+                let answered = a.grants.len() + a.refusals.len();
+                let token = a.token;
                 self.attempt = None;
+                self.abandon(token, &mut out);
                 self.next_campaign = now + jitter(&mut self.rng, self.t.beat * 2);
+                if answered < self.quorum() {
+                    self.too_few_answers(now);
+                }
             } else if now >= a.resend_at {
                 a.resend_at = now + self.t.beat;
                 out.push(Output::Publish(Publish::Request(LeaseRequest {
@@ -429,6 +473,18 @@ impl LeaseElection {
                 })));
             }
         }
+        if let Some(s) = &mut self.slow {
+            if now >= s.probe_at {
+                s.probe_at = now + self.t.promise;
+                s.sent = now;
+                s.nonce = self.rng.gen();
+                s.answers.clear();
+                out.push(Output::Publish(Publish::Recover(LeaseRecover {
+                    who: self.me.clone(),
+                    nonce: s.nonce,
+                })));
+            }
+        }
         // The planted `DropRenewals`: timers run on, but once a lease was held nothing is
         // asked for again.
         let dropped = self.knobs.has(Bug::DropRenewals) && self.has_held;
@@ -437,7 +493,7 @@ impl LeaseElection {
                 if now >= h.renew_at {
                     // Due timers that cannot act now are looked at again next beat.
                     h.renew_at = now + self.t.beat;
-                    if !self.better_ready_member(now) && !dropped {
+                    if !dropped {
                         let token = self.held.as_ref().map_or(0, |h| h.token);
                         self.start_attempt(now, token, &mut out);
                     }
@@ -732,8 +788,14 @@ impl LeaseElection {
         if self.stopped || !self.in_range(id_in_range(&ans.peer.id) && ans.max_token <= MAX_COUNTER) {
             return out;
         }
-        let Some(r) = &mut self.recovery else { return out };
-        if ans.nonce != r.nonce || ans.peer.id == self.me.id {
+        if ans.peer.id == self.me.id {
+            return out;
+        }
+        let Some(r) = &mut self.recovery else {
+            self.probe_answered(now, ans);
+            return out;
+        };
+        if ans.nonce != r.nonce {
             return out;
         }
         r.max = r.max.max(ans.max_token);
@@ -826,6 +888,14 @@ impl LeaseElection {
                 })));
             }
         }
+        // Its promise to itself guarded a claim that has ended (or an attempt now abandoned):
+        // kept, it would refuse every other candidate for up to a lease, and in a cluster
+        // with a member down its promise is one a majority needs.
+        // (Its own release, coming back through the server, would clear it too, but only if the
+        // server echoes and the release is not lost.)
+        if self.promise.as_ref().is_some_and(|p| p.to == self.me) {
+            self.promise = None;
+        }
     }
 
     /// Stops for good: ends this agent's claim at `now`, then tells the others (in that order,
@@ -837,8 +907,70 @@ impl LeaseElection {
         }
         self.stopped = true;
         self.give_up(now, &mut out);
+        // A last heartbeat says it no longer campaigns, so no one holds back for its rank
+        // until its silence is noticed.
+        self.passive = true;
+        out.push(Output::Publish(Publish::Heartbeat(self.heartbeat(now))));
         self.report_leader(now, &mut out);
         out
+    }
+
+    /// Frees the promises a campaign that failed was given (a renewal's are what its lease
+    /// stands on, and are kept). Nothing can be claimed from an abandoned attempt (a late
+    /// grant names its attempt, which no longer runs), so granters may forget them at once:
+    /// kept, they would refuse every other candidate for a lease, and two candidates whose
+    /// campaigns split the granters after a partition would keep each other from winning.
+    fn abandon(&mut self, token: u64, out: &mut Vec<Output>) {
+        if self.held.is_some() || self.knobs.has(Bug::KeepFailedPromises) {
+            return;
+        }
+        if self
+            .promise
+            .as_ref()
+            .is_some_and(|p| p.to == self.me && p.token == token)
+        {
+            self.promise = None;
+        }
+        out.push(Output::Publish(Publish::Release(LeaseRelease {
+            holder: self.me.clone(),
+            token,
+        })));
+    }
+
+    /// An attempt ran out of time before a majority had answered at all (granted or refused):
+    /// the next waits twice as long, and once an attempt that waited half a hold still heard
+    /// too few, this agent is slow (see [`Slow`]).
+    fn too_few_answers(&mut self, now: Duration) {
+        // (`CampaignWhileDisconnected` keeps the agent before issue 31 whole: it predates this.)
+        if self.knobs.has(Bug::DeferToSlow) || self.knobs.has(Bug::CampaignWhileDisconnected) {
+            return;
+        }
+        let cap = self.t.hold / 2;
+        if self.attempt_wait < cap {
+            self.attempt_wait = (self.attempt_wait * 2).min(cap);
+        } else if self.slow.is_none() {
+            self.slow = Some(Slow {
+                nonce: 0,
+                sent: now,
+                answers: BTreeSet::new(),
+                probe_at: now + self.t.promise,
+            });
+        }
+    }
+
+    /// An answer to a slow agent's probe: once its own and its peers' answers make a majority
+    /// within half a hold, it is no longer slow.
+    fn probe_answered(&mut self, now: Duration, ans: LeaseRecovered) {
+        let Some(s) = &mut self.slow else { return };
+        if ans.nonce != s.nonce || s.nonce == 0 {
+            return;
+        }
+        s.answers.insert(ans.peer.id);
+        let round_trip = now.saturating_sub(s.sent);
+        if s.answers.len() + 1 >= self.quorum() && round_trip < self.t.hold / 2 {
+            self.slow = None;
+            self.attempt_wait = (round_trip * 2).clamp(self.t.attempt_timeout, self.t.hold / 2);
+        }
     }
 
     fn heartbeat(&self, now: Duration) -> Heartbeat {
@@ -873,6 +1005,7 @@ impl LeaseElection {
             && now >= self.hear_first_until
             && !self.stopped
             && self.hears_peers(now)
+            && self.slow.is_none()
     }
 
     /// Whether a live peer is heard, or there is no one to hear.
@@ -1042,6 +1175,20 @@ impl LeaseElection {
         if self.disconnected || now < self.hear_first_until || deaf {
             return false;
         }
+        // A slow agent leaves the campaign to its peers while those that can campaign make a
+        // majority without it (then one of them is not held back, see `held_back`); if they
+        // do not, trying late is better than not trying.
+        if self.slow.is_some() {
+            let ready = self.members.values().filter(|m| self.is_peer(m, now) && !m.waiting);
+            let (mut count, mut candidate) = (0, false);
+            for m in ready {
+                count += 1;
+                candidate |= !m.passive;
+            }
+            if candidate && count >= self.quorum() {
+                return false;
+            }
+        }
         let promised_elsewhere = self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until);
         !promised_elsewhere && self.known_holder(now).is_none() && !self.held_back(now)
     }
@@ -1063,7 +1210,7 @@ impl LeaseElection {
             t0: now,
             grants: BTreeSet::new(),
             refusals: BTreeSet::new(),
-            deadline: now + self.t.attempt_timeout,
+            deadline: now + self.attempt_wait,
             resend_at: now + self.t.beat,
             granted_msgs: 0,
         };
@@ -1143,7 +1290,12 @@ impl LeaseElection {
             let start = if self.knobs.has(Bug::LeaseFromGrant) { now } else { a.t0 };
             let until = start + self.t.hold;
             let token = a.token;
+            let round_trip = now.saturating_sub(a.t0);
             self.attempt = None;
+            if !self.knobs.has(Bug::DeferToSlow) {
+                self.attempt_wait = (round_trip * 2).clamp(self.t.attempt_timeout, self.t.hold / 2);
+            }
+            self.slow = None;
             if until > now {
                 self.has_held = true;
                 self.newest_lease = self.newest_lease.max(token);
@@ -1161,7 +1313,9 @@ impl LeaseElection {
             }
         } else if a.refusals.len() > self.t.cluster_size.saturating_sub(quorum) {
             // A majority can no longer be reached: give up early and retry later.
+            let token = a.token;
             self.attempt = None;
+            self.abandon(token, out);
             self.next_campaign = now + self.t.beat + jitter(&mut self.rng, self.t.beat * 2);
         }
     }
@@ -1687,5 +1841,221 @@ mod tests {
             !renews_beside(BugKnobs::planted(Bug::DeferToUnready), true),
             "the old behaviour steps aside for a waiting one too"
         );
+    }
+
+    /// A brand-new agent "me" of a cluster of three, ranked `rank`, with `bugs` planted.
+    fn of_three(rank: i64, bugs: BugKnobs) -> LeaseElection {
+        let mut c = cfg(3, Some(0));
+        c.initial_cluster_state = ClusterState::New;
+        c.my_rank = rank;
+        c.bug_knobs = bugs;
+        c.lease_time = Duration::from_secs(2);
+        LeaseElection::new(&c, None, Duration::ZERO, 7).0
+    }
+
+    /// A heartbeat from peer `id` (incarnation 1, run 1) with `sm`'s settings.
+    fn beat_of(sm: &LeaseElection, id: &str, rank: i64, waiting: bool) -> Heartbeat {
+        Heartbeat {
+            loc: AgentLoc::new(id.to_string(), rank),
+            inc: 1,
+            run: 1,
+            cluster_size: 3,
+            lease: None,
+            max_token: 0,
+            config: sm.config,
+            passive: false,
+            waiting,
+        }
+    }
+
+    /// Steps `sm` from `now` until `done` says so (or `until`), hearing `peers` at each step
+    /// and, when `answer` is set, answering each request from each peer at once with it.
+    /// Returns the time reached and every output, in order.
+    fn drive(
+        sm: &mut LeaseElection,
+        mut now: Duration,
+        until: Duration,
+        peers: &[Heartbeat],
+        answer: Option<bool>,
+        done: impl Fn(&LeaseElection, Duration) -> bool,
+    ) -> (Duration, Vec<Output>) {
+        let mut all = Vec::new();
+        while now < until && !done(sm, now) {
+            now = sm.next_wakeup().max(now + Duration::from_millis(1));
+            for p in peers {
+                all.extend(sm.on_heartbeat(now, p));
+            }
+            let out = sm.tick(now);
+            for o in &out {
+                if let (Output::Publish(Publish::Request(r)), Some(granted)) = (o, answer) {
+                    for p in peers {
+                        let reply = LeaseReply {
+                            granter: Incarnation {
+                                id: p.loc.id.clone(),
+                                inc: 1,
+                                run: 1,
+                            },
+                            attempt: r.attempt,
+                            token: r.token,
+                            granted,
+                            max_token: r.token,
+                        };
+                        all.extend(sm.on_reply(now, reply));
+                    }
+                }
+            }
+            all.extend(out);
+        }
+        (now, all)
+    }
+
+    /// A request from peer `id` for `token`.
+    fn request_from(sm: &LeaseElection, id: &str, rank: i64, token: u64) -> LeaseRequest {
+        LeaseRequest {
+            candidate: Incarnation {
+                id: id.to_string(),
+                inc: 1,
+                run: 1,
+            },
+            rank,
+            token,
+            attempt: 99,
+            config: sm.config,
+        }
+    }
+
+    fn granted(out: &[Output]) -> bool {
+        out.iter()
+            .any(|o| matches!(o, Output::Publish(Publish::Reply { reply, .. }) if reply.granted))
+    }
+
+    #[test]
+    fn a_resign_hands_back_the_promise_to_itself_so_another_can_win_at_once() {
+        let ms = Duration::from_millis;
+        let mut sm = of_three(0, BugKnobs::default());
+        // Only "b" is up: any lease needs both its promise and this agent's.
+        let peers = [beat_of(&sm, "b", 1, false)];
+        let (now, _) = drive(&mut sm, ms(0), ms(5000), &peers, Some(true), |sm, now| {
+            sm.held(now).is_some()
+        });
+        let (token, _) = sm.held(now).expect("leads with b's promise");
+        let out = sm.resign(now);
+        assert_eq!(out.first(), Some(&Output::Notice(Notice::ClaimEnded { at: now })));
+        // Without its own release coming back (no echo, or lost), b is promised at once.
+        let out = sm.on_request(now + ms(5), request_from(&sm, "b", 1, token + 1), "inbox".into());
+        assert!(granted(&out), "b is promised at once: {out:?}");
+    }
+
+    #[test]
+    fn a_holder_hands_over_to_a_ready_better_agent_at_a_renewal_by_releasing_its_lease_first() {
+        let ms = Duration::from_millis;
+        for silent in [false, true] {
+            let bugs = if silent {
+                BugKnobs::planted(Bug::StepAsideSilently)
+            } else {
+                BugKnobs::default()
+            };
+            let mut sm = of_three(5, bugs);
+            let b = beat_of(&sm, "b", 6, false);
+            let (now, _) = drive(
+                &mut sm,
+                ms(0),
+                ms(5000),
+                std::slice::from_ref(&b),
+                Some(true),
+                |sm, now| sm.held(now).is_some(),
+            );
+            let (token, until) = sm.held(now).expect("leads with b's promise");
+            // A better-ranked agent, ready: at the next renewal this agent steps aside.
+            let better = [b, beat_of(&sm, "a", 0, false)];
+            let mut at = now;
+            let mut ended = None;
+            while at < until + ms(1) && ended.is_none() {
+                at = sm.next_wakeup().max(at + ms(1));
+                for p in &better {
+                    sm.on_heartbeat(at, p);
+                }
+                let out = sm.tick(at);
+                if out.contains(&Output::Notice(Notice::ClaimEnded { at })) {
+                    ended = Some(out);
+                }
+            }
+            if silent {
+                assert!(ended.is_none(), "the old way lets the lease run out");
+                assert!(sm.held(at).is_none() && at >= until);
+                continue;
+            }
+            let out = ended.expect("the claim ends at a renewal");
+            assert!(at < until, "released before it ran out");
+            // First in its step: a publish may wait for the network, and the claim must have
+            // ended by the time its end is seen.
+            assert_eq!(out.first(), Some(&Output::Notice(Notice::ClaimEnded { at })));
+            assert!(
+                matches!(out.get(1), Some(Output::Publish(Publish::Release(r))) if r.token == token),
+                "the release follows the end of the claim: {out:?}"
+            );
+            let out = sm.on_request(at, request_from(&sm, "a", 0, token + 1), "inbox".into());
+            assert!(granted(&out), "and its own promise is handed back");
+        }
+    }
+
+    #[test]
+    fn campaigns_that_hear_too_few_answers_in_time_wait_longer_then_say_so_until_a_probe_is_answered_in_time() {
+        let ms = Duration::from_millis;
+        for planted in [false, true] {
+            let bugs = if planted {
+                BugKnobs::planted(Bug::DeferToSlow)
+            } else {
+                BugKnobs::default()
+            };
+            let mut sm = of_three(0, bugs);
+            let t = sm.timing().clone();
+            let peers = [beat_of(&sm, "b", 1, false), beat_of(&sm, "c", 2, false)];
+            // No answer ever comes in time (the others are far away).
+            let (now, out) = drive(&mut sm, ms(0), ms(20_000), &peers, None, |sm, now| {
+                now > ms(0) && sm.heartbeat(now).waiting
+            });
+            let attempts = out
+                .iter()
+                .filter(|o| matches!(o, Output::Publish(Publish::Request(_))))
+                .count();
+            if planted {
+                assert!(!sm.heartbeat(now).waiting, "the old agent never says it is slow");
+                assert_eq!(sm.attempt_wait, t.attempt_timeout, "and always waits the same");
+                continue;
+            }
+            assert!(now < ms(5_000), "said within a few attempts ({attempts} requests)");
+            assert_eq!(sm.attempt_wait, t.hold / 2, "the last attempt waited half a hold");
+            // A slow agent leaves the campaign to the others while one of them is ready.
+            assert!(!sm.may_campaign(now));
+            // It probes once a promise period; an answer from a majority in time ends it.
+            let (now, out) = drive(&mut sm, now, now + t.promise * 2, &peers, None, |_, _| false);
+            let nonce = out
+                .iter()
+                .rev()
+                .find_map(|o| match o {
+                    Output::Publish(Publish::Recover(r)) => Some(r.nonce),
+                    _ => None,
+                })
+                .expect("a probe");
+            let answer = |id: &str, nonce: u64| LeaseRecovered {
+                peer: Incarnation {
+                    id: id.into(),
+                    inc: 1,
+                    run: 1,
+                },
+                nonce,
+                max_token: 0,
+                authoritative: true,
+            };
+            sm.on_recovered(now, answer("b", nonce ^ 1));
+            assert!(
+                sm.heartbeat(now).waiting,
+                "an answer to another question does not count"
+            );
+            sm.on_recovered(now + ms(20), answer("b", nonce));
+            assert!(!sm.heartbeat(now + ms(20)).waiting, "measured again: no longer slow");
+            assert_eq!(sm.attempt_wait, t.attempt_timeout, "and it waits as before");
+        }
     }
 }

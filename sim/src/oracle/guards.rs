@@ -24,8 +24,10 @@ use super::{secs, Violation, ViolationKind};
 use std::collections::BTreeMap;
 
 /// How late a guard's end may come after its claim's end in the simulator (ns): a timer's
-/// wake-up latency in the simulated scheduler (tens of µs).
-pub const SIM_SLACK: u128 = 1_000_000;
+/// wake-up latency in the simulated scheduler (tens of µs), after madsim's shortest sleep
+/// (1 ms: a guard that re-arms its timer less than 1 ms before the deadline, because the
+/// lease changed then, wakes up to 1 ms late; seen in `lease-preemptions`, seed 127).
+pub const SIM_SLACK: u128 = 2_000_000;
 
 /// The same for real processes (ns): a woken task's scheduling latency on a loaded machine
 /// (1 ms has been seen on two cores running three agents and three servers).
@@ -261,9 +263,9 @@ mod tests {
             None,
             "within the slack"
         );
-        let v = judge(&mut g, ended(3, 4_000_000)).unwrap();
+        let v = judge(&mut g, ended(3, 5_000_000)).unwrap();
         assert!(
-            v.contains("callbacks' leading future") && v.contains("0.002000000s after"),
+            v.contains("callbacks' leading future") && v.contains("0.003000000s after"),
             "{v}"
         );
         // A pause that ended after the claim did excuses a late end; one that ended before
@@ -277,7 +279,7 @@ mod tests {
         g.claim(0, 1, Some(3), 2_000_000);
         g.stalled(0, true, 500_000);
         g.stalled(0, false, 1_000_000);
-        assert!(judge(&mut g, ended(3, 3_500_000)).is_some());
+        assert!(judge(&mut g, ended(3, 4_500_000)).is_some());
     }
 
     #[test]

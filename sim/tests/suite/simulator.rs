@@ -94,6 +94,9 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-blocking-driver",
         "bug-client-default-ping",
         "bug-defer-to-unready",
+        "bug-defer-to-slow",
+        "bug-step-aside-silently",
+        "bug-keep-failed-promises",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
