@@ -143,10 +143,12 @@ pub enum Bug {
     /// releasing it at its renewal: the better agent cannot campaign until the lease has run
     /// out and the granters' promises with it (the handover before issue 24).
     StepAsideSilently,
-    /// A candidate whose campaign failed leaves the promises it was given in place: each
-    /// granter refuses every other candidate for a lease, so two candidates that split the
-    /// granters after a partition heals keep each other from winning until the promises run
-    /// out (the campaign before issue 24).
+    /// The campaign before issue 24: an agent campaigns without a majority of agents in
+    /// sight that may promise it (each half of a cut campaigns again and again, its agents
+    /// promising it), and a candidate whose campaign failed leaves the promises it was given
+    /// in place (each granter refuses every other candidate for a lease, and every retry
+    /// renews them): two candidates that split the granters after a cut heals keep each other
+    /// from winning until the promises run out.
     KeepFailedPromises,
 }
 
@@ -521,11 +523,23 @@ impl MembershipCfg {
         }
     }
 
-    /// A digest of the settings `lease` safety depends on (cluster size, lease time, drift
-    /// bound), carried in heartbeats and requests: agents whose digests differ refuse to
-    /// promise to each other, since quorums of different cluster sizes need not intersect and
-    /// a holder with a longer lease outlives its granters' promises.
+    /// A digest of the timing `lease` safety depends on (lease time, drift bound), carried
+    /// in heartbeats and requests: agents whose digests differ refuse to promise to each
+    /// other, since a holder with a longer lease would outlive its granters' promises. The
+    /// cluster size is not in it: it travels on its own, so that a cluster can change its
+    /// size one agent at a time (a granter promises only candidates configured for a
+    /// cluster at least as large as its own; see docs/ARCHITECTURE.md, "Changing the size").
     pub fn safety_digest(&self) -> u64 {
+        let mut b = Vec::with_capacity(24);
+        b.extend_from_slice(&self.lease_time.as_nanos().to_le_bytes());
+        b.extend_from_slice(&self.max_drift_ppm.to_le_bytes());
+        crate::hash::fnv1a(&b)
+    }
+
+    /// A digest of every setting `lease` safety depends on, the cluster size included: what
+    /// evidence of a larger cluster is kept under ([`crate::Durable`]'s `larger_cluster`), so
+    /// that a change of this agent's size or timing forgets it.
+    pub fn settings_digest(&self) -> u64 {
         let mut b = Vec::with_capacity(32);
         b.extend_from_slice(&(self.cluster_size as u64).to_le_bytes());
         b.extend_from_slice(&self.lease_time.as_nanos().to_le_bytes());

@@ -222,7 +222,15 @@ impl Shared {
                     peer = %peer,
                     ours = format_args!("{ours:016x}"),
                     theirs = format_args!("{theirs:016x}"),
-                    "config_mismatch: a peer runs with different cluster_size, lease_time or max_drift_ppm; neither will promise to the other"
+                    "config_mismatch: a peer runs with different lease_time or max_drift_ppm; neither will promise to the other"
+                );
+            }
+            Notice::SizeMismatch { peer, ours, theirs } => {
+                warn!(
+                    peer = %peer,
+                    ours,
+                    theirs,
+                    "size_mismatch: a peer runs with another cluster_size; promises go only to candidates configured for a cluster at least as large as the granter's (expected while the size is being changed)"
                 );
             }
             Notice::WaitingForRecovery {
@@ -235,7 +243,7 @@ impl Shared {
                     need,
                     "waiting_for_recovery: neither promising nor campaigning until {need} peers whose state is whole have said the highest token they know{}",
                     if *lost_state {
-                        "; if this is the first start of a brand-new cluster, set initial_cluster_state = new"
+                        "; if this is the first start of a brand-new cluster, set MembershipCfg::initial_cluster_state = ClusterState::New (leasehold-agent: --initial-cluster-state new)"
                     } else {
                         ""
                     }

@@ -334,10 +334,14 @@ pub struct LeaseRequest {
     pub token: u64,
     /// Identifies the attempt, so stale answers are ignored.
     pub attempt: u64,
-    /// Digest of the candidate's safety-relevant settings: a granter whose own differ
-    /// refuses, since quorums computed from different cluster sizes need not intersect.
+    /// Digest of the candidate's lease timing: a granter whose own differs refuses.
     #[serde(default)]
     pub config: u64,
+    /// The candidate's configured `cluster_size` (0: not said): a granter configured for a
+    /// larger cluster refuses, since the candidate's majority could be too small for the
+    /// agents that may grant.
+    #[serde(default)]
+    pub cluster_size: u64,
 }
 
 /// `lease` algorithm: a granter's answer to a [`LeaseRequest`].

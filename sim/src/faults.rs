@@ -6,7 +6,7 @@
 
 use crate::oracle::secs;
 use crate::scenario::{
-    ClockStepAt, CongestAt, DriftAt, Dur, DurRange, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt,
+    ClockStepAt, CongestAt, DriftAt, Dur, DurRange, PreemptAt, ReplayAt, ResizeAt, RollbackAt, Step, SuspendAt,
 };
 use std::time::Duration;
 
@@ -104,6 +104,8 @@ pub enum Action {
     Congest(usize, Option<Duration>),
     /// A node's application resigns the lease.
     Resign(usize),
+    /// A node's configured `cluster_size` becomes this, from its next start.
+    Resize(usize, usize),
     /// A node's application campaigns again.
     Campaign(usize),
     /// A node's NATS server goes down (`true`) while its agent runs, or comes back.
@@ -169,6 +171,7 @@ impl Action {
             Step::ServerUp(id) => Action::ServerDown(index(id), false),
             Step::FreezeConnection(f) => Action::FreezeConnection(index(&f.node), true),
             Step::ThawConnection(id) => Action::FreezeConnection(index(id), false),
+            Step::Resize(r) => Action::Resize(index(&r.node), r.cluster_size),
         }
     }
 
@@ -238,6 +241,10 @@ impl Action {
                 lasts: None,
             }),
             Action::FreezeConnection(i, false) => Step::ThawConnection(id(*i)),
+            Action::Resize(i, size) => Step::Resize(ResizeAt {
+                node: id(*i),
+                cluster_size: *size,
+            }),
             Action::Partition { .. }
             | Action::IsolateLeader { .. }
             | Action::Bridge { .. }
@@ -268,6 +275,7 @@ impl Action {
             | Action::Preempt(i, _)
             | Action::Congest(i, _)
             | Action::Resign(i)
+            | Action::Resize(i, _)
             | Action::Campaign(i)
             | Action::ServerDown(i, _)
             | Action::FreezeConnection(i, _) => Some(*i),
@@ -354,6 +362,7 @@ impl Action {
                 name(i)
             ),
             Action::FreezeConnection(i, false) => format!("fault thaw connection {}", name(i)),
+            Action::Resize(i, size) => format!("resize {} (cluster_size {size} from its next start)", name(i)),
         }
     }
 }

@@ -128,6 +128,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 rank: i64::MIN,
                 token: u64::MAX - r.gen_range(0..3),
                 attempt: u64::MAX,
+                cluster_size: u64::MAX,
                 config: r.gen(),
             }),
             "request with a token near 2^64",

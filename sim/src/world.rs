@@ -44,6 +44,8 @@ struct State {
     guards: Guards,
     /// How the agents behaved under connection trouble.
     conduct: Conduct,
+    /// Per node, the `cluster_size` a `resize` step set for its next starts.
+    sizes: Vec<Option<usize>>,
 }
 
 /// The incarnation numbers under which the oracle records clones of a node (clone `k` is
@@ -140,6 +142,7 @@ impl World {
                 applied_count: 0,
                 rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
                 stops: vec![0; n],
+                sizes: vec![None; n],
                 clones: Vec::new(),
                 guards: Guards::new(n, crate::oracle::guards::SIM_SLACK),
                 conduct: Conduct::default(),
@@ -411,6 +414,9 @@ impl World {
     ) -> Option<Membership<SimClock, crate::fabric::SimNet, crate::disk::SimStorage>> {
         let node = &self.nodes[i];
         let mut cfg = self.scn.node_cfg(i);
+        if let Some(size) = self.lock().sizes[i] {
+            cfg.cluster_size = size;
+        }
         cfg.initial_cluster_state = state;
         cfg.id = node.id.clone();
         cfg.my_rank = node.rank;
@@ -586,6 +592,10 @@ impl World {
                 } else {
                     st.conduct.thawed(*i, &self.nodes[*i].id, now);
                 }
+                a.clone()
+            }
+            Action::Resize(i, size) => {
+                self.lock().sizes[*i] = Some(*size);
                 a.clone()
             }
             Action::Resign(i) => {
@@ -812,6 +822,7 @@ fn notice_line(n: &Notice) -> Option<String> {
         Notice::MemberAdded(l) => format!("member added {}", l.id),
         Notice::MemberLost(l) => format!("member lost {}", l.id),
         Notice::ConfigMismatch { peer, .. } => format!("config mismatch with {peer}"),
+        Notice::SizeMismatch { peer, theirs, .. } => format!("{peer} says cluster_size {theirs}"),
         Notice::Connection(c) => format!("connection {c:?}"),
         Notice::WaitingForRecovery { answered, need, .. } => {
             format!("waiting for recovery: {} of {need} answers", answered.len())

@@ -207,6 +207,10 @@ pub struct LeaseElection {
     /// Resigned: follows, grants and beats, but does not campaign.
     passive: bool,
     config: u64,
+    /// [`MembershipCfg::settings_digest`]: what evidence of a larger cluster is kept under.
+    settings: u64,
+    /// Peers reported as configured for another cluster size, with that size.
+    size_mismatches: BTreeSet<(String, u64)>,
     recovery: Option<Recovery>,
     /// How many distinct peers must report a token far above anything known before it is
     /// believed (`cluster_size - quorum + 1`, see `learn`).
@@ -311,6 +315,8 @@ impl LeaseElection {
             stopped: false,
             passive: false,
             config: cfg.safety_digest(),
+            settings: cfg.settings_digest(),
+            size_mismatches: BTreeSet::new(),
             recovery,
             recovery_need: t.cluster_size - t.quorum + 1,
             whole: !missing || fresh,
@@ -329,7 +335,7 @@ impl LeaseElection {
         // not take it as whole (the wait would end at the first restart).
         let mut e = e;
         e.durable.recovering = !e.whole && !knobs.has(Bug::WholeWhileWaiting);
-        if e.durable.larger_cluster.is_some_and(|l| l.digest != e.config) {
+        if e.durable.larger_cluster.is_some_and(|l| l.digest != e.settings) {
             e.durable.larger_cluster = None; // the settings changed: the evidence was about the old
         }
         let out = vec![Output::Persist(e.durable.clone())];
@@ -470,6 +476,7 @@ impl LeaseElection {
                     token: a.token,
                     attempt: a.id,
                     config: self.config,
+                    cluster_size: self.t.cluster_size as u64,
                 })));
             }
         }
@@ -595,9 +602,20 @@ impl LeaseElection {
         if peer && agent_loc_cmp(&hb.loc, &self.loc) == Ordering::Less {
             self.heard_better = true;
         }
-        if hb.config != self.config && hb.cluster_size > self.t.cluster_size as u64 {
+        if hb.cluster_size != 0 && hb.cluster_size != self.t.cluster_size as u64 {
+            let size = hb.cluster_size;
+            if self.size_mismatches.len() < 256 && self.size_mismatches.insert((hb.loc.id.clone(), size)) {
+                out.push(Output::Notice(Notice::SizeMismatch {
+                    peer: hb.loc.id.clone(),
+                    ours: self.t.cluster_size,
+                    theirs: size,
+                }));
+            }
+        }
+        if hb.cluster_size > self.t.cluster_size as u64 {
             self.check_size_evidence(now, hb.config, hb.cluster_size, &mut out);
         }
+        self.check_evidence_outlived(now, &mut out);
         self.report_leader(now, &mut out);
         out
     }
@@ -639,7 +657,7 @@ impl LeaseElection {
         let majority = usize::try_from(size / 2 + 1).unwrap_or(usize::MAX);
         if seen >= majority.max(2) {
             self.durable.larger_cluster = Some(SizeEvidence {
-                digest: self.config,
+                digest: self.settings,
                 cluster_size: size,
             });
             out.push(Output::Persist(self.durable.clone()));
@@ -653,11 +671,35 @@ impl LeaseElection {
         }
     }
 
+    /// Forgets the evidence of a larger cluster once the whole cluster this agent is
+    /// configured for is live with its settings, and no live agent says a larger size: the
+    /// cluster was made smaller (one agent at a time, so each saw the larger one for a while).
+    /// Never for a cluster of one or two: a deployment mistake of that size would then lead
+    /// beside the real cluster once cut off from it. (Agents that are three or more and
+    /// misconfigured alike can promise each other a majority whatever the evidence says.)
+    fn check_evidence_outlived(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let planted = self.knobs.has(Bug::ForgetSizeEvidence) || self.knobs.has(Bug::SkipConfigCheck);
+        if planted || self.evidenced_size() == 0 || self.t.cluster_size < 3 {
+            return;
+        }
+        let mine = self.t.cluster_size as u64;
+        let live = self.members.values().filter(|m| self.is_live(m, now));
+        let (mut same, mut larger) = (1, false);
+        for m in live {
+            same += usize::from(m.config == self.config && m.cluster_size == mine);
+            larger |= m.cluster_size > mine;
+        }
+        if same >= self.t.cluster_size && !larger {
+            self.durable.larger_cluster = None;
+            out.push(Output::Persist(self.durable.clone()));
+        }
+    }
+
     /// The largest cluster size this agent has evidence of (0: none).
     fn evidenced_size(&self) -> u64 {
         self.durable
             .larger_cluster
-            .filter(|l| l.digest == self.config)
+            .filter(|l| l.digest == self.settings)
             .map_or(0, |l| l.cluster_size)
     }
 
@@ -675,7 +717,8 @@ impl LeaseElection {
             return out;
         }
         let c = &req.candidate;
-        if !self.in_range(id_in_range(&c.id) && c.inc <= MAX_COUNTER && req.token <= MAX_COUNTER) {
+        let size_ok = req.cluster_size <= crate::wire::MAX_CLUSTER_SIZE as u64;
+        if !self.in_range(id_in_range(&c.id) && c.inc <= MAX_COUNTER && req.token <= MAX_COUNTER && size_ok) {
             return out;
         }
         if c.id == self.me.id {
@@ -1006,6 +1049,21 @@ impl LeaseElection {
             && !self.stopped
             && self.hears_peers(now)
             && self.slow.is_none()
+            && self.viable(now)
+    }
+
+    /// Whether enough live agents may promise this one for it to win: its majority, among
+    /// those configured for a cluster no larger than its own (the others refuse it). Not so
+    /// for an old agent once its peers were reconfigured for a larger cluster: it says it is
+    /// waiting, so no one defers to its rank.
+    fn viable(&self, now: Duration) -> bool {
+        let mine = self.t.cluster_size as u64;
+        let may_promise = self
+            .members
+            .values()
+            .filter(|m| self.is_peer(m, now) && m.cluster_size <= mine)
+            .count();
+        self.t.cluster_size <= 1 || 1 + may_promise >= self.quorum() || self.knobs.has(Bug::SkipConfigCheck)
     }
 
     /// Whether a live peer is heard, or there is no one to hear.
@@ -1021,7 +1079,12 @@ impl LeaseElection {
         let mut better = self
             .members
             .values()
-            .filter(|m| self.is_peer(m, now) && !m.passive && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less)
+            .filter(|m| {
+                self.is_peer(m, now)
+                    && !m.passive
+                    && self.may_promise(m)
+                    && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less
+            })
             .peekable();
         if self.heard_better && self.knobs.has(Bug::DeferForever) {
             return true;
@@ -1086,12 +1149,31 @@ impl LeaseElection {
         }
     }
 
-    /// Whether more agents are live than this agent's cluster size allows: then its quorum
-    /// is too small to be sure to intersect the others', and it must not act. (A peer merely
-    /// configured for a larger cluster does not stop anyone: its own quorum is the larger.)
+    /// Whether this agent's majority is too small for the agents live: then it may not
+    /// intersect another holder's, and the agent must not act. For each cluster size `b` at
+    /// least its own among the live agents, a holder configured for `b` gathers promises from
+    /// the agents configured for at most `b` (the others refuse it); this agent's majority
+    /// and that holder's must together exceed those agents. With one size: fewer agents live than
+    /// twice its majority (an odd size: no more than the size). While the size changes one
+    /// agent at a time in the documented order it never holds (see docs/ARCHITECTURE.md,
+    /// "Changing the size").
     fn undersized(&self, now: Duration) -> bool {
-        let live = 1 + self.members.values().filter(|m| self.is_live(m, now)).count();
-        !self.knobs.has(Bug::SkipConfigCheck) && live > self.t.cluster_size
+        if self.knobs.has(Bug::SkipConfigCheck) {
+            return false;
+        }
+        let mine = self.t.cluster_size as u64;
+        let sizes: Vec<u64> = self
+            .members
+            .values()
+            .filter(|m| self.is_live(m, now))
+            .map(|m| if m.cluster_size == 0 { mine } else { m.cluster_size })
+            .chain([mine])
+            .collect();
+        sizes.iter().filter(|b| **b >= mine).any(|&b| {
+            let granters = sizes.iter().filter(|s| **s <= b).count();
+            let theirs = usize::try_from(b / 2 + 1).unwrap_or(usize::MAX);
+            self.quorum().saturating_add(theirs) <= granters
+        })
     }
 
     /// Counts an out-of-range message (unless the range checks are planted away); returns
@@ -1132,9 +1214,16 @@ impl LeaseElection {
         self.members.values().any(|m| {
             self.is_peer(m, now)
                 && !m.passive
+                && self.may_promise(m)
                 && (!m.waiting || self.knobs.has(Bug::DeferToUnready))
                 && agent_loc_cmp(&m.loc, &self.loc) == Ordering::Less
         })
+    }
+
+    /// Whether this agent may promise member `m` (configured for a cluster at least as large
+    /// as its own), so its rank counts here: one it would refuse is not deferred to.
+    fn may_promise(&self, m: &Member) -> bool {
+        m.cluster_size >= self.t.cluster_size as u64 || self.knobs.has(Bug::SkipConfigCheck)
     }
 
     /// A live member with our safety-relevant settings.
@@ -1172,7 +1261,11 @@ impl LeaseElection {
         // (The agent before issue 31 campaigned cut off, hearing no one: the planted bug keeps
         // that whole.)
         let deaf = !self.hears_peers(now) && !self.knobs.has(Bug::CampaignWhileDisconnected);
-        if self.disconnected || now < self.hear_first_until || deaf {
+        // (`KeepFailedPromises` and `CampaignWhileDisconnected` keep the agents before issues
+        // 24 and 31 whole: they campaigned without a majority that may promise them in sight.)
+        let old = self.knobs.has(Bug::KeepFailedPromises) || self.knobs.has(Bug::CampaignWhileDisconnected);
+        let unviable = !self.viable(now) && !old;
+        if self.disconnected || now < self.hear_first_until || deaf || unviable {
             return false;
         }
         // A slow agent leaves the campaign to its peers while those that can campaign make a
@@ -1203,6 +1296,7 @@ impl LeaseElection {
             token,
             attempt: id,
             config: self.config,
+            cluster_size: self.t.cluster_size as u64,
         };
         let mut a = Attempt {
             id,
@@ -1233,6 +1327,12 @@ impl LeaseElection {
             self.check_config(&peer, req.config, out);
             return false;
         }
+        // A candidate configured for a smaller cluster counts a smaller majority: among the
+        // agents that may promise it, it could win beside another holder. Those configured for
+        // a cluster at least as large are safe to promise (see `defers_to`).
+        if req.cluster_size < self.t.cluster_size as u64 && !self.knobs.has(Bug::SkipConfigCheck) {
+            return false;
+        }
         if !self.knobs.has(Bug::GrantIgnoringPromise) {
             if self
                 .promise
@@ -1251,7 +1351,9 @@ impl LeaseElection {
                 .chain(
                     self.members
                         .values()
-                        .filter(|m| self.is_peer(m, now) && !m.passive && (!m.waiting || unready_too))
+                        .filter(|m| {
+                            self.is_peer(m, now) && !m.passive && self.may_promise(m) && (!m.waiting || unready_too)
+                        })
                         .map(|m| &m.loc),
                 )
                 .any(|l| l.id != cand.id && agent_loc_cmp(l, &cand) == Ordering::Less);
@@ -1921,6 +2023,7 @@ mod tests {
             token,
             attempt: 99,
             config: sm.config,
+            cluster_size: 3,
         }
     }
 
@@ -2057,5 +2160,140 @@ mod tests {
             assert!(!sm.heartbeat(now + ms(20)).waiting, "measured again: no longer slow");
             assert_eq!(sm.attempt_wait, t.attempt_timeout, "and it waits as before");
         }
+    }
+
+    #[test]
+    fn a_granter_promises_only_candidates_configured_for_a_cluster_at_least_as_large_as_its_own() {
+        let ms = Duration::from_millis;
+        // Ranked below both its peers, so rank refuses no one here.
+        let mut sm = of_three(5, BugKnobs::default());
+        let peers = [beat_of(&sm, "b", 1, false), beat_of(&sm, "c", 2, false)];
+        // Settled and hearing its peers, promised to no one (it waits before campaigning).
+        drive(&mut sm, ms(0), ms(100), &peers, None, |_, _| false);
+        let ask = |sm: &mut LeaseElection, size: u64, token: u64| {
+            let mut req = request_from(sm, "b", 1, token);
+            req.cluster_size = size;
+            let out = sm.on_request(ms(100), req, "inbox".into());
+            granted(&out)
+        };
+        assert!(
+            !ask(&mut sm, 2, 1),
+            "configured for two: its majority could be too small"
+        );
+        assert!(ask(&mut sm, 5, 1), "configured for five: promised");
+        assert!(ask(&mut sm, 3, 1), "the same size: promised (a renewal of the same)");
+        let mut req = request_from(&sm, "b", 1, 2);
+        req.cluster_size = 2048;
+        let before = sm.rejected();
+        assert!(!granted(&sm.on_request(ms(100), req, "inbox".into())));
+        assert_eq!(sm.rejected(), before + 1, "a size out of range is counted and dropped");
+    }
+
+    #[test]
+    fn an_agent_whose_peers_were_set_for_a_larger_cluster_waits_and_is_not_deferred_to() {
+        let ms = Duration::from_millis;
+        // The best-ranked agent, still configured for three, among two set for five (and one
+        // more member): it cannot win (they refuse it), so it says it waits, and campaigns not.
+        let mut sm = of_three(0, BugKnobs::default());
+        let five = |id: &str, rank: i64| {
+            let mut b = beat_of(&sm, id, rank, false);
+            b.cluster_size = 5;
+            b
+        };
+        let peers = [five("b", 1), five("c", 2), five("d", 3)];
+        let (now, out) = drive(&mut sm, ms(0), ms(3000), &peers, None, |_, _| false);
+        assert!(sm.heartbeat(now).waiting, "cannot win: says it is waiting");
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Publish(Publish::Request(_)))),
+            "and burns no token"
+        );
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Notice(Notice::SizeMismatch { theirs: 5, .. }))));
+        // It still promises them, and a ready one ranked below it is not refused for its rank.
+        let mut req = request_from(&sm, "b", 1, 1);
+        req.cluster_size = 5;
+        assert!(granted(&sm.on_request(now, req, "inbox".into())));
+    }
+
+    #[test]
+    fn evidence_of_a_larger_cluster_is_forgotten_once_the_whole_smaller_cluster_is_live_and_no_one_says_more() {
+        let ms = Duration::from_millis;
+        for size in [3usize, 2] {
+            let mut c = cfg(size, Some(0));
+            c.initial_cluster_state = ClusterState::New;
+            let (mut sm, _) = LeaseElection::new(&c, None, Duration::ZERO, 7);
+            let beat = |sm: &LeaseElection, id: &str, n: u64| {
+                let mut b = beat_of(sm, id, 9, false);
+                b.cluster_size = n;
+                b
+            };
+            // Three of five say five: evidence.
+            let larger = [beat(&sm, "x", 5), beat(&sm, "y", 5), beat(&sm, "z", 5)];
+            drive(&mut sm, ms(0), ms(100), &larger, None, |_, _| false);
+            assert_eq!(sm.evidenced_size(), 5);
+            // Those go quiet (made smaller, or cut off); the whole smaller cluster is heard.
+            let later = ms(100) + c.member_timeout * 2;
+            let own: Vec<Heartbeat> = (1..size).map(|k| beat(&sm, &format!("p{k}"), size as u64)).collect();
+            sm.tick(later);
+            let mut out = Vec::new();
+            for b in &own {
+                out.extend(sm.on_heartbeat(later, b));
+            }
+            if size == 2 {
+                assert_eq!(sm.evidenced_size(), 5, "a cluster of two never forgets on its own");
+                continue;
+            }
+            assert_eq!(sm.evidenced_size(), 0, "forgotten");
+            assert!(out
+                .iter()
+                .any(|o| matches!(o, Output::Persist(d) if d.larger_cluster.is_none())));
+            assert_eq!(sm.quorum(), 2);
+            // One who still says five keeps it.
+            let (mut again, _) = LeaseElection::new(&c, None, Duration::ZERO, 7);
+            drive(&mut again, ms(0), ms(100), &larger, None, |_, _| false);
+            let mut with_one = own.clone();
+            with_one.push(beat(&again, "x", 5));
+            for b in &with_one {
+                again.on_heartbeat(ms(101), b);
+            }
+            assert_eq!(again.evidenced_size(), 5, "someone still says five");
+        }
+    }
+
+    #[test]
+    fn a_failed_campaign_releases_its_promises_but_a_failed_renewal_keeps_them() {
+        let ms = Duration::from_millis;
+        let mut sm = of_three(0, BugKnobs::default());
+        let peers = [beat_of(&sm, "b", 1, false), beat_of(&sm, "c", 2, false)];
+        // Refused by both peers: a majority can no longer be reached.
+        let (now, out) = drive(&mut sm, ms(0), ms(3000), &peers, Some(false), |sm, _| {
+            sm.attempt.is_none() && sm.promise.is_none() && sm.known_max() > 0
+        });
+        let token = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Publish(Publish::Request(r)) => Some(r.token),
+                _ => None,
+            })
+            .expect("it campaigned");
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Publish(Publish::Release(r)) if r.token == token)),
+            "the promises of a failed campaign are released"
+        );
+        assert!(sm.held(now).is_none());
+        assert!(sm.promise.is_none(), "its promise to itself too");
+        // A holder whose renewal is refused keeps them: its lease stands on them.
+        let mut holder = of_three(0, BugKnobs::default());
+        let (now, _) = drive(&mut holder, ms(0), ms(3000), &peers, Some(true), |sm, now| {
+            sm.held(now).is_some()
+        });
+        let (_, until) = holder.held(now).expect("leads");
+        let (_, out) = drive(&mut holder, now, until - ms(1), &peers, Some(false), |_, _| false);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Publish(Publish::Release(_)))),
+            "a refused renewal releases nothing"
+        );
     }
 }

@@ -57,13 +57,25 @@ pub enum Notice {
     MemberLost(AgentLoc),
     /// The connection to the NATS server changed (from the driver, not the election).
     Connection(crate::network::Connection),
-    /// A peer runs with different safety-relevant settings (`cluster_size`, `lease_time`,
-    /// `max_drift_ppm`): neither promises to the other. Reported once per peer and digest.
+    /// A peer runs with a different lease timing (`lease_time`, `max_drift_ppm`): neither
+    /// promises to the other. Reported once per peer and digest.
     ConfigMismatch {
         /// The peer's ID.
         peer: String,
         /// Our settings' digest.
         ours: u64,
+        /// The peer's.
+        theirs: u64,
+    },
+    /// A peer is configured for another cluster size: this agent promises only candidates
+    /// configured for a cluster at least as large as its own, and does not defer to the rank
+    /// of one configured for a smaller one. Expected while the size is being changed, one
+    /// agent at a time; otherwise a deployment mistake. Reported once per peer and size.
+    SizeMismatch {
+        /// The peer's ID.
+        peer: String,
+        /// Our `cluster_size`.
+        ours: usize,
         /// The peer's.
         theirs: u64,
     },

@@ -101,6 +101,7 @@ impl CalmTracker {
             | Action::Forge(_)
             | Action::Preempt(..)
             | Action::Resign(_)
+            | Action::Resize(..)
             | Action::Campaign(_) => {}
         }
     }

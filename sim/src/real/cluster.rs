@@ -213,6 +213,11 @@ impl Cluster {
         node.server = None;
     }
 
+    /// Sets node `i`'s `--cluster-size` for its next starts (its configuration edited).
+    pub fn resize(&mut self, i: usize, size: usize) {
+        self.nodes[i].cfg.cluster_size = size;
+    }
+
     /// Starts a down node again: its server, then a new incarnation of its agent.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
         self.start_server(i)?;

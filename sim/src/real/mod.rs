@@ -340,6 +340,10 @@ impl Player {
                 c.wipe(*i);
                 a.clone()
             }
+            Action::Resize(i, size) => {
+                c.resize(*i, *size);
+                a.clone()
+            }
             Action::RollbackState(i, to) => {
                 let saves = c.saves(*i).max(1) as u64;
                 let to = to.unwrap_or_else(|| (self.rng.gen::<u64>() % saves.saturating_sub(1).max(1)) as usize);

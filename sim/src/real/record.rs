@@ -225,6 +225,7 @@ fn describe(kind: &str, v: &Value) -> Option<String> {
         "member_added" => format!("member added {}", s("member")),
         "member_lost" => format!("member lost {}", s("member")),
         "config_mismatch" => format!("config mismatch with {}", s("peer")),
+        "size_mismatch" => format!("{} says cluster_size {}", s("peer"), v["theirs"]),
         "clock" => format!(
             "clock {}ppm wall offset {}ns",
             v.get("ppm").and_then(Value::as_i64).unwrap_or(0),

@@ -19,7 +19,7 @@ pub use spec::{
     PartitionFault, PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault,
     StateLossFault, WorkloadSpec,
 };
-pub use step::{At, ClockStepAt, CongestAt, DriftAt, PreemptAt, ReplayAt, RollbackAt, Step, SuspendAt};
+pub use step::{At, ClockStepAt, CongestAt, DriftAt, PreemptAt, ReplayAt, ResizeAt, RollbackAt, Step, SuspendAt};
 
 use error::{key_at, key_of};
 use leasehold::{Algorithm, BugKnobs};

@@ -78,6 +78,10 @@ pub enum Step {
     FreezeConnection(SuspendAt),
     /// A node's frozen connection thaws.
     ThawConnection(String),
+    /// A node's configured `cluster_size` changes (its configuration file is edited): its
+    /// next start uses it, the running process does not notice. With `stop` and `restart`
+    /// around it, one step of a rolling change of the cluster's size.
+    Resize(ResizeAt),
 }
 
 impl Step {
@@ -117,6 +121,7 @@ impl Step {
             Step::ServerUp(_) => "server_up",
             Step::FreezeConnection(_) => "freeze_connection",
             Step::ThawConnection(_) => "thaw_connection",
+            Step::Resize(_) => "resize",
         }
     }
 
@@ -147,6 +152,7 @@ impl Step {
             Step::Congest(c) => vec![&c.node],
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
+            Step::Resize(r) => vec![&r.node],
             Step::Suspend(s) => vec![&s.node],
             Step::Freeze(f) => vec![&f.node],
             Step::RollbackState(r) => vec![&r.node],
@@ -188,6 +194,16 @@ pub struct DriftAt {
     pub node: String,
     /// New rate error in ppm (negative: slow).
     pub ppm: i64,
+}
+
+/// A scripted change of a node's size setting: `resize = { node = "n0", cluster_size = 5 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeAt {
+    /// Which node.
+    pub node: String,
+    /// Its `cluster_size` from its next start.
+    pub cluster_size: usize,
 }
 
 /// A scripted rollback: `rollback_state = "n0"` (to an earlier save drawn from the seed) or
@@ -385,6 +401,8 @@ pub struct RawAt {
     freeze_connection: Option<SuspendAt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thaw_connection: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resize: Option<ResizeAt>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -425,6 +443,7 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.server_up.map(Step::ServerUp));
         steps.extend(r.freeze_connection.map(Step::FreezeConnection));
         steps.extend(r.thaw_connection.map(Step::ThawConnection));
+        steps.extend(r.resize.map(Step::Resize));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -475,6 +494,7 @@ impl From<At> for RawAt {
             Step::ServerUp(n) => r.server_up = Some(n),
             Step::FreezeConnection(f) => r.freeze_connection = Some(f),
             Step::ThawConnection(n) => r.thaw_connection = Some(n),
+            Step::Resize(x) => r.resize = Some(x),
         }
         r
     }

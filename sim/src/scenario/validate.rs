@@ -263,6 +263,12 @@ impl Scenario {
                 Step::Loss(l) if !(0.0..=1.0).contains(l) => {
                     return Err(e.at("loss", format!("{l} is not a probability")));
                 }
+                Step::Resize(r) if !(1..=1024).contains(&r.cluster_size) => {
+                    return Err(e.at("cluster_size", "a cluster size must be within 1..=1024".into()));
+                }
+                Step::Resize(_) if self.algorithm != Algorithm::Lease => {
+                    return Err(e.at("resize", "resize applies to the lease algorithm".into()));
+                }
                 Step::Drift(d) if d.ppm.unsigned_abs() >= 100_000 => {
                     return Err(e.at("ppm", "drift must be within ±100000 ppm".into()));
                 }

@@ -108,14 +108,15 @@ fn bad() -> impl Strategy<Value = Bad> {
                     waiting,
                 })
             ),
-        (any_inc(), any::<i64>(), any_u64(), any_u64(), any_u64()).prop_map(
-            |(candidate, rank, token, attempt, config)| {
+        (any_inc(), any::<i64>(), any_u64(), any_u64(), any_u64(), any_u64()).prop_map(
+            |(candidate, rank, token, attempt, config, cluster_size)| {
                 Bad::Req(LeaseRequest {
                     candidate,
                     rank,
                     token,
                     attempt,
                     config,
+                    cluster_size,
                 })
             }
         ),
@@ -390,6 +391,7 @@ fn forged_requests_under_any_name_with_other_settings_never_poison_the_token() {
             token,
             attempt: 1,
             config,
+            cluster_size: 3,
         })
     };
     let jump = 1u64 << 53;

@@ -8,8 +8,9 @@
 //! `at_unix_us`. The last line, `stopped`, carries the counts of messages dropped
 //! (`malformed`, `out_of_range`, `unauthenticated`), of failed publishes and saves, and of
 //! publishes dropped because the connection did not take them within a beat (`publishes_dropped`).
-//! `config_mismatch` lines name a `peer` whose cluster size, lease time or drift
-//! bound differ (digests `ours` and `theirs`). `waiting_for_recovery` lines (every 5 s while
+//! `config_mismatch` lines name a `peer` whose lease time or drift bound differ (digests
+//! `ours` and `theirs`); `size_mismatch` lines a `peer` configured for another cluster size
+//! (`ours`, `theirs`; expected while the size is being changed). `waiting_for_recovery` lines (every 5 s while
 //! a start waits to learn the highest token) carry `need`, `answered` (the peers counted so
 //! far) and `lost_state`, with a `hint` naming `--initial-cluster-state new` when the agent
 //! had no usable state; `recovered` ends the wait (`max_token`). `duplicate_id` says another
@@ -370,6 +371,9 @@ fn notice_line(node: &str, nats: &str, clock: &dyn Clock, n: Notice) -> Option<V
             Connection::Disconnected => "disconnected",
             Connection::Reconnected => "reconnected",
         }, "node": node, "nats": nats}),
+        Notice::SizeMismatch { peer, ours, theirs } => json!({
+            "event": "size_mismatch", "node": node, "peer": peer, "ours": ours, "theirs": theirs
+        }),
         Notice::ConfigMismatch { peer, ours, theirs } => json!({
             "event": "config_mismatch", "node": node, "peer": peer,
             "ours": format!("{ours:016x}"), "theirs": format!("{theirs:016x}")
