@@ -1162,6 +1162,15 @@ impl LeaseElection {
             return false;
         }
         let mine = self.t.cluster_size as u64;
+        // Called every beat: one size (the common case) needs no list.
+        let (mut live, mut one_size) = (1usize, true);
+        for m in self.members.values().filter(|m| self.is_live(m, now)) {
+            live += 1;
+            one_size &= m.cluster_size == 0 || m.cluster_size == mine;
+        }
+        if one_size {
+            return self.quorum().saturating_add(self.t.quorum) <= live;
+        }
         let sizes: Vec<u64> = self
             .members
             .values()
