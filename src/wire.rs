@@ -320,6 +320,11 @@ pub struct Heartbeat {
     /// Left out of the message when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub waiting: bool,
+    /// The sender promises nothing yet (a start in quarantine or still recovering the highest
+    /// token, or one whose majority is too small for the agents it sees): a candidate does not
+    /// count on its promise. Left out of the message when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 /// `lease` algorithm: a candidate asks for a promise (`<prefix>lease.request`); the reply
@@ -469,6 +474,7 @@ mod tests {
             config: 7,
             passive: false,
             waiting: false,
+            quarantined: false,
         };
         let (a, b) = (encode(&hb("a", 1)), encode(&hb("b", u64::MAX)));
         let hits = || SHARED.with(|s| s.borrow().hits);

@@ -61,6 +61,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
             config: 0,
             passive: false,
             waiting: false,
+            quarantined: false,
         })
     };
     match pick % KINDS {
@@ -199,6 +200,7 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
                 config: 0,
                 passive: false,
                 waiting: false,
+                quarantined: false,
             }),
             "heartbeat from a member with an incarnation near 2^64",
         ),

@@ -148,6 +148,8 @@ struct Member {
     passive: bool,
     /// It cannot campaign yet: a holder does not step aside for it.
     waiting: bool,
+    /// It promises nothing yet: a candidate does not count on its promise.
+    quarantined: bool,
 }
 
 /// Whether two locations are equal but for `lease_expires` (every field is named, so a new
@@ -577,6 +579,7 @@ impl LeaseElection {
                 m.cluster_size = hb.cluster_size;
                 m.passive = hb.passive;
                 m.waiting = hb.waiting;
+                m.quarantined = hb.quarantined;
             }
             Some(m) if m.inc > hb.inc => {} // a late heartbeat from an older run
             _ => {
@@ -595,6 +598,7 @@ impl LeaseElection {
                         config: hb.config,
                         passive: hb.passive,
                         waiting: hb.waiting,
+                        quarantined: hb.quarantined,
                     },
                 );
             }
@@ -770,11 +774,18 @@ impl LeaseElection {
         // Only an answer to our own attempt tells what its granter knows.
         let granter = g.id.clone();
         self.learn(now, &granter, reply.max_token);
+        // A refusal from an agent configured for a larger cluster says nothing about this
+        // campaign's chances: it refuses every candidate configured for a smaller one.
+        let mine = self.t.cluster_size as u64;
+        let larger = self
+            .members
+            .get(&reply.granter.id)
+            .is_some_and(|m| m.cluster_size > mine);
         let Some(a) = &mut self.attempt else { return out };
         if reply.granted {
             a.granted_msgs += 1;
             a.grants.insert(reply.granter.id);
-        } else {
+        } else if !larger {
             a.refusals.insert(reply.granter.id);
         }
         self.check_attempt(now, &mut out);
@@ -1036,6 +1047,7 @@ impl LeaseElection {
             // for it rather than campaign: their attempts could not win without its promise
             // in a small cluster, and would only burn tokens.)
             waiting: !self.ready(now),
+            quarantined: !self.settled(now),
         }
     }
 
@@ -1053,15 +1065,17 @@ impl LeaseElection {
     }
 
     /// Whether enough live agents may promise this one for it to win: its majority, among
-    /// those configured for a cluster no larger than its own (the others refuse it). Not so
-    /// for an old agent once its peers were reconfigured for a larger cluster: it says it is
-    /// waiting, so no one defers to its rank.
+    /// those configured for a cluster no larger than its own (the others refuse it) and not
+    /// in quarantine. Not so for an old agent once its peers were reconfigured for a larger
+    /// cluster, nor for one whose majority needs an agent that has just restarted: it says it
+    /// is waiting, so no one defers to its rank (a holder stepping aside for it would leave a
+    /// gap until that restart settles).
     fn viable(&self, now: Duration) -> bool {
         let mine = self.t.cluster_size as u64;
         let may_promise = self
             .members
             .values()
-            .filter(|m| self.is_peer(m, now) && m.cluster_size <= mine)
+            .filter(|m| self.is_peer(m, now) && m.cluster_size <= mine && !m.quarantined)
             .count();
         self.t.cluster_size <= 1 || 1 + may_promise >= self.quorum() || self.knobs.has(Bug::SkipConfigCheck)
     }
@@ -1178,11 +1192,7 @@ impl LeaseElection {
             .map(|m| if m.cluster_size == 0 { mine } else { m.cluster_size })
             .chain([mine])
             .collect();
-        sizes.iter().filter(|b| **b >= mine).any(|&b| {
-            let granters = sizes.iter().filter(|s| **s <= b).count();
-            let theirs = usize::try_from(b / 2 + 1).unwrap_or(usize::MAX);
-            self.quorum().saturating_add(theirs) <= granters
-        })
+        too_small(self.quorum(), mine, &sizes)
     }
 
     /// Counts an out-of-range message (unless the range checks are planted away); returns
@@ -1496,6 +1506,19 @@ fn recovery_need(t: &LeaseTiming, lost: bool) -> usize {
     }
 }
 
+/// Whether the majority `quorum` of an agent configured for a cluster of `mine` could miss
+/// another holder's among agents configured for `sizes` (every agent, this one included): for
+/// some size `b ≥ mine` among them, a holder configured for `b` gathers `b / 2 + 1` promises
+/// from the agents configured for at most `b` (the others refuse it), and the two majorities
+/// need not share one of those agents.
+fn too_small(quorum: usize, mine: u64, sizes: &[u64]) -> bool {
+    sizes.iter().filter(|b| **b >= mine).any(|&b| {
+        let granters = sizes.iter().filter(|s| **s <= b).count();
+        let theirs = usize::try_from(b / 2 + 1).unwrap_or(usize::MAX);
+        quorum.saturating_add(theirs) <= granters
+    })
+}
+
 fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
     let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
     Duration::from_nanos(if max == 0 { 0 } else { rng.gen_range(0..=max) })
@@ -1695,6 +1718,7 @@ mod tests {
             config: 42,
             passive: false,
             waiting: false,
+            quarantined: false,
         };
         let out = sm.on_heartbeat(now, &peer("a"));
         assert!(
@@ -1753,6 +1777,7 @@ mod tests {
             config: sm.config,
             passive: false,
             waiting: false,
+            quarantined: false,
         };
         hb.loc.nats_host = "10.0.0.1".into();
         sm.on_heartbeat(now, &hb);
@@ -1799,6 +1824,7 @@ mod tests {
                 config,
                 passive: false,
                 waiting: false,
+                quarantined: false,
             };
             let mut tokens = Vec::new();
             let mut seen = |out: Vec<Output>| {
@@ -1842,6 +1868,7 @@ mod tests {
                 config: sm.config,
                 passive: false,
                 waiting: false,
+                quarantined: false,
             };
             let start = sm.known_max();
             sm.connection(t(0), Connection::Disconnected);
@@ -1927,6 +1954,7 @@ mod tests {
                 config: sm.config,
                 passive: false,
                 waiting,
+                quarantined: false,
             };
             let mut renewed = false;
             let end = now + c1.lease_time;
@@ -1976,6 +2004,7 @@ mod tests {
             config: sm.config,
             passive: false,
             waiting,
+            quarantined: false,
         }
     }
 
@@ -2304,5 +2333,101 @@ mod tests {
             !out.iter().any(|o| matches!(o, Output::Publish(Publish::Release(_)))),
             "a refused renewal releases nothing"
         );
+    }
+
+    /// Agents numbered `0..sizes.len()`, configured for `sizes`, those in `acting` taking part:
+    /// whether two distinct candidates could each gather their majority (themselves included,
+    /// from acting agents configured for a cluster no larger than theirs) with no agent in both.
+    fn two_holders_possible(sizes: &[u64], acting: u32) -> bool {
+        let n = sizes.len();
+        let q = |s: u64| (s / 2 + 1) as u32;
+        let may_grant = |x: usize| {
+            (0..n)
+                .filter(|&g| acting & (1 << g) != 0 && sizes[g] <= sizes[x])
+                .fold(0u32, |m, g| m | 1 << g)
+        };
+        let holds =
+            |x: usize, set: u32| set & (1 << x) != 0 && set & !may_grant(x) == 0 && set.count_ones() >= q(sizes[x]);
+        (0..n).filter(|&x| acting & (1 << x) != 0).any(|x| {
+            (0..n)
+                .filter(|&y| y != x && acting & (1 << y) != 0)
+                .any(|y| (0..1u32 << n).any(|gx| holds(x, gx) && (0..1u32 << n).any(|gy| gx & gy == 0 && holds(y, gy))))
+        })
+    }
+
+    /// The size rule, exhaustively for up to five agents configured for 1 to 6: where every
+    /// agent sees every other, those that `too_small` lets act can never hold two leases at once
+    /// (a failed check only ever stops agents). And the documented procedures: at every step,
+    /// whatever each agent sees (a cut hides the check), two holders are impossible, and with
+    /// any one agent down a holder is still possible; adding both new members first is not.
+    #[test]
+    fn the_size_rule_is_safe_for_every_small_mix_of_sizes_and_the_procedures_hold_at_every_step() {
+        for n in 1..=5usize {
+            let mut sizes = vec![1u64; n];
+            loop {
+                let acting = (0..n)
+                    .filter(|&i| !too_small((sizes[i] / 2 + 1) as usize, sizes[i], &sizes))
+                    .fold(0u32, |m, i| m | 1 << i);
+                assert!(
+                    !two_holders_possible(&sizes, acting),
+                    "sizes {sizes:?}, acting {acting:b}"
+                );
+                // Next mix (an odometer over 1..=6).
+                let Some(k) = (0..n).find(|&k| sizes[k] < 6) else { break };
+                sizes[k] += 1;
+                for s in &mut sizes[..k] {
+                    *s = 1;
+                }
+            }
+        }
+        // The procedures of the README, as the sizes of the agents deployed after each step.
+        let grow: [&[u64]; 6] = [
+            &[3, 3, 3],
+            &[3, 3, 3, 5],
+            &[5, 3, 3, 5],
+            &[5, 5, 3, 5],
+            &[5, 5, 5, 5],
+            &[5, 5, 5, 5, 5],
+        ];
+        let shrink: [&[u64]; 6] = [
+            &[5, 5, 5, 5, 5],
+            &[5, 5, 5, 5],
+            &[3, 5, 5, 5],
+            &[3, 3, 5, 5],
+            &[3, 3, 3, 5],
+            &[3, 3, 3],
+        ];
+        for step in grow.iter().chain(shrink.iter()) {
+            let all = (1u32 << step.len()) - 1;
+            assert!(
+                !two_holders_possible(step, all),
+                "a cut could give two holders at {step:?}"
+            );
+            for down in 0..step.len() {
+                let up = all & !(1 << down);
+                let someone = (0..step.len()).filter(|&x| up & (1 << x) != 0).any(|x| {
+                    let may = (0..step.len())
+                        .filter(|&g| up & (1 << g) != 0 && step[g] <= step[x])
+                        .count();
+                    may as u64 > step[x] / 2
+                });
+                assert!(someone, "no holder possible at {step:?} with agent {down} down");
+            }
+        }
+        assert!(
+            two_holders_possible(&[3, 3, 3, 5, 5], 0b11111),
+            "both new members first"
+        );
+        // Shrinking with the second member removed before the last agent is reconfigured is
+        // safe, but one more agent down then leaves no holder possible.
+        assert!(!two_holders_possible(&[3, 3, 5], 0b111));
+        assert!((0..3).all(|x| {
+            let may = [3u64, 3, 5]
+                .iter()
+                .enumerate()
+                .filter(|(g, s)| *g != 0 && **s <= [3u64, 3, 5][x])
+                .count();
+            x == 0 || may as u64 <= [3u64, 3, 5][x] / 2
+        }));
     }
 }

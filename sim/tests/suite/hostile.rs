@@ -106,6 +106,7 @@ fn bad() -> impl Strategy<Value = Bad> {
                     config,
                     passive,
                     waiting,
+                    quarantined: waiting && passive,
                 })
             ),
         (any_inc(), any::<i64>(), any_u64(), any_u64(), any_u64(), any_u64()).prop_map(
@@ -348,6 +349,7 @@ fn with_unchecked_ranges_one_forged_heartbeat_stops_elections_for_good() {
         config: 0,
         passive: false,
         waiting: false,
+        quarantined: false,
     });
     let run = |bug: bool| {
         let mut c = LeaseCluster::new(3);
