@@ -4,7 +4,6 @@
 use crate::clock::Clock;
 use crate::config::{Bug, BugKnobs};
 use crate::election::Notice;
-use crate::membership::Command;
 use crate::wire::AgentLoc;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
@@ -14,6 +13,15 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tracing::{info, warn};
+
+/// What a handle asks of the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Give up the lease and stop campaigning.
+    Resign,
+    /// Campaign again.
+    Campaign,
+}
 
 /// The leader as one agent sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

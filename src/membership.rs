@@ -7,7 +7,7 @@ use crate::auth::ClusterKeys;
 use crate::clock::{BoxFuture, Clock};
 use crate::config::{Algorithm, Bug, ClusterState, ConfigError, MembershipCfg};
 use crate::election::{AllcallElection, LeaseElection, Notice, Output, Publish};
-use crate::handle::{MembershipHandle, Shared};
+use crate::handle::{Command, MembershipHandle, Shared};
 use crate::inbox::Inbox;
 use crate::network::{Connection, Message, NetError, Network};
 use crate::storage::{Durable, Storage, StorageError};
@@ -471,15 +471,6 @@ enum Event {
     Message(Message),
     Command(Command),
     Connection(Connection),
-}
-
-/// What a handle asks of the driver.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Give up the lease and stop campaigning.
-    Resign,
-    /// Campaign again.
-    Campaign,
 }
 
 /// What the driver needs of an election state machine.

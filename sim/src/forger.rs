@@ -304,8 +304,8 @@ pub const SIM_KEY_ID: &str = "sim";
 /// The cluster key file of a run with `authenticate = true` (one `key-id:hex-secret` line),
 /// drawn from the run's seed.
 pub fn sim_key_file(seed: u64) -> String {
-    let a = crate::world::mix(seed, 0xa7, 1);
-    let b = crate::world::mix(seed, 0xa7, 2);
+    let a = crate::seeds::mix(seed, 0xa7, 1);
+    let b = crate::seeds::mix(seed, 0xa7, 2);
     format!("{SIM_KEY_ID}:{a:016x}{b:016x}\n")
 }
 

@@ -27,6 +27,7 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod seeds;
 pub mod shrink;
 pub mod swarm;
 pub mod sweep;

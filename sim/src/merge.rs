@@ -5,7 +5,7 @@
 //! so the merged percentiles are exact to the millisecond (each gap rounded down to it). A sharded scenario must have every
 //! shard exactly once: a missing or repeated shard is an error, not a smaller sweep.
 
-use crate::sweep::{JsonSummary, FAILING_SEEDS_CAP};
+use crate::sweep::{histogram_percentile, JsonSummary, FAILING_SEEDS_CAP};
 use std::collections::BTreeMap;
 
 /// Reads `run --json` lines from `text` (the contents of `file`): one summary per line,
@@ -147,23 +147,6 @@ fn merge_one(g: Vec<JsonSummary>) -> Result<JsonSummary, String> {
         m.violations == 0
     };
     Ok(m)
-}
-
-/// Nearest-rank percentile of `[ms, count]` buckets.
-pub fn histogram_percentile(hist: &[(u64, u64)], p: f64) -> Option<f64> {
-    let total: u64 = hist.iter().map(|(_, n)| n).sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (ms, n) in hist {
-        seen += n;
-        if seen >= rank {
-            return Some(*ms as f64);
-        }
-    }
-    hist.last().map(|(ms, _)| *ms as f64)
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub struct RunReport {
     /// Router figures, for scenarios with `[router]`.
     pub router: Option<RouterReport>,
     /// What `--swarm` drew for this seed (`None`: the scenario's faults as written).
-    pub swarm: Option<crate::swarm::Swarm>,
+    pub swarm: Option<Swarm>,
 }
 
 /// The figures of one run.
@@ -320,6 +320,30 @@ impl RunReport {
         }
         s.push_str(&format!("  replay: {}\n", self.replay));
         s
+    }
+}
+
+/// What a seed's swarm draw turned on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Swarm {
+    /// The fault classes on, in the file's order.
+    pub on: Vec<String>,
+    /// The classes of the file left off.
+    pub off: Vec<String>,
+    /// The body of the `[faults]` table that ran, as TOML.
+    pub faults: String,
+}
+
+impl std::fmt::Display for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.on.is_empty() {
+            return write!(f, "swarm: the scenario has no random faults");
+        }
+        write!(f, "swarm: {} on", self.on.join(", "))?;
+        if !self.off.is_empty() {
+            write!(f, "; {} off", self.off.join(", "))?;
+        }
+        Ok(())
     }
 }
 

@@ -9,9 +9,10 @@ use crate::oracle::{secs, verdict, Violation, ViolationKind};
 use crate::record::Keep;
 use crate::report::{Figures, RunReport};
 use crate::scenario::Scenario;
+use crate::seeds::mix;
 use crate::trace::Trace;
 use crate::workload::router::{client_datacenter, home_of, Servers, PREFIX};
-use crate::world::{mix, World};
+use crate::world::World;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -124,8 +125,8 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
         }
     };
     let live = match keep {
-        Keep::Everything => scn.live(&p.events),
-        Keep::Verdict => scn.live(lazy_plan(&scn, seed).1),
+        Keep::Everything => crate::oracle::calm::live(&scn, &p.events),
+        Keep::Verdict => crate::oracle::calm::live(&scn, lazy_plan(&scn, seed).1),
     };
     let w = Arc::new(build_world(&scn, seed, &p, start, keep, live));
     let (ids, others) = create_nodes(&w);
@@ -354,7 +355,7 @@ fn create_nodes(w: &Arc<World>) -> (Vec<madsim::task::NodeId>, Vec<madsim::task:
 fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let scn = &w.scn;
     let claims = w.claims();
-    let live = scn.live(&p.events);
+    let live = crate::oracle::calm::live(&scn, &p.events);
     let mut violations = verdict(&claims, &live);
     let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
     violations.extend(effects.first.clone());

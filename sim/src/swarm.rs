@@ -18,6 +18,7 @@
 
 use crate::record::Keep;
 use crate::report::RunReport;
+pub use crate::report::Swarm;
 use crate::run::{run_seed, run_seed_lean};
 use crate::scenario::duration::text;
 use crate::scenario::{FaultSpec, Scenario};
@@ -28,30 +29,6 @@ use toml::Value;
 
 /// Keeps the swarm's draw apart from the nemesis's stream of the same seed.
 const STREAM: u64 = 0x5357_4152_4d00_0001;
-
-/// What a seed's swarm draw turned on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Swarm {
-    /// The fault classes on, in the file's order.
-    pub on: Vec<String>,
-    /// The classes of the file left off.
-    pub off: Vec<String>,
-    /// The body of the `[faults]` table that ran, as TOML.
-    pub faults: String,
-}
-
-impl std::fmt::Display for Swarm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.on.is_empty() {
-            return write!(f, "swarm: the scenario has no random faults");
-        }
-        write!(f, "swarm: {} on", self.on.join(", "))?;
-        if !self.off.is_empty() {
-            write!(f, "; {} off", self.off.join(", "))?;
-        }
-        Ok(())
-    }
-}
 
 /// The scenario as seed `seed` runs it under `--swarm`, and what was drawn.
 pub fn draw(scn: &Scenario, seed: u64) -> (Scenario, Swarm) {

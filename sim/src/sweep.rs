@@ -1,6 +1,5 @@
 //! Sweeping a scenario over seeds and judging it against its `[expect]`.
 
-use crate::merge::histogram_percentile;
 use crate::record::Keep;
 use crate::report::RunReport;
 use crate::run::{run_seed, run_seed_lean};
@@ -442,4 +441,21 @@ pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Nearest-rank percentile of `[ms, count]` buckets.
+pub fn histogram_percentile(hist: &[(u64, u64)], p: f64) -> Option<f64> {
+    let total: u64 = hist.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (ms, n) in hist {
+        seen += n;
+        if seen >= rank {
+            return Some(*ms as f64);
+        }
+    }
+    hist.last().map(|(ms, _)| *ms as f64)
 }

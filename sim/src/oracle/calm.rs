@@ -14,7 +14,7 @@
 //! a node left down at the end is the commonest one).
 
 use crate::faults::{Action, FaultEvent};
-use crate::scenario::DurRange;
+use crate::scenario::{DurRange, Scenario};
 use std::borrow::Borrow;
 
 /// What is in force at one moment of a run, as the events so far left it.
@@ -144,6 +144,30 @@ impl Calm {
             last_fault: instant.unwrap_or(0),
             stretches,
         }
+    }
+}
+
+/// How a run of `scn` whose fault events (in time order) are `events` is judged for
+/// liveness: its calm stretches and its last fault.
+pub fn live<E: Borrow<FaultEvent>>(scn: &Scenario, events: impl IntoIterator<Item = E>) -> super::Live {
+    let nodes = scn.sim_nodes().len();
+    let tracker = CalmTracker::new(
+        nodes,
+        scn.membership_cfg().quorum(),
+        scn.network.loss,
+        scn.network.latency,
+    );
+    let calm = Calm::of(tracker, events);
+    let bound = scn.leader_within().as_nanos();
+    super::Live {
+        last_fault: calm.last_fault,
+        bound,
+        max_gap: scn.max_gap().as_nanos(),
+        // Only the stretches liveness judges are kept (a long run has many short ones).
+        calm: calm.stretches.into_iter().filter(|(a, b)| b - a > bound).collect(),
+        end: scn.duration.0.as_nanos(),
+        wait_from: scn.expect.no_leader_after.map(|d| d.0.as_nanos()),
+        beliefs_may_overlap: scn.expect.beliefs_may_overlap,
     }
 }
 

@@ -121,7 +121,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut player = Player {
         faults: FaultState::new(n),
         topo: Topology::new(n, scn.network.latency, scn.network.loss),
-        rng: ChaCha8Rng::seed_from_u64(crate::world::mix(seed, 0xd15c, 0)),
+        rng: ChaCha8Rng::seed_from_u64(crate::seeds::mix(seed, 0xd15c, 0)),
         applied: Vec::new(),
         trace: Vec::new(),
         ids: ids.clone(),
@@ -153,7 +153,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
-    let live = scn.live(&p.events);
+    let live = crate::oracle::calm::live(&scn, &p.events);
     let mut violations = verdict(&rec.claims, &live);
     violations.extend(effects.first.clone());
     violations.extend(rec.guards.first.clone());

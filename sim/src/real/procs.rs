@@ -125,10 +125,25 @@ pub fn agent_bin(given: Option<&Path>) -> Result<PathBuf, String> {
             Err(format!("no agent binary at {}", p.display()))
         };
     }
-    let beside = std::env::current_exe()
-        .ok()
+    let exe = std::env::current_exe().ok();
+    let beside = exe
+        .as_ref()
         .and_then(|e| e.parent().map(|d| d.join("leasehold-agent")))
         .filter(|p| p.is_file());
+    // Both are built from one workspace, but only this one by `cargo run -p leasehold-sim`: an
+    // agent older than it most likely runs older library code than the simulator compares with.
+    let built = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(e), Some(a)) = (&exe, &beside) {
+        if let (Some(te), Some(ta)) = (built(e), built(a)) {
+            if ta < te {
+                eprintln!(
+                    "warning: {} is older than this leasehold-sim; if the library changed since, \
+                     the real run tests old code: `cargo build --release --features agent --bin leasehold-agent`",
+                    a.display()
+                );
+            }
+        }
+    }
     beside.ok_or_else(|| {
         "no leasehold-agent beside leasehold-sim: build it with \
          `cargo build --release --features agent --bin leasehold-agent` or pass --agent PATH"

@@ -210,33 +210,6 @@ impl Scenario {
         c
     }
 
-    /// How a run whose fault events (in time order) are `events` is judged for liveness:
-    /// its calm stretches ([`crate::oracle::calm`]) and its last fault.
-    pub fn live<E: std::borrow::Borrow<crate::faults::FaultEvent>>(
-        &self,
-        events: impl IntoIterator<Item = E>,
-    ) -> crate::oracle::Live {
-        let nodes = self.sim_nodes().len();
-        let tracker = crate::oracle::calm::CalmTracker::new(
-            nodes,
-            self.membership_cfg().quorum(),
-            self.network.loss,
-            self.network.latency,
-        );
-        let calm = crate::oracle::calm::Calm::of(tracker, events);
-        let bound = self.leader_within().as_nanos();
-        crate::oracle::Live {
-            last_fault: calm.last_fault,
-            bound,
-            max_gap: self.max_gap().as_nanos(),
-            // Only the stretches liveness judges are kept (a long run has many short ones).
-            calm: calm.stretches.into_iter().filter(|(a, b)| b - a > bound).collect(),
-            end: self.duration.0.as_nanos(),
-            wait_from: self.expect.no_leader_after.map(|d| d.0.as_nanos()),
-            beliefs_may_overlap: self.expect.beliefs_may_overlap,
-        }
-    }
-
     /// How soon after the last fault a lease must be held.
     pub fn leader_within(&self) -> Duration {
         let c = self.membership_cfg();
