@@ -355,7 +355,7 @@ fn create_nodes(w: &Arc<World>) -> (Vec<madsim::task::NodeId>, Vec<madsim::task:
 fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     let scn = &w.scn;
     let claims = w.claims();
-    let live = crate::oracle::calm::live(&scn, &p.events);
+    let live = crate::oracle::calm::live(scn, &p.events);
     let mut violations = verdict(&claims, &live);
     let effects = w.effects.lock().unwrap_or_else(|e| e.into_inner()).clone();
     violations.extend(effects.first.clone());

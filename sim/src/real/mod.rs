@@ -153,7 +153,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
-    let live = crate::oracle::calm::live(&scn, &p.events);
+    let live = crate::oracle::calm::live(scn, &p.events);
     let mut violations = verdict(&rec.claims, &live);
     violations.extend(effects.first.clone());
     violations.extend(rec.guards.first.clone());
