@@ -2,14 +2,23 @@
 
 use clap::{Parser, Subcommand};
 use leasehold::Algorithm;
-use leasehold_sim::merge;
+
 use leasehold_sim::sweep::{scenario_files, sweep_opts, JsonSummary, Summary, SweepOptions};
 use leasehold_sim::{run_seed, Scenario, ScenarioError};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-mod real_cmd;
+mod merge;
+mod real;
+mod replay;
+mod run;
+mod shrink;
+
+use merge::cmd_merge;
+use replay::cmd_replay;
+use run::{cmd_run, Outputs};
+use shrink::cmd_shrink;
 
 /// Deterministic simulation of leasehold clusters under a seeded nemesis.
 #[derive(Parser)]
@@ -285,7 +294,7 @@ fn main() -> ExitCode {
                 first_seed: None,
                 shard: None,
             };
-            real_cmd::cmd_real(&paths, &seeds, json, out.as_deref(), agent)
+            real::cmd_real(&paths, &seeds, json, out.as_deref(), agent)
         }
     }
 }
@@ -311,13 +320,6 @@ fn shard_choice(shard: Option<&str>, shards: Option<u64>, index: Option<String>)
         }
         (None, None) => Ok(None),
     }
-}
-
-/// Where `run` writes pictures, and for which seeds.
-struct Outputs {
-    dir: PathBuf,
-    /// Passing seeds too.
-    all: bool,
 }
 
 /// Which seeds `run` runs of each scenario.
@@ -356,7 +358,10 @@ pub(crate) fn load_some(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Resu
 }
 
 /// Every scenario under `paths`, parsed before anything runs: bad input simulates nothing.
-fn load_all(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Result<Vec<(String, Scenario)>, ScenarioError> {
+pub(crate) fn load_all(
+    paths: &[PathBuf],
+    algorithm: Option<Algorithm>,
+) -> Result<Vec<(String, Scenario)>, ScenarioError> {
     let mut scns = Vec::new();
     for p in paths {
         for f in scenario_files(p)? {
@@ -364,333 +369,4 @@ fn load_all(paths: &[PathBuf], algorithm: Option<Algorithm>) -> Result<Vec<(Stri
         }
     }
     Ok(scns)
-}
-
-fn cmd_run(
-    paths: &[PathBuf],
-    (algorithm, duration): (Option<Algorithm>, Option<std::time::Duration>),
-    seeds: &SeedChoice,
-    options: SweepOptions,
-    json: bool,
-    out: Option<&Outputs>,
-) -> ExitCode {
-    let mut scns = match load_some(paths, algorithm) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if let Some(d) = duration {
-        for (src, scn) in scns.iter_mut() {
-            if let Err(e) = scn.with_duration(d) {
-                eprintln!("error: {src}: --duration: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let tty = std::io::stderr().is_terminal() && !json;
-    let mut summaries: Vec<Summary> = Vec::new();
-    let flags = RanAs {
-        swarm: options.swarm,
-        algorithm,
-        duration,
-    }
-    .flags();
-    for (src, scn) in &scns {
-        let mut sum = run_one(src, scn, &seeds.list(scn), options, tty, out);
-        if let Some(r) = sum.first_failing.as_mut() {
-            r.replay.push_str(&flags);
-        }
-        if json {
-            println!("{}", serde_json::to_string(&sum.json()).unwrap_or_default());
-        }
-        summaries.push(sum);
-    }
-    if !json {
-        print_table(&summaries.iter().map(Summary::json).collect::<Vec<_>>());
-    }
-    let failed: Vec<&Summary> = summaries.iter().filter(|s| !s.met).collect();
-    for s in &failed {
-        match (&s.first_failing, s.expected_violation) {
-            (Some(r), false) => eprintln!("\n{}", r.describe()),
-            (_, true) => eprintln!(
-                "\n{} ({}): expected a violation, none found in {} seeds",
-                s.name, s.source, s.seeds
-            ),
-            _ => {}
-        }
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-/// The file name's stem, for output names.
-fn stem_of(src: &str) -> String {
-    Path::new(src)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "scenario".into())
-}
-
-/// Sweeps one scenario, with a progress bar on a terminal, writing pictures to `out`.
-fn run_one(
-    src: &str,
-    scn: &Scenario,
-    list: &[u64],
-    options: SweepOptions,
-    tty: bool,
-    out: Option<&Outputs>,
-) -> Summary {
-    let bar = tty.then(|| {
-        let b = indicatif::ProgressBar::new(list.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len} seeds {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b.set_message(scn.name.clone());
-        b
-    });
-    let stem = stem_of(src);
-    let sum = sweep_opts(scn, src, list, options, |r| {
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-        if let Some(o) = out.filter(|o| o.all || !r.violations.is_empty()) {
-            if let Err(e) = leasehold_sim::render::write_outputs(r, &stem, &o.dir) {
-                eprintln!("error: writing to {}: {e}", o.dir.display());
-            }
-        }
-    });
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    sum
-}
-
-fn cmd_merge(files: &[PathBuf], json: bool) -> ExitCode {
-    let mut lines = Vec::new();
-    for f in files {
-        let name = f.display().to_string();
-        let text = if name == "-" {
-            let mut t = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map(|_| t)
-        } else {
-            std::fs::read_to_string(f)
-        };
-        match text
-            .map_err(|e| format!("{name}: {e}"))
-            .and_then(|t| merge::parse_lines(&name, &t))
-        {
-            Ok(l) => lines.extend(l),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let merged = match merge::merge(lines) {
-        Ok(m) if m.is_empty() => {
-            eprintln!("error: no summaries in {} file(s)", files.len());
-            return ExitCode::from(2);
-        }
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if json {
-        for m in &merged {
-            println!("{}", serde_json::to_string(m).unwrap_or_default());
-        }
-    } else {
-        print_table(&merged);
-    }
-    for m in merged.iter().filter(|m| !m.ok) {
-        match (&m.replay, m.expected_violation) {
-            (_, true) => eprintln!(
-                "\n{} ({}): expected a violation, none found in {} seeds",
-                m.name, m.file, m.seeds
-            ),
-            (Some(r), false) => eprintln!(
-                "\n{} ({}): {} of {} seeds failed (first: {:?}); replay: {r}",
-                m.name, m.file, m.violations, m.seeds, m.failing_seeds
-            ),
-            _ => {}
-        }
-    }
-    if merged.iter().all(|m| m.ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-/// Where `shrink` writes by default: the `scenarios/regressions/` folder of the repository
-/// that holds `file` (the nearest enclosing `scenarios` folder, else `scenarios/` beside the
-/// nearest `.git`), never relative to the working directory.
-fn regressions_dir(file: &Path) -> Result<PathBuf, String> {
-    let abs = std::fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut dirs = abs.ancestors().skip(1);
-    if let Some(d) = dirs.clone().find(|d| d.file_name().is_some_and(|n| n == "scenarios")) {
-        return Ok(d.join("regressions"));
-    }
-    if let Some(d) = dirs.find(|d| d.join(".git").exists()) {
-        return Ok(d.join("scenarios").join("regressions"));
-    }
-    Err(format!(
-        "{} is in no `scenarios` folder and no git repository: give --out-file",
-        file.display()
-    ))
-}
-
-fn cmd_shrink(file: &Path, seed: u64, ran: RanAs, out_file: Option<&Path>, max_trials: usize) -> ExitCode {
-    let scn = match ran.load(file) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let dest = match out_file {
-        Some(f) => f.to_path_buf(),
-        None => match regressions_dir(file) {
-            Ok(d) => d.join(format!(
-                "{}-seed{seed}{}.toml",
-                stem_of(&file.display().to_string()),
-                if ran.swarm { "-swarm" } else { "" }
-            )),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-    };
-    let shrunk = match leasehold_sim::shrink::shrink(&scn, &file.display().to_string(), seed, ran.swarm, max_trials) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Err(e) = std::fs::write(&dest, &shrunk.toml) {
-        eprintln!("error: {}: {e}", dest.display());
-        return ExitCode::from(2);
-    }
-    println!("{}", shrunk.summary_line());
-    println!(
-        "{}",
-        shrunk
-            .report
-            .describe()
-            .replace("shrink.toml", &dest.display().to_string())
-    );
-    println!("wrote {}", dest.display());
-    ExitCode::SUCCESS
-}
-
-fn cmd_replay(
-    file: &Path,
-    seed: u64,
-    ran: RanAs,
-    trace_out: Option<&Path>,
-    json: bool,
-    out: Option<&Path>,
-) -> ExitCode {
-    let scn = match ran.load(file) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let src = file.display().to_string();
-    let mut r = if ran.swarm {
-        leasehold_sim::swarm::run_swarm_seed(&scn, seed, &src, leasehold_sim::record::Keep::Everything)
-    } else {
-        run_seed(&scn, seed, &src)
-    };
-    r.replay.push_str(&ran.flags());
-    if let Some(p) = trace_out {
-        if let Err(e) = std::fs::write(p, r.trace.render()) {
-            eprintln!("error: {}: {e}", p.display());
-            return ExitCode::from(2);
-        }
-    }
-    if let Some(dir) = out {
-        match leasehold_sim::render::write_outputs(&r, &stem_of(&src), dir) {
-            Ok(files) => {
-                for f in files {
-                    eprintln!("wrote {}", f.display());
-                }
-            }
-            Err(e) => {
-                eprintln!("error: writing to {}: {e}", dir.display());
-                return ExitCode::from(2);
-            }
-        }
-    }
-    if json {
-        println!("{}", r.json(&src));
-    } else {
-        if trace_out.is_none() {
-            print!("{}", r.trace.render());
-        }
-        if let Some(w) = &r.swarm {
-            println!("{w}\n[faults]\n{}", w.faults);
-        }
-        println!("{}", r.describe());
-        if r.router.is_some() {
-            println!("{}", r.router_summary());
-        }
-        println!("trace digest {:016x}", r.trace.digest);
-    }
-    if r.shows(scn.expect.violation) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn print_table(rows: &[JsonSummary]) {
-    println!(
-        "{:<52} {:<8} {:>6} {:>5} {:>10} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}  result",
-        "scenario",
-        "algo",
-        "seeds",
-        "viol",
-        "first-fail",
-        "sim",
-        "wall",
-        "speed-up",
-        "changes",
-        "fo-p50",
-        "fo-p99",
-        "avail",
-        "gap-max"
-    );
-    for s in rows {
-        let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
-        let name = if s.swarm {
-            format!("{} [swarm]", s.name)
-        } else {
-            s.name.clone()
-        };
-        println!(
-            "{:<52} {:<8} {:>6} {:>5} {:>10} {:>8.0}s {:>7.2}s {:>8.0}x {:>8} {:>9} {:>9} {:>7} {:>8}  {}",
-            name.chars().take(52).collect::<String>(),
-            s.algorithm,
-            s.seeds,
-            s.violations,
-            s.first_failing_seed.map_or("-".to_string(), |x| x.to_string()),
-            s.sim_seconds,
-            s.wall_seconds,
-            s.sim_seconds / s.wall_seconds.max(1e-9),
-            s.leader_changes,
-            ms(s.failover_p50_ms),
-            ms(s.failover_p99_ms),
-            s.availability_min
-                .map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0)),
-            s.longest_gap_max_s.map_or("-".to_string(), |g| format!("{g:.2}s")),
-            s.verdict()
-        );
-    }
 }
