@@ -315,9 +315,11 @@ pub struct Heartbeat {
     /// of the message when false, so heartbeats of agents that never resign are unchanged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passive: bool,
-    /// The sender cannot campaign yet (a restart in quarantine or recovering, disconnected, or
-    /// listening after a reconnect): a holder does not step aside for its rank until it can.
-    /// Left out of the message when false.
+    /// The sender cannot campaign yet (a restart in quarantine or recovering, disconnected,
+    /// listening after a reconnect, hearing no one, too slow to gather a majority in time, or
+    /// without a majority in sight that may promise it): a holder does not step aside for its
+    /// rank, and granters do not refuse others for it, until it can. Left out of the message
+    /// when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub waiting: bool,
     /// The sender promises nothing yet (a start in quarantine or still recovering the highest
