@@ -169,7 +169,21 @@ async fn callbacks_follow_leadership_as_kubernetes_leaderelection_does() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     hs[0].resign();
     next_leader(&hs, 0).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // n0 hears of the new leader from its next heartbeat: within a beat (100 ms), so wait up to
+    // three, looking every 10 ms (a fixed sleep of one beat raced that heartbeat).
+    let heard = |r: &Recorder| {
+        r.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with("leader Some(\"n1\")"))
+    };
+    for _ in 0..30 {
+        if heard(&rec) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let events = rec.events.lock().unwrap().clone();
     let want_start = format!("started {:?}", lease.token());
     let pos = |e: &str| events.iter().position(|x| x == e);
