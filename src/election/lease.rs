@@ -1982,6 +1982,15 @@ mod tests {
         );
     }
 
+    /// `bug` planted if `on`, else none.
+    fn planted_if(on: bool, bug: Bug) -> BugKnobs {
+        if on {
+            BugKnobs::planted(bug)
+        } else {
+            BugKnobs::default()
+        }
+    }
+
     /// A brand-new agent "me" of a cluster of three, ranked `rank`, with `bugs` planted.
     fn of_three(rank: i64, bugs: BugKnobs) -> LeaseElection {
         let mut c = cfg(3, Some(0));
@@ -2091,11 +2100,7 @@ mod tests {
     fn a_holder_hands_over_to_a_ready_better_agent_at_a_renewal_by_releasing_its_lease_first() {
         let ms = Duration::from_millis;
         for silent in [false, true] {
-            let bugs = if silent {
-                BugKnobs::planted(Bug::StepAsideSilently)
-            } else {
-                BugKnobs::default()
-            };
+            let bugs = planted_if(silent, Bug::StepAsideSilently);
             let mut sm = of_three(5, bugs);
             let b = beat_of(&sm, "b", 6, false);
             let (now, _) = drive(
@@ -2144,11 +2149,7 @@ mod tests {
     fn campaigns_that_hear_too_few_answers_in_time_wait_longer_then_say_so_until_a_probe_is_answered_in_time() {
         let ms = Duration::from_millis;
         for planted in [false, true] {
-            let bugs = if planted {
-                BugKnobs::planted(Bug::DeferToSlow)
-            } else {
-                BugKnobs::default()
-            };
+            let bugs = planted_if(planted, Bug::DeferToSlow);
             let mut sm = of_three(0, bugs);
             let t = sm.timing().clone();
             let peers = [beat_of(&sm, "b", 1, false), beat_of(&sm, "c", 2, false)];
