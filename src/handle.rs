@@ -182,6 +182,7 @@ impl Shared {
     /// Applies a notice to the shared view, then hands it to every watcher (a watcher whose
     /// queue is full loses it, counted). `now` is the agent's monotonic clock.
     pub(crate) fn notice(&self, now: Duration, n: Notice) {
+        log(&n);
         let mut g = self.lock();
         let before = (g.status.clone(), g.disconnected);
         match &n {
@@ -191,7 +192,6 @@ impl Shared {
                 token,
                 until,
             } => {
-                info!(leader = ?leader, is_me, token = ?token, "leader changed");
                 g.status = LeaderStatus {
                     leader: leader.clone(),
                     is_leader: *is_me,
@@ -218,58 +218,10 @@ impl Shared {
             }
             Notice::Connection(c) => g.disconnected = *c == crate::network::Connection::Disconnected,
             Notice::MemberAdded(loc) => {
-                info!(member = %loc.id, "member added");
                 g.members.insert(loc.id.clone(), loc.clone());
             }
             Notice::MemberLost(loc) => {
-                info!(member = %loc.id, "member lost");
                 g.members.remove(&loc.id);
-            }
-            Notice::ConfigMismatch { peer, ours, theirs } => {
-                warn!(
-                    peer = %peer,
-                    ours = format_args!("{ours:016x}"),
-                    theirs = format_args!("{theirs:016x}"),
-                    "config_mismatch: a peer runs with different lease_time or max_drift_ppm; neither will promise to the other"
-                );
-            }
-            Notice::SizeMismatch { peer, ours, theirs } => {
-                warn!(
-                    peer = %peer,
-                    ours,
-                    theirs,
-                    "size_mismatch: a peer runs with another cluster_size; promises go only to candidates configured for a cluster at least as large as the granter's (expected while the size is being changed)"
-                );
-            }
-            Notice::WaitingForRecovery {
-                answered,
-                need,
-                lost_state,
-            } => {
-                warn!(
-                    answered = ?answered,
-                    need,
-                    "waiting_for_recovery: neither promising nor campaigning until {need} peers whose state is whole have said the highest token they know{}",
-                    if *lost_state {
-                        "; if this is the first start of a brand-new cluster, set MembershipCfg::initial_cluster_state = ClusterState::New (leasehold-agent: --initial-cluster-state new)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            Notice::DuplicateId { inc, run } => {
-                tracing::error!(
-                    other_incarnation = inc,
-                    other_run = format_args!("{run:016x}"),
-                    "duplicate_id: another process runs with this agent's id; neither promising nor campaigning while it is heard"
-                );
-            }
-            Notice::Undersized { cluster_size, seen } => {
-                tracing::error!(
-                    cluster_size,
-                    seen,
-                    "undersized: a majority of a larger cluster agrees on other settings; this agent's cluster_size is too small, and it now needs that cluster's majority of promises to lead"
-                );
             }
             _ => {}
         }
@@ -577,6 +529,54 @@ impl MembershipHandle {
     /// Whether the agent has shut down.
     pub fn is_stopped(&self) -> bool {
         self.shared.lock().done
+    }
+}
+
+/// The library's log line of a notice (what needs an operator is a warning or an error).
+fn log(n: &Notice) {
+    match n {
+        Notice::Leader {
+            leader, is_me, token, ..
+        } => info!(leader = ?leader, is_me, token = ?token, "leader changed"),
+        Notice::MemberAdded(loc) => info!(member = %loc.id, "member added"),
+        Notice::MemberLost(loc) => info!(member = %loc.id, "member lost"),
+        Notice::ConfigMismatch { peer, ours, theirs } => warn!(
+            peer = %peer,
+            ours = format_args!("{ours:016x}"),
+            theirs = format_args!("{theirs:016x}"),
+            "config_mismatch: a peer runs with different lease_time or max_drift_ppm; neither will promise to the other"
+        ),
+        Notice::SizeMismatch { peer, ours, theirs } => warn!(
+            peer = %peer,
+            ours,
+            theirs,
+            "size_mismatch: a peer runs with another cluster_size; promises go only to candidates configured for a cluster at least as large as the granter's (expected while the size is being changed)"
+        ),
+        Notice::WaitingForRecovery {
+            answered,
+            need,
+            lost_state,
+        } => warn!(
+            answered = ?answered,
+            need,
+            "waiting_for_recovery: neither promising nor campaigning until {need} peers whose state is whole have said the highest token they know{}",
+            if *lost_state {
+                "; if this is the first start of a brand-new cluster, set MembershipCfg::initial_cluster_state = ClusterState::New (leasehold-agent: --initial-cluster-state new)"
+            } else {
+                ""
+            }
+        ),
+        Notice::DuplicateId { inc, run } => tracing::error!(
+            other_incarnation = inc,
+            other_run = format_args!("{run:016x}"),
+            "duplicate_id: another process runs with this agent's id; neither promising nor campaigning while it is heard"
+        ),
+        Notice::Undersized { cluster_size, seen } => tracing::error!(
+            cluster_size,
+            seen,
+            "undersized: a majority of a larger cluster agrees on other settings; this agent's cluster_size is too small, and it now needs that cluster's majority of promises to lead"
+        ),
+        _ => {}
     }
 }
 

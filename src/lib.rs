@@ -44,6 +44,7 @@ mod callbacks;
 mod clock;
 mod config;
 pub mod election;
+pub mod events;
 mod handle;
 mod hash;
 mod hub;

@@ -2,6 +2,7 @@
 //! stable text form, and its digest.
 
 use crate::oracle::secs;
+use leasehold::events::AgentEvent;
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,6 +28,63 @@ impl TraceEvent {
             _ => format!("{} - {}", secs(self.at), self.what),
         }
     }
+}
+
+/// What an agent's event says in the trace (`None` for those it leaves out): the one wording
+/// of both worlds, the simulator's notices (through [`AgentEvent::of_notice`]) and the lines
+/// real agents print.
+pub fn event_words(ev: &AgentEvent) -> Option<String> {
+    let token = |t: &Option<u64>| t.map_or("-".into(), |t| t.to_string());
+    Some(match ev {
+        AgentEvent::Started { .. } => "agent started".into(),
+        AgentEvent::Stopped { .. } => "agent stopped".into(),
+        AgentEvent::LeaseRenewed {
+            fencing_token,
+            until_local_ns,
+            ..
+        } => format!(
+            "claim token={} until local={}",
+            token(fencing_token),
+            secs(u128::from(*until_local_ns))
+        ),
+        AgentEvent::LeaseReleased { .. } => "claim released".into(),
+        AgentEvent::Leadership {
+            leader,
+            is_leader,
+            fencing_token,
+            ..
+        } => format!(
+            "leader {} {}token={}",
+            leader.as_deref().unwrap_or("none"),
+            if *is_leader { "(me) " } else { "" },
+            token(fencing_token)
+        ),
+        AgentEvent::MemberAdded { member, .. } => format!("member added {member}"),
+        AgentEvent::MemberLost { member, .. } => format!("member lost {member}"),
+        AgentEvent::ConfigMismatch { peer, .. } => format!("config mismatch with {peer}"),
+        AgentEvent::SizeMismatch { peer, theirs, .. } => format!("{peer} says cluster_size {theirs}"),
+        AgentEvent::Connected { .. } => "connection Connected".into(),
+        AgentEvent::Disconnected { .. } => "connection Disconnected".into(),
+        AgentEvent::Reconnected { .. } => "connection Reconnected".into(),
+        AgentEvent::WaitingForRecovery { answered, need, .. } => {
+            format!("waiting for recovery: {} of {need} answers", answered.len())
+        }
+        AgentEvent::Recovered { max_token } => format!("recovered max_token={max_token}"),
+        AgentEvent::DuplicateId { other_incarnation, .. } => {
+            format!("duplicate id heard (incarnation {other_incarnation})")
+        }
+        AgentEvent::Undersized { cluster_size, seen } => {
+            format!("undersized: cluster_size {cluster_size}, {seen} agents seen")
+        }
+        AgentEvent::StateUnreadable { .. } => "state unreadable, set aside".into(),
+        AgentEvent::GaveUp { reason, .. } => format!("gave up: {reason}"),
+        AgentEvent::Resign => "resign (its application gives the lease up)".into(),
+        AgentEvent::Campaign => "campaign (its application takes part again)".into(),
+        AgentEvent::Clock {
+            ppm, wall_offset_ns, ..
+        } => format!("clock {ppm}ppm wall offset {wall_offset_ns}ns"),
+        AgentEvent::Guard { .. } | AgentEvent::GuardEnded { .. } => return None,
+    })
 }
 
 /// The trace as text, one event per line.

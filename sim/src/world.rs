@@ -10,7 +10,7 @@ use crate::faults::{Action, FaultEvent};
 use crate::oracle::conduct::Conduct;
 use crate::oracle::guards::{GuardWord, Guards, SIM_SLACK};
 use crate::oracle::stream::Streaming;
-use crate::oracle::{secs, TrueClaim};
+use crate::oracle::TrueClaim;
 use crate::record::{Book, Keep};
 use crate::scenario::{Scenario, SimNode};
 use crate::seeds::mix;
@@ -195,7 +195,10 @@ impl World {
             Notice::Connection(leasehold::Connection::Disconnected) => st.conduct.disconnected(node, at),
             _ => {}
         }
-        if let Some(what) = notice_line(notice) {
+        if let Some(what) = leasehold::events::AgentEvent::of_notice(notice, "", "", None)
+            .as_ref()
+            .and_then(crate::trace::event_words)
+        {
             st.notice_seq += 1;
             let seq = st.notice_seq;
             st.book.event(
@@ -790,41 +793,4 @@ pub(crate) fn cut_routes(t: &mut crate::topology::Topology, a: &Action, leader: 
         Action::Cut(links) => t.set_cuts(links),
         _ => {}
     }
-}
-
-/// A notice as a trace line (`None` for those the trace leaves out).
-fn notice_line(n: &Notice) -> Option<String> {
-    let token = |t: &Option<u64>| t.map_or("-".into(), |t| t.to_string());
-    Some(match n {
-        Notice::Claim { token: t, until, .. } => {
-            format!("claim token={} until local={}", token(t), secs(until.as_nanos()))
-        }
-        Notice::ClaimEnded { .. } => "claim released".into(),
-        Notice::Leader {
-            leader,
-            is_me,
-            token: t,
-            ..
-        } => format!(
-            "leader {} {}token={}",
-            leader.as_deref().unwrap_or("none"),
-            if *is_me { "(me) " } else { "" },
-            token(t)
-        ),
-        Notice::MemberAdded(l) => format!("member added {}", l.id),
-        Notice::MemberLost(l) => format!("member lost {}", l.id),
-        Notice::ConfigMismatch { peer, .. } => format!("config mismatch with {peer}"),
-        Notice::SizeMismatch { peer, theirs, .. } => format!("{peer} says cluster_size {theirs}"),
-        Notice::Connection(c) => format!("connection {c:?}"),
-        Notice::WaitingForRecovery { answered, need, .. } => {
-            format!("waiting for recovery: {} of {need} answers", answered.len())
-        }
-        Notice::Recovered { max_token } => format!("recovered max_token={max_token}"),
-        Notice::DuplicateId { inc, .. } => format!("duplicate id heard (incarnation {inc})"),
-        Notice::Undersized { cluster_size, seen } => {
-            format!("undersized: cluster_size {cluster_size}, {seen} agents seen")
-        }
-        Notice::StateUnreadable { .. } => "state unreadable, set aside".into(),
-        Notice::Elected { .. } => return None,
-    })
 }

@@ -407,8 +407,8 @@ fn conduct(scn: &Scenario, ids: &[String], applied: &[FaultEvent], lines: &[Line
             .iter()
             .filter(|l| {
                 l.event
-                    && serde_json::from_str::<serde_json::Value>(&l.text)
-                        .is_ok_and(|v| v.get("event").and_then(|e| e.as_str()) == Some("disconnected"))
+                    && serde_json::from_str::<leasehold::events::EventLine>(&l.text)
+                        .is_ok_and(|v| matches!(v.event, leasehold::events::AgentEvent::Disconnected { .. }))
             })
             .map(|l| (l.at.saturating_sub(t0), 1, l.node, None)),
     );

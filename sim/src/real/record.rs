@@ -4,9 +4,9 @@
 
 use super::procs::Line;
 use crate::oracle::guards::{GuardWord, Guards, Via};
-use crate::oracle::{secs, TrueClaim};
-use crate::trace::TraceEvent;
-use serde_json::Value;
+use crate::oracle::TrueClaim;
+use crate::trace::{event_words, TraceEvent};
+use leasehold::events::{AgentEvent, EventLine};
 use std::collections::BTreeMap;
 
 /// One segment of an agent's clock: from true `true0` on it reads `local0` and runs `ppm` fast.
@@ -24,12 +24,12 @@ pub struct LocalClock {
 }
 
 impl LocalClock {
-    fn push(&mut self, v: &Value) {
-        let num = |k: &str| v.get(k).and_then(Value::as_u64).map(u128::from);
-        if let (Some(true0), Some(local0)) = (num("true_ns"), num("local_ns")) {
-            let ppm = v.get("ppm").and_then(Value::as_i64).unwrap_or(0);
-            self.segs.push(Segment { true0, local0, ppm });
-        }
+    fn push(&mut self, true_ns: u64, local_ns: u64, ppm: i64) {
+        self.segs.push(Segment {
+            true0: u128::from(true_ns),
+            local0: u128::from(local_ns),
+            ppm,
+        });
     }
 
     /// The earliest true time (host ns) at which the clock reads at least `local`.
@@ -77,17 +77,21 @@ enum ForGuards {
 
 /// Parses `lines` of nodes named `ids`; `t0` is the true time (host ns) of the run's start;
 /// `stalls` says when (true ns since `t0`) a node stopped running (`true`: paused) or ran again.
+/// A line that is not an event of this schema is left out.
 pub fn parse(lines: &[Line], ids: &[String], t0: u128, stalls: &[(u128, usize, bool)]) -> Record {
     let mut clocks: BTreeMap<(usize, u64), LocalClock> = BTreeMap::new();
-    let mut events: Vec<(&Line, Value)> = Vec::new();
+    let mut events: Vec<(&Line, AgentEvent)> = Vec::new();
     for l in lines.iter().filter(|l| l.event) {
-        let Ok(v) = serde_json::from_str::<Value>(&l.text) else {
+        let Ok(line) = serde_json::from_str::<EventLine>(&l.text) else {
             continue;
         };
-        if v.get("event").and_then(Value::as_str) == Some("clock") {
-            clocks.entry((l.node, l.inc)).or_default().push(&v);
+        if let AgentEvent::Clock {
+            true_ns, local_ns, ppm, ..
+        } = line.event
+        {
+            clocks.entry((l.node, l.inc)).or_default().push(true_ns, local_ns, ppm);
         }
-        events.push((l, v));
+        events.push((l, line.event));
     }
     let rel = |t: u128| t.saturating_sub(t0);
     let mut claims: Vec<TrueClaim> = Vec::new();
@@ -97,54 +101,34 @@ pub fn parse(lines: &[Line], ids: &[String], t0: u128, stalls: &[(u128, usize, b
         .iter()
         .map(|(t, i, s)| (*t, *i, 0, ForGuards::Stall(*s)))
         .collect();
-    for (seq, (l, v)) in events.iter().enumerate() {
+    for (seq, (l, ev)) in events.iter().enumerate() {
         let clock = clocks.get(&(l.node, l.inc));
-        let local_of = |k: &str| v.get(k).and_then(Value::as_u64).map(u128::from);
-        let to_true = |local: u128| clock.and_then(|c| c.true_at(local)).map(rel);
-        let kind = v.get("event").and_then(Value::as_str).unwrap_or_default();
-        let token = v.get("fencing_token").and_then(Value::as_u64);
-        let mut guard = |local: Option<u128>, what: ForGuards| {
-            if let Some(t) = local.and_then(to_true) {
+        let to_true = |local: u64| clock.and_then(|c| c.true_at(u128::from(local))).map(rel);
+        if let Some((local, what)) = for_the_guards(ev) {
+            if let Some(t) = to_true(local) {
                 for_guards.push((t, l.node, l.inc, what));
             }
-        };
-        match kind {
-            "lease_renewed" => {
-                if let Some(until) = local_of("until_local_ns") {
-                    guard(local_of("from_local_ns"), ForGuards::Claim(token, until));
-                }
-            }
-            "lease_released" => {
-                if let Some(at) = local_of("at_local_ns") {
-                    guard(Some(at), ForGuards::ClaimEnded(at));
-                }
-            }
-            "guard" | "guard_ended" => {
-                let via = u8::from(v.get("via").and_then(Value::as_str) == Some("callbacks"));
-                if let Some(at) = local_of("at_local_ns") {
-                    guard(Some(at), ForGuards::Report(via, token, at, local_of("until_local_ns")));
-                }
-            }
-            _ => {}
         }
-        match kind {
-            "lease_renewed" => {
-                if let (Some(from), Some(until)) = (
-                    local_of("from_local_ns").and_then(to_true),
-                    local_of("until_local_ns").and_then(to_true),
-                ) {
+        match ev {
+            AgentEvent::LeaseRenewed {
+                fencing_token,
+                from_local_ns,
+                until_local_ns,
+                ..
+            } => {
+                if let (Some(from), Some(until)) = (to_true(*from_local_ns), to_true(*until_local_ns)) {
                     claims.push(TrueClaim {
                         node: l.node,
                         id: ids[l.node].clone(),
                         inc: l.inc,
-                        token: v.get("fencing_token").and_then(Value::as_u64),
+                        token: *fencing_token,
                         from,
                         until,
                     });
                 }
             }
-            "lease_released" => {
-                if let Some(end) = local_of("at_local_ns").and_then(to_true) {
+            AgentEvent::LeaseReleased { at_local_ns, .. } => {
+                if let Some(end) = to_true(*at_local_ns) {
                     for c in claims.iter_mut().filter(|c| (c.node, c.inc) == (l.node, l.inc)) {
                         c.until = c.until.min(end);
                     }
@@ -152,7 +136,7 @@ pub fn parse(lines: &[Line], ids: &[String], t0: u128, stalls: &[(u128, usize, b
             }
             _ => {}
         }
-        if let Some(what) = describe(kind, v) {
+        if let Some(what) = event_words(ev) {
             trace.push(TraceEvent {
                 at: rel(l.at),
                 seq: seq as u64,
@@ -162,10 +146,68 @@ pub fn parse(lines: &[Line], ids: &[String], t0: u128, stalls: &[(u128, usize, b
             });
         }
     }
+    let guards = judge_guards(for_guards, &clocks, ids, t0);
+    Record {
+        clocks,
+        claims,
+        trace,
+        guards,
+    }
+}
+
+/// What the guards oracle takes from an event, and the local time it happened at.
+fn for_the_guards(ev: &AgentEvent) -> Option<(u64, ForGuards)> {
+    let u = u128::from;
+    match ev {
+        AgentEvent::LeaseRenewed {
+            fencing_token,
+            from_local_ns,
+            until_local_ns,
+            ..
+        } => Some((*from_local_ns, ForGuards::Claim(*fencing_token, u(*until_local_ns)))),
+        AgentEvent::LeaseReleased { at_local_ns, .. } => Some((*at_local_ns, ForGuards::ClaimEnded(u(*at_local_ns)))),
+        AgentEvent::Guard {
+            via,
+            fencing_token,
+            at_local_ns,
+            until_local_ns,
+        } => Some((
+            *at_local_ns,
+            ForGuards::Report(
+                u8::from(via == "callbacks"),
+                *fencing_token,
+                u(*at_local_ns),
+                Some(u(*until_local_ns)),
+            ),
+        )),
+        AgentEvent::GuardEnded {
+            via,
+            fencing_token,
+            at_local_ns,
+        } => Some((
+            *at_local_ns,
+            ForGuards::Report(u8::from(via == "callbacks"), *fencing_token, u(*at_local_ns), None),
+        )),
+        _ => None,
+    }
+}
+
+/// Judges what the guards said, in true-time order.
+fn judge_guards(
+    mut for_guards: Vec<(u128, usize, u64, ForGuards)>,
+    clocks: &BTreeMap<(usize, u64), LocalClock>,
+    ids: &[String],
+    t0: u128,
+) -> Guards {
     for_guards.sort();
     let mut guards = Guards::new(ids.len(), crate::oracle::guards::REAL_SLACK);
     for (t, node, inc, what) in for_guards {
-        let true_at = |local: u128| clocks.get(&(node, inc)).and_then(|c| c.true_at(local)).map_or(0, rel);
+        let true_at = |local: u128| {
+            clocks
+                .get(&(node, inc))
+                .and_then(|c| c.true_at(local))
+                .map_or(0, |t| t.saturating_sub(t0))
+        };
         match what {
             ForGuards::Claim(token, until) => guards.claim(node, inc, token, until),
             ForGuards::ClaimEnded(at) => guards.claim_ended(node, inc, at),
@@ -186,66 +228,21 @@ pub fn parse(lines: &[Line], ids: &[String], t0: u128, stalls: &[(u128, usize, b
             }
         }
     }
-    Record {
-        clocks,
-        claims,
-        trace,
-        guards,
-    }
-}
-
-/// An agent's event as a trace line, in the simulator's words where there are some.
-fn describe(kind: &str, v: &Value) -> Option<String> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("none").to_string();
-    let token = || {
-        v.get("fencing_token")
-            .and_then(Value::as_u64)
-            .map_or("-".into(), |t| t.to_string())
-    };
-    let local = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_u64)
-            .map_or("-".into(), |t| secs(u128::from(t)))
-    };
-    Some(match kind {
-        "started" => "agent started".into(),
-        "stopped" => "agent stopped".into(),
-        "leadership" => format!(
-            "leader {} {}token={}",
-            s("leader"),
-            if v.get("is_leader").and_then(Value::as_bool) == Some(true) {
-                "(me) "
-            } else {
-                ""
-            },
-            token()
-        ),
-        "lease_renewed" => format!("claim token={} until local={}", token(), local("until_local_ns")),
-        "lease_released" => "claim released".into(),
-        "member_added" => format!("member added {}", s("member")),
-        "member_lost" => format!("member lost {}", s("member")),
-        "config_mismatch" => format!("config mismatch with {}", s("peer")),
-        "size_mismatch" => format!("{} says cluster_size {}", s("peer"), v["theirs"]),
-        "clock" => format!(
-            "clock {}ppm wall offset {}ns",
-            v.get("ppm").and_then(Value::as_i64).unwrap_or(0),
-            v.get("wall_offset_ns").and_then(Value::as_i64).unwrap_or(0)
-        ),
-        _ => return None,
-    })
+    guards
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// An agent's line; `text` without the fields every line has.
     fn line(node: usize, inc: u64, at: u128, text: &str) -> Line {
         Line {
             node,
             inc,
             at,
             event: true,
-            text: text.into(),
+            text: text.replacen(r#"{"event""#, r#"{"v":1,"node":"x","at_unix_us":0,"event""#, 1),
         }
     }
 
@@ -259,33 +256,38 @@ mod tests {
                 0,
                 1,
                 100 * s,
-                r#"{"event":"clock","true_ns":100000000000,"local_ns":0,"ppm":0}"#,
+                r#"{"event":"clock","true_ns":100000000000,"local_ns":0,"ppm":0,"wall_offset_ns":0}"#,
             ),
             line(
                 0,
                 1,
                 101 * s,
-                r#"{"event":"clock","true_ns":101000000000,"local_ns":1000000000,"ppm":10000}"#,
+                r#"{"event":"clock","true_ns":101000000000,"local_ns":1000000000,"ppm":10000,"wall_offset_ns":0}"#,
             ),
             line(
                 0,
                 1,
                 102 * s,
-                r#"{"event":"lease_renewed","fencing_token":3,"from_local_ns":1000000000,"until_local_ns":3020000000}"#,
+                r#"{"event":"lease_renewed","leader":"x","is_leader":true,"fencing_token":3,"from_local_ns":1000000000,"until_local_ns":3020000000}"#,
             ),
             line(
                 1,
                 2,
                 103 * s,
-                r#"{"event":"clock","true_ns":50000000000,"local_ns":7000000000,"ppm":0}"#,
+                r#"{"event":"clock","true_ns":50000000000,"local_ns":7000000000,"ppm":0,"wall_offset_ns":0}"#,
             ),
             line(
                 1,
                 2,
                 104 * s,
-                r#"{"event":"lease_renewed","fencing_token":4,"from_local_ns":60000000000,"until_local_ns":61000000000}"#,
+                r#"{"event":"lease_renewed","leader":"x","is_leader":true,"fencing_token":4,"from_local_ns":60000000000,"until_local_ns":61000000000}"#,
             ),
-            line(1, 2, 104 * s, r#"{"event":"lease_released","at_local_ns":60500000000}"#),
+            line(
+                1,
+                2,
+                104 * s,
+                r#"{"event":"lease_released","is_leader":false,"at_local_ns":60500000000}"#,
+            ),
             line(1, 2, 104 * s, "not json"),
         ];
         let r = parse(&lines, &ids, 100 * s, &[]);
@@ -308,10 +310,9 @@ mod tests {
     fn guard_lines_are_judged_against_the_agents_claims_and_a_pause_excuses_a_late_end() {
         let s = 1_000_000_000u128;
         let ids = vec!["a".to_string()];
-        let clock = r#"{"event":"clock","true_ns":100000000000,"local_ns":0,"ppm":0}"#;
-        let claim =
-            r#"{"event":"lease_renewed","fencing_token":3,"from_local_ns":1000000000,"until_local_ns":3000000000}"#;
-        let released = r#"{"event":"lease_released","at_local_ns":2000000000}"#;
+        let clock = r#"{"event":"clock","true_ns":100000000000,"local_ns":0,"ppm":0,"wall_offset_ns":0}"#;
+        let claim = r#"{"event":"lease_renewed","leader":"x","is_leader":true,"fencing_token":3,"from_local_ns":1000000000,"until_local_ns":3000000000}"#;
+        let released = r#"{"event":"lease_released","is_leader":false,"at_local_ns":2000000000}"#;
         let run = |extra: &[&str], stalls: &[(u128, usize, bool)]| {
             let mut lines = vec![line(0, 1, 100 * s, clock), line(0, 1, 101 * s, claim)];
             // Printed out of order with the claim lines, as two tasks print them.

@@ -1,26 +1,15 @@
 //! `leasehold-agent`: one membership agent on a real NATS server, printing leadership changes
 //! as JSON lines on stdout (logs go to stderr; `RUST_LOG` sets their level).
 //!
-//! Every line has `event` and `node`. `leadership` lines carry `leader`, `is_leader`,
-//! `fencing_token` and `lease_remaining_ms`; `lease_renewed` and `lease_released` lines the
-//! same; `member_added` / `member_lost` lines carry `member`. Lease lines also carry
-//! `lease_from_unix_us` / `lease_until_unix_us` (this host's wall clock), and every line
-//! `at_unix_us`. The last line, `stopped`, carries the counts of messages dropped
-//! (`malformed`, `out_of_range`, `unauthenticated`), of failed publishes and saves, and of
-//! publishes dropped because the connection did not take them within a beat (`publishes_dropped`).
-//! `config_mismatch` lines name a `peer` whose lease time or drift bound differ (digests
-//! `ours` and `theirs`); `size_mismatch` lines a `peer` configured for another cluster size
-//! (`ours`, `theirs`; expected while the size is being changed). `waiting_for_recovery` lines (every 5 s while
-//! a start waits to learn the highest token) carry `need`, `answered` (the peers counted so
-//! far) and `lost_state`, with a `hint` naming `--initial-cluster-state new` when the agent
-//! had no usable state; `recovered` ends the wait (`max_token`). `duplicate_id` says another
-//! process runs with this `--id` (`other_incarnation`, `other_run`), `undersized` that a majority
-//! of a larger cluster (`seen`) agrees on other settings than `--cluster-size` says, `state_unreadable` that the
-//! state file could not be read and was moved aside (`moved_to`). SIGINT or SIGTERM stops the agent cleanly: a leader releases its lease first.
-//! `gave_up` says the connection stayed down for `--max-disconnected` (the agent then exits 1).
-//! SIGUSR1 makes the agent step down: it gives its lease up at once, if it holds it, and does
-//! not campaign until SIGUSR2 (`resign` and `campaign` lines say so); before maintenance, say.
-//! The agent also answers router pings on `<prefix>ping.<id>` (see `leasehold::router`).
+//! Every line is one `leasehold::events::EventLine`: `v` (the schema version), `node`,
+//! `at_unix_us` and `event`, with the fields of that event; the README lists every event and
+//! field ("The agent's events"). Errors an operator must act on (`duplicate_id`, `undersized`)
+//! are also said on stderr. SIGINT or SIGTERM stops the agent cleanly: a leader releases its
+//! lease first. `gave_up` says the connection stayed down for `--max-disconnected` (the agent
+//! then exits 1). SIGUSR1 makes the agent step down: it gives its lease up at once, if it holds
+//! it, and does not campaign until SIGUSR2 (`resign` and `campaign` lines say so); before
+//! maintenance, say. The agent also answers router pings on `<prefix>ping.<id>` (see
+//! `leasehold::router`).
 //!
 //! For `leasehold-sim real`, which judges real agents with the simulator's oracle: lease lines
 //! also carry `from_local_ns` / `until_local_ns` (`at_local_ns` on release), readings of the
@@ -36,11 +25,11 @@ mod test_app;
 mod test_clock;
 
 use clap::Parser;
+use leasehold::events::{AgentEvent, EventLine, WallAt};
 use leasehold::{
     Algorithm, Bug, BugKnobs, Clock, ClusterState, Connection, FileStorage, Membership, MembershipCfg, NatsNetwork,
     NatsOptions, Notice, TokioClock,
 };
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -168,9 +157,12 @@ fn unix_us(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
 }
 
-fn emit(mut v: Value) {
-    v["at_unix_us"] = json!(unix_us(SystemTime::now()));
-    println!("{v}");
+/// Prints one event line (see `leasehold::events`).
+fn emit(node: &str, event: AgentEvent) {
+    let at = u64::try_from(unix_us(SystemTime::now())).unwrap_or(u64::MAX);
+    if let Ok(line) = serde_json::to_string(&EventLine::new(node, at, event)) {
+        println!("{line}");
+    }
 }
 
 /// SIGUSR1 (resign: `true`) and SIGUSR2 (campaign again: `false`), as a stream of requests.
@@ -321,98 +313,25 @@ fn planted(names: &[String]) -> Result<BugKnobs, String> {
     Ok(BugKnobs::from(bugs))
 }
 
-/// A lease's start and end as Unix microseconds and as readings of the agent's monotonic
-/// clock, and the time left, read off that clock now.
-fn lease_fields(clock: &dyn Clock, from: Option<Duration>, until: Option<Duration>) -> Value {
-    let (now, wall) = (clock.now(), SystemTime::now());
-    let at = |t: Duration| {
-        if t >= now {
-            unix_us(wall + (t - now))
-        } else {
-            unix_us(wall - (now - t))
-        }
+/// The line of a notice (`None` for those the agent does not print); the errors an operator
+/// must act on are also said on stderr.
+fn notice_event(node: &str, nats: &str, clock: &dyn Clock, n: &Notice) -> Option<AgentEvent> {
+    match n {
+        Notice::DuplicateId { inc, run } => eprintln!(
+            "error: another process runs with --id {node} (incarnation {inc}, run {run:016x}); this one neither \
+             promises nor campaigns while it is heard"
+        ),
+        Notice::Undersized { cluster_size, seen } => eprintln!(
+            "error: a majority of a cluster of {seen} agrees on other settings, but --cluster-size is \
+             {cluster_size}; this agent now needs that cluster's majority of promises to lead"
+        ),
+        _ => {}
+    }
+    let wall = WallAt {
+        now: clock.now(),
+        now_unix_us: u64::try_from(unix_us(SystemTime::now())).unwrap_or(u64::MAX),
     };
-    json!({
-        "lease_remaining_ms": until.map(|u| u.saturating_sub(now).as_millis() as u64),
-        "lease_from_unix_us": from.map(at),
-        "lease_until_unix_us": until.map(at),
-        "from_local_ns": from.map(|t| t.as_nanos() as u64),
-        "until_local_ns": until.map(|t| t.as_nanos() as u64),
-    })
-}
-
-/// The JSON line of a notice (`None` for those the agent does not print).
-fn notice_line(node: &str, nats: &str, clock: &dyn Clock, n: Notice) -> Option<Value> {
-    Some(match n {
-        Notice::Leader {
-            leader,
-            is_me,
-            token,
-            until,
-        } => {
-            let mut v = json!({"event": "leadership", "node": node, "leader": leader, "is_leader": is_me, "fencing_token": token});
-            merge(&mut v, lease_fields(clock, None, until));
-            v
-        }
-        Notice::Claim { token, from, until } => {
-            let mut v = json!({"event": "lease_renewed", "node": node, "leader": node, "is_leader": true, "fencing_token": token});
-            merge(&mut v, lease_fields(clock, Some(from), Some(until)));
-            v
-        }
-        Notice::ClaimEnded { at } => {
-            let mut v = json!({"event": "lease_released", "node": node, "is_leader": false, "at_local_ns": at.as_nanos() as u64});
-            merge(&mut v, lease_fields(clock, None, Some(at)));
-            v
-        }
-        Notice::MemberAdded(l) => json!({"event": "member_added", "node": node, "member": l.id, "rank": l.rank}),
-        Notice::MemberLost(l) => json!({"event": "member_lost", "node": node, "member": l.id, "rank": l.rank}),
-        Notice::Connection(c) => json!({"event": match c {
-            Connection::Connected => "connected",
-            Connection::Disconnected => "disconnected",
-            Connection::Reconnected => "reconnected",
-        }, "node": node, "nats": nats}),
-        Notice::SizeMismatch { peer, ours, theirs } => json!({
-            "event": "size_mismatch", "node": node, "peer": peer, "ours": ours, "theirs": theirs
-        }),
-        Notice::ConfigMismatch { peer, ours, theirs } => json!({
-            "event": "config_mismatch", "node": node, "peer": peer,
-            "ours": format!("{ours:016x}"), "theirs": format!("{theirs:016x}")
-        }),
-        Notice::WaitingForRecovery {
-            answered,
-            need,
-            lost_state,
-        } => {
-            let mut v = json!({"event": "waiting_for_recovery", "node": node, "need": need, "answered": answered,
-                "lost_state": lost_state});
-            if lost_state {
-                merge(
-                    &mut v,
-                    json!({"hint": "if this is the first start of a brand-new cluster, pass --initial-cluster-state new"}),
-                );
-            }
-            v
-        }
-        Notice::Recovered { max_token } => json!({"event": "recovered", "node": node, "max_token": max_token}),
-        Notice::DuplicateId { inc, run } => {
-            eprintln!(
-                "error: another process runs with --id {node} (incarnation {inc}, run {run:016x}); this one neither \
-                 promises nor campaigns while it is heard"
-            );
-            json!({"event": "duplicate_id", "node": node, "other_incarnation": inc, "other_run": format!("{run:016x}")})
-        }
-        Notice::Undersized { cluster_size, seen } => {
-            eprintln!(
-                "error: a majority of a cluster of {seen} agrees on other settings, but --cluster-size is \
-                 {cluster_size}; this agent now needs that cluster's majority of promises to lead"
-            );
-            json!({"event": "undersized", "node": node, "cluster_size": cluster_size, "seen": seen})
-        }
-        Notice::StateUnreadable { error, moved_to } => {
-            json!({"event": "state_unreadable", "node": node, "error": error, "moved_to": moved_to})
-        }
-        Notice::Elected { .. } => return None,
-    })
+    AgentEvent::of_notice(n, node, nats, Some(wall))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -520,10 +439,16 @@ async fn main() -> ExitCode {
         );
     }
     let runner = tokio::spawn(agent.run());
-    emit(json!({"event": "started", "node": node, "algorithm": args.algorithm.to_string(), "nats": args.nats}));
+    emit(
+        &node,
+        AgentEvent::Started {
+            algorithm: args.algorithm.to_string(),
+            nats: args.nats.clone(),
+        },
+    );
     let print = |n: Notice| {
-        if let Some(v) = notice_line(&node, &args.nats, clock.as_ref(), n) {
-            emit(v);
+        if let Some(ev) = notice_event(&node, &args.nats, clock.as_ref(), &n) {
+            emit(&node, ev);
         }
     };
     let stop = shutdown_signal();
@@ -548,8 +473,8 @@ async fn main() -> ExitCode {
                 None => break,
             },
             _ = async { tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)).await }, if give_up_at.is_some() => {
-                emit(json!({"event": "gave_up", "node": node, "nats": args.nats,
-                    "reason": format!("disconnected for {:?} (--max-disconnected)", args.max_disconnected.unwrap_or_default())}));
+                let reason = format!("disconnected for {:?} (--max-disconnected)", args.max_disconnected.unwrap_or_default());
+                emit(&node, AgentEvent::GaveUp { nats: args.nats.clone(), reason });
                 gave_up = true;
                 handle.stop().await;
                 break;
@@ -560,7 +485,7 @@ async fn main() -> ExitCode {
                 } else {
                     handle.campaign();
                 }
-                emit(json!({"event": if resign { "resign" } else { "campaign" }, "node": node}));
+                emit(&node, if resign { AgentEvent::Resign } else { AgentEvent::Campaign });
             }
             _ = &mut stop => {
                 handle.stop().await;
@@ -584,10 +509,16 @@ async fn main() -> ExitCode {
     };
     let st = handle.stats();
     emit(
-        json!({"event": "stopped", "node": node, "malformed": st.malformed, "out_of_range": st.out_of_range,
-                "unauthenticated": st.unauthenticated, "publish_errors": st.publish_errors,
-                "publishes_dropped": st.publishes_dropped,
-                "storage_errors": st.storage_errors, "notices_dropped": st.notices_dropped}),
+        &node,
+        AgentEvent::Stopped {
+            malformed: st.malformed,
+            out_of_range: st.out_of_range,
+            unauthenticated: st.unauthenticated,
+            publish_errors: st.publish_errors,
+            publishes_dropped: st.publishes_dropped,
+            storage_errors: st.storage_errors,
+            notices_dropped: st.notices_dropped,
+        },
     );
     if failed {
         ExitCode::from(1)
@@ -622,12 +553,7 @@ async fn ping_peers(
 /// the `clock` lines that map it to the host's `CLOCK_MONOTONIC`.
 fn start_clock(node: &str, test: Option<PathBuf>) -> Result<Arc<dyn Clock>, String> {
     match test {
-        None => {
-            let c = TokioClock::new();
-            #[cfg(target_os = "linux")]
-            clock_line(node, test_clock::true_ns(), c.now().as_nanos(), 0, 0);
-            Ok(Arc::new(c))
-        }
+        None => Ok(Arc::new(TokioClock::new())),
         #[cfg(target_os = "linux")]
         Some(file) => {
             let (c, first) = test_clock::TestClock::new(file);
@@ -653,14 +579,14 @@ fn start_clock(node: &str, test: Option<PathBuf>) -> Result<Arc<dyn Clock>, Stri
 /// A `clock` line: from true time `true_ns` (the host's `CLOCK_MONOTONIC`) on, the agent's
 /// clock reads `local_ns` and runs `ppm` fast, its wall clock offset by `wall_offset_ns`.
 fn clock_line(node: &str, true_ns: u128, local_ns: u128, ppm: i64, wall_offset_ns: i128) {
+    let ns = |t: u128| u64::try_from(t).unwrap_or(u64::MAX);
     emit(
-        json!({"event": "clock", "node": node, "true_ns": true_ns as u64, "local_ns": local_ns as u64,
-                "ppm": ppm, "wall_offset_ns": wall_offset_ns as i64}),
+        node,
+        AgentEvent::Clock {
+            true_ns: ns(true_ns),
+            local_ns: ns(local_ns),
+            ppm,
+            wall_offset_ns: i64::try_from(wall_offset_ns).unwrap_or(i64::MAX),
+        },
     );
-}
-
-fn merge(v: &mut Value, extra: Value) {
-    if let (Some(a), Value::Object(b)) = (v.as_object_mut(), extra) {
-        a.extend(b);
-    }
 }

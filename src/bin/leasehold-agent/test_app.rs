@@ -5,6 +5,7 @@
 //! lines (`via`, `fencing_token`, `at_local_ns`, `until_local_ns`) and `guard_ended` lines
 //! (`via`, `fencing_token`, `at_local_ns`).
 
+use leasehold::events::AgentEvent;
 use leasehold::probe::{callbacks_app, guard_app, GuardWord, Report, Via, Write};
 use leasehold::{Clock, MembershipHandle, NatsNetwork, Network};
 use serde_json::json;
@@ -13,20 +14,31 @@ use std::time::Duration;
 
 fn print(node: &str, w: GuardWord) {
     let via = |v: Via| match v {
-        Via::Guard => "guard",
-        Via::Callbacks => "callbacks",
+        Via::Guard => "guard".to_string(),
+        Via::Callbacks => "callbacks".to_string(),
     };
-    crate::emit(match w {
-        GuardWord::Valid {
-            via: v,
-            token,
-            at,
-            until,
-        } => json!({"event": "guard", "node": node, "via": via(v),
-            "fencing_token": token, "at_local_ns": at.as_nanos() as u64, "until_local_ns": until.as_nanos() as u64}),
-        GuardWord::Ended { via: v, token, at } => json!({"event": "guard_ended", "node": node, "via": via(v),
-            "fencing_token": token, "at_local_ns": at.as_nanos() as u64}),
-    });
+    let ns = |t: Duration| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+    crate::emit(
+        node,
+        match w {
+            GuardWord::Valid {
+                via: v,
+                token,
+                at,
+                until,
+            } => AgentEvent::Guard {
+                via: via(v),
+                fencing_token: token,
+                at_local_ns: ns(at),
+                until_local_ns: ns(until),
+            },
+            GuardWord::Ended { via: v, token, at } => AgentEvent::GuardEnded {
+                via: via(v),
+                fencing_token: token,
+                at_local_ns: ns(at),
+            },
+        },
+    );
 }
 
 /// Spawns both applications over `agent`; the guard writes `{"node","token"}` to `fenced` (a
