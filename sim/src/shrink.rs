@@ -19,13 +19,13 @@
 //! restart of a node that is up, a resume of one that is not paused) are dropped too, so a
 //! candidate is always a timeline that can happen.
 
+use crate::faults::FaultState;
 use crate::faults::{Action, FaultEvent};
 use crate::oracle::{secs, ViolationKind};
 use crate::report::RunReport;
 use crate::run::run_seed;
 use crate::scenario::duration::text;
 use crate::scenario::{At, Dur, DurRange, FaultSpec, MembershipSpec, NetworkSpec, NodeSpec, Scenario};
-use crate::timeline::FaultState;
 use std::time::Duration;
 
 /// What shrinking produced.

@@ -6,7 +6,7 @@ use crate::agents::Agents;
 use crate::clock::{true_now, ClockModel, SimClock};
 use crate::disk::Disks;
 use crate::fabric::Fabric;
-use crate::faults::{Action, FaultEvent};
+use crate::faults::{Action, FaultEvent, FaultState, FaultTarget, Resolver};
 use crate::oracle::conduct::Conduct;
 use crate::oracle::guards::{GuardWord, Guards, SIM_SLACK};
 use crate::oracle::stream::Streaming;
@@ -14,12 +14,9 @@ use crate::oracle::TrueClaim;
 use crate::record::{Book, Keep};
 use crate::scenario::{Scenario, SimNode};
 use crate::seeds::mix;
-use crate::timeline::FaultState;
 use crate::trace::TraceEvent;
 use crate::workload::router::{home_of, router_bugs, Client, PingForger, Record, Servers};
 use leasehold::{Membership, Notice};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,12 +27,9 @@ struct State {
     /// sorts after the events of its instant and node).
     seq: u64,
     notice_seq: u64,
-    faults: FaultState,
     /// The faults applied (kept with [`Keep::Everything`]) and how many.
     applied: Vec<FaultEvent>,
     applied_count: u64,
-    /// Choices made when a fault is applied (which save a rollback restores).
-    rng: ChaCha8Rng,
     /// Graceful stops so far, per node (a stop's deferred kill checks no later one began).
     stops: Vec<u64>,
     /// The handles of the clones started (`[[at]] clone`), kept so they run until their
@@ -86,6 +80,8 @@ pub struct World {
     pub effects: Arc<Mutex<crate::oracle::effects::Effects>>,
     /// Graceful stops begun and not yet handed to the run's main task (see [`World::stop`]).
     graces: Mutex<Vec<leasehold::BoxFuture<'static, ()>>>,
+    /// What the faults have done, and the draws made when one is applied.
+    resolver: Mutex<Resolver>,
     state: Mutex<State>,
 }
 
@@ -111,6 +107,12 @@ impl World {
             nodes.iter().map(|x| x.id.clone()).collect(),
             live,
         );
+        let resolver = Resolver::new(
+            nodes.iter().map(|x| x.id.clone()).collect(),
+            seed,
+            scn.membership_cfg().sys_member_prefix,
+            scn.membership.authenticate,
+        );
         World {
             scn,
             seed,
@@ -124,15 +126,14 @@ impl World {
             agents: Agents::new(n),
             effects: Arc::new(Mutex::new(crate::oracle::effects::Effects::default())),
             graces: Mutex::new(Vec::new()),
+            resolver: Mutex::new(resolver),
             state: Mutex::new(State {
                 incarnations: vec![0; n],
                 book,
                 seq: 0,
                 notice_seq: u64::MAX / 2,
-                faults: FaultState::new(n),
                 applied: Vec::new(),
                 applied_count: 0,
-                rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xd15c, 0)),
                 stops: vec![0; n],
                 sizes: vec![None; n],
                 clones: Vec::new(),
@@ -486,9 +487,20 @@ impl World {
     /// Applies `a` now and records its resolved form (if it did anything).
     pub fn apply(self: &Arc<Self>, a: &Action, ids: &[madsim::task::NodeId]) {
         let at = Duration::from_nanos(true_now(self.start) as u64);
-        for resolved in self.apply_now(a, ids) {
+        let leader = matches!(a, Action::IsolateLeader { .. })
+            .then(|| self.leader_now())
+            .flatten();
+        let played = self.resolver.lock().unwrap_or_else(|e| e.into_inner()).play(
+            &mut SimTarget { world: self, ids },
+            a,
+            leader,
+        );
+        let resolved = played.unwrap_or_else(|e| {
+            self.trace(None, format!("fault failed: {e}"));
+            Vec::new()
+        });
+        for resolved in resolved {
             let mut st = self.lock();
-            st.faults.apply(&resolved);
             st.applied_count += 1;
             if st.book.keeps_everything() {
                 st.applied.push(FaultEvent {
@@ -500,219 +512,9 @@ impl World {
         }
     }
 
-    /// Applies `a`; returns its resolved form (a state loss is a kill and a state change),
-    /// or nothing if it did nothing (e.g. restarting a node that is up).
-    fn apply_now(self: &Arc<Self>, a: &Action, ids: &[madsim::task::NodeId]) -> Vec<Action> {
-        let leader = matches!(a, Action::IsolateLeader { .. })
-            .then(|| self.leader_now())
-            .flatten();
-        let names: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
-        self.trace(None, a.describe(&names, leader));
-        if let Action::StateLoss { node, wipe, pick } = a {
-            return self.lose_state(*node, *wipe, *pick, ids);
-        }
-        if !self.lock().faults.takes_effect(a) {
-            return Vec::new();
-        }
-        let h = madsim::runtime::Handle::current();
-        let resolved = match a {
-            Action::Kill(i) => {
-                self.kill(*i, ids);
-                a.clone()
-            }
-            Action::Restart(i) => {
-                h.restart(ids[*i]);
-                a.clone()
-            }
-            Action::Pause(i) => {
-                h.pause(ids[*i]);
-                self.fabric.pause(*i);
-                self.stalled(*i, true);
-                a.clone()
-            }
-            Action::Resume(i) => {
-                h.resume(ids[*i]);
-                self.fabric.resume(*i);
-                self.stalled(*i, false);
-                a.clone()
-            }
-            Action::Stop(i) => {
-                self.stop(*i, ids[*i]);
-                a.clone()
-            }
-            Action::Suspend(i) => {
-                h.pause(ids[*i]);
-                self.fabric.pause(*i);
-                self.clock(*i).suspend(true_now(self.start));
-                self.stalled(*i, true);
-                a.clone()
-            }
-            Action::Freeze(i) => {
-                h.pause(ids[*i]);
-                self.fabric.pause(*i);
-                self.clock(*i).freeze(true_now(self.start));
-                self.stalled(*i, true);
-                a.clone()
-            }
-            Action::Wake(i) => {
-                self.clock(*i).wake(true_now(self.start));
-                h.resume(ids[*i]);
-                self.fabric.resume(*i);
-                self.stalled(*i, false);
-                a.clone()
-            }
-            Action::ClockStep(i, by) => {
-                self.clock(*i).step_wall(*by);
-                a.clone()
-            }
-            Action::Congest(i, delay) => {
-                self.fabric.congest(*i, *delay);
-                a.clone()
-            }
-            Action::ServerDown(i, down) => {
-                self.fabric.halt_server(*i, *down);
-                a.clone()
-            }
-            Action::FreezeConnection(i, frozen) => {
-                self.fabric.freeze_connection(*i, *frozen);
-                let now = true_now(self.start);
-                let mut st = self.lock();
-                if *frozen {
-                    // Noticed at the third unanswered ping, reported within a beat: the promise
-                    // is judged, whatever bug is planted in how the client pings.
-                    let mut cfg = self.scn.node_cfg(*i);
-                    cfg.bug_knobs = leasehold::BugKnobs::default();
-                    let by = now + 3 * cfg.ping_interval().as_nanos() + cfg.beat.as_nanos() + SIM_SLACK;
-                    st.conduct.froze(*i, now, by);
-                } else {
-                    st.conduct.thawed(*i, &self.nodes[*i].id, now);
-                }
-                a.clone()
-            }
-            Action::Resize(i, size) => {
-                self.lock().sizes[*i] = Some(*size);
-                a.clone()
-            }
-            Action::Resign(i) => {
-                if let Some((_, h)) = self.agents.get(*i) {
-                    h.resign();
-                }
-                a.clone()
-            }
-            Action::Campaign(i) => {
-                if let Some((_, h)) = self.agents.get(*i) {
-                    h.campaign();
-                }
-                a.clone()
-            }
-            Action::Preempt(i, by) => {
-                self.clock(*i).preempt_next_read(*by);
-                a.clone()
-            }
-            Action::Drift(i, ppm) => {
-                self.clock(*i).set_ppm(true_now(self.start), *ppm);
-                a.clone()
-            }
-            Action::Loss(l) => {
-                self.fabric.topology(|t| t.set_loss(*l));
-                a.clone()
-            }
-            Action::Latency(r) => {
-                self.fabric.topology(|t| t.set_latency(*r));
-                a.clone()
-            }
-            Action::Heal => {
-                self.fabric.topology(|t| t.heal());
-                a.clone()
-            }
-            Action::WipeState(i) => {
-                self.disks.wipe(*i);
-                a.clone()
-            }
-            Action::CorruptState(i) => {
-                self.disks.corrupt(*i);
-                a.clone()
-            }
-            Action::Clone(i) => {
-                self.start_clone(*i, ids[*i]);
-                a.clone()
-            }
-            Action::RollbackState(i, to) => {
-                let saves = self.disks.saves(*i).max(1) as u64;
-                // An earlier save than the last; with none, the state is simply gone.
-                let to = to.unwrap_or_else(|| (self.lock().rng.gen::<u64>() % saves.saturating_sub(1).max(1)) as usize);
-                self.disks.rollback(*i, to);
-                Action::RollbackState(*i, Some(to))
-            }
-            Action::Replay(i, window) => {
-                let n = self.fabric.replay(*i, *window);
-                self.trace(Some(*i), format!("replayed {n} messages"));
-                a.clone()
-            }
-            Action::SlowConsumer(i, on) => {
-                self.fabric.set_slow(*i, *on);
-                a.clone()
-            }
-            Action::Forge(pick) => {
-                let f = crate::forger::forge(*pick, &self.scn.membership_cfg().sys_member_prefix, &names);
-                let (payload, dress) = if self.scn.membership.authenticate {
-                    crate::forger::counterfeit(*pick, &f.subject, f.payload)
-                } else {
-                    (f.payload, "")
-                };
-                let sent = self
-                    .fabric
-                    .inject(f.from % self.nodes.len(), &f.subject, f.reply.as_deref(), payload);
-                self.trace(
-                    None,
-                    format!(
-                        "forged {}{}{} on {} ({})",
-                        f.what,
-                        if dress.is_empty() { "" } else { ", " },
-                        dress,
-                        f.subject,
-                        if sent { "sent" } else { "not sent" }
-                    ),
-                );
-                if self.scn.router.is_some() {
-                    let what = self.ping_forger.arm(*pick);
-                    self.trace(None, format!("forging {what} to the next pings"));
-                }
-                a.clone()
-            }
-            routes => {
-                // Route changes are recorded as the exact set of routes cut afterwards.
-                let n = ids.len();
-                let cuts = self.fabric.topology(|t| {
-                    cut_routes(t, routes, leader, n);
-                    t.cuts()
-                });
-                Action::Cut(cuts)
-            }
-        };
-        vec![resolved]
-    }
-
-    /// A state loss: kill node `i` if it is up, then wipe its state or roll it back to an
-    /// earlier save chosen by `pick`; returns the resolved kill and state change.
-    fn lose_state(self: &Arc<Self>, i: usize, wipe: bool, pick: u64, ids: &[madsim::task::NodeId]) -> Vec<Action> {
-        let mut done = Vec::new();
-        if self.lock().faults.takes_effect(&Action::Kill(i)) {
-            self.kill(i, ids);
-            done.push(Action::Kill(i));
-        }
-        let saves = self.disks.saves(i);
-        let change = if wipe || saves < 2 {
-            Action::WipeState(i)
-        } else {
-            Action::RollbackState(i, Some((pick % (saves as u64 - 1)) as usize))
-        };
-        done.extend(self.apply_now(&change, ids));
-        done
-    }
-
-    fn kill(&self, i: usize, ids: &[madsim::task::NodeId]) {
-        self.kill_node(i, ids[i]);
+    /// What the faults have done so far.
+    fn fault_state(&self) -> FaultState {
+        self.resolver.lock().unwrap_or_else(|e| e.into_inner()).state.clone()
     }
 
     /// Node `i` goes down: its process dies (a suspended one too: its clocks run again when
@@ -743,13 +545,14 @@ impl World {
         let asked = true_now(self.start);
         let grace: leasehold::BoxFuture<'static, ()> = Box::pin(async move {
             let hung = madsim::time::timeout(STOP_GRACE, agent.stop()).await.is_err();
+            let faults = w.fault_state();
             let (latest, down) = {
                 let mut st = w.lock();
                 // A stop that a running process did not serve in time (a paused one cannot).
-                if hung && !st.faults.paused[i] && !st.guards.was_stalled(i, asked) {
+                if hung && !faults.paused[i] && !st.guards.was_stalled(i, asked) {
                     st.conduct.stop_hung(&w.nodes[i].id, asked);
                 }
-                (st.stops[i] == stop, st.faults.down[i])
+                (st.stops[i] == stop, faults.down[i])
             };
             if latest && down {
                 w.kill_node(i, id);
@@ -766,31 +569,180 @@ impl World {
     }
 }
 
-/// Cuts the routes a partition-shaped action asks for.
-pub(crate) fn cut_routes(t: &mut crate::topology::Topology, a: &Action, leader: Option<usize>, n: usize) {
-    match a {
-        Action::Partition { groups, .. } => t.partition(groups),
-        Action::IsolateLeader { fallback } => {
-            let x = leader.unwrap_or(*fallback);
-            t.partition(&[(0..n).filter(|j| *j != x).collect(), vec![x]]);
+/// The simulated world as a target of fault actions: madsim's nodes, the fabric, the clocks and
+/// the disks.
+struct SimTarget<'a> {
+    world: &'a Arc<World>,
+    ids: &'a [madsim::task::NodeId],
+}
+
+impl SimTarget<'_> {
+    fn host(&self) -> madsim::runtime::Handle {
+        madsim::runtime::Handle::current()
+    }
+
+    fn now(&self) -> u128 {
+        true_now(self.world.start)
+    }
+
+    /// Node `i`'s process stops (its server holds what is sent to it) or runs again.
+    fn hold(&self, i: usize, stopped: bool) {
+        if stopped {
+            self.host().pause(self.ids[i]);
+            self.world.fabric.pause(i);
+        } else {
+            self.host().resume(self.ids[i]);
+            self.world.fabric.resume(i);
         }
-        Action::Bridge { a, b, bridge } => {
-            let mut side_a = a.clone();
-            side_a.push(*bridge);
-            t.partition(&[side_a, b.clone()]);
-            for j in b {
-                t.set_cut(*bridge, *j, false);
-                t.set_cut(*j, *bridge, false);
+    }
+}
+
+impl FaultTarget for SimTarget<'_> {
+    fn note(&mut self, node: Option<usize>, what: String) {
+        self.world.trace(node, what);
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.world.kill_node(i, self.ids[i]);
+    }
+
+    fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.host().restart(self.ids[i]);
+        Ok(())
+    }
+
+    fn pause(&mut self, i: usize, paused: bool) {
+        self.hold(i, paused);
+        self.world.stalled(i, paused);
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.world.stop(i, self.ids[i]);
+    }
+
+    fn suspend(&mut self, i: usize) {
+        self.hold(i, true);
+        self.world.clock(i).suspend(self.now());
+        self.world.stalled(i, true);
+    }
+
+    fn freeze(&mut self, i: usize) {
+        self.hold(i, true);
+        self.world.clock(i).freeze(self.now());
+        self.world.stalled(i, true);
+    }
+
+    fn wake(&mut self, i: usize) {
+        self.world.clock(i).wake(self.now());
+        self.hold(i, false);
+        self.world.stalled(i, false);
+    }
+
+    fn step_wall(&mut self, i: usize, by: i128) {
+        self.world.clock(i).step_wall(by);
+    }
+
+    fn drift(&mut self, i: usize, ppm: i64) {
+        self.world.clock(i).set_ppm(self.now(), ppm);
+    }
+
+    fn set_loss(&mut self, loss: f64) {
+        self.world.fabric.topology(|t| t.set_loss(loss));
+    }
+
+    fn set_latency(&mut self, latency: crate::scenario::DurRange) {
+        self.world.fabric.topology(|t| t.set_latency(latency));
+    }
+
+    fn routes(&mut self, change: &mut dyn FnMut(&mut crate::topology::Topology)) -> Vec<(usize, usize)> {
+        self.world.fabric.topology(|t| {
+            change(t);
+            t.cuts()
+        })
+    }
+
+    fn saves(&self, i: usize) -> usize {
+        self.world.disks.saves(i)
+    }
+
+    fn wipe(&mut self, i: usize) {
+        self.world.disks.wipe(i);
+    }
+
+    fn corrupt(&mut self, i: usize) {
+        self.world.disks.corrupt(i);
+    }
+
+    fn rollback(&mut self, i: usize, to: usize) {
+        self.world.disks.rollback(i, to);
+    }
+
+    fn clone_agent(&mut self, i: usize) {
+        self.world.start_clone(i, self.ids[i]);
+    }
+
+    fn replay(&mut self, i: usize, window: Duration) {
+        let n = self.world.fabric.replay(i, window);
+        self.world.trace(Some(i), format!("replayed {n} messages"));
+    }
+
+    fn slow_consumer(&mut self, i: usize, slow: bool) {
+        self.world.fabric.set_slow(i, slow);
+    }
+
+    fn preempt(&mut self, i: usize, by: Duration) {
+        self.world.clock(i).preempt_next_read(by);
+    }
+
+    fn congest(&mut self, i: usize, delay: Option<Duration>) {
+        self.world.fabric.congest(i, delay);
+    }
+
+    fn steer(&mut self, i: usize, resign: bool) {
+        if let Some((_, h)) = self.world.agents.get(i) {
+            if resign {
+                h.resign();
+            } else {
+                h.campaign();
             }
         }
-        Action::OneWay { from, to } => {
-            for f in from {
-                for to in to {
-                    t.set_cut(*f, *to, true);
-                }
-            }
+    }
+
+    fn resize(&mut self, i: usize, size: usize) {
+        self.world.lock().sizes[i] = Some(size);
+    }
+
+    fn server_down(&mut self, i: usize, down: bool) -> Result<(), String> {
+        self.world.fabric.halt_server(i, down);
+        Ok(())
+    }
+
+    fn freeze_connection(&mut self, i: usize, frozen: bool) {
+        let w = self.world;
+        w.fabric.freeze_connection(i, frozen);
+        let now = self.now();
+        let mut st = w.lock();
+        if frozen {
+            // Noticed at the third unanswered ping, reported within a beat: the promise is
+            // judged, whatever bug is planted in how the client pings.
+            let mut cfg = w.scn.node_cfg(i);
+            cfg.bug_knobs = leasehold::BugKnobs::default();
+            let by = now + 3 * cfg.ping_interval().as_nanos() + cfg.beat.as_nanos() + SIM_SLACK;
+            st.conduct.froze(i, now, by);
+        } else {
+            st.conduct.thawed(i, &w.nodes[i].id, now);
         }
-        Action::Cut(links) => t.set_cuts(links),
-        _ => {}
+    }
+
+    fn inject(&mut self, from: usize, subject: &str, reply: Option<&str>, payload: bytes::Bytes) -> bool {
+        self.world.fabric.inject(from, subject, reply, payload)
+    }
+
+    fn forge_pings(&mut self, pick: u64) -> Option<String> {
+        self.world
+            .scn
+            .router
+            .is_some()
+            .then(|| self.world.ping_forger.arm(pick).to_string())
     }
 }

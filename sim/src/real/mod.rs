@@ -15,20 +15,17 @@ pub mod record;
 pub mod store;
 pub mod support;
 
-use crate::faults::{Action, FaultEvent};
+use crate::faults::{Action, FaultEvent, FaultTarget, Resolver};
 use crate::nemesis::plan;
 use crate::oracle::conduct::Conduct;
 use crate::oracle::guards::REAL_SLACK;
 use crate::oracle::verdict;
 use crate::report::{Figures, RunReport};
 use crate::scenario::Scenario;
-use crate::timeline::FaultState;
 use crate::topology::Topology;
 use crate::trace::{Trace, TraceEvent};
 use cluster::Cluster;
 use procs::{true_ns, Line};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -118,21 +115,24 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     for i in 0..n {
         c.start_agent(i, true)?;
     }
+    let mut resolver = Resolver::new(
+        ids.clone(),
+        seed,
+        scn.membership_cfg().sys_member_prefix,
+        scn.membership.authenticate,
+    );
     let mut player = Player {
-        faults: FaultState::new(n),
         topo: Topology::new(n, scn.network.latency, scn.network.loss),
-        rng: ChaCha8Rng::seed_from_u64(crate::seeds::mix(seed, 0xd15c, 0)),
         applied: Vec::new(),
         trace: Vec::new(),
         ids: ids.clone(),
         t0,
-        prefix: scn.membership_cfg().sys_member_prefix,
-        authenticate: scn.membership.authenticate,
+        paused: vec![false; n],
         hung: Vec::new(),
     };
     for ev in &p.events {
         wait_until(&mut c, t0 + ev.at.as_nanos())?;
-        player.play(&mut c, &ev.action, ev.scripted)?;
+        player.play(&mut c, &mut resolver, &ev.action, ev.scripted)?;
     }
     wait_until(&mut c, t0 + scn.duration.0.as_nanos())?;
     let lines = std::mem::take(&mut *c.lines.lock().unwrap_or_else(|e| e.into_inner()));
@@ -209,17 +209,16 @@ fn wait_until(c: &mut Cluster, until: u128) -> Result<(), String> {
     }
 }
 
-/// Plays fault actions on a real cluster, as the simulator's world does on its nodes.
+/// Plays fault actions on a real cluster through the one [`Resolver`], as the simulator's
+/// world does on its nodes, and keeps what they were.
 struct Player {
-    faults: FaultState,
     topo: Topology,
-    rng: ChaCha8Rng,
     applied: Vec<FaultEvent>,
     trace: Vec<TraceEvent>,
     ids: Vec<String>,
     t0: u128,
-    prefix: String,
-    authenticate: bool,
+    /// Nodes paused (a paused agent cannot serve a stop).
+    paused: Vec<bool>,
     /// Stops the agent did not serve in time: (true ns since t0 when asked, node).
     hung: Vec<(u128, usize)>,
 }
@@ -229,18 +228,8 @@ impl Player {
         true_ns().saturating_sub(self.t0)
     }
 
-    fn note(&mut self, what: String) {
-        self.trace.push(TraceEvent {
-            at: self.now(),
-            seq: u64::MAX / 4 + self.trace.len() as u64,
-            node: None,
-            local: None,
-            what,
-        });
-    }
-
     /// Applies `a` now and records what it resolved to.
-    fn play(&mut self, c: &mut Cluster, a: &Action, scripted: bool) -> Result<(), String> {
+    fn play(&mut self, c: &mut Cluster, resolver: &mut Resolver, a: &Action, scripted: bool) -> Result<(), String> {
         let leader = match a {
             Action::IsolateLeader { .. } => {
                 let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -253,10 +242,8 @@ impl Player {
             }
             _ => None,
         };
-        self.note(a.describe(&self.ids, leader));
         let at = Duration::from_nanos(self.now() as u64);
-        for resolved in self.resolve(c, a, leader)? {
-            self.faults.apply(&resolved);
+        for resolved in resolver.play(&mut RealTarget { player: self, c }, a, leader)? {
             self.applied.push(FaultEvent {
                 at,
                 action: resolved,
@@ -265,130 +252,118 @@ impl Player {
         }
         Ok(())
     }
+}
 
-    fn resolve(&mut self, c: &mut Cluster, a: &Action, leader: Option<usize>) -> Result<Vec<Action>, String> {
-        if let Action::StateLoss { node, wipe, pick } = a {
-            let mut done = Vec::new();
-            if self.faults.takes_effect(&Action::Kill(*node)) {
-                c.kill(*node);
-                done.push(Action::Kill(*node));
-            }
-            let saves = c.saves(*node);
-            let change = if *wipe || saves < 2 {
-                Action::WipeState(*node)
-            } else {
-                Action::RollbackState(*node, Some((pick % (saves as u64 - 1)) as usize))
-            };
-            done.extend(self.resolve(c, &change, None)?);
-            return Ok(done);
+/// The real cluster as a target of fault actions.
+struct RealTarget<'a> {
+    player: &'a mut Player,
+    c: &'a mut Cluster,
+}
+
+impl FaultTarget for RealTarget<'_> {
+    fn cannot(a: &Action) -> Option<&'static str> {
+        support::cannot(a)
+    }
+
+    fn note(&mut self, node: Option<usize>, what: String) {
+        let p = &mut *self.player;
+        p.trace.push(TraceEvent {
+            at: p.now(),
+            seq: u64::MAX / 4 + p.trace.len() as u64,
+            node: node.map(|i| p.ids[i].clone()),
+            local: None,
+            what,
+        });
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.c.kill(i);
+        self.player.paused[i] = false;
+    }
+
+    fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.c.restart(i)
+    }
+
+    fn pause(&mut self, i: usize, paused: bool) {
+        self.c.pause(i, paused);
+        self.player.paused[i] = paused;
+    }
+
+    fn stop(&mut self, i: usize) {
+        let asked = self.player.now();
+        // A paused agent cannot serve a SIGTERM; any other must, within the bound.
+        if !self.c.stop(i) && !self.player.paused[i] {
+            self.player.hung.push((asked, i));
         }
-        if !self.faults.takes_effect(a) {
-            return Ok(Vec::new());
-        }
-        let n = self.ids.len();
-        Ok(vec![match a {
-            Action::Kill(i) => {
-                c.kill(*i);
-                a.clone()
-            }
-            Action::Restart(i) => {
-                c.restart(*i)?;
-                a.clone()
-            }
-            Action::Pause(i) | Action::Resume(i) => {
-                c.pause(*i, matches!(a, Action::Pause(_)));
-                a.clone()
-            }
-            Action::Stop(i) => {
-                let asked = self.now();
-                // A paused agent cannot serve a SIGTERM; any other must, within the bound.
-                if !c.stop(*i) && !self.faults.paused[*i] {
-                    self.hung.push((asked, *i));
-                }
-                a.clone()
-            }
-            Action::ServerDown(i, down) => {
-                c.server_down(*i, *down)?;
-                a.clone()
-            }
-            Action::FreezeConnection(i, frozen) => {
-                // The node's nats-server stopped (SIGSTOP): its agent's connection freezes.
-                c.freeze_server(*i, *frozen);
-                a.clone()
-            }
-            Action::Resign(i) | Action::Campaign(i) => {
-                c.steer(*i, matches!(a, Action::Resign(_)));
-                a.clone()
-            }
-            Action::ClockStep(i, by) => {
-                c.step_wall(*i, *by);
-                a.clone()
-            }
-            Action::Drift(i, ppm) => {
-                c.drift(*i, *ppm);
-                a.clone()
-            }
-            Action::Loss(l) => {
-                c.net.with(|net| net.loss = *l);
-                a.clone()
-            }
-            Action::Latency(r) => {
-                c.net.with(|net| net.latency = *r);
-                a.clone()
-            }
-            Action::WipeState(i) => {
-                c.wipe(*i);
-                a.clone()
-            }
-            Action::Resize(i, size) => {
-                c.resize(*i, *size);
-                a.clone()
-            }
-            Action::RollbackState(i, to) => {
-                let saves = c.saves(*i).max(1) as u64;
-                let to = to.unwrap_or_else(|| (self.rng.gen::<u64>() % saves.saturating_sub(1).max(1)) as usize);
-                c.rollback(*i, to);
-                Action::RollbackState(*i, Some(to))
-            }
-            Action::Forge(pick) => {
-                let f = crate::forger::forge(*pick, &self.prefix, &self.ids);
-                let payload = if self.authenticate {
-                    crate::forger::counterfeit(*pick, &f.subject, f.payload).0
-                } else {
-                    f.payload
-                };
-                let sent = c.inject(f.from % n, &f.subject, f.reply.as_deref(), &payload);
-                self.note(format!(
-                    "forged {} on {} ({})",
-                    f.what,
-                    f.subject,
-                    if sent { "sent" } else { "not sent" }
-                ));
-                a.clone()
-            }
-            Action::Heal => {
-                self.topo.heal();
-                c.net.with(|net| net.cuts.clear());
-                a.clone()
-            }
-            Action::Suspend(_)
-            | Action::Wake(_)
-            | Action::Freeze(_)
-            | Action::Clone(_)
-            | Action::CorruptState(_)
-            | Action::Replay(..)
-            | Action::SlowConsumer(..)
-            | Action::Preempt(..)
-            | Action::Congest(..) => {
-                return Err(format!("cannot be done for real: {}", a.describe(&self.ids, None)));
-            }
-            routes => {
-                crate::world::cut_routes(&mut self.topo, routes, leader, n);
-                let cuts = self.topo.cuts();
-                c.net.with(|net| net.cuts = cuts.clone());
-                Action::Cut(cuts)
-            }
-        }])
+        self.player.paused[i] = false;
+    }
+
+    // Refused by `cannot`: never called.
+    fn suspend(&mut self, _: usize) {}
+    fn freeze(&mut self, _: usize) {}
+    fn wake(&mut self, _: usize) {}
+    fn corrupt(&mut self, _: usize) {}
+    fn clone_agent(&mut self, _: usize) {}
+    fn replay(&mut self, _: usize, _: Duration) {}
+    fn slow_consumer(&mut self, _: usize, _: bool) {}
+    fn preempt(&mut self, _: usize, _: Duration) {}
+    fn congest(&mut self, _: usize, _: Option<Duration>) {}
+
+    fn step_wall(&mut self, i: usize, by: i128) {
+        self.c.step_wall(i, by);
+    }
+
+    fn drift(&mut self, i: usize, ppm: i64) {
+        self.c.drift(i, ppm);
+    }
+
+    fn set_loss(&mut self, loss: f64) {
+        self.c.net.with(|net| net.loss = loss);
+    }
+
+    fn set_latency(&mut self, latency: crate::scenario::DurRange) {
+        self.c.net.with(|net| net.latency = latency);
+    }
+
+    fn routes(&mut self, change: &mut dyn FnMut(&mut Topology)) -> Vec<(usize, usize)> {
+        change(&mut self.player.topo);
+        let cuts = self.player.topo.cuts();
+        self.c.net.with(|net| net.cuts = cuts.clone());
+        cuts
+    }
+
+    fn saves(&self, i: usize) -> usize {
+        self.c.saves(i)
+    }
+
+    fn wipe(&mut self, i: usize) {
+        self.c.wipe(i);
+    }
+
+    fn rollback(&mut self, i: usize, to: usize) {
+        self.c.rollback(i, to);
+    }
+
+    fn steer(&mut self, i: usize, resign: bool) {
+        self.c.steer(i, resign);
+    }
+
+    fn resize(&mut self, i: usize, size: usize) {
+        self.c.resize(i, size);
+    }
+
+    fn server_down(&mut self, i: usize, down: bool) -> Result<(), String> {
+        self.c.server_down(i, down)
+    }
+
+    fn freeze_connection(&mut self, i: usize, frozen: bool) {
+        // The node's nats-server stops (SIGSTOP): its agent's connection freezes.
+        self.c.freeze_server(i, frozen);
+    }
+
+    fn inject(&mut self, from: usize, subject: &str, reply: Option<&str>, payload: bytes::Bytes) -> bool {
+        self.c.inject(from, subject, reply, &payload)
     }
 }
 

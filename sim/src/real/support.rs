@@ -1,14 +1,34 @@
 //! What real mode can do: a scenario that uses anything else is skipped with its reason,
 //! never passed.
 
-use crate::scenario::{Scenario, Step};
+use crate::faults::Action;
+use crate::scenario::Scenario;
 use leasehold::Bug;
+use std::time::Duration;
 
 /// Most nodes a real run starts (two processes and a clock file each).
 pub const MAX_REAL_NODES: usize = 9;
 
-const FREEZE: &str =
-    "`freeze` needs every clock of an agent stopped with it, which the runner's test clock cannot do yet";
+/// Why a fault action cannot be done against real processes, if it cannot: the one list that
+/// real mode's fault target ([`crate::faults::FaultTarget::cannot`]) and the check of a whole
+/// scenario ([`unsupported`]) read.
+pub fn cannot(a: &Action) -> Option<&'static str> {
+    match a {
+        Action::Suspend(_) | Action::Wake(_) => Some("`suspend` would suspend this machine"),
+        Action::Freeze(_) => {
+            Some("`freeze` needs every clock of an agent stopped with it, which the runner's test clock cannot do yet")
+        }
+        Action::Clone(_) => Some("`clone` is simulated only for now (the real test is tests/it/state_and_identity.rs)"),
+        Action::CorruptState(_) => {
+            Some("`corrupt_state` is simulated only for now (the real test is tests/it/state_and_identity.rs)")
+        }
+        Action::Replay(..) => Some("`replay` needs a NATS client's reconnect buffer, which the runner cannot flush"),
+        Action::SlowConsumer(..) => Some("`slow_consumer` needs a server to drop a subscriber's messages on demand"),
+        Action::Preempt(..) => Some("`preempt` stalls a read inside the agent's clock, which the runner cannot reach"),
+        Action::Congest(..) => Some("`congest` needs a client buffer that drains slowly, which the runner cannot make"),
+        _ => None,
+    }
+}
 
 /// Why `scn` cannot run against real processes, if it cannot.
 pub fn unsupported(scn: &Scenario) -> Option<String> {
@@ -21,26 +41,21 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
     }
     let f = &scn.faults;
     let net = &scn.network;
+    // The random fault classes, each by one action it draws.
+    let zero = Duration::ZERO;
+    let classes = [
+        (f.suspend.is_some(), Action::Suspend(0)),
+        (f.freeze.is_some(), Action::Freeze(0)),
+        (f.preempt.is_some(), Action::Preempt(0, zero)),
+        (f.congest.is_some(), Action::Congest(0, None)),
+        (f.replay.is_some(), Action::Replay(0, zero)),
+        (f.slow_consumer.is_some(), Action::SlowConsumer(0, true)),
+    ];
+    if let Some(why) = classes.iter().filter(|(used, _)| *used).find_map(|(_, a)| cannot(a)) {
+        return Some(why.into());
+    }
     let reasons = [
-        (f.suspend.is_some(), "`suspend` would suspend this machine"),
-        (f.freeze.is_some(), FREEZE),
         (f.impostor.is_some(), "the `impostor` runs only in the simulator"),
-        (
-            f.preempt.is_some(),
-            "`preempt` stalls a read inside the agent's clock, which the runner cannot reach",
-        ),
-        (
-            f.congest.is_some(),
-            "`congest` needs a client buffer that drains slowly, which the runner cannot make",
-        ),
-        (
-            f.replay.is_some(),
-            "`replay` needs a NATS client's reconnect buffer, which the runner cannot flush",
-        ),
-        (
-            f.slow_consumer.is_some(),
-            "`slow_consumer` needs a server to drop a subscriber's messages on demand",
-        ),
         (
             net.duplicate > 0.0,
             "`duplicate`: real routes are TCP and never duplicate",
@@ -58,27 +73,8 @@ pub fn unsupported(scn: &Scenario) -> Option<String> {
     if let Some((_, why)) = reasons.iter().find(|(used, _)| *used) {
         return Some((*why).into());
     }
-    scn.at.iter().find_map(|a| match &a.step {
-        Step::Suspend(_) | Step::Wake(_) => Some("`suspend` would suspend this machine".into()),
-        Step::Freeze(_) => Some(FREEZE.into()),
-        Step::Clone(_) => {
-            Some("`clone` is simulated only for now (the real test is tests/it/state_and_identity.rs)".into())
-        }
-        Step::CorruptState(_) => {
-            Some("`corrupt_state` is simulated only for now (the real test is tests/it/state_and_identity.rs)".into())
-        }
-        Step::Replay(_) => {
-            Some("`replay` needs a NATS client's reconnect buffer, which the runner cannot flush".into())
-        }
-        Step::SlowConsumer(_) | Step::FastConsumer(_) => {
-            Some("`slow_consumer` needs a server to drop a subscriber's messages on demand".into())
-        }
-        Step::Congest(_) | Step::Uncongest(_) => {
-            Some("`congest` needs a client buffer that drains slowly, which the runner cannot make".into())
-        }
-        Step::Preempt(_) => {
-            Some("`preempt` stalls a read inside the agent's clock, which the runner cannot reach".into())
-        }
-        _ => None,
-    })
+    scn.at
+        .iter()
+        .find_map(|a| cannot(&Action::from_step(&a.step, |_| 0)))
+        .map(str::to_string)
 }
