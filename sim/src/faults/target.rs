@@ -191,6 +191,8 @@ impl Resolver {
         let mut done = Vec::new();
         if self.state.takes_effect(&Action::Kill(i)) {
             t.kill(i);
+            // Down now: the state change below takes effect on a node that was up.
+            self.state.apply(&Action::Kill(i));
             done.push(Action::Kill(i));
         }
         let saves = t.saves(i);

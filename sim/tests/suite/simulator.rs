@@ -466,3 +466,33 @@ fn authenticated_messages_defeat_the_impostor_that_breaks_an_open_cluster() {
         assert!(r.violations.is_empty(), "seed {seed}: {}", r.describe());
     }
 }
+
+/// A state loss that strikes a running node kills it and then loses its file: the kill must
+/// not hide the loss (it did until this was checked: the state change was judged against the
+/// node as it was before the kill, found it up, and was dropped, so `state_loss` faults were
+/// mostly plain kills).
+#[test]
+fn a_state_loss_of_a_running_node_kills_it_and_loses_its_file() {
+    use leasehold_sim::faults::Action;
+    let s = load("scenarios/lease-state-loss.toml");
+    let r = run_seed(&s, 0, "x");
+    let losses = r
+        .plan
+        .events
+        .iter()
+        .filter(|e| matches!(e.action, Action::StateLoss { .. }))
+        .count();
+    let changes = r
+        .applied
+        .iter()
+        .filter(|e| matches!(e.action, Action::WipeState(_) | Action::RollbackState(..)))
+        .count();
+    assert!(losses >= 5, "the scenario loses state often: {losses}");
+    assert_eq!(changes, losses, "every state loss changed the file");
+    let rollbacks = r
+        .applied
+        .iter()
+        .filter(|e| matches!(e.action, Action::RollbackState(..)))
+        .count();
+    assert!(rollbacks > 0, "some losses roll back to an earlier save");
+}
