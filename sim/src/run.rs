@@ -1,22 +1,17 @@
 //! Running one seed of a scenario: build the world, create its madsim nodes, play the fault
 //! plan at its true times, then let the oracle judge what was recorded.
 
-use crate::clock::{Alarm, ClockModel};
-use crate::fabric::Fabric;
+use crate::clock::Alarm;
 use crate::faults::FaultEvent;
 use crate::nemesis::{lazy_plan, plan, Plan};
-use crate::oracle::{secs, verdict, Violation, ViolationKind};
+use crate::oracle::{verdict, Violation, ViolationKind};
 use crate::record::Keep;
 use crate::report::{Figures, RunReport};
 use crate::scenario::Scenario;
-use crate::seeds::mix;
 use crate::trace::Trace;
-use crate::workload::router::{client_datacenter, home_of, Servers, PREFIX};
 use crate::world::World;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -128,8 +123,8 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
         Keep::Everything => crate::oracle::calm::live(&scn, &p.events),
         Keep::Verdict => crate::oracle::calm::live(&scn, lazy_plan(&scn, seed).1),
     };
-    let w = Arc::new(build_world(&scn, seed, &p, start, keep, live));
-    let (ids, others) = create_nodes(&w);
+    let (w, hosts) = World::build(&scn, seed, &p, start, keep, live);
+    let ids = &hosts.agents;
     // Graceful stops in progress run here, beside the waits, and end with the run.
     let mut graces = FuturesUnordered::new();
     for ev in events {
@@ -137,17 +132,11 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
         if start + ev.at > madsim::time::Instant::now() {
             wait_until(start + ev.at, &mut graces).await;
         }
-        w.apply(&ev.action, &ids);
+        w.apply(&ev.action, ids);
         graces.extend(w.take_graces());
     }
     wait_until(start + scn.duration.0, &mut graces).await;
-    // Every node goes down with the run: madsim frees a node's tasks (and all they hold: the
-    // world, the fabric, agents' state) when the node dies, not when the runtime ends, so a
-    // sweep would otherwise keep every seed's.
-    let h = madsim::runtime::Handle::current();
-    for id in ids.iter().chain(&others) {
-        h.kill(*id);
-    }
+    hosts.kill_all();
     match keep {
         Keep::Everything => (judge(&w, p, replay), false),
         Keep::Verdict => judge_streamed(&w, p, replay),
@@ -162,193 +151,6 @@ async fn wait_until(at: madsim::time::Instant, graces: &mut FuturesUnordered<lea
         alarm.poll_at(at, madsim::time::Instant::now(), cx)
     })
     .await
-}
-
-/// The world of one run: clocks from the plan, the fabric with its datacenters, the servers.
-fn build_world(
-    scn: &Scenario,
-    seed: u64,
-    p: &Plan,
-    start: madsim::time::Instant,
-    keep: Keep,
-    live: crate::oracle::Live,
-) -> World {
-    let nodes = scn.sim_nodes();
-    let n = nodes.len();
-    let m = scn.router.as_ref().map_or(0, |r| r.clients);
-    let clocks = (0..n)
-        .map(|i| {
-            let c = ClockModel::new(p.origin[i], p.drift_ppm[i], p.wall_offset_ns[i]);
-            // Planted bugs in the clock the agent reads: one that stops while suspended, or one
-            // that reads suspended time the old way.
-            let bugs = scn.node_cfg(i).bug_knobs;
-            let c = if bugs.has(leasehold::Bug::RatchetingClockRead) {
-                c.ratcheting_read()
-            } else {
-                c
-            };
-            if bugs.has(leasehold::Bug::SuspendBlindClock) {
-                c.reading_awake_time()
-            } else {
-                c
-            }
-        })
-        .chain((0..m).map(|_| ClockModel::new(Duration::ZERO, 0, 0)))
-        .map(|c| Arc::new(Mutex::new(c)))
-        .collect();
-    let net = &scn.network;
-    // An impostor has a server of its own, after the nodes and the router clients, the
-    // fenced store one after that, and a stranger who answers router pings one after that.
-    let strangers = usize::from(scn.faults.impostor.is_some());
-    let store = usize::from(scn.workload.fenced_store);
-    let fabric = Fabric::new(
-        n + m + strangers + store + usize::from(ping_forger_index(scn).is_some()),
-        net.latency,
-        net.loss,
-        net.reorder,
-        mix(seed, 0xfab, 0),
-        start,
-    );
-    fabric.set_duplicate(net.duplicate);
-    if scn.faults.replay.is_some()
-        || scn
-            .at
-            .iter()
-            .any(|a| matches!(a.step, crate::scenario::Step::Replay(_)))
-    {
-        fabric.keep_log(crate::scenario::MAX_REPLAY_WINDOW);
-    }
-    let mut dcs: Vec<String> = nodes.iter().map(|x| x.datacenter.clone()).collect();
-    dcs.sort();
-    dcs.dedup();
-    let dc_index = |d: &str| dcs.iter().position(|x| x == d).unwrap_or(0);
-    let client_dc = client_datacenter(scn);
-    fabric.topology(|t| {
-        for (i, node) in nodes.iter().enumerate() {
-            t.set_datacenter(i, dc_index(&node.datacenter));
-        }
-        for k in 0..m {
-            t.set_datacenter(n + k, dc_index(&client_dc));
-            t.set_host(n + k, home_of(&nodes, k, &client_dc));
-        }
-        if let Some(f) = ping_forger_index(scn) {
-            t.set_datacenter(f, dc_index(&client_dc));
-        }
-        for l in &net.dc_link {
-            t.set_dc_latency(dc_index(&l.between.0), dc_index(&l.between.1), l.latency);
-        }
-    });
-    let servers = Servers {
-        all: nodes
-            .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                (
-                    i,
-                    leasehold::router::Server::new(x.id.clone(), x.datacenter.clone(), PREFIX),
-                )
-            })
-            .collect(),
-    };
-    let w = World::new(scn.clone(), seed, start, fabric, clocks, servers, keep, live);
-    for (i, c) in p.drift_ppm.iter().enumerate() {
-        if *c != 0 || p.wall_offset_ns[i] != 0 {
-            let off = p.wall_offset_ns[i];
-            let sign = if off < 0 { "-" } else { "+" };
-            w.trace(
-                Some(i),
-                format!("clock drift {c}ppm wall offset {sign}{}", secs(off.unsigned_abs())),
-            );
-        }
-    }
-    w
-}
-
-/// The fabric index of the stranger who answers router pings: in router scenarios that
-/// forge, after the nodes, the clients, the impostor and the fenced store.
-fn ping_forger_index(scn: &Scenario) -> Option<usize> {
-    let forges = scn.faults.forge.is_some() || scn.at.iter().any(|a| matches!(a.step, crate::scenario::Step::Forge(_)));
-    let clients = scn.router.as_ref().filter(|_| forges)?.clients;
-    Some(
-        scn.sim_nodes().len()
-            + clients
-            + usize::from(scn.faults.impostor.is_some())
-            + usize::from(scn.workload.fenced_store),
-    )
-}
-
-/// Creates a madsim node per agent (10.0.x.y), per router client (10.1.x.y), and for the
-/// impostor and the fenced store; returns the agents' node IDs, by index, and the others'.
-fn create_nodes(w: &Arc<World>) -> (Vec<madsim::task::NodeId>, Vec<madsim::task::NodeId>) {
-    let h = madsim::runtime::Handle::current();
-    let ip = |net: u8, i: usize| IpAddr::V4(Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250) as u8 + 1));
-    let ids = (0..w.nodes.len())
-        .map(|i| {
-            let w2 = w.clone();
-            h.create_node()
-                .name(w.nodes[i].id.clone())
-                .ip(ip(0, i))
-                .init(move || w2.clone().node_main(i))
-                .build()
-                .id()
-        })
-        .collect();
-    let mut others = Vec::new();
-    let clients = w.scn.router.as_ref().map_or(0, |r| r.clients);
-    let dc = client_datacenter(&w.scn);
-    for k in 0..clients {
-        let (w2, dc) = (w.clone(), dc.clone());
-        let node = h
-            .create_node()
-            .name(format!("c{k}"))
-            .ip(ip(1, k))
-            .init(move || w2.clone().client_main(k, dc.clone()))
-            .build();
-        others.push(node.id());
-    }
-    if let Some(imp) = w.scn.faults.impostor.clone() {
-        let me = w.nodes.len() + clients;
-        let (fabric, prefix) = (w.fabric.clone(), w.scn.membership_cfg().sys_member_prefix);
-        let (phantoms, counterfeit) = (w.nodes.len(), w.scn.membership.authenticate);
-        let node = h
-            .create_node()
-            .name("impostor")
-            .ip(ip(2, 0))
-            .init(move || {
-                fabric.serve(me);
-                crate::impostor::run(fabric.clone(), me, prefix.clone(), phantoms, imp.every.0, counterfeit)
-            })
-            .build();
-        others.push(node.id());
-    }
-    if w.scn.workload.fenced_store {
-        let me = w.nodes.len() + clients + usize::from(w.scn.faults.impostor.is_some());
-        let (fabric, prefix) = (w.fabric.clone(), w.scn.membership_cfg().election_prefix());
-        let (checks, effects, start) = (w.scn.workload.store_checks_tokens, w.effects.clone(), w.start);
-        let node = h
-            .create_node()
-            .name("store")
-            .ip(ip(3, 0))
-            .init(move || {
-                crate::workload::store::store_main(fabric.clone(), me, prefix.clone(), checks, effects.clone(), start)
-            })
-            .build();
-        others.push(node.id());
-    }
-    if let Some(me) = ping_forger_index(&w.scn) {
-        let (fabric, forger, servers) = (w.fabric.clone(), w.ping_forger.clone(), w.servers.clone());
-        let node = h
-            .create_node()
-            .name("ping-forger")
-            .ip(ip(4, 0))
-            .init(move || {
-                fabric.serve(me);
-                forger.clone().run(fabric.clone(), me, servers.clone())
-            })
-            .build();
-        others.push(node.id());
-    }
-    (ids, others)
 }
 
 /// The oracle's verdict on what the world recorded, and the run's figures.

@@ -1,7 +1,7 @@
 //! The trace text of every fault action.
 
 use super::Action;
-use crate::oracle::secs;
+use crate::scenario::secs;
 
 impl Action {
     /// The action as a trace line; `leader` is who an `IsolateLeader` isolates.

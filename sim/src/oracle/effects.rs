@@ -6,19 +6,7 @@
 //! memory.
 
 use super::{secs, Violation, ViolationKind};
-
-/// One write that reached the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Write {
-    /// True time the store took it (ns).
-    pub at: u128,
-    /// The writer's node ID.
-    pub node: String,
-    /// The fencing token it was written under.
-    pub token: u64,
-    /// Whether the store accepted it.
-    pub accepted: bool,
-}
+pub use crate::workload::store::Write;
 
 /// The effects oracle's state: the highest accepted write so far, and what was stale.
 #[derive(Debug, Clone, Default)]

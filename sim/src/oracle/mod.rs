@@ -112,10 +112,7 @@ pub fn verdict(claims: &[TrueClaim], live: &Live) -> Vec<Violation> {
     v
 }
 
-/// Seconds with nanosecond precision, for reports and traces.
-pub fn secs(ns: u128) -> String {
-    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
-}
+pub use crate::scenario::secs;
 
 /// What went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The oracle fed one final claim at a time, in start order, in constant memory: what a long
 //! run or a sweep uses instead of holding every claim. It computes the run's figures exactly
-//! as [`Figures::of_claims`](crate::report::Figures::of_claims) does, and tells whether the
+//! as the report's `Figures::of_claims` does (a test holds the two together), and tells whether the
 //! checks of [`verdict`](super::verdict) would find anything; a run it flags is run again
 //! with every claim kept, so the report of a failure is always the whole one.
 

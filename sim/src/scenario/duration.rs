@@ -70,3 +70,8 @@ impl Serialize for DurRange {
         s.serialize_str(&format!("{}..{}", text(self.lo), text(self.hi)))
     }
 }
+
+/// Seconds with nanosecond precision, as reports and traces write a true or local time.
+pub fn secs(ns: u128) -> String {
+    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
+}

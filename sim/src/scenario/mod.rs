@@ -10,7 +10,7 @@ mod validate;
 
 pub use validate::MAX_REPLAY_WINDOW;
 
-pub use duration::{Dur, DurRange};
+pub use duration::{secs, Dur, DurRange};
 pub use error::ScenarioError;
 pub use leasehold::Bug;
 pub use spec::{

@@ -2,15 +2,13 @@
 //! its latency. Whoever holds a valid lease guard (the guard application of `leasehold::probe`,
 //! beside every agent) writes to the store every beat under the guard's fencing token; the
 //! store refuses a token lower than the highest it has accepted (unless it is the known-bad store
-//! that does not check), and hands every write it handled to the effects oracle
-//! ([`crate::oracle::effects`]).
+//! that does not check), and hands every write it handled to whoever judges them (the effects
+//! oracle).
 
 use crate::clock::true_now;
 use crate::fabric::{Fabric, SimNet};
-use crate::oracle::effects::{Effects, Write};
 use leasehold::Network;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
 
 /// The store's subject, under the election prefix.
 pub fn subject(prefix: &str) -> String {
@@ -24,14 +22,27 @@ struct Put {
     token: u64,
 }
 
-/// Runs the store on fabric index `me` until the run ends, judging what it accepts into
-/// `effects`; `checks`: whether it refuses tokens lower than the highest accepted.
+/// One write that reached the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// True time the store took it (ns).
+    pub at: u128,
+    /// The writer's node ID.
+    pub node: String,
+    /// The fencing token it was written under.
+    pub token: u64,
+    /// Whether the store accepted it.
+    pub accepted: bool,
+}
+
+/// Runs the store on fabric index `me` until the run ends, handing every write it handled to
+/// `handled`; `checks`: whether it refuses tokens lower than the highest accepted.
 pub async fn store_main(
     fabric: Fabric,
     me: usize,
     prefix: String,
     checks: bool,
-    effects: Arc<Mutex<Effects>>,
+    mut handled: impl FnMut(Write),
     start: madsim::time::Instant,
 ) {
     fabric.serve(me);
@@ -48,7 +59,7 @@ pub async fn store_main(
         if accepted {
             highest = highest.max(put.token);
         }
-        effects.lock().unwrap_or_else(|e| e.into_inner()).take(Write {
+        handled(Write {
             at: true_now(start),
             node: put.node,
             token: put.token,
