@@ -16,8 +16,9 @@ pub mod store;
 pub mod support;
 
 use crate::faults::{Action, FaultEvent, FaultTarget, Resolver};
-use crate::nemesis::plan;
+use crate::nemesis::{plan, Plan};
 use crate::oracle::conduct::Conduct;
+use crate::oracle::effects::Effects;
 use crate::oracle::guards::REAL_SLACK;
 use crate::oracle::verdict;
 use crate::report::{Figures, RunReport};
@@ -138,6 +139,17 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let lines = std::mem::take(&mut *c.lines.lock().unwrap_or_else(|e| e.into_inner()));
     drop(c);
     let effects = store.map(|s| s.effects()).unwrap_or_default();
+    let mut run = judge(scn, p, player, lines, effects);
+    run.report.seed = seed;
+    run.report.replay = format!("cargo run --release -p leasehold-sim -- real {source} --seed {seed}");
+    run.report.figures.wall_time = wall.elapsed();
+    Ok(run)
+}
+
+/// The oracle's verdict on what the agents printed (`lines`), what the player did, and what
+/// the fenced store saw, in the simulator's report form.
+fn judge(scn: &Scenario, p: Plan, player: Player, lines: Vec<Line>, effects: Effects) -> RealRun {
+    let (ids, t0) = (&player.ids, player.t0);
     // When a paused agent could not run: its application is not blamed for acting late.
     let stalls: Vec<(u128, usize, bool)> = player
         .applied
@@ -149,7 +161,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
             _ => None,
         })
         .collect();
-    let rec = record::parse(&lines, &ids, t0, &stalls);
+    let rec = record::parse(&lines, ids, t0, &stalls);
     let mut events = rec.trace;
     events.extend(player.trace);
     events.sort_by(|a, b| (a.at, &a.node, a.seq).cmp(&(b.at, &b.node, b.seq)));
@@ -157,7 +169,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut violations = verdict(&rec.claims, &live);
     violations.extend(effects.first.clone());
     violations.extend(rec.guards.first.clone());
-    let mut conduct = conduct(scn, &ids, &player.applied, &lines, t0);
+    let mut conduct = conduct(scn, ids, &player.applied, &lines, t0);
     for (at, i) in &player.hung {
         conduct.stop_hung(&ids[*i], *at);
     }
@@ -165,7 +177,6 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     let mut figures = Figures::of_claims(&rec.claims, scn.duration.0, live.last_fault + live.bound);
     figures.guard_reports = rec.guards.reports;
     figures.freeze_noticed_max = crate::run::noticed_max(&conduct);
-    figures.wall_time = wall.elapsed();
     (figures.writes_accepted, figures.stale_writes_accepted) = (effects.accepted, effects.stale);
     let lines = lines
         .into_iter()
@@ -174,12 +185,12 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
             ..l
         })
         .collect();
-    Ok(RealRun {
+    RealRun {
         report: RunReport {
             scenario: scn.name.clone(),
-            seed,
-            replay: format!("cargo run --release -p leasehold-sim -- real {source} --seed {seed}"),
-            nodes: ids,
+            seed: 0,
+            replay: String::new(),
+            nodes: player.ids,
             plan: p,
             applied: player.applied,
             trace: Trace::new(events),
@@ -190,7 +201,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
             swarm: None,
         },
         lines,
-    })
+    }
 }
 
 /// Sleeps until true time `until` (host ns), keeping track of state files and interruptions.

@@ -334,6 +334,14 @@ fn notice_event(node: &str, nats: &str, clock: &dyn Clock, n: &Notice) -> Option
     AgentEvent::of_notice(n, node, nats, Some(wall))
 }
 
+/// An error that ends the agent: its message, and the exit code (2: configuration, 1: the
+/// server could not be reached).
+struct Fatal(String, u8);
+
+fn config_error(e: impl std::fmt::Display) -> Fatal {
+    Fatal(format!("{e}"), 2)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -342,80 +350,92 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    match run(&args).await {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(1),
+        Err(Fatal(e, code)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
 
-    let mut cfg = membership_cfg(&args);
-    // Configuration errors are reported before connecting.
-    let keys = match args
+/// Configures, connects and runs the agent until it stops; whether it failed (gave up or
+/// its task failed).
+async fn run(args: &Args) -> Result<bool, Fatal> {
+    // Every configuration error is reported before connecting.
+    let mut cfg = membership_cfg(args);
+    let keys = args
         .cluster_key
         .as_deref()
         .map(leasehold::ClusterKeys::load)
         .transpose()
-    {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: --cluster-key {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match planted(&args.plant_bug) {
-        Ok(k) => cfg.bug_knobs = k,
-        Err(e) => {
-            eprintln!("error: --plant-bug: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    // Every configuration error is reported before connecting.
-    if let Err(e) = cfg.validate() {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let state = match prepare_state(&args) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let net = match NatsNetwork::connect(&nats_options(&args, &cfg)).await {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
+        .map_err(|e| config_error(format!("--cluster-key {e}")))?;
+    cfg.bug_knobs = planted(&args.plant_bug).map_err(|e| config_error(format!("--plant-bug: {e}")))?;
+    cfg.validate().map_err(config_error)?;
+    let state = prepare_state(args).map_err(config_error)?;
+    let net = NatsNetwork::connect(&nats_options(args, &cfg))
+        .await
+        .map_err(|e| Fatal(e.to_string(), 1))?;
     // hnatsd reports the server its agent is connected to.
     let info = net.client().server_info();
     cfg.nats_host = info.host.clone();
     cfg.nats_client_port = i64::from(info.port);
-    let node = args.id.clone();
-    let clock = match start_clock(&node, args.test_clock.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let ping_net = net.clone();
-    let write_net = net.clone();
-    let agent = match Membership::new(cfg, clock.clone(), net, FileStorage::new(state)) {
-        Ok(a) => match keys {
-            Some(k) => a.with_cluster_keys(k),
-            None => a,
-        },
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let clock = start_clock(&args.id, args.test_clock.clone()).map_err(config_error)?;
+    let agent = Membership::new(cfg, clock.clone(), net.clone(), FileStorage::new(state)).map_err(config_error)?;
+    let agent = match keys {
+        Some(k) => agent.with_cluster_keys(k),
+        None => agent,
     };
     let handle = agent.handle();
-    let mut notices = handle.notices(4096);
+    let notices = handle.notices(4096);
+    start_beside(args, &handle, &net, &clock);
+    let runner = tokio::spawn(agent.run());
+    emit(
+        &args.id,
+        AgentEvent::Started {
+            algorithm: args.algorithm.to_string(),
+            nats: args.nats.clone(),
+        },
+    );
+    let gave_up = serve(args, &handle, notices, clock.as_ref()).await;
+    let failed = match runner.await {
+        Ok(Ok(())) => gave_up,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            true
+        }
+        Err(e) => {
+            eprintln!("error: agent task: {e}");
+            true
+        }
+    };
+    let st = handle.stats();
+    emit(
+        &args.id,
+        AgentEvent::Stopped {
+            malformed: st.malformed,
+            out_of_range: st.out_of_range,
+            unauthenticated: st.unauthenticated,
+            publish_errors: st.publish_errors,
+            publishes_dropped: st.publishes_dropped,
+            storage_errors: st.storage_errors,
+            notices_dropped: st.notices_dropped,
+        },
+    );
+    Ok(failed)
+}
+
+/// What runs beside the agent: the answers to router pings, the pings that move this agent's
+/// network coordinate, and (test only) the applications of `leasehold-sim real`.
+fn start_beside(args: &Args, handle: &leasehold::MembershipHandle, net: &NatsNetwork, clock: &Arc<dyn Clock>) {
     // Answer router pings (request/reply, with this agent's network coordinate).
-    let book = std::sync::Arc::new(std::sync::Mutex::new(leasehold::router::CoordinateBook::new(
+    let book = Arc::new(std::sync::Mutex::new(leasehold::router::CoordinateBook::new(
         u64::from(std::process::id()),
     )));
     let ping_subject = format!("{}ping.{}", args.prefix, args.id);
     tokio::spawn(leasehold::router::serve_pings(
-        ping_net.clone(),
+        net.clone(),
         ping_subject,
         args.id.clone(),
         book.clone(),
@@ -423,32 +443,35 @@ async fn main() -> ExitCode {
     // Measure the round trip to every peer now and then, so this agent's coordinate moves.
     tokio::spawn(ping_peers(
         handle.clone(),
-        ping_net,
+        net.clone(),
         clock.clone(),
         book,
         args.prefix.clone(),
     ));
     if args.test_guard || args.test_fenced_writes.is_some() {
         test_app::start(
-            &handle,
+            handle,
             clock.clone(),
-            node.clone(),
+            args.id.clone(),
             args.beat,
-            write_net,
+            net.clone(),
             args.test_fenced_writes.clone(),
         );
     }
-    let runner = tokio::spawn(agent.run());
-    emit(
-        &node,
-        AgentEvent::Started {
-            algorithm: args.algorithm.to_string(),
-            nats: args.nats.clone(),
-        },
-    );
+}
+
+/// Prints the agent's notices and serves signals until it stops; whether it gave up
+/// (`--max-disconnected`).
+async fn serve(
+    args: &Args,
+    handle: &leasehold::MembershipHandle,
+    mut notices: leasehold::Notices,
+    clock: &dyn Clock,
+) -> bool {
+    let node = &args.id;
     let print = |n: Notice| {
-        if let Some(ev) = notice_event(&node, &args.nats, clock.as_ref(), &n) {
-            emit(&node, ev);
+        if let Some(ev) = notice_event(node, &args.nats, clock, &n) {
+            emit(node, ev);
         }
     };
     let stop = shutdown_signal();
@@ -474,7 +497,7 @@ async fn main() -> ExitCode {
             },
             _ = async { tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)).await }, if give_up_at.is_some() => {
                 let reason = format!("disconnected for {:?} (--max-disconnected)", args.max_disconnected.unwrap_or_default());
-                emit(&node, AgentEvent::GaveUp { nats: args.nats.clone(), reason });
+                emit(node, AgentEvent::GaveUp { nats: args.nats.clone(), reason });
                 gave_up = true;
                 handle.stop().await;
                 break;
@@ -485,7 +508,7 @@ async fn main() -> ExitCode {
                 } else {
                     handle.campaign();
                 }
-                emit(&node, if resign { AgentEvent::Resign } else { AgentEvent::Campaign });
+                emit(node, if resign { AgentEvent::Resign } else { AgentEvent::Campaign });
             }
             _ = &mut stop => {
                 handle.stop().await;
@@ -496,35 +519,7 @@ async fn main() -> ExitCode {
     while let Some((_, n)) = notices.try_next() {
         print(n);
     }
-    let failed = match runner.await {
-        Ok(Ok(())) => gave_up,
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            true
-        }
-        Err(e) => {
-            eprintln!("error: agent task: {e}");
-            true
-        }
-    };
-    let st = handle.stats();
-    emit(
-        &node,
-        AgentEvent::Stopped {
-            malformed: st.malformed,
-            out_of_range: st.out_of_range,
-            unauthenticated: st.unauthenticated,
-            publish_errors: st.publish_errors,
-            publishes_dropped: st.publishes_dropped,
-            storage_errors: st.storage_errors,
-            notices_dropped: st.notices_dropped,
-        },
-    );
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    gave_up
 }
 
 /// Pings one known member every second, round robin, feeding the coordinate book.
