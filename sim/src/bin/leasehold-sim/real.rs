@@ -78,15 +78,7 @@ pub(crate) fn cmd_real(
         }
     }
     if json {
-        for r in &rows {
-            let v = match r {
-                Row::Skipped { name, source, why } => json!({"name": name, "source": source, "skipped": why}),
-                Row::Ran { real, sim } => {
-                    json!({"name": real.name, "source": real.source, "real": real.json(), "sim": sim.json()})
-                }
-            };
-            println!("{v}");
-        }
+        print_json(&rows);
     } else {
         print_table(&rows);
     }
@@ -99,6 +91,19 @@ pub(crate) fn cmd_real(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// One JSON line per file: real and simulated sweeps side by side, or why it was skipped.
+fn print_json(rows: &[Row]) {
+    for r in rows {
+        let v = match r {
+            Row::Skipped { name, source, why } => json!({"name": name, "source": source, "skipped": why}),
+            Row::Ran { real, sim } => {
+                json!({"name": real.name, "source": real.source, "real": real.json(), "sim": sim.json()})
+            }
+        };
+        println!("{v}");
     }
 }
 
