@@ -18,7 +18,7 @@ use crate::wire::{
 };
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
@@ -274,15 +274,9 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         loop {
             // A publish can wait long (a client whose outgoing buffer is full while it is
             // disconnected): a stop is served meanwhile, and what was left is not carried out.
-            let carried = self.carry_out(std::mem::take(&mut out), subjects);
-            let carried = if self.cfg.bug_knobs.has(Bug::BlockingDriver) {
-                Some(carried.await)
-            } else {
-                match select(&mut stop, std::pin::pin!(carried)).await {
-                    Either::Left(_) => None,
-                    Either::Right((r, _)) => Some(r),
-                }
-            };
+            let carried = self
+                .carry_out_or_stop(std::mem::take(&mut out), subjects, &mut stop)
+                .await;
             match carried {
                 None => break,
                 Some(Ok(())) => {}
@@ -298,18 +292,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             let wake = sm.next_wakeup();
             sleep.take_if(|(at, _)| *at != wake);
             let (_, timer) = sleep.get_or_insert_with(|| (wake, self.clock.sleep_until(wake)));
-            let event = {
-                match select(&mut stop, select(select(subs.next(), control.next()), timer)).await {
-                    Either::Left(_) => Event::Stop,
-                    Either::Right((Either::Left((Either::Left((Some(msg), _)), _)), _)) => Event::Message(msg),
-                    // Every subscription ended: the network is gone for good.
-                    Either::Right((Either::Left((Either::Left((None, _)), _)), _)) => Event::Closed,
-                    Either::Right((Either::Left((Either::Right((Some(c), _)), _)), _)) => c,
-                    // The command channel lives as long as the shared state; should it close, stop.
-                    Either::Right((Either::Left((Either::Right((None, _)), _)), _)) => Event::Stop,
-                    Either::Right((Either::Right(((), _)), _)) => Event::Timer,
-                }
-            };
+            let event = next_event(&mut stop, &mut subs, &mut control, timer).await;
             if matches!(event, Event::Timer) {
                 // A finished future must not be polled again.
                 sleep = None;
@@ -339,6 +322,25 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         self.flush(last, subjects).await;
         info!("{} agent stopped", self.cfg.algorithm);
         Ok(())
+    }
+
+    /// Carries out one step's outputs while serving a stop: `None` if the stop came first
+    /// (what was left is not carried out). With the planted `BlockingDriver`, the stop waits.
+    async fn carry_out_or_stop(
+        &self,
+        out: Vec<Output>,
+        subjects: &Subjects,
+        stop: &mut oneshot::Receiver<()>,
+    ) -> Option<Result<(), StorageError>> {
+        let carried = self.carry_out(out, subjects);
+        if self.cfg.bug_knobs.has(Bug::BlockingDriver) {
+            Some(carried.await)
+        } else {
+            match select(stop, std::pin::pin!(carried)).await {
+                Either::Left(_) => None,
+                Either::Right((r, _)) => Some(r),
+            }
+        }
     }
 
     /// Carries out a stopping machine's last outputs (its claim has ended: the notice comes
@@ -462,6 +464,26 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
 
 /// How long a stopping agent waits for its last publishes (a leader's release) to go out.
 const STOP_FLUSH: Duration = Duration::from_secs(1);
+
+/// Waits for the driver's next event: a stop, a message, a command or a change of the
+/// connection, or the machine's timer (`timer`), polled in that order.
+async fn next_event(
+    stop: &mut oneshot::Receiver<()>,
+    subs: &mut Inbox,
+    control: &mut (impl Stream<Item = Event> + Unpin),
+    timer: &mut BoxFuture<'static, ()>,
+) -> Event {
+    match select(stop, select(select(subs.next(), control.next()), timer)).await {
+        Either::Left(_) => Event::Stop,
+        Either::Right((Either::Left((Either::Left((Some(msg), _)), _)), _)) => Event::Message(msg),
+        // Every subscription ended: the network is gone for good.
+        Either::Right((Either::Left((Either::Left((None, _)), _)), _)) => Event::Closed,
+        Either::Right((Either::Left((Either::Right((Some(c), _)), _)), _)) => c,
+        // The command channel lives as long as the shared state; should it close, stop.
+        Either::Right((Either::Left((Either::Right((None, _)), _)), _)) => Event::Stop,
+        Either::Right((Either::Right(((), _)), _)) => Event::Timer,
+    }
+}
 
 /// What woke the driver.
 enum Event {

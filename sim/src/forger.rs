@@ -40,185 +40,242 @@ pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
         .cloned()
         .unwrap_or_default();
     let phantom = format!("forger-{}", r.gen_range(0..4u32));
-    let subject = |name: &str| format!("{prefix}{name}");
-    let f = |subject: String, reply: Option<String>, payload: Bytes, what| Forged {
-        from,
-        subject,
-        reply,
-        payload,
-        what,
-    };
-    let hb = |id: String, lease: Option<LeaseView>, max_token: u64, loc_lease: Option<OffsetDateTime>| {
-        let mut loc = AgentLoc::new(id, i64::MIN);
-        loc.lease_expires = loc_lease;
-        encode(&Heartbeat {
-            loc,
-            inc: 1,
-            run: 1,
-            cluster_size: 0,
-            lease,
-            max_token,
-            config: 0,
-            passive: false,
-            waiting: false,
-            quarantined: false,
-        })
-    };
+    let forging = Forging { pick, prefix, from };
     match pick % KINDS {
-        0 => f(
-            subject("hb"),
-            None,
-            hb(
-                phantom,
-                Some(LeaseView {
-                    token: u64::MAX,
-                    remaining_ms: u64::MAX,
-                }),
-                u64::MAX,
-                None,
-            ),
-            "heartbeat with tokens near 2^64",
-        ),
-        1 => {
-            let id = if r.gen_bool(0.5) {
-                String::new()
-            } else {
-                "x".repeat(10 * 1024)
-            };
-            f(
-                subject("hb"),
-                None,
-                hb(id, None, 1, None),
-                "heartbeat from an empty or 10 kB ID",
-            )
+        kind @ (0 | 2 | 11) => forging.lease_claim(kind, phantom),
+        kind @ (1 | 3 | 10) => forging.odd_heartbeat(kind, &mut r, target, phantom),
+        kind @ 4..=6 => forging.lease_message(kind, &mut r, target, phantom),
+        kind => forging.junk_or_allcall(kind, &mut r, phantom),
+    }
+}
+
+/// What every kind of forged message needs: its number, the subjects' prefix, and whose
+/// server it goes through.
+struct Forging<'a> {
+    pick: u64,
+    prefix: &'a str,
+    from: usize,
+}
+
+impl Forging<'_> {
+    /// The election subject `name`.
+    fn subject(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The forged message.
+    fn forged(&self, subject: String, reply: Option<String>, payload: Bytes, what: &'static str) -> Forged {
+        Forged {
+            from: self.from,
+            subject,
+            reply,
+            payload,
+            what,
         }
-        2 => f(
-            subject("hb"),
-            None,
-            hb(
-                phantom,
-                Some(LeaseView {
-                    token: 1,
-                    remaining_ms: 1_000_000_000_000,
-                }),
-                1,
+    }
+
+    /// Kinds 0, 2 and 11: a phantom member's heartbeat claiming a lease with a token near
+    /// 2^64, a lease longer than any promise, or a short one.
+    fn lease_claim(&self, kind: u64, phantom: String) -> Forged {
+        match kind {
+            0 => self.forged(
+                self.subject("hb"),
                 None,
+                hb(
+                    phantom,
+                    Some(LeaseView {
+                        token: u64::MAX,
+                        remaining_ms: u64::MAX,
+                    }),
+                    u64::MAX,
+                    None,
+                ),
+                "heartbeat with tokens near 2^64",
             ),
-            "heartbeat claiming a lease it cannot hold",
-        ),
-        3 => f(
-            subject("hb"),
-            None,
-            hb(
-                phantom,
+            2 => self.forged(
+                self.subject("hb"),
                 None,
-                0,
-                OffsetDateTime::from_unix_timestamp(253_402_300_799).ok(),
+                hb(
+                    phantom,
+                    Some(LeaseView {
+                        token: 1,
+                        remaining_ms: 1_000_000_000_000,
+                    }),
+                    1,
+                    None,
+                ),
+                "heartbeat claiming a lease it cannot hold",
             ),
-            "heartbeat with leaseExpires in year 9999",
-        ),
-        4 => f(
-            subject("lease.request"),
-            Some(format!("_INBOX.forger.{pick}")),
-            encode(&LeaseRequest {
-                candidate: Incarnation {
-                    id: phantom,
-                    inc: 1 << 63,
-                    run: 1,
-                },
-                rank: i64::MIN,
-                token: u64::MAX - r.gen_range(0..3),
-                attempt: u64::MAX,
-                cluster_size: u64::MAX,
-                config: r.gen(),
-            }),
-            "request with a token near 2^64",
-        ),
-        5 => f(
-            subject("lease.release"),
-            None,
-            encode(&LeaseRelease {
-                holder: Incarnation {
-                    id: target,
+            // 11
+            _ => self.forged(
+                self.subject("hb"),
+                None,
+                hb(
+                    phantom,
+                    Some(LeaseView {
+                        token: 1,
+                        remaining_ms: 300,
+                    }),
+                    1,
+                    None,
+                ),
+                "phantom member claiming a short lease",
+            ),
+        }
+    }
+
+    /// Kinds 1, 3 and 10: a heartbeat with a field out of range: an empty or 10 kB ID,
+    /// leaseExpires in year 9999, or a member's incarnation near 2^64.
+    fn odd_heartbeat(&self, kind: u64, r: &mut ChaCha8Rng, target: String, phantom: String) -> Forged {
+        match kind {
+            1 => {
+                let id = if r.gen_bool(0.5) {
+                    String::new()
+                } else {
+                    "x".repeat(10 * 1024)
+                };
+                self.forged(
+                    self.subject("hb"),
+                    None,
+                    hb(id, None, 1, None),
+                    "heartbeat from an empty or 10 kB ID",
+                )
+            }
+            3 => self.forged(
+                self.subject("hb"),
+                None,
+                hb(
+                    phantom,
+                    None,
+                    0,
+                    OffsetDateTime::from_unix_timestamp(253_402_300_799).ok(),
+                ),
+                "heartbeat with leaseExpires in year 9999",
+            ),
+            // 10
+            _ => self.forged(
+                self.subject("hb"),
+                None,
+                encode(&Heartbeat {
+                    loc: AgentLoc::new(target, 0),
                     inc: u64::MAX,
                     run: u64::MAX,
-                },
-                token: u64::MAX,
-            }),
-            "release by an impossible incarnation",
-        ),
-        6 => f(
-            format!("{prefix}lease.recovery.{target}.{}", r.gen_range(1..4)),
-            None,
-            encode(&LeaseRecovered {
-                peer: Incarnation {
-                    id: phantom,
-                    inc: 1,
-                    run: 1,
-                },
-                nonce: r.gen(),
-                max_token: u64::MAX,
-                authoritative: true,
-            }),
-            "recovery answer with a token near 2^64",
-        ),
-        7 => {
-            let junk: Vec<u8> = (0..r.gen_range(0..64)).map(|_| r.gen()).collect();
-            f(
-                subject("lease.request"),
-                Some("_INBOX.forger".into()),
-                Bytes::from(junk),
-                "malformed bytes",
-            )
-        }
-        8 => f(
-            subject("hb"),
-            None,
-            Bytes::from(format!("{{\"pad\":\"{}\"}}", "y".repeat(70 * 1024))),
-            "oversized message",
-        ),
-        9 => {
-            let mut loc = AgentLoc::new(phantom, i64::MIN);
-            loc.lease_expires = OffsetDateTime::from_unix_timestamp(253_402_300_799).ok();
-            f(
-                subject("allreply"),
-                None,
-                encode(&loc),
-                "allcall answer with an extreme rank and year 9999",
-            )
-        }
-        10 => f(
-            subject("hb"),
-            None,
-            encode(&Heartbeat {
-                loc: AgentLoc::new(target, 0),
-                inc: u64::MAX,
-                run: u64::MAX,
-                cluster_size: u64::MAX,
-                lease: None,
-                max_token: 0,
-                config: 0,
-                passive: false,
-                waiting: false,
-                quarantined: false,
-            }),
-            "heartbeat from a member with an incarnation near 2^64",
-        ),
-        _ => f(
-            subject("hb"),
-            None,
-            hb(
-                phantom,
-                Some(LeaseView {
-                    token: 1,
-                    remaining_ms: 300,
+                    cluster_size: u64::MAX,
+                    lease: None,
+                    max_token: 0,
+                    config: 0,
+                    passive: false,
+                    waiting: false,
+                    quarantined: false,
                 }),
-                1,
-                None,
+                "heartbeat from a member with an incarnation near 2^64",
             ),
-            "phantom member claiming a short lease",
-        ),
+        }
     }
+
+    /// Kinds 4 to 6: a lease request, release or recovery answer with values out of range.
+    fn lease_message(&self, kind: u64, r: &mut ChaCha8Rng, target: String, phantom: String) -> Forged {
+        match kind {
+            4 => self.forged(
+                self.subject("lease.request"),
+                Some(format!("_INBOX.forger.{}", self.pick)),
+                encode(&LeaseRequest {
+                    candidate: Incarnation {
+                        id: phantom,
+                        inc: 1 << 63,
+                        run: 1,
+                    },
+                    rank: i64::MIN,
+                    token: u64::MAX - r.gen_range(0..3),
+                    attempt: u64::MAX,
+                    cluster_size: u64::MAX,
+                    config: r.gen(),
+                }),
+                "request with a token near 2^64",
+            ),
+            5 => self.forged(
+                self.subject("lease.release"),
+                None,
+                encode(&LeaseRelease {
+                    holder: Incarnation {
+                        id: target,
+                        inc: u64::MAX,
+                        run: u64::MAX,
+                    },
+                    token: u64::MAX,
+                }),
+                "release by an impossible incarnation",
+            ),
+            // 6
+            _ => self.forged(
+                format!("{}lease.recovery.{target}.{}", self.prefix, r.gen_range(1..4)),
+                None,
+                encode(&LeaseRecovered {
+                    peer: Incarnation {
+                        id: phantom,
+                        inc: 1,
+                        run: 1,
+                    },
+                    nonce: r.gen(),
+                    max_token: u64::MAX,
+                    authoritative: true,
+                }),
+                "recovery answer with a token near 2^64",
+            ),
+        }
+    }
+
+    /// Kinds 7 to 9: malformed bytes, an oversized message, or an allcall answer with an
+    /// extreme rank and year 9999.
+    fn junk_or_allcall(&self, kind: u64, r: &mut ChaCha8Rng, phantom: String) -> Forged {
+        match kind {
+            7 => {
+                let junk: Vec<u8> = (0..r.gen_range(0..64)).map(|_| r.gen()).collect();
+                self.forged(
+                    self.subject("lease.request"),
+                    Some("_INBOX.forger".into()),
+                    Bytes::from(junk),
+                    "malformed bytes",
+                )
+            }
+            8 => self.forged(
+                self.subject("hb"),
+                None,
+                Bytes::from(format!("{{\"pad\":\"{}\"}}", "y".repeat(70 * 1024))),
+                "oversized message",
+            ),
+            // 9
+            _ => {
+                let mut loc = AgentLoc::new(phantom, i64::MIN);
+                loc.lease_expires = OffsetDateTime::from_unix_timestamp(253_402_300_799).ok();
+                self.forged(
+                    self.subject("allreply"),
+                    None,
+                    encode(&loc),
+                    "allcall answer with an extreme rank and year 9999",
+                )
+            }
+        }
+    }
+}
+
+/// A heartbeat from `id` (the worst rank) with `lease`, `max_token` and the location's
+/// `leaseExpires` set to `loc_lease`.
+fn hb(id: String, lease: Option<LeaseView>, max_token: u64, loc_lease: Option<OffsetDateTime>) -> Bytes {
+    let mut loc = AgentLoc::new(id, i64::MIN);
+    loc.lease_expires = loc_lease;
+    encode(&Heartbeat {
+        loc,
+        inc: 1,
+        run: 1,
+        cluster_size: 0,
+        lease,
+        max_token,
+        config: 0,
+        passive: false,
+        waiting: false,
+        quarantined: false,
+    })
 }
 
 /// Kinds of forged ping reply.

@@ -190,6 +190,22 @@ pub fn lazy_plan(scn: &Scenario, seed: u64) -> (Plan, Events) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
     let f = &scn.faults;
     let end = scn.faults_end();
+    let plan = draw_clocks(scn, n, &mut rng);
+    let streams = random_faults(scn, f, n, end, &mut rng);
+    let ev = scripted_events(scn);
+    (
+        plan,
+        Events {
+            streams,
+            scripted: ev.into(),
+        },
+    )
+}
+
+/// Draws each of the `n` nodes' clocks (drift, wall-clock offset, monotonic origin) from
+/// `rng`, in that order: the plan, its events still empty.
+fn draw_clocks(scn: &Scenario, n: usize, rng: &mut ChaCha8Rng) -> Plan {
+    let f = &scn.faults;
     let drift_ppm: Vec<i64> = (0..n)
         .map(|_| {
             f.clock_drift
@@ -219,7 +235,17 @@ pub fn lazy_plan(scn: &Scenario, seed: u64) -> (Plan, Events) {
             own.map_or(wall_offset_ns[i], |ms| i128::from(ms) * 1_000_000)
         })
         .collect();
-    let streams = random_faults(scn, f, n, end, &mut rng);
+    Plan {
+        drift_ppm,
+        wall_offset_ns,
+        origin,
+        events: Vec::new(),
+    }
+}
+
+/// The scenario's scripted steps as fault events, with the wake-ups of those that last a
+/// while, in time order (steps at the same time keep their order in the file).
+fn scripted_events(scn: &Scenario) -> Vec<FaultEvent> {
     let mut ev = Vec::new();
     let nodes = scn.sim_nodes();
     let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
@@ -263,25 +289,30 @@ pub fn lazy_plan(scn: &Scenario, seed: u64) -> (Plan, Events) {
     }
     // Stable: scripted steps at the same time keep their order in the file.
     ev.sort_by_key(|e| e.at);
-    let plan = Plan {
-        drift_ppm,
-        wall_offset_ns,
-        origin,
-        events: Vec::new(),
-    };
-    (
-        plan,
-        Events {
-            streams,
-            scripted: ev.into(),
-        },
-    )
+    ev
 }
 
 /// The random nemesis's events, until `end`. Each fault class is its own stream, seeded from
-/// `rng` in a fixed order, so adding one class does not reshuffle the others.
+/// `rng` in a fixed order, so adding one class does not reshuffle the others. (That order is
+/// the order of the classes in the two functions below, the first's before the second's: a
+/// new class goes last.)
 fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &mut ChaCha8Rng) -> Vec<Stream> {
     let mut ev: Vec<Stream> = Vec::new();
+    cut_crash_clock_and_spike_streams(scn, f, n, end, rng, &mut ev);
+    state_message_and_stall_streams(f, n, end, rng, &mut ev);
+    ev
+}
+
+/// The first fault classes, seeded in this order: partitions, restarts, pauses, clock steps,
+/// clock drift, loss spikes and latency spikes.
+fn cut_crash_clock_and_spike_streams(
+    scn: &Scenario,
+    f: &FaultSpec,
+    n: usize,
+    end: Duration,
+    rng: &mut ChaCha8Rng,
+    ev: &mut Vec<Stream>,
+) {
     if let Some(p) = &f.partition {
         ev.extend(partitions(p, n, end, rng));
     }
@@ -323,6 +354,11 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
             (Action::Latency(latency), Action::Latency(base))
         }));
     }
+}
+
+/// The later fault classes, seeded in this order after the first: state loss, replays, slow
+/// consumers, forgeries, stops, suspensions, freezes, congestion and preemption.
+fn state_message_and_stall_streams(f: &FaultSpec, n: usize, end: Duration, rng: &mut ChaCha8Rng, ev: &mut Vec<Stream>) {
     if let Some(p) = &f.state_loss {
         ev.push(Stream::episode(rng.gen(), p.every.0, p.down_for, end, move |r| {
             let node = r.gen_range(0..n);
@@ -377,7 +413,6 @@ fn random_faults(scn: &Scenario, f: &FaultSpec, n: usize, end: Duration, rng: &m
             Action::Preempt(r.gen_range(0..n), log_uniform(r, max))
         }));
     }
-    ev
 }
 
 /// A duration from 1 µs (or `max`, if shorter) to `max`, spread evenly over the octaves

@@ -22,7 +22,7 @@
 
 use super::{secs, Violation, ViolationKind};
 use crate::faults::{Action, FaultEvent};
-use crate::scenario::{DurRange, Scenario};
+use crate::scenario::{DurRange, Scenario, SimNode};
 use crate::timeline::FaultState;
 use crate::workload::router::{client_datacenter, home_of, Record};
 use std::collections::{BTreeMap, BTreeSet};
@@ -316,9 +316,22 @@ fn check_rpcs(
     client_dc: &str,
     rep: &mut RouterReport,
 ) -> Vec<Violation> {
-    let (mut untried_found, mut late_found) = (Vec::new(), Vec::new());
-    let evidence = Evidence::new(record);
-    let mut bounds: BTreeMap<&str, u128> = BTreeMap::new();
+    let mut found = check_failed_rpcs(record, states, nodes, homes, client_dc, rep);
+    found.extend(check_late_starts(scn, record, states, nodes, homes, client_dc));
+    found
+}
+
+/// Counts the RPCs in `rep`; returns the failures that a retry at a server known, never
+/// tried and reachable throughout could have avoided (at most [`MAX_FINDINGS`]).
+fn check_failed_rpcs(
+    record: &Record,
+    states: &States,
+    nodes: &[String],
+    homes: &[usize],
+    client_dc: &str,
+    rep: &mut RouterReport,
+) -> Vec<Violation> {
+    let mut untried_found = Vec::new();
     for r in &record.rpcs {
         let host = homes.get(r.client).copied().unwrap_or(0);
         let name = |i: usize| nodes.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
@@ -358,6 +371,27 @@ fn check_rpcs(
                 }
             }
         }
+    }
+    untried_found
+}
+
+/// RPCs that started at a server unreachable for longer than the detection bound while
+/// another of its datacenter was reachable all that bound and had answered the client since
+/// (at most [`MAX_FINDINGS`]).
+fn check_late_starts(
+    scn: &Scenario,
+    record: &Record,
+    states: &States,
+    nodes: &[String],
+    homes: &[usize],
+    client_dc: &str,
+) -> Vec<Violation> {
+    let mut late_found = Vec::new();
+    let evidence = Evidence::new(record);
+    let mut bounds: BTreeMap<&str, u128> = BTreeMap::new();
+    for r in &record.rpcs {
+        let host = homes.get(r.client).copied().unwrap_or(0);
+        let name = |i: usize| nodes.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
         let Some((first, _)) = r.tries.first().copied() else {
             continue;
         };
@@ -397,8 +431,7 @@ fn check_rpcs(
             ));
         }
     }
-    untried_found.extend(late_found);
-    untried_found
+    late_found
 }
 
 /// First choices after the final rebalance are spread evenly over the local servers.
@@ -511,14 +544,7 @@ fn check_distance(
     let settle = SETTLE.as_nanos();
     let nodes = scn.sim_nodes();
     // Each datacenter's restarts: a restarted server starts from a fresh coordinate.
-    let mut restarts: BTreeMap<&str, Vec<u128>> = BTreeMap::new();
-    for e in applied {
-        if let Action::Restart(i) = e.action {
-            if let Some(n) = nodes.get(i) {
-                restarts.entry(n.datacenter.as_str()).or_default().push(e.at.as_nanos());
-            }
-        }
-    }
+    let restarts = restarts_by_datacenter(&nodes, applied);
     let fresh = |dc: &str, at: u128| {
         restarts
             .get(dc)
@@ -538,21 +564,7 @@ fn check_distance(
         let closer = |b: &str, a: &str| {
             !fresh(a, d.at) && !fresh(b, d.at) && rtts(b).iter().zip(rtts(a)).all(|(rb, ra)| rb * 1.2 + 0.002 < ra)
         };
-        let mut any = false;
-        let mut wrong = None;
-        for (i, a) in d.order.iter().enumerate() {
-            for b in &d.order[i + 1..] {
-                // (The clients' own datacenter is first by definition: a pair with it is
-                // checked but does not make a sample count as judged.)
-                let counts = a != client_dc && b != client_dc;
-                if closer(b, a) {
-                    wrong = wrong.or(Some((a.clone(), b.clone())));
-                    any = true;
-                } else if closer(a, b) {
-                    any |= counts;
-                }
-            }
-        }
+        let (any, wrong) = judge_order(&d.order, client_dc, closer);
         if !any {
             continue;
         }
@@ -586,6 +598,44 @@ fn check_distance(
         v.detail = format!("{} ({} of {judged} samples wrong)", v.detail, judged - right);
         v
     })
+}
+
+/// Each datacenter's restarts, as true times (ns), from the faults applied.
+fn restarts_by_datacenter<'a>(nodes: &'a [SimNode], applied: &[FaultEvent]) -> BTreeMap<&'a str, Vec<u128>> {
+    let mut restarts: BTreeMap<&str, Vec<u128>> = BTreeMap::new();
+    for e in applied {
+        if let Action::Restart(i) = e.action {
+            if let Some(n) = nodes.get(i) {
+                restarts.entry(n.datacenter.as_str()).or_default().push(e.at.as_nanos());
+            }
+        }
+    }
+    restarts
+}
+
+/// Judges every pair of a distance sample's `order` with `closer(b, a)` (`b` clearly closer
+/// than `a`): whether some pair counts as judged, and the first pair listed the wrong way.
+fn judge_order(
+    order: &[String],
+    client_dc: &str,
+    closer: impl Fn(&str, &str) -> bool,
+) -> (bool, Option<(String, String)>) {
+    let mut any = false;
+    let mut wrong = None;
+    for (i, a) in order.iter().enumerate() {
+        for b in &order[i + 1..] {
+            // (The clients' own datacenter is first by definition: a pair with it is
+            // checked but does not make a sample count as judged.)
+            let counts = a != client_dc && b != client_dc;
+            if closer(b, a) {
+                wrong = wrong.or(Some((a.clone(), b.clone())));
+                any = true;
+            } else if closer(a, b) {
+                any |= counts;
+            }
+        }
+    }
+    (any, wrong)
 }
 
 /// The round trip (s) from datacenter `from` to `to` with `latency` as the default route

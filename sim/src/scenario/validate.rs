@@ -54,7 +54,18 @@ impl Scenario {
         Ok(nodes)
     }
 
+    /// The run's settings, checked in this order: the first error found is the one reported.
     fn check_run(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
+        self.check_length(e)?;
+        self.check_network_and_node_tables(e)?;
+        self.check_simulator_limits(e)?;
+        self.check_algorithm_and_workload(e)?;
+        self.check_fault_values(e)
+    }
+
+    /// The run's length, the bounds it expects, and whether its random faults have time to
+    /// happen.
+    fn check_length(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
         if self.seeds == 0 {
             return Err(e.at("seeds", "must be at least 1".into()));
         }
@@ -92,6 +103,11 @@ impl Scenario {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The network's probabilities and each `[[node]]` table's settings.
+    fn check_network_and_node_tables(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
         if !(0.0..=1.0).contains(&self.network.loss) {
             return Err(e.at("loss", format!("{} is not a probability", self.network.loss)));
         }
@@ -116,6 +132,12 @@ impl Scenario {
                 return Err(e.at("lease", format!("node {i}: lease must be at least 4 beats")));
             }
         }
+        Ok(())
+    }
+
+    /// What the simulator can play: latencies no shorter than its timer resolution, replays
+    /// within its window.
+    fn check_simulator_limits(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
         // madsim's timer resolution: a shorter latency would silently become that long.
         let mut latencies = vec![("latency", self.network.latency)];
         latencies.extend(self.network.dc_link.iter().map(|l| ("latency", l.latency)));
@@ -145,6 +167,12 @@ impl Scenario {
                 format!("replays reach back at most {}s", MAX_REPLAY_WINDOW.as_secs()),
             ));
         }
+        Ok(())
+    }
+
+    /// The algorithm's timing, and the features that need the `lease` algorithm or the fenced
+    /// store.
+    fn check_algorithm_and_workload(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
         let cfg = self.membership_cfg();
         if cfg.algorithm == Algorithm::Lease && cfg.lease_time < cfg.beat * 4 {
             return Err(e.at("lease", "must be at least 4 beats".into()));
@@ -191,6 +219,11 @@ impl Scenario {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The values of the fault classes that have bounds of their own.
+    fn check_fault_values(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
         if let Some(p) = &self.faults.preempt {
             if p.every.0.is_zero() || p.max.0.is_zero() {
                 return Err(e.at("preempt", "`every` and `max` must be positive".into()));
