@@ -3,8 +3,7 @@
 //! decide whether an action does anything), the router oracle (was a server reachable?) and
 //! the pictures (shaded spans).
 
-pub use crate::faults::FaultState;
-use crate::faults::{Action, FaultEvent};
+use crate::faults::{Action, FaultEvent, FaultState};
 
 /// What a shaded span of a picture shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
