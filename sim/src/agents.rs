@@ -10,13 +10,13 @@ type Slot = Option<(u64, MembershipHandle)>;
 
 /// The current incarnation's handle of every node's agent.
 #[derive(Clone, Default)]
-pub struct Agents {
+pub(crate) struct Agents {
     slots: Arc<Mutex<Vec<Slot>>>,
 }
 
 impl Agents {
     /// No agent running yet, for `n` nodes.
-    pub fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Agents {
             slots: Arc::new(Mutex::new(vec![None; n])),
         }
@@ -27,22 +27,22 @@ impl Agents {
     }
 
     /// Node `i`'s incarnation `inc` runs with handle `h`.
-    pub fn started(&self, i: usize, inc: u64, h: MembershipHandle) {
+    pub(crate) fn started(&self, i: usize, inc: u64, h: MembershipHandle) {
         self.lock()[i] = Some((inc, h));
     }
 
     /// Node `i` went down: its handle is dropped, so watchers of it see its notices end.
-    pub fn down(&self, i: usize) {
+    pub(crate) fn down(&self, i: usize) {
         self.lock()[i] = None;
     }
 
     /// Node `i`'s running incarnation and its handle.
-    pub fn get(&self, i: usize) -> Option<(u64, MembershipHandle)> {
+    pub(crate) fn get(&self, i: usize) -> Option<(u64, MembershipHandle)> {
         self.lock().get(i).cloned().flatten()
     }
 
     /// Forgets every handle (a finished run).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.lock().iter_mut().for_each(|s| *s = None);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How many distinct states in a row a node's disk keeps for rollbacks (a run of a few
 /// minutes never reaches it).
-pub const KEPT_STATES: usize = 256;
+pub(crate) const KEPT_STATES: usize = 256;
 
 #[derive(Default)]
 struct Disk {
@@ -44,13 +44,13 @@ impl Disk {
 
 /// The disks of every node. Cheap to clone.
 #[derive(Clone)]
-pub struct Disks {
+pub(crate) struct Disks {
     disks: Arc<Mutex<Vec<Disk>>>,
 }
 
 impl Disks {
     /// `n` empty disks.
-    pub fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Disks {
             disks: Arc::new(Mutex::new((0..n).map(|_| Disk::default()).collect())),
         }
@@ -61,7 +61,7 @@ impl Disks {
     }
 
     /// Node `i`'s store.
-    pub fn storage(&self, i: usize) -> SimStorage {
+    pub(crate) fn storage(&self, i: usize) -> SimStorage {
         SimStorage {
             disks: self.clone(),
             node: i,
@@ -69,28 +69,23 @@ impl Disks {
     }
 
     /// Forgets every disk (the run is over).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.lock().iter_mut().for_each(|d| *d = Disk::default());
     }
 
     /// Deletes node `i`'s state (the volume is gone).
-    pub fn wipe(&self, i: usize) {
+    pub(crate) fn wipe(&self, i: usize) {
         self.lock()[i].current = None;
     }
 
     /// Makes node `i`'s state unreadable (a truncated file): its next load fails.
-    pub fn corrupt(&self, i: usize) {
+    pub(crate) fn corrupt(&self, i: usize) {
         self.lock()[i].unreadable = true;
-    }
-
-    /// How many unreadable states node `i`'s agent set aside.
-    pub fn set_aside_count(&self, i: usize) -> usize {
-        self.lock()[i].aside
     }
 
     /// A new disk holding a copy of node `i`'s state file as its running agent started
     /// from it (the incarnation before its own; the rest as last saved); its index.
-    pub fn copy_of(&self, i: usize) -> usize {
+    pub(crate) fn copy_of(&self, i: usize) -> usize {
         let mut g = self.lock();
         let mut current = g[i].current.clone();
         if let Some(d) = &mut current {
@@ -106,13 +101,13 @@ impl Disks {
     }
 
     /// How many saves node `i` made.
-    pub fn saves(&self, i: usize) -> usize {
+    pub(crate) fn saves(&self, i: usize) -> usize {
         self.lock()[i].count
     }
 
     /// Restores node `i`'s state to its save number `to` (0: the first), as a volume restored
     /// from a snapshot; a save that does not exist means no state at all.
-    pub fn rollback(&self, i: usize, to: usize) {
+    pub(crate) fn rollback(&self, i: usize, to: usize) {
         let mut g = self.lock();
         let d = &mut g[i];
         d.current = d.save_number(to).cloned();
@@ -121,7 +116,7 @@ impl Disks {
 
 /// A node's durable store.
 #[derive(Clone)]
-pub struct SimStorage {
+pub(crate) struct SimStorage {
     disks: Disks,
     node: usize,
 }

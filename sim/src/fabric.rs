@@ -34,7 +34,7 @@ use std::task::Context;
 use std::time::Duration;
 
 /// Largest payload a simulated server accepts (NATS' default `max_payload`).
-pub const MAX_PAYLOAD: usize = 1 << 20;
+pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
 
 /// Counters of what the fabric did with messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,7 +115,7 @@ struct Server {
 }
 
 /// How many publishes a client keeps while its server is down (async-nats's command channel).
-pub const CLIENT_BUFFER: usize = 2048;
+pub(crate) const CLIENT_BUFFER: usize = 2048;
 
 /// A node's client: its connection while its server is down or its connection frozen, and
 /// its congestion.
@@ -172,14 +172,21 @@ struct Inner {
 
 /// The whole simulated NATS cluster. Cheap to clone.
 #[derive(Clone)]
-pub struct Fabric {
+pub(crate) struct Fabric {
     inner: Arc<Mutex<Inner>>,
     truth: TrueClock,
 }
 
 impl Fabric {
     /// A fabric for `n` nodes; its random choices come from `seed`.
-    pub fn new(n: usize, latency: DurRange, loss: f64, reorder: bool, seed: u64, start: madsim::time::Instant) -> Self {
+    pub(crate) fn new(
+        n: usize,
+        latency: DurRange,
+        loss: f64,
+        reorder: bool,
+        seed: u64,
+        start: madsim::time::Instant,
+    ) -> Self {
         Fabric {
             inner: Arc::new(Mutex::new(Inner {
                 servers: (0..n).map(|_| Server::default()).collect(),
@@ -204,7 +211,7 @@ impl Fabric {
     }
 
     /// Brings node `i`'s server up (at node start), with no subscriptions and nothing queued.
-    pub fn serve(&self, i: usize) {
+    pub(crate) fn serve(&self, i: usize) {
         let now = self.truth.now();
         let mut g = self.lock();
         let s = &mut g.servers[i];
@@ -227,17 +234,17 @@ impl Fabric {
 
     /// Node `i`'s client pings its server every `interval` (its agent's
     /// `MembershipCfg::ping_interval`).
-    pub fn set_ping(&self, i: usize, interval: Duration) {
+    pub(crate) fn set_ping(&self, i: usize, interval: Duration) {
         self.lock().clients[i].ping = interval.as_nanos().max(1);
     }
 
     /// Node `i` is paused: its server holds what comes due until [`Fabric::resume`].
-    pub fn pause(&self, i: usize) {
+    pub(crate) fn pause(&self, i: usize) {
         self.lock().servers[i].paused = true;
     }
 
     /// Node `i` resumes: its server delivers its backlog, in order, and goes on as before.
-    pub fn resume(&self, i: usize) {
+    pub(crate) fn resume(&self, i: usize) {
         let now = self.truth.now();
         let mut g = self.lock();
         g.servers[i].paused = false;
@@ -245,7 +252,7 @@ impl Fabric {
     }
 
     /// Node `i` was killed: its server loses its subscriptions and queued messages.
-    pub fn down(&self, i: usize) {
+    pub(crate) fn down(&self, i: usize) {
         let mut g = self.lock();
         let s = &mut g.servers[i];
         s.up = false;
@@ -259,7 +266,7 @@ impl Fabric {
     /// Node `i`'s client hands each publish to its server `delay` after the one before it,
     /// in order, and the publisher waits for it (a client whose outgoing buffer is full and
     /// drains slowly); `None`: at once again (what already waits keeps its turn).
-    pub fn congest(&self, i: usize, delay: Option<Duration>) {
+    pub(crate) fn congest(&self, i: usize, delay: Option<Duration>) {
         self.lock().clients[i].delay = delay.map(|d| d.as_nanos());
     }
 
@@ -286,7 +293,7 @@ impl Fabric {
     /// waits). Back, the client hears `Reconnected` and sends its buffer at once, in order (the
     /// reconnect flush), and its subscriptions are as they were (made again); a client whose
     /// connection is frozen reconnects at the thaw.
-    pub fn halt_server(&self, i: usize, down: bool) {
+    pub(crate) fn halt_server(&self, i: usize, down: bool) {
         let now = self.truth.now();
         let mut g = self.lock();
         if !g.servers[i].up || g.servers[i].halted == down {
@@ -311,7 +318,7 @@ impl Fabric {
     /// the connection (what waited for it is lost) and buffers as when its server is down. At
     /// the thaw, the held publishes reach the server, late, and a client that noticed
     /// reconnects and flushes its buffer.
-    pub fn freeze_connection(&self, i: usize, frozen: bool) {
+    pub(crate) fn freeze_connection(&self, i: usize, frozen: bool) {
         let now = self.truth.now();
         let mut g = self.lock();
         if !g.servers[i].up || g.clients[i].frozen.is_some() == frozen {
@@ -359,17 +366,17 @@ impl Fabric {
     }
 
     /// Changes the network's shape (cuts, datacenters, loss, latency).
-    pub fn topology<T>(&self, change: impl FnOnce(&mut Topology) -> T) -> T {
+    pub(crate) fn topology<T>(&self, change: impl FnOnce(&mut Topology) -> T) -> T {
         change(&mut self.lock().topology)
     }
 
     /// Delivers each copy a second time, later, with probability `p`.
-    pub fn set_duplicate(&self, p: f64) {
+    pub(crate) fn set_duplicate(&self, p: f64) {
         self.lock().duplicate = p;
     }
 
     /// Keeps every node's publishes of the last `window`, so they can be replayed.
-    pub fn keep_log(&self, window: Duration) {
+    pub(crate) fn keep_log(&self, window: Duration) {
         let mut g = self.lock();
         let n = g.servers.len();
         g.log = Some(Log {
@@ -379,13 +386,13 @@ impl Fabric {
     }
 
     /// Node `i`'s server starts (`true`) or stops dropping every message to it.
-    pub fn set_slow(&self, i: usize, slow: bool) {
+    pub(crate) fn set_slow(&self, i: usize, slow: bool) {
         self.lock().servers[i].slow = slow;
     }
 
     /// Publishes again, now and in order, what node `i` published in the last `window` (a
     /// client flushing its reconnect buffer); returns how many. Nothing if its server is down.
-    pub fn replay(&self, i: usize, window: Duration) -> usize {
+    pub(crate) fn replay(&self, i: usize, window: Duration) -> usize {
         let now = self.truth.now();
         let mut g = self.lock();
         if !g.servers[i].up {
@@ -408,7 +415,7 @@ impl Fabric {
 
     /// Publishes a message from a stranger connected to node `from`'s server (the forger);
     /// returns whether it went out (the server is up and the message is one it accepts).
-    pub fn inject(&self, from: usize, subject: &str, reply: Option<&str>, payload: Bytes) -> bool {
+    pub(crate) fn inject(&self, from: usize, subject: &str, reply: Option<&str>, payload: Bytes) -> bool {
         if check_publish(subject, reply, payload.len(), MAX_PAYLOAD).is_err() {
             return false;
         }
@@ -429,7 +436,7 @@ impl Fabric {
 
     /// Drops every queued and logged message. Called when a run is over: a task that
     /// outlives its runtime must not keep a whole run's messages alive.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let mut g = self.lock();
         for s in g.servers.iter_mut() {
             s.queue.clear();
@@ -438,12 +445,12 @@ impl Fabric {
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> FabricStats {
+    pub(crate) fn stats(&self) -> FabricStats {
         self.lock().stats
     }
 
     /// A connection to node `i`'s server.
-    pub fn client(&self, i: usize) -> SimNet {
+    pub(crate) fn client(&self, i: usize) -> SimNet {
         SimNet {
             fabric: self.clone(),
             node: i,
@@ -683,7 +690,7 @@ impl Drop for Turn {
 
 /// A node's connection to its own simulated NATS server.
 #[derive(Clone)]
-pub struct SimNet {
+pub(crate) struct SimNet {
     fabric: Fabric,
     node: usize,
 }

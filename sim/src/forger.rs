@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 /// One forged message.
 #[derive(Debug, Clone)]
-pub struct Forged {
+pub(crate) struct Forged {
     /// Whose server the forger publishes through (an index, taken modulo the node count).
     pub from: usize,
     /// The subject.
@@ -32,7 +32,7 @@ pub struct Forged {
 const KINDS: u64 = 12;
 
 /// Forged message number `pick`, on the election subjects under `prefix`, aimed at `nodes`.
-pub fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
+pub(crate) fn forge(pick: u64, prefix: &str, nodes: &[String]) -> Forged {
     let mut r = ChaCha8Rng::seed_from_u64(pick);
     let from = r.gen_range(0..nodes.len().max(1));
     let target = nodes
@@ -287,7 +287,7 @@ const PONG_KINDS: u64 = 8;
 /// Returns the bytes and what they are. (A reply in the pinged server's name with a plausible
 /// coordinate is impersonation, which only authentication can refuse; this forger tests that
 /// no value steers a router or makes it panic.)
-pub fn forge_pong(pick: u64, pinged: &str, servers: &[String]) -> (Bytes, &'static str) {
+pub(crate) fn forge_pong(pick: u64, pinged: &str, servers: &[String]) -> (Bytes, &'static str) {
     use leasehold::router::{Coordinate, Pong};
     let mut r = ChaCha8Rng::seed_from_u64(pick ^ 0x0009_0119);
     let others: Vec<&String> = servers.iter().filter(|s| *s != pinged).collect();
@@ -342,7 +342,7 @@ pub fn forge_pong(pick: u64, pinged: &str, servers: &[String]) -> (Bytes, &'stat
 /// Forged message number `pick`, dressed up as authenticated for a cluster that seals its
 /// messages, by a stranger without the key: left bare, sealed under the cluster's own key ID
 /// with a made-up MAC, or sealed under a key ID nobody has. Returns the payload and what it is.
-pub fn counterfeit(pick: u64, subject: &str, payload: Bytes) -> (Bytes, &'static str) {
+pub(crate) fn counterfeit(pick: u64, subject: &str, payload: Bytes) -> (Bytes, &'static str) {
     let made_up = |id: &str| {
         leasehold::ClusterKeys::parse(&format!("{id}:{:032x}", u128::from(pick) * 0x9e37_79b9_7f4a_7c15))
             .map(|k| k.seal(subject, &payload))
@@ -356,18 +356,18 @@ pub fn counterfeit(pick: u64, subject: &str, payload: Bytes) -> (Bytes, &'static
 }
 
 /// The key ID of the simulated clusters' key (a forger knows it: key IDs travel in clear).
-pub const SIM_KEY_ID: &str = "sim";
+pub(crate) const SIM_KEY_ID: &str = "sim";
 
 /// The cluster key file of a run with `authenticate = true` (one `key-id:hex-secret` line),
 /// drawn from the run's seed.
-pub fn sim_key_file(seed: u64) -> String {
+pub(crate) fn sim_key_file(seed: u64) -> String {
     let a = crate::seeds::mix(seed, 0xa7, 1);
     let b = crate::seeds::mix(seed, 0xa7, 2);
     format!("{SIM_KEY_ID}:{a:016x}{b:016x}\n")
 }
 
 /// The cluster key of a run with `authenticate = true`.
-pub fn sim_keys(seed: u64) -> leasehold::ClusterKeys {
+pub(crate) fn sim_keys(seed: u64) -> leasehold::ClusterKeys {
     leasehold::ClusterKeys::parse(&sim_key_file(seed))
         .unwrap_or_else(|e| unreachable!("a well-formed simulated key: {e}"))
 }

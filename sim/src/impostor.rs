@@ -22,7 +22,14 @@ fn body(payload: &[u8]) -> &[u8] {
 /// Runs the impostor on fabric index `me` (its own server) until the run ends: grants in the
 /// names of `phantoms` phantom members, a forged release every `every`. `counterfeit` seals
 /// its messages with a key it made up (so they look authenticated); otherwise they go bare.
-pub async fn run(fabric: Fabric, me: usize, prefix: String, phantoms: usize, every: Duration, counterfeit: bool) {
+pub(crate) async fn run(
+    fabric: Fabric,
+    me: usize,
+    prefix: String,
+    phantoms: usize,
+    every: Duration,
+    counterfeit: bool,
+) {
     let net = fabric.client(me);
     let (Ok(mut requests), Ok(mut beats)) = (
         net.subscribe(&format!("{prefix}lease.request")).await,

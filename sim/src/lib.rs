@@ -11,13 +11,9 @@
 #[cfg(not(madsim))]
 compile_error!("leasehold-sim runs on madsim's simulated runtime: build with RUSTFLAGS=\"--cfg madsim\" (this repository's .cargo/config.toml sets it)");
 
-pub mod agents;
+// What a user of the simulator names: the command line, the tests and the benchmarks.
 pub mod clock;
-pub mod disk;
-pub mod fabric;
 pub mod faults;
-pub mod forger;
-pub mod impostor;
 pub mod merge;
 pub mod nemesis;
 pub mod oracle;
@@ -25,19 +21,28 @@ pub mod real;
 pub mod record;
 pub mod render;
 pub mod report;
-pub mod run;
 pub mod scenario;
-pub mod seeds;
 pub mod shrink;
 pub mod swarm;
 pub mod sweep;
-pub mod timeline;
-pub mod topology;
-pub mod trace;
-pub mod workload;
-pub mod world;
+
+// The simulated subsystems and the machinery of a run: internal, so `unreachable_pub` shows
+// what leaks.
+mod agents;
+mod disk;
+mod fabric;
+mod forger;
+mod impostor;
+mod run;
+mod seeds;
+mod timeline;
+mod topology;
+mod trace;
+mod workload;
+mod world;
 
 pub use oracle::{Violation, ViolationKind};
 pub use report::RunReport;
 pub use run::{run_seed, run_seed_lean, run_seed_parsing_each};
 pub use scenario::{Scenario, ScenarioError};
+pub use trace::{Trace, TraceEvent};

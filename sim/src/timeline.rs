@@ -1,13 +1,12 @@
-//! The fault history of a run, replayed: which nodes were down or paused and which routes
-//! were cut at any true time. One fold ([`FaultState::apply`]) serves the live world (to
-//! decide whether an action does anything), the router oracle (was a server reachable?) and
-//! the pictures (shaded spans).
+//! The fault history of a run, replayed for the pictures: the shaded spans of down, paused
+//! and suspended nodes and of cut routes (folded with [`FaultState::apply`], as the resolver
+//! and the router oracle fold them), and cuts described by their sides.
 
 use crate::faults::{Action, FaultEvent, FaultState};
 
 /// What a shaded span of a picture shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpanKind {
+pub(crate) enum SpanKind {
     /// Some routes were cut.
     Partition,
     /// The node was down.
@@ -20,7 +19,7 @@ pub enum SpanKind {
 
 /// An interval of true time (ns) during which a fault was in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     /// The node concerned, or `None` for the whole cluster.
     pub node: Option<usize>,
     /// Start (ns).
@@ -34,7 +33,7 @@ pub struct Span {
 }
 
 /// A run's applied fault events (in time order), for questions about any moment.
-pub struct Timeline<'a> {
+pub(crate) struct Timeline<'a> {
     events: &'a [FaultEvent],
     nodes: usize,
 }
@@ -42,49 +41,13 @@ pub struct Timeline<'a> {
 impl<'a> Timeline<'a> {
     /// The history of `events` over `nodes` nodes (indices at or above `nodes`, such as router
     /// clients, are never down or paused).
-    pub fn new(events: &'a [FaultEvent], nodes: usize) -> Self {
+    pub(crate) fn new(events: &'a [FaultEvent], nodes: usize) -> Self {
         Timeline { events, nodes }
-    }
-
-    /// The state in force at `t` (ns): every event at or before `t` applied.
-    pub fn at(&self, t: u128) -> FaultState {
-        let mut s = FaultState::new(self.nodes);
-        for e in self.events.iter().filter(|e| e.at.as_nanos() <= t) {
-            s.apply(&e.action);
-        }
-        s
-    }
-
-    /// Whether `server` was reachable from `client` at `t`.
-    pub fn reachable(&self, t: u128, client: usize, server: usize) -> bool {
-        self.at(t).connected(client, server)
-    }
-
-    /// Whether no fault changed routes or nodes in `[from, to]`.
-    pub fn stable(&self, from: u128, to: u128) -> bool {
-        !self.events.iter().any(|e| {
-            (from..=to).contains(&e.at.as_nanos()) && !matches!(e.action, Action::ClockStep(..) | Action::Drift(..))
-        })
-    }
-
-    /// Since when (ns) `server` has been continuously unreachable from `client` at `t`.
-    pub fn unreachable_since(&self, t: u128, client: usize, server: usize) -> Option<u128> {
-        if self.reachable(t, client, server) {
-            return None;
-        }
-        let mut since = 0;
-        for e in self.events.iter().filter(|e| e.at.as_nanos() <= t) {
-            let at = e.at.as_nanos();
-            if self.reachable(at.saturating_sub(1), client, server) && !self.reachable(at, client, server) {
-                since = at;
-            }
-        }
-        Some(since)
     }
 
     /// The spans of cut routes, down nodes and paused nodes until `end` (ns). A change of
     /// cuts while some are in force starts a new partition span.
-    pub fn spans(&self, end: u128) -> Vec<Span> {
+    pub(crate) fn spans(&self, end: u128) -> Vec<Span> {
         let mut out = Vec::new();
         let mut s = FaultState::new(self.nodes);
         let mut cut_since: Option<(u128, Vec<(usize, usize)>)> = None;
@@ -117,7 +80,7 @@ impl<'a> Timeline<'a> {
 
 /// Who was cut off from whom, in words: the sides of a clean partition (`n0 | n1 n2`), or
 /// the one-way cuts (`n1 n2 -/-> n0`).
-pub fn describe_cuts(cuts: &[(usize, usize)], ids: &[String]) -> String {
+pub(crate) fn describe_cuts(cuts: &[(usize, usize)], ids: &[String]) -> String {
     let name = |i: usize| ids.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
     let n = ids.len();
     let cut = |a: usize, b: usize| cuts.contains(&(a, b));
@@ -203,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn state_spans_and_reachability_follow_the_events() {
+    fn state_spans_follow_the_events() {
         let events = [
             ev(1, Action::Kill(0)),
             ev(2, Action::Cut(vec![(1, 2)])),
@@ -213,11 +176,6 @@ mod tests {
         ];
         let tl = Timeline::new(&events, 3);
         let s = 1_000_000_000u128;
-        assert!(tl.at(2 * s).down[0]);
-        assert!(!tl.reachable(2 * s, 2, 1), "a cut counts in either direction");
-        assert!(tl.reachable(4 * s, 2, 1));
-        assert_eq!(tl.unreachable_since(2 * s + 1, 3, 0), Some(s));
-        assert!(!tl.stable(s, 2 * s));
         let spans = tl.spans(10 * s);
         assert!(spans.contains(&span(Some(0), s, 3 * s, SpanKind::Down)));
         assert!(spans.contains(&partition(2 * s, 4 * s, vec![(1, 2)])));

@@ -33,7 +33,7 @@ impl TraceEvent {
 /// What an agent's event says in the trace (`None` for those it leaves out): the one wording
 /// of both worlds, the simulator's notices (through [`AgentEvent::of_notice`]) and the lines
 /// real agents print.
-pub fn event_words(ev: &AgentEvent) -> Option<String> {
+pub(crate) fn event_words(ev: &AgentEvent) -> Option<String> {
     let token = |t: &Option<u64>| t.map_or("-".into(), |t| t.to_string());
     Some(match ev {
         AgentEvent::Started { .. } => "agent started".into(),
@@ -88,7 +88,7 @@ pub fn event_words(ev: &AgentEvent) -> Option<String> {
 }
 
 /// The trace as text, one event per line.
-pub fn render(events: &[TraceEvent]) -> String {
+pub(crate) fn render(events: &[TraceEvent]) -> String {
     let mut s = String::new();
     for e in events {
         s.push_str(&e.line());
@@ -98,7 +98,7 @@ pub fn render(events: &[TraceEvent]) -> String {
 }
 
 /// A stable 64-bit digest (FNV-1a) of the rendered trace.
-pub fn digest(events: &[TraceEvent]) -> u64 {
+pub(crate) fn digest(events: &[TraceEvent]) -> u64 {
     let mut d = Digest::new();
     for e in events {
         d.line(&e.line());
@@ -108,23 +108,23 @@ pub fn digest(events: &[TraceEvent]) -> u64 {
 
 /// [`digest`] taken one line at a time, so a trace can be digested without being kept.
 #[derive(Debug, Clone, Copy)]
-pub struct Digest(u64);
+pub(crate) struct Digest(u64);
 
 impl Digest {
     /// The digest of an empty trace.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Digest(leasehold::fnv1a(b""))
     }
 
     /// Adds one rendered line (its newline is added here).
-    pub fn line(&mut self, line: &str) {
+    pub(crate) fn line(&mut self, line: &str) {
         for b in line.bytes().chain([b'\n']) {
             self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 
     /// The digest so far.
-    pub fn value(&self) -> u64 {
+    pub(crate) fn value(&self) -> u64 {
         self.0
     }
 }

@@ -21,9 +21,9 @@
 //!   after it.
 
 use super::{secs, Violation, ViolationKind};
+use crate::faults::FaultState;
 use crate::faults::{Action, FaultEvent};
 use crate::scenario::{DurRange, Scenario, SimNode};
-use crate::faults::FaultState;
 use crate::workload::router::{client_datacenter, home_of, Record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

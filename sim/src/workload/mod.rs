@@ -1,4 +1,4 @@
 //! Workloads that run beside the agents in a simulation.
 
-pub mod router;
-pub mod store;
+pub(crate) mod router;
+pub(crate) mod store;

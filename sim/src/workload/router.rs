@@ -101,19 +101,19 @@ pub struct Record {
 
 /// Where the servers are, for a client.
 #[derive(Clone)]
-pub struct Servers {
+pub(crate) struct Servers {
     /// (fabric index, server) for every scenario node.
     pub all: Vec<(usize, Server)>,
 }
 
 impl Servers {
     /// The server named `name`, if it is one.
-    pub fn named(&self, name: &str) -> Option<Server> {
+    pub(crate) fn named(&self, name: &str) -> Option<Server> {
         self.all.iter().find(|(_, s)| s.name == name).map(|(_, s)| s.clone())
     }
 
     /// The fabric index of the server named `name` (`usize::MAX` if none is).
-    pub fn index_of(&self, name: &str) -> usize {
+    pub(crate) fn index_of(&self, name: &str) -> usize {
         self.all
             .iter()
             .find(|(_, s)| s.name == name)
@@ -122,16 +122,16 @@ impl Servers {
 }
 
 /// The ping subject prefix (`<PREFIX>ping.<name>`).
-pub const PREFIX: &str = "_sim.router.";
+pub(crate) const PREFIX: &str = "_sim.router.";
 
 /// The subject a server answers RPCs on (pings have their own: a stranger who answers pings
 /// does not answer RPCs).
-pub fn rpc_subject(s: &Server) -> String {
+pub(crate) fn rpc_subject(s: &Server) -> String {
     format!("{PREFIX}rpc.{}", s.name)
 }
 
 /// The router clients' datacenter (default: the first node's).
-pub fn client_datacenter(scn: &Scenario) -> String {
+pub(crate) fn client_datacenter(scn: &Scenario) -> String {
     scn.router
         .as_ref()
         .and_then(|r| r.datacenter.clone())
@@ -141,7 +141,7 @@ pub fn client_datacenter(scn: &Scenario) -> String {
 /// The node whose host router client `k` of datacenter `dc` runs on: the nodes of its
 /// datacenter in turn (any node, if it has none). The client shares that host's routes: a
 /// partition puts it on its host's side.
-pub fn home_of(nodes: &[SimNode], k: usize, dc: &str) -> usize {
+pub(crate) fn home_of(nodes: &[SimNode], k: usize, dc: &str) -> usize {
     let local: Vec<usize> = (0..nodes.len()).filter(|i| nodes[*i].datacenter == dc).collect();
     if local.is_empty() {
         k % nodes.len().max(1)
@@ -151,7 +151,7 @@ pub fn home_of(nodes: &[SimNode], k: usize, dc: &str) -> usize {
 }
 
 /// The bugs planted in the scenario's routers (`membership.bug`, when it is a router bug).
-pub fn router_bugs(scn: &Scenario) -> BugKnobs {
+pub(crate) fn router_bugs(scn: &Scenario) -> BugKnobs {
     scn.membership.bug.map(BugKnobs::planted).unwrap_or_default()
 }
 
@@ -162,7 +162,7 @@ fn cluster(n: usize) -> Arc<dyn ClusterInfo> {
 /// A server's side: answer pings and RPCs, and probe the other servers so its coordinate
 /// places it.
 #[allow(clippy::too_many_arguments)]
-pub async fn server_main(
+pub(crate) async fn server_main(
     fabric: Fabric,
     clock: SimClock,
     me: usize,
@@ -206,7 +206,7 @@ pub async fn server_main(
 /// choice and its datacenters by distance. It learns the servers as a service in production
 /// does: its own host's server, and the rest from the membership notices of its host's agent
 /// ([`leasehold::router::feed()`]).
-pub struct Client {
+pub(crate) struct Client {
     /// The simulated NATS.
     pub fabric: Fabric,
     /// The client's clock.
@@ -243,7 +243,7 @@ impl Client {
     }
 
     /// Runs the client until two seconds before the end, then records its final choices.
-    pub async fn run(self) {
+    pub(crate) async fn run(self) {
         let book = Arc::new(Mutex::new(CoordinateBook::new(self.seed).with_bugs(self.bugs)));
         let pinger: Arc<NetworkPinger<_, _>> = Arc::new(NetworkPinger::new(
             self.fabric.client(self.node),
@@ -417,16 +417,16 @@ impl Client {
 /// ping on the bus from a server of its own and, once armed by a forge, answers the next
 /// [`PingForger::ANSWERS`] pings at once with hostile replies (see [`crate::forger::forge_pong`]).
 #[derive(Clone, Default)]
-pub struct PingForger {
+pub(crate) struct PingForger {
     armed: Arc<Mutex<Option<(u64, usize)>>>,
 }
 
 impl PingForger {
     /// How many pings one forge answers.
-    pub const ANSWERS: usize = 16;
+    pub(crate) const ANSWERS: usize = 16;
 
     /// Arms the forger with forged reply number `pick`; returns what it will send.
-    pub fn arm(&self, pick: u64) -> &'static str {
+    pub(crate) fn arm(&self, pick: u64) -> &'static str {
         *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some((pick, Self::ANSWERS));
         crate::forger::forge_pong(pick, "", &[]).1
     }
@@ -439,7 +439,7 @@ impl PingForger {
     }
 
     /// Runs the forger on fabric index `me` until the run ends.
-    pub async fn run(self, fabric: Fabric, me: usize, servers: Servers) {
+    pub(crate) async fn run(self, fabric: Fabric, me: usize, servers: Servers) {
         let net = fabric.client(me);
         let Ok(mut pings) = net.subscribe(&format!("{PREFIX}ping.*")).await else {
             return;

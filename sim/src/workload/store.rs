@@ -11,7 +11,7 @@ use leasehold::Network;
 use serde::{Deserialize, Serialize};
 
 /// The store's subject, under the election prefix.
-pub fn subject(prefix: &str) -> String {
+pub(crate) fn subject(prefix: &str) -> String {
     format!("{prefix}store.write")
 }
 
@@ -37,7 +37,7 @@ pub struct Write {
 
 /// Runs the store on fabric index `me` until the run ends, handing every write it handled to
 /// `handled`; `checks`: whether it refuses tokens lower than the highest accepted.
-pub async fn store_main(
+pub(crate) async fn store_main(
     fabric: Fabric,
     me: usize,
     prefix: String,
@@ -70,7 +70,7 @@ pub async fn store_main(
 
 /// Writes under `token` as node `id` over `net` (the writer is the guard application of
 /// `leasehold::probe`, beside every agent).
-pub async fn write(net: &SimNet, subject: &str, id: &str, token: u64) {
+pub(crate) async fn write(net: &SimNet, subject: &str, id: &str, token: u64) {
     let put = Put {
         node: id.to_string(),
         token,

@@ -67,7 +67,7 @@ impl Layout {
 }
 
 /// The madsim hosts of one run.
-pub struct Hosts {
+pub(crate) struct Hosts {
     /// The agents' hosts, by node index.
     pub agents: Vec<NodeId>,
     /// Router clients, the impostor, the fenced store, the ping forger.
@@ -78,7 +78,7 @@ impl Hosts {
     /// Takes every host down with the run: madsim frees a host's tasks (and all they hold: the
     /// world, the fabric, agents' state) when it dies, not when the runtime ends, so a sweep
     /// would otherwise keep every seed's.
-    pub fn kill_all(&self) {
+    pub(crate) fn kill_all(&self) {
         let h = madsim::runtime::Handle::current();
         for id in self.agents.iter().chain(&self.others) {
             h.kill(*id);
@@ -90,7 +90,7 @@ impl World {
     /// The world of seed `seed` of `scn` under fault plan `plan`, from true time zero `start`,
     /// keeping what `keep` says and judged for liveness as `live` says; its hosts are created
     /// and running.
-    pub fn build(
+    pub(crate) fn build(
         scn: &Scenario,
         seed: u64,
         plan: &Plan,

@@ -5,8 +5,6 @@
 mod build;
 mod target;
 
-pub use build::Hosts;
-
 use crate::agents::Agents;
 use crate::clock::{true_now, ClockModel, SimClock};
 use crate::disk::Disks;
@@ -52,14 +50,14 @@ struct State {
 /// The incarnation numbers under which the oracle records clones of a node (clone `k` is
 /// `CLONE_INC + k`): another incarnation, so a clone's claims and its original's are two
 /// holders.
-pub const CLONE_INC: u64 = 1 << 40;
+pub(crate) const CLONE_INC: u64 = 1 << 40;
 
 /// How long a stopped agent has to shut down (release its lease) before its node goes down:
 /// what the agent promises; taking longer is a violation.
 const STOP_GRACE: Duration = crate::oracle::conduct::STOP_BOUND;
 
 /// Everything one run shares between its nodes, the nemesis and the oracle.
-pub struct World {
+pub(crate) struct World {
     /// The scenario.
     pub scn: Scenario,
     /// Its nodes, resolved.
@@ -101,7 +99,7 @@ impl World {
     }
 
     /// Records a trace event now (for `node`, with its local time).
-    pub fn trace(&self, node: Option<usize>, what: String) {
+    pub(crate) fn trace(&self, node: Option<usize>, what: String) {
         let at = true_now(self.start);
         let local = node.map(|i| self.clock(i).local_at(at));
         let mut st = self.lock();
@@ -174,7 +172,7 @@ impl World {
     }
 
     /// What the conduct oracle found, judged at the run's end.
-    pub fn conduct(&self) -> Conduct {
+    pub(crate) fn conduct(&self) -> Conduct {
         let end = self.scn.duration.0.as_nanos();
         let ids: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
         let mut c = self.lock().conduct.clone();
@@ -190,46 +188,46 @@ impl World {
     }
 
     /// What the guards oracle found so far.
-    pub fn guards(&self) -> Guards {
+    pub(crate) fn guards(&self) -> Guards {
         self.lock().guards.clone()
     }
 
     /// The claims so far, in true time, in recording order (with [`Keep::Everything`]).
-    pub fn claims(&self) -> Vec<TrueClaim> {
+    pub(crate) fn claims(&self) -> Vec<TrueClaim> {
         self.lock().book.claims()
     }
 
     /// The node holding a lease now, if any.
-    pub fn leader_now(&self) -> Option<usize> {
+    pub(crate) fn leader_now(&self) -> Option<usize> {
         self.lock().book.holder(true_now(self.start))
     }
 
     /// The trace: recorded events and every notice, in true-time order (with
     /// [`Keep::Verdict`], only its digest and length).
-    pub fn take_trace(&self) -> crate::trace::Trace {
+    pub(crate) fn take_trace(&self) -> crate::trace::Trace {
         self.lock().book.take_trace()
     }
 
     /// Whether the record cannot be trusted as streamed (see [`Book::late`]).
-    pub fn late(&self) -> bool {
+    pub(crate) fn late(&self) -> bool {
         self.lock().book.late()
     }
 
     /// Runs `f` on the streaming oracle once every claim has been judged.
-    pub fn finish_stream<T>(&self, f: impl FnOnce(&Streaming) -> T) -> T {
+    pub(crate) fn finish_stream<T>(&self, f: impl FnOnce(&Streaming) -> T) -> T {
         let now = true_now(self.start);
         let mut st = self.lock();
         f(st.book.finish_stream(now))
     }
 
     /// How many claims were made, and how many faults were applied.
-    pub fn counts(&self) -> (u64, u64) {
+    pub(crate) fn counts(&self) -> (u64, u64) {
         let st = self.lock();
         (st.book.claims_seen(), st.applied_count)
     }
 
     /// Drops what the run recorded once it has been judged (see [`Fabric::clear`]).
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         let mut st = self.lock();
         st.book.clear();
         st.applied = Vec::new();
@@ -245,13 +243,13 @@ impl World {
     }
 
     /// The faults as applied so far.
-    pub fn take_applied(&self) -> Vec<FaultEvent> {
+    pub(crate) fn take_applied(&self) -> Vec<FaultEvent> {
         std::mem::take(&mut self.lock().applied)
     }
 
     /// Node `i`'s life: start a new incarnation of its agent beside its NATS server (and its
     /// router server, if any). madsim calls this at creation and at every restart.
-    pub async fn node_main(self: Arc<Self>, i: usize) {
+    pub(crate) async fn node_main(self: Arc<Self>, i: usize) {
         let inc = {
             let mut st = self.lock();
             st.incarnations[i] += 1;
@@ -408,7 +406,7 @@ impl World {
     }
 
     /// Router client `k` (fabric index `n + k`) in datacenter `dc`.
-    pub async fn client_main(self: Arc<Self>, k: usize, dc: String) {
+    pub(crate) async fn client_main(self: Arc<Self>, k: usize, dc: String) {
         let node = self.nodes.len() + k;
         let Some(spec) = self.scn.router.clone() else { return };
         self.fabric.serve(node);
@@ -433,7 +431,7 @@ impl World {
     }
 
     /// Applies `a` now and records its resolved form (if it did anything).
-    pub fn apply(self: &Arc<Self>, a: &Action, ids: &[madsim::task::NodeId]) {
+    pub(crate) fn apply(self: &Arc<Self>, a: &Action, ids: &[madsim::task::NodeId]) {
         let at = Duration::from_nanos(true_now(self.start) as u64);
         let leader = matches!(a, Action::IsolateLeader { .. })
             .then(|| self.leader_now())
@@ -512,7 +510,7 @@ impl World {
     /// The graceful stops begun since the last call. The run's main task runs them beside its
     /// waits (a task each would stay in madsim's books until the run ends, and one task for
     /// all of them would outlive the run).
-    pub fn take_graces(&self) -> Vec<leasehold::BoxFuture<'static, ()>> {
+    pub(crate) fn take_graces(&self) -> Vec<leasehold::BoxFuture<'static, ()>> {
         std::mem::take(&mut *self.graces.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
