@@ -112,19 +112,7 @@ fn class(k: ViolationKind) -> u8 {
 /// suspension with its wake, a slow consumer with its recovery, a cut with its heal, a spike
 /// with its end; every other step alone. Each is a list of indices into `events`.
 fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
-    let closes = |a: &Action, b: &Action| match (a, b) {
-        (Action::Kill(x) | Action::Stop(x), Action::Restart(y))
-        | (Action::Pause(x), Action::Resume(y))
-        | (Action::Suspend(x) | Action::Freeze(x), Action::Wake(y)) => x == y,
-        (Action::SlowConsumer(x, true), Action::SlowConsumer(y, false)) => x == y,
-        (Action::Congest(x, Some(_)), Action::Congest(y, None)) => x == y,
-        (Action::ServerDown(x, true), Action::ServerDown(y, false)) => x == y,
-        (Action::FreezeConnection(x, true), Action::FreezeConnection(y, false)) => x == y,
-        (Action::Cut(l), Action::Heal | Action::Cut(_)) => !l.is_empty(),
-        (Action::Loss(l), Action::Loss(m)) => *l != base.loss && *m == base.loss,
-        (Action::Latency(l), Action::Latency(m)) => *l != base.latency && *m == base.latency,
-        _ => false,
-    };
+    let closes = |a: &Action, b: &Action| a.closed_by(b, base.loss, base.latency);
     let mut taken = vec![false; events.len()];
     let mut out = Vec::new();
     for i in 0..events.len() {

@@ -262,6 +262,26 @@ impl Action {
         })
     }
 
+    /// Whether `later` ends the episode this action began: a kill, stop or state loss by its
+    /// restart, a pause by its resume, a suspension or freeze by its wake, a slow consumer,
+    /// congestion, server outage or frozen connection by its end, a cut by its heal, a loss or
+    /// latency spike by the return to the scenario's `base_loss` / `base_latency`.
+    pub fn closed_by(&self, later: &Action, base_loss: f64, base_latency: DurRange) -> bool {
+        match (self, later) {
+            (Action::Kill(x) | Action::Stop(x), Action::Restart(y))
+            | (Action::Pause(x), Action::Resume(y))
+            | (Action::Suspend(x) | Action::Freeze(x), Action::Wake(y)) => x == y,
+            (Action::SlowConsumer(x, true), Action::SlowConsumer(y, false)) => x == y,
+            (Action::Congest(x, Some(_)), Action::Congest(y, None)) => x == y,
+            (Action::ServerDown(x, true), Action::ServerDown(y, false)) => x == y,
+            (Action::FreezeConnection(x, true), Action::FreezeConnection(y, false)) => x == y,
+            (Action::Cut(l), Action::Heal | Action::Cut(_)) => !l.is_empty(),
+            (Action::Loss(l), Action::Loss(m)) => *l != base_loss && *m == base_loss,
+            (Action::Latency(l), Action::Latency(m)) => *l != base_latency && *m == base_latency,
+            _ => false,
+        }
+    }
+
     /// The one node this action is about, if any (cuts are about links, not nodes).
     pub fn node(&self) -> Option<usize> {
         match self {
