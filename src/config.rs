@@ -150,11 +150,20 @@ pub enum Bug {
     /// renews them): two candidates that split the granters after a cut heals keep each other
     /// from winning until the promises run out.
     KeepFailedPromises,
+    /// Trust a state file that was read: a start that loaded one asks no peer for the
+    /// highest token (the recovery rule before `state_loss_tolerance`), so a file restored
+    /// from an old snapshot makes its agent promise tokens already used.
+    TrustOwnFile,
+    /// Take any older incarnation of this agent's ID for a late message of an earlier run,
+    /// however long after this start it is heard: a second process started from a copy of the
+    /// state file is then a twin only to itself, and each can win a majority with one token
+    /// (the behaviour before the model checker found that schedule).
+    OlderTwinIsLate,
 }
 
 impl Bug {
     /// Every plantable bug.
-    pub const ALL: [Bug; 27] = [
+    pub const ALL: [Bug; 29] = [
         Bug::SkipRestartQuarantine,
         Bug::IgnoreDrift,
         Bug::LeaseFromGrant,
@@ -182,6 +191,8 @@ impl Bug {
         Bug::DeferToSlow,
         Bug::StepAsideSilently,
         Bug::KeepFailedPromises,
+        Bug::TrustOwnFile,
+        Bug::OlderTwinIsLate,
     ];
 
     /// The bug's name in scenario files (`snake_case`).
@@ -214,6 +225,8 @@ impl Bug {
             Bug::DeferToSlow => "defer_to_slow",
             Bug::StepAsideSilently => "step_aside_silently",
             Bug::KeepFailedPromises => "keep_failed_promises",
+            Bug::TrustOwnFile => "trust_own_file",
+            Bug::OlderTwinIsLate => "older_twin_is_late",
         }
     }
 

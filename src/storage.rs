@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// What an agent must keep across restarts (see [`Storage`](crate::Storage)).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Durable {
     /// The last incarnation number used.
     pub incarnation: u64,
@@ -31,7 +31,7 @@ pub struct Durable {
 /// settings have `digest`, it counts promises as a cluster of `cluster_size` would, so a node
 /// deployed with too small a size cannot lead on its own view once cut off. A change of its
 /// settings forgets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SizeEvidence {
     /// The digest of this agent's safety-relevant settings when it saw the larger cluster.
     pub digest: u64,

@@ -141,7 +141,7 @@ pub struct ExtInt {
 }
 
 /// The identity and location of one agent, with hnatsd's JSON field names.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AgentLoc {
     /// Server ID (`serverId`).
     #[serde(rename = "serverId", default)]
@@ -278,7 +278,7 @@ pub struct Incarnation {
 }
 
 /// A lease as seen from outside the holder, carried in heartbeats.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseView {
     /// The fencing token of the lease.
     pub token: u64,
@@ -287,7 +287,7 @@ pub struct LeaseView {
 }
 
 /// `lease` algorithm: the heartbeat every agent publishes each beat on `<prefix>hb`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Who sends it (its `leaseExpires` is set while it holds a lease).
     pub loc: AgentLoc,
@@ -331,7 +331,7 @@ pub struct Heartbeat {
 
 /// `lease` algorithm: a candidate asks for a promise (`<prefix>lease.request`); the reply
 /// subject carries the answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseRequest {
     /// The candidate.
     pub candidate: Incarnation,
@@ -352,7 +352,7 @@ pub struct LeaseRequest {
 }
 
 /// `lease` algorithm: a granter's answer to a [`LeaseRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseReply {
     /// Who answers.
     pub granter: Incarnation,
@@ -369,7 +369,7 @@ pub struct LeaseReply {
 /// `lease` algorithm: a starting agent asks its peers for the highest token they know
 /// (`<prefix>lease.recover`), so that it never promises or takes a token at or below one
 /// already in use, whatever its own state file says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseRecover {
     /// The starting agent.
     pub who: Incarnation,
@@ -378,7 +378,7 @@ pub struct LeaseRecover {
 }
 
 /// `lease` algorithm: a peer's answer to a [`LeaseRecover`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseRecovered {
     /// Who answers.
     pub peer: Incarnation,
@@ -394,7 +394,7 @@ pub struct LeaseRecovered {
 }
 
 /// `lease` algorithm: a holder gives its lease up early (`<prefix>lease.release`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseRelease {
     /// The holder that no longer holds the lease.
     pub holder: Incarnation,

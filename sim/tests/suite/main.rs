@@ -2,6 +2,7 @@
 //! side by side. (Real mode, `tests/real.rs`, stays a binary of its own: it drives real
 //! processes against real time and must not share the machine with simulations.)
 
+mod check;
 mod cli;
 mod hostile;
 mod lean;

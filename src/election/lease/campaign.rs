@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The lease this agent holds (on its clock), and when to renew it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Held {
     pub(super) token: u64,
     pub(super) until: Duration,
@@ -19,7 +19,7 @@ pub(super) struct Held {
 }
 
 /// A campaign under way: its request, and the answers counted so far.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Attempt {
     pub(super) id: u64,
     pub(super) token: u64,

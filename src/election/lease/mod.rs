@@ -54,8 +54,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use timing::{jitter, Slow};
 
-/// One agent's `lease` election state.
-#[derive(Debug)]
+/// One agent's `lease` election state. Cloned by the model checker (`leasehold-sim check`),
+/// which explores this very machine.
+#[derive(Debug, Clone)]
 pub struct LeaseElection {
     t: LeaseTiming,
     knobs: BugKnobs,
@@ -85,6 +86,8 @@ pub struct LeaseElection {
     /// first, so a returning agent does not start an election while one is held.
     hear_first_until: Duration,
     stopped: bool,
+    /// When this run started (on its clock).
+    started: Duration,
     /// Resigned: follows, grants and beats, but does not campaign.
     passive: bool,
     config: u64,
@@ -159,6 +162,7 @@ impl LeaseElection {
             attempt: None,
             members: BTreeMap::new(),
             next_beat: now,
+            started: now,
             next_campaign: first,
             // Nothing to report until a leader is known.
             reported_leader: Some((None, None)),
@@ -203,6 +207,69 @@ impl LeaseElection {
     /// Whether this agent still waits to learn the highest token in use from its peers.
     pub fn recovering(&self) -> bool {
         self.recovery.is_some()
+    }
+
+    /// Feeds the state that changes to `h`, the random stream's position included: two
+    /// machines of one configuration that feed the same values behave the same from here on.
+    /// For the model checker, which hashes states rather than storing them. Every field is
+    /// named, so a new one cannot be forgotten here.
+    #[doc(hidden)]
+    pub fn fingerprint(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        let LeaseElection {
+            // Fixed by the configuration.
+            t: _,
+            knobs: _,
+            config: _,
+            settings: _,
+            recovery_need: _,
+            me,
+            loc,
+            rng,
+            quarantine_until,
+            durable,
+            promise,
+            held,
+            attempt,
+            members,
+            max_token_seen,
+            next_beat,
+            next_campaign,
+            reported_leader,
+            newest_lease,
+            disconnected,
+            hear_first_until,
+            stopped,
+            started,
+            passive,
+            size_mismatches,
+            recovery,
+            whole,
+            lost_state,
+            duplicate_until,
+            high_claims,
+            mismatches,
+            rejected,
+            heard_better,
+            has_held,
+            attempt_wait,
+            slow,
+        } = self;
+        (me, loc, quarantine_until, durable, promise, held, attempt, members).hash(h);
+        (max_token_seen, next_beat, next_campaign, reported_leader, newest_lease).hash(h);
+        (
+            disconnected,
+            hear_first_until,
+            stopped,
+            started,
+            passive,
+            size_mismatches,
+            recovery,
+        )
+            .hash(h);
+        (whole, lost_state, duplicate_until, high_claims, mismatches, rejected).hash(h);
+        (heard_better, has_held, attempt_wait, slow).hash(h);
+        h.write_u128(rng.get_word_pos());
     }
 
     /// This incarnation's identity.
@@ -293,10 +360,8 @@ impl LeaseElection {
             return out;
         }
         if hb.loc.id == self.me.id {
-            // Our own heartbeat, or another process's with our ID. An older incarnation's is a
-            // late message from an earlier run of ours; the same or a later one with another
-            // run ID is a process running now.
-            if hb.run != self.me.run && hb.inc >= self.me.inc {
+            // Our own heartbeat, or another process's with our ID.
+            if self.is_twin(now, hb.inc, hb.run) {
                 self.heard_duplicate(now, hb.inc, hb.run, &mut out);
             }
             return out;
@@ -330,8 +395,8 @@ impl LeaseElection {
         }
         if c.id == self.me.id {
             // A candidate with our ID that is not us.
-            if c.inc >= self.me.inc {
-                let (inc, run) = (c.inc, c.run);
+            let (inc, run) = (c.inc, c.run);
+            if self.is_twin(now, inc, run) {
                 self.heard_duplicate(now, inc, run, &mut out);
             }
             return out;

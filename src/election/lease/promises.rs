@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 /// The promise this agent gave: to whom, under which token, until when (on its clock).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Promise {
     pub(super) to: Incarnation,
     pub(super) token: u64,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// A start that has not yet learned the highest token in use from enough peers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Recovery {
     pub(super) nonce: u64,
     pub(super) answers: BTreeSet<String>,
@@ -52,6 +52,8 @@ pub const MAX_TOKEN_JUMP: u64 = 1 << 32;
 pub(super) fn recovery_need(t: &LeaseTiming, lost: bool) -> usize {
     let f = if lost {
         t.loss_tolerance.max(1)
+    } else if t.trust_own_file {
+        0
     } else {
         t.loss_tolerance
     };

@@ -179,6 +179,31 @@ fn another_process_with_our_id_makes_us_give_up_and_step_aside_while_it_is_heard
     assert!(!sm.heartbeat(quiet).passive, "gone quiet: it may act again");
 }
 
+/// A second process started from a copy of our state file has an older incarnation than
+/// ours. Heard a member timeout after our start, it is running now, not a late message: taken
+/// for one, it would count as a granter of its own, and it and we could each win a majority
+/// under one token (the model checker's schedule: clone, cut the clone off, heal).
+#[test]
+fn an_older_incarnation_still_heard_a_member_timeout_after_our_start_is_a_twin() {
+    let c = cfg(1, None);
+    let (mut sm, now) = holder(&c);
+    let mut hb = sm.heartbeat(now);
+    hb.run ^= 1;
+    hb.inc -= 1;
+    let later = (sm.started + c.member_timeout).max(now);
+    let mut old = sm.clone();
+    old.knobs = BugKnobs::from(vec![Bug::OlderTwinIsLate]);
+    assert!(old.on_heartbeat(later, &hb).is_empty(), "the old rule: a late message");
+    let out = sm.on_heartbeat(later, &hb);
+    assert!(
+        out.contains(&Output::Notice(Notice::DuplicateId {
+            inc: hb.inc,
+            run: hb.run
+        })),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn a_majority_of_a_larger_cluster_is_evidence_kept_in_the_state_until_the_settings_change() {
     let c = cfg(1, None);

@@ -32,6 +32,8 @@ pub struct LeaseTiming {
     /// State files that may be lost or rolled back at once (see
     /// [`MembershipCfg::state_loss_tolerance`]).
     pub loss_tolerance: usize,
+    /// The planted `trust_own_file` bug: a start that read its file trusts it.
+    pub trust_own_file: bool,
 }
 
 impl LeaseTiming {
@@ -56,6 +58,7 @@ impl LeaseTiming {
             cluster_size: cfg.cluster_size,
             quorum: cfg.quorum(),
             loss_tolerance: cfg.loss_tolerance(),
+            trust_own_file: cfg.bug_knobs.has(Bug::TrustOwnFile),
         }
     }
 }
@@ -65,7 +68,7 @@ impl LeaseTiming {
 /// waiting, so the others neither defer to its rank nor step aside for it, and once per
 /// promise period it asks its peers a question (a [`LeaseRecover`]) to measure the round trip
 /// again.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Slow {
     pub(super) nonce: u64,
     pub(super) sent: Duration,

@@ -1,0 +1,130 @@
+//! `leasehold-sim check`: exhaustive model checking of the lease machine.
+
+use leasehold::Bug;
+use leasehold_sim::check::{check, CheckOptions, FaultClass};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The arguments of `check`.
+#[derive(clap::Args)]
+pub(crate) struct CheckArgs {
+    /// Agents in the cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
+    nodes: u64,
+    /// Steps per path (ticks of one beat, and faults).
+    #[arg(long, default_value_t = 24)]
+    depth: u32,
+    /// Faults per path at most.
+    #[arg(long, default_value_t = 2)]
+    budget: u32,
+    /// Fault classes, comma-separated (drop, delay, duplicate, crash, wipe, rollback, clone,
+    /// partition; default: all).
+    #[arg(long, value_delimiter = ',', value_parser = FaultClass::parse)]
+    faults: Vec<FaultClass>,
+    /// Plant this bug in every agent (its name, as in scenario files).
+    #[arg(long, value_parser = parse_bug)]
+    bug: Option<Bug>,
+    /// Lease time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "400ms")]
+    lease: Duration,
+    /// Heartbeat period: also the tick of true time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    beat: Duration,
+    /// Drift bound (ppm): each clock runs at minus it or plus it (every assignment).
+    #[arg(long, default_value_t = 50_000)]
+    drift_ppm: u32,
+    /// Also let clocks run exactly (3^n assignments of rates rather than 2^n).
+    #[arg(long)]
+    exact_clocks: bool,
+    /// Threads (default: one per CPU); the result does not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Give node n0 this `cluster_size` (a misconfigured node).
+    #[arg(long)]
+    misconfigured_size: Option<usize>,
+    /// Give node n0 this lease time (a misconfigured node).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    misconfigured_lease: Option<Duration>,
+    /// Do not judge liveness at the leaves.
+    #[arg(long)]
+    no_liveness: bool,
+    /// Stop after this many distinct states (the check then says it is not exhaustive).
+    #[arg(long, default_value_t = 20_000_000)]
+    max_states: u64,
+    /// Write the counterexample here too.
+    #[arg(long)]
+    out_file: Option<PathBuf>,
+}
+
+fn parse_bug(s: &str) -> Result<Bug, String> {
+    Bug::ALL
+        .into_iter()
+        .find(|b| b.name() == s)
+        .ok_or_else(|| format!("unknown bug {s:?}"))
+}
+
+/// Runs the check and prints its figures and any counterexample.
+pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
+    let opts = CheckOptions {
+        nodes: a.nodes as usize,
+        depth: a.depth,
+        budget: a.budget,
+        faults: if a.faults.is_empty() {
+            FaultClass::ALL.to_vec()
+        } else {
+            a.faults.clone()
+        },
+        bug: a.bug,
+        lease: a.lease,
+        beat: a.beat,
+        drift_ppm: a.drift_ppm,
+        exact_clocks: a.exact_clocks,
+        jobs: a
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        misconfigured_size: a.misconfigured_size,
+        misconfigured_lease: a.misconfigured_lease,
+        liveness: !a.no_liveness,
+        max_states: a.max_states,
+    };
+    let r = check(&opts);
+    let secs = r.wall.as_secs_f64();
+    println!(
+        "nodes {} depth {} budget {} faults {}: {} states explored, {} distinct, {} leaves, {:.0} states/s, {:.2} s{}",
+        opts.nodes,
+        opts.depth,
+        opts.budget,
+        opts.faults.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
+        r.explored,
+        r.distinct,
+        r.leaves,
+        r.explored as f64 / secs.max(1e-9),
+        secs,
+        if r.exhaustive {
+            ", exhaustive"
+        } else {
+            ", NOT exhaustive (state cap reached)"
+        }
+    );
+    match r.counterexample {
+        None => {
+            println!("no violation");
+            if r.exhaustive {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Some(c) => {
+            let text = c.render();
+            print!("{text}");
+            if let Some(f) = &a.out_file {
+                if let Err(e) = std::fs::write(f, &text) {
+                    eprintln!("error: cannot write {}: {e}", f.display());
+                }
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! Exhaustive model checking of the production lease machine (`leasehold-sim check`).
+//!
+//! Every path of a small cluster is explored to a bounded depth: true time advances in ticks,
+//! and between two ticks any fault of the chosen classes may strike, within a budget. The
+//! machine is `leasehold`'s own [`LeaseElection`](leasehold::LeaseElection), cloned at every
+//! branch: nothing is re-implemented (see [`model`] for what is abstracted). States are
+//! hashed, not stored, and explored depth first; a state reached again is not explored again
+//! (its depth follows from its time and its faults, both part of it). Invariants are judged at
+//! every claim (no two holders in true time; every new lease's token above every token before),
+//! and at every leaf, once the faults stop and every crashed process is started again, a lease
+//! must be held within a bounded time (liveness).
+
+mod model;
+
+use leasehold::{Bug, BugKnobs, MembershipCfg};
+use model::{Restart, Setup, State, Step};
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+use std::time::{Duration, Instant};
+
+/// The classes of faults the checker can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultClass {
+    /// A message is lost.
+    Drop,
+    /// A message arrives a tick late (so after later ones).
+    Delay,
+    /// A message arrives twice.
+    Duplicate,
+    /// A process crashes (and may be restarted with its last save).
+    Crash,
+    /// A crashed process restarts with its state file gone.
+    Wipe,
+    /// A crashed process restarts with its state file rolled back to an earlier save.
+    Rollback,
+    /// A second process starts with a node's identity and a copy of its state file.
+    Clone,
+    /// A process is cut off from the rest until a heal (one fault for the whole cut).
+    Partition,
+}
+
+impl FaultClass {
+    /// Every class.
+    pub const ALL: [FaultClass; 8] = [
+        FaultClass::Drop,
+        FaultClass::Delay,
+        FaultClass::Duplicate,
+        FaultClass::Crash,
+        FaultClass::Wipe,
+        FaultClass::Rollback,
+        FaultClass::Clone,
+        FaultClass::Partition,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultClass::Drop => "drop",
+            FaultClass::Delay => "delay",
+            FaultClass::Duplicate => "duplicate",
+            FaultClass::Crash => "crash",
+            FaultClass::Wipe => "wipe",
+            FaultClass::Rollback => "rollback",
+            FaultClass::Clone => "clone",
+            FaultClass::Partition => "partition",
+        }
+    }
+
+    /// The class named `s`.
+    pub fn parse(s: &str) -> Result<FaultClass, String> {
+        FaultClass::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = FaultClass::ALL.iter().map(|c| c.name()).collect();
+            format!("unknown fault class {s:?} (one of {})", names.join(", "))
+        })
+    }
+}
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Agents in the cluster.
+    pub nodes: usize,
+    /// Steps per path (ticks and faults).
+    pub depth: u32,
+    /// Faults per path at most.
+    pub budget: u32,
+    /// The fault classes that may strike.
+    pub faults: Vec<FaultClass>,
+    /// A planted bug, in every agent.
+    pub bug: Option<Bug>,
+    /// The lease time.
+    pub lease: Duration,
+    /// The heartbeat period, which is also the tick.
+    pub beat: Duration,
+    /// The drift bound (ppm); each node's clock runs at −bound or +bound (every assignment).
+    pub drift_ppm: u32,
+    /// Also let clocks run exactly (each node at −bound, 0 or +bound: 3ⁿ assignments, not 2ⁿ).
+    pub exact_clocks: bool,
+    /// Assignments of clock rates explored at once, each on its own thread.
+    pub jobs: usize,
+    /// Node 0's `cluster_size`, if not the cluster's (a misconfigured node).
+    pub misconfigured_size: Option<usize>,
+    /// Node 0's lease time, if not the cluster's (a misconfigured node).
+    pub misconfigured_lease: Option<Duration>,
+    /// Check liveness at every leaf.
+    pub liveness: bool,
+    /// Stop after this many distinct states (the result then says it is not exhaustive).
+    pub max_states: u64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            nodes: 3,
+            depth: 24,
+            budget: 2,
+            faults: FaultClass::ALL.to_vec(),
+            bug: None,
+            lease: Duration::from_millis(400),
+            beat: Duration::from_millis(100),
+            drift_ppm: 50_000,
+            exact_clocks: false,
+            jobs: 1,
+            misconfigured_size: None,
+            misconfigured_lease: None,
+            liveness: true,
+            max_states: 20_000_000,
+        }
+    }
+}
+
+/// One step of a counterexample, at a true time.
+#[derive(Debug, Clone)]
+pub struct PathStep {
+    /// True time (ns).
+    pub at: u128,
+    /// What happened.
+    pub what: String,
+}
+
+/// A path that breaks an invariant.
+#[derive(Debug, Clone)]
+pub struct Counterexample {
+    /// What broke.
+    pub violation: String,
+    /// Each node's clock rate error (ppm).
+    pub drift_ppm: Vec<i64>,
+    /// The steps from the start, each with its true time.
+    pub steps: Vec<PathStep>,
+}
+
+impl Counterexample {
+    /// The path as text, one step a line.
+    pub fn render(&self) -> String {
+        let mut s = format!("violation: {}\nclocks (ppm): {:?}\n", self.violation, self.drift_ppm);
+        for st in &self.steps {
+            s.push_str(&format!("{} {}\n", crate::oracle::secs(st.at), st.what));
+        }
+        s
+    }
+}
+
+/// What a check found and what it cost.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Successor states computed.
+    pub explored: u64,
+    /// Distinct states reached.
+    pub distinct: u64,
+    /// The deepest path explored.
+    pub depth: u32,
+    /// Leaves whose liveness was checked.
+    pub leaves: u64,
+    /// Whether every path within the bounds was explored (no state cap reached).
+    pub exhaustive: bool,
+    /// The first path found that breaks an invariant.
+    pub counterexample: Option<Counterexample>,
+    /// Wall time.
+    pub wall: Duration,
+}
+
+type Seen = HashSet<u64, BuildHasherDefault<std::collections::hash_map::DefaultHasher>>;
+
+struct Explorer<'a> {
+    setup: Setup,
+    opts: &'a CheckOptions,
+    seen: Seen,
+    path: Vec<(u128, String)>,
+    report: CheckReport,
+    /// Ticks a leaf is given to elect, once the faults stop.
+    settle_ticks: u64,
+}
+
+/// Explores every path of `opts`; stops at the first violation. Each assignment of clock
+/// rates is a space of its own (the rates are part of every state); `opts.jobs` threads take
+/// them in turn, and the counterexample reported is the one of the first assignment that has
+/// one, so the result does not depend on the number of threads.
+pub fn check(opts: &CheckOptions) -> CheckReport {
+    let started = Instant::now();
+    let e = i64::from(opts.drift_ppm);
+    let rates: &[i64] = if opts.exact_clocks { &[-e, 0, e] } else { &[-e, e] };
+    let assignments = drifts(opts.nodes, rates);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<CheckReport>>> =
+        assignments.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    // Assignments after one with a counterexample need not be explored.
+    let first_found = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if k >= assignments.len() || k > first_found.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let r = explore(opts, &assignments[k]);
+                if r.counterexample.is_some() || !r.exhaustive {
+                    first_found.fetch_min(k, std::sync::atomic::Ordering::SeqCst);
+                }
+                *results[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    let mut total = CheckReport {
+        exhaustive: true,
+        ..CheckReport::default()
+    };
+    let stop = first_found.load(std::sync::atomic::Ordering::SeqCst);
+    for (k, r) in results.into_iter().enumerate() {
+        let Some(r) = r.into_inner().unwrap_or_else(|e| e.into_inner()) else {
+            continue;
+        };
+        if k > stop {
+            continue;
+        }
+        total.explored += r.explored;
+        total.distinct += r.distinct;
+        total.leaves += r.leaves;
+        total.depth = total.depth.max(r.depth);
+        total.exhaustive &= r.exhaustive;
+        if total.counterexample.is_none() {
+            total.counterexample = r.counterexample;
+        }
+    }
+    total.wall = started.elapsed();
+    total
+}
+
+/// Explores every path from the start with clock rates `ppm`.
+fn explore(opts: &CheckOptions, ppm: &[i64]) -> CheckReport {
+    let setup = setup(opts);
+    let tick = u128::from(setup.tick_ns);
+    // Long enough for a quarantine, a promise to run out, a campaign and its answers.
+    let settle_ticks = ((3 * opts.lease.as_nanos() + 10 * opts.beat.as_nanos()) / tick) as u64;
+    let mut ex = Explorer {
+        setup,
+        opts,
+        seen: Seen::default(),
+        path: Vec::new(),
+        report: CheckReport {
+            exhaustive: true,
+            ..CheckReport::default()
+        },
+        settle_ticks,
+    };
+    let s = State::start(&ex.setup, ppm);
+    ex.dfs(s, 0, ppm);
+    ex.report.distinct = ex.seen.len() as u64;
+    ex.report
+}
+
+/// Every assignment of `rates` to `n` nodes, in a fixed order.
+fn drifts(n: usize, rates: &[i64]) -> Vec<Vec<i64>> {
+    (0..rates.len().pow(n as u32))
+        .map(|mut k| {
+            (0..n)
+                .map(|_| {
+                    let r = rates[k % rates.len()];
+                    k /= rates.len();
+                    r
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn setup(opts: &CheckOptions) -> Setup {
+    let cfgs = (0..opts.nodes)
+        .map(|i| {
+            let mut c = MembershipCfg::default();
+            c.id = format!("n{i}");
+            c.my_rank = i as i64;
+            c.cluster_size = opts.nodes;
+            c.lease_time = opts.lease;
+            c.beat = opts.beat;
+            c.member_timeout = opts.beat * 3;
+            c.max_drift_ppm = opts.drift_ppm;
+            if i == 0 {
+                if let Some(size) = opts.misconfigured_size {
+                    c.cluster_size = size;
+                }
+                if let Some(lease) = opts.misconfigured_lease {
+                    c.lease_time = lease;
+                }
+            }
+            c.bug_knobs = opts.bug.map(|b| BugKnobs::from(vec![b])).unwrap_or_default();
+            c
+        })
+        .collect();
+    Setup {
+        cfgs,
+        tick_ns: u64::try_from(opts.beat.as_nanos()).unwrap_or(u64::MAX),
+    }
+}
+
+impl Explorer<'_> {
+    fn dfs(&mut self, s: State, depth: u32, ppm: &[i64]) {
+        if self.report.counterexample.is_some() || !self.report.exhaustive {
+            return;
+        }
+        if !self.seen.insert(s.fingerprint()) {
+            return;
+        }
+        if self.seen.len() as u64 >= self.opts.max_states {
+            self.report.exhaustive = false;
+            return;
+        }
+        self.report.depth = self.report.depth.max(depth);
+        if let Some(v) = &s.violation {
+            self.found(v.clone(), ppm);
+            return;
+        }
+        if depth >= self.opts.depth {
+            self.leaf(&s, ppm);
+            return;
+        }
+        for step in self.steps_in_order(&s) {
+            let mut next = s.clone();
+            let at = u128::from(s.tick + u64::from(step == Step::Advance)) * u128::from(self.setup.tick_ns);
+            self.path.push((at, s.describe(&step)));
+            next.apply(&self.setup, &step);
+            self.report.explored += 1;
+            self.dfs(next, depth + 1, ppm);
+            self.path.pop();
+        }
+    }
+
+    /// The faults possible from `s`: every one the budget allows (time comes last, so the search
+    /// meets faults early in a path first: counterexamples come sooner, and the whole search
+    /// is the same).
+    fn steps(&self, s: &State) -> Vec<Step> {
+        let mut v = Vec::new();
+        let has = |c: FaultClass| self.opts.faults.contains(&c);
+        // A crashed process may start again at any moment: that is a recovery, not a fault.
+        for (p, proc) in s.procs.iter().enumerate().filter(|(_, p)| !p.up()) {
+            v.push(Step::Restart(p, Restart::Keep));
+            let tolerance = self.setup.cfgs[proc.node].loss_tolerance() as u32;
+            if s.losses < tolerance {
+                if has(FaultClass::Wipe) {
+                    v.push(Step::Restart(p, Restart::Wipe));
+                }
+                if has(FaultClass::Rollback) {
+                    v.extend((0..proc.saves().saturating_sub(1)).map(|j| Step::Restart(p, Restart::Rollback(j))));
+                }
+            }
+        }
+        // A cut may heal at any moment.
+        if s.isolated.is_some() {
+            v.push(Step::Heal);
+        }
+        if s.faults >= self.opts.budget {
+            return v;
+        }
+        if has(FaultClass::Partition) && s.isolated.is_none() {
+            v.extend((0..s.procs.len()).filter(|p| s.procs[*p].up()).map(Step::Isolate));
+        }
+        for k in (0..s.msgs.len()).filter(|k| !s.msgs[*k].is_heartbeat()) {
+            for (c, step) in [
+                (FaultClass::Drop, Step::Drop(k)),
+                (FaultClass::Delay, Step::Delay(k)),
+                (FaultClass::Duplicate, Step::Duplicate(k)),
+            ] {
+                if has(c) {
+                    v.push(step);
+                }
+            }
+        }
+        for (p, proc) in s.procs.iter().enumerate().filter(|(_, p)| p.up()) {
+            if has(FaultClass::Crash) {
+                v.push(Step::Crash(p));
+            }
+            if has(FaultClass::Clone) && p < self.opts.nodes && s.procs.len() == self.opts.nodes && proc.saves() > 0 {
+                v.push(Step::Clone(p));
+            }
+        }
+        v
+    }
+
+    /// The faults possible from `s` ([`Explorer::steps`]), then time.
+    fn steps_in_order(&self, s: &State) -> Vec<Step> {
+        let mut v = self.steps(s);
+        v.push(Step::Advance);
+        v
+    }
+
+    /// Liveness at a leaf: with the faults over and every crashed node started again with its
+    /// file, a lease is held within the settling time. Not judged where the guarantees allow
+    /// a wait (a clone runs, or a node is misconfigured).
+    fn leaf(&mut self, s: &State, ppm: &[i64]) {
+        let misconfigured = self.opts.misconfigured_size.is_some() || self.opts.misconfigured_lease.is_some();
+        if !self.opts.liveness || s.procs.len() > self.opts.nodes || misconfigured {
+            return;
+        }
+        self.report.leaves += 1;
+        let mut s = s.clone();
+        let mut tail = Vec::new();
+        if s.isolated.is_some() {
+            tail.push((
+                u128::from(s.tick) * u128::from(self.setup.tick_ns),
+                s.describe(&Step::Heal),
+            ));
+            s.apply(&self.setup, &Step::Heal);
+        }
+        for p in 0..s.procs.len() {
+            if !s.procs[p].up() {
+                let step = Step::Restart(p, Restart::Keep);
+                tail.push((u128::from(s.tick) * u128::from(self.setup.tick_ns), s.describe(&step)));
+                s.apply(&self.setup, &step);
+            }
+        }
+        for _ in 0..self.settle_ticks {
+            s.apply(&self.setup, &Step::Advance);
+            if let Some(v) = &s.violation {
+                let v = v.clone();
+                self.path.extend(tail);
+                self.found(v, ppm);
+                return;
+            }
+            if s.held(&self.setup) {
+                return;
+            }
+        }
+        self.path.extend(tail);
+        self.path.push((
+            u128::from(s.tick) * u128::from(self.setup.tick_ns),
+            format!("{} ticks without faults", self.settle_ticks),
+        ));
+        self.found(
+            format!(
+                "no leader within {:?} after the faults stopped",
+                Duration::from_nanos(self.settle_ticks * self.setup.tick_ns)
+            ),
+            ppm,
+        );
+    }
+
+    fn found(&mut self, violation: String, ppm: &[i64]) {
+        self.report.counterexample = Some(Counterexample {
+            violation,
+            drift_ppm: ppm.to_vec(),
+            steps: self
+                .path
+                .iter()
+                .map(|(at, what)| PathStep {
+                    at: *at,
+                    what: what.clone(),
+                })
+                .collect(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drift_assignment_is_listed_once() {
+        let d = drifts(3, &[-1, 0, 1]);
+        assert_eq!(d.len(), 27);
+        let set: std::collections::BTreeSet<_> = d.iter().collect();
+        assert_eq!(set.len(), 27);
+    }
+
+    #[test]
+    fn fault_classes_parse_by_name_and_an_unknown_one_is_named() {
+        for c in FaultClass::ALL {
+            assert_eq!(FaultClass::parse(c.name()), Ok(c));
+        }
+        let e = FaultClass::parse("flood").unwrap_err();
+        assert!(e.contains("flood") && e.contains("partition"), "{e}");
+    }
+}
