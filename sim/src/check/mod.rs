@@ -104,7 +104,8 @@ pub struct CheckOptions {
     pub misconfigured_lease: Option<Duration>,
     /// Check liveness at every leaf.
     pub liveness: bool,
-    /// Stop after this many distinct states (the result then says it is not exhaustive).
+    /// Stop after this many distinct states per assignment of clock rates (the result then
+    /// says it is not exhaustive).
     pub max_states: u64,
 }
 

@@ -442,3 +442,29 @@ fn overrides_are_carried_into_the_replay_command_and_dotted_names_keep_their_ste
         "the whole stem names the file"
     );
 }
+
+#[test]
+fn check_exits_0_when_clean_1_with_a_counterexample_and_2_on_a_bad_flag() {
+    let out = sim(&["check", "--nodes", "2", "--depth", "8", "--budget", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("exhaustive") && text.contains("no violation"), "{text}");
+    let out = sim(&[
+        "check",
+        "--depth",
+        "14",
+        "--faults",
+        "partition",
+        "--bug",
+        "grant_ignoring_promise",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("violation: two holders") && text.contains("isolate p"),
+        "{text}"
+    );
+    let out = sim(&["check", "--faults", "flood"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fault class \"flood\""));
+}

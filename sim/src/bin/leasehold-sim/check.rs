@@ -49,7 +49,8 @@ pub(crate) struct CheckArgs {
     /// Do not judge liveness at the leaves.
     #[arg(long)]
     no_liveness: bool,
-    /// Stop after this many distinct states (the check then says it is not exhaustive).
+    /// Stop after this many distinct states per assignment of clock rates (the check then
+    /// says it is not exhaustive).
     #[arg(long, default_value_t = 20_000_000)]
     max_states: u64,
     /// Write the counterexample here too.
