@@ -155,9 +155,10 @@ pub enum Bug {
     /// from an old snapshot makes its agent promise tokens already used.
     TrustOwnFile,
     /// Take any older incarnation of this agent's ID for a late message of an earlier run,
-    /// however long after this start it is heard: a second process started from a copy of the
-    /// state file is then a twin only to itself, and each can win a majority with one token
-    /// (the behaviour before the model checker found that schedule).
+    /// however long after this start it is heard: a process started from a copy of another's
+    /// state file (one incarnation above it) then never steps aside for the original, and
+    /// each can win a majority with one token (the behaviour before the model checker found
+    /// that schedule).
     OlderTwinIsLate,
 }
 

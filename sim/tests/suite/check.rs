@@ -79,8 +79,8 @@ fn the_old_recovery_rule_is_found_with_a_rolled_back_file() {
 }
 
 /// The checker's first find in the shipped code: a second process started from a copy of an
-/// agent's state file (an older incarnation, from the original's view) cut off, then healed,
-/// reused a token, because the original took its beats for late messages of an earlier run.
+/// agent's state file (one incarnation above the original) took the original's beats for late
+/// messages of an earlier run of its own; cut off, then healed, it reused a token.
 /// Clean now; with the old rule planted, found again.
 #[test]
 fn a_clone_cut_off_and_healed_never_reuses_a_token() {

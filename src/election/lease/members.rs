@@ -176,9 +176,9 @@ impl LeaseElection {
     /// Whether a message from incarnation `inc`, run `run`, of this agent's ID comes from
     /// another process running now. The same or a later incarnation with another run ID
     /// does. So does an older one heard a member timeout after this run started: a late
-    /// message of an earlier run of ours arrives sooner, but a second process started from a
-    /// copy of our state file (an older incarnation, from where we stand) keeps beating, and
-    /// counting it as two granters would let each win a majority with the same token.
+    /// message of an earlier run of ours arrives sooner, but the process whose state file we
+    /// were started from (a copy of it: we are one incarnation above it) keeps beating, and
+    /// counting it and us as two granters would let each win a majority with the same token.
     pub(super) fn is_twin(&self, now: Duration, inc: u64, run: u64) -> bool {
         let older_heard_late = now >= self.started + self.t.member_timeout && !self.knobs.has(Bug::OlderTwinIsLate);
         run != self.me.run && (inc >= self.me.inc || older_heard_late)

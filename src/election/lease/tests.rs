@@ -179,10 +179,11 @@ fn another_process_with_our_id_makes_us_give_up_and_step_aside_while_it_is_heard
     assert!(!sm.heartbeat(quiet).passive, "gone quiet: it may act again");
 }
 
-/// A second process started from a copy of our state file has an older incarnation than
-/// ours. Heard a member timeout after our start, it is running now, not a late message: taken
-/// for one, it would count as a granter of its own, and it and we could each win a majority
-/// under one token (the model checker's schedule: clone, cut the clone off, heal).
+/// A process started from a copy of another's state file is one incarnation above the
+/// original, which it then hears as an older incarnation. Heard a member timeout after its
+/// start, the original is running now, not a late message: taken for one, it would count as a
+/// granter apart from the copy, and each could win a majority under one token (the model
+/// checker's schedule: clone, cut the clone off, heal).
 #[test]
 fn an_older_incarnation_still_heard_a_member_timeout_after_our_start_is_a_twin() {
     let c = cfg(1, None);
