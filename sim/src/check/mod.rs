@@ -436,7 +436,7 @@ impl Explorer<'_> {
                 self.found(v, ppm);
                 return;
             }
-            if s.held(&self.setup) {
+            if !s.holders(&self.setup).is_empty() {
                 return;
             }
         }
@@ -473,6 +473,34 @@ impl Explorer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The depth the README names for three agents (20) covers an election, the leader's crash
+    /// and restart, its quarantine, and a lease held again (the path with no fault but those).
+    #[test]
+    fn depth_20_covers_an_election_a_failover_and_a_restart() {
+        let opts = CheckOptions::default();
+        let setup = setup(&opts);
+        let mut s = State::start(&setup, &[50_000, -50_000, 50_000]);
+        let advance_until = |s: &mut State, done: &dyn Fn(&State) -> bool| {
+            while !done(s) {
+                assert!(s.tick < 60, "nothing happened by tick {}", s.tick);
+                s.apply(&setup, &Step::Advance);
+            }
+            s.tick
+        };
+        let elected = advance_until(&mut s, &|s| !s.holders(&setup).is_empty());
+        let leader = s.holders(&setup)[0];
+        s.apply(&setup, &Step::Crash(leader));
+        s.apply(&setup, &Step::Restart(leader, Restart::Keep));
+        let again = advance_until(&mut s, &|s| !s.holders(&setup).is_empty());
+        let quarantine = (opts.lease.as_nanos() / opts.beat.as_nanos()) as u64;
+        eprintln!("elected at tick {elected}, held again at tick {again}, quarantine {quarantine} ticks");
+        assert!(
+            elected + quarantine <= again,
+            "the restart's quarantine is over by then"
+        );
+        assert!(again + 2 <= 20, "two fault steps and {again} ticks fit in depth 20");
+    }
 
     #[test]
     fn every_drift_assignment_is_listed_once() {

@@ -302,12 +302,15 @@ impl State {
         }
     }
 
-    /// Whether some process holds a lease now.
-    pub(crate) fn held(&self, setup: &Setup) -> bool {
+    /// The processes holding a lease now.
+    pub(crate) fn holders(&self, setup: &Setup) -> Vec<usize> {
         let now = setup.now(self.tick);
-        self.procs
-            .iter()
-            .any(|p| p.machine.as_ref().is_some_and(|m| m.held(p.local(now)).is_some()))
+        (0..self.procs.len())
+            .filter(|p| {
+                let p = &self.procs[*p];
+                p.machine.as_ref().is_some_and(|m| m.held(p.local(now)).is_some())
+            })
+            .collect()
     }
 
     fn boot(&mut self, setup: &Setup, p: usize, stored: Option<Durable>, state: ClusterState) {

@@ -97,3 +97,26 @@ fn a_clone_cut_off_and_healed_never_reuses_a_token() {
     assert!(c.violation.starts_with("token"), "{}", c.render());
     assert!(c.steps.iter().any(|s| s.what.starts_with("clone")), "{}", c.render());
 }
+
+/// The result does not depend on the number of threads: the same figures and the same
+/// counterexample (the first assignment of clock rates that has one).
+#[test]
+fn the_result_does_not_depend_on_the_number_of_threads() {
+    let clean = with(10, 1, &FaultClass::ALL);
+    let found = CheckOptions {
+        bug: Some(Bug::GrantIgnoringPromise),
+        ..with(14, 2, &[FaultClass::Partition])
+    };
+    for opts in [clean, found] {
+        let one = check(&CheckOptions {
+            jobs: 1,
+            ..opts.clone()
+        });
+        let two = check(&CheckOptions { jobs: 2, ..opts });
+        assert_eq!(
+            (one.explored, one.distinct, one.leaves),
+            (two.explored, two.distinct, two.leaves)
+        );
+        assert_eq!(shown(&one), shown(&two));
+    }
+}
