@@ -19,14 +19,16 @@
 //! overtake each other, and the per-publisher order is part of the contract here.
 
 use crate::clock::{TrueClock, TIMER_RESOLUTION};
+use crate::quantum::Quantum;
 use crate::scenario::DurRange;
+use crate::scenario::{MessageFault, MessageKind};
 use crate::topology::{Hop, Topology};
 use bytes::Bytes;
 use leasehold::transport::{check_publish, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
 use leasehold::{BoxFuture, Connection, Message, NetError, Network, Subscription};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -70,6 +72,8 @@ struct Log {
 /// A copy due at a server at `(time, sequence)`; the queue pops the earliest first.
 struct Queued {
     due: (u128, u64),
+    /// The node whose server it came from (for a fault that names it).
+    from: usize,
     msg: Arc<Message>,
 }
 
@@ -168,6 +172,9 @@ struct Inner {
     log: Option<Log>,
     /// Freezes so far (each freeze's detection names its number).
     freezes: u64,
+    /// Quantised time (`[network] tick`), and the arrivals booked at each boundary to come.
+    quantum: Option<Quantum>,
+    slots: BTreeMap<u128, u64>,
 }
 
 /// The whole simulated NATS cluster. Cheap to clone.
@@ -201,6 +208,8 @@ impl Fabric {
                 duplicate: 0.0,
                 log: None,
                 freezes: 0,
+                quantum: None,
+                slots: BTreeMap::new(),
             })),
             truth: TrueClock::new(start),
         }
@@ -371,6 +380,54 @@ impl Fabric {
     }
 
     /// Delivers each copy a second time, later, with probability `p`.
+    pub(crate) fn set_quantum(&self, q: Option<Quantum>) {
+        self.lock().quantum = q;
+    }
+
+    /// A targeted fault on the copy from `from` to `to` of `kind` due `nth` (0: first; quantised
+    /// time only): lost, delivered a tick later after the copies sent after it, or delivered twice.
+    /// Whether there was one.
+    pub(crate) fn message_fault(
+        &self,
+        fault: MessageFault,
+        from: usize,
+        to: usize,
+        kind: MessageKind,
+        nth: usize,
+    ) -> bool {
+        let now = self.truth.now();
+        let mut g = self.lock();
+        let Some(q) = g.quantum else { return false };
+        let mut copies = std::mem::take(&mut g.servers[to].queue).into_vec();
+        copies.sort_by(|a, b| b.cmp(a));
+        let found = (0..copies.len())
+            .filter(|k| copies[*k].from == from && MessageKind::of_subject(&copies[*k].msg.subject) == Some(kind))
+            .nth(nth);
+        let Some(k) = found else {
+            g.servers[to].queue = copies.into();
+            return false;
+        };
+        let boundary = q.boundary_of(copies[k].due.0);
+        let msg = match fault {
+            MessageFault::Drop | MessageFault::Delay => copies.remove(k).msg,
+            MessageFault::Duplicate => copies[k].msg.clone(),
+        };
+        g.servers[to].queue = copies.into();
+        match fault {
+            MessageFault::Drop => g.stats.cut += 1,
+            MessageFault::Delay => {
+                let at = book(&mut g, q, q.next(boundary), now);
+                enqueue(&mut g, &self.inner, &self.truth, from, to, at, &msg, now);
+            }
+            MessageFault::Duplicate => {
+                g.stats.duplicated += 1;
+                let at = book(&mut g, q, boundary, now);
+                enqueue(&mut g, &self.inner, &self.truth, from, to, at, &msg, now);
+            }
+        }
+        true
+    }
+
     pub(crate) fn set_duplicate(&self, p: f64) {
         self.lock().duplicate = p;
     }
@@ -515,8 +572,11 @@ impl Fabric {
 fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usize, msg: &Arc<Message>, now: u128) {
     for to in 0..g.servers.len() {
         let s = &g.servers[to];
-        // Routes carry only what the far server has interest in, as NATS routes do.
-        if !s.up || s.halted || s.detached || !s.subs.has_interest(&msg.subject) {
+        // Routes carry only what the far server has interest in, as NATS routes do. In
+        // quantised time interest is judged on arrival: agents started in one instant all hear
+        // each other's first messages, as in the checker.
+        let interest = g.quantum.is_some() || s.subs.has_interest(&msg.subject);
+        if !s.up || s.halted || s.detached || !interest {
             continue;
         }
         let mut at = now;
@@ -533,25 +593,39 @@ fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usi
                 }
                 Hop::After(delay) => at += delay,
             }
+            if let Some(q) = g.quantum {
+                at = book(g, q, q.boundary_after(now), now);
+            }
         }
         if !g.reorder {
             at = at.max(g.last[from][to] + 1);
         }
         g.last[from][to] = at;
-        enqueue(g, fabric, truth, to, at, msg, now);
+        enqueue(g, fabric, truth, from, to, at, msg, now);
         // A duplicate arrives once more, as late again (it may overtake nothing it followed).
         if g.duplicate > 0.0 && g.rng.gen_bool(g.duplicate.min(1.0)) {
             g.stats.duplicated += 1;
-            enqueue(g, fabric, truth, to, at + (at - now).max(1), msg, now);
+            enqueue(g, fabric, truth, from, to, at + (at - now).max(1), msg, now);
         }
     }
 }
 
-/// Queues a copy for server `to` at `at` and makes sure it is delivered then.
+/// The next arrival at `boundary` (quantised time): its true time.
+fn book(g: &mut Inner, q: Quantum, boundary: u128, now: u128) -> u128 {
+    g.slots.retain(|b, _| *b > now);
+    let slot = g.slots.entry(boundary).or_insert(0);
+    *slot += 1;
+    q.arrival(boundary, *slot - 1)
+}
+
+/// Queues a copy from `from`'s server for server `to` at `at` and makes sure it is delivered
+/// then.
+#[allow(clippy::too_many_arguments)]
 fn enqueue(
     g: &mut Inner,
     fabric: &Arc<Mutex<Inner>>,
     truth: &TrueClock,
+    from: usize,
     to: usize,
     at: u128,
     msg: &Arc<Message>,
@@ -561,6 +635,7 @@ fn enqueue(
     let seq = g.seq;
     g.servers[to].queue.push(Queued {
         due: (at, seq),
+        from,
         msg: msg.clone(),
     });
     // (`route` queues only for servers that are up.)
@@ -801,6 +876,54 @@ mod tests {
                 madsim::time::sleep(Duration::from_millis(2)).await;
                 assert_eq!(payloads(&mut far), vec![1, 2]);
                 assert_eq!(f.stats().delivered, 4);
+            })
+        });
+    }
+
+    /// In quantised time a copy arrives just before the next 100 ms boundary, whatever the
+    /// route's latency; a targeted fault finds one copy by sender, receiver and kind: a drop
+    /// loses it, a delay moves it a tick on, after what was sent after it, a duplicate
+    /// delivers it twice; a fault that finds nothing says so.
+    #[test]
+    fn quantised_copies_arrive_on_the_grid_and_a_targeted_fault_acts_on_one_copy() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                f.set_quantum(Some(Quantum::new(100_000_000)));
+                let mut far = f.client(1).subscribe("p.lease.request").await.unwrap();
+                let req = |b: u8| {
+                    let net = f.client(0);
+                    async move {
+                        net.publish("p.lease.request", None, Bytes::from(vec![b]))
+                            .await
+                            .unwrap();
+                    }
+                };
+                madsim::time::sleep(Duration::from_millis(10)).await;
+                req(1).await;
+                req(2).await;
+                req(3).await;
+                madsim::time::sleep(Duration::from_millis(80)).await;
+                assert_eq!(payloads(&mut far), Vec::<u8>::new(), "not before the boundary");
+                let (request, reply) = (MessageKind::Request, MessageKind::Reply);
+                assert!(f.message_fault(MessageFault::Drop, 0, 1, request, 0), "copy 1 found");
+                assert!(f.message_fault(MessageFault::Delay, 0, 1, request, 0), "copy 2 found");
+                assert!(
+                    f.message_fault(MessageFault::Duplicate, 0, 1, request, 0),
+                    "copy 3 found"
+                );
+                assert!(
+                    !f.message_fault(MessageFault::Drop, 0, 1, reply, 0),
+                    "no reply in flight"
+                );
+                assert!(
+                    !f.message_fault(MessageFault::Drop, 1, 0, request, 0),
+                    "none the other way"
+                );
+                madsim::time::sleep(Duration::from_millis(10)).await;
+                assert_eq!(payloads(&mut far), vec![3, 3], "at 100 ms: the third, twice");
+                req(4).await;
+                madsim::time::sleep(Duration::from_millis(100)).await;
+                assert_eq!(payloads(&mut far), vec![2, 4], "at 200 ms: the delayed one first");
             })
         });
     }

@@ -34,6 +34,7 @@ mod disk;
 mod fabric;
 mod forger;
 mod impostor;
+mod quantum;
 mod run;
 mod seeds;
 mod timeline;

@@ -287,6 +287,12 @@ fn scripted_events(scn: &Scenario) -> Vec<FaultEvent> {
             scripted: true,
         });
     }
+    // In quantised time a step comes just after its boundary's arrivals and timers.
+    if let Some(q) = scn.quantum() {
+        for e in &mut ev {
+            e.at = Duration::from_nanos(q.step(e.at.as_nanos()) as u64);
+        }
+    }
     // Stable: scripted steps at the same time keep their order in the file.
     ev.sort_by_key(|e| e.at);
     ev

@@ -1,5 +1,11 @@
 //! Seeds derived from a run's seed: every random choice of a run comes from it.
 
+/// The seed of node `i`'s agent in its incarnation `inc` (its jitter and run ID), in a run of
+/// `seed`: the simulator's and the checker's, so a counterexample replays with seed 0.
+pub(crate) fn agent_seed(seed: u64, i: usize, inc: u64) -> u64 {
+    mix(seed, i as u64, inc)
+}
+
 /// Derives an independent seed from `seed` and two numbers (splitmix64 over the mix, so
 /// nearby inputs give unrelated seeds).
 pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {

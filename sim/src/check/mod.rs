@@ -8,8 +8,10 @@
 //! (its depth follows from its time and its faults, both part of it). Invariants are judged at
 //! every claim (no two holders in true time; every new lease's token above every token before),
 //! and at every leaf, once the faults stop and every crashed process is started again, a lease
-//! must be held within a bounded time (liveness).
+//! must be held within a bounded time (liveness). A counterexample is written as a scenario
+//! that the simulator replays step for step ([`Counterexample::scenario`]).
 
+mod export;
 mod model;
 
 use leasehold::{Bug, BugKnobs, MembershipCfg};
@@ -96,6 +98,8 @@ pub struct CheckOptions {
     pub drift_ppm: u32,
     /// Also let clocks run exactly (each node at −bound, 0 or +bound: 3ⁿ assignments, not 2ⁿ).
     pub exact_clocks: bool,
+    /// Explore only this assignment of clock rates (ppm, one per node), not every one.
+    pub clocks: Option<Vec<i64>>,
     /// Assignments of clock rates explored at once, each on its own thread.
     pub jobs: usize,
     /// Node 0's `cluster_size`, if not the cluster's (a misconfigured node).
@@ -117,10 +121,11 @@ impl Default for CheckOptions {
             budget: 2,
             faults: FaultClass::ALL.to_vec(),
             bug: None,
-            lease: Duration::from_millis(400),
+            lease: Duration::from_millis(600),
             beat: Duration::from_millis(100),
             drift_ppm: 50_000,
             exact_clocks: false,
+            clocks: None,
             jobs: 1,
             misconfigured_size: None,
             misconfigured_lease: None,
@@ -133,16 +138,33 @@ impl Default for CheckOptions {
 /// One step of a counterexample, at a true time.
 #[derive(Debug, Clone)]
 pub struct PathStep {
-    /// True time (ns).
+    /// True time (ns): the tick boundary it follows.
     pub at: u128,
     /// What happened.
     pub what: String,
+    /// The same as scenario steps (none for time passing), or why it has no scenario form.
+    pub scenario: Result<Vec<crate::scenario::Step>, String>,
+    /// The model's step (none for the settling time a liveness check gives).
+    step: Option<Step>,
+}
+
+/// The kinds of broken invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// Two processes' claims overlap in true time.
+    Overlap,
+    /// A new lease's token is not above every token claimed before.
+    TokenOrder,
+    /// No lease is held within the settling time after the faults stopped.
+    NoLeader,
 }
 
 /// A path that breaks an invariant.
 #[derive(Debug, Clone)]
 pub struct Counterexample {
-    /// What broke.
+    /// What kind of invariant broke.
+    pub kind: Violation,
+    /// What broke, in words.
     pub violation: String,
     /// Each node's clock rate error (ppm).
     pub drift_ppm: Vec<i64>,
@@ -151,6 +173,23 @@ pub struct Counterexample {
 }
 
 impl Counterexample {
+    /// The safety violation the same path shows under `opts` (another bug, or none), followed
+    /// by the settling time a leaf gets; `None` if it breaks nothing. How a fix is checked
+    /// against the path that broke the code before it.
+    pub fn recheck(&self, opts: &CheckOptions) -> Option<String> {
+        let setup = setup(opts);
+        let mut s = State::start(&setup, &self.drift_ppm);
+        let settle = settle_ticks(opts, &setup);
+        let steps = self.steps.iter().filter_map(|p| p.step.clone());
+        for step in steps.chain((0..settle).map(|_| Step::Advance)) {
+            s.apply(&setup, &step);
+            if let Some((_, v)) = &s.violation {
+                return Some(v.clone());
+            }
+        }
+        None
+    }
+
     /// The path as text, one step a line.
     pub fn render(&self) -> String {
         let mut s = format!("violation: {}\nclocks (ppm): {:?}\n", self.violation, self.drift_ppm);
@@ -186,7 +225,9 @@ struct Explorer<'a> {
     setup: Setup,
     opts: &'a CheckOptions,
     seen: Seen,
-    path: Vec<(u128, String)>,
+    path: Vec<PathStep>,
+    /// The nodes' IDs, as a scenario names them.
+    ids: Vec<String>,
     report: CheckReport,
     /// Ticks a leaf is given to elect, once the faults stop.
     settle_ticks: u64,
@@ -200,7 +241,10 @@ pub fn check(opts: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let e = i64::from(opts.drift_ppm);
     let rates: &[i64] = if opts.exact_clocks { &[-e, 0, e] } else { &[-e, e] };
-    let assignments = drifts(opts.nodes, rates);
+    let assignments = match &opts.clocks {
+        Some(c) => vec![c.clone()],
+        None => drifts(opts.nodes, rates),
+    };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<CheckReport>>> =
         assignments.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -249,14 +293,13 @@ pub fn check(opts: &CheckOptions) -> CheckReport {
 /// Explores every path from the start with clock rates `ppm`.
 fn explore(opts: &CheckOptions, ppm: &[i64]) -> CheckReport {
     let setup = setup(opts);
-    let tick = u128::from(setup.tick_ns);
-    // Long enough for a quarantine, a promise to run out, a campaign and its answers.
-    let settle_ticks = ((3 * opts.lease.as_nanos() + 10 * opts.beat.as_nanos()) / tick) as u64;
+    let settle_ticks = settle_ticks(opts, &setup);
     let mut ex = Explorer {
         setup,
         opts,
         seen: Seen::default(),
         path: Vec::new(),
+        ids: (0..opts.nodes).map(|i| format!("n{i}")).collect(),
         report: CheckReport {
             exhaustive: true,
             ..CheckReport::default()
@@ -267,6 +310,12 @@ fn explore(opts: &CheckOptions, ppm: &[i64]) -> CheckReport {
     ex.dfs(s, 0, ppm);
     ex.report.distinct = ex.seen.len() as u64;
     ex.report
+}
+
+/// The ticks a leaf is given to elect once the faults stop: long enough for a quarantine, a
+/// promise to run out, a campaign and its answers.
+fn settle_ticks(opts: &CheckOptions, setup: &Setup) -> u64 {
+    ((3 * opts.lease.as_nanos() + 10 * opts.beat.as_nanos()) / u128::from(setup.tick_ns)) as u64
 }
 
 /// Every assignment of `rates` to `n` nodes, in a fixed order.
@@ -293,7 +342,8 @@ fn setup(opts: &CheckOptions) -> Setup {
             c.cluster_size = opts.nodes;
             c.lease_time = opts.lease;
             c.beat = opts.beat;
-            c.member_timeout = opts.beat * 3;
+            // The simulator's rule (`[membership] beat`), so a counterexample replays there.
+            c.member_timeout = opts.beat * 5;
             c.max_drift_ppm = opts.drift_ppm;
             if i == 0 {
                 if let Some(size) = opts.misconfigured_size {
@@ -326,8 +376,8 @@ impl Explorer<'_> {
             return;
         }
         self.report.depth = self.report.depth.max(depth);
-        if let Some(v) = &s.violation {
-            self.found(v.clone(), ppm);
+        if let Some((kind, v)) = &s.violation {
+            self.found(*kind, v.clone(), ppm);
             return;
         }
         if depth >= self.opts.depth {
@@ -336,8 +386,7 @@ impl Explorer<'_> {
         }
         for step in self.steps_in_order(&s) {
             let mut next = s.clone();
-            let at = u128::from(s.tick + u64::from(step == Step::Advance)) * u128::from(self.setup.tick_ns);
-            self.path.push((at, s.describe(&step)));
+            self.path.push(self.path_step(&s, &step));
             next.apply(&self.setup, &step);
             self.report.explored += 1;
             self.dfs(next, depth + 1, ppm);
@@ -350,6 +399,11 @@ impl Explorer<'_> {
     /// is the same).
     fn steps(&self, s: &State) -> Vec<Step> {
         let mut v = Vec::new();
+        // Faults strike from the first boundary on: the simulator's timeline, like any sleep,
+        // wakes no sooner than 1 ms after the start, when the agents' first timers have fired.
+        if s.tick == 0 {
+            return v;
+        }
         let has = |c: FaultClass| self.opts.faults.contains(&c);
         // A crashed process may start again at any moment: that is a recovery, not a fault.
         for (p, proc) in s.procs.iter().enumerate().filter(|(_, p)| !p.up()) {
@@ -414,26 +468,31 @@ impl Explorer<'_> {
         self.report.leaves += 1;
         let mut s = s.clone();
         let mut tail = Vec::new();
+        let mut ends = Vec::new();
         if s.isolated.is_some() {
-            tail.push((
-                u128::from(s.tick) * u128::from(self.setup.tick_ns),
-                s.describe(&Step::Heal),
-            ));
-            s.apply(&self.setup, &Step::Heal);
+            ends.push(Step::Heal);
         }
-        for p in 0..s.procs.len() {
-            if !s.procs[p].up() {
-                let step = Step::Restart(p, Restart::Keep);
-                tail.push((u128::from(s.tick) * u128::from(self.setup.tick_ns), s.describe(&step)));
-                s.apply(&self.setup, &step);
-            }
+        ends.extend(
+            (0..s.procs.len())
+                .filter(|p| !s.procs[*p].up())
+                .map(|p| Step::Restart(p, Restart::Keep)),
+        );
+        for step in ends {
+            tail.push(self.path_step(&s, &step));
+            s.apply(&self.setup, &step);
         }
-        for _ in 0..self.settle_ticks {
+        for k in 1..=self.settle_ticks {
             s.apply(&self.setup, &Step::Advance);
-            if let Some(v) = &s.violation {
-                let v = v.clone();
+            if let Some((kind, v)) = &s.violation {
+                let (kind, v) = (*kind, v.clone());
                 self.path.extend(tail);
-                self.found(v, ppm);
+                self.path.push(PathStep {
+                    at: u128::from(s.tick) * u128::from(self.setup.tick_ns),
+                    what: format!("{k} ticks without faults"),
+                    scenario: Ok(Vec::new()),
+                    step: None,
+                });
+                self.found(kind, v, ppm);
                 return;
             }
             if !s.holders(&self.setup).is_empty() {
@@ -441,11 +500,14 @@ impl Explorer<'_> {
             }
         }
         self.path.extend(tail);
-        self.path.push((
-            u128::from(s.tick) * u128::from(self.setup.tick_ns),
-            format!("{} ticks without faults", self.settle_ticks),
-        ));
+        self.path.push(PathStep {
+            at: u128::from(s.tick) * u128::from(self.setup.tick_ns),
+            what: format!("{} ticks without faults", self.settle_ticks),
+            scenario: Ok(Vec::new()),
+            step: None,
+        });
         self.found(
+            Violation::NoLeader,
             format!(
                 "no leader within {:?} after the faults stopped",
                 Duration::from_nanos(self.settle_ticks * self.setup.tick_ns)
@@ -454,18 +516,23 @@ impl Explorer<'_> {
         );
     }
 
-    fn found(&mut self, violation: String, ppm: &[i64]) {
+    /// `step` from `s`, as a counterexample shows it: a fault at the boundary it follows,
+    /// time at the boundary it reaches.
+    fn path_step(&self, s: &State, step: &Step) -> PathStep {
+        PathStep {
+            at: u128::from(s.tick + u64::from(*step == Step::Advance)) * u128::from(self.setup.tick_ns),
+            what: s.describe(step),
+            scenario: s.scenario_steps(&self.ids, step),
+            step: Some(step.clone()),
+        }
+    }
+
+    fn found(&mut self, kind: Violation, violation: String, ppm: &[i64]) {
         self.report.counterexample = Some(Counterexample {
+            kind,
             violation,
             drift_ppm: ppm.to_vec(),
-            steps: self
-                .path
-                .iter()
-                .map(|(at, what)| PathStep {
-                    at: *at,
-                    what: what.clone(),
-                })
-                .collect(),
+            steps: self.path.clone(),
         });
     }
 }
@@ -474,10 +541,10 @@ impl Explorer<'_> {
 mod tests {
     use super::*;
 
-    /// The depth the README names for three agents (20) covers an election, the leader's crash
+    /// The depth the README names for three agents (16) covers an election, the leader's crash
     /// and restart, its quarantine, and a lease held again (the path with no fault but those).
     #[test]
-    fn depth_20_covers_an_election_a_failover_and_a_restart() {
+    fn depth_16_covers_an_election_a_failover_and_a_restart() {
         let opts = CheckOptions::default();
         let setup = setup(&opts);
         let mut s = State::start(&setup, &[50_000, -50_000, 50_000]);
@@ -499,7 +566,7 @@ mod tests {
             elected + quarantine <= again,
             "the restart's quarantine is over by then"
         );
-        assert!(again + 2 <= 20, "two fault steps and {again} ticks fit in depth 20");
+        assert!(again + 2 <= 16, "two fault steps and {again} ticks fit in depth 16");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! The model the checker explores: a few processes, each running the production
 //! [`LeaseElection`] (cloned at every branch, never re-implemented), their state files with
-//! earlier saves, their monotonic clocks as exact functions of true time, and the messages in
-//! flight. True time moves in ticks; a message sent during a tick is delivered at the next one
-//! unless a fault drops, delays or duplicates it, and a process's timer fires at the first tick
-//! at which its clock has reached it. Claims are judged as they are made, in true time.
+//! earlier saves, their monotonic clocks as exact functions of true time, their drivers' timers,
+//! and the messages in flight. Messages move on the grid of [`Quantum`]: one sent at any moment
+//! arrives just before the next boundary, unless a fault drops, delays or duplicates it. A
+//! timer fires when its process's clock reaches it, as the simulator's driver sleeps. Faults
+//! strike just after a boundary. Claims are judged as they are made, in true time.
 
+use super::Violation;
+use crate::quantum::Quantum;
+use crate::scenario::{MessageAt, MessageKind, RollbackAt, Step as ScenarioStep};
 use leasehold::election::{LeaseElection, Notice, Output, Publish};
 use leasehold::wire::{Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest};
 use leasehold::{ClusterState, Durable, MembershipCfg};
@@ -14,6 +18,13 @@ use std::time::Duration;
 
 /// Saves kept per process, for rollbacks (the latest and the ones before it).
 const SAVES_KEPT: usize = 3;
+
+/// The shortest sleep (madsim's, as tokio's).
+const MIN_SLEEP_NS: u128 = 1_000_000;
+
+/// Every monotonic clock's reading at true time zero (a host up for a while: nothing the
+/// machine computes runs into zero).
+const ORIGIN_NS: i128 = 1_000_000_000_000;
 
 /// What stays fixed while the checker explores.
 #[derive(Debug, Clone)]
@@ -25,8 +36,29 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
+    /// The boundary of `tick`: when its timers fire.
     fn now(&self, tick: u64) -> u128 {
         u128::from(tick) * u128::from(self.tick_ns)
+    }
+
+    fn quantum(&self) -> Quantum {
+        Quantum::new(u128::from(self.tick_ns))
+    }
+
+    /// When the `k`-th message due at `tick` arrives (just before its boundary, as in the
+    /// simulator's quantised time).
+    fn arrival(&self, tick: u64, k: usize) -> u128 {
+        self.quantum().arrival(self.now(tick), k as u64)
+    }
+
+    /// The tick at whose boundary a message sent at `now` arrives.
+    fn due_after(&self, now: u128) -> u64 {
+        (self.quantum().boundary_after(now) / u128::from(self.tick_ns)) as u64
+    }
+
+    /// When a fault between `tick` and the next strikes (just after the boundary).
+    fn fault_time(&self, tick: u64) -> u128 {
+        self.quantum().step(self.now(tick))
     }
 }
 
@@ -46,7 +78,15 @@ pub(crate) struct Proc {
     pub(crate) node: usize,
     machine: Option<LeaseElection>,
     saves: Vec<Durable>,
+    /// The number of each save kept (0: its first ever), as the simulator's disk counts them;
+    /// not part of the fingerprint (it changes nothing the process does).
+    save_nos: Vec<u64>,
+    /// Saves made so far.
+    saved: u64,
     starts: u64,
+    /// When its timer fires (true ns): when its clock reaches the machine's next wake-up, but
+    /// no sooner than 1 ms after the driver armed it (madsim's, as tokio's, shortest sleep).
+    fire: u128,
     /// Its clock's rate error (ppm): its monotonic clock reads `true × (1 + ppm/10⁶)`.
     pub(crate) ppm: i64,
     claim: Option<Claim>,
@@ -54,15 +94,29 @@ pub(crate) struct Proc {
 
 impl Proc {
     fn local(&self, true_ns: u128) -> Duration {
-        let ns = true_ns as i128 * (1_000_000 + i128::from(self.ppm)) / 1_000_000;
+        let ns = ORIGIN_NS + true_ns as i128 * (1_000_000 + i128::from(self.ppm)) / 1_000_000;
         Duration::from_nanos(u64::try_from(ns.max(0)).unwrap_or(u64::MAX))
     }
 
     /// The earliest true time at which the clock reads `local`.
     fn true_at(&self, local: Duration) -> u128 {
         let rate = 1_000_000 + i128::from(self.ppm);
-        let l = local.as_nanos() as i128;
+        let l = local.as_nanos() as i128 - ORIGIN_NS;
         ((l * 1_000_000 + rate - 1).div_euclid(rate)).max(0) as u128
+    }
+
+    /// The driver sleeps until the machine's next wake-up, from `now`: at once if it is due,
+    /// else when the clock reaches it but no sooner than the shortest sleep.
+    fn arm(&mut self, now: u128) {
+        if let Some(m) = &self.machine {
+            let at = self.true_at(m.next_wakeup());
+            self.fire = if at <= now { now } else { at.max(now + MIN_SLEEP_NS) };
+        }
+    }
+
+    /// The simulator's number of its kept save `j` (0: the oldest kept).
+    pub(crate) fn save_number(&self, j: usize) -> u64 {
+        self.save_nos.get(j).copied().unwrap_or(0)
     }
 
     /// Whether it runs.
@@ -88,14 +142,15 @@ pub(crate) enum Body {
 }
 
 impl Body {
-    fn kind(&self) -> &'static str {
+    /// What it is, in the scenario's words.
+    pub(crate) fn kind(&self) -> MessageKind {
         match self {
-            Body::Heartbeat(_) => "heartbeat",
-            Body::Request(_) => "request",
-            Body::Reply(_) => "reply",
-            Body::Release(_) => "release",
-            Body::Recover(_) => "recover",
-            Body::Recovered(_) => "recovered",
+            Body::Heartbeat(_) => MessageKind::Heartbeat,
+            Body::Request(_) => MessageKind::Request,
+            Body::Reply(_) => MessageKind::Reply,
+            Body::Release(_) => MessageKind::Release,
+            Body::Recover(_) => MessageKind::Recover,
+            Body::Recovered(_) => MessageKind::Recovered,
         }
     }
 }
@@ -103,10 +158,10 @@ impl Body {
 /// A message in flight from one process to another, due at a tick.
 #[derive(Debug, Clone, Hash)]
 pub(crate) struct Msg {
-    from: usize,
-    to: usize,
+    pub(crate) from: usize,
+    pub(crate) to: usize,
     due: u64,
-    body: Body,
+    pub(crate) body: Body,
 }
 
 impl Msg {
@@ -119,7 +174,7 @@ impl Msg {
 
 impl fmt::Display for Msg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} p{}->p{}", self.body.kind(), self.from, self.to)
+        write!(f, "{} p{}->p{}", self.body.kind().name(), self.from, self.to)
     }
 }
 
@@ -175,7 +230,7 @@ pub(crate) struct State {
     /// The highest token claimed so far, and by which process and incarnation.
     top: Option<(u64, usize, u64)>,
     /// The first broken invariant.
-    pub(crate) violation: Option<String>,
+    pub(crate) violation: Option<(Violation, String)>,
 }
 
 impl State {
@@ -191,7 +246,10 @@ impl State {
                     node,
                     machine: None,
                     saves: Vec::new(),
+                    save_nos: Vec::new(),
+                    saved: 0,
                     starts: 0,
+                    fire: 0,
                     ppm: *ppm,
                     claim: None,
                 })
@@ -215,7 +273,7 @@ impl State {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (self.tick, self.faults, self.losses, self.isolated, self.top).hash(&mut h);
         for p in &self.procs {
-            (p.node, p.ppm, p.starts, p.claim, &p.saves).hash(&mut h);
+            (p.node, p.ppm, p.starts, p.fire, p.claim, &p.saves).hash(&mut h);
             match &p.machine {
                 Some(m) => {
                     h.write_u8(1);
@@ -256,11 +314,13 @@ impl State {
                     Restart::Keep => self.procs[p].saves.last().cloned(),
                     Restart::Wipe => {
                         self.procs[p].saves.clear();
+                        self.procs[p].save_nos.clear();
                         self.losses += 1;
                         None
                     }
                     Restart::Rollback(j) => {
                         self.procs[p].saves.truncate(j + 1);
+                        self.procs[p].save_nos.truncate(j + 1);
                         self.losses += 1;
                         self.procs[p].saves.last().cloned()
                     }
@@ -274,6 +334,7 @@ impl State {
                 self.procs.push(c);
                 let q = self.procs.len() - 1;
                 let stored = self.procs[q].saves.last().cloned();
+                self.procs[q].starts = 0;
                 self.boot(setup, q, stored, ClusterState::Existing);
                 self.faults += 1;
             }
@@ -302,6 +363,64 @@ impl State {
         }
     }
 
+    /// The scenario steps that do what `step` does from this state, naming nodes `ids`
+    /// (none for time, which the scenario's clock carries); why not, for a step no scenario
+    /// can name (a clone's: it shares its node's ID).
+    pub(crate) fn scenario_steps(&self, ids: &[String], step: &Step) -> Result<Vec<ScenarioStep>, String> {
+        let node = |p: usize| {
+            ids.get(p)
+                .cloned()
+                .ok_or_else(|| format!("p{p} is a clone, which shares its node's ID: no scenario step names it"))
+        };
+        let message = |k: usize| -> Result<MessageAt, String> {
+            let m = &self.msgs[k];
+            let kind = m.body.kind();
+            // Of the copies of this kind on this route, the how-manieth due (the simulator names
+            // them in that order).
+            let mut same: Vec<(u64, usize)> = (0..self.msgs.len())
+                .filter(|j| {
+                    let o = &self.msgs[*j];
+                    (o.from, o.to, o.body.kind()) == (m.from, m.to, kind)
+                })
+                .map(|j| (self.msgs[j].due, j))
+                .collect();
+            same.sort();
+            Ok(MessageAt {
+                from: node(m.from)?,
+                to: node(m.to)?,
+                kind,
+                nth: same.iter().position(|(_, j)| *j == k).unwrap_or(0),
+            })
+        };
+        Ok(match *step {
+            Step::Advance => Vec::new(),
+            Step::Drop(k) => vec![ScenarioStep::DropMessage(message(k)?)],
+            Step::Delay(k) => vec![ScenarioStep::DelayMessage(message(k)?)],
+            Step::Duplicate(k) => vec![ScenarioStep::DuplicateMessage(message(k)?)],
+            Step::Crash(p) => vec![ScenarioStep::Kill(node(p)?)],
+            Step::Restart(p, Restart::Keep) => vec![ScenarioStep::Restart(node(p)?)],
+            Step::Restart(p, Restart::Wipe) => vec![ScenarioStep::WipeState(node(p)?), ScenarioStep::Restart(node(p)?)],
+            Step::Restart(p, Restart::Rollback(j)) => vec![
+                ScenarioStep::RollbackState(RollbackAt {
+                    node: node(p)?,
+                    to: Some(self.procs[p].save_number(j) as usize),
+                }),
+                ScenarioStep::Restart(node(p)?),
+            ],
+            Step::Clone(p) => {
+                return Err(format!(
+                    "the clone of p{p} shares its ID: no scenario step names it apart"
+                ))
+            }
+            Step::Isolate(p) => {
+                let me = node(p)?;
+                let rest: Vec<String> = ids.iter().filter(|id| **id != me).cloned().collect();
+                vec![ScenarioStep::Partition(vec![vec![me], rest])]
+            }
+            Step::Heal => vec![ScenarioStep::Heal],
+        })
+    }
+
     /// The processes holding a lease now.
     pub(crate) fn holders(&self, setup: &Setup) -> Vec<usize> {
         let now = setup.now(self.tick);
@@ -314,19 +433,27 @@ impl State {
     }
 
     fn boot(&mut self, setup: &Setup, p: usize, stored: Option<Durable>, state: ClusterState) {
-        let now = setup.now(self.tick);
+        // The cluster starts at true time zero; every later start is a fault's.
+        let now = if state == ClusterState::New {
+            0
+        } else {
+            setup.fault_time(self.tick)
+        };
         let proc = &mut self.procs[p];
         let mut cfg = setup.cfgs[proc.node].clone();
         cfg.initial_cluster_state = state;
         proc.starts += 1;
-        let seed = (p as u64) << 32 | proc.starts;
+        // As the simulator seeds node `i`'s incarnation `inc` in the run of seed 0 (a clone,
+        // which no scenario replays, by its process number).
+        let seed = crate::seeds::agent_seed(0, if p < setup.cfgs.len() { proc.node } else { p + 1000 }, proc.starts);
         let (m, out) = LeaseElection::new(&cfg, stored, proc.local(now), seed);
         proc.machine = Some(m);
-        self.carry_out(p, out);
+        proc.arm(now);
+        self.carry_out(p, out, setup.due_after(now));
     }
 
     fn crash(&mut self, setup: &Setup, p: usize) {
-        let now = setup.now(self.tick);
+        let now = setup.fault_time(self.tick);
         let proc = &mut self.procs[p];
         proc.machine = None;
         if let Some(c) = &mut proc.claim {
@@ -335,38 +462,55 @@ impl State {
         self.msgs.retain(|m| m.to != p);
     }
 
+    /// True time runs from just after this tick's faults to just after the next boundary:
+    /// the messages due there arrive (just before it, in the order sent), and every timer due
+    /// meanwhile fires, each when its process's clock reaches it, in true-time order.
     fn advance(&mut self, setup: &Setup) {
         self.tick += 1;
-        let due: Vec<Msg> = {
-            let (due, later) = std::mem::take(&mut self.msgs)
-                .into_iter()
-                .partition(|m| m.due <= self.tick);
-            self.msgs = later;
-            due
-        };
-        for m in due {
-            self.deliver(setup, m);
-        }
-        let now = setup.now(self.tick);
-        for p in 0..self.procs.len() {
-            let proc = &mut self.procs[p];
-            let local = proc.local(now);
-            let Some(machine) = proc.machine.as_mut() else { continue };
-            if local >= machine.next_wakeup() {
-                let out = machine.tick(local);
-                self.carry_out(p, out);
+        let end = setup.fault_time(self.tick);
+        // The messages due at this boundary arrive in the order sent, the k-th at its slot;
+        // timers firing before them may still send some (the list is read afresh each time).
+        let mut k = 0;
+        loop {
+            let timer = (0..self.procs.len())
+                .filter(|p| self.procs[*p].up())
+                .map(|p| (self.procs[p].fire, p))
+                .filter(|(t, _)| *t < end)
+                .min();
+            let next = self.msgs.iter().position(|m| m.due <= self.tick);
+            let arrival = next.map(|_| setup.arrival(self.tick, k));
+            match (timer, next) {
+                (Some((t, p)), _) if arrival.is_none_or(|a| t < a) => self.fire(setup, p, t),
+                (_, Some(j)) => {
+                    let m = self.msgs.remove(j);
+                    self.deliver(setup, m, setup.arrival(self.tick, k));
+                    k += 1;
+                }
+                _ => break,
             }
         }
     }
 
-    fn deliver(&mut self, setup: &Setup, m: Msg) {
-        if self.isolated.is_some_and(|p| p == m.from || p == m.to) {
-            return;
-        }
-        let now = setup.now(self.tick);
+    /// Process `p`'s timer fires at true time `now`.
+    fn fire(&mut self, setup: &Setup, p: usize, now: u128) {
+        let proc = &mut self.procs[p];
+        let local = proc.local(now);
+        let Some(machine) = proc.machine.as_mut() else { return };
+        let out = if local >= machine.next_wakeup() {
+            machine.tick(local)
+        } else {
+            Vec::new()
+        };
+        // The driver sleeps anew after every wake-up.
+        proc.arm(now);
+        self.carry_out(p, out, setup.due_after(now));
+    }
+
+    fn deliver(&mut self, setup: &Setup, m: Msg, now: u128) {
         let proc = &mut self.procs[m.to];
         let local = proc.local(now);
         let Some(machine) = proc.machine.as_mut() else { return };
+        let before = machine.next_wakeup();
         let inbox = format!("p{}", m.from);
         let out = match m.body {
             Body::Heartbeat(hb) => machine.on_heartbeat(local, &hb),
@@ -376,43 +520,61 @@ impl State {
             Body::Recover(r) => machine.on_recover(local, r, inbox),
             Body::Recovered(a) => machine.on_recovered(local, a),
         };
-        self.carry_out(m.to, out);
+        // The driver keeps its sleep while the wake-up stays where it was.
+        if machine.next_wakeup() != before {
+            proc.arm(now);
+        }
+        self.carry_out(m.to, out, setup.due_after(now));
     }
 
-    /// Carries out process `p`'s outputs, in order.
-    fn carry_out(&mut self, p: usize, out: Vec<Output>) {
+    /// Carries out process `p`'s outputs, in order; what it sends arrives at tick `due`.
+    fn carry_out(&mut self, p: usize, out: Vec<Output>, due: u64) {
         for o in out {
             match o {
                 Output::Persist(d) => {
-                    let saves = &mut self.procs[p].saves;
-                    saves.push(d);
-                    if saves.len() > SAVES_KEPT {
-                        saves.remove(0);
+                    let proc = &mut self.procs[p];
+                    proc.saves.push(d);
+                    proc.save_nos.push(proc.saved);
+                    proc.saved += 1;
+                    if proc.saves.len() > SAVES_KEPT {
+                        proc.saves.remove(0);
+                        proc.save_nos.remove(0);
                     }
                 }
-                Output::Publish(pb) => self.publish(p, pb),
+                Output::Publish(pb) => self.publish(p, pb, due),
                 Output::Notice(n) => self.notice(p, n),
             }
         }
     }
 
-    fn publish(&mut self, p: usize, pb: Publish) {
-        let due = self.tick + 1;
-        let to_all = |body: Body, msgs: &mut Vec<Msg>, n: usize| {
-            msgs.extend((0..n).filter(|q| *q != p).map(|to| Msg {
+    /// Sends what `p` publishes to every process it reaches: not across a cut (decided as it
+    /// is sent, as NATS routes do), not to a process that is down (its server has no interest).
+    fn publish(&mut self, p: usize, pb: Publish, due: u64) {
+        let reach: Vec<bool> = (0..self.procs.len())
+            // (A process not started yet starts in this same first instant.)
+            .map(|q| {
+                let proc = &self.procs[q];
+                q != p && (proc.up() || proc.starts == 0) && !self.isolated.is_some_and(|x| x == p || x == q)
+            })
+            .collect();
+        let to_all = |body: Body, msgs: &mut Vec<Msg>| {
+            msgs.extend((0..reach.len()).filter(|q| reach[*q]).map(|to| Msg {
                 from: p,
                 to,
                 due,
                 body: body.clone(),
             }))
         };
-        let n = self.procs.len();
-        let to_one = |to: &str| to.strip_prefix('p').and_then(|i| i.parse::<usize>().ok());
+        let to_one = |to: &str| {
+            to.strip_prefix('p')
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|q| reach.get(*q).copied().unwrap_or(false))
+        };
         match pb {
-            Publish::Heartbeat(hb) => to_all(Body::Heartbeat(hb), &mut self.msgs, n),
-            Publish::Request(r) => to_all(Body::Request(r), &mut self.msgs, n),
-            Publish::Release(r) => to_all(Body::Release(r), &mut self.msgs, n),
-            Publish::Recover(r) => to_all(Body::Recover(r), &mut self.msgs, n),
+            Publish::Heartbeat(hb) => to_all(Body::Heartbeat(hb), &mut self.msgs),
+            Publish::Request(r) => to_all(Body::Request(r), &mut self.msgs),
+            Publish::Release(r) => to_all(Body::Release(r), &mut self.msgs),
+            Publish::Recover(r) => to_all(Body::Recover(r), &mut self.msgs),
             Publish::Reply { to, reply } => {
                 if let Some(to) = to_one(&to) {
                     self.msgs.push(Msg {
@@ -460,17 +622,21 @@ impl State {
                 };
                 for (q, other) in self.procs.iter().enumerate().filter(|(q, _)| *q != p) {
                     if let Some(c) = other.claim.filter(|c| c.from < claim.until && claim.from < c.until) {
-                        self.violation.get_or_insert(format!(
-                            "two holders: p{p} (token {:?}, {}..{}) and p{q} (token {:?}, {}..{}), true ns",
-                            claim.token, claim.from, claim.until, c.token, c.from, c.until
+                        self.violation.get_or_insert((
+                            Violation::Overlap,
+                            format!(
+                                "two holders: p{p} (token {:?}, {}..{}) and p{q} (token {:?}, {}..{}), true ns",
+                                claim.token, claim.from, claim.until, c.token, c.from, c.until
+                            ),
                         ));
                     }
                 }
                 if let (None, Some(t)) = (renewal, token) {
                     match self.top {
                         Some((top, q, qinc)) if t < top || (t == top && (q, qinc) != (p, inc)) => {
-                            self.violation.get_or_insert(format!(
-                                "token {t} claimed by p{p} after token {top} was claimed by p{q}"
+                            self.violation.get_or_insert((
+                                Violation::TokenOrder,
+                                format!("token {t} claimed by p{p} after token {top} was claimed by p{q}"),
                             ));
                         }
                         _ => self.top = Some((t, p, inc)),

@@ -15,7 +15,8 @@ pub use state::FaultState;
 pub use target::{FaultTarget, Resolver};
 
 use crate::scenario::{
-    ClockStepAt, CongestAt, DriftAt, Dur, DurRange, PreemptAt, ReplayAt, ResizeAt, RollbackAt, Step, SuspendAt,
+    ClockStepAt, CongestAt, DriftAt, Dur, DurRange, MessageAt, MessageFault, MessageKind, PreemptAt, ReplayAt,
+    ResizeAt, RollbackAt, Step, SuspendAt,
 };
 use std::time::Duration;
 
@@ -121,6 +122,19 @@ pub enum Action {
     ServerDown(usize, bool),
     /// A node's connection to its server freezes (`true`) or thaws.
     FreezeConnection(usize, bool),
+    /// One election message in flight is lost, delayed a tick or duplicated (quantised time).
+    Message {
+        /// What happens to it.
+        fault: MessageFault,
+        /// Its sender.
+        from: usize,
+        /// Its receiver.
+        to: usize,
+        /// What it is.
+        kind: MessageKind,
+        /// Which of those copies, in the order they are due.
+        nth: usize,
+    },
 }
 
 /// One step of the plan.
@@ -181,6 +195,9 @@ impl Action {
             Step::FreezeConnection(f) => Action::FreezeConnection(index(&f.node), true),
             Step::ThawConnection(id) => Action::FreezeConnection(index(id), false),
             Step::Resize(r) => Action::Resize(index(&r.node), r.cluster_size),
+            Step::DropMessage(m) => message(MessageFault::Drop, m, &index),
+            Step::DelayMessage(m) => message(MessageFault::Delay, m, &index),
+            Step::DuplicateMessage(m) => message(MessageFault::Duplicate, m, &index),
         }
     }
 
@@ -254,6 +271,25 @@ impl Action {
                 node: id(*i),
                 cluster_size: *size,
             }),
+            Action::Message {
+                fault,
+                from,
+                to,
+                kind,
+                nth,
+            } => {
+                let m = MessageAt {
+                    from: id(*from),
+                    to: id(*to),
+                    kind: *kind,
+                    nth: *nth,
+                };
+                match fault {
+                    MessageFault::Drop => Step::DropMessage(m),
+                    MessageFault::Delay => Step::DelayMessage(m),
+                    MessageFault::Duplicate => Step::DuplicateMessage(m),
+                }
+            }
             Action::Partition { .. }
             | Action::IsolateLeader { .. }
             | Action::Bridge { .. }
@@ -311,5 +347,15 @@ impl Action {
             Action::StateLoss { node, .. } => Some(*node),
             _ => None,
         }
+    }
+}
+
+fn message(fault: MessageFault, m: &MessageAt, index: &impl Fn(&str) -> usize) -> Action {
+    Action::Message {
+        fault,
+        from: index(&m.from),
+        to: index(&m.to),
+        kind: m.kind,
+        nth: m.nth,
     }
 }

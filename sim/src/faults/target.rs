@@ -5,7 +5,7 @@
 //! (`crate::real`). What a target cannot do, it says once, in [`FaultTarget::cannot`].
 
 use super::{Action, FaultState};
-use crate::scenario::DurRange;
+use crate::scenario::{DurRange, MessageFault, MessageKind};
 use crate::seeds::mix;
 use crate::topology::Topology;
 use rand::{Rng, SeedableRng};
@@ -79,6 +79,9 @@ pub trait FaultTarget {
     fn server_down(&mut self, i: usize, down: bool) -> Result<(), String>;
     /// Node `i`'s connection to its server freezes (`true`) or thaws.
     fn freeze_connection(&mut self, i: usize, frozen: bool);
+    /// A targeted fault on the `nth` election message of `kind` in flight from `from` to `to`
+    /// (0: the first due); whether there was one.
+    fn message(&mut self, fault: MessageFault, from: usize, to: usize, kind: MessageKind, nth: usize) -> bool;
     /// Publishes `payload` on `subject` through node `from`'s server, as a stranger; whether
     /// it was sent.
     fn inject(&mut self, from: usize, subject: &str, reply: Option<&str>, payload: bytes::Bytes) -> bool;
@@ -260,6 +263,17 @@ fn dispatch<T: FaultTarget>(t: &mut T, a: &Action) -> Result<(), String> {
         Action::Resize(i, size) => t.resize(i, size),
         Action::ServerDown(i, down) => t.server_down(i, down)?,
         Action::FreezeConnection(i, frozen) => t.freeze_connection(i, frozen),
+        Action::Message {
+            fault,
+            from,
+            to,
+            kind,
+            nth,
+        } => {
+            if !t.message(fault, from, to, kind, nth) {
+                t.note(Some(to), format!("no {} from {from} in flight to it", kind.name()));
+            }
+        }
         // Resolved by the resolver itself.
         Action::Partition { .. }
         | Action::IsolateLeader { .. }

@@ -83,6 +83,24 @@ impl Action {
             ),
             Action::FreezeConnection(i, false) => format!("fault thaw connection {}", name(i)),
             Action::Resize(i, size) => format!("resize {} (cluster_size {size} from its next start)", name(i)),
+            Action::Message {
+                fault,
+                from,
+                to,
+                kind,
+                nth,
+            } => format!(
+                "fault {} {}{} {}->{}",
+                match fault {
+                    crate::scenario::MessageFault::Drop => "drop",
+                    crate::scenario::MessageFault::Delay => "delay",
+                    crate::scenario::MessageFault::Duplicate => "duplicate",
+                },
+                kind.name(),
+                if *nth > 0 { format!(" #{nth}") } else { String::new() },
+                name(from),
+                name(to)
+            ),
         }
     }
 }

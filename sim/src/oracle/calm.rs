@@ -102,6 +102,7 @@ impl CalmTracker {
             | Action::Preempt(..)
             | Action::Resign(_)
             | Action::Resize(..)
+            | Action::Message { .. }
             | Action::Campaign(_) => {}
         }
     }

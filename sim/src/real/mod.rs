@@ -376,6 +376,18 @@ impl FaultTarget for RealTarget<'_> {
     fn inject(&mut self, from: usize, subject: &str, reply: Option<&str>, payload: bytes::Bytes) -> bool {
         self.c.inject(from, subject, reply, &payload)
     }
+
+    fn message(
+        &mut self,
+        _: crate::scenario::MessageFault,
+        _: usize,
+        _: usize,
+        _: crate::scenario::MessageKind,
+        _: usize,
+    ) -> bool {
+        // Refused by `support::cannot` before it gets here.
+        false
+    }
 }
 
 /// The conduct oracle over a real run: when the runner froze a node's server (SIGSTOP), its

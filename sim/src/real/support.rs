@@ -26,6 +26,9 @@ pub fn cannot(a: &Action) -> Option<&'static str> {
         Action::SlowConsumer(..) => Some("`slow_consumer` needs a server to drop a subscriber's messages on demand"),
         Action::Preempt(..) => Some("`preempt` stalls a read inside the agent's clock, which the runner cannot reach"),
         Action::Congest(..) => Some("`congest` needs a client buffer that drains slowly, which the runner cannot make"),
+        Action::Message { .. } => {
+            Some("`drop_message`, `delay_message` and `duplicate_message` pick one message out of a route, which real NATS cannot")
+        }
         _ => None,
     }
 }

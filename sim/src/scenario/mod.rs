@@ -19,7 +19,10 @@ pub use spec::{
     PartitionFault, PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault,
     StateLossFault, WorkloadSpec,
 };
-pub use step::{At, ClockStepAt, CongestAt, DriftAt, PreemptAt, ReplayAt, ResizeAt, RollbackAt, Step, SuspendAt};
+pub use step::{
+    At, ClockStepAt, CongestAt, DriftAt, MessageAt, MessageFault, MessageKind, PreemptAt, ReplayAt, ResizeAt,
+    RollbackAt, Step, SuspendAt,
+};
 
 use error::{key_at, key_of};
 use leasehold::{Algorithm, BugKnobs};
@@ -165,6 +168,11 @@ impl Scenario {
         }
     }
 
+    /// Quantised time (`[network] tick`), if the scenario asks for it.
+    pub(crate) fn quantum(&self) -> Option<crate::quantum::Quantum> {
+        self.network.tick.map(|t| crate::quantum::Quantum::new(t.0.as_nanos()))
+    }
+
     /// The agents' configuration, before the per-node fields.
     pub fn membership_cfg(&self) -> leasehold::MembershipCfg {
         let mut c = leasehold::MembershipCfg::default();
@@ -284,6 +292,24 @@ mod tests {
             e.to_string().starts_with("bad.toml:4: key `latncy`: unknown field"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_message_fault_needs_the_tick_grid_a_known_kind_and_a_route() {
+        let step =
+            "nodes = 3\n[[at]]\ntime = \"1s\"\ndrop_message = { from = \"n0\", to = \"n1\", kind = \"reply\" }\n";
+        let e = err(step);
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("drop_message")), "{e}");
+        assert!(e.message.contains("[network] tick"), "{e}");
+        let on_grid = step.replace("nodes = 3\n", "nodes = 3\n[network]\ntick = \"100ms\"\n");
+        let s = Scenario::parse("ok.toml", &on_grid).expect("on the grid");
+        assert_eq!(s.to_toml().ok().map(|t| t.contains("drop_message")), Some(true));
+        let e = err(&on_grid.replace("reply", "gossip"));
+        assert!(e.message.contains("unknown variant `gossip`"), "{e}");
+        let e = err(&on_grid.replace("\"n1\"", "\"n0\""));
+        assert!(e.message.contains("to itself"), "{e}");
+        let e = err("[network]\ntick = \"1ms\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("tick")), "{e}");
     }
 
     #[test]

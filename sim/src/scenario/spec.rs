@@ -52,6 +52,12 @@ pub struct NetworkSpec {
     /// Probability that a delivered message is delivered a second time, later (default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub duplicate: f64,
+    /// Quantised time, as `leasehold-sim check` models it (its counterexamples set it to the
+    /// beat): every message between two nodes arrives just before the first tick boundary after
+    /// it was sent, the copies due at one boundary in the order sent, and scripted steps come
+    /// just after their boundary. `latency` and `dc_link` are then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick: Option<Dur>,
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -191,6 +197,7 @@ impl Default for NetworkSpec {
             reorder: false,
             dc_link: Vec::new(),
             duplicate: 0.0,
+            tick: None,
         }
     }
 }

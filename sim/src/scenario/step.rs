@@ -82,6 +82,13 @@ pub enum Step {
     /// next start uses it, the running process does not notice. With `stop` and `restart`
     /// around it, one step of a rolling change of the cluster's size.
     Resize(ResizeAt),
+    /// Lose one election message in flight (needs `[network] tick`).
+    DropMessage(MessageAt),
+    /// Deliver one election message in flight a tick later, after those sent after it (needs
+    /// `[network] tick`).
+    DelayMessage(MessageAt),
+    /// Deliver one election message in flight twice (needs `[network] tick`).
+    DuplicateMessage(MessageAt),
 }
 
 impl Step {
@@ -122,6 +129,9 @@ impl Step {
             Step::FreezeConnection(_) => "freeze_connection",
             Step::ThawConnection(_) => "thaw_connection",
             Step::Resize(_) => "resize",
+            Step::DropMessage(_) => "drop_message",
+            Step::DelayMessage(_) => "delay_message",
+            Step::DuplicateMessage(_) => "duplicate_message",
         }
     }
 
@@ -153,6 +163,7 @@ impl Step {
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
             Step::Resize(r) => vec![&r.node],
+            Step::DropMessage(m) | Step::DelayMessage(m) | Step::DuplicateMessage(m) => vec![&m.from, &m.to],
             Step::Suspend(s) => vec![&s.node],
             Step::Freeze(f) => vec![&f.node],
             Step::RollbackState(r) => vec![&r.node],
@@ -330,6 +341,87 @@ pub struct CongestAt {
     pub lasts: Option<Dur>,
 }
 
+/// One election message in flight, named for a targeted fault:
+/// `drop_message = { from = "n0", to = "n1", kind = "reply" }`: of the copies of that kind on
+/// their way from `from` to `to`, the earliest due (or the `nth`, counting from 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageAt {
+    /// The sender.
+    pub from: String,
+    /// The receiver.
+    pub to: String,
+    /// What it is.
+    pub kind: MessageKind,
+    /// Which of those copies, in the order they are due (default 0: the first).
+    #[serde(default, skip_serializing_if = "is_first")]
+    pub nth: usize,
+}
+
+fn is_first(n: &usize) -> bool {
+    *n == 0
+}
+
+/// What a targeted fault does to one message in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageFault {
+    /// It is lost.
+    Drop,
+    /// It arrives a tick later, after the copies sent after it.
+    Delay,
+    /// It arrives twice.
+    Duplicate,
+}
+
+/// The kinds of election message a targeted fault can name (the `lease` algorithm's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A heartbeat.
+    Heartbeat,
+    /// A request for promises.
+    Request,
+    /// An answer to a request (a grant or a refusal).
+    Reply,
+    /// A holder's early release.
+    Release,
+    /// A starting agent's question for the highest token.
+    Recover,
+    /// An answer to that question.
+    Recovered,
+}
+
+impl MessageKind {
+    /// Its name in a scenario file.
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageKind::Heartbeat => "heartbeat",
+            MessageKind::Request => "request",
+            MessageKind::Reply => "reply",
+            MessageKind::Release => "release",
+            MessageKind::Recover => "recover",
+            MessageKind::Recovered => "recovered",
+        }
+    }
+
+    /// The kind of a message published on `subject` (the agent's subjects: `<prefix>hb`,
+    /// `<prefix>lease.request`, `<prefix>lease.reply.<incarnation>`, …), if it is one.
+    pub fn of_subject(subject: &str) -> Option<MessageKind> {
+        // `lease.recovery.` before `lease.recover`, which it starts with.
+        [
+            ("lease.recovery.", MessageKind::Recovered),
+            ("lease.reply.", MessageKind::Reply),
+            ("lease.request", MessageKind::Request),
+            ("lease.release", MessageKind::Release),
+            ("lease.recover", MessageKind::Recover),
+        ]
+        .into_iter()
+        .find(|(part, _)| subject.contains(part))
+        .map(|(_, k)| k)
+        .or_else(|| subject.ends_with("hb").then_some(MessageKind::Heartbeat))
+    }
+}
+
 /// An `[[at]]` table as written in the file: `time` and one action key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -403,6 +495,12 @@ pub struct RawAt {
     thaw_connection: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resize: Option<ResizeAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drop_message: Option<MessageAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_message: Option<MessageAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate_message: Option<MessageAt>,
 }
 
 impl TryFrom<RawAt> for At {
@@ -444,6 +542,9 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.freeze_connection.map(Step::FreezeConnection));
         steps.extend(r.thaw_connection.map(Step::ThawConnection));
         steps.extend(r.resize.map(Step::Resize));
+        steps.extend(r.drop_message.map(Step::DropMessage));
+        steps.extend(r.delay_message.map(Step::DelayMessage));
+        steps.extend(r.duplicate_message.map(Step::DuplicateMessage));
         match <[Step; 1]>::try_from(steps) {
             Ok([step]) => Ok(At { time: r.time, step }),
             Err(_) => Err(format!(
@@ -495,6 +596,9 @@ impl From<At> for RawAt {
             Step::FreezeConnection(f) => r.freeze_connection = Some(f),
             Step::ThawConnection(n) => r.thaw_connection = Some(n),
             Step::Resize(x) => r.resize = Some(x),
+            Step::DropMessage(m) => r.drop_message = Some(m),
+            Step::DelayMessage(m) => r.delay_message = Some(m),
+            Step::DuplicateMessage(m) => r.duplicate_message = Some(m),
         }
         r
     }

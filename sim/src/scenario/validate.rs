@@ -152,6 +152,18 @@ impl Scenario {
                 format!("{:?} is below 1 ms, the simulator's timer resolution", r.lo),
             ));
         }
+        if let Some(t) = self.network.tick {
+            if t.0.as_nanos() < crate::quantum::MIN_TICK_NS {
+                return Err(e.at(
+                    "tick",
+                    format!(
+                        "{:?} is too short: a tick holds its arrivals and its steps, at least {:?}",
+                        t.0,
+                        Duration::from_nanos(crate::quantum::MIN_TICK_NS as u64)
+                    ),
+                ));
+            }
+        }
         let windows = self
             .faults
             .replay
@@ -322,6 +334,17 @@ impl Scenario {
                         "freeze_connection",
                         "a freeze must last a while: `for` must be positive".into(),
                     ));
+                }
+                Step::DropMessage(_) | Step::DelayMessage(_) | Step::DuplicateMessage(_)
+                    if self.network.tick.is_none() =>
+                {
+                    return Err(e.at(
+                        key,
+                        "a message in flight is named on the tick grid: set [network] tick".into(),
+                    ));
+                }
+                Step::DropMessage(m) | Step::DelayMessage(m) | Step::DuplicateMessage(m) if m.from == m.to => {
+                    return Err(e.at(key, "a node's messages to itself are not on a route".into()));
                 }
                 Step::Resign(_) | Step::Campaign(_) if self.algorithm != Algorithm::Lease => {
                     return Err(e.at(key, "only the `lease` algorithm has a lease to resign".into()));

@@ -204,6 +204,7 @@ fn fabric(scn: &Scenario, seed: u64, start: madsim::time::Instant, nodes: &[SimN
         start,
     );
     fabric.set_duplicate(net.duplicate);
+    fabric.set_quantum(scn.quantum());
     if scn.faults.replay.is_some() || scn.at.iter().any(|a| matches!(a.step, Step::Replay(_))) {
         fabric.keep_log(crate::scenario::MAX_REPLAY_WINDOW);
     }
@@ -235,6 +236,12 @@ fn fabric(scn: &Scenario, seed: u64, start: madsim::time::Instant, nodes: &[SimN
 /// impostor, the fenced store and the ping forger.
 fn create_hosts(w: &Arc<World>, layout: &Layout) -> Hosts {
     let h = madsim::runtime::Handle::current();
+    if w.scn.quantum().is_some() {
+        for i in 0..w.nodes.len() {
+            w.fabric.set_ping(i, w.scn.node_cfg(i).ping_interval());
+            w.fabric.serve(i);
+        }
+    }
     let ip = |net: u8, i: usize| IpAddr::V4(Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250) as u8 + 1));
     let ids = (0..w.nodes.len())
         .map(|i| {

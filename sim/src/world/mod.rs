@@ -261,7 +261,12 @@ impl World {
         self.stalled(i, false);
         // Its client pings as the agent's configuration says (`leasehold-agent` sets the same).
         self.fabric.set_ping(i, self.scn.node_cfg(i).ping_interval());
-        self.fabric.serve(i);
+        // In quantised time every server is up before the first agents start (`World::build`),
+        // so the first messages of the agents started in the first instant reach them all, as
+        // in the checker.
+        if inc > 1 || self.scn.quantum().is_none() {
+            self.fabric.serve(i);
+        }
         if let Some(spec) = self.scn.router.clone() {
             let clock = SimClock::new(self.clocks[i].clone(), self.start);
             madsim::task::spawn(crate::workload::router::server_main(
@@ -281,7 +286,13 @@ impl World {
         } else {
             leasehold::ClusterState::Existing
         };
-        let Some(agent) = self.agent(i, inc, state, self.disks.storage(i), mix(self.seed, i as u64, inc)) else {
+        let Some(agent) = self.agent(
+            i,
+            inc,
+            state,
+            self.disks.storage(i),
+            crate::seeds::agent_seed(self.seed, i, inc),
+        ) else {
             return;
         };
         self.agents.started(i, inc, agent.handle());

@@ -157,6 +157,17 @@ impl FaultTarget for SimTarget<'_> {
         Ok(())
     }
 
+    fn message(
+        &mut self,
+        fault: crate::scenario::MessageFault,
+        from: usize,
+        to: usize,
+        kind: crate::scenario::MessageKind,
+        nth: usize,
+    ) -> bool {
+        self.world.fabric.message_fault(fault, from, to, kind, nth)
+    }
+
     fn freeze_connection(&mut self, i: usize, frozen: bool) {
         let w = self.world;
         w.fabric.freeze_connection(i, frozen);

@@ -4,7 +4,8 @@
 //! is clean, so what is found is the bug.
 
 use leasehold::Bug;
-use leasehold_sim::check::{check, CheckOptions, CheckReport, FaultClass};
+use leasehold_sim::check::{check, CheckOptions, CheckReport, Counterexample, FaultClass};
+use leasehold_sim::{run_seed, Scenario};
 use std::time::Duration;
 
 fn with(depth: u32, budget: u32, faults: &[FaultClass]) -> CheckOptions {
@@ -21,6 +22,37 @@ fn shown(r: &CheckReport) -> String {
     r.counterexample.as_ref().map_or_else(String::new, |c| c.render())
 }
 
+/// The counterexample, written as a scenario, fails the simulator the same way (the same
+/// kind of violation, at the tick the checker found it), and only because of the bug: the
+/// same schedule without it is clean.
+fn replays(c: &Counterexample, opts: &CheckOptions) {
+    let text = c
+        .scenario(opts)
+        .unwrap_or_else(|e| panic!("no scenario: {e}\n{}", c.render()));
+    let scn = Scenario::parse("counterexample.toml", &text).expect("reads back");
+    let r = run_seed(&scn, 0, "counterexample.toml");
+    assert!(
+        r.shows(scn.expect.violation),
+        "the simulator does not show {:?}:\n{text}\n{:?}",
+        scn.expect.violation,
+        r.violations
+    );
+    let at = r.violations[0].at;
+    let found = c.steps.last().map_or(0, |s| s.at);
+    assert!(
+        at.abs_diff(found) <= 100_000_000,
+        "found by the checker at {found} ns, by the simulator at {at} ns"
+    );
+    let mut clean = scn.clone();
+    clean.membership.bug = None;
+    let r = run_seed(&clean, 0, "counterexample.toml");
+    assert!(
+        r.violations.is_empty(),
+        "the same schedule without the bug is clean: {:?}",
+        r.violations
+    );
+}
+
 #[test]
 fn three_agents_pass_an_exhaustive_check_under_every_fault_class() {
     let r = check(&with(12, 1, &FaultClass::ALL));
@@ -29,28 +61,46 @@ fn three_agents_pass_an_exhaustive_check_under_every_fault_class() {
     assert!(r.distinct > 10_000 && r.leaves > 1_000, "{r:?}");
 }
 
+/// Each planted bug the checker reaches, with the fault classes, depth and budget that reach
+/// it, searched in one assignment of clock rates (all slow but the last, for `lease_from_grant`):
+/// a whole search per bug takes minutes, and `leasehold-sim check` without `--clocks` does it.
+/// The shorter lease (450 ms) reaches the rest at smaller depths; `lease_from_grant` and
+/// `accept_stale_replies` need the default 600 ms, whose drift margin is wider.
 #[test]
-fn each_planted_bug_the_checker_reaches_is_found_and_is_clean_without_it() {
+fn each_planted_bug_the_checker_reaches_is_found_replays_and_is_clean_without_it() {
     use FaultClass::*;
-    let misconfigured = CheckOptions {
-        misconfigured_lease: Some(Duration::from_millis(800)),
-        ..with(14, 2, &[Partition])
+    let slow = -50_000;
+    let case = |depth, budget, faults: &[FaultClass], lease_ms, last: i64| CheckOptions {
+        lease: Duration::from_millis(lease_ms),
+        clocks: Some(vec![slow, slow, last]),
+        ..with(depth, budget, faults)
     };
     let cases = [
-        (Bug::LeaseFromGrant, with(14, 2, &[Delay, Partition])),
-        (Bug::GrantIgnoringPromise, with(14, 2, &[Partition])),
-        (Bug::TrustMissingState, with(14, 2, &[Crash, Wipe])),
-        (Bug::IgnoreDuplicateId, with(14, 2, &[Clone])),
-        (Bug::SkipConfigCheck, misconfigured),
+        (Bug::GrantIgnoringPromise, case(12, 2, &[Partition], 450, slow)),
+        (Bug::SkipRestartQuarantine, case(14, 2, &[Crash, Partition], 450, slow)),
+        (
+            Bug::TrustMissingState,
+            case(14, 2, &[Crash, Wipe, Partition], 450, slow),
+        ),
+        (
+            Bug::SkipConfigCheck,
+            CheckOptions {
+                misconfigured_lease: Some(Duration::from_millis(900)),
+                ..case(12, 2, &[Partition], 450, slow)
+            },
+        ),
+        (Bug::LeaseFromGrant, case(20, 3, &[Delay, Partition], 600, 50_000)),
+        (Bug::AcceptStaleReplies, case(20, 3, &[Delay, Partition], 600, slow)),
     ];
     for (bug, opts) in cases {
         let clean = check(&opts);
         assert!(
-            clean.counterexample.is_none(),
+            clean.counterexample.is_none() && clean.exhaustive,
             "{bug:?}'s search is clean without it: {}",
             shown(&clean)
         );
-        let r = check(&CheckOptions { bug: Some(bug), ..opts });
+        let opts = CheckOptions { bug: Some(bug), ..opts };
+        let r = check(&opts);
         let c = r
             .counterexample
             .unwrap_or_else(|| panic!("{bug:?} not found in {} states", r.distinct));
@@ -60,42 +110,72 @@ fn each_planted_bug_the_checker_reaches_is_found_and_is_clean_without_it() {
             c.violation
         );
         assert!(!c.steps.is_empty(), "a counterexample is a path");
+        replays(&c, &opts);
     }
 }
 
+/// A clone shares its node's ID, so no scenario step names it apart: its counterexamples stay
+/// the checker's, and asking for their scenario says why.
+#[test]
+fn a_duplicate_id_is_found_and_its_clone_has_no_scenario_form() {
+    let opts = CheckOptions {
+        bug: Some(Bug::IgnoreDuplicateId),
+        ..with(14, 2, &[FaultClass::Clone])
+    };
+    let c = check(&opts).counterexample.expect("found");
+    let why = c.scenario(&opts).expect_err("a clone has no scenario form");
+    assert!(why.contains("clone"), "{why}");
+}
+
 /// The recovery rule before `state_loss_tolerance` (a start that read its file trusted it) is
-/// found on its own: a rolled-back file makes its agent promise a token already claimed.
+/// found on its own: a rolled-back file makes its agent promise a token already claimed. The
+/// same search without it is clean, and the counterexample replays in the simulator.
 #[test]
 fn the_old_recovery_rule_is_found_with_a_rolled_back_file() {
     use FaultClass::*;
     let opts = CheckOptions {
-        bug: Some(Bug::TrustOwnFile),
-        ..with(20, 3, &[Crash, Rollback, Partition])
+        lease: Duration::from_millis(450),
+        clocks: Some(vec![-50_000; 3]),
+        ..with(14, 3, &[Crash, Rollback, Partition])
     };
-    let r = check(&opts);
-    let c = r.counterexample.expect("found");
+    let clean = check(&opts);
+    assert!(clean.counterexample.is_none() && clean.exhaustive, "{}", shown(&clean));
+    let opts = CheckOptions {
+        bug: Some(Bug::TrustOwnFile),
+        ..opts
+    };
+    let c = check(&opts).counterexample.expect("found");
     assert!(c.violation.starts_with("token"), "{}", c.violation);
     assert!(c.steps.iter().any(|s| s.what.contains("rolled back")), "{}", c.render());
+    replays(&c, &opts);
 }
 
 /// The checker's first find in the shipped code: a second process started from a copy of an
 /// agent's state file (one incarnation above the original) took the original's beats for late
-/// messages of an earlier run of its own; cut off, then healed, it reused a token.
-/// Clean now; with the old rule planted, found again.
+/// messages of an earlier run of its own; cut off, then healed, it reused a token. With the old
+/// rule planted it is found again (depth 28), and the path it takes breaks nothing in the
+/// code as it ships; the search is clean to depth 20 (depth 28 takes half a minute, release).
 #[test]
 fn a_clone_cut_off_and_healed_never_reuses_a_token() {
     use FaultClass::*;
-    let opts = with(20, 2, &[Clone, Partition]);
-    let r = check(&opts);
+    let r = check(&with(20, 2, &[Clone, Partition]));
     assert!(r.counterexample.is_none(), "{}", shown(&r));
     assert!(r.exhaustive);
-    let r = check(&CheckOptions {
+    let opts = CheckOptions {
         bug: Some(Bug::OlderTwinIsLate),
-        ..opts
-    });
-    let c = r.counterexample.expect("the old rule is found");
+        clocks: Some(vec![-50_000, 50_000, -50_000]),
+        ..with(28, 2, &[Clone, Partition])
+    };
+    let c = check(&opts).counterexample.expect("the old rule is found");
     assert!(c.violation.starts_with("token"), "{}", c.render());
     assert!(c.steps.iter().any(|s| s.what.starts_with("clone")), "{}", c.render());
+    assert_eq!(
+        c.recheck(&opts).as_deref(),
+        Some(c.violation.as_str()),
+        "the path is the same"
+    );
+    let fixed = CheckOptions { bug: None, ..opts };
+    assert_eq!(c.recheck(&fixed), None, "the path breaks nothing without the bug");
 }
 
 /// The result does not depend on the number of threads: the same figures and the same

@@ -449,6 +449,9 @@ fn check_exits_0_when_clean_1_with_a_counterexample_and_2_on_a_bad_flag() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("exhaustive") && text.contains("no violation"), "{text}");
+    let dir = temp("check");
+    let file = dir.join("found.toml");
+    let file = file.to_str().expect("utf-8 path");
     let out = sim(&[
         "check",
         "--depth",
@@ -457,6 +460,8 @@ fn check_exits_0_when_clean_1_with_a_counterexample_and_2_on_a_bad_flag() {
         "partition",
         "--bug",
         "grant_ignoring_promise",
+        "--out-file",
+        file,
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -464,7 +469,16 @@ fn check_exits_0_when_clean_1_with_a_counterexample_and_2_on_a_bad_flag() {
         text.contains("violation: two holders") && text.contains("isolate p"),
         "{text}"
     );
+    assert!(text.contains("written as a scenario"), "{text}");
+    // The counterexample is a scenario the simulator fails as expected: replay exits 0.
+    let out = sim(&["replay", file, "--seed", "0"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("two leaders at once"), "{shown}");
     let out = sim(&["check", "--faults", "flood"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fault class \"flood\""));
+    let out = sim(&["check", "--nodes", "3", "--clocks", "1,2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one per node"));
 }

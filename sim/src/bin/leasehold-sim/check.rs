@@ -26,7 +26,7 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Lease time.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "400ms")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "600ms")]
     lease: Duration,
     /// Heartbeat period: also the tick of true time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
@@ -37,6 +37,10 @@ pub(crate) struct CheckArgs {
     /// Also let clocks run exactly (3^n assignments of rates rather than 2^n).
     #[arg(long)]
     exact_clocks: bool,
+    /// Explore only this assignment of clock rates: one rate error (ppm) per node, comma-separated
+    /// (a counterexample's `clocks (ppm)` line).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    clocks: Vec<i64>,
     /// Threads (default: one per CPU); the result does not depend on it.
     #[arg(long)]
     jobs: Option<usize>,
@@ -53,7 +57,8 @@ pub(crate) struct CheckArgs {
     /// says it is not exhaustive).
     #[arg(long, default_value_t = 20_000_000)]
     max_states: u64,
-    /// Write the counterexample here too.
+    /// Write the counterexample here as a scenario file (quantised time, every fault a
+    /// scripted step) that `replay` runs.
     #[arg(long)]
     out_file: Option<PathBuf>,
 }
@@ -67,6 +72,14 @@ fn parse_bug(s: &str) -> Result<Bug, String> {
 
 /// Runs the check and prints its figures and any counterexample.
 pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
+    if !a.clocks.is_empty() && a.clocks.len() != a.nodes as usize {
+        eprintln!(
+            "error: --clocks gives {} rates for {} nodes: one per node",
+            a.clocks.len(),
+            a.nodes
+        );
+        return ExitCode::from(2);
+    }
     let opts = CheckOptions {
         nodes: a.nodes as usize,
         depth: a.depth,
@@ -81,6 +94,7 @@ pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
         beat: a.beat,
         drift_ppm: a.drift_ppm,
         exact_clocks: a.exact_clocks,
+        clocks: (!a.clocks.is_empty()).then(|| a.clocks.clone()),
         jobs: a
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -118,11 +132,18 @@ pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
             }
         }
         Some(c) => {
-            let text = c.render();
-            print!("{text}");
+            print!("{}", c.render());
             if let Some(f) = &a.out_file {
-                if let Err(e) = std::fs::write(f, &text) {
-                    eprintln!("error: cannot write {}: {e}", f.display());
+                match c.scenario(&opts) {
+                    Ok(text) => match std::fs::write(f, &text) {
+                        Ok(()) => println!(
+                            "written as a scenario: {} (leasehold-sim replay {} --seed 0)",
+                            f.display(),
+                            f.display()
+                        ),
+                        Err(e) => eprintln!("error: cannot write {}: {e}", f.display()),
+                    },
+                    Err(why) => eprintln!("error: no scenario written: {why}"),
                 }
             }
             ExitCode::from(1)
