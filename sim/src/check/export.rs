@@ -63,13 +63,9 @@ impl Counterexample {
         scn.duration = Dur(end + opts.lease + opts.beat * 10);
         let toml = scn.to_toml()?;
         let mut head = format!(
-            "# A counterexample found by `leasehold-sim check` ({} nodes, lease {:?}, beat {:?}, drift bound {} ppm{}).\n\
+            "# A counterexample found by `leasehold-sim {}`.\n\
              # Replay: leasehold-sim replay FILE --seed 0\n#\n",
-            opts.nodes,
-            opts.lease,
-            opts.beat,
-            opts.drift_ppm,
-            opts.bug.map(|b| format!(", bug {}", b.name())).unwrap_or_default()
+            command_line(opts, &self.drift_ppm)
         );
         for line in self.render().lines() {
             head.push_str(&format!("# {line}\n"));
@@ -80,4 +76,30 @@ impl Counterexample {
             .map_err(|e| format!("the counterexample's scenario does not read back: {e}"))?;
         Ok(text)
     }
+}
+
+/// The `check` command line that explores `opts` in the clock assignment `clocks`.
+fn command_line(opts: &CheckOptions, clocks: &[i64]) -> String {
+    let mut c = format!(
+        "check --nodes {} --depth {} --budget {} --faults {} --lease {:?} --beat {:?} --drift-ppm {}",
+        opts.nodes,
+        opts.depth,
+        opts.budget,
+        opts.faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
+        opts.lease,
+        opts.beat,
+        opts.drift_ppm
+    );
+    if let Some(b) = opts.bug {
+        c.push_str(&format!(" --bug {}", b.name()));
+    }
+    if let Some(n) = opts.misconfigured_size {
+        c.push_str(&format!(" --misconfigured-size {n}"));
+    }
+    if let Some(l) = opts.misconfigured_lease {
+        c.push_str(&format!(" --misconfigured-lease {l:?}"));
+    }
+    let clocks: Vec<String> = clocks.iter().map(i64::to_string).collect();
+    c.push_str(&format!(" --clocks={}", clocks.join(",")));
+    c
 }

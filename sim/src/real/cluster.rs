@@ -42,6 +42,8 @@ pub struct Cluster {
     pub lines: Lines,
     /// The fenced store's subject, when the agents write to one.
     fenced: Option<String>,
+    /// The run's seed (each agent's random draws derive from it, as in the simulator).
+    seed: u64,
 }
 
 impl Cluster {
@@ -66,6 +68,7 @@ impl Cluster {
                 .workload
                 .fenced_store
                 .then(|| crate::workload::store::subject(&scn.membership_cfg().election_prefix())),
+            seed,
         };
         // Ports: client, cluster and monitor per node, and one nobody listens on (every
         // server advertises it, so a route learnt by gossip never bypasses the proxies).
@@ -189,6 +192,8 @@ impl Cluster {
             args.push(format!("--cluster-key={}", keys.display()));
         }
         let inc = node.inc + 1;
+        // Its random draws as the simulator's in the same seed.
+        args.push(format!("--test-seed={}", crate::seeds::agent_seed(self.seed, i, inc)));
         let p = procs::start_agent(&self.agent, &args, i, inc, &self.lines)?;
         let node = &mut self.nodes[i];
         node.agent = Some(p);

@@ -102,6 +102,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     }
     c.start_servers()?;
     let t0 = true_ns();
+    c.net.with(|net| net.grid = scn.quantum().map(|q| (t0, q)));
     // The fenced store listens on the first node's server: on the first side of every
     // partition, as the simulator's store is.
     let store = scn.workload.fenced_store.then(|| {

@@ -30,6 +30,9 @@ pub struct Net {
     pub latency: DurRange,
     /// Chance that a chunk is lost (and retransmitted after [`RTO`]).
     pub loss: f64,
+    /// Quantised time (`[network] tick`), from the run's true time zero (ns of
+    /// `procs::true_ns`): a chunk is written just before the next tick boundary instead.
+    pub(crate) grid: Option<(u128, crate::quantum::Quantum)>,
     rng: ChaCha8Rng,
 }
 
@@ -48,6 +51,7 @@ impl Shared {
                 cuts: Vec::new(),
                 latency,
                 loss,
+                grid: None,
                 rng: ChaCha8Rng::seed_from_u64(seed),
             })),
             closing: Arc::new(AtomicBool::new(false)),
@@ -79,6 +83,11 @@ impl Shared {
     /// When a chunk read now should be written.
     fn due(&self) -> Instant {
         let mut g = self.lock();
+        if let Some((t0, q)) = g.grid {
+            let now = super::procs::true_ns();
+            let at = t0 + q.arrival(q.boundary_after(now.saturating_sub(t0)), 0);
+            return Instant::now() + Duration::from_nanos(u64::try_from(at.saturating_sub(now)).unwrap_or(0));
+        }
         let (lo, hi) = (g.latency.lo.as_nanos() as u64, g.latency.hi.as_nanos() as u64);
         let l = if hi > lo { g.rng.gen_range(lo..=hi) } else { lo };
         let loss = g.loss.clamp(0.0, 1.0);

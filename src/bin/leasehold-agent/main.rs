@@ -14,9 +14,10 @@
 //! For `leasehold-sim real`, which judges real agents with the simulator's oracle: lease lines
 //! also carry `from_local_ns` / `until_local_ns` (`at_local_ns` on release), readings of the
 //! agent's own monotonic clock, and `clock` lines map that clock to the host's
-//! `CLOCK_MONOTONIC` (`true_ns`, `local_ns`, `ppm`, `wall_offset_ns`). Two hidden, test-only
+//! `CLOCK_MONOTONIC` (`true_ns`, `local_ns`, `ppm`, `wall_offset_ns`). Hidden, test-only
 //! flags serve the runner: `--test-clock FILE` (a clock it drives, see `test_clock.rs`),
-//! `--plant-bug NAME` (a planted bug, so real runs can show the oracle catching it) and
+//! `--plant-bug NAME` (a planted bug, so real runs can show the oracle catching it),
+//! `--test-seed N` (the election's random draws seeded as the simulator seeds them) and
 //! `--test-guard` / `--test-fenced-writes SUBJECT` (applications on the public API whose guards
 //! it judges, see `test_app.rs`).
 
@@ -142,6 +143,10 @@ struct Args {
     /// Test only: plant this bug (never in production).
     #[arg(long, hide = true)]
     plant_bug: Vec<String>,
+    /// Test only: seed the election's random draws (its jitter and run ID) as the simulator
+    /// does, so `leasehold-sim real` plays a counterexample with the simulator's timings.
+    #[arg(long, hide = true)]
+    test_seed: Option<u64>,
     /// Test only: run the applications of `leasehold-sim real` beside the agent (a guard and
     /// the callbacks) and print what their guards say (`guard`, `guard_ended` lines).
     #[arg(long, hide = true)]
@@ -383,6 +388,10 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
     cfg.nats_client_port = i64::from(info.port);
     let clock = start_clock(&args.id, args.test_clock.clone()).map_err(config_error)?;
     let agent = Membership::new(cfg, clock.clone(), net.clone(), FileStorage::new(state)).map_err(config_error)?;
+    let agent = match args.test_seed {
+        Some(seed) => agent.with_seed(seed),
+        None => agent,
+    };
     let agent = match keys {
         Some(k) => agent.with_cluster_keys(k),
         None => agent,
