@@ -24,6 +24,7 @@ impl Counterexample {
             opts.bug.map_or("no bug planted", |b| b.name())
         );
         scn.seeds = 1;
+        scn.first_seed = self.seed;
         scn.membership.lease = Some(Dur(opts.lease));
         scn.membership.beat = Some(Dur(opts.beat));
         scn.membership.max_drift_ppm = Some(opts.drift_ppm);
@@ -64,8 +65,9 @@ impl Counterexample {
         let toml = scn.to_toml()?;
         let mut head = format!(
             "# A counterexample found by `leasehold-sim {}`.\n\
-             # Replay: leasehold-sim replay FILE --seed 0\n#\n",
-            command_line(opts, &self.drift_ppm)
+             # Replay: leasehold-sim replay FILE --seed {}\n#\n",
+            command_line(opts, &self.drift_ppm, self.seed),
+            self.seed
         );
         for line in self.render().lines() {
             head.push_str(&format!("# {line}\n"));
@@ -79,7 +81,7 @@ impl Counterexample {
 }
 
 /// The `check` command line that explores `opts` in the clock assignment `clocks`.
-fn command_line(opts: &CheckOptions, clocks: &[i64]) -> String {
+fn command_line(opts: &CheckOptions, clocks: &[i64], seed: u64) -> String {
     let mut c = format!(
         "check --nodes {} --depth {} --budget {} --faults {} --lease {:?} --beat {:?} --drift-ppm {}",
         opts.nodes,
@@ -101,5 +103,9 @@ fn command_line(opts: &CheckOptions, clocks: &[i64]) -> String {
     }
     let clocks: Vec<String> = clocks.iter().map(i64::to_string).collect();
     c.push_str(&format!(" --clocks={}", clocks.join(",")));
+    if seed > 0 {
+        // Seeds are explored from 0: this one is the last needed.
+        c.push_str(&format!(" --seeds {}", seed + 1));
+    }
     c
 }

@@ -100,6 +100,9 @@ pub struct CheckOptions {
     pub exact_clocks: bool,
     /// Explore only this assignment of clock rates (ppm, one per node), not every one.
     pub clocks: Option<Vec<i64>>,
+    /// Run seeds explored, each a space of its own (0..seeds): an agent's jitter and run ID
+    /// come from its run's seed, as in the simulator, so each seed gives other timings.
+    pub seeds: u64,
     /// Assignments of clock rates explored at once, each on its own thread.
     pub jobs: usize,
     /// Node 0's `cluster_size`, if not the cluster's (a misconfigured node).
@@ -126,6 +129,7 @@ impl Default for CheckOptions {
             drift_ppm: 50_000,
             exact_clocks: false,
             clocks: None,
+            seeds: 1,
             jobs: 1,
             misconfigured_size: None,
             misconfigured_lease: None,
@@ -168,6 +172,8 @@ pub struct Counterexample {
     pub violation: String,
     /// Each node's clock rate error (ppm).
     pub drift_ppm: Vec<i64>,
+    /// The run's seed (its agents' jitter and run IDs): the simulator's seed that replays it.
+    pub seed: u64,
     /// The steps from the start, each with its true time.
     pub steps: Vec<PathStep>,
 }
@@ -177,7 +183,10 @@ impl Counterexample {
     /// by the settling time a leaf gets; `None` if it breaks nothing. How a fix is checked
     /// against the path that broke the code before it.
     pub fn recheck(&self, opts: &CheckOptions) -> Option<String> {
-        let setup = setup(opts);
+        let setup = Setup {
+            seed: self.seed,
+            ..setup(opts)
+        };
         let mut s = State::start(&setup, &self.drift_ppm);
         let settle = settle_ticks(opts, &setup);
         let steps = self.steps.iter().filter_map(|p| p.step.clone());
@@ -192,7 +201,10 @@ impl Counterexample {
 
     /// The path as text, one step a line.
     pub fn render(&self) -> String {
-        let mut s = format!("violation: {}\nclocks (ppm): {:?}\n", self.violation, self.drift_ppm);
+        let mut s = format!(
+            "violation: {}\nclocks (ppm): {:?}, seed {}\n",
+            self.violation, self.drift_ppm, self.seed
+        );
         for st in &self.steps {
             s.push_str(&format!("{} {}\n", crate::oracle::secs(st.at), st.what));
         }
@@ -241,10 +253,14 @@ pub fn check(opts: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let e = i64::from(opts.drift_ppm);
     let rates: &[i64] = if opts.exact_clocks { &[-e, 0, e] } else { &[-e, e] };
-    let assignments = match &opts.clocks {
+    let clocks = match &opts.clocks {
         Some(c) => vec![c.clone()],
         None => drifts(opts.nodes, rates),
     };
+    // Seed by seed, each with every assignment of clock rates.
+    let assignments: Vec<(u64, Vec<i64>)> = (0..opts.seeds.max(1))
+        .flat_map(|seed| clocks.iter().map(move |c| (seed, c.clone())))
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<CheckReport>>> =
         assignments.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -257,7 +273,8 @@ pub fn check(opts: &CheckOptions) -> CheckReport {
                 if k >= assignments.len() || k > first_found.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
                 }
-                let r = explore(opts, &assignments[k]);
+                let (seed, ppm) = &assignments[k];
+                let r = explore(opts, *seed, ppm);
                 if r.counterexample.is_some() || !r.exhaustive {
                     first_found.fetch_min(k, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -290,9 +307,9 @@ pub fn check(opts: &CheckOptions) -> CheckReport {
     total
 }
 
-/// Explores every path from the start with clock rates `ppm`.
-fn explore(opts: &CheckOptions, ppm: &[i64]) -> CheckReport {
-    let setup = setup(opts);
+/// Explores every path from the start of the run of `seed` with clock rates `ppm`.
+fn explore(opts: &CheckOptions, seed: u64, ppm: &[i64]) -> CheckReport {
+    let setup = Setup { seed, ..setup(opts) };
     let settle_ticks = settle_ticks(opts, &setup);
     let mut ex = Explorer {
         setup,
@@ -358,6 +375,7 @@ fn setup(opts: &CheckOptions) -> Setup {
         })
         .collect();
     Setup {
+        seed: 0,
         cfgs,
         tick_ns: u64::try_from(opts.beat.as_nanos()).unwrap_or(u64::MAX),
     }
@@ -532,6 +550,7 @@ impl Explorer<'_> {
             kind,
             violation,
             drift_ppm: ppm.to_vec(),
+            seed: self.setup.seed,
             steps: self.path.clone(),
         });
     }
@@ -567,6 +586,22 @@ mod tests {
             "the restart's quarantine is over by then"
         );
         assert!(again + 2 <= 16, "two fault steps and {again} ticks fit in depth 16");
+    }
+
+    /// Each run seed is a space of its own with other jitter: two seeds are not the same
+    /// search twice.
+    #[test]
+    fn another_seed_gives_the_agents_other_timings() {
+        let one = CheckOptions {
+            depth: 10,
+            budget: 1,
+            clocks: Some(vec![50_000, -50_000, 50_000]),
+            ..CheckOptions::default()
+        };
+        let a = check(&one);
+        let b = check(&CheckOptions { seeds: 2, ..one });
+        assert!(a.exhaustive && b.exhaustive);
+        assert_ne!(b.explored, 2 * a.explored, "seed 1 explores another space");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub(crate) struct Setup {
     pub(crate) cfgs: Vec<MembershipCfg>,
     /// True time per tick (ns).
     pub(crate) tick_ns: u64,
+    /// The run's seed, from which each agent's draws come as in the simulator.
+    pub(crate) seed: u64,
 }
 
 impl Setup {
@@ -443,9 +445,13 @@ impl State {
         let mut cfg = setup.cfgs[proc.node].clone();
         cfg.initial_cluster_state = state;
         proc.starts += 1;
-        // As the simulator seeds node `i`'s incarnation `inc` in the run of seed 0 (a clone,
-        // which no scenario replays, by its process number).
-        let seed = crate::seeds::agent_seed(0, if p < setup.cfgs.len() { proc.node } else { p + 1000 }, proc.starts);
+        // As the simulator seeds node `i`'s incarnation `inc` in the run's seed (a clone, which
+        // no scenario replays, by its process number).
+        let seed = crate::seeds::agent_seed(
+            setup.seed,
+            if p < setup.cfgs.len() { proc.node } else { p + 1000 },
+            proc.starts,
+        );
         let (m, out) = LeaseElection::new(&cfg, stored, proc.local(now), seed);
         proc.machine = Some(m);
         proc.arm(now);

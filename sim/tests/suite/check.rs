@@ -30,7 +30,8 @@ fn replays(c: &Counterexample, opts: &CheckOptions) {
         .scenario(opts)
         .unwrap_or_else(|e| panic!("no scenario: {e}\n{}", c.render()));
     let scn = Scenario::parse("counterexample.toml", &text).expect("reads back");
-    let r = run_seed(&scn, 0, "counterexample.toml");
+    assert_eq!(scn.first_seed, c.seed, "the scenario runs the checker's seed");
+    let r = run_seed(&scn, c.seed, "counterexample.toml");
     assert!(
         r.shows(scn.expect.violation),
         "the simulator does not show {:?}:\n{text}\n{:?}",
@@ -45,7 +46,7 @@ fn replays(c: &Counterexample, opts: &CheckOptions) {
     );
     let mut clean = scn.clone();
     clean.membership.bug = None;
-    let r = run_seed(&clean, 0, "counterexample.toml");
+    let r = run_seed(&clean, c.seed, "counterexample.toml");
     assert!(
         r.violations.is_empty(),
         "the same schedule without the bug is clean: {:?}",

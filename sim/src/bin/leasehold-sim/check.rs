@@ -41,6 +41,10 @@ pub(crate) struct CheckArgs {
     /// (a counterexample's `clocks (ppm)` line).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     clocks: Vec<i64>,
+    /// Run seeds to explore (0..K), each with every assignment of clock rates: each seed gives
+    /// the agents other jitter, as the simulator's seed does.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
     /// Threads (default: one per CPU); the result does not depend on it.
     #[arg(long)]
     jobs: Option<usize>,
@@ -95,6 +99,7 @@ pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
         drift_ppm: a.drift_ppm,
         exact_clocks: a.exact_clocks,
         clocks: (!a.clocks.is_empty()).then(|| a.clocks.clone()),
+        seeds: a.seeds,
         jobs: a
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -137,9 +142,10 @@ pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
                 match c.scenario(&opts) {
                     Ok(text) => match std::fs::write(f, &text) {
                         Ok(()) => println!(
-                            "written as a scenario: {} (leasehold-sim replay {} --seed 0)",
+                            "written as a scenario: {} (leasehold-sim replay {} --seed {})",
                             f.display(),
-                            f.display()
+                            f.display(),
+                            c.seed
                         ),
                         Err(e) => eprintln!("error: cannot write {}: {e}", f.display()),
                     },
