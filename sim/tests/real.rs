@@ -1,8 +1,9 @@
 //! Real mode: scenario files against real nats-servers and unchanged `leasehold-agent`
 //! processes on loopback, judged by the simulator's oracle. Each run takes its scenario's
-//! duration (20–30 s here), so there are five: a calm cluster, a cut-off and a killed leader,
+//! duration (20–30 s here), so there are six: a calm cluster, a cut-off and a killed leader,
 //! a fenced store under a partition, resigns and campaigns by signal with every application's
-//! guard judged, and ALLCALL under a real partition, which must show two leaders.
+//! guard judged, ALLCALL under a real partition, which must show two leaders, and a model
+//! checker's counterexample (5 s).
 //!
 //! Needs nats-server (`ci/test.sh` installs it) and the agent binary, which
 //! `cargo test --workspace --all-features` builds beside this package's binary.
@@ -157,6 +158,23 @@ fn allcall_shows_two_leaders_under_a_real_partition() {
     let v = &r.report.violations[0];
     assert_eq!(v.claims.len(), 2, "{}", r.report.describe());
     assert_ne!(v.claims[0].node, v.claims[1].node);
+}
+
+/// One format, three judges: a counterexample the model checker wrote (a forged heartbeat
+/// with a token near 2^64, taken by agents that skip their range checks) fails real agents
+/// the way it fails the simulator, and a counterexample with a fault on one message is
+/// skipped for real with its reason.
+#[test]
+fn a_model_checker_counterexample_fails_real_agents_as_it_fails_the_simulator() {
+    let rel = "scenarios/known-bad/check-unchecked-ranges.toml";
+    let r = run(rel, 0);
+    assert!(
+        r.report.violations.iter().any(|v| v.kind == ViolationKind::NoLeader),
+        "{}",
+        r.report.describe()
+    );
+    let why = unsupported(&load("scenarios/known-bad/check-lease-from-grant.toml")).expect("skipped");
+    assert!(why.contains("drop_message"), "{why}");
 }
 
 #[test]

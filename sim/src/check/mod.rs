@@ -39,11 +39,28 @@ pub enum FaultClass {
     Clone,
     /// A process is cut off from the rest until a heal (one fault for the whole cut).
     Partition,
+    /// A stranger publishes one of the forger's hostile messages (one of each kind), as the
+    /// simulator's `forge` step does.
+    Forge,
 }
 
 impl FaultClass {
     /// Every class.
-    pub const ALL: [FaultClass; 8] = [
+    pub const ALL: [FaultClass; 9] = [
+        FaultClass::Drop,
+        FaultClass::Delay,
+        FaultClass::Duplicate,
+        FaultClass::Crash,
+        FaultClass::Wipe,
+        FaultClass::Rollback,
+        FaultClass::Clone,
+        FaultClass::Partition,
+        FaultClass::Forge,
+    ];
+
+    /// The classes a check injects unless told otherwise: all but `forge`, whose hostile
+    /// values the range checks stop at once (the `hostile` proptest covers them widely).
+    pub const DEFAULT: [FaultClass; 8] = [
         FaultClass::Drop,
         FaultClass::Delay,
         FaultClass::Duplicate,
@@ -65,6 +82,7 @@ impl FaultClass {
             FaultClass::Rollback => "rollback",
             FaultClass::Clone => "clone",
             FaultClass::Partition => "partition",
+            FaultClass::Forge => "forge",
         }
     }
 
@@ -120,9 +138,9 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             nodes: 3,
-            depth: 24,
+            depth: 16,
             budget: 2,
-            faults: FaultClass::ALL.to_vec(),
+            faults: FaultClass::DEFAULT.to_vec(),
             bug: None,
             lease: Duration::from_millis(600),
             beat: Duration::from_millis(100),
@@ -446,7 +464,10 @@ impl Explorer<'_> {
         if has(FaultClass::Partition) && s.isolated.is_none() {
             v.extend((0..s.procs.len()).filter(|p| s.procs[*p].up()).map(Step::Isolate));
         }
-        for k in (0..s.msgs.len()).filter(|k| !s.msgs[*k].is_heartbeat()) {
+        if has(FaultClass::Forge) {
+            v.extend((0..model::FORGED_KINDS).map(Step::Forge));
+        }
+        for k in (0..s.msgs.len()).filter(|k| !s.msgs[*k].is_heartbeat() && !s.msgs[*k].is_forged()) {
             for (c, step) in [
                 (FaultClass::Drop, Step::Drop(k)),
                 (FaultClass::Delay, Step::Delay(k)),

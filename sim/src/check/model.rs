@@ -19,6 +19,12 @@ use std::time::Duration;
 /// Saves kept per process, for rollbacks (the latest and the ones before it).
 const SAVES_KEPT: usize = 3;
 
+/// The forger's kinds of message: `Step::Forge(k)` publishes forged message number `k`.
+pub(crate) const FORGED_KINDS: u64 = 12;
+
+/// The sender of a forged message: a stranger, no process.
+const STRANGER: usize = usize::MAX;
+
 /// The shortest sleep (madsim's, as tokio's).
 const MIN_SLEEP_NS: u128 = 1_000_000;
 
@@ -172,6 +178,11 @@ impl Msg {
     pub(crate) fn is_heartbeat(&self) -> bool {
         matches!(self.body, Body::Heartbeat(_))
     }
+
+    /// Whether a stranger forged it (no scenario step names it on a route).
+    pub(crate) fn is_forged(&self) -> bool {
+        self.from == STRANGER
+    }
 }
 
 impl fmt::Display for Msg {
@@ -212,6 +223,8 @@ pub(crate) enum Step {
     Isolate(usize),
     /// The cut ends.
     Heal,
+    /// A stranger publishes the forger's message number `k` through a node's server.
+    Forge(u64),
 }
 
 /// The state of the whole model.
@@ -345,6 +358,10 @@ impl State {
                 self.faults += 1;
             }
             Step::Heal => self.isolated = None,
+            Step::Forge(k) => {
+                self.forge(setup, k);
+                self.faults += 1;
+            }
         }
     }
 
@@ -362,6 +379,7 @@ impl State {
             Step::Clone(p) => format!("clone p{p} (a second process with its id and a copy of its file)"),
             Step::Isolate(p) => format!("isolate p{p}"),
             Step::Heal => "heal".into(),
+            Step::Forge(k) => format!("forge #{k}"),
         }
     }
 
@@ -420,7 +438,49 @@ impl State {
                 vec![ScenarioStep::Partition(vec![vec![me], rest])]
             }
             Step::Heal => vec![ScenarioStep::Heal],
+            Step::Forge(k) => vec![ScenarioStep::Forge(k)],
         })
+    }
+
+    /// The forger's message `k`, as the simulator's stranger publishes it through a node's
+    /// server: that node's agent has it at once, the others at the next boundary (not across a
+    /// cut). What is not an election message every agent hears, or does not decode, reaches
+    /// no one (a forged answer goes to an inbox no agent has).
+    fn forge(&mut self, setup: &Setup, k: u64) {
+        let ids: Vec<String> = (0..setup.cfgs.len()).map(|i| setup.cfgs[i].id.clone()).collect();
+        let f = crate::forger::forge(k, &setup.cfgs[0].sys_member_prefix, &ids);
+        let from = f.from % ids.len().max(1);
+        let max = match setup.cfgs[0].max_message {
+            0 => leasehold::wire::DEFAULT_MAX_MESSAGE,
+            m => m,
+        };
+        let body = match MessageKind::of_subject(&f.subject) {
+            Some(MessageKind::Heartbeat) => leasehold::wire::decode(&f.payload, max).ok().map(Body::Heartbeat),
+            Some(MessageKind::Request) => leasehold::wire::decode(&f.payload, max).ok().map(Body::Request),
+            Some(MessageKind::Release) => leasehold::wire::decode(&f.payload, max).ok().map(Body::Release),
+            Some(MessageKind::Recover) => leasehold::wire::decode(&f.payload, max).ok().map(Body::Recover),
+            _ => None,
+        };
+        let Some(body) = body else { return };
+        let now = setup.fault_time(self.tick);
+        let due = setup.due_after(now);
+        for q in 0..self.procs.len() {
+            let proc = &self.procs[q];
+            if !proc.up() {
+                continue;
+            }
+            let m = Msg {
+                from: STRANGER,
+                to: q,
+                due,
+                body: body.clone(),
+            };
+            if proc.node == from {
+                self.deliver(setup, m, now);
+            } else if !self.isolated.is_some_and(|x| x == q || self.procs[x].node == from) {
+                self.msgs.push(m);
+            }
+        }
     }
 
     /// The processes holding a lease now.

@@ -101,8 +101,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
         c.set_clock(i, p.drift_ppm[i], p.wall_offset_ns[i]);
     }
     c.start_servers()?;
-    let t0 = true_ns();
-    c.net.with(|net| net.grid = scn.quantum().map(|q| (t0, q)));
+    let mut t0 = true_ns();
     // The fenced store listens on the first node's server: on the first side of every
     // partition, as the simulator's store is.
     let store = scn.workload.fenced_store.then(|| {
@@ -116,6 +115,13 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     });
     for i in 0..n {
         c.start_agent(i, true)?;
+    }
+    if let Some(q) = scn.quantum().filter(|_| store.is_none()) {
+        // The checker's agents all start at its time zero; real ones take about 100 ms to
+        // start and connect: on the tick grid, time zero is when every agent has said so.
+        wait_for_agents(&c, n)?;
+        t0 = true_ns();
+        c.net.with(|net| net.grid = Some((t0, q)));
     }
     let mut resolver = Resolver::new(
         ids.clone(),
@@ -206,6 +212,32 @@ fn judge(scn: &Scenario, p: Plan, player: Player, lines: Vec<Line>, effects: Eff
 }
 
 /// Sleeps until true time `until` (host ns), keeping track of state files and interruptions.
+/// Waits until each of the `n` agents has printed its first event (it runs and is connected),
+/// for at most 10 s.
+fn wait_for_agents(c: &Cluster, n: usize) -> Result<(), String> {
+    let give_up = true_ns() + 10_000_000_000;
+    loop {
+        let up = {
+            let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner());
+            (0..n).all(|i| {
+                lines
+                    .iter()
+                    .any(|l| l.node == i && l.event && l.text.contains("\"event\":\"connected\""))
+            })
+        };
+        if up {
+            return Ok(());
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err("interrupted".into());
+        }
+        if true_ns() > give_up {
+            return Err("the agents did not all connect within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn wait_until(c: &mut Cluster, until: u128) -> Result<(), String> {
     loop {
         c.watch_state();

@@ -92,6 +92,7 @@ fn each_planted_bug_the_checker_reaches_is_found_replays_and_is_clean_without_it
         ),
         (Bug::LeaseFromGrant, case(20, 3, &[Delay, Partition], 600, 50_000)),
         (Bug::AcceptStaleReplies, case(20, 3, &[Delay, Partition], 600, slow)),
+        (Bug::UncheckedRanges, case(10, 1, &[Forge], 600, slow)),
     ];
     for (bug, opts) in cases {
         let clean = check(&opts);
@@ -105,8 +106,9 @@ fn each_planted_bug_the_checker_reaches_is_found_replays_and_is_clean_without_it
         let c = r
             .counterexample
             .unwrap_or_else(|| panic!("{bug:?} not found in {} states", r.distinct));
+        let liveness = bug == Bug::UncheckedRanges;
         assert!(
-            c.violation.starts_with("two holders") || c.violation.starts_with("token"),
+            c.violation.starts_with("two holders") || c.violation.starts_with("token") || liveness,
             "{bug:?}: {}",
             c.violation
         );
