@@ -271,25 +271,7 @@ impl Action {
                 node: id(*i),
                 cluster_size: *size,
             }),
-            Action::Message {
-                fault,
-                from,
-                to,
-                kind,
-                nth,
-            } => {
-                let m = MessageAt {
-                    from: id(*from),
-                    to: id(*to),
-                    kind: *kind,
-                    nth: *nth,
-                };
-                match fault {
-                    MessageFault::Drop => Step::DropMessage(m),
-                    MessageFault::Delay => Step::DelayMessage(m),
-                    MessageFault::Duplicate => Step::DuplicateMessage(m),
-                }
-            }
+            Action::Message { .. } => return self.message_step(&id),
             Action::Partition { .. }
             | Action::IsolateLeader { .. }
             | Action::Bridge { .. }
@@ -357,5 +339,32 @@ fn message(fault: MessageFault, m: &MessageAt, index: &impl Fn(&str) -> usize) -
         to: index(&m.to),
         kind: m.kind,
         nth: m.nth,
+    }
+}
+
+impl Action {
+    /// The scripted step of a targeted message fault (`None` for any other action).
+    fn message_step(&self, id: &dyn Fn(usize) -> String) -> Option<Step> {
+        let Action::Message {
+            fault,
+            from,
+            to,
+            kind,
+            nth,
+        } = self
+        else {
+            return None;
+        };
+        let m = MessageAt {
+            from: id(*from),
+            to: id(*to),
+            kind: *kind,
+            nth: *nth,
+        };
+        Some(match fault {
+            MessageFault::Drop => Step::DropMessage(m),
+            MessageFault::Delay => Step::DelayMessage(m),
+            MessageFault::Duplicate => Step::DuplicateMessage(m),
+        })
     }
 }

@@ -7,35 +7,12 @@ impl Action {
     /// The action as a trace line; `leader` is who an `IsolateLeader` isolates.
     pub fn describe(&self, nodes: &[String], leader: Option<usize>) -> String {
         let name = |i: &usize| nodes[*i].clone();
-        let names = |v: &Vec<usize>| v.iter().map(name).collect::<Vec<_>>().join(",");
         match self {
-            Action::Partition { groups, label } => format!(
-                "fault partition ({label}) {}",
-                groups
-                    .iter()
-                    .map(|g| format!("[{}]", names(g)))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            ),
-            Action::IsolateLeader { fallback } => format!(
-                "fault partition (isolate leader) [{}]",
-                name(&leader.unwrap_or(*fallback))
-            ),
-            Action::Bridge { a, b, bridge } => format!(
-                "fault partition (bridge {}) [{}] | [{}]",
-                name(bridge),
-                names(a),
-                names(b)
-            ),
-            Action::OneWay { from, to } => format!("fault one-way cut [{}] -> [{}]", names(from), names(to)),
-            Action::Cut(links) => format!(
-                "fault cut {}",
-                links
-                    .iter()
-                    .map(|(a, b)| format!("{}->{}", name(a), name(b)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
+            Action::Partition { .. }
+            | Action::IsolateLeader { .. }
+            | Action::Bridge { .. }
+            | Action::OneWay { .. }
+            | Action::Cut(_) => self.route_words(nodes, leader),
             Action::Heal => "fault heal".into(),
             Action::Kill(i) => format!("fault kill {}", name(i)),
             Action::Restart(i) => format!("fault restart {}", name(i)),
@@ -83,24 +60,66 @@ impl Action {
             ),
             Action::FreezeConnection(i, false) => format!("fault thaw connection {}", name(i)),
             Action::Resize(i, size) => format!("resize {} (cluster_size {size} from its next start)", name(i)),
-            Action::Message {
-                fault,
-                from,
-                to,
-                kind,
-                nth,
-            } => format!(
-                "fault {} {}{} {}->{}",
-                match fault {
-                    crate::scenario::MessageFault::Drop => "drop",
-                    crate::scenario::MessageFault::Delay => "delay",
-                    crate::scenario::MessageFault::Duplicate => "duplicate",
-                },
-                kind.name(),
-                if *nth > 0 { format!(" #{nth}") } else { String::new() },
-                name(from),
-                name(to)
-            ),
+            Action::Message { .. } => self.message_words(nodes),
         }
+    }
+}
+
+impl Action {
+    /// A change of routes as a trace line; `leader` is who an `IsolateLeader` isolates.
+    fn route_words(&self, nodes: &[String], leader: Option<usize>) -> String {
+        let name = |i: &usize| nodes[*i].clone();
+        let names = |v: &Vec<usize>| v.iter().map(name).collect::<Vec<_>>().join(",");
+        match self {
+            Action::Partition { groups, label } => format!(
+                "fault partition ({label}) {}",
+                groups
+                    .iter()
+                    .map(|g| format!("[{}]", names(g)))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
+            Action::IsolateLeader { fallback } => format!(
+                "fault partition (isolate leader) [{}]",
+                name(&leader.unwrap_or(*fallback))
+            ),
+            Action::Bridge { a, b, bridge } => format!(
+                "fault partition (bridge {}) [{}] | [{}]",
+                name(bridge),
+                names(a),
+                names(b)
+            ),
+            Action::OneWay { from, to } => format!("fault one-way cut [{}] -> [{}]", names(from), names(to)),
+            Action::Cut(links) => format!(
+                "fault cut {}",
+                links
+                    .iter()
+                    .map(|(a, b)| format!("{}->{}", name(a), name(b)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            _ => String::new(),
+        }
+    }
+
+    /// A targeted message fault as a trace line.
+    fn message_words(&self, nodes: &[String]) -> String {
+        let Action::Message {
+            fault,
+            from,
+            to,
+            kind,
+            nth,
+        } = self
+        else {
+            return String::new();
+        };
+        let what = match fault {
+            crate::scenario::MessageFault::Drop => "drop",
+            crate::scenario::MessageFault::Delay => "delay",
+            crate::scenario::MessageFault::Duplicate => "duplicate",
+        };
+        let which = if *nth > 0 { format!(" #{nth}") } else { String::new() };
+        format!("fault {what} {}{which} {}->{}", kind.name(), nodes[*from], nodes[*to])
     }
 }

@@ -85,30 +85,7 @@ pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let opts = CheckOptions {
-        nodes: a.nodes as usize,
-        depth: a.depth,
-        budget: a.budget,
-        faults: if a.faults.is_empty() {
-            FaultClass::DEFAULT.to_vec()
-        } else {
-            a.faults.clone()
-        },
-        bug: a.bug,
-        lease: a.lease,
-        beat: a.beat,
-        drift_ppm: a.drift_ppm,
-        exact_clocks: a.exact_clocks,
-        clocks: (!a.clocks.is_empty()).then(|| a.clocks.clone()),
-        seeds: a.seeds,
-        jobs: a
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        misconfigured_size: a.misconfigured_size,
-        misconfigured_lease: a.misconfigured_lease,
-        liveness: !a.no_liveness,
-        max_states: a.max_states,
-    };
+    let opts = options(a);
     let r = check(&opts);
     let secs = r.wall.as_secs_f64();
     println!(
@@ -155,5 +132,33 @@ pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// The check the arguments ask for.
+fn options(a: &CheckArgs) -> CheckOptions {
+    CheckOptions {
+        nodes: a.nodes as usize,
+        depth: a.depth,
+        budget: a.budget,
+        faults: if a.faults.is_empty() {
+            FaultClass::DEFAULT.to_vec()
+        } else {
+            a.faults.clone()
+        },
+        bug: a.bug,
+        lease: a.lease,
+        beat: a.beat,
+        drift_ppm: a.drift_ppm,
+        exact_clocks: a.exact_clocks,
+        clocks: (!a.clocks.is_empty()).then(|| a.clocks.clone()),
+        seeds: a.seeds,
+        jobs: a
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        misconfigured_size: a.misconfigured_size,
+        misconfigured_lease: a.misconfigured_lease,
+        liveness: !a.no_liveness,
+        max_states: a.max_states,
     }
 }
