@@ -400,8 +400,16 @@ impl Fabric {
         let Some(q) = g.quantum else { return false };
         let mut copies = std::mem::take(&mut g.servers[to].queue).into_vec();
         copies.sort_by(|a, b| b.cmp(a));
+        // Only copies its subscribers take count: in quantised time a server also queues what
+        // is addressed to another agent's inbox, which reaches no one there.
+        let subs = &g.servers[to].subs;
         let found = (0..copies.len())
-            .filter(|k| copies[*k].from == from && MessageKind::of_subject(&copies[*k].msg.subject) == Some(kind))
+            .filter(|k| {
+                let c = &copies[*k];
+                c.from == from
+                    && MessageKind::of_subject(&c.msg.subject) == Some(kind)
+                    && subs.has_interest(&c.msg.subject)
+            })
             .nth(nth);
         let Some(k) = found else {
             g.servers[to].queue = copies.into();
@@ -902,6 +910,12 @@ mod tests {
                 req(1).await;
                 req(2).await;
                 req(3).await;
+                // An answer for another agent's inbox: queued on server 1 too (interest is
+                // judged on arrival in quantised time), but nobody there takes it.
+                f.client(0)
+                    .publish("p.lease.reply.n2.1.a", None, Bytes::from(vec![9]))
+                    .await
+                    .unwrap();
                 madsim::time::sleep(Duration::from_millis(80)).await;
                 assert_eq!(payloads(&mut far), Vec::<u8>::new(), "not before the boundary");
                 let (request, reply) = (MessageKind::Request, MessageKind::Reply);
