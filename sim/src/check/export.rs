@@ -29,7 +29,7 @@ impl Counterexample {
         scn.membership.beat = Some(Dur(opts.beat));
         scn.membership.max_drift_ppm = Some(opts.drift_ppm);
         scn.membership.bug = opts.bug;
-        scn.network.tick = Some(Dur(opts.beat));
+        scn.network.tick = Some(Dur(opts.tick.unwrap_or(opts.beat)));
         scn.node = self
             .drift_ppm
             .iter()
@@ -92,6 +92,9 @@ fn command_line(opts: &CheckOptions, clocks: &[i64], seed: u64) -> String {
         opts.beat,
         opts.drift_ppm
     );
+    if let Some(t) = opts.tick {
+        c.push_str(&format!(" --tick {t:?}"));
+    }
     if let Some(b) = opts.bug {
         c.push_str(&format!(" --bug {}", b.name()));
     }

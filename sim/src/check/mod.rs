@@ -110,8 +110,11 @@ pub struct CheckOptions {
     pub bug: Option<Bug>,
     /// The lease time.
     pub lease: Duration,
-    /// The heartbeat period, which is also the tick.
+    /// The heartbeat period.
     pub beat: Duration,
+    /// True time per tick: a message arrives at the next tick boundary (`None`: the beat).
+    /// A finer tick shows errors smaller than a beat's latency, at the price of depth.
+    pub tick: Option<Duration>,
     /// The drift bound (ppm); each node's clock runs at −bound or +bound (every assignment).
     pub drift_ppm: u32,
     /// Also let clocks run exactly (each node at −bound, 0 or +bound: 3ⁿ assignments, not 2ⁿ).
@@ -144,6 +147,7 @@ impl Default for CheckOptions {
             bug: None,
             lease: Duration::from_millis(600),
             beat: Duration::from_millis(100),
+            tick: None,
             drift_ppm: 50_000,
             exact_clocks: false,
             clocks: None,
@@ -395,7 +399,7 @@ fn setup(opts: &CheckOptions) -> Setup {
     Setup {
         seed: 0,
         cfgs,
-        tick_ns: u64::try_from(opts.beat.as_nanos()).unwrap_or(u64::MAX),
+        tick_ns: u64::try_from(opts.tick.unwrap_or(opts.beat).as_nanos()).unwrap_or(u64::MAX),
     }
 }
 

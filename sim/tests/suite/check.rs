@@ -93,6 +93,15 @@ fn each_planted_bug_the_checker_reaches_is_found_replays_and_is_clean_without_it
         (Bug::LeaseFromGrant, case(20, 3, &[Delay, Partition], 600, 50_000)),
         (Bug::AcceptStaleReplies, case(20, 3, &[Delay, Partition], 600, slow)),
         (Bug::UncheckedRanges, case(10, 1, &[Forge], 600, slow)),
+        // Its error, the drift margin, is smaller than a beat's latency: a finer tick shows it.
+        (
+            Bug::IgnoreDrift,
+            CheckOptions {
+                tick: Some(Duration::from_millis(20)),
+                clocks: Some(vec![slow, 50_000, 50_000]),
+                ..case(200, 1, &[Partition], 2000, slow)
+            },
+        ),
     ];
     for (bug, opts) in cases {
         let clean = check(&opts);

@@ -481,4 +481,7 @@ fn check_exits_0_when_clean_1_with_a_counterexample_and_2_on_a_bad_flag() {
     let out = sim(&["check", "--nodes", "3", "--clocks", "1,2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("one per node"));
+    let out = sim(&["check", "--tick", "1ms"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 5ms"));
 }

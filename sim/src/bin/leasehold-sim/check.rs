@@ -29,9 +29,13 @@ pub(crate) struct CheckArgs {
     /// Lease time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "600ms")]
     lease: Duration,
-    /// Heartbeat period: also the tick of true time.
+    /// Heartbeat period.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     beat: Duration,
+    /// True time per tick, at least 5 ms: a message arrives at the next tick boundary (default:
+    /// the beat). A finer tick shows errors smaller than a beat's latency, at the price of depth.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    tick: Option<Duration>,
     /// Drift bound (ppm): each clock runs at minus it or plus it (every assignment).
     #[arg(long, default_value_t = 50_000)]
     drift_ppm: u32,
@@ -77,6 +81,10 @@ fn parse_bug(s: &str) -> Result<Bug, String> {
 
 /// Runs the check and prints its figures and any counterexample.
 pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
+    if a.tick.is_some_and(|t| t < Duration::from_millis(5)) {
+        eprintln!("error: --tick must be at least 5ms (a tick holds its arrivals and its steps)");
+        return ExitCode::from(2);
+    }
     if !a.clocks.is_empty() && a.clocks.len() != a.nodes as usize {
         eprintln!(
             "error: --clocks gives {} rates for {} nodes: one per node",
@@ -149,6 +157,7 @@ fn options(a: &CheckArgs) -> CheckOptions {
         bug: a.bug,
         lease: a.lease,
         beat: a.beat,
+        tick: a.tick,
         drift_ppm: a.drift_ppm,
         exact_clocks: a.exact_clocks,
         clocks: (!a.clocks.is_empty()).then(|| a.clocks.clone()),
