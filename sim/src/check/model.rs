@@ -44,7 +44,7 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
-    /// The boundary of `tick`: when its timers fire.
+    /// The boundary of `tick` (true ns).
     fn now(&self, tick: u64) -> u128 {
         u128::from(tick) * u128::from(self.tick_ns)
     }

@@ -12,7 +12,7 @@ pub(crate) struct CheckArgs {
     /// Agents in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
     nodes: u64,
-    /// Steps per path (ticks of one beat, and faults); 16 covers an election, the leader's
+    /// Steps per path (ticks and faults); 16 covers an election, the leader's
     /// crash, its restart and quarantine, and a lease held again, with three agents.
     #[arg(long, default_value_t = 16)]
     depth: u32,
