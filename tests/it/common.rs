@@ -34,11 +34,13 @@ pub(crate) fn nats_server_bin() -> PathBuf {
 
 /// A port no other test of this process uses (a counter, not the OS's ephemeral pick: a
 /// restarted server must get its port back while its neighbours run), checked free now.
+/// Below Linux's ephemeral range (32768 and up), so that no outgoing connection takes it
+/// while its server is down.
 pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     loop {
-        let base = 20_000 + (std::process::id() % 500) as u16 * 40;
+        let base = 20_000 + (std::process::id() % 300) as u16 * 40;
         let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 40;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;

@@ -159,10 +159,11 @@ impl Cluster {
         self.nodes[i].server = Some(p);
         if !procs::wait_for_port(self.nodes[i].client_port, Duration::from_secs(10)) {
             return Err(format!(
-                "nats-server {} did not listen on 127.0.0.1:{} (log: {})",
+                "nats-server {} did not listen on 127.0.0.1:{} (log: {}, ending:\n{})",
                 self.nodes[i].id,
                 self.nodes[i].client_port,
-                log.display()
+                log.display(),
+                procs::log_tail(&log, 5)
             ));
         }
         Ok(())

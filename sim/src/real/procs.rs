@@ -212,14 +212,40 @@ fn collect(from: impl std::io::Read + Send + 'static, node: usize, inc: u64, eve
     });
 }
 
+/// The loopback ports the runner hands to servers: below Linux's ephemeral range (32768 and
+/// up), so that no outgoing connection of any process takes one as its own port between the
+/// reservation and the server's bind, or while a killed server is down before its restart.
+const PORTS: std::ops::Range<u16> = 10_000..32_000;
+
 /// `n` free loopback ports, each held by a listener until the caller drops it (so that no
-/// other bind of this process, such as a proxy's, takes it meanwhile).
+/// other bind of this process, such as a proxy's, takes it meanwhile). A process-wide cursor
+/// (started at an offset drawn from the process id) never hands a port out twice, so runs
+/// in parallel threads do not race for one.
 pub fn reserve_ports(n: usize) -> Result<Vec<(u16, std::net::TcpListener)>, String> {
-    (0..n)
-        .map(|_| {
-            let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free port: {e}"))?;
-            let port = l.local_addr().map_err(|e| e.to_string())?.port();
-            Ok((port, l))
-        })
-        .collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..span {
+        if out.len() == n {
+            break;
+        }
+        let k = (offset + NEXT.fetch_add(1, Ordering::SeqCst)) % span;
+        let port = PORTS.start + k as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            out.push((port, l));
+        }
+    }
+    if out.len() < n {
+        return Err(format!("no {n} free loopback ports in {}..{}", PORTS.start, PORTS.end));
+    }
+    Ok(out)
+}
+
+/// The last lines of the log at `path` (what a server said before it failed).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
