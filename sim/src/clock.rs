@@ -185,7 +185,8 @@ impl ClockModel {
             preempt: None,
             read: None,
             host: None,
-            wall_offset: wall_offset_ns,
+            // The monotonic origin is the host's uptime, nothing the wall clock shares.
+            wall_offset: wall_offset_ns - origin.as_nanos() as i128,
             stale: std::cell::Cell::new(false),
         }
     }
@@ -985,6 +986,25 @@ mod tests {
         m.begin_read(9);
         assert_eq!((m.kernel_time(), m.kernel_time()), (Some(9), Some(9)), "not preempted");
         assert_eq!(m.preempt, None);
+    }
+
+    /// Two hosts up for different times, their wall clocks set alike, read one wall time (as
+    /// two real machines synchronised by NTP do), whatever their monotonic clocks read; an
+    /// offset shows as itself.
+    #[test]
+    fn wall_clocks_do_not_depend_on_the_monotonic_origin() {
+        let a = ClockModel::new(Duration::from_secs(955), 0, 0);
+        let b = ClockModel::new(Duration::from_secs(295), 0, 0);
+        let c = ClockModel::new(Duration::from_secs(17), 0, 250_000_000);
+        let t = 3_000_000_000;
+        assert_ne!(a.local_at(t), b.local_at(t));
+        assert_eq!(a.wall_at(t), b.wall_at(t));
+        let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_EPOCH_SECS);
+        assert_eq!(a.wall_at(t), epoch + Duration::from_secs(3));
+        assert_eq!(
+            c.wall_at(t).duration_since(a.wall_at(t)).unwrap(),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

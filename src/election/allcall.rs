@@ -21,7 +21,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// One agent's `allcall` election state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AllcallElection {
     my_loc: AgentLoc,
     lease_time: Duration,
@@ -97,6 +97,29 @@ impl AllcallElection {
         if !self.stopped {
             insert_sorted(&mut self.collected, loc.without_lease());
         }
+    }
+
+    /// Feeds the state that changes to `h`: two machines of one configuration that feed the
+    /// same values behave the same from here on. For the model checker, which hashes states
+    /// rather than storing them. Every field is named, so a new one cannot be forgotten here.
+    #[doc(hidden)]
+    pub fn fingerprint(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        let AllcallElection {
+            // Fixed by the configuration.
+            my_loc: _,
+            lease_time: _,
+            max_clock_skew: _,
+            beat: _,
+            leader,
+            collected,
+            prev_members,
+            next_beat,
+            claimed,
+            stopped,
+            rejected,
+        } = self;
+        (leader, collected, prev_members, next_beat, claimed, stopped, rejected).hash(h);
     }
 
     /// Answers dropped so far because a value was out of range.

@@ -25,6 +25,7 @@ impl Counterexample {
         );
         scn.seeds = 1;
         scn.first_seed = self.seed;
+        scn.algorithm = opts.algorithm;
         scn.membership.lease = Some(Dur(opts.lease));
         scn.membership.beat = Some(Dur(opts.beat));
         scn.membership.max_drift_ppm = Some(opts.drift_ppm);
@@ -92,6 +93,9 @@ fn command_line(opts: &CheckOptions, clocks: &[i64], seed: u64) -> String {
         opts.beat,
         opts.drift_ppm
     );
+    if opts.algorithm == leasehold::Algorithm::Allcall {
+        c.push_str(" --algorithm allcall");
+    }
     if let Some(t) = opts.tick {
         c.push_str(&format!(" --tick {t:?}"));
     }

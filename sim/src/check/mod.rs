@@ -12,9 +12,10 @@
 //! that the simulator replays step for step ([`Counterexample::scenario`]).
 
 mod export;
+mod machine;
 mod model;
 
-use leasehold::{Bug, BugKnobs, MembershipCfg};
+use leasehold::{Algorithm, Bug, BugKnobs, MembershipCfg};
 use model::{Restart, Setup, State, Step};
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
@@ -100,6 +101,9 @@ impl FaultClass {
 pub struct CheckOptions {
     /// Agents in the cluster.
     pub nodes: usize,
+    /// The election algorithm the agents run (`allcall` keeps no state file: no wipe or
+    /// rollback strikes it).
+    pub algorithm: Algorithm,
     /// Steps per path (ticks and faults).
     pub depth: u32,
     /// Faults per path at most.
@@ -141,6 +145,7 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             nodes: 3,
+            algorithm: Algorithm::Lease,
             depth: 16,
             budget: 2,
             faults: FaultClass::DEFAULT.to_vec(),
@@ -353,6 +358,36 @@ fn explore(opts: &CheckOptions, seed: u64, ppm: &[i64]) -> CheckReport {
 
 /// The ticks a leaf is given to elect once the faults stop: long enough for a quarantine, a
 /// promise to run out, a campaign and its answers.
+/// The cuts possible from `s`: one process that runs, isolated; or a minority of the
+/// processes (with an even count, a half: the half with p0, so that no cut is counted twice),
+/// some running on either side, cut from the rest (the split that keeps a majority apart from
+/// a minority that still talks among itself). A larger cut never parts a clone from its
+/// twin: the identity guarantee holds for twins that can hear each other, and twins on two
+/// sides, each with other agents, count one identity on both (with three agents each side
+/// then has a majority as its members count it: the checker finds that at once).
+fn cuts(s: &State) -> impl Iterator<Item = Step> + '_ {
+    let n = s.procs.len();
+    let up = |side: u64| model::members(side).any(|p| s.procs[p].up());
+    let twins_apart = move |side: u64| {
+        (0..n).any(|p| (p + 1..n).any(|q| s.procs[p].node == s.procs[q].node && (side >> p) & 1 != (side >> q) & 1))
+    };
+    (1u64..(1 << n))
+        .filter(move |&side| {
+            let size = side.count_ones() as usize;
+            let rest = ((1u64 << n) - 1) & !side;
+            if size > 1 && twins_apart(side) {
+                return false;
+            }
+            match size {
+                1 => up(side),
+                _ if 2 * size < n => up(side) && up(rest),
+                _ if 2 * size == n => side & 1 == 1 && (up(side) || up(rest)),
+                _ => false,
+            }
+        })
+        .map(Step::Cut)
+}
+
 fn settle_ticks(opts: &CheckOptions, setup: &Setup) -> u64 {
     ((3 * opts.lease.as_nanos() + 10 * opts.beat.as_nanos()) / u128::from(setup.tick_ns)) as u64
 }
@@ -379,6 +414,7 @@ fn setup(opts: &CheckOptions) -> Setup {
             c.id = format!("n{i}");
             c.my_rank = i as i64;
             c.cluster_size = opts.nodes;
+            c.algorithm = opts.algorithm;
             c.lease_time = opts.lease;
             c.beat = opts.beat;
             // The simulator's rule (`[membership] beat`), so a counterexample replays there.
@@ -449,7 +485,7 @@ impl Explorer<'_> {
         for (p, proc) in s.procs.iter().enumerate().filter(|(_, p)| !p.up()) {
             v.push(Step::Restart(p, Restart::Keep));
             let tolerance = self.setup.cfgs[proc.node].loss_tolerance() as u32;
-            if s.losses < tolerance {
+            if s.losses < tolerance && self.opts.algorithm == Algorithm::Lease {
                 if has(FaultClass::Wipe) {
                     v.push(Step::Restart(p, Restart::Wipe));
                 }
@@ -459,14 +495,14 @@ impl Explorer<'_> {
             }
         }
         // A cut may heal at any moment.
-        if s.isolated.is_some() {
+        if s.cut.is_some() {
             v.push(Step::Heal);
         }
         if s.faults >= self.opts.budget {
             return v;
         }
-        if has(FaultClass::Partition) && s.isolated.is_none() {
-            v.extend((0..s.procs.len()).filter(|p| s.procs[*p].up()).map(Step::Isolate));
+        if has(FaultClass::Partition) && s.cut.is_none() {
+            v.extend(cuts(s));
         }
         if has(FaultClass::Forge) {
             v.extend((0..model::FORGED_KINDS).map(Step::Forge));
@@ -512,7 +548,7 @@ impl Explorer<'_> {
         let mut s = s.clone();
         let mut tail = Vec::new();
         let mut ends = Vec::new();
-        if s.isolated.is_some() {
+        if s.cut.is_some() {
             ends.push(Step::Heal);
         }
         ends.extend(

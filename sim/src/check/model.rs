@@ -6,11 +6,12 @@
 //! timer fires when its process's clock reaches it, as the simulator's driver sleeps. Faults
 //! strike just after a boundary. Claims are judged as they are made, in true time.
 
+use super::machine::{Machine, ALLREPLY};
 use super::Violation;
 use crate::quantum::Quantum;
 use crate::scenario::{MessageAt, MessageKind, RollbackAt, Step as ScenarioStep};
-use leasehold::election::{LeaseElection, Notice, Output, Publish};
-use leasehold::wire::{Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest};
+use leasehold::election::{Notice, Output, Publish};
+use leasehold::wire::{AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest};
 use leasehold::{ClusterState, Durable, MembershipCfg};
 use std::fmt;
 use std::hash::Hasher;
@@ -84,7 +85,7 @@ pub(crate) struct Claim {
 pub(crate) struct Proc {
     /// Whose identity and configuration it runs.
     pub(crate) node: usize,
-    machine: Option<LeaseElection>,
+    machine: Option<Machine>,
     saves: Vec<Durable>,
     /// The number of each save kept (0: its first ever), as the simulator's disk counts them;
     /// not part of the fingerprint (it changes nothing the process does).
@@ -147,6 +148,10 @@ pub(crate) enum Body {
     Release(LeaseRelease),
     Recover(LeaseRecover),
     Recovered(LeaseRecovered),
+    /// `allcall`: the call every agent answers (with the caller's recorded leader).
+    Allcall(AgentLoc),
+    /// `allcall`: an answer, which every agent hears.
+    Allreply(AgentLoc),
 }
 
 impl Body {
@@ -159,6 +164,8 @@ impl Body {
             Body::Release(_) => MessageKind::Release,
             Body::Recover(_) => MessageKind::Recover,
             Body::Recovered(_) => MessageKind::Recovered,
+            Body::Allcall(_) => MessageKind::Allcall,
+            Body::Allreply(_) => MessageKind::Allreply,
         }
     }
 }
@@ -219,12 +226,19 @@ pub(crate) enum Step {
     Restart(usize, Restart),
     /// A second process with node `p`'s identity and a copy of its state file starts.
     Clone(usize),
-    /// Process `p` is cut off: what it sends and what is sent to it is lost until the heal.
-    Isolate(usize),
+    /// The processes of this set (a bit per process) are cut off from the others: what
+    /// crosses the cut is lost until the heal. One process alone is isolated; a larger set is
+    /// a minority (or, with an even count, a half) cut from the rest.
+    Cut(u64),
     /// The cut ends.
     Heal,
     /// A stranger publishes the forger's message number `k` through a node's server.
     Forge(u64),
+}
+
+/// The processes in the set `side` (a bit per process), lowest first.
+pub(crate) fn members(side: u64) -> impl Iterator<Item = usize> {
+    (0..64).filter(move |p| (side >> p) & 1 == 1)
 }
 
 /// The state of the whole model.
@@ -240,8 +254,8 @@ pub(crate) struct State {
     pub(crate) faults: u32,
     /// State files lost or rolled back so far.
     pub(crate) losses: u32,
-    /// The process cut off, if any.
-    pub(crate) isolated: Option<usize>,
+    /// The processes cut off from the others (a bit per process), if any.
+    pub(crate) cut: Option<u64>,
     /// The highest token claimed so far, and by which process and incarnation.
     top: Option<(u64, usize, u64)>,
     /// The first broken invariant.
@@ -272,7 +286,7 @@ impl State {
             msgs: Vec::new(),
             faults: 0,
             losses: 0,
-            isolated: None,
+            cut: None,
             top: None,
             violation: None,
         };
@@ -286,14 +300,11 @@ impl State {
     pub(crate) fn fingerprint(&self) -> u64 {
         use std::hash::Hash;
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.tick, self.faults, self.losses, self.isolated, self.top).hash(&mut h);
+        (self.tick, self.faults, self.losses, self.cut, self.top).hash(&mut h);
         for p in &self.procs {
             (p.node, p.ppm, p.starts, p.fire, p.claim, &p.saves).hash(&mut h);
             match &p.machine {
-                Some(m) => {
-                    h.write_u8(1);
-                    m.fingerprint(&mut h);
-                }
+                Some(m) => m.fingerprint(&mut h),
                 None => h.write_u8(0),
             }
         }
@@ -353,11 +364,11 @@ impl State {
                 self.boot(setup, q, stored, ClusterState::Existing);
                 self.faults += 1;
             }
-            Step::Isolate(p) => {
-                self.isolated = Some(p);
+            Step::Cut(side) => {
+                self.cut = Some(side);
                 self.faults += 1;
             }
-            Step::Heal => self.isolated = None,
+            Step::Heal => self.cut = None,
             Step::Forge(k) => {
                 self.forge(setup, k);
                 self.faults += 1;
@@ -377,7 +388,11 @@ impl State {
             Step::Restart(p, Restart::Wipe) => format!("restart p{p} with its file wiped"),
             Step::Restart(p, Restart::Rollback(j)) => format!("restart p{p} with its file rolled back to save {j}"),
             Step::Clone(p) => format!("clone p{p} (a second process with its id and a copy of its file)"),
-            Step::Isolate(p) => format!("isolate p{p}"),
+            Step::Cut(side) if side.count_ones() == 1 => format!("isolate p{}", side.trailing_zeros()),
+            Step::Cut(side) => {
+                let ps: Vec<String> = members(side).map(|p| format!("p{p}")).collect();
+                format!("cut {} from the rest", ps.join(" "))
+            }
             Step::Heal => "heal".into(),
             Step::Forge(k) => format!("forge #{k}"),
         }
@@ -432,10 +447,10 @@ impl State {
                     "the clone of p{p} shares its ID: no scenario step names it apart"
                 ))
             }
-            Step::Isolate(p) => {
-                let me = node(p)?;
-                let rest: Vec<String> = ids.iter().filter(|id| **id != me).cloned().collect();
-                vec![ScenarioStep::Partition(vec![vec![me], rest])]
+            Step::Cut(side) => {
+                let cut = members(side).map(node).collect::<Result<Vec<_>, _>>()?;
+                let rest: Vec<String> = ids.iter().filter(|id| !cut.contains(id)).cloned().collect();
+                vec![ScenarioStep::Partition(vec![cut, rest])]
             }
             Step::Heal => vec![ScenarioStep::Heal],
             Step::Forge(k) => vec![ScenarioStep::Forge(k)],
@@ -477,10 +492,15 @@ impl State {
             };
             if proc.node == from {
                 self.deliver(setup, m, now);
-            } else if !self.isolated.is_some_and(|x| x == q || self.procs[x].node == from) {
+            } else if !self.apart(q, from) {
                 self.msgs.push(m);
             }
         }
+    }
+
+    /// Whether the cut separates processes `p` and `q`.
+    pub(crate) fn apart(&self, p: usize, q: usize) -> bool {
+        self.cut.is_some_and(|side| (side >> p) & 1 != (side >> q) & 1)
     }
 
     /// The processes holding a lease now.
@@ -489,7 +509,7 @@ impl State {
         (0..self.procs.len())
             .filter(|p| {
                 let p = &self.procs[*p];
-                p.machine.as_ref().is_some_and(|m| m.held(p.local(now)).is_some())
+                p.machine.as_ref().is_some_and(|m| m.holds(p.local(now)))
             })
             .collect()
     }
@@ -512,10 +532,10 @@ impl State {
             if p < setup.cfgs.len() { proc.node } else { p + 1000 },
             proc.starts,
         );
-        let (m, out) = LeaseElection::new(&cfg, stored, proc.local(now), seed);
+        let (m, out) = Machine::start(&cfg, stored, proc.local(now), seed);
         proc.machine = Some(m);
         proc.arm(now);
-        self.carry_out(p, out, setup.due_after(now));
+        self.carry_out(setup, p, out, now);
     }
 
     fn crash(&mut self, setup: &Setup, p: usize) {
@@ -560,16 +580,16 @@ impl State {
     /// Process `p`'s timer fires at true time `now`.
     fn fire(&mut self, setup: &Setup, p: usize, now: u128) {
         let proc = &mut self.procs[p];
-        let local = proc.local(now);
+        let (local, origin) = (proc.local(now), proc.local(0));
         let Some(machine) = proc.machine.as_mut() else { return };
         let out = if local >= machine.next_wakeup() {
-            machine.tick(local)
+            machine.tick(local, origin)
         } else {
             Vec::new()
         };
         // The driver sleeps anew after every wake-up.
         proc.arm(now);
-        self.carry_out(p, out, setup.due_after(now));
+        self.carry_out(setup, p, out, now);
     }
 
     fn deliver(&mut self, setup: &Setup, m: Msg, now: u128) {
@@ -578,23 +598,18 @@ impl State {
         let Some(machine) = proc.machine.as_mut() else { return };
         let before = machine.next_wakeup();
         let inbox = format!("p{}", m.from);
-        let out = match m.body {
-            Body::Heartbeat(hb) => machine.on_heartbeat(local, &hb),
-            Body::Request(r) => machine.on_request(local, r, inbox),
-            Body::Reply(r) => machine.on_reply(local, r),
-            Body::Release(r) => machine.on_release(local, r),
-            Body::Recover(r) => machine.on_recover(local, r, inbox),
-            Body::Recovered(a) => machine.on_recovered(local, a),
-        };
+        let out = machine.on(local, m.body, inbox);
         // The driver keeps its sleep while the wake-up stays where it was.
         if machine.next_wakeup() != before {
             proc.arm(now);
         }
-        self.carry_out(m.to, out, setup.due_after(now));
+        self.carry_out(setup, m.to, out, now);
     }
 
-    /// Carries out process `p`'s outputs, in order; what it sends arrives at tick `due`.
-    fn carry_out(&mut self, p: usize, out: Vec<Output>, due: u64) {
+    /// Carries out process `p`'s outputs at true time `now`, in order: what it sends arrives
+    /// at the next boundary (a copy it hears itself, at once).
+    fn carry_out(&mut self, setup: &Setup, p: usize, out: Vec<Output>, now: u128) {
+        let due = setup.due_after(now);
         for o in out {
             match o {
                 Output::Persist(d) => {
@@ -607,7 +622,11 @@ impl State {
                         proc.save_nos.remove(0);
                     }
                 }
-                Output::Publish(pb) => self.publish(p, pb, due),
+                Output::Publish(pb) => {
+                    if let Some(own) = self.publish(p, pb, due) {
+                        self.deliver(setup, own, now);
+                    }
+                }
                 Output::Notice(n) => self.notice(p, n),
             }
         }
@@ -615,12 +634,15 @@ impl State {
 
     /// Sends what `p` publishes to every process it reaches: not across a cut (decided as it
     /// is sent, as NATS routes do), not to a process that is down (its server has no interest).
-    fn publish(&mut self, p: usize, pb: Publish, due: u64) {
+    /// Returns the copy `p` hears itself, if it listens on that subject (an `allcall` agent
+    /// hears every allcall and answer, its own through its own server at once, as in the
+    /// simulator; a `lease` agent ignores its own, which the model does not send).
+    fn publish(&mut self, p: usize, pb: Publish, due: u64) -> Option<Msg> {
         let reach: Vec<bool> = (0..self.procs.len())
             // (A process not started yet starts in this same first instant.)
             .map(|q| {
                 let proc = &self.procs[q];
-                q != p && (proc.up() || proc.starts == 0) && !self.isolated.is_some_and(|x| x == p || x == q)
+                q != p && (proc.up() || proc.starts == 0) && !self.apart(p, q)
             })
             .collect();
         let to_all = |body: Body, msgs: &mut Vec<Msg>| {
@@ -661,16 +683,35 @@ impl State {
                     });
                 }
             }
-            // Membership reports and allcall messages change nothing a lease agent decides.
-            Publish::Report(..) | Publish::Allcall(_) | Publish::Pong { .. } => {}
+            Publish::Allcall(loc) => {
+                to_all(Body::Allcall(loc.clone()), &mut self.msgs);
+                return Some(Msg {
+                    from: p,
+                    to: p,
+                    due,
+                    body: Body::Allcall(loc),
+                });
+            }
+            Publish::Pong { to, loc } if to == ALLREPLY => {
+                to_all(Body::Allreply(loc.clone()), &mut self.msgs);
+                return Some(Msg {
+                    from: p,
+                    to: p,
+                    due,
+                    body: Body::Allreply(loc),
+                });
+            }
+            // Membership reports change nothing an agent decides.
+            Publish::Report(..) | Publish::Pong { .. } => {}
         }
+        None
     }
 
     /// Judges a claim as it is made: no two processes' claims overlap in true time, and a
     /// new lease's token is above every token claimed before.
     fn notice(&mut self, p: usize, n: Notice) {
         let proc = &self.procs[p];
-        let inc = proc.machine.as_ref().map_or(0, |m| m.me().inc);
+        let inc = proc.machine.as_ref().map_or(0, |m| m.inc(proc.starts));
         match n {
             Notice::Claim { token, from, until } => {
                 let (from, until) = (proc.true_at(from), proc.true_at(until));

@@ -373,7 +373,7 @@ pub enum MessageFault {
     Duplicate,
 }
 
-/// The kinds of election message a targeted fault can name (the `lease` algorithm's).
+/// The kinds of election message a targeted fault can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
@@ -389,6 +389,10 @@ pub enum MessageKind {
     Recover,
     /// An answer to that question.
     Recovered,
+    /// `allcall`: the call every agent answers.
+    Allcall,
+    /// `allcall`: an answer, which every agent hears.
+    Allreply,
 }
 
 impl MessageKind {
@@ -401,6 +405,8 @@ impl MessageKind {
             MessageKind::Release => "release",
             MessageKind::Recover => "recover",
             MessageKind::Recovered => "recovered",
+            MessageKind::Allcall => "allcall",
+            MessageKind::Allreply => "allreply",
         }
     }
 
@@ -418,7 +424,16 @@ impl MessageKind {
         .into_iter()
         .find(|(part, _)| subject.contains(part))
         .map(|(_, k)| k)
-        .or_else(|| subject.ends_with("hb").then_some(MessageKind::Heartbeat))
+        .or_else(|| {
+            [
+                ("hb", MessageKind::Heartbeat),
+                ("allcall", MessageKind::Allcall),
+                ("allreply", MessageKind::Allreply),
+            ]
+            .into_iter()
+            .find(|(end, _)| subject.ends_with(end))
+            .map(|(_, k)| k)
+        })
     }
 }
 

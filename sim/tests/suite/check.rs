@@ -26,6 +26,20 @@ fn shown(r: &CheckReport) -> String {
 /// kind of violation, at the tick the checker found it), and only because of the bug: the
 /// same schedule without it is clean.
 fn replays(c: &Counterexample, opts: &CheckOptions) {
+    let scn = fails_the_simulator(c, opts);
+    let mut clean = scn.clone();
+    clean.membership.bug = None;
+    let r = run_seed(&clean, c.seed, "counterexample.toml");
+    assert!(
+        r.violations.is_empty(),
+        "the same schedule without the bug is clean: {:?}",
+        r.violations
+    );
+}
+
+/// The counterexample, written as a scenario, fails the simulator the same way: the same
+/// kind of violation, within a tick of where the checker found it. Returns the scenario.
+fn fails_the_simulator(c: &Counterexample, opts: &CheckOptions) -> Scenario {
     let text = c
         .scenario(opts)
         .unwrap_or_else(|e| panic!("no scenario: {e}\n{}", c.render()));
@@ -44,14 +58,7 @@ fn replays(c: &Counterexample, opts: &CheckOptions) {
         at.abs_diff(found) <= 100_000_000,
         "found by the checker at {found} ns, by the simulator at {at} ns"
     );
-    let mut clean = scn.clone();
-    clean.membership.bug = None;
-    let r = run_seed(&clean, c.seed, "counterexample.toml");
-    assert!(
-        r.violations.is_empty(),
-        "the same schedule without the bug is clean: {:?}",
-        r.violations
-    );
+    scn
 }
 
 #[test]
@@ -93,6 +100,16 @@ fn each_planted_bug_the_checker_reaches_is_found_replays_and_is_clean_without_it
         (Bug::LeaseFromGrant, case(20, 3, &[Delay, Partition], 600, 50_000)),
         (Bug::AcceptStaleReplies, case(20, 3, &[Delay, Partition], 600, slow)),
         (Bug::UncheckedRanges, case(10, 1, &[Forge], 600, slow)),
+        // Its fake majority counts one granter's answers to the resent request: two agents cut
+        // from three need no duplicated message.
+        (
+            Bug::CountDuplicateGrants,
+            CheckOptions {
+                nodes: 5,
+                clocks: Some(vec![slow; 5]),
+                ..case(12, 1, &[Partition], 600, slow)
+            },
+        ),
         // Its error, the drift margin, is smaller than a beat's latency: a finer tick shows it.
         (
             Bug::IgnoreDrift,
@@ -210,5 +227,35 @@ fn the_result_does_not_depend_on_the_number_of_threads() {
             (two.explored, two.distinct, two.leaves)
         );
         assert_eq!(shown(&one), shown(&two));
+    }
+}
+
+/// `allcall`, hnatsd's algorithm, allows two leaders by design, and the checker shows each way
+/// its design allows them, each replayed by the simulator: clocks that drift apart at the
+/// start (the fast agent's first beat ends before the others' answers arrive, and it elects
+/// itself), a crash and restart, and, with exact clocks, a cut longer than a lease. With exact
+/// clocks and no fault it keeps one leader.
+#[test]
+fn allcall_shows_two_leaders_where_its_design_allows_them_and_one_in_a_calm_cluster() {
+    use leasehold::Algorithm;
+    use FaultClass::*;
+    let allcall = |depth, budget, faults: &[FaultClass], drift_ppm| CheckOptions {
+        algorithm: Algorithm::Allcall,
+        drift_ppm,
+        ..with(depth, budget, faults)
+    };
+    let calm = check(&allcall(24, 0, &[], 0));
+    assert!(calm.counterexample.is_none() && calm.exhaustive, "{}", shown(&calm));
+    for (what, opts) in [
+        ("drifting clocks", allcall(14, 0, &[], 50_000)),
+        ("a crash", allcall(14, 1, &[Crash], 0)),
+        ("a cut", allcall(30, 1, &[Partition], 0)),
+    ] {
+        let c = check(&opts)
+            .counterexample
+            .unwrap_or_else(|| panic!("{what}: no two leaders found"));
+        assert!(c.violation.starts_with("two holders"), "{what}: {}", c.render());
+        let scn = fails_the_simulator(&c, &opts);
+        assert_eq!(scn.algorithm, Algorithm::Allcall);
     }
 }

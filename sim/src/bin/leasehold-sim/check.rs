@@ -1,6 +1,6 @@
 //! `leasehold-sim check`: exhaustive model checking of the lease machine.
 
-use leasehold::Bug;
+use leasehold::{Algorithm, Bug};
 use leasehold_sim::check::{check, CheckOptions, FaultClass};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,10 @@ pub(crate) struct CheckArgs {
     /// Agents in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
     nodes: u64,
+    /// The election algorithm (`allcall`: hnatsd's, which allows two leaders by design; the
+    /// checker finds them).
+    #[arg(long, default_value = "lease")]
+    algorithm: Algorithm,
     /// Steps per path (ticks and faults); 16 covers an election, the leader's
     /// crash, its restart and quarantine, and a lease held again, with three agents.
     #[arg(long, default_value_t = 16)]
@@ -147,6 +151,7 @@ pub(crate) fn cmd_check(a: &CheckArgs) -> ExitCode {
 fn options(a: &CheckArgs) -> CheckOptions {
     CheckOptions {
         nodes: a.nodes as usize,
+        algorithm: a.algorithm,
         depth: a.depth,
         budget: a.budget,
         faults: if a.faults.is_empty() {
