@@ -160,16 +160,23 @@ fn allcall_shows_two_leaders_under_a_real_partition() {
     assert_ne!(v.claims[0].node, v.claims[1].node);
 }
 
-/// One format, three judges: a counterexample the model checker wrote (a forged heartbeat
-/// with a token near 2^64, taken by agents that skip their range checks) fails real agents
-/// the way it fails the simulator, and a counterexample with a fault on one message is
-/// skipped for real with its reason.
+/// One format, three judges: counterexamples the model checker wrote fail real agents the
+/// way they fail the simulator (a forged heartbeat with a token near 2^64, taken by agents
+/// that skip their range checks; `allcall` agents whose clocks drift apart electing two
+/// leaders at the start, with no fault at all), and a counterexample with a fault on one
+/// message is skipped for real with its reason.
 #[test]
 fn a_model_checker_counterexample_fails_real_agents_as_it_fails_the_simulator() {
     let rel = "scenarios/known-bad/check-unchecked-ranges.toml";
     let r = run(rel, 0);
     assert!(
         r.report.violations.iter().any(|v| v.kind == ViolationKind::NoLeader),
+        "{}",
+        r.report.describe()
+    );
+    let r = run("scenarios/known-bad/check-allcall-drift-at-start.toml", 0);
+    assert!(
+        r.report.violations.iter().any(|v| v.kind == ViolationKind::Overlap),
         "{}",
         r.report.describe()
     );
