@@ -259,3 +259,26 @@ fn allcall_shows_two_leaders_where_its_design_allows_them_and_one_in_a_calm_clus
         assert_eq!(scn.algorithm, Algorithm::Allcall);
     }
 }
+
+/// The drift bound is where the guarantee ends, and the checker reaches both sides of it:
+/// clocks at the bound (5 %) hold through a cut, clocks at 1.6 times the bound give two holders,
+/// and that counterexample replays in the simulator. (A lease of 2 s and a 20 ms tick, as for
+/// `ignore_drift`: the error is the drift margin, smaller than a beat's latency.)
+#[test]
+fn a_drift_at_the_bound_holds_and_one_beyond_it_breaks_the_lease() {
+    let opts = |ppm: i64| CheckOptions {
+        lease: Duration::from_millis(2000),
+        tick: Some(Duration::from_millis(20)),
+        clocks: Some(vec![-ppm, ppm, ppm]),
+        ..with(200, 1, &[FaultClass::Partition])
+    };
+    let at = check(&opts(50_000));
+    assert!(at.counterexample.is_none() && at.exhaustive, "{}", shown(&at));
+    let beyond = CheckOptions {
+        liveness: false,
+        ..opts(80_000)
+    };
+    let c = check(&beyond).counterexample.expect("two holders beyond the bound");
+    assert!(c.violation.starts_with("two holders"), "{}", c.render());
+    fails_the_simulator(&c, &beyond);
+}
