@@ -143,7 +143,7 @@ pub struct Trace {
     pub events: Vec<TraceEvent>,
     /// How many events the trace has (kept or not).
     pub len: u64,
-    /// [`digest`] of the events.
+    /// The FNV-1a digest of the events' lines.
     pub digest: u64,
 }
 

@@ -1,5 +1,5 @@
 //! Election algorithms as sans-IO state machines: each takes `(now, input)` and returns
-//! outputs; the driver in [`crate::membership`] runs them over a [`Clock`](crate::Clock) and a
+//! outputs; the driver ([`Membership`](crate::Membership)) runs them over a [`Clock`](crate::Clock) and a
 //! [`Network`](crate::Network).
 
 mod allcall;

@@ -2,8 +2,9 @@
 //!
 //! Every path of a small cluster is explored to a bounded depth: true time advances in ticks,
 //! and between two ticks any fault of the chosen classes may strike, within a budget. The
-//! machine is `leasehold`'s own [`LeaseElection`](leasehold::LeaseElection), cloned at every
-//! branch: nothing is re-implemented (see [`model`] for what is abstracted). States are
+//! machine is `leasehold`'s own [`LeaseElection`](leasehold::election::LeaseElection) (or
+//! [`AllcallElection`](leasehold::election::AllcallElection)), cloned at every branch: nothing
+//! is re-implemented (see `model.rs` for what is abstracted). States are
 //! hashed, not stored, and explored depth first; a state reached again is not explored again
 //! (its depth follows from its time and its faults, both part of it). Invariants are judged at
 //! every claim (no two holders in true time; every new lease's token above every token before),

@@ -3,7 +3,7 @@
 //! action becomes a step again when a run is written back as a scenario (shrinking).
 //!
 //! The vocabulary of faults, in one folder: the actions and their steps (here), their trace
-//! text ([`words`]), what they have done to the cluster ([`state`]), and how one is carried out
+//! text (`words.rs`), what they have done to the cluster ([`state`]), and how one is carried out
 //! ([`target`]): resolved once, by [`Resolver`], against a [`FaultTarget`], the simulated world
 //! or the real cluster.
 
