@@ -378,10 +378,17 @@ impl Default for MembershipCfg {
     }
 }
 
-/// A configuration that cannot run.
+/// A configuration that cannot run: the field at fault, and why (so that a front end can name
+/// its own spelling of the field, as `leasehold-agent` names its flags). Other fields the
+/// reason names are in backquotes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid membership configuration: {0}")]
-pub struct ConfigError(pub String);
+#[error("invalid membership configuration: {field} {reason}")]
+pub struct ConfigError {
+    /// The [`MembershipCfg`] field at fault.
+    pub field: &'static str,
+    /// What is wrong with it (it may name other fields).
+    pub reason: String,
+}
 
 impl MembershipCfg {
     /// A configuration with every field zero or empty (nothing defaulted yet).
@@ -444,47 +451,65 @@ impl MembershipCfg {
 
     /// Checks what defaults cannot fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |m: &str| Err(ConfigError(m.to_string()));
+        let err = |field: &'static str, reason: String| Err(ConfigError { field, reason });
         if !crate::wire::id_in_range(&self.id) {
-            return err("id must be 1 to 256 bytes (peers drop longer ones)");
+            return err("id", "must be 1 to 256 bytes (peers drop longer ones)".into());
         }
         if self.cluster_size > crate::wire::MAX_CLUSTER_SIZE {
-            return err("cluster_size must be at most 1024");
+            return err(
+                "cluster_size",
+                format!("must be at most {}", crate::wire::MAX_CLUSTER_SIZE),
+            );
         }
-        if self.beat.is_zero() || self.lease_time.is_zero() {
-            return err("beat and lease_time must be positive (call set_defaults)");
+        if self.beat.is_zero() {
+            return err("beat", "must be positive (call set_defaults)".into());
+        }
+        if self.lease_time.is_zero() {
+            return err("lease_time", "must be positive (call set_defaults)".into());
         }
         if self.algorithm == Algorithm::Lease {
             if self.cluster_size == 0 {
-                return err("cluster_size must be set for the lease algorithm");
+                return err("cluster_size", "must be set for the lease algorithm".into());
             }
             if self.max_drift_ppm >= 100_000 {
-                return err("max_drift_ppm must be below 100000 (10%)");
+                return err("max_drift_ppm", "must be below 100000 (10%)".into());
             }
             if self.lease_time < self.beat * 4 {
-                return err("lease_time must be at least 4 beats");
+                return err(
+                    "lease_time",
+                    format!(
+                        "must be at least 4 beats: {:?} is less than 4 × `beat` ({:?})",
+                        self.lease_time, self.beat
+                    ),
+                );
             }
             if let Some(f) = self.state_loss_tolerance {
                 if f > self.cluster_size / 2 {
-                    return Err(ConfigError(format!(
-                        "state_loss_tolerance {f} is more than cluster_size / 2 = {}: a restart would need \
-                         answers from more peers than there are",
-                        self.cluster_size / 2
-                    )));
+                    return err(
+                        "state_loss_tolerance",
+                        format!(
+                            "{f} is more than `cluster_size` / 2 = {}: a restart would need answers from \
+                             more peers than there are",
+                            self.cluster_size / 2
+                        ),
+                    );
                 }
             }
         }
         if !self.sys_member_prefix.ends_with('.') {
-            return err("sys_member_prefix must end with '.'");
+            return err("sys_member_prefix", "must end with '.'".into());
         }
         crate::network::validate_subject(self.sys_member_prefix.trim_end_matches('.'), false)
-            .map_err(|e| ConfigError(format!("sys_member_prefix: {e}")))?;
+            .or_else(|e| err("sys_member_prefix", e.to_string()))?;
         let name_ok = self
             .election
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if self.election.len() > 64 || !name_ok {
-            return err("election must be at most 64 of A-Z a-z 0-9 _ - (one subject token)");
+            return err(
+                "election",
+                "must be at most 64 of A-Z a-z 0-9 _ - (one subject token)".into(),
+            );
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 #[cfg(feature = "agent")]
 mod common;
 
+mod agent_cli;
 mod api_nats;
 mod leadership_api;
 mod membership_hub;

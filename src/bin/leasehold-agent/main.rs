@@ -46,8 +46,9 @@ struct Args {
     /// This agent's ID, unique in the cluster.
     #[arg(long)]
     id: String,
-    /// Rank: lower is preferred as leader.
-    #[arg(long, default_value_t = 0)]
+    /// Rank: lower is preferred as leader; negative ranks are allowed (`--rank -1`), as
+    /// hnatsd's wire carries them.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     rank: i64,
     /// Number of agents in the cluster (the `lease` algorithm needs a majority of it).
     #[arg(long)]
@@ -347,6 +348,32 @@ fn config_error(e: impl std::fmt::Display) -> Fatal {
     Fatal(format!("{e}"), 2)
 }
 
+/// The flag that sets each configuration field the configuration's check can refuse.
+const FLAGS: [(&str, &str); 9] = [
+    ("id", "--id"),
+    ("cluster_size", "--cluster-size"),
+    ("beat", "--beat"),
+    ("lease_time", "--lease"),
+    ("max_drift_ppm", "--max-drift-ppm"),
+    ("max_clock_skew", "--max-clock-skew"),
+    ("state_loss_tolerance", "--state-loss-tolerance"),
+    ("sys_member_prefix", "--prefix"),
+    ("election", "--election"),
+];
+
+/// A configuration the check refused, in the flags the user typed (exit code 2).
+fn flag_error(e: &leasehold::ConfigError) -> Fatal {
+    let flag = FLAGS
+        .iter()
+        .find(|(f, _)| *f == e.field)
+        .map_or(e.field, |(_, flag)| *flag);
+    let mut reason = e.reason.clone();
+    for (field, f) in FLAGS {
+        reason = reason.replace(&format!("`{field}`"), f);
+    }
+    Fatal(format!("{flag} {reason}"), 2)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -377,7 +404,11 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
         .transpose()
         .map_err(|e| config_error(format!("--cluster-key {e}")))?;
     cfg.bug_knobs = planted(&args.plant_bug).map_err(|e| config_error(format!("--plant-bug: {e}")))?;
-    cfg.validate().map_err(config_error)?;
+    cfg.validate().map_err(|e| flag_error(&e))?;
+    // A URL that cannot be one is the user's typing, not an unreachable server.
+    args.nats
+        .parse::<async_nats::ServerAddr>()
+        .map_err(|e| config_error(format!("--nats {:?} is not a NATS URL: {e}", args.nats)))?;
     let state = prepare_state(args).map_err(config_error)?;
     let net = NatsNetwork::connect(&nats_options(args, &cfg))
         .await
