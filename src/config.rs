@@ -622,13 +622,15 @@ mod tests {
     #[test]
     fn validation_names_the_problem() {
         let mut c = MembershipCfg::default();
-        assert!(c.validate().unwrap_err().0.contains("id"));
+        assert_eq!(c.validate().unwrap_err().field, "id");
         c.id = "a".into();
-        assert!(c.validate().unwrap_err().0.contains("cluster_size"));
+        assert_eq!(c.validate().unwrap_err().field, "cluster_size");
         c.cluster_size = 3;
         assert!(c.validate().is_ok());
         c.state_loss_tolerance = Some(2);
-        assert!(c.validate().unwrap_err().0.contains("state_loss_tolerance 2"));
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "state_loss_tolerance");
+        assert!(e.to_string().contains("state_loss_tolerance 2 is more than `cluster_size` / 2"), "{e}");
         c.cluster_size = 5;
         assert!(c.validate().is_ok(), "two of five");
         c.state_loss_tolerance = None;
