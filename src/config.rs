@@ -630,7 +630,11 @@ mod tests {
         c.state_loss_tolerance = Some(2);
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "state_loss_tolerance");
-        assert!(e.to_string().contains("state_loss_tolerance 2 is more than `cluster_size` / 2"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("state_loss_tolerance 2 is more than `cluster_size` / 2"),
+            "{e}"
+        );
         c.cluster_size = 5;
         assert!(c.validate().is_ok(), "two of five");
         c.state_loss_tolerance = None;

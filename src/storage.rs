@@ -110,6 +110,37 @@ impl FileStorage {
         FileStorage { path: path.into() }
     }
 
+    /// Storage at `path`, checked now, before anything runs: its directory exists and takes a
+    /// file (a probe, the save's own temporary file, is written and removed), and a file
+    /// already there can be opened. The error names the path and the reason; without this
+    /// check a missing directory fails only the first save, once the agent runs.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let s = FileStorage::new(path);
+        let err =
+            |what: &str, p: &std::path::Path, e: std::io::Error| StorageError(format!("{what} {}: {e}", p.display()));
+        let dir = match s.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => d.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(StorageError(format!(
+                    "state directory {}: not a directory",
+                    dir.display()
+                )))
+            }
+            Err(e) => return Err(err("state directory", &dir, e)),
+        }
+        let probe = s.path.with_extension("tmp");
+        std::fs::File::create(&probe).map_err(|e| err("state directory", &dir, e))?;
+        let _ = std::fs::remove_file(&probe);
+        if s.path.exists() {
+            std::fs::File::open(&s.path).map_err(|e| err("state file", &s.path, e))?;
+        }
+        Ok(s)
+    }
+
     /// Where the state lives.
     pub fn path(&self) -> &std::path::Path {
         &self.path
@@ -184,6 +215,43 @@ impl Storage for FileStorage {
 mod tests {
     use super::*;
     use futures::executor::block_on;
+
+    /// A missing directory, a file where the directory should be, and a directory that takes
+    /// no file are refused by `open`, naming the path and the reason; a good one is taken.
+    #[test]
+    fn opening_file_storage_names_a_bad_state_directory() {
+        let dir = std::env::temp_dir().join(format!("leasehold-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let missing = dir.join("nowhere").join("state.json");
+        let e = FileStorage::open(&missing).unwrap_err().to_string();
+        assert!(
+            e.contains(&dir.join("nowhere").display().to_string()) && e.contains("No such file"),
+            "{e}"
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("file"), b"x").unwrap();
+        let e = FileStorage::open(dir.join("file").join("state.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a directory") || e.contains("Not a directory"), "{e}");
+        let ok = FileStorage::open(dir.join("state.json")).expect("a directory that takes files");
+        assert_eq!(ok.path(), dir.join("state.json"));
+        assert!(!dir.join("state.tmp").exists(), "the probe is removed");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = dir.join("read-only");
+            std::fs::create_dir_all(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            // (root writes anywhere: the check is then moot, and so is this part of the test.)
+            if std::fs::File::create(ro.join("probe")).is_err() {
+                let e = FileStorage::open(ro.join("state.json")).unwrap_err().to_string();
+                assert!(e.contains("Permission denied"), "{e}");
+            }
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn file_storage_round_trips_and_starts_empty() {

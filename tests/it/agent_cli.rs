@@ -8,9 +8,10 @@ use std::process::{Command, Output};
 
 fn agent(args: &[&str]) -> Output {
     let state = std::env::temp_dir().join(format!("leasehold-cli-{}", std::process::id()));
+    // (A later `--state` in `args` wins.)
     Command::new(env!("CARGO_BIN_EXE_leasehold-agent"))
-        .args(args)
         .arg(format!("--state={}", state.join("a.state.json").display()))
+        .args(args)
         .env("RUST_LOG", "error")
         .output()
         .expect("the agent runs")
@@ -22,7 +23,7 @@ fn said(o: &Output) -> String {
 
 #[test]
 fn each_configuration_error_names_its_flag_and_exits_2() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--id", "a"], "--cluster-size must be set"),
         (&["--id", "a", "--cluster-size", "0"], "--cluster-size must be set"),
         (
@@ -49,6 +50,11 @@ fn each_configuration_error_names_its_flag_and_exits_2() {
         (
             &["--id", "a", "--cluster-size", "3", "--nats", "localhost:4222x"],
             "--nats \"localhost:4222x\" is not a NATS URL",
+        ),
+        // A state directory that cannot be: below a file.
+        (
+            &["--id", "a", "--cluster-size", "3", "--state", "/dev/null/a.state.json"],
+            "/dev/null",
         ),
     ];
     for (args, expected) in cases {

@@ -410,6 +410,7 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
         .parse::<async_nats::ServerAddr>()
         .map_err(|e| config_error(format!("--nats {:?} is not a NATS URL: {e}", args.nats)))?;
     let state = prepare_state(args).map_err(config_error)?;
+    let storage = FileStorage::open(&state).map_err(|e| config_error(format!("--state: {e}")))?;
     let net = NatsNetwork::connect(&nats_options(args, &cfg))
         .await
         .map_err(|e| Fatal(e.to_string(), 1))?;
@@ -418,7 +419,7 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
     cfg.nats_host = info.host.clone();
     cfg.nats_client_port = i64::from(info.port);
     let clock = start_clock(&args.id, args.test_clock.clone()).map_err(config_error)?;
-    let agent = Membership::new(cfg, clock.clone(), net.clone(), FileStorage::new(state)).map_err(config_error)?;
+    let agent = Membership::new(cfg, clock.clone(), net.clone(), storage).map_err(config_error)?;
     let agent = match args.test_seed {
         Some(seed) => agent.with_seed(seed),
         None => agent,
