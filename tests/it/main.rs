@@ -9,6 +9,10 @@ mod agent_cli;
 mod api_nats;
 mod leadership_api;
 mod membership_hub;
+#[cfg(feature = "agent")]
+mod metrics;
 mod nats_integration;
 mod security;
 mod state_and_identity;
+#[cfg(feature = "agent")]
+mod status;

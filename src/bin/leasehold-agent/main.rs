@@ -21,6 +21,9 @@
 //! `--test-guard` / `--test-fenced-writes SUBJECT` (applications on the public API whose guards
 //! it judges, see `test_app.rs`).
 
+mod connect;
+mod metrics;
+mod status;
 mod test_app;
 #[cfg(target_os = "linux")]
 mod test_clock;
@@ -36,13 +39,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// One leasehold membership agent on NATS.
+/// One leasehold membership agent on NATS. `leasehold-agent status --help`: who holds an
+/// election's lease, from the heartbeats on the bus.
 #[derive(Parser, Debug)]
 #[command(name = "leasehold-agent", version, args_override_self = true)]
 struct Args {
-    /// The NATS server (the agent reconnects to this one only).
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    /// The connection to NATS.
+    #[command(flatten)]
+    conn: connect::NatsFlags,
     /// This agent's ID, unique in the cluster.
     #[arg(long)]
     id: String,
@@ -94,30 +98,6 @@ struct Args {
     /// one-agent cluster).
     #[arg(long)]
     state_loss_tolerance: Option<usize>,
-    /// NATS user (with --password).
-    #[arg(long)]
-    user: Option<String>,
-    /// NATS password (with --user).
-    #[arg(long, env = "LEASEHOLD_NATS_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
-    /// NATS token.
-    #[arg(long, env = "LEASEHOLD_NATS_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// NATS credentials (.creds) file.
-    #[arg(long)]
-    creds: Option<PathBuf>,
-    /// Require TLS.
-    #[arg(long)]
-    tls: bool,
-    /// Extra CA certificate (PEM) to trust.
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM), with --tls-key.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// Client key (PEM), with --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
     /// Exit (code 1, after a `gave_up` line) once the connection to NATS has been down this
     /// long, so that a supervisor starts the agent afresh. Off by default: a disconnected agent
     /// holds no lease and grants nothing it could not keep, and it reconnects by itself when
@@ -125,19 +105,16 @@ struct Args {
     /// (moves it to another server, pages someone).
     #[arg(long, value_parser = humantime::parse_duration)]
     max_disconnected: Option<Duration>,
-    /// How long the first connection to NATS may take; then the agent exits with an error
-    /// naming the URL.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-    connect_timeout: Duration,
-    /// Prefix of this agent's reply inboxes (default `_INBOX`): with per-agent permissions,
-    /// give each agent its own, e.g. `_INBOX.n0` (see deploy/nats-server-auth.conf).
-    #[arg(long)]
-    inbox_prefix: Option<String>,
     /// Authenticate every election message with the cluster keys in this file:
     /// `key-id:hex-secret` lines (secrets of at least 16 bytes); the first line signs and
     /// every line verifies. Every agent of the cluster needs the same keys.
     #[arg(long)]
     cluster_key: Option<PathBuf>,
+    /// Serve Prometheus/OpenMetrics text on `http://HOST:PORT/metrics` (leadership, token,
+    /// lease left, members, connection, waits, leader changes, renewals, mismatches, dropped
+    /// messages) and `/healthz` (200 while connected and not waiting, else 503 and why).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
     /// Test only: read the clock from this control file (`leasehold-sim real`).
     #[arg(long, hide = true)]
     test_clock: Option<PathBuf>,
@@ -240,7 +217,7 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg.max_drift_ppm = args.max_drift_ppm;
     cfg.sys_member_prefix = args.prefix.clone();
     cfg.election = args.election.clone();
-    cfg.nats_url = args.nats.clone();
+    cfg.nats_url = args.conn.nats.clone();
     cfg.pid = i64::from(std::process::id());
     cfg.initial_cluster_state = args.initial_cluster_state;
     cfg.state_loss_tolerance = args.state_loss_tolerance;
@@ -287,22 +264,10 @@ fn state_path(args: &Args) -> Result<PathBuf, String> {
 
 /// The connection's options from the flags.
 fn nats_options(args: &Args, cfg: &MembershipCfg) -> NatsOptions {
-    NatsOptions {
-        url: args.nats.clone(),
-        user: args.user.clone(),
-        password: args.password.clone(),
-        token: args.token.clone(),
-        credentials_file: args.creds.clone(),
-        tls: args.tls,
-        tls_ca: args.tls_ca.clone(),
-        tls_client: args.tls_cert.clone().zip(args.tls_key.clone()),
-        name: Some(format!("leasehold-agent {}", args.id)),
-        connect_timeout: Some(args.connect_timeout),
-        inbox_prefix: args.inbox_prefix.clone(),
-        // A frozen server or a half-open connection is noticed within 3/4 of a lease (three
-        // unanswered pings), not after async-nats's default of two minutes or more.
-        ping_interval: Some(cfg.ping_interval()),
-    }
+    // A frozen server or a half-open connection is noticed within 3/4 of a lease (three
+    // unanswered pings), not after async-nats's default of two minutes or more.
+    args.conn
+        .options(format!("leasehold-agent {}", args.id), Some(cfg.ping_interval()))
 }
 
 /// The bugs named by `--plant-bug`.
@@ -376,6 +341,10 @@ fn flag_error(e: &leasehold::ConfigError) -> Fatal {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("status") {
+        return status::main(argv[1..].to_vec()).await;
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -405,12 +374,17 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
         .map_err(|e| config_error(format!("--cluster-key {e}")))?;
     cfg.bug_knobs = planted(&args.plant_bug).map_err(|e| config_error(format!("--plant-bug: {e}")))?;
     cfg.validate().map_err(|e| flag_error(&e))?;
-    // A URL that cannot be one is the user's typing, not an unreachable server.
-    args.nats
-        .parse::<async_nats::ServerAddr>()
-        .map_err(|e| config_error(format!("--nats {:?} is not a NATS URL: {e}", args.nats)))?;
+    args.conn.check_url().map_err(config_error)?;
     let state = prepare_state(args).map_err(config_error)?;
     let storage = FileStorage::open(&state).map_err(|e| config_error(format!("--state: {e}")))?;
+    let metrics_listener = match &args.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| config_error(format!("--metrics-addr {addr}: cannot listen: {e}")))?,
+        ),
+        None => None,
+    };
     let net = NatsNetwork::connect(&nats_options(args, &cfg))
         .await
         .map_err(|e| Fatal(e.to_string(), 1))?;
@@ -431,15 +405,20 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
     let handle = agent.handle();
     let notices = handle.notices(4096);
     start_beside(args, &handle, &net, &clock);
+    let metrics = metrics_listener.map(|l| {
+        let m = metrics::Metrics::new();
+        tokio::spawn(metrics::serve(l, m.clone(), handle.clone(), clock.clone()));
+        m
+    });
     let runner = tokio::spawn(agent.run());
     emit(
         &args.id,
         AgentEvent::Started {
             algorithm: args.algorithm.to_string(),
-            nats: args.nats.clone(),
+            nats: args.conn.nats.clone(),
         },
     );
-    let gave_up = serve(args, &handle, notices, clock.as_ref()).await;
+    let gave_up = serve(args, &handle, notices, clock.as_ref(), metrics.as_deref()).await;
     let failed = match runner.await {
         Ok(Ok(())) => gave_up,
         Ok(Err(e)) => {
@@ -508,10 +487,14 @@ async fn serve(
     handle: &leasehold::MembershipHandle,
     mut notices: leasehold::Notices,
     clock: &dyn Clock,
+    metrics: Option<&metrics::Metrics>,
 ) -> bool {
     let node = &args.id;
     let print = |n: Notice| {
-        if let Some(ev) = notice_event(node, &args.nats, clock, &n) {
+        if let Some(m) = metrics {
+            m.observe(&n);
+        }
+        if let Some(ev) = notice_event(node, &args.conn.nats, clock, &n) {
             emit(node, ev);
         }
     };
@@ -538,7 +521,7 @@ async fn serve(
             },
             _ = async { tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)).await }, if give_up_at.is_some() => {
                 let reason = format!("disconnected for {:?} (--max-disconnected)", args.max_disconnected.unwrap_or_default());
-                emit(node, AgentEvent::GaveUp { nats: args.nats.clone(), reason });
+                emit(node, AgentEvent::GaveUp { nats: args.conn.nats.clone(), reason });
                 gave_up = true;
                 handle.stop().await;
                 break;

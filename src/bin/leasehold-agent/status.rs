@@ -1,0 +1,224 @@
+//! `leasehold-agent status`: who holds an election's lease, with what token and how much of
+//! it is left, and who is a member, from the heartbeats on the bus (the `lease` algorithm's;
+//! with `--cluster-key`, sealed ones are opened, as an agent opens them). It listens for
+//! `--listen` (a few beats), then prints a table, or one JSON object with `--json`. Exit
+//! codes: 0 with one holder, 1 with none (or the server unreachable), 2 for a configuration
+//! error, 3 with more than one (which the `lease` algorithm never allows: look at their
+//! clocks and their configurations).
+
+use crate::connect::NatsFlags;
+use leasehold::wire::{decode, Heartbeat, DEFAULT_MAX_MESSAGE};
+use leasehold::{ClusterKeys, MembershipCfg, NatsNetwork, Network};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The flags of `leasehold-agent status`.
+#[derive(clap::Parser, Debug)]
+#[command(name = "leasehold-agent status", version, args_override_self = true)]
+pub(crate) struct StatusArgs {
+    /// The connection to NATS.
+    #[command(flatten)]
+    conn: NatsFlags,
+    /// Subject prefix (as the agents').
+    #[arg(long, default_value = "_nats.cluster.members.")]
+    prefix: String,
+    /// The election's name (as the agents' `--election`; default: the prefix's one election).
+    #[arg(long, default_value = "")]
+    election: String,
+    /// How long to listen: heartbeats come every beat, so a few beats hear every member.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    listen: Duration,
+    /// The cluster keys, if the agents seal their messages (`--cluster-key` of the agents).
+    #[arg(long)]
+    cluster_key: Option<PathBuf>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `status` found.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// The subject listened to.
+    subject: String,
+    /// How long it listened (ms).
+    listened_ms: u64,
+    /// Every agent holding a lease, by its latest heartbeat (one, or none; more is a fault).
+    holders: Vec<Holder>,
+    /// Every agent heard, by ID.
+    members: Vec<Member>,
+    /// Messages on the subject that did not open or decode as heartbeats.
+    dropped: u64,
+}
+
+/// An agent that said it holds a lease.
+#[derive(Debug, Serialize)]
+struct Holder {
+    id: String,
+    token: u64,
+    /// What was left of its lease when it said so (ms).
+    lease_remaining_ms: u64,
+}
+
+/// An agent heard, by its latest heartbeat.
+#[derive(Debug, Serialize)]
+struct Member {
+    id: String,
+    rank: i64,
+    incarnation: u64,
+    cluster_size: u64,
+    max_token: u64,
+    /// `leading`, `waiting`, `quarantined`, `passive` or `follower`.
+    state: &'static str,
+}
+
+/// Runs `status` with the command line `argv` (from `status` on).
+pub(crate) async fn main(argv: Vec<String>) -> ExitCode {
+    let a = <StatusArgs as clap::Parser>::parse_from(argv);
+    let fail = |code: u8, e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(code)
+    };
+    if let Err(e) = a.conn.check_url() {
+        return fail(2, e);
+    }
+    let keys = match a.cluster_key.as_deref().map(ClusterKeys::load).transpose() {
+        Ok(k) => k,
+        Err(e) => return fail(2, format!("--cluster-key {e}")),
+    };
+    let mut cfg = MembershipCfg::zero();
+    cfg.sys_member_prefix = a.prefix.clone();
+    cfg.election = a.election.clone();
+    let subject = format!("{}hb", cfg.election_prefix());
+    let net = match NatsNetwork::connect(&a.conn.options("leasehold-agent status".into(), None)).await {
+        Ok(n) => n,
+        Err(e) => return fail(1, e.to_string()),
+    };
+    let mut sub = match net.subscribe(&subject).await {
+        Ok(s) => s,
+        Err(e) => return fail(2, format!("cannot listen on {subject:?} (--prefix, --election): {e}")),
+    };
+    let mut heard: BTreeMap<String, Heartbeat> = BTreeMap::new();
+    let mut dropped = 0u64;
+    let end = tokio::time::Instant::now() + a.listen;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(end, sub.next()).await {
+        let body = match &keys {
+            Some(k) => match k.open(&msg.subject, &msg.payload) {
+                Ok(b) => b,
+                Err(_) => {
+                    dropped += 1;
+                    continue;
+                }
+            },
+            None => msg.payload.clone(),
+        };
+        match decode::<Heartbeat>(&body, DEFAULT_MAX_MESSAGE) {
+            Ok(hb) if !hb.loc.id.is_empty() => {
+                heard.insert(hb.loc.id.clone(), hb);
+            }
+            _ => dropped += 1,
+        }
+    }
+    let report = report(subject, a.listen, &heard, dropped);
+    if a.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print!("{}", table(&report));
+    }
+    match report.holders.len() {
+        1 => ExitCode::SUCCESS,
+        0 => ExitCode::from(1),
+        _ => ExitCode::from(3),
+    }
+}
+
+fn report(subject: String, listened: Duration, heard: &BTreeMap<String, Heartbeat>, dropped: u64) -> Report {
+    let holders = heard
+        .values()
+        .filter_map(|hb| {
+            hb.lease.as_ref().map(|l| Holder {
+                id: hb.loc.id.clone(),
+                token: l.token,
+                lease_remaining_ms: l.remaining_ms,
+            })
+        })
+        .collect();
+    let members = heard
+        .values()
+        .map(|hb| Member {
+            id: hb.loc.id.clone(),
+            rank: hb.loc.rank,
+            incarnation: hb.inc,
+            cluster_size: hb.cluster_size,
+            max_token: hb.max_token,
+            state: if hb.lease.is_some() {
+                "leading"
+            } else if hb.quarantined {
+                "quarantined"
+            } else if hb.waiting {
+                "waiting"
+            } else if hb.passive {
+                "passive"
+            } else {
+                "follower"
+            },
+        })
+        .collect();
+    Report {
+        subject,
+        listened_ms: u64::try_from(listened.as_millis()).unwrap_or(u64::MAX),
+        holders,
+        members,
+        dropped,
+    }
+}
+
+/// The report as a table for a terminal.
+fn table(r: &Report) -> String {
+    let mut out = format!("subject  {}\n", r.subject);
+    match r.holders.as_slice() {
+        [] => out.push_str("leader   none heard\n"),
+        [h] => out.push_str(&format!(
+            "leader   {} (token {}, {:.1} s of its lease left)\n",
+            h.id,
+            h.token,
+            h.lease_remaining_ms as f64 / 1000.0
+        )),
+        many => {
+            for h in many {
+                out.push_str(&format!(
+                    "HOLDER   {} (token {}): more than one holder\n",
+                    h.id, h.token
+                ));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "members  {} heard in {} ms{}\n",
+        r.members.len(),
+        r.listened_ms,
+        if r.dropped > 0 {
+            format!(
+                " ({} messages dropped: unsealed, wrong key or not a heartbeat)",
+                r.dropped
+            )
+        } else {
+            String::new()
+        }
+    ));
+    let width = r.members.iter().map(|m| m.id.len()).max().unwrap_or(2).max(2);
+    out.push_str(&format!(
+        "{:<width$}  {:>5}  {:>11}  {:>12}  {:>9}  STATE\n",
+        "ID", "RANK", "INCARNATION", "CLUSTER SIZE", "MAX TOKEN"
+    ));
+    for m in &r.members {
+        out.push_str(&format!(
+            "{:<width$}  {:>5}  {:>11}  {:>12}  {:>9}  {}\n",
+            m.id, m.rank, m.incarnation, m.cluster_size, m.max_token, m.state
+        ));
+    }
+    out
+}
