@@ -7,6 +7,8 @@ mod common;
 
 mod agent_cli;
 mod api_nats;
+#[cfg(feature = "agent")]
+mod deploy;
 mod leadership_api;
 mod membership_hub;
 #[cfg(feature = "agent")]

@@ -89,7 +89,9 @@ struct Args {
     /// `new` only for the very first start of a brand-new cluster: a start that finds no
     /// state file then skips the wait of one lease time. `existing` (the default) never
     /// assumes that a missing state file means a new cluster.
-    #[arg(long, default_value = "existing")]
+    /// Also from `$LEASEHOLD_INITIAL_CLUSTER_STATE`, so that a deployment can say it in an
+    /// object of its own that it removes after the first start (deploy/kubernetes/).
+    #[arg(long, default_value = "existing", env = "LEASEHOLD_INITIAL_CLUSTER_STATE")]
     initial_cluster_state: ClusterState,
     /// How many agents' state files may be restored from an old snapshot at once, this
     /// agent's own counted whatever happened to it, with fencing tokens still increasing (at

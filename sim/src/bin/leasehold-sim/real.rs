@@ -144,15 +144,25 @@ fn report_run(run: &RealRun, stem: &str, out: Option<&Path>) {
         }
     }
     if let Some(dir) = out {
-        if let Err(e) = leasehold_sim::render::write_outputs(r, &format!("{stem}-real"), dir) {
-            eprintln!("error: writing to {}: {e}", dir.display());
+        match leasehold_sim::render::write_outputs(r, &format!("{stem}-real"), dir) {
+            Ok(paths) => {
+                let said = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+                eprintln!("wrote {}", said.join(", "));
+            }
+            Err(e) => eprintln!("error: writing to {}: {e}", dir.display()),
         }
     }
 }
 
 fn print_table(rows: &[Row]) {
+    let name = |r: &Row| match r {
+        Row::Skipped { name, .. } => name.clone(),
+        Row::Ran { real, .. } => real.name.clone(),
+    };
+    // The first column fits the longest name.
+    let w = rows.iter().map(|r| name(r).chars().count()).max().unwrap_or(0).max(19);
     println!(
-        "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>13} {:>13} {:>11} {:>8}  result",
+        "{:<w$} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>13} {:>13} {:>11} {:>8}  result",
         "scenario (real/sim)",
         "seeds",
         "viol",
@@ -168,7 +178,7 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         match r {
             Row::Skipped { name, why, .. } => {
-                println!("{:<44} skipped: {why}", name.chars().take(44).collect::<String>())
+                println!("{name:<w$} skipped: {why}")
             }
             Row::Ran { real, sim } => {
                 let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
@@ -177,8 +187,8 @@ fn print_table(rows: &[Row]) {
                 let pct = |x: Option<f64>| x.map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0));
                 let s = |x: Option<f64>| x.map_or("-".to_string(), |g| format!("{g:.1}s"));
                 println!(
-                    "{:<44} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>13} {:>13} {:>11} {:>7.0}s  {}",
-                    real.name.chars().take(44).collect::<String>(),
+                    "{:<w$} {:>7} {:>7} {:>9} {:>15} {:>15} {:>13} {:>13} {:>13} {:>11} {:>7.0}s  {}",
+                    real.name,
                     pair(real.seeds.to_string(), sim.seeds.to_string()),
                     pair(real.violations.to_string(), sim.violations.to_string()),
                     pair(real.leader_changes.to_string(), sim.leader_changes.to_string()),

@@ -100,8 +100,20 @@ pub(crate) fn run_one(
             b.inc(1);
         }
         if let Some(o) = out.filter(|o| o.all || !r.violations.is_empty()) {
-            if let Err(e) = leasehold_sim::render::write_outputs(r, &stem, &o.dir) {
-                eprintln!("error: writing to {}: {e}", o.dir.display());
+            match leasehold_sim::render::write_outputs(r, &stem, &o.dir) {
+                // Said on stderr (above the progress bar), so the table stays clean.
+                Ok(paths) => {
+                    let said = paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    match &bar {
+                        Some(b) => b.suspend(|| eprintln!("wrote {said}")),
+                        None => eprintln!("wrote {said}"),
+                    }
+                }
+                Err(e) => eprintln!("error: writing to {}: {e}", o.dir.display()),
             }
         }
     });
@@ -112,8 +124,22 @@ pub(crate) fn run_one(
 }
 
 pub(crate) fn print_table(rows: &[JsonSummary]) {
+    let name_of = |s: &JsonSummary| {
+        if s.swarm {
+            format!("{} [swarm]", s.name)
+        } else {
+            s.name.clone()
+        }
+    };
+    // The first column fits the longest name: names are how a reader finds a scenario.
+    let w = rows
+        .iter()
+        .map(|s| name_of(s).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     println!(
-        "{:<52} {:<8} {:>6} {:>5} {:>10} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}  result",
+        "{:<w$} {:<8} {:>6} {:>5} {:>10} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}  result",
         "scenario",
         "algo",
         "seeds",
@@ -130,14 +156,9 @@ pub(crate) fn print_table(rows: &[JsonSummary]) {
     );
     for s in rows {
         let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
-        let name = if s.swarm {
-            format!("{} [swarm]", s.name)
-        } else {
-            s.name.clone()
-        };
         println!(
-            "{:<52} {:<8} {:>6} {:>5} {:>10} {:>8.0}s {:>7.2}s {:>8.0}x {:>8} {:>9} {:>9} {:>7} {:>8}  {}",
-            name.chars().take(52).collect::<String>(),
+            "{:<w$} {:<8} {:>6} {:>5} {:>10} {:>8.0}s {:>7.2}s {:>8.0}x {:>8} {:>9} {:>9} {:>7} {:>8}  {}",
+            name_of(s),
             s.algorithm,
             s.seeds,
             s.violations,
