@@ -316,7 +316,8 @@ pub struct MembershipCfg {
     pub max_clock_skew: Duration,
     /// Heartbeat period (default 100 ms).
     pub beat: Duration,
-    /// NATS server to connect to (default `nats://127.0.0.1:4222`); used by the NATS adapter.
+    /// NATS server URL, for hnatsd parity only: nothing reads it (the NATS adapter connects
+    /// to `NatsOptions::url`, feature `nats`; `leasehold-agent` to `--nats`).
     pub nats_url: String,
     /// Subject prefix for membership traffic (default `_nats.cluster.members.`).
     pub sys_member_prefix: String,
@@ -360,7 +361,10 @@ pub struct MembershipCfg {
     /// more peers.
     #[serde(default)]
     pub state_loss_tolerance: Option<usize>,
-    /// Test-only planted bugs (see [`BugKnobs`]).
+    /// Test-only planted bugs (see [`BugKnobs`]): never read from a configuration file, and
+    /// not part of the documented API.
+    #[doc(hidden)]
+    #[serde(skip)]
     pub bug_knobs: BugKnobs,
     /// The election's name (default empty: the one election of the prefix, on hnatsd's
     /// subjects). Agents with different names run independent elections side by side, on

@@ -85,3 +85,58 @@ fn a_negative_rank_is_accepted_and_an_unreachable_server_is_named_with_exit_1() 
         assert!(said(&o).contains(&format!("cannot connect to {url}")), "{}", said(&o));
     }
 }
+
+/// `--config FILE`: the file's keys are flags (dashes or underscores), the command line wins,
+/// and a key that is not a flag or a file that is not TOML is named with its file and line
+/// (exit 2).
+#[test]
+fn a_config_file_gives_flags_that_the_command_line_overrides() {
+    let dir = std::env::temp_dir().join(format!("leasehold-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("agent.toml");
+    let cfg = file.to_str().unwrap();
+    std::fs::write(
+        &file,
+        "id = \"a\"\ncluster_size = 3\nrank = -1\nnats = \"nats://127.0.0.1:1\"\nconnect-timeout = \"300ms\"\ntls = false\n",
+    )
+    .unwrap();
+    let o = agent(&["--config", cfg]);
+    assert_eq!(o.status.code(), Some(1), "{}", said(&o));
+    assert!(
+        said(&o).contains("cannot connect to nats://127.0.0.1:1"),
+        "the file's URL: {}",
+        said(&o)
+    );
+    let o = agent(&["--config", cfg, "--nats", "nats://127.0.0.1:2"]);
+    assert!(
+        said(&o).contains("cannot connect to nats://127.0.0.1:2"),
+        "the command line wins: {}",
+        said(&o)
+    );
+    let o = agent(&["--config", cfg, "--lease", "200ms"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(said(&o).contains("--lease must be at least 4 beats"), "{}", said(&o));
+    std::fs::write(&file, "id = \"a\"\n\nclustersize = 3\n").unwrap();
+    let o = agent(&["--config", cfg]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        said(&o).contains(&format!("{cfg}:3: key `clustersize`: not a flag")),
+        "{}",
+        said(&o)
+    );
+    std::fs::write(&file, "id = \"a\"\ncluster-size = [3]\n").unwrap();
+    let o = agent(&["--config", cfg]);
+    assert!(
+        said(&o).contains(&format!("{cfg}:2: key `cluster-size`")),
+        "{}",
+        said(&o)
+    );
+    std::fs::write(&file, "id = \"a\"\nlease = 10s\n").unwrap();
+    let o = agent(&["--config", cfg]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(said(&o).contains(&format!("{cfg}:2:")), "{}", said(&o));
+    let o = agent(&["--config", dir.join("missing.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(said(&o).contains("missing.toml"), "{}", said(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,6 +21,7 @@
 //! `--test-guard` / `--test-fenced-writes SUBJECT` (applications on the public API whose guards
 //! it judges, see `test_app.rs`).
 
+mod config_file;
 mod connect;
 mod metrics;
 mod status;
@@ -44,6 +45,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Parser, Debug)]
 #[command(name = "leasehold-agent", version, args_override_self = true)]
 struct Args {
+    /// Read flags from this TOML file: each key a flag's name, each value its value
+    /// (`cluster-size = 3`, `lease = "10s"`, `tls = true`); flags on the command line win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The connection to NATS.
     #[command(flatten)]
     conn: connect::NatsFlags,
@@ -347,7 +352,14 @@ async fn main() -> ExitCode {
     if argv.get(1).map(String::as_str) == Some("status") {
         return status::main(argv[1..].to_vec()).await;
     }
-    let args = Args::parse();
+    let argv = match config_file::expand::<Args>(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let args = Args::parse_from(argv);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
