@@ -75,8 +75,17 @@ pub fn tenures(r: &RunReport) -> Vec<Tenure> {
 
 /// The colours of the SVG, each meaning one thing only.
 mod colour {
-    /// Lease tenures, alternating so neighbours stand apart.
+    /// Lease tenures: dark for an even token, light for an odd one, so that neighbours stand
+    /// apart.
     pub(super) const LEASE: [&str; 2] = ["#1c4587", "#6d9eeb"];
+    /// A step of a node's wall clock.
+    pub(super) const CLOCK_STEP: &str = "#e69138";
+    /// A node's state file wiped, rolled back or made unreadable.
+    pub(super) const STATE_LOSS: &str = "#000000";
+    /// A graceful stop (the down band follows).
+    pub(super) const STOP: &str = "#444444";
+    /// A forged message, or one message dropped, delayed or duplicated.
+    pub(super) const MESSAGE: &str = "#a61c9f";
     /// Cut routes (the whole cluster's band).
     pub(super) const PARTITION: &str = "#f4cccc";
     /// A node down.
@@ -101,7 +110,7 @@ pub fn svg_timeline(r: &RunReport) -> String {
         row: 28.0,
         end: r.figures.sim_time.as_nanos().max(1) as f64,
         rows: r.nodes.len(),
-        below: 70.0 + 14.0 * (keyed + usize::from(partitions.len() > MAX_KEYED)) as f64,
+        below: 84.0 + 14.0 * (keyed + usize::from(partitions.len() > MAX_KEYED)) as f64,
     };
     let mut s = String::new();
     let _ = writeln!(
@@ -133,6 +142,7 @@ pub fn svg_timeline(r: &RunReport) -> String {
         );
     }
     tenure_bars(&mut s, &f, r);
+    marks(&mut s, &f, r);
     axis(&mut s, &f, r);
     legend(&mut s, &f, &partitions, &r.nodes);
     s.push_str("</svg>\n");
@@ -205,6 +215,125 @@ fn tenure_bars(s: &mut String, f: &Frame, r: &RunReport) {
     }
 }
 
+/// What a mark looks like.
+#[derive(Clone, Copy)]
+enum Mark {
+    /// A tick through the row with a dot on top.
+    ClockStep,
+    /// A cross.
+    StateLoss,
+    /// A small square.
+    Stop,
+    /// A diamond.
+    Message,
+}
+
+/// Draws mark `m` at `x` on the row starting at `y` (height `h`), with its hover text.
+fn mark(s: &mut String, m: Mark, x: f64, y: f64, h: f64, title: &str) {
+    let title = xml(title);
+    let _ = match m {
+        Mark::ClockStep => writeln!(
+            s,
+            r#"<g stroke="{c}" fill="{c}"><title>{title}</title><line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke-width="2"/><circle cx="{x:.1}" cy="{:.1}" r="2.5"/></g>"#,
+            y + 2.0,
+            y + h - 2.0,
+            y + 3.0,
+            c = colour::CLOCK_STEP
+        ),
+        Mark::StateLoss => writeln!(
+            s,
+            r#"<g stroke="{c}" stroke-width="2"><title>{title}</title><line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/></g>"#,
+            x - 4.0,
+            x + 4.0,
+            y + h / 2.0 - 4.0,
+            y + h / 2.0 + 4.0,
+            x - 4.0,
+            x + 4.0,
+            y + h / 2.0 + 4.0,
+            y + h / 2.0 - 4.0,
+            c = colour::STATE_LOSS
+        ),
+        Mark::Stop => writeln!(
+            s,
+            r#"<rect x="{:.1}" y="{:.1}" width="7" height="7" fill="{}"><title>{title}</title></rect>"#,
+            x - 3.5,
+            y + h / 2.0 - 3.5,
+            colour::STOP
+        ),
+        Mark::Message => writeln!(
+            s,
+            r#"<path d="M{x:.1} {:.1} l4 4 l-4 4 l-4 -4 z" fill="{}"><title>{title}</title></path>"#,
+            y + h / 2.0 - 4.0,
+            colour::MESSAGE
+        ),
+    };
+}
+
+/// Instant faults as marks on their node's row (a forged message above every row): clock
+/// steps, state losses, graceful stops, forged and targeted messages.
+fn marks(s: &mut String, f: &Frame, r: &RunReport) {
+    use crate::faults::Action;
+    let name = |i: usize| r.nodes.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+    for e in &r.applied {
+        let x = f.x(e.at.as_nanos());
+        let at = secs(e.at.as_nanos());
+        let (m, row, title) = match &e.action {
+            Action::ClockStep(i, by) => (
+                Mark::ClockStep,
+                Some(*i),
+                format!("{} wall clock stepped {:+.3}s at {at}", name(*i), *by as f64 / 1e9),
+            ),
+            Action::WipeState(i) => (
+                Mark::StateLoss,
+                Some(*i),
+                format!("{} state file wiped at {at}", name(*i)),
+            ),
+            Action::RollbackState(i, _) => (
+                Mark::StateLoss,
+                Some(*i),
+                format!("{} state file rolled back at {at}", name(*i)),
+            ),
+            Action::CorruptState(i) => (
+                Mark::StateLoss,
+                Some(*i),
+                format!("{} state file made unreadable at {at}", name(*i)),
+            ),
+            Action::StateLoss { node, wipe, .. } => (
+                Mark::StateLoss,
+                Some(*node),
+                format!(
+                    "{} killed, state file {} at {at}",
+                    name(*node),
+                    if *wipe { "wiped" } else { "rolled back" }
+                ),
+            ),
+            Action::Stop(i) => (Mark::Stop, Some(*i), format!("{} stopped gracefully at {at}", name(*i))),
+            Action::Forge(k) => (Mark::Message, None, format!("forged message #{k} at {at}")),
+            Action::Message {
+                fault,
+                from,
+                to,
+                kind,
+                nth,
+            } => (
+                Mark::Message,
+                Some(*to),
+                format!(
+                    "{fault:?} {} #{nth} {}->{} at {at}",
+                    kind.name(),
+                    name(*from),
+                    name(*to)
+                ),
+            ),
+            _ => continue,
+        };
+        match row.filter(|i| *i < f.rows) {
+            Some(i) => mark(s, m, x, f.y(i), f.row, &title),
+            None => mark(s, m, x, f.top - 22.0, 12.0, &title),
+        }
+    }
+}
+
 /// The violation's line and the time axis.
 fn axis(s: &mut String, f: &Frame, r: &RunReport) {
     let bottom = f.y(f.rows);
@@ -242,7 +371,8 @@ fn axis(s: &mut String, f: &Frame, r: &RunReport) {
 fn legend(s: &mut String, f: &Frame, partitions: &[&Span], ids: &[String]) {
     let y = f.y(f.rows) + 48.0;
     let items = [
-        (colour::LEASE[0], "lease held (token on the bar)"),
+        (colour::LEASE[0], "lease, even token"),
+        (colour::LEASE[1], "lease, odd token (token on the bar)"),
         (colour::PARTITION, "partition Pn"),
         (colour::DOWN, "down"),
         (colour::PAUSED, "paused"),
@@ -259,12 +389,30 @@ fn legend(s: &mut String, f: &Frame, partitions: &[&Span], ids: &[String]) {
         );
         x += 28.0 + 7.0 * what.len() as f64;
     }
+    // The marks, on a line of their own.
+    let y = y + 14.0;
+    let mut x = f.left + 4.0;
+    for (m, what) in [
+        (Mark::ClockStep, "wall clock step"),
+        (Mark::StateLoss, "state file wiped, rolled back or unreadable"),
+        (Mark::Stop, "graceful stop"),
+        (Mark::Message, "message forged, dropped, delayed or duplicated"),
+    ] {
+        mark(s, m, x, y - 11.0, 12.0, what);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{y:.1}" font-size="11">{what}</text>"#,
+            x + 12.0
+        );
+        x += 30.0 + 7.0 * what.len() as f64;
+    }
+    let y = y - 14.0;
     for (k, p) in partitions.iter().take(MAX_KEYED).enumerate() {
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{:.1}" font-size="11">P{}  {:.3}s–{:.3}s  {}</text>"#,
             f.left,
-            y + 14.0 * (k + 1) as f64,
+            y + 14.0 * (k + 2) as f64,
             k + 1,
             p.from as f64 / 1e9,
             p.to as f64 / 1e9,
@@ -276,7 +424,7 @@ fn legend(s: &mut String, f: &Frame, partitions: &[&Span], ids: &[String]) {
             s,
             r#"<text x="{}" y="{:.1}" font-size="11">... and {} more partitions (hover a band for its sides)</text>"#,
             f.left,
-            y + 14.0 * (MAX_KEYED + 1) as f64,
+            y + 14.0 * (MAX_KEYED + 2) as f64,
             partitions.len() - MAX_KEYED
         );
     }

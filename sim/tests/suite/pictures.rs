@@ -2,6 +2,7 @@
 //! track nest or stay apart (the trace-event format forbids partial overlap, and the viewer
 //! drops such slices), and the SVG has one legend, tokens on the bars and named partitions.
 
+use leasehold_sim::faults::Action;
 use leasehold_sim::render::{perfetto_json, svg_timeline, tenures};
 use leasehold_sim::sweep::scenario_files;
 use leasehold_sim::{run_seed, Scenario};
@@ -42,6 +43,11 @@ fn partial_overlap(mut s: Vec<(f64, f64)>) -> Option<((f64, f64), (f64, f64))> {
     None
 }
 
+/// How many of the run's applied faults `f` picks.
+fn marks(r: &leasehold_sim::RunReport, f: impl Fn(&Action) -> bool) -> usize {
+    r.applied.iter().filter(|e| f(&e.action)).count()
+}
+
 #[test]
 fn the_overlap_check_itself_finds_a_partial_overlap() {
     assert!(partial_overlap(vec![(0.0, 10.0), (2.0, 5.0), (5.0, 10.0)]).is_none());
@@ -66,7 +72,42 @@ fn every_scenarios_pictures_follow_their_formats() {
         }
         let svg = svg_timeline(&r);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("lease held (token on the bar)").count(), 1, "one legend");
+        assert_eq!(
+            svg.matches("lease, odd token (token on the bar)").count(),
+            1,
+            "one legend"
+        );
+        assert_eq!(
+            svg.matches(">wall clock step</text>").count(),
+            1,
+            "the marks in the legend"
+        );
+        // Every instant fault the run applied has its mark (one more each: the legend's).
+        for (shape, count) in [
+            (
+                r##"<g stroke="#e69138""##,
+                marks(&r, |a| matches!(a, Action::ClockStep(..))),
+            ),
+            (
+                r##"<g stroke="#000000" stroke-width="2">"##,
+                marks(&r, |a| {
+                    matches!(
+                        a,
+                        Action::WipeState(_)
+                            | Action::RollbackState(..)
+                            | Action::CorruptState(_)
+                            | Action::StateLoss { .. }
+                    )
+                }),
+            ),
+            (r##"fill="#444444">"##, marks(&r, |a| matches!(a, Action::Stop(_)))),
+            (
+                r##"fill="#a61c9f">"##,
+                marks(&r, |a| matches!(a, Action::Forge(_) | Action::Message { .. })),
+            ),
+        ] {
+            assert_eq!(svg.matches(shape).count(), count + 1, "{}: {shape}", f.display());
+        }
         if let Some(t) = tenures(&r)
             .iter()
             .find(|t| t.token.is_some() && t.until - t.from > r.figures.sim_time.as_nanos() / 20)
