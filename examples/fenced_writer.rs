@@ -45,7 +45,7 @@ async fn replica(
     held: Arc<Mutex<Option<(u64, String)>>>,
 ) {
     while let Some(lease) = handle.leadership().await {
-        let token = lease.token().unwrap_or(0);
+        let token = lease.token();
         println!("{id} leads with token {token}");
         let mut n = 0;
         while lease.is_valid() {

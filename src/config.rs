@@ -374,6 +374,117 @@ pub struct MembershipCfg {
     pub election: String,
 }
 
+/// Builds a checked [`MembershipCfg`]: the two settings every agent needs, its ID and the
+/// cluster's size, up front; the rest by name, with durations as [`Duration`] and the rank as
+/// an unsigned number; [`MembershipCfgBuilder::build`] fills in the defaults and validates.
+///
+/// ```
+/// use leasehold::{ClusterState, MembershipCfg};
+/// use std::time::Duration;
+///
+/// let cfg = MembershipCfg::builder("orders-1", 3)
+///     .rank(0)
+///     .lease(Duration::from_secs(10))
+///     .election("orders")
+///     .initial_cluster_state(ClusterState::Existing)
+///     .build()?;
+/// assert_eq!(cfg.beat, Duration::from_millis(100));
+/// let e = MembershipCfg::builder("orders-1", 3).lease(Duration::from_millis(200)).build().unwrap_err();
+/// assert_eq!(e.field, "lease_time");
+/// # Ok::<(), leasehold::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MembershipCfgBuilder {
+    cfg: MembershipCfg,
+}
+
+impl MembershipCfg {
+    /// A builder for agent `id` in a cluster of `cluster_size` agents.
+    pub fn builder(id: impl Into<String>, cluster_size: usize) -> MembershipCfgBuilder {
+        let mut cfg = MembershipCfg::zero();
+        cfg.id = id.into();
+        cfg.cluster_size = cluster_size;
+        MembershipCfgBuilder { cfg }
+    }
+}
+
+impl MembershipCfgBuilder {
+    /// This agent's rank: lower is preferred as leader (default 0).
+    pub fn rank(mut self, rank: u32) -> Self {
+        self.cfg.my_rank = i64::from(rank);
+        self
+    }
+
+    /// The lease time (default 10 s): at least four beats.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.cfg.lease_time = lease;
+        self
+    }
+
+    /// The heartbeat period (default 100 ms).
+    pub fn beat(mut self, beat: Duration) -> Self {
+        self.cfg.beat = beat;
+        self
+    }
+
+    /// The bound on any agent's clock rate error, in ppm (default 1000; every agent the same).
+    pub fn max_drift_ppm(mut self, ppm: u32) -> Self {
+        self.cfg.max_drift_ppm = ppm;
+        self
+    }
+
+    /// The largest wall-clock disagreement tolerated (default 1 s).
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.cfg.max_clock_skew = skew;
+        self
+    }
+
+    /// The election's name (default: the one election of the prefix).
+    pub fn election(mut self, name: impl Into<String>) -> Self {
+        self.cfg.election = name.into();
+        self
+    }
+
+    /// The subject prefix (default `_nats.cluster.members.`; it ends with a dot).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.cfg.sys_member_prefix = prefix.into();
+        self
+    }
+
+    /// The election algorithm (default [`Algorithm::Lease`]).
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.cfg.algorithm = algorithm;
+        self
+    }
+
+    /// Whether a start without state may take the cluster for brand-new (default
+    /// [`ClusterState::Existing`]; `New` only for a cluster's very first start).
+    pub fn initial_cluster_state(mut self, state: ClusterState) -> Self {
+        self.cfg.initial_cluster_state = state;
+        self
+    }
+
+    /// How many state files may be rolled back at once (default 1, or 0 for one agent).
+    pub fn state_loss_tolerance(mut self, f: usize) -> Self {
+        self.cfg.state_loss_tolerance = Some(f);
+        self
+    }
+
+    /// How long a silent member is kept (default five beats).
+    pub fn member_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.member_timeout = timeout;
+        self
+    }
+
+    /// The configuration, its defaults filled in, or what is wrong with it.
+    pub fn build(self) -> Result<MembershipCfg, ConfigError> {
+        let mut cfg = self.cfg;
+        cfg.set_defaults();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 impl Default for MembershipCfg {
     fn default() -> Self {
         let mut cfg = MembershipCfg::zero();

@@ -273,7 +273,7 @@ impl Shared {
 /// Lead while the lease is guaranteed, under its fencing token:
 ///
 /// ```no_run
-/// # async fn write(_token: Option<u64>) {}
+/// # async fn write(_token: u64) {}
 /// # async fn serve(handle: leasehold::MembershipHandle) {
 /// while let Some(lease) = handle.leadership().await {
 ///     let work = async {
@@ -330,9 +330,15 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// The fencing token of this lease (`lease` algorithm): pass it with every write, and let
-    /// the store refuse a lower one.
-    pub fn token(&self) -> Option<u64> {
+    /// The fencing token of this lease: pass it with every write, and let the store refuse a
+    /// lower one. Every `lease` lease has one, from 1 up; `allcall`, hnatsd's algorithm, has
+    /// none and gives 0 (nothing can be fenced under it).
+    pub fn token(&self) -> u64 {
+        self.token.unwrap_or(0)
+    }
+
+    /// The token, `None` under `allcall` (for the crate's own reports).
+    pub(crate) fn token_if_any(&self) -> Option<u64> {
         self.token
     }
 
@@ -710,7 +716,7 @@ mod tests {
         let a = agent(BugKnobs::default());
         acquire(&a.shared, 1);
         let lease = guard(&a);
-        assert_eq!((lease.token(), lease.remaining()), (Some(1), UNTIL - NOW));
+        assert_eq!((lease.token(), lease.remaining()), (1, UNTIL - NOW));
         assert!(!lost_resolves(&lease), "pending while the lease holds");
         // A resign: the claim ends; the release and the heartbeat are still to be published.
         a.shared.notice(NOW, Notice::ClaimEnded { at: NOW });
@@ -748,7 +754,7 @@ mod tests {
         a.clock.arm(move || shared.notice(NOW, leader("n1", false, 2)));
         match a.handle.leadership().now_or_never() {
             Some(Some(lease)) => {
-                assert_eq!(lease.token(), Some(1), "a guard with the next leader's token");
+                assert_eq!(lease.token(), 1, "a guard with the next leader's token");
                 assert!(!lease.is_valid(), "and it is not valid: n1 holds");
             }
             other => assert!(other.is_none(), "waiting is right too"),
@@ -768,10 +774,6 @@ mod tests {
         );
         a.shared
             .notice(NOW, Notice::Connection(crate::network::Connection::Reconnected));
-        assert_eq!(
-            guard(&a).token(),
-            Some(1),
-            "connected again, and still within the lease"
-        );
+        assert_eq!(guard(&a).token(), 1, "connected again, and still within the lease");
     }
 }

@@ -64,7 +64,7 @@ pub enum MembershipError {
 ///     })
 ///     .collect();
 /// let lease = handles[0].leadership().await.expect("n0 leads");
-/// assert!(lease.token().is_some() && handles[0].is_leader_now());
+/// assert!(lease.token() > 0 && handles[0].is_leader_now());
 /// # });
 /// # }
 /// ```

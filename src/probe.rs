@@ -66,7 +66,7 @@ pub async fn guard_app<C: Clock + Clone>(
     write: Option<Write>,
 ) {
     while let Some(lease) = agent.leadership().await {
-        let token = lease.token();
+        let token = lease.token_if_any();
         let (agent, clock, lease_, write, report) = (&agent, &clock, &lease, &write, &report);
         let work = async move {
             loop {
@@ -130,7 +130,7 @@ impl<C: Clock> Drop for OnDrop<C> {
 impl<C: Clock + Clone> LeaderCallbacks for Reporter<C> {
     fn on_started_leading(&self, lease: Leadership) -> BoxFuture<'static, ()> {
         let at = self.clock.now();
-        let token = lease.token();
+        let token = lease.token_if_any();
         let left = lease.remaining();
         if !left.is_zero() {
             (self.report)(GuardWord::Valid {
