@@ -40,7 +40,8 @@ fn a_real_agent_exports_its_leadership_and_its_health_follows_the_connection() {
     let mut server = Server::start(free_port(), None);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let agent = Agent::start_extra("n0", 0, &server.url(), 1, &["--metrics-addr".into(), addr]);
+    let agent = Agent::start_extra("n0", 0, &server.url(), 2, &["--metrics-addr".into(), addr]);
+    let _peer = Agent::start("n1", 1, &server.url(), 2, "lease");
     let mut scrape = String::new();
     let leads = until(Duration::from_secs(15), || {
         scrape = get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
@@ -51,7 +52,7 @@ fn a_real_agent_exports_its_leadership_and_its_health_follows_the_connection() {
         ("leasehold_fencing_token", 1.0),
         ("leasehold_lease_acquisitions_total", 1.0),
         ("leasehold_leader_changes_total", 1.0),
-        ("leasehold_members", 1.0),
+        ("leasehold_members", 2.0),
         ("leasehold_connected", 1.0),
     ] {
         let v = sample(&scrape, name).unwrap_or_else(|| panic!("no {name} in:\n{scrape}"));
@@ -63,6 +64,15 @@ fn a_real_agent_exports_its_leadership_and_its_health_follows_the_connection() {
     assert_eq!(sample(&scrape, "leasehold_messages_malformed_total"), Some(0.0));
     assert!(scrape.contains("# TYPE leasehold_lease_renewals counter"), "{scrape}");
     assert_eq!(get(port, "/healthz"), Some((200, "ok\n".into())));
+    // The peer's round trip, once a ping has measured it (one peer a second).
+    let mut rtt = None;
+    until(Duration::from_secs(10), || {
+        let text = get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        rtt = sample(&text, "leasehold_peer_rtt_estimate_seconds{peer=\"n1\"}");
+        rtt.is_some()
+    });
+    let rtt = rtt.expect("n1's round trip");
+    assert!(rtt > 0.0 && rtt < 1.0, "a loopback round trip of {rtt} s");
     assert_eq!(get(port, "/nothing").map(|(c, _)| c), Some(404));
     // The server goes: the agent notices within three pings (a quarter of the lease each).
     server.stop();

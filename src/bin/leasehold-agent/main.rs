@@ -418,10 +418,10 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
     };
     let handle = agent.handle();
     let notices = handle.notices(4096);
-    start_beside(args, &handle, &net, &clock);
+    let book = start_beside(args, &handle, &net, &clock);
     let metrics = metrics_listener.map(|l| {
         let m = metrics::Metrics::new();
-        tokio::spawn(metrics::serve(l, m.clone(), handle.clone(), clock.clone()));
+        tokio::spawn(metrics::serve(l, m.clone(), handle.clone(), clock.clone(), book));
         m
     });
     let runner = tokio::spawn(agent.run());
@@ -462,7 +462,12 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
 
 /// What runs beside the agent: the answers to router pings, the pings that move this agent's
 /// network coordinate, and (test only) the applications of `leasehold-sim real`.
-fn start_beside(args: &Args, handle: &leasehold::MembershipHandle, net: &NatsNetwork, clock: &Arc<dyn Clock>) {
+/// The book of network coordinates the pings feed, with what every peer's round trip is
+/// estimated at.
+type Book = Arc<std::sync::Mutex<leasehold::router::CoordinateBook>>;
+
+/// What runs beside the agent; returns the coordinate book the pings feed.
+fn start_beside(args: &Args, handle: &leasehold::MembershipHandle, net: &NatsNetwork, clock: &Arc<dyn Clock>) -> Book {
     // Answer router pings (request/reply, with this agent's network coordinate).
     let book = Arc::new(std::sync::Mutex::new(leasehold::router::CoordinateBook::new(
         u64::from(std::process::id()),
@@ -479,7 +484,7 @@ fn start_beside(args: &Args, handle: &leasehold::MembershipHandle, net: &NatsNet
         handle.clone(),
         net.clone(),
         clock.clone(),
-        book,
+        book.clone(),
         args.prefix.clone(),
     ));
     if args.test_guard || args.test_fenced_writes.is_some() {
@@ -492,6 +497,7 @@ fn start_beside(args: &Args, handle: &leasehold::MembershipHandle, net: &NatsNet
             args.test_fenced_writes.clone(),
         );
     }
+    book
 }
 
 /// Prints the agent's notices and serves signals until it stops; whether it gave up

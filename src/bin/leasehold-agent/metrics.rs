@@ -7,6 +7,7 @@
 use leasehold::{Clock, Connection, MembershipHandle, Notice};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,8 @@ pub(crate) struct Metrics {
     token: Gauge,
     lease_remaining: Gauge<f64, AtomicU64>,
     members: Gauge,
+    /// Each peer's round trip, as its network coordinate estimates it (fed by measured pings).
+    peer_rtt: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     connected: Gauge,
     waiting: Gauge,
     leader_changes: Counter,
@@ -86,6 +89,11 @@ impl Metrics {
                 "what is left of this agent's lease (0 unless it leads)",
             ),
             members: metric(&mut r, "members", "members this agent hears, itself included"),
+            peer_rtt: metric(
+                &mut r,
+                "peer_rtt_estimate_seconds",
+                "each peer's round trip as the network coordinates, fed by measured pings, estimate it",
+            ),
             connected: metric(&mut r, "connected", "1 while the connection to the NATS server is up"),
             waiting: metric(
                 &mut r,
@@ -141,8 +149,9 @@ impl Metrics {
         }
     }
 
-    /// The text of `/metrics`, with what `handle` knows now (`clock`: the agent's).
-    fn scrape(&self, handle: &MembershipHandle, clock: &dyn Clock) -> String {
+    /// The text of `/metrics`, with what `handle` knows now (`clock`: the agent's; `book`: the
+    /// coordinates the pings feed).
+    fn scrape(&self, handle: &MembershipHandle, clock: &dyn Clock, book: &crate::Book) -> String {
         let status = handle.status();
         let leading = handle.is_leader_now();
         self.is_leader.set(i64::from(leading));
@@ -154,8 +163,16 @@ impl Metrics {
             .map_or(Duration::ZERO, |d| d.saturating_sub(clock.now()));
         self.lease_remaining.set(remaining.as_secs_f64());
         // (The handle lists the others.)
-        self.members
-            .set(i64::try_from(handle.members().len() + 1).unwrap_or(i64::MAX));
+        let peers = handle.members();
+        self.members.set(i64::try_from(peers.len() + 1).unwrap_or(i64::MAX));
+        if let Ok(b) = book.lock() {
+            for p in &peers {
+                if let Some(rtt) = b.estimated_rtt(&p.id) {
+                    let label = vec![("peer".to_string(), p.id.clone())];
+                    self.peer_rtt.get_or_create(&label).set(rtt.as_secs_f64());
+                }
+            }
+        }
         self.connected.set(i64::from(self.up.load(Ordering::Relaxed)));
         self.waiting.set(i64::from(self.recovering.load(Ordering::Relaxed)));
         let st = handle.stats();
@@ -197,12 +214,13 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     handle: MembershipHandle,
     clock: Arc<dyn Clock>,
+    book: crate::Book,
 ) {
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             continue;
         };
-        let (metrics, handle, clock) = (metrics.clone(), handle.clone(), clock.clone());
+        let (metrics, handle, clock, book) = (metrics.clone(), handle.clone(), clock.clone(), book.clone());
         tokio::spawn(async move {
             // A request line and headers fit in 8 KiB; anything longer is not ours to read.
             let mut buf = vec![0u8; 8192];
@@ -219,7 +237,7 @@ pub(crate) async fn serve(
                 "/metrics" => (
                     "200 OK",
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    metrics.scrape(&handle, clock.as_ref()),
+                    metrics.scrape(&handle, clock.as_ref(), &book),
                 ),
                 "/healthz" => match metrics.health() {
                     Ok(()) => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
