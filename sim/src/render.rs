@@ -273,60 +273,19 @@ fn mark(s: &mut String, m: Mark, x: f64, y: f64, h: f64, title: &str) {
 /// steps, state losses, graceful stops, forged and targeted messages.
 fn marks(s: &mut String, f: &Frame, r: &RunReport) {
     use crate::faults::Action;
-    let name = |i: usize| r.nodes.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
     for e in &r.applied {
-        let x = f.x(e.at.as_nanos());
-        let at = secs(e.at.as_nanos());
-        let (m, row, title) = match &e.action {
-            Action::ClockStep(i, by) => (
-                Mark::ClockStep,
-                Some(*i),
-                format!("{} wall clock stepped {:+.3}s at {at}", name(*i), *by as f64 / 1e9),
-            ),
-            Action::WipeState(i) => (
-                Mark::StateLoss,
-                Some(*i),
-                format!("{} state file wiped at {at}", name(*i)),
-            ),
-            Action::RollbackState(i, _) => (
-                Mark::StateLoss,
-                Some(*i),
-                format!("{} state file rolled back at {at}", name(*i)),
-            ),
-            Action::CorruptState(i) => (
-                Mark::StateLoss,
-                Some(*i),
-                format!("{} state file made unreadable at {at}", name(*i)),
-            ),
-            Action::StateLoss { node, wipe, .. } => (
-                Mark::StateLoss,
-                Some(*node),
-                format!(
-                    "{} killed, state file {} at {at}",
-                    name(*node),
-                    if *wipe { "wiped" } else { "rolled back" }
-                ),
-            ),
-            Action::Stop(i) => (Mark::Stop, Some(*i), format!("{} stopped gracefully at {at}", name(*i))),
-            Action::Forge(k) => (Mark::Message, None, format!("forged message #{k} at {at}")),
-            Action::Message {
-                fault,
-                from,
-                to,
-                kind,
-                nth,
-            } => (
-                Mark::Message,
-                Some(*to),
-                format!(
-                    "{fault:?} {} #{nth} {}->{} at {at}",
-                    kind.name(),
-                    name(*from),
-                    name(*to)
-                ),
-            ),
+        let (m, row) = match &e.action {
+            Action::ClockStep(i, _) => (Mark::ClockStep, Some(*i)),
+            Action::WipeState(i) | Action::RollbackState(i, _) | Action::CorruptState(i) => (Mark::StateLoss, Some(*i)),
+            Action::StateLoss { node, .. } => (Mark::StateLoss, Some(*node)),
+            Action::Stop(i) => (Mark::Stop, Some(*i)),
+            Action::Forge(_) => (Mark::Message, None),
+            Action::Message { to, .. } => (Mark::Message, Some(*to)),
             _ => continue,
         };
+        // Its words on hover are the trace's.
+        let title = format!("{} at {}", e.action.describe(&r.nodes, None), secs(e.at.as_nanos()));
+        let x = f.x(e.at.as_nanos());
         match row.filter(|i| *i < f.rows) {
             Some(i) => mark(s, m, x, f.y(i), f.row, &title),
             None => mark(s, m, x, f.top - 22.0, 12.0, &title),
