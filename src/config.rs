@@ -308,13 +308,27 @@ impl std::str::FromStr for ClusterState {
 /// Configuration of one agent (hnatsd's `MembershipCfg` plus new fields).
 ///
 /// Zero values mean "use the default", as in hnatsd; [`MembershipCfg::set_defaults`] fills
-/// them in, and [`Default`] returns a filled-in configuration.
+/// them in, and [`Default`] returns a filled-in configuration. [`MembershipCfg::builder`]
+/// builds one by name. It also reads from a file (TOML, JSON, …) with serde: the field names
+/// as keys, durations as text (`lease_time = "10s"`), a key left out zero (so defaulted by
+/// [`Membership::new`](crate::Membership::new)), an unknown key an error:
+///
+/// ```
+/// let cfg: leasehold::MembershipCfg =
+///     serde_json::from_str(r#"{"id": "n0", "cluster_size": 3, "lease_time": "10s", "beat": "200ms"}"#)?;
+/// assert_eq!(cfg.lease_time, std::time::Duration::from_secs(10));
+/// assert!(serde_json::from_str::<leasehold::MembershipCfg>(r#"{"lease": "10s"}"#).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default = "MembershipCfg::zero", deny_unknown_fields)]
 pub struct MembershipCfg {
     /// Largest wall-clock disagreement tolerated between agents (default 1 s). `allcall`
     /// honours a lease for `lease_time + max_clock_skew`; `lease` uses it only for liveness.
+    #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
     /// Heartbeat period (default 100 ms).
+    #[serde(with = "humantime_serde")]
     pub beat: Duration,
     /// NATS server URL, for hnatsd parity only: nothing reads it (the NATS adapter connects
     /// to `NatsOptions::url`, feature `nats`; `leasehold-agent` to `--nats`).
@@ -323,6 +337,7 @@ pub struct MembershipCfg {
     pub sys_member_prefix: String,
     /// Lease length (default 10 s): the minimum a leader is elected for in `allcall`, the
     /// promise period in `lease`.
+    #[serde(with = "humantime_serde")]
     pub lease_time: Duration,
     /// This agent's rank; lower is preferred as leader.
     pub my_rank: i64,
@@ -345,6 +360,7 @@ pub struct MembershipCfg {
     /// Entries kept in the leadership history (default 100; the newest are kept).
     pub history_size: usize,
     /// A member not heard from for this long is reported lost (default 5 beats).
+    #[serde(with = "humantime_serde")]
     pub member_timeout: Duration,
     /// Largest message accepted from the network (default 64 KiB).
     pub max_message: usize,
