@@ -56,9 +56,24 @@ pub struct LeadershipRecord {
     pub at: Duration,
 }
 
-/// Counters of things that went wrong and were survived.
+/// Counters of what the agent did and of what went wrong and was survived (the agent's
+/// `--metrics-addr` exports the same values).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Changes of the leader this agent sees.
+    pub leader_changes: u64,
+    /// Leases this agent took (each a new token, or a new claim under `allcall`).
+    pub leases_acquired: u64,
+    /// Renewals of this agent's lease.
+    pub lease_renewals: u64,
+    /// Reports of a start still waiting to learn the highest token (one every 5 s).
+    pub recovery_waits: u64,
+    /// Peers seen with other lease settings (each peer and digest once).
+    pub config_mismatches: u64,
+    /// Peers seen configured for another cluster size (each peer and size once).
+    pub size_mismatches: u64,
+    /// Other processes heard with this agent's ID.
+    pub duplicate_ids: u64,
     /// Messages dropped because they were malformed or too large.
     pub malformed: u64,
     /// Publishes that failed (the network was down or refused them).
@@ -91,8 +106,33 @@ struct SharedInner {
     /// The connection to the server is down (never, for networks without one).
     disconnected: bool,
     stats: Stats,
+    /// The token of the claim running (`Some(None)` under `allcall`), to tell a renewal from
+    /// a new lease.
+    claiming: Option<Option<u64>>,
     /// The handles' common token: when the last handle goes, the agent stops.
     users: Weak<Users>,
+}
+
+/// Counts what notice `n` says in the agent's [`Stats`].
+fn count(g: &mut SharedInner, n: &Notice) {
+    let st = &mut g.stats;
+    match n {
+        Notice::Leader { .. } => st.leader_changes += 1,
+        Notice::Claim { token, .. } => {
+            if g.claiming == Some(*token) {
+                st.lease_renewals += 1;
+            } else {
+                st.leases_acquired += 1;
+                g.claiming = Some(*token);
+            }
+        }
+        Notice::ClaimEnded { .. } => g.claiming = None,
+        Notice::WaitingForRecovery { .. } => st.recovery_waits += 1,
+        Notice::ConfigMismatch { .. } => st.config_mismatches += 1,
+        Notice::SizeMismatch { .. } => st.size_mismatches += 1,
+        Notice::DuplicateId { .. } => st.duplicate_ids += 1,
+        _ => {}
+    }
 }
 
 /// What the driver and every handle share.
@@ -185,6 +225,7 @@ impl Shared {
         log(&n);
         let mut g = self.lock();
         let before = (g.status.clone(), g.disconnected);
+        count(&mut g, &n);
         match &n {
             Notice::Leader {
                 leader,
@@ -709,6 +750,36 @@ mod tests {
             }
         }
         false
+    }
+
+    /// The handle counts what the agent did: a lease, its renewal, another lease after the
+    /// first claim ended, each leader change, and the mismatches and waits it was told of.
+    #[test]
+    fn stats_count_leases_renewals_leader_changes_and_warnings() {
+        let a = agent(BugKnobs::default());
+        acquire(&a.shared, 1);
+        acquire(&a.shared, 1);
+        a.shared.notice(NOW, Notice::ClaimEnded { at: NOW });
+        acquire(&a.shared, 2);
+        a.shared.notice(
+            NOW,
+            Notice::SizeMismatch {
+                peer: "n1".into(),
+                ours: 3,
+                theirs: 5,
+            },
+        );
+        let st = a.handle.stats();
+        assert_eq!(
+            (
+                st.leases_acquired,
+                st.lease_renewals,
+                st.leader_changes,
+                st.size_mismatches
+            ),
+            (2, 1, 3, 1)
+        );
+        assert_eq!((st.config_mismatches, st.duplicate_ids, st.recovery_waits), (0, 0, 0));
     }
 
     #[test]

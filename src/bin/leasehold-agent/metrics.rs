@@ -1,8 +1,7 @@
 //! `--metrics-addr`: the agent's state as Prometheus/OpenMetrics text on `/metrics`, and
 //! `/healthz`, which answers 200 while the agent is connected and not waiting (503 with the
-//! reason otherwise). What changes by events (leader changes, claims, mismatches) is counted
-//! from the agent's notices as they come; what the handle knows (leadership, members, the
-//! drop counters of `Stats`) is read at each scrape.
+//! reason otherwise). Every counter is the library's own (`Stats`), and the gauges what the
+//! handle knows (leadership, members), read at each scrape; the health follows the notices.
 
 use leasehold::{Clock, Connection, MembershipHandle, Notice};
 use prometheus_client::encoding::text::encode;
@@ -26,20 +25,11 @@ pub(crate) struct Metrics {
     peer_rtt: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
     connected: Gauge,
     waiting: Gauge,
-    leader_changes: Counter,
-    acquisitions: Counter,
-    renewals: Counter,
-    recovery_waits: Counter,
-    config_mismatches: Counter,
-    size_mismatches: Counter,
-    duplicate_ids: Counter,
-    /// The handle's `Stats` counters, by name (set from it at each scrape).
-    stats: [(&'static str, Counter); 7],
+    /// The handle's `Stats`, each counter by name (brought up to it at each scrape).
+    stats: [(&'static str, Counter); 14],
     /// Health, from the notices: connected, and not waiting to learn the highest token.
     up: AtomicBool,
     recovering: AtomicBool,
-    /// The last claim's token, to tell a renewal from an acquisition.
-    last_claim: AtomicU64,
 }
 
 /// A metric registered under the `leasehold_` prefix with its help.
@@ -58,6 +48,16 @@ impl Metrics {
     pub(crate) fn new() -> Arc<Self> {
         let mut r = Registry::with_prefix("leasehold");
         let stats = [
+            ("leader_changes", "changes of the leader this agent sees"),
+            ("lease_acquisitions", "leases this agent took"),
+            ("lease_renewals", "renewals of this agent's lease"),
+            (
+                "recovery_waits",
+                "reports of a start still waiting to learn the highest token",
+            ),
+            ("config_mismatches", "peers seen with other lease settings"),
+            ("size_mismatches", "peers seen with another cluster size"),
+            ("duplicate_ids", "other processes heard with this agent's ID"),
             ("messages_malformed", "messages dropped as malformed or too large"),
             (
                 "messages_out_of_range",
@@ -100,51 +100,19 @@ impl Metrics {
                 "waiting_for_recovery",
                 "1 while a start waits to learn the highest token",
             ),
-            leader_changes: metric(&mut r, "leader_changes", "changes of the leader this agent sees"),
-            acquisitions: metric(&mut r, "lease_acquisitions", "leases this agent took"),
-            renewals: metric(&mut r, "lease_renewals", "renewals of this agent's lease"),
-            recovery_waits: metric(&mut r, "recovery_waits", "reports of a start still waiting for answers"),
-            config_mismatches: metric(&mut r, "config_mismatches", "peers seen with other lease settings"),
-            size_mismatches: metric(&mut r, "size_mismatches", "peers seen with another cluster size"),
-            duplicate_ids: metric(&mut r, "duplicate_ids", "other processes heard with this agent's ID"),
             stats,
             registry: r,
             up: AtomicBool::new(false),
             recovering: AtomicBool::new(false),
-            last_claim: AtomicU64::new(0),
         })
     }
 
-    /// Counts what `n` says.
+    /// Follows the health `n` says something of (the counters come from the handle's `Stats`).
     pub(crate) fn observe(&self, n: &Notice) {
         match n {
-            Notice::Leader { .. } => {
-                self.leader_changes.inc();
-            }
-            Notice::Claim { token, .. } => {
-                let t = token.unwrap_or(0);
-                if self.last_claim.swap(t, Ordering::Relaxed) == t && t != 0 {
-                    self.renewals.inc();
-                } else {
-                    self.acquisitions.inc();
-                }
-            }
-            Notice::ClaimEnded { .. } => self.last_claim.store(0, Ordering::Relaxed),
             Notice::Connection(c) => self.up.store(*c != Connection::Disconnected, Ordering::Relaxed),
-            Notice::WaitingForRecovery { .. } => {
-                self.recovering.store(true, Ordering::Relaxed);
-                self.recovery_waits.inc();
-            }
+            Notice::WaitingForRecovery { .. } => self.recovering.store(true, Ordering::Relaxed),
             Notice::Recovered { .. } => self.recovering.store(false, Ordering::Relaxed),
-            Notice::ConfigMismatch { .. } => {
-                self.config_mismatches.inc();
-            }
-            Notice::SizeMismatch { .. } => {
-                self.size_mismatches.inc();
-            }
-            Notice::DuplicateId { .. } => {
-                self.duplicate_ids.inc();
-            }
             _ => {}
         }
     }
@@ -177,6 +145,13 @@ impl Metrics {
         self.waiting.set(i64::from(self.recovering.load(Ordering::Relaxed)));
         let st = handle.stats();
         let values = [
+            st.leader_changes,
+            st.leases_acquired,
+            st.lease_renewals,
+            st.recovery_waits,
+            st.config_mismatches,
+            st.size_mismatches,
+            st.duplicate_ids,
             st.malformed,
             st.out_of_range,
             st.unauthenticated,
