@@ -305,6 +305,25 @@ impl std::str::FromStr for ClusterState {
     }
 }
 
+/// The fields of hnatsd's `MembershipCfg` that only describe where an agent runs, kept for
+/// wire parity: they are reported in each agent's [`AgentLoc`] (and its ordering's ties), and
+/// nothing in the election reads them otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HnatsdFields {
+    /// NATS server URL: nothing reads it (the NATS adapter connects to `NatsOptions::url`,
+    /// feature `nats`; `leasehold-agent` to `--nats`).
+    pub nats_url: String,
+    /// Host of this agent's NATS server.
+    pub nats_host: String,
+    /// Client port of this agent's NATS server.
+    pub nats_client_port: i64,
+    /// Process ID.
+    pub pid: i64,
+    /// gRPC endpoints.
+    pub grpc: ExtInt,
+}
+
 /// Configuration of one agent (hnatsd's `MembershipCfg` plus new fields).
 ///
 /// Zero values mean "use the default", as in hnatsd; [`MembershipCfg::set_defaults`] fills
@@ -330,27 +349,20 @@ pub struct MembershipCfg {
     /// Heartbeat period (default 100 ms).
     #[serde(with = "humantime_serde")]
     pub beat: Duration,
-    /// NATS server URL, for hnatsd parity only: nothing reads it (the NATS adapter connects
-    /// to `NatsOptions::url`, feature `nats`; `leasehold-agent` to `--nats`).
-    pub nats_url: String,
     /// Subject prefix for membership traffic (default `_nats.cluster.members.`).
     pub sys_member_prefix: String,
     /// Lease length (default 10 s): the minimum a leader is elected for in `allcall`, the
     /// promise period in `lease`.
     #[serde(with = "humantime_serde")]
     pub lease_time: Duration,
-    /// This agent's rank; lower is preferred as leader.
+    /// This agent's rank; lower is preferred as leader. Signed, as hnatsd's wire carries it
+    /// ([`MembershipCfg::builder`] takes an unsigned one).
     pub my_rank: i64,
     /// This agent's ID (hnatsd takes the NATS server's ID); must be unique in the cluster.
     pub id: String,
-    /// Host of this agent's NATS server, reported in [`AgentLoc`].
-    pub nats_host: String,
-    /// Client port of this agent's NATS server, reported in [`AgentLoc`].
-    pub nats_client_port: i64,
-    /// Process ID reported in [`AgentLoc`].
-    pub pid: i64,
-    /// gRPC endpoints reported in [`AgentLoc`].
-    pub grpc: ExtInt,
+    /// What hnatsd's agents report of themselves besides their ID and rank, for wire parity.
+    #[serde(default)]
+    pub hnatsd: HnatsdFields,
     /// Election algorithm (default [`Algorithm::Lease`]).
     pub algorithm: Algorithm,
     /// Number of agents in the cluster; `lease` needs a majority of it. Required for `lease`.
@@ -527,15 +539,11 @@ impl MembershipCfg {
         MembershipCfg {
             max_clock_skew: Duration::ZERO,
             beat: Duration::ZERO,
-            nats_url: String::new(),
             sys_member_prefix: String::new(),
             lease_time: Duration::ZERO,
             my_rank: 0,
             id: String::new(),
-            nats_host: String::new(),
-            nats_client_port: 0,
-            pid: 0,
-            grpc: ExtInt::default(),
+            hnatsd: HnatsdFields::default(),
             algorithm: Algorithm::Lease,
             cluster_size: 0,
             max_drift_ppm: 0,
@@ -563,8 +571,8 @@ impl MembershipCfg {
         if self.max_clock_skew.is_zero() {
             self.max_clock_skew = Duration::from_secs(1);
         }
-        if self.nats_url.is_empty() {
-            self.nats_url = "nats://127.0.0.1:4222".into();
+        if self.hnatsd.nats_url.is_empty() {
+            self.hnatsd.nats_url = "nats://127.0.0.1:4222".into();
         }
         if self.max_drift_ppm == 0 {
             self.max_drift_ppm = 1000;
@@ -684,12 +692,12 @@ impl MembershipCfg {
     pub fn my_loc(&self) -> AgentLoc {
         AgentLoc {
             id: self.id.clone(),
-            nats_host: self.nats_host.clone(),
-            nats_client_port: self.nats_client_port,
-            grpc: self.grpc.clone(),
+            nats_host: self.hnatsd.nats_host.clone(),
+            nats_client_port: self.hnatsd.nats_client_port,
+            grpc: self.hnatsd.grpc.clone(),
             lease_expires: None,
             rank: self.my_rank,
-            pid: self.pid,
+            pid: self.hnatsd.pid,
         }
     }
 
@@ -729,7 +737,7 @@ mod tests {
         assert_eq!(c.beat, Duration::from_millis(100));
         assert_eq!(c.lease_time, Duration::from_secs(10));
         assert_eq!(c.sys_member_prefix, "_nats.cluster.members.");
-        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.hnatsd.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(c.my_rank, 0);
         assert_eq!(c.algorithm, Algorithm::Lease);
         assert_eq!(c.history_size, 100);

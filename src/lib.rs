@@ -76,7 +76,9 @@ pub use clock::LinuxClocks;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use clock::TokioClock;
 pub use clock::{timeout, BoxFuture, Clock, KernelClocks, SuspendedTime, SUSPENDED_TIME_TOLERANCE};
-pub use config::{Algorithm, Bug, BugKnobs, ClusterState, ConfigError, MembershipCfg, MembershipCfgBuilder};
+pub use config::{
+    Algorithm, Bug, BugKnobs, ClusterState, ConfigError, HnatsdFields, MembershipCfg, MembershipCfgBuilder,
+};
 pub use election::Notice;
 pub use handle::{LeaderStatus, Leadership, LeadershipRecord, MembershipHandle, Notices, Stats};
 pub use hash::fnv1a;

@@ -103,7 +103,7 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             .wall()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let seed = crate::hash::fnv1a(cfg.id.as_bytes()) ^ (cfg.pid as u64) ^ started;
+        let seed = crate::hash::fnv1a(cfg.id.as_bytes()) ^ (cfg.hnatsd.pid as u64) ^ started;
         Ok(Membership {
             cfg,
             clock,

@@ -332,7 +332,7 @@ mod tests {
                 let mut cfg = MembershipCfg::default();
                 cfg.id = id.to_string();
                 cfg.my_rank = *rank;
-                cfg.nats_client_port = 4222 + i as i64;
+                cfg.hnatsd.nats_client_port = 4222 + i as i64;
                 cfg.beat = beat;
                 cfg.lease_time = lease;
                 cfg.max_clock_skew = Duration::from_nanos(1);

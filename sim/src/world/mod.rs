@@ -373,9 +373,9 @@ impl World {
         cfg.initial_cluster_state = state;
         cfg.id = node.id.clone();
         cfg.my_rank = node.rank;
-        cfg.pid = i as i64 + 1;
-        cfg.nats_host = format!("10.0.0.{}", i + 1);
-        cfg.nats_client_port = 4222;
+        cfg.hnatsd.pid = i as i64 + 1;
+        cfg.hnatsd.nats_host = format!("10.0.0.{}", i + 1);
+        cfg.hnatsd.nats_client_port = 4222;
         let clock = SimClock::new(self.clocks[i].clone(), self.start);
         let w = self.clone();
         let observe: leasehold::Observer = Arc::new(move |local, n| w.record(i, inc, local, n));

@@ -224,8 +224,8 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg.max_drift_ppm = args.max_drift_ppm;
     cfg.sys_member_prefix = args.prefix.clone();
     cfg.election = args.election.clone();
-    cfg.nats_url = args.conn.nats.clone();
-    cfg.pid = i64::from(std::process::id());
+    cfg.hnatsd.nats_url = args.conn.nats.clone();
+    cfg.hnatsd.pid = i64::from(std::process::id());
     cfg.initial_cluster_state = args.initial_cluster_state;
     cfg.state_loss_tolerance = args.state_loss_tolerance;
     cfg.set_defaults();
@@ -404,8 +404,8 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
         .map_err(|e| Fatal(e.to_string(), 1))?;
     // hnatsd reports the server its agent is connected to.
     let info = net.client().server_info();
-    cfg.nats_host = info.host.clone();
-    cfg.nats_client_port = i64::from(info.port);
+    cfg.hnatsd.nats_host = info.host.clone();
+    cfg.hnatsd.nats_client_port = i64::from(info.port);
     let clock = start_clock(&args.id, args.test_clock.clone()).map_err(config_error)?;
     let agent = Membership::new(cfg, clock.clone(), net.clone(), storage).map_err(config_error)?;
     let agent = match args.test_seed {
