@@ -307,13 +307,11 @@ impl std::str::FromStr for ClusterState {
 
 /// The fields of hnatsd's `MembershipCfg` that only describe where an agent runs, kept for
 /// wire parity: they are reported in each agent's [`AgentLoc`] (and its ordering's ties), and
-/// nothing in the election reads them otherwise.
+/// nothing in the election reads them otherwise. (hnatsd's `NatsUrl` is gone: nothing read
+/// it; the NATS adapter connects to `NatsOptions::url`, feature `nats`.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HnatsdFields {
-    /// NATS server URL: nothing reads it (the NATS adapter connects to `NatsOptions::url`,
-    /// feature `nats`; `leasehold-agent` to `--nats`).
-    pub nats_url: String,
     /// Host of this agent's NATS server.
     pub nats_host: String,
     /// Client port of this agent's NATS server.
@@ -571,9 +569,6 @@ impl MembershipCfg {
         if self.max_clock_skew.is_zero() {
             self.max_clock_skew = Duration::from_secs(1);
         }
-        if self.hnatsd.nats_url.is_empty() {
-            self.hnatsd.nats_url = "nats://127.0.0.1:4222".into();
-        }
         if self.max_drift_ppm == 0 {
             self.max_drift_ppm = 1000;
         }
@@ -737,7 +732,6 @@ mod tests {
         assert_eq!(c.beat, Duration::from_millis(100));
         assert_eq!(c.lease_time, Duration::from_secs(10));
         assert_eq!(c.sys_member_prefix, "_nats.cluster.members.");
-        assert_eq!(c.hnatsd.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(c.my_rank, 0);
         assert_eq!(c.algorithm, Algorithm::Lease);
         assert_eq!(c.history_size, 100);

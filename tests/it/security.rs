@@ -161,6 +161,22 @@ fn the_shipped_permissions_keep_a_stranger_off_the_election_subjects() {
         .map(|i| Agent::start_extra(&format!("n{i}"), i as i64, &server.url(), 3, &creds(i)))
         .collect();
     let leader = settled_leader(&agents);
+    // The operators' read-only login sees who leads (`leasehold-agent status`).
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_leasehold-agent"))
+        .args([
+            "status",
+            "--json",
+            "--listen=400ms",
+            "--user=monitor",
+            "--password=change-me-monitor",
+        ])
+        .arg(format!("--nats={}", server.url()))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status prints JSON");
+    assert_eq!(o.status.code(), Some(0), "{v} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(v["holders"][0]["id"], format!("n{}", leader.0), "{v}");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(3), "{v}");
     // An application with its own login: refused on every election subject and inbox.
     let (mut app, ok) = Raw::connect(port, "app", "change-me-app");
     assert_eq!(ok, "PONG", "the application logs in");

@@ -64,3 +64,49 @@ fn status_names_an_unreachable_server_and_a_bad_url() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--nats \"localhost:4222x\" is not a NATS URL"));
 }
+
+/// With cluster keys the agents seal their heartbeats: `status --cluster-key` opens them and
+/// names the holder; without the keys, or with others, it hears no member and says how many
+/// messages it dropped.
+#[test]
+fn status_opens_sealed_heartbeats_with_the_cluster_keys_and_counts_what_it_cannot() {
+    let dir = std::env::temp_dir().join(format!("leasehold-status-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (keys, other) = (dir.join("cluster.keys"), dir.join("other.keys"));
+    std::fs::write(&keys, "k1:00112233445566778899aabbccddeeff\n").unwrap();
+    std::fs::write(&other, "k1:ffeeddccbbaa99887766554433221100\n").unwrap();
+    let server = Server::start(free_port(), None);
+    let url = server.url();
+    let with = |f: &std::path::Path| format!("--cluster-key={}", f.display());
+    let agent = Agent::start_extra("n0", 0, &url, 1, &[with(&keys)]);
+    let end = Instant::now() + Duration::from_secs(20);
+    let json = loop {
+        let o = status(&["--nats", &url, "--json", "--listen", "400ms", &with(&keys)]);
+        if o.status.code() == Some(0) {
+            break serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON");
+        }
+        assert!(Instant::now() < end, "no holder with the keys: {}", agent.stderr());
+    };
+    assert_eq!(json["holders"][0]["id"], "n0", "{json}");
+    assert_eq!(json["dropped"], 0, "{json}");
+    for args in [vec![], vec![with(&other)]] {
+        let mut a = vec![
+            "--nats".to_string(),
+            url.clone(),
+            "--json".into(),
+            "--listen".into(),
+            "400ms".into(),
+        ];
+        a.extend(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = status(&a);
+        assert_eq!(o.status.code(), Some(1), "{a:?}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert!(v["members"].as_array().unwrap().is_empty(), "{v}");
+        assert!(
+            v["dropped"].as_u64().unwrap() >= 1,
+            "sealed heartbeats it cannot open: {v}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

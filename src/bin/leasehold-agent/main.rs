@@ -224,7 +224,6 @@ fn membership_cfg(args: &Args) -> MembershipCfg {
     cfg.max_drift_ppm = args.max_drift_ppm;
     cfg.sys_member_prefix = args.prefix.clone();
     cfg.election = args.election.clone();
-    cfg.hnatsd.nats_url = args.conn.nats.clone();
     cfg.hnatsd.pid = i64::from(std::process::id());
     cfg.initial_cluster_state = args.initial_cluster_state;
     cfg.state_loss_tolerance = args.state_loss_tolerance;
