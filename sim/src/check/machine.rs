@@ -2,7 +2,7 @@
 //! [`AllcallElection`], as the agent's driver runs either, behind the few calls the model
 //! makes (its wake-up, its timer, a message, its fingerprint).
 
-use super::model::Body;
+use super::body::Body;
 use leasehold::election::{AllcallElection, LeaseElection, Output};
 use leasehold::{Durable, MembershipCfg};
 use std::time::Duration;

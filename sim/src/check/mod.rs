@@ -12,6 +12,7 @@
 //! must be held within a bounded time (liveness). A counterexample is written as a scenario
 //! that the simulator replays step for step ([`Counterexample::scenario`]).
 
+mod body;
 mod export;
 mod machine;
 mod model;

@@ -6,12 +6,12 @@
 //! timer fires when its process's clock reaches it, as the simulator's driver sleeps. Faults
 //! strike just after a boundary. Claims are judged as they are made, in true time.
 
+use super::body::Body;
 use super::machine::{Machine, ALLREPLY};
 use super::Violation;
 use crate::quantum::Quantum;
 use crate::scenario::{MessageAt, MessageKind, RollbackAt, Step as ScenarioStep};
 use leasehold::election::{Notice, Output, Publish};
-use leasehold::wire::{AgentLoc, Heartbeat, LeaseRecover, LeaseRecovered, LeaseRelease, LeaseReply, LeaseRequest};
 use leasehold::{ClusterState, Durable, MembershipCfg};
 use std::fmt;
 use std::hash::Hasher;
@@ -136,37 +136,6 @@ impl Proc {
     /// How many saves it has kept.
     pub(crate) fn saves(&self) -> usize {
         self.saves.len()
-    }
-}
-
-/// A message's content.
-#[derive(Debug, Clone, Hash)]
-pub(crate) enum Body {
-    Heartbeat(Heartbeat),
-    Request(LeaseRequest),
-    Reply(LeaseReply),
-    Release(LeaseRelease),
-    Recover(LeaseRecover),
-    Recovered(LeaseRecovered),
-    /// `allcall`: the call every agent answers (with the caller's recorded leader).
-    Allcall(AgentLoc),
-    /// `allcall`: an answer, which every agent hears.
-    Allreply(AgentLoc),
-}
-
-impl Body {
-    /// What it is, in the scenario's words.
-    pub(crate) fn kind(&self) -> MessageKind {
-        match self {
-            Body::Heartbeat(_) => MessageKind::Heartbeat,
-            Body::Request(_) => MessageKind::Request,
-            Body::Reply(_) => MessageKind::Reply,
-            Body::Release(_) => MessageKind::Release,
-            Body::Recover(_) => MessageKind::Recover,
-            Body::Recovered(_) => MessageKind::Recovered,
-            Body::Allcall(_) => MessageKind::Allcall,
-            Body::Allreply(_) => MessageKind::Allreply,
-        }
     }
 }
 
