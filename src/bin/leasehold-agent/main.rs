@@ -390,14 +390,7 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
     args.conn.check_url().map_err(config_error)?;
     let state = prepare_state(args).map_err(config_error)?;
     let storage = FileStorage::open(&state).map_err(|e| config_error(format!("--state: {e}")))?;
-    let metrics_listener = match &args.metrics_addr {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr.as_str())
-                .await
-                .map_err(|e| config_error(format!("--metrics-addr {addr}: cannot listen: {e}")))?,
-        ),
-        None => None,
-    };
+    let metrics_listener = bind_metrics(args).await?;
     let net = NatsNetwork::connect(&nats_options(args, &cfg))
         .await
         .map_err(|e| Fatal(e.to_string(), 1))?;
@@ -464,6 +457,18 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
 /// The book of network coordinates the pings feed, with what every peer's round trip is
 /// estimated at.
 type Book = Arc<std::sync::Mutex<leasehold::router::CoordinateBook>>;
+
+/// The listener of `--metrics-addr`, bound before anything connects (a configuration error if
+/// it cannot be).
+async fn bind_metrics(args: &Args) -> Result<Option<tokio::net::TcpListener>, Fatal> {
+    let Some(addr) = &args.metrics_addr else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(addr.as_str())
+        .await
+        .map(Some)
+        .map_err(|e| config_error(format!("--metrics-addr {addr}: cannot listen: {e}")))
+}
 
 /// What runs beside the agent; returns the coordinate book the pings feed.
 fn start_beside(args: &Args, handle: &leasehold::MembershipHandle, net: &NatsNetwork, clock: &Arc<dyn Clock>) -> Book {
