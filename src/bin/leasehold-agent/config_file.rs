@@ -49,9 +49,11 @@ fn line_of(text: &str, key: &str) -> usize {
 /// The file's keys as `--flag=value` arguments, checked against the flags `A` has.
 fn flags_of<A: CommandFactory>(path: &Path, text: &str) -> Result<Vec<String>, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // (The line the error starts on: newlines before its first byte, plus one.)
         let line = e
             .span()
-            .map_or(1, |s| text[..s.start.min(text.len())].lines().count().max(1));
+            .and_then(|s| text.get(..s.start))
+            .map_or(1, |before| before.matches('\n').count() + 1);
         format!("{}:{line}: {}", path.display(), e.message())
     })?;
     let cmd = A::command();

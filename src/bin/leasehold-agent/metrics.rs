@@ -30,6 +30,9 @@ pub(crate) struct Metrics {
     /// Health, from the notices: connected, and not waiting to learn the highest token.
     up: AtomicBool,
     recovering: AtomicBool,
+    /// One scrape at a time: a counter is brought up to `Stats` by adding the difference,
+    /// which two scrapes at once would add twice.
+    scraping: std::sync::Mutex<()>,
 }
 
 /// A metric registered under the `leasehold_` prefix with its help.
@@ -104,6 +107,7 @@ impl Metrics {
             registry: r,
             up: AtomicBool::new(false),
             recovering: AtomicBool::new(false),
+            scraping: std::sync::Mutex::new(()),
         })
     }
 
@@ -120,6 +124,7 @@ impl Metrics {
     /// The text of `/metrics`, with what `handle` knows now (`clock`: the agent's; `book`: the
     /// coordinates the pings feed).
     fn scrape(&self, handle: &MembershipHandle, clock: &dyn Clock, book: &crate::Book) -> String {
+        let _one = self.scraping.lock().unwrap_or_else(|e| e.into_inner());
         let status = handle.status();
         let leading = handle.is_leader_now();
         self.is_leader.set(i64::from(leading));

@@ -39,6 +39,10 @@ pub(crate) struct StatusArgs {
     json: bool,
 }
 
+/// The longest lease `status` believes a heartbeat about: agents' leases last seconds or
+/// minutes; a day is a forged heartbeat or a misconfiguration, shown as a member, not a holder.
+const LONGEST_LEASE: Duration = Duration::from_secs(24 * 3600);
+
 /// What `status` found.
 #[derive(Debug, Serialize)]
 struct Report {
@@ -101,7 +105,8 @@ pub(crate) async fn main(argv: Vec<String>) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(2, format!("cannot listen on {subject:?} (--prefix, --election): {e}")),
     };
-    let mut heard: BTreeMap<String, Heartbeat> = BTreeMap::new();
+    // Each member's latest heartbeat, and when it came.
+    let mut heard: BTreeMap<String, (Heartbeat, tokio::time::Instant)> = BTreeMap::new();
     let mut dropped = 0u64;
     let end = tokio::time::Instant::now() + a.listen;
     while let Ok(Some(msg)) = tokio::time::timeout_at(end, sub.next()).await {
@@ -117,7 +122,7 @@ pub(crate) async fn main(argv: Vec<String>) -> ExitCode {
         };
         match decode::<Heartbeat>(&body, DEFAULT_MAX_MESSAGE) {
             Ok(hb) if !hb.loc.id.is_empty() => {
-                heard.insert(hb.loc.id.clone(), hb);
+                heard.insert(hb.loc.id.clone(), (hb, tokio::time::Instant::now()));
             }
             _ => dropped += 1,
         }
@@ -135,20 +140,36 @@ pub(crate) async fn main(argv: Vec<String>) -> ExitCode {
     }
 }
 
-fn report(subject: String, listened: Duration, heard: &BTreeMap<String, Heartbeat>, dropped: u64) -> Report {
+/// The report of what was `heard`: a holder is an agent whose latest heartbeat said it held a
+/// lease that has not run out since it came (an agent that crashed holding one counts until
+/// then, as the others must wait until then too).
+fn report(
+    subject: String,
+    listened: Duration,
+    heard: &BTreeMap<String, (Heartbeat, tokio::time::Instant)>,
+    dropped: u64,
+) -> Report {
+    let now = tokio::time::Instant::now();
     let holders = heard
         .values()
-        .filter_map(|hb| {
-            hb.lease.as_ref().map(|l| Holder {
+        .filter_map(|(hb, at)| {
+            let l = hb.lease.as_ref()?;
+            // (A lease out of any range, from a forged heartbeat, is no holder.)
+            let left = Duration::from_millis(l.remaining_ms);
+            if left > LONGEST_LEASE {
+                return None;
+            }
+            let ends = at.checked_add(left)?;
+            (ends > now).then(|| Holder {
                 id: hb.loc.id.clone(),
                 token: l.token,
-                lease_remaining_ms: l.remaining_ms,
+                lease_remaining_ms: u64::try_from((ends - now).as_millis()).unwrap_or(u64::MAX),
             })
         })
         .collect();
     let members = heard
         .values()
-        .map(|hb| Member {
+        .map(|(hb, _)| Member {
             id: hb.loc.id.clone(),
             rank: hb.loc.rank,
             incarnation: hb.inc,
@@ -221,4 +242,50 @@ fn table(r: &Report) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold::wire::{AgentLoc, LeaseView};
+
+    fn hb(id: &str, remaining_ms: Option<u64>) -> Heartbeat {
+        Heartbeat {
+            loc: AgentLoc {
+                id: id.into(),
+                ..AgentLoc::default()
+            },
+            inc: 1,
+            run: 0,
+            cluster_size: 3,
+            lease: remaining_ms.map(|remaining_ms| LeaseView { token: 7, remaining_ms }),
+            max_token: 7,
+            config: 0,
+            passive: false,
+            waiting: false,
+            quarantined: false,
+        }
+    }
+
+    /// A holder is one whose lease has not run out since its heartbeat came; a lease out of any
+    /// range (a forged heartbeat's) is no holder and no panic; every sender is a member.
+    #[test]
+    fn holders_are_leases_still_running_and_out_of_range_ones_are_none() {
+        let at = tokio::time::Instant::now();
+        let heard: BTreeMap<String, (Heartbeat, tokio::time::Instant)> = [
+            ("n0", Some(60_000)),
+            ("n1", Some(0)),
+            ("n2", Some(u64::MAX)),
+            ("n3", None),
+        ]
+        .into_iter()
+        .map(|(id, l)| (id.to_string(), (hb(id, l), at)))
+        .collect();
+        let r = report("x.hb".into(), Duration::from_secs(1), &heard, 0);
+        let holders: Vec<&str> = r.holders.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(holders, ["n0"]);
+        assert!(r.holders[0].lease_remaining_ms <= 60_000);
+        assert_eq!(r.members.len(), 4);
+        assert!(table(&r).contains("leader   n0 (token 7,"));
+    }
 }
