@@ -65,6 +65,21 @@ fn each_configuration_error_names_its_flag_and_exits_2() {
     }
 }
 
+/// A metrics address that cannot be listened on is the user's to fix: exit 2, naming it,
+/// before anything connects.
+#[test]
+fn a_metrics_address_in_use_names_the_flag_and_exits_2() {
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = agent(&["--id", "a", "--cluster-size", "3", "--metrics-addr", &addr]);
+    assert_eq!(o.status.code(), Some(2), "{}", said(&o));
+    assert!(
+        said(&o).contains(&format!("--metrics-addr {addr}: cannot listen")),
+        "{}",
+        said(&o)
+    );
+}
+
 #[test]
 fn a_negative_rank_is_accepted_and_an_unreachable_server_is_named_with_exit_1() {
     let url = "nats://127.0.0.1:1";

@@ -179,6 +179,11 @@ impl Agent {
         Agent::launch_as(id, rank, url, n, ("lease", lease_ms, "warn"), &[], &[])
     }
 
+    /// [`Agent::start_existing`] with more flags.
+    pub(crate) fn start_existing_extra(id: &str, rank: i64, url: &str, n: usize, extra: &[String]) -> Agent {
+        Agent::launch_as(id, rank, url, n, ("lease", LEASE_MS, "warn"), extra, &[])
+    }
+
     /// Starts an agent; `how` is (algorithm, lease in ms, RUST_LOG), `extra` more flags.
     fn launch(id: &str, rank: i64, url: &str, n: usize, how: (&str, u64, &str), extra: &[String]) -> Agent {
         Agent::launch_as(id, rank, url, n, how, extra, &["--initial-cluster-state", "new"])

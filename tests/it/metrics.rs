@@ -84,3 +84,24 @@ fn a_real_agent_exports_its_leadership_and_its_health_follows_the_connection() {
     assert_eq!(sample(&scrape, "leasehold_connected"), Some(0.0), "{scrape}");
     assert_eq!(sample(&scrape, "leasehold_is_leader"), Some(0.0), "{scrape}");
 }
+
+/// A start that cannot learn the highest token (no state file, `existing`, no peer up) is not
+/// healthy: `/healthz` says it waits, and the gauge shows it.
+#[test]
+fn a_start_that_waits_for_its_peers_is_not_healthy() {
+    let server = Server::start(free_port(), None);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = Agent::start_existing_extra("n0", 0, &server.url(), 3, &["--metrics-addr".into(), addr]);
+    let waits = until(Duration::from_secs(10), || {
+        get(port, "/healthz").is_some_and(|(c, b)| c == 503 && b.contains("waiting to learn the highest token"))
+    });
+    assert!(waits, "healthz: {:?}\n{}", get(port, "/healthz"), agent.stderr());
+    let scrape = get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    assert_eq!(sample(&scrape, "leasehold_waiting_for_recovery"), Some(1.0), "{scrape}");
+    assert!(
+        sample(&scrape, "leasehold_recovery_waits_total").is_some_and(|v| v >= 1.0),
+        "{scrape}"
+    );
+    assert_eq!(sample(&scrape, "leasehold_is_leader"), Some(0.0), "{scrape}");
+}

@@ -652,22 +652,25 @@ impl State {
                     });
                 }
             }
+            // Every agent hears these, the sender too.
             Publish::Allcall(loc) => {
-                to_all(Body::Allcall(loc.clone()), &mut self.msgs);
+                let body = Body::Allcall(loc);
+                to_all(body.clone(), &mut self.msgs);
                 return Some(Msg {
                     from: p,
                     to: p,
                     due,
-                    body: Body::Allcall(loc),
+                    body,
                 });
             }
             Publish::Pong { to, loc } if to == ALLREPLY => {
-                to_all(Body::Allreply(loc.clone()), &mut self.msgs);
+                let body = Body::Allreply(loc);
+                to_all(body.clone(), &mut self.msgs);
                 return Some(Msg {
                     from: p,
                     to: p,
                     due,
-                    body: Body::Allreply(loc),
+                    body,
                 });
             }
             // Membership reports change nothing an agent decides.
