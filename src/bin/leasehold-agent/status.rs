@@ -7,7 +7,7 @@
 //! clocks and their configurations).
 
 use crate::connect::NatsFlags;
-use leasehold::wire::{decode, Heartbeat, DEFAULT_MAX_MESSAGE};
+use leasehold::wire::{decode, Heartbeat, LeaseRelease, DEFAULT_MAX_MESSAGE};
 use leasehold::{ClusterKeys, MembershipCfg, NatsNetwork, Network};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -101,33 +101,32 @@ pub(crate) async fn main(argv: Vec<String>) -> ExitCode {
         Ok(n) => n,
         Err(e) => return fail(1, e.to_string()),
     };
-    let mut sub = match net.subscribe(&subject).await {
-        Ok(s) => s,
-        Err(e) => return fail(2, format!("cannot listen on {subject:?} (--prefix, --election): {e}")),
-    };
-    // Each member's latest heartbeat, and when it came.
-    let mut heard: BTreeMap<String, (Heartbeat, tokio::time::Instant)> = BTreeMap::new();
-    let mut dropped = 0u64;
-    let end = tokio::time::Instant::now() + a.listen;
-    while let Ok(Some(msg)) = tokio::time::timeout_at(end, sub.next()).await {
-        let body = match &keys {
-            Some(k) => match k.open(&msg.subject, &msg.payload) {
-                Ok(b) => b,
-                Err(_) => {
-                    dropped += 1;
-                    continue;
-                }
-            },
-            None => msg.payload.clone(),
-        };
-        match decode::<Heartbeat>(&body, DEFAULT_MAX_MESSAGE) {
-            Ok(hb) if !hb.loc.id.is_empty() => {
-                heard.insert(hb.loc.id.clone(), (hb, tokio::time::Instant::now()));
-            }
-            _ => dropped += 1,
+    let release_subject = format!("{}lease.release", cfg.election_prefix());
+    let (mut sub, mut rel) = match (net.subscribe(&subject).await, net.subscribe(&release_subject).await) {
+        (Ok(s), Ok(r)) => (s, r),
+        (Err(e), _) | (_, Err(e)) => {
+            return fail(2, format!("cannot listen on {subject:?} (--prefix, --election): {e}"))
         }
+    };
+    let mut heard = Heard::default();
+    let end = tokio::time::Instant::now() + a.listen;
+    loop {
+        let msg = tokio::select! {
+            m = sub.next() => m,
+            m = rel.next() => m,
+            _ = tokio::time::sleep_until(end) => None,
+        };
+        let Some(msg) = msg else { break };
+        let Some(body) = (match &keys {
+            Some(k) => k.open(&msg.subject, &msg.payload).ok(),
+            None => Some(msg.payload.clone()),
+        }) else {
+            heard.dropped += 1;
+            continue;
+        };
+        heard.take(msg.subject == release_subject, &body, tokio::time::Instant::now());
     }
-    let report = report(subject, a.listen, &heard, dropped);
+    let report = report(subject, a.listen, &heard, tokio::time::Instant::now());
     if a.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
@@ -140,20 +139,50 @@ pub(crate) async fn main(argv: Vec<String>) -> ExitCode {
     }
 }
 
-/// The report of what was `heard`: a holder is an agent whose latest heartbeat said it held a
-/// lease that has not run out since it came (an agent that crashed holding one counts until
-/// then, as the others must wait until then too).
-fn report(
-    subject: String,
-    listened: Duration,
-    heard: &BTreeMap<String, (Heartbeat, tokio::time::Instant)>,
+/// What `status` heard: each member's latest heartbeat and when it came, each holder's latest
+/// release and when it came, and how many messages it could not read.
+#[derive(Default)]
+struct Heard {
+    heartbeats: BTreeMap<String, (Heartbeat, tokio::time::Instant)>,
+    releases: BTreeMap<String, (u64, tokio::time::Instant)>,
     dropped: u64,
-) -> Report {
-    let now = tokio::time::Instant::now();
+}
+
+impl Heard {
+    /// Takes a message's body (a release's if `release`), come at `at`.
+    fn take(&mut self, release: bool, body: &[u8], at: tokio::time::Instant) {
+        if release {
+            match decode::<LeaseRelease>(body, DEFAULT_MAX_MESSAGE) {
+                Ok(r) => {
+                    self.releases.insert(r.holder.id, (r.token, at));
+                }
+                Err(_) => self.dropped += 1,
+            }
+            return;
+        }
+        match decode::<Heartbeat>(body, DEFAULT_MAX_MESSAGE) {
+            Ok(hb) if !hb.loc.id.is_empty() => {
+                self.heartbeats.insert(hb.loc.id.clone(), (hb, at));
+            }
+            _ => self.dropped += 1,
+        }
+    }
+}
+
+/// The report of what was `heard`, at `now`: a holder is an agent whose latest heartbeat said
+/// it held a lease that has not run out since it came (an agent that crashed holding one
+/// counts until then, as the others must wait until then too) and that it has not released
+/// since (a holder stopping hands over: it releases, then sends no heartbeat).
+fn report(subject: String, listened: Duration, heard: &Heard, now: tokio::time::Instant) -> Report {
     let holders = heard
+        .heartbeats
         .values()
         .filter_map(|(hb, at)| {
             let l = hb.lease.as_ref()?;
+            let released = heard.releases.get(&hb.loc.id);
+            if released.is_some_and(|(token, when)| *token == l.token && when >= at) {
+                return None;
+            }
             // (A lease out of any range, from a forged heartbeat, is no holder.)
             let left = Duration::from_millis(l.remaining_ms);
             if left > LONGEST_LEASE {
@@ -168,6 +197,7 @@ fn report(
         })
         .collect();
     let members = heard
+        .heartbeats
         .values()
         .map(|(hb, _)| Member {
             id: hb.loc.id.clone(),
@@ -193,7 +223,7 @@ fn report(
         listened_ms: u64::try_from(listened.as_millis()).unwrap_or(u64::MAX),
         holders,
         members,
-        dropped,
+        dropped: heard.dropped,
     }
 }
 
@@ -267,25 +297,39 @@ mod tests {
         }
     }
 
-    /// A holder is one whose lease has not run out since its heartbeat came; a lease out of any
-    /// range (a forged heartbeat's) is no holder and no panic; every sender is a member.
+    /// A holder is one whose lease has not run out since its heartbeat came and that has not
+    /// released it since; a lease out of any range (a forged heartbeat's) is no holder and no
+    /// panic; every sender is a member.
     #[test]
-    fn holders_are_leases_still_running_and_out_of_range_ones_are_none() {
+    fn holders_are_leases_still_running_and_unreleased_and_out_of_range_ones_are_none() {
         let at = tokio::time::Instant::now();
-        let heard: BTreeMap<String, (Heartbeat, tokio::time::Instant)> = [
+        let mut heard = Heard::default();
+        for (id, l) in [
             ("n0", Some(60_000)),
             ("n1", Some(0)),
             ("n2", Some(u64::MAX)),
             ("n3", None),
-        ]
-        .into_iter()
-        .map(|(id, l)| (id.to_string(), (hb(id, l), at)))
-        .collect();
-        let r = report("x.hb".into(), Duration::from_secs(1), &heard, 0);
+            ("n4", Some(60_000)),
+        ] {
+            heard.heartbeats.insert(id.to_string(), (hb(id, l), at));
+        }
+        // n4 stopped and handed over: its release came after its last heartbeat.
+        let release =
+            |id: &str, token: u64| format!(r#"{{"holder":{{"id":"{id}","inc":1}},"token":{token}}}"#).into_bytes();
+        heard.take(true, &release("n4", 7), at + Duration::from_millis(5));
+        // n0's release of an older lease (another token) changes nothing.
+        heard.take(true, &release("n0", 6), at + Duration::from_millis(5));
+        heard.take(true, b"not json", at);
+        let r = report(
+            "x.hb".into(),
+            Duration::from_secs(1),
+            &heard,
+            at + Duration::from_millis(10),
+        );
         let holders: Vec<&str> = r.holders.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(holders, ["n0"]);
         assert!(r.holders[0].lease_remaining_ms <= 60_000);
-        assert_eq!(r.members.len(), 4);
+        assert_eq!((r.members.len(), r.dropped), (5, 1));
         assert!(table(&r).contains("leader   n0 (token 7,"));
     }
 }
