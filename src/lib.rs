@@ -64,7 +64,10 @@ pub mod wire;
 /// NATS and any new transport hold subscriptions and check publishes the way a NATS server
 /// does.
 pub mod transport {
-    pub use crate::network::{check_publish, validate_subject, Delivery, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY};
+    pub use crate::network::{
+        check_publish, reconnect_delay, validate_subject, Delivery, SubjectTable, DEFAULT_SUBSCRIPTION_CAPACITY,
+        HANDSHAKE_TIMEOUT,
+    };
 }
 
 pub use auth::{AuthError, ClusterKeys};

@@ -141,9 +141,9 @@ impl NatsNetwork {
             .ignore_discovered_servers()
             .retain_servers_order()
             .max_reconnects(None)
-            .connection_timeout(Duration::from_secs(2))
+            .connection_timeout(crate::transport::HANDSHAKE_TIMEOUT)
             .ping_interval(opts.ping_interval.unwrap_or(DEFAULT_PING_INTERVAL))
-            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+            .reconnect_delay_callback(crate::transport::reconnect_delay)
             .event_callback(move |ev| {
                 let (c, d, l) = (c.clone(), d.clone(), l.clone());
                 async move {

@@ -110,6 +110,16 @@ impl<N: Network + ?Sized> Network for Arc<N> {
 /// Default queue length of a subscription before messages are dropped.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
 
+/// How long the NATS adapter waits for a server's handshake before a (re)connect attempt fails.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the NATS adapter waits before reconnect attempt `attempt` (1 for the first after a
+/// drop): 100 ms more each time, at most a second. One function for the adapter and for the
+/// simulator's model of it.
+pub fn reconnect_delay(attempt: usize) -> std::time::Duration {
+    std::time::Duration::from_millis((attempt as u64).saturating_mul(100).min(1000))
+}
+
 /// The receiving end of a subscription. Dropping it unsubscribes.
 pub struct Subscription {
     inner: std::pin::Pin<Box<dyn futures::Stream<Item = Message> + Send>>,

@@ -574,8 +574,10 @@ fn host_of(model: &Arc<Mutex<ClockModel>>, truth: &TrueClock) -> Option<Arc<Host
     Some(host)
 }
 
-/// madsim's timers fire no sooner than this after they are armed: a scenario's route latencies
-/// may not be shorter (checked when it is loaded), and the fabric relies on that.
+/// madsim's `sleep` and `sleep_until` wait at least this long (as tokio's timer wheel rounds a
+/// sleep up to its 1 ms tick). The agents' own timers keep that floor, harmlessly: their
+/// production runtime has it too. The fabric's deliveries do not: they are armed for the exact
+/// instant ([`TrueClock::timer_at`]), so a route may take 250 µs or nothing at all.
 pub const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 
 /// True simulated time since the start of the run, in ns.
@@ -619,6 +621,14 @@ impl TrueClock {
     /// madsim's sleep until `ns` after the start (at least 1 ms from now, as madsim's are).
     pub fn sleep_until(&self, ns: u128) -> madsim::time::Sleep {
         self.time.sleep_until(self.at(ns))
+    }
+
+    /// A madsim sleep that ends exactly `ns` after the start, however soon that is (a sleep's
+    /// deadline, once reset, is not floored).
+    pub fn timer_at(&self, ns: u128) -> madsim::time::Sleep {
+        let mut s = self.time.sleep_until(self.at(ns));
+        std::pin::Pin::new(&mut s).reset(self.at(ns));
+        s
     }
 }
 

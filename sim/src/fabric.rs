@@ -11,6 +11,14 @@
 //! and delivers it in order on resume; a killed node's server loses its queue and
 //! subscriptions.
 //!
+//! Routes between servers follow nats-server's ([`crate::routes`]): a cut or a stopped server
+//! holds a route's bytes until it clears or the route goes stale and closes; a closed route is
+//! dialled again on nats-server's schedule. A client that lost its server reconnects on the
+//! NATS adapter's schedule ([`leasehold::transport::reconnect_delay`]). A subscriber that
+//! stops reading (a slow consumer) has what comes for it kept up to its pending limits, the
+//! rest dropped. Latencies may be anything down to zero: each delivery is armed for its exact
+//! instant.
+//!
 //! The server is not a task: a task would be polled once per delivery, and madsim charges
 //! every poll a random draw and 50-100 ns of simulated time, which is neither NATS's cost nor
 //! anything the agents can tell apart from a slightly different latency.
@@ -18,8 +26,9 @@
 //! madsim's own `Endpoint` network is not used for routes: it lets messages of one pair
 //! overtake each other, and the per-publisher order is part of the contract here.
 
-use crate::clock::{TrueClock, TIMER_RESOLUTION};
+use crate::clock::TrueClock;
 use crate::quantum::Quantum;
+use crate::routes::{RouteTiming, Routes};
 use crate::scenario::DurRange;
 use crate::scenario::{MessageFault, MessageKind};
 use crate::topology::{Hop, Topology};
@@ -61,6 +70,13 @@ pub struct FabricStats {
     pub flushed: u64,
     /// Messages a client wrote into a frozen connection, routed when it thawed.
     pub held: u64,
+    /// Copies a stopped route held and delivered late, when it cleared before going stale.
+    pub route_late: u64,
+    /// Copies lost to a route that was closed (stale, or an end down), or held by one that
+    /// closed.
+    pub route_closed: u64,
+    /// Reconnects of clients to their servers.
+    pub reconnects: u64,
 }
 
 /// Each node's recent publishes, for replay faults: (true time, message), oldest first.
@@ -106,8 +122,11 @@ struct Server {
     queue: BinaryHeap<Queued>,
     /// Its node is paused: copies wait in the queue until it resumes.
     paused: bool,
-    /// Drops every message to this node's subscribers (a slow consumer).
+    /// Its node's client has stopped reading (a slow consumer): copies wait in `pending`, up to
+    /// the limits, the rest are dropped.
     slow: bool,
+    pending: VecDeque<Arc<Message>>,
+    pending_bytes: usize,
     /// The server process is down while its node's agent runs (`server_down`): it routes and
     /// delivers nothing; its subscriptions stay, as its client makes them again on reconnect.
     halted: bool,
@@ -145,6 +164,10 @@ struct Client {
     delay: Option<u128>,
     /// When the last publish waiting is handed over (true ns).
     handover: u128,
+    /// When it lost its connection (true ns): its reconnect attempts are timed from then.
+    lost_at: u128,
+    /// The reconnect it has scheduled, if any (a later change of plan voids it).
+    reconnect_at: Option<u128>,
 }
 
 /// What becomes of a publish a client makes now.
@@ -175,6 +198,13 @@ struct Inner {
     /// Quantised time (`[network] tick`), and the arrivals booked at each boundary to come.
     quantum: Option<Quantum>,
     slots: BTreeMap<u128, u64>,
+    /// nats-server's routes between hosts (`None`: ideal routes, a cut drops at once and a heal
+    /// carries at once, as in quantised time).
+    routes: Option<Routes>,
+    /// Copies a stopped route holds, per (from server, to server), in order.
+    held: BTreeMap<(usize, usize), Vec<Arc<Message>>>,
+    /// A subscriber's pending limits: messages, bytes.
+    pending_limit: (usize, usize),
 }
 
 /// The whole simulated NATS cluster. Cheap to clone.
@@ -210,6 +240,9 @@ impl Fabric {
                 freezes: 0,
                 quantum: None,
                 slots: BTreeMap::new(),
+                routes: None,
+                held: BTreeMap::new(),
+                pending_limit: (usize::MAX, usize::MAX),
             })),
             truth: TrueClock::new(start),
         }
@@ -231,6 +264,8 @@ impl Fabric {
         s.detached = false;
         s.subs.clear();
         s.queue.clear();
+        s.pending.clear();
+        s.pending_bytes = 0;
         // A new process: a new client, connected (a congestion of its host's link stays).
         let (delay, ping) = (g.clients[i].delay, g.clients[i].ping);
         g.clients[i] = Client {
@@ -239,6 +274,27 @@ impl Fabric {
             since: now,
             ..Client::default()
         };
+        // It dials every route to a server that runs (a route never closed stays as it is).
+        for j in hosts(&g) {
+            if j != i && g.servers[j].up && !g.servers[j].halted && g.topology.host_of(i) == i {
+                if let Some(r) = g.routes.as_mut() {
+                    r.start(i, j, now);
+                }
+            }
+        }
+    }
+
+    /// Routes between hosts follow nats-server's `timing`, their random delays drawn from
+    /// `seed` (without this, routes are ideal).
+    pub(crate) fn set_routes(&self, timing: RouteTiming, seed: u64) {
+        let mut g = self.lock();
+        let n = g.servers.len();
+        g.routes = Some(Routes::new(n, timing, seed));
+    }
+
+    /// A subscriber's pending limits (messages, bytes), for slow consumers.
+    pub(crate) fn set_pending_limits(&self, msgs: usize, bytes: usize) {
+        self.lock().pending_limit = (msgs, bytes);
     }
 
     /// Node `i`'s client pings its server every `interval` (its agent's
@@ -249,7 +305,10 @@ impl Fabric {
 
     /// Node `i` is paused: its server holds what comes due until [`Fabric::resume`].
     pub(crate) fn pause(&self, i: usize) {
-        self.lock().servers[i].paused = true;
+        let now = self.truth.now();
+        let mut g = self.lock();
+        g.servers[i].paused = true;
+        reconcile(&mut g, &self.inner, &self.truth, now);
     }
 
     /// Node `i` resumes: its server delivers its backlog, in order, and goes on as before.
@@ -258,10 +317,12 @@ impl Fabric {
         let mut g = self.lock();
         g.servers[i].paused = false;
         deliver_due(&mut g, i, now);
+        reconcile(&mut g, &self.inner, &self.truth, now);
     }
 
     /// Node `i` was killed: its server loses its subscriptions and queued messages.
     pub(crate) fn down(&self, i: usize) {
+        let now = self.truth.now();
         let mut g = self.lock();
         let s = &mut g.servers[i];
         s.up = false;
@@ -270,6 +331,7 @@ impl Fabric {
         s.detached = false;
         s.subs.clear();
         s.queue.clear();
+        routes_end_down(&mut g, i, now);
     }
 
     /// Node `i`'s client hands each publish to its server `delay` after the one before it,
@@ -312,11 +374,50 @@ impl Fabric {
         if down {
             g.servers[i].queue.clear();
             if !g.clients[i].down {
-                disconnect(&mut g, i);
+                disconnect(&mut g, i, now);
             }
-        } else if g.clients[i].frozen.is_none() {
-            reconnect(&mut g, &self.inner, &self.truth, i, now);
+            routes_end_down(&mut g, i, now);
+        } else {
+            for j in hosts(&g) {
+                if j != i && g.servers[j].up && !g.servers[j].halted {
+                    if let Some(r) = g.routes.as_mut() {
+                        r.start(i, j, now);
+                    }
+                }
+            }
+            if g.clients[i].frozen.is_none() {
+                // Refused while the server was down, the client's next attempt finds it.
+                let at = reconnect_time(g.clients[i].lost_at, now, false);
+                drop(g);
+                self.reconnect_at(i, at);
+            }
         }
+    }
+
+    /// Node `i`'s client reconnects at `at` (true ns), unless its plan changes meanwhile.
+    fn reconnect_at(&self, i: usize, at: u128) {
+        let now = self.truth.now();
+        let mut g = self.lock();
+        if at <= now {
+            g.clients[i].reconnect_at = None;
+            reconnect(&mut g, &self.inner, &self.truth, i, now);
+            return;
+        }
+        g.clients[i].reconnect_at = Some(at);
+        drop(g);
+        // Reconnecting routes the client's buffer, which arms timers: a task does it, not a
+        // timer's wake-up.
+        let (inner, truth) = (Arc::downgrade(&self.inner), self.truth.clone());
+        madsim::task::spawn(async move {
+            truth.timer_at(at).await;
+            let Some(inner) = inner.upgrade() else { return };
+            let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
+            let ready = g.servers[i].up && !g.servers[i].halted && g.clients[i].frozen.is_none();
+            if g.clients[i].reconnect_at == Some(at) && g.clients[i].down && ready {
+                g.clients[i].reconnect_at = None;
+                reconnect(&mut g, &inner, &truth, i, at.max(truth.now()));
+            }
+        });
     }
 
     /// Node `i`'s connection to its server freezes (`true`: a frozen server process, or a
@@ -336,6 +437,7 @@ impl Fabric {
         if !frozen {
             g.clients[i].frozen = None;
             g.servers[i].frozen = false;
+            reconcile(&mut g, &self.inner, &self.truth, now);
             let held = std::mem::take(&mut g.clients[i].held);
             if !g.servers[i].halted {
                 for m in &held {
@@ -343,7 +445,10 @@ impl Fabric {
                     route(&mut g, &self.inner, &self.truth, i, m, now);
                 }
                 if g.clients[i].down {
-                    reconnect(&mut g, &self.inner, &self.truth, i, now);
+                    // An attempt made while the server was stopped hangs until it answers.
+                    let at = reconnect_time(g.clients[i].lost_at, now, true);
+                    drop(g);
+                    self.reconnect_at(i, at);
                 } else {
                     deliver_due(&mut g, i, now);
                 }
@@ -353,6 +458,8 @@ impl Fabric {
         g.freezes += 1;
         let freeze = g.freezes;
         g.servers[i].frozen = true;
+        // A stopped server answers no route's pings either.
+        reconcile(&mut g, &self.inner, &self.truth, now);
         let c = &mut g.clients[i];
         c.frozen = Some(freeze);
         if c.down {
@@ -369,14 +476,19 @@ impl Fabric {
             fabric: Arc::downgrade(&self.inner),
             node: i,
             freeze,
+            at,
         }));
-        let mut timer = self.truth.sleep_until(at);
+        let mut timer = self.truth.timer_at(at);
         let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(&notice));
     }
 
     /// Changes the network's shape (cuts, datacenters, loss, latency).
     pub(crate) fn topology<T>(&self, change: impl FnOnce(&mut Topology) -> T) -> T {
-        change(&mut self.lock().topology)
+        let now = self.truth.now();
+        let mut g = self.lock();
+        let out = change(&mut g.topology);
+        reconcile(&mut g, &self.inner, &self.truth, now);
+        out
     }
 
     /// Delivers each copy a second time, later, with probability `p`.
@@ -452,7 +564,19 @@ impl Fabric {
 
     /// Node `i`'s server starts (`true`) or stops dropping every message to it.
     pub(crate) fn set_slow(&self, i: usize, slow: bool) {
-        self.lock().servers[i].slow = slow;
+        let now = self.truth.now();
+        let mut g = self.lock();
+        g.servers[i].slow = slow;
+        if !slow {
+            // It reads again: what was kept for it comes first, in order.
+            let Inner { servers, stats, .. } = &mut *g;
+            let s = &mut servers[i];
+            s.pending_bytes = 0;
+            while let Some(m) = s.pending.pop_front() {
+                stats.delivered += s.subs.deliver(&m);
+            }
+            deliver_due(&mut g, i, now);
+        }
     }
 
     /// Publishes again, now and in order, what node `i` published in the last `window` (a
@@ -505,7 +629,9 @@ impl Fabric {
         let mut g = self.lock();
         for s in g.servers.iter_mut() {
             s.queue.clear();
+            s.pending.clear();
         }
+        g.held.clear();
         g.log = None;
     }
 
@@ -589,6 +715,18 @@ fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usi
         }
         let mut at = now;
         if to != from {
+            let (a, b) = (g.topology.host_of(from), g.topology.host_of(to));
+            if a != b && g.routes.is_some() {
+                if !route_up(g, a, b, now) {
+                    g.stats.route_closed += 1;
+                    continue;
+                }
+                if g.topology.is_cut(from, to) {
+                    // TCP holds it until the route clears or closes.
+                    g.held.entry((from, to)).or_default().push(msg.clone());
+                    continue;
+                }
+            }
             let Inner { topology, rng, .. } = &mut *g;
             match topology.hop(from, to, rng) {
                 Hop::Cut => {
@@ -605,8 +743,10 @@ fn route(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, from: usi
                 at = book(g, q, q.boundary_after(now), now);
             }
         }
+        // Never before the copy ahead of it on the route (at the same instant, the sequence
+        // keeps them in order).
         if !g.reorder {
-            at = at.max(g.last[from][to] + 1);
+            at = at.max(g.last[from][to]);
         }
         g.last[from][to] = at;
         enqueue(g, fabric, truth, from, to, at, msg, now);
@@ -647,11 +787,10 @@ fn enqueue(
         msg: msg.clone(),
     });
     // (`route` queues only for servers that are up.)
-    if at < now + TIMER_RESOLUTION.as_nanos() && !g.servers[to].paused {
-        // A copy to the publisher's own server (scenarios' route latencies are at least
-        // 1 ms): a timer would deliver it late, so it goes now, after anything due before it.
-        // (A paused server's copy, from a replay or a stranger, waits for a timer like any
-        // other: a resume in this very instant would find it not yet due.)
+    if at <= now && !g.servers[to].paused {
+        // Due now (the publisher's own server, a zero latency): it goes now, after anything
+        // due before it. (A paused server's copy, from a replay or a stranger, waits for a
+        // timer like any other: a resume in this very instant would find it not yet due.)
         deliver_due(g, to, at);
         return;
     }
@@ -661,35 +800,167 @@ fn enqueue(
         at,
     }));
     // Polled once while not yet elapsed, a madsim sleep arms a timer that wakes `due` at
-    // `at` whether or not the sleep is kept.
-    let mut timer = truth.sleep_until(at);
+    // `at` exactly (not floored to madsim's 1 ms) whether or not the sleep is kept.
+    let mut timer = truth.timer_at(at.max(now + 1));
     let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(&due));
 }
 
 /// Hands server `i`'s subscribers every copy due by `by`, in order, unless its node is paused.
 fn deliver_due(g: &mut Inner, i: usize, by: u128) {
-    let Inner { servers, stats, .. } = g;
+    let Inner {
+        servers,
+        stats,
+        pending_limit: (max_msgs, max_bytes),
+        ..
+    } = g;
     let s = &mut servers[i];
     if !s.up || s.paused || s.halted || s.frozen {
         return;
     }
     while s.queue.peek().is_some_and(|c| c.due.0 <= by) {
         let Some(Queued { msg, .. }) = s.queue.pop() else { break };
-        if s.slow {
-            stats.slow_dropped += 1;
-        } else {
+        if !s.slow {
             stats.delivered += s.subs.deliver(&msg);
+        } else if !s.subs.has_interest(&msg.subject) {
+            // Nobody waits for it: nothing is pending.
+        } else if s.pending.len() < *max_msgs && s.pending_bytes + msg.payload.len() <= *max_bytes {
+            s.pending_bytes += msg.payload.len();
+            s.pending.push_back(msg);
+        } else {
+            // Over the pending limits: dropped, as NATS drops a slow consumer's messages.
+            stats.slow_dropped += 1;
         }
     }
 }
 
+/// The hosts (servers with routes of their own), in order.
+fn hosts(g: &Inner) -> Vec<usize> {
+    (0..g.servers.len()).filter(|i| g.topology.host_of(*i) == *i).collect()
+}
+
+/// Whether the route between hosts `a` and `b` carries now; what it held is lost if it closed.
+fn route_up(g: &mut Inner, a: usize, b: usize, now: u128) -> bool {
+    let Some(r) = g.routes.as_mut() else { return true };
+    let v = r.at(a, b, now);
+    if v.closed {
+        drop_held(g, a, b);
+    }
+    v.up
+}
+
+/// What the route between hosts `a` and `b` held is lost.
+fn drop_held(g: &mut Inner, a: usize, b: usize) {
+    let Inner {
+        held, topology, stats, ..
+    } = g;
+    held.retain(|(from, to), copies| {
+        let (x, y) = (topology.host_of(*from), topology.host_of(*to));
+        let on = (x, y) == (a, b) || (x, y) == (b, a);
+        if on {
+            stats.route_closed += copies.len() as u64;
+        }
+        !on
+    });
+}
+
+/// Tells every route whether it is clear now (no cut either way, no end stopped); a route that
+/// cleared before going stale delivers what it held, late and in order.
+fn reconcile(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, now: u128) {
+    if g.routes.is_none() {
+        return;
+    }
+    let hosts = hosts(g);
+    for (k, &a) in hosts.iter().enumerate() {
+        for &b in &hosts[k + 1..] {
+            let stopped = |i: usize| g.servers[i].paused || g.servers[i].frozen;
+            let clear = !g.topology.is_cut(a, b) && !g.topology.is_cut(b, a) && !stopped(a) && !stopped(b);
+            let Some(r) = g.routes.as_mut() else { return };
+            let v = r.set_clear(a, b, now, clear);
+            if v.closed {
+                drop_held(g, a, b);
+            }
+            if v.up && clear {
+                release_held(g, fabric, truth, a, b, now);
+            }
+        }
+    }
+}
+
+/// The copies held between hosts `a` and `b` go on now, each after its route's latency, in
+/// the order they were sent.
+fn release_held(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, a: usize, b: usize, now: u128) {
+    let keys: Vec<(usize, usize)> = g
+        .held
+        .keys()
+        .copied()
+        .filter(|(from, to)| {
+            let (x, y) = (g.topology.host_of(*from), g.topology.host_of(*to));
+            (x, y) == (a, b) || (x, y) == (b, a)
+        })
+        .collect();
+    for (from, to) in keys {
+        let copies = g.held.remove(&(from, to)).unwrap_or_default();
+        for msg in copies {
+            if !g.servers[to].up || g.servers[to].halted || g.servers[to].detached {
+                continue;
+            }
+            let Inner { topology, rng, .. } = &mut *g;
+            let mut at = now + topology.latency(from, to, rng);
+            if !g.reorder {
+                at = at.max(g.last[from][to]);
+            }
+            g.last[from][to] = at;
+            g.stats.route_late += 1;
+            enqueue(g, fabric, truth, from, to, at, &msg, now);
+        }
+    }
+}
+
+/// Every route of host `i` closes (its server died); nobody dials them until it starts.
+fn routes_end_down(g: &mut Inner, i: usize, now: u128) {
+    if g.routes.is_none() || g.topology.host_of(i) != i {
+        return;
+    }
+    for j in hosts(g) {
+        if j == i {
+            continue;
+        }
+        if let Some(r) = g.routes.as_mut() {
+            r.end_down(i, j, now);
+        }
+        drop_held(g, i, j);
+    }
+}
+
+/// When a client that lost its connection at `lost` reconnects to a server that answers again
+/// at `back`: at its first attempt after that, on the NATS adapter's schedule. `hangs`: the
+/// server was stopped rather than down, so an attempt made in the handshake time-out before
+/// `back` was left hanging and completes at `back`.
+fn reconnect_time(lost: u128, back: u128, hangs: bool) -> u128 {
+    let grace = if hangs {
+        leasehold::transport::HANDSHAKE_TIMEOUT.as_nanos()
+    } else {
+        0
+    };
+    let mut at = lost;
+    for attempt in 1.. {
+        at += leasehold::transport::reconnect_delay(attempt).as_nanos();
+        if at + grace >= back {
+            return at.max(back);
+        }
+    }
+    back
+}
+
 /// Node `i`'s client loses its connection: it hears `Disconnected`, and what its server had
 /// for it is lost.
-fn disconnect(g: &mut Inner, i: usize) {
+fn disconnect(g: &mut Inner, i: usize, now: u128) {
     g.servers[i].queue.clear();
     g.servers[i].detached = true;
     let c = &mut g.clients[i];
     c.down = true;
+    c.lost_at = now;
+    c.reconnect_at = None;
     c.listeners
         .retain(|l| l.unbounded_send(Connection::Disconnected).is_ok());
 }
@@ -698,6 +969,7 @@ fn disconnect(g: &mut Inner, i: usize) {
 /// it buffered, at once and in order (the reconnect flush).
 fn reconnect(g: &mut Inner, fabric: &Arc<Mutex<Inner>>, truth: &TrueClock, i: usize, now: u128) {
     g.servers[i].detached = false;
+    g.stats.reconnects += 1;
     let c = &mut g.clients[i];
     c.down = false;
     c.listeners
@@ -715,6 +987,8 @@ struct PingsUnanswered {
     fabric: Weak<Mutex<Inner>>,
     node: usize,
     freeze: u64,
+    /// When it rings (true ns).
+    at: u128,
 }
 
 impl futures::task::ArcWake for PingsUnanswered {
@@ -723,7 +997,7 @@ impl futures::task::ArcWake for PingsUnanswered {
             let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
             let c = &g.clients[p.node];
             if c.frozen == Some(p.freeze) && !c.down && g.servers[p.node].up {
-                disconnect(&mut g, p.node);
+                disconnect(&mut g, p.node, p.at);
             }
         }
     }
@@ -855,6 +1129,41 @@ mod tests {
         });
     }
 
+    /// Runs `f` with a three-server fabric of `latency`, its routes as nats-server's (stale
+    /// after 4 s, dialled again 1 s after a close, 30 ms after a start).
+    fn with_routes(latency: Duration, f: impl FnOnce(Fabric) -> BoxFuture<'static, ()> + Send + 'static) {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default());
+        rt.block_on(async move {
+            let fabric = Fabric::new(
+                3,
+                DurRange {
+                    lo: latency,
+                    hi: latency,
+                },
+                0.0,
+                false,
+                7,
+                madsim::time::Instant::now(),
+            );
+            let fixed = |ms| DurRange {
+                lo: Duration::from_millis(ms),
+                hi: Duration::from_millis(ms),
+            };
+            fabric.set_routes(
+                RouteTiming {
+                    stale: fixed(4000),
+                    redial: fixed(1000),
+                    startup: fixed(30),
+                },
+                3,
+            );
+            for i in 0..3 {
+                fabric.serve(i);
+            }
+            f(fabric).await
+        });
+    }
+
     fn payloads(sub: &mut Subscription) -> Vec<u8> {
         std::iter::from_fn(|| sub.try_next()).map(|m| m.payload[0]).collect()
     }
@@ -974,19 +1283,20 @@ mod tests {
     }
 
     #[test]
-    fn a_paused_servers_own_copy_due_after_a_resume_in_the_same_instant_still_arrives() {
+    fn a_paused_servers_own_copies_of_one_instant_arrive_in_order_at_the_resume() {
         with_fabric(|f| {
             Box::pin(async move {
                 let mut own = f.client(0).subscribe("s").await.unwrap();
                 madsim::time::sleep(Duration::from_millis(1)).await;
                 f.pause(0);
-                // Two in the same nanosecond: the second is due 1 ns later, to keep the order.
+                // Two in the same nanosecond: both due now, kept in the order sent.
                 assert!(f.inject(0, "s", None, Bytes::from_static(&[1])));
                 assert!(f.inject(0, "s", None, Bytes::from_static(&[2])));
+                assert_eq!(payloads(&mut own), Vec::<u8>::new(), "held while paused");
                 f.resume(0);
-                assert_eq!(payloads(&mut own), vec![1], "only the first is due at the resume");
+                assert_eq!(payloads(&mut own), vec![1, 2]);
                 madsim::time::sleep(Duration::from_millis(2)).await;
-                assert_eq!(payloads(&mut own), vec![2], "the second has a timer of its own");
+                assert_eq!(payloads(&mut own), Vec::<u8>::new(), "each once");
             })
         });
     }
@@ -1152,6 +1462,158 @@ mod tests {
                     futures::FutureExt::now_or_never(events.next()).is_none(),
                     "no disconnection: the third ping came after the thaw"
                 );
+            })
+        });
+    }
+
+    #[test]
+    fn a_cut_shorter_than_the_stale_time_holds_the_bytes_and_delivers_them_late_in_order() {
+        with_routes(Duration::from_millis(5), |f| {
+            Box::pin(async move {
+                let ms = Duration::from_millis;
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                f.topology(|t| t.partition(&[vec![0], vec![1, 2]]));
+                for b in 1..=3 {
+                    publish(&f, 0, b).await;
+                    madsim::time::sleep(ms(100)).await;
+                }
+                madsim::time::sleep(ms(2000)).await;
+                assert_eq!(payloads(&mut far), Vec::<u8>::new(), "held while cut");
+                f.topology(|t| t.heal());
+                madsim::time::sleep(ms(4)).await;
+                assert_eq!(payloads(&mut far), Vec::<u8>::new(), "a route's latency after the heal");
+                madsim::time::sleep(ms(2)).await;
+                assert_eq!(payloads(&mut far), vec![1, 2, 3], "late, in order");
+                assert_eq!((f.stats().route_late, f.stats().route_closed), (3, 0));
+                publish(&f, 0, 4).await;
+                madsim::time::sleep(ms(6)).await;
+                assert_eq!(payloads(&mut far), vec![4], "the route never closed");
+            })
+        });
+    }
+
+    #[test]
+    fn a_longer_cut_closes_the_route_loses_what_it_held_and_the_heal_waits_for_a_dial() {
+        with_routes(Duration::from_millis(5), |f| {
+            Box::pin(async move {
+                let ms = Duration::from_millis;
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                let mut third = f.client(2).subscribe("s").await.unwrap();
+                f.topology(|t| t.partition(&[vec![0], vec![1, 2]]));
+                publish(&f, 0, 1).await;
+                // Stale at 4 s; dialled at 5 s, the dial hangs; healed at 5.5 s, the colliding
+                // dials are closed and the route is dialled again at 6.5 s.
+                madsim::time::sleep(ms(5500)).await;
+                f.topology(|t| t.heal());
+                publish(&f, 0, 2).await;
+                madsim::time::sleep(ms(900)).await;
+                publish(&f, 0, 3).await;
+                madsim::time::sleep(ms(200)).await;
+                publish(&f, 0, 4).await;
+                madsim::time::sleep(ms(10)).await;
+                assert_eq!(
+                    payloads(&mut far),
+                    vec![4],
+                    "1 lost with the route, 2 and 3 sent before the dial"
+                );
+                assert_eq!(payloads(&mut third), vec![4]);
+                assert_eq!(f.stats().route_closed, 6, "three copies for each of two servers");
+            })
+        });
+    }
+
+    #[test]
+    fn a_restarted_server_hears_nothing_routed_until_its_routes_form() {
+        with_routes(Duration::from_millis(1), |f| {
+            Box::pin(async move {
+                let ms = Duration::from_millis;
+                f.down(2);
+                madsim::time::sleep(ms(500)).await;
+                f.serve(2);
+                let mut back = f.client(2).subscribe("s").await.unwrap();
+                publish(&f, 0, 1).await;
+                madsim::time::sleep(ms(31)).await;
+                publish(&f, 0, 2).await;
+                madsim::time::sleep(ms(5)).await;
+                assert_eq!(
+                    payloads(&mut back),
+                    vec![2],
+                    "routed once its route formed, 30 ms after its start"
+                );
+            })
+        });
+    }
+
+    #[test]
+    fn latencies_of_zero_and_below_a_millisecond_are_kept_exactly() {
+        for (latency, label) in [(Duration::ZERO, "0"), (Duration::from_micros(250), "250us")] {
+            with_routes(latency, move |f| {
+                Box::pin(async move {
+                    let mut far = f.client(1).subscribe("s").await.unwrap();
+                    let truth = f.truth.clone();
+                    let sent = truth.now();
+                    publish(&f, 0, 1).await;
+                    if latency.is_zero() {
+                        assert_eq!(payloads(&mut far), vec![1], "{label}: delivered in the instant sent");
+                        return;
+                    }
+                    let _ = far.next().await;
+                    let took = truth.now() - sent;
+                    // madsim's clock reads 50 ns past a timer's instant when it rings.
+                    assert!((250_000..=250_050).contains(&took), "{label}: arrived after {took} ns");
+                })
+            });
+        }
+    }
+
+    #[test]
+    fn a_slow_consumer_keeps_up_to_its_pending_limit_then_drops_and_catches_up_in_order() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                let ms = Duration::from_millis;
+                f.set_pending_limits(3, usize::MAX);
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                f.set_slow(1, true);
+                for b in 1..=5 {
+                    publish(&f, 0, b).await;
+                }
+                madsim::time::sleep(ms(10)).await;
+                assert_eq!(payloads(&mut far), Vec::<u8>::new(), "not read while slow");
+                assert_eq!(f.stats().slow_dropped, 2, "over the pending limit of 3");
+                f.set_slow(1, false);
+                assert_eq!(payloads(&mut far), vec![1, 2, 3], "what was kept, in order");
+                f.set_pending_limits(usize::MAX, 2);
+                f.set_slow(1, true);
+                publish(&f, 0, 6).await;
+                publish(&f, 0, 7).await;
+                publish(&f, 0, 8).await;
+                madsim::time::sleep(ms(10)).await;
+                f.set_slow(1, false);
+                assert_eq!(payloads(&mut far), vec![6, 7], "a byte limit of 2: one byte each");
+            })
+        });
+    }
+
+    #[test]
+    fn a_client_reconnects_on_the_adapters_schedule_after_its_server_returns() {
+        // Down at 0: attempts at 100, 300, 600, 1000, 1500 ms; the server is back at 700 ms.
+        assert_eq!(reconnect_time(0, 700_000_000, false), 1_000_000_000);
+        assert_eq!(reconnect_time(0, 50_000_000, false), 100_000_000);
+        // Stopped instead: the attempt made at 600 ms hangs and completes at 700 ms.
+        assert_eq!(reconnect_time(0, 700_000_000, true), 700_000_000);
+        with_fabric(|f| {
+            Box::pin(async move {
+                use futures::StreamExt;
+                let mut events = f.client(0).connection_events().expect("reported");
+                let truth = f.truth.clone();
+                let start = truth.now();
+                f.halt_server(0, true);
+                assert_eq!(events.next().await, Some(Connection::Disconnected));
+                madsim::time::sleep(Duration::from_millis(700)).await;
+                f.halt_server(0, false);
+                assert_eq!(events.next().await, Some(Connection::Reconnected));
+                let at = truth.now() - start;
+                assert!((1_000_000_000..1_000_001_000).contains(&at), "reconnected at {at} ns");
             })
         });
     }

@@ -35,6 +35,7 @@ mod fabric;
 mod forger;
 mod impostor;
 mod quantum;
+mod routes;
 mod run;
 mod seeds;
 mod timeline;

@@ -49,19 +49,38 @@ impl Topology {
     /// What the route from `from` to `to` (different nodes) does with one copy. Draws from
     /// `rng` in a fixed order: loss (if any), then latency (if a range).
     pub fn hop(&self, from: usize, to: usize, rng: &mut ChaCha8Rng) -> Hop {
-        if self.cut[self.host[from]][self.host[to]] {
+        if self.is_cut(from, to) {
             return Hop::Cut;
         }
         if self.loss > 0.0 && rng.gen_bool(self.loss.min(1.0)) {
             return Hop::Lost;
         }
+        Hop::After(self.latency(from, to, rng))
+    }
+
+    /// A latency of the route from `from` to `to`, in ns, drawn from `rng` if it is a range.
+    pub fn latency(&self, from: usize, to: usize, rng: &mut ChaCha8Rng) -> u128 {
         let range = self
             .dc_latency
             .get(&(self.dc_of[from], self.dc_of[to]))
             .copied()
             .unwrap_or(self.latency);
         let (lo, hi) = (range.lo.as_nanos(), range.hi.as_nanos());
-        Hop::After(if hi > lo { rng.gen_range(lo..=hi) } else { lo })
+        if hi > lo {
+            rng.gen_range(lo..=hi)
+        } else {
+            lo
+        }
+    }
+
+    /// Whether the route from `from` to `to` is cut (between their hosts).
+    pub fn is_cut(&self, from: usize, to: usize) -> bool {
+        self.cut[self.host[from]][self.host[to]]
+    }
+
+    /// The host index `i` runs on (itself, except router clients).
+    pub fn host_of(&self, i: usize) -> usize {
+        self.host[i]
     }
 
     /// Runs index `i` (a router client) on the host of node `host`: it shares that host's

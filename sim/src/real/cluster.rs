@@ -207,6 +207,11 @@ impl Cluster {
         self.nodes[i].client_port
     }
 
+    /// How many routes node `i`'s server lists (0 if it does not answer).
+    pub fn routes(&self, i: usize) -> usize {
+        routes_of(self.nodes[i].monitor_port)
+    }
+
     /// Whether node `i`'s processes run.
     pub fn is_up(&self, i: usize) -> bool {
         self.nodes[i].server.is_some()

@@ -8,6 +8,7 @@
 //! true time exactly (see the agent's `--test-clock`), so claims become true intervals just as
 //! the simulator's clock model makes them.
 
+pub mod calibrate;
 pub mod cluster;
 pub mod procs;
 pub mod proxy;

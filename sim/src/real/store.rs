@@ -74,7 +74,7 @@ impl Drop for Store {
 
 /// One connection: subscribes to `subject` and hands every message's payload to `take` until
 /// the connection ends or `stop` is set.
-fn serve(port: u16, subject: &str, stop: &AtomicBool, take: &mut dyn FnMut(&[u8])) {
+pub(crate) fn serve(port: u16, subject: &str, stop: &AtomicBool, take: &mut dyn FnMut(&[u8])) {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return;
     };

@@ -58,6 +58,56 @@ pub struct NetworkSpec {
     /// just after their boundary. `latency` and `dc_link` are then unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick: Option<Dur>,
+    /// How long a route between two servers lives while a cut or a stopped server keeps its
+    /// pings from being answered, before nats-server closes it (what it held is then lost;
+    /// measured by `leasehold-sim calibrate`).
+    #[serde(default = "default_route_stale", skip_serializing_if = "is_default_route_stale")]
+    pub route_stale: DurRange,
+    /// From a route's close to nats-server's next dial of it.
+    #[serde(default = "default_route_redial", skip_serializing_if = "is_default_route_redial")]
+    pub route_redial: DurRange,
+    /// From a server's start to its dial of each route.
+    #[serde(default = "default_route_startup", skip_serializing_if = "is_default_route_startup")]
+    pub route_startup: DurRange,
+    /// Messages a subscriber may have pending (taken by its server, not yet read) before
+    /// more are dropped as a slow consumer's (default 65536, async-nats's).
+    #[serde(default = "default_pending_msgs", skip_serializing_if = "is_default_pending_msgs")]
+    pub pending_msgs: usize,
+    /// Bytes a subscriber may have pending before more are dropped (default 64 MiB,
+    /// nats-server's `max_pending`).
+    #[serde(default = "default_pending_bytes", skip_serializing_if = "is_default_pending_bytes")]
+    pub pending_bytes: usize,
+}
+
+fn default_route_stale() -> DurRange {
+    DurRange::new(Duration::from_millis(4500), Duration::from_millis(5200))
+}
+fn is_default_route_stale(r: &DurRange) -> bool {
+    *r == default_route_stale()
+}
+fn default_route_redial() -> DurRange {
+    DurRange::new(Duration::from_millis(1000), Duration::from_millis(1100))
+}
+fn is_default_route_redial(r: &DurRange) -> bool {
+    *r == default_route_redial()
+}
+fn default_route_startup() -> DurRange {
+    DurRange::new(Duration::from_millis(25), Duration::from_millis(50))
+}
+fn is_default_route_startup(r: &DurRange) -> bool {
+    *r == default_route_startup()
+}
+fn default_pending_msgs() -> usize {
+    64 * 1024
+}
+fn is_default_pending_msgs(n: &usize) -> bool {
+    *n == default_pending_msgs()
+}
+fn default_pending_bytes() -> usize {
+    64 << 20
+}
+fn is_default_pending_bytes(n: &usize) -> bool {
+    *n == default_pending_bytes()
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -198,6 +248,11 @@ impl Default for NetworkSpec {
             dc_link: Vec::new(),
             duplicate: 0.0,
             tick: None,
+            route_stale: default_route_stale(),
+            route_redial: default_route_redial(),
+            route_startup: default_route_startup(),
+            pending_msgs: default_pending_msgs(),
+            pending_bytes: default_pending_bytes(),
         }
     }
 }
@@ -395,8 +450,10 @@ pub struct ReplayFault {
     pub delay: DurRange,
 }
 
-/// `slow_consumer = { every, for }`: a node's server drops every message to it for a while,
-/// as a NATS server does to a subscriber that falls behind.
+/// `slow_consumer = { every, for }`: a node's client stops reading for a while; its server
+/// keeps what comes for it up to `[network] pending_msgs` / `pending_bytes` and drops the
+/// rest, as NATS does to a subscriber that falls behind; what was kept arrives, late and in
+/// order, when it reads again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlowConsumerFault {

@@ -135,21 +135,24 @@ impl Scenario {
         Ok(())
     }
 
-    /// What the simulator can play: latencies no shorter than its timer resolution, replays
-    /// within its window.
+    /// What the simulator can play: ticks long enough, replays within its window. (Any
+    /// latency, down to zero, is played exactly.)
     fn check_simulator_limits(&self, e: &Errors<'_>) -> Result<(), ScenarioError> {
-        // madsim's timer resolution: a shorter latency would silently become that long.
-        let mut latencies = vec![("latency", self.network.latency)];
-        latencies.extend(self.network.dc_link.iter().map(|l| ("latency", l.latency)));
-        latencies.extend(self.faults.latency_spike.iter().map(|l| ("latency", l.latency)));
-        latencies.extend(self.at.iter().filter_map(|a| match &a.step {
-            Step::Latency(r) => Some(("latency", *r)),
-            _ => None,
-        }));
-        if let Some((key, r)) = latencies.iter().find(|(_, r)| r.lo < crate::clock::TIMER_RESOLUTION) {
+        // A route stopped for good is closed and dialled again once per redial delay: a shorter
+        // one than nats-server's retry would only cost simulation steps.
+        if self.network.route_redial.lo < Duration::from_millis(100) {
             return Err(e.at(
-                key,
-                format!("{:?} is below 1 ms, the simulator's timer resolution", r.lo),
+                "route_redial",
+                format!(
+                    "{:?} is too short: nats-server dials a closed route again after a second; at least 100ms",
+                    self.network.route_redial.lo
+                ),
+            ));
+        }
+        if self.network.pending_msgs == 0 {
+            return Err(e.at(
+                "pending_msgs",
+                "0 would drop every message of a slow consumer: at least 1".into(),
             ));
         }
         if let Some(t) = self.network.tick {

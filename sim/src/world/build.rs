@@ -205,6 +205,16 @@ fn fabric(scn: &Scenario, seed: u64, start: madsim::time::Instant, nodes: &[SimN
     );
     fabric.set_duplicate(net.duplicate);
     fabric.set_quantum(scn.quantum());
+    // In quantised time routes are ideal, as in the checker.
+    if scn.quantum().is_none() {
+        let timing = crate::routes::RouteTiming {
+            stale: net.route_stale,
+            redial: net.route_redial,
+            startup: net.route_startup,
+        };
+        fabric.set_routes(timing, mix(seed, 0xfab, 1));
+    }
+    fabric.set_pending_limits(net.pending_msgs, net.pending_bytes);
     if scn.faults.replay.is_some() || scn.at.iter().any(|a| matches!(a.step, Step::Replay(_))) {
         fabric.keep_log(crate::scenario::MAX_REPLAY_WINDOW);
     }

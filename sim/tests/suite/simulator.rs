@@ -3,6 +3,7 @@
 
 use leasehold_sim::{run_seed, Scenario};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
@@ -235,10 +236,15 @@ fn steps_scripted_for_the_same_instant_are_applied_at_the_same_true_time() {
 }
 
 #[test]
-fn latencies_below_the_timer_resolution_are_rejected() {
-    let e = Scenario::parse("fast.toml", "[network]\nlatency = \"100us..2ms\"\n").unwrap_err();
-    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("latency")));
-    assert!(e.message.contains("below 1 ms"), "{e}");
+fn latencies_down_to_zero_are_accepted_and_a_route_redial_below_100ms_is_not() {
+    for latency in ["0ms", "100us..2ms", "250us"] {
+        let s = Scenario::parse("fast.toml", &format!("[network]\nlatency = \"{latency}\"\n"))
+            .unwrap_or_else(|e| panic!("{latency}: {e}"));
+        assert!(s.network.latency.hi <= Duration::from_millis(2));
+    }
+    let e = Scenario::parse("fast.toml", "[network]\nroute_redial = \"10ms\"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("route_redial")));
+    assert!(e.message.contains("at least 100ms"), "{e}");
 }
 
 #[test]

@@ -24,11 +24,20 @@ fn summary(r: &RunReport) -> String {
         r.applied.len(),
         r.figures.leader_changes
     );
+    let f = &r.figures.fabric;
     let _ = writeln!(
         s,
         "messages: {} published, {} delivered, {} lost, {} cut",
-        r.figures.fabric.published, r.figures.fabric.delivered, r.figures.fabric.lost, r.figures.fabric.cut
+        f.published, f.delivered, f.lost, f.cut
     );
+    // What nats-server's routes and clients did with them, when they did anything.
+    if f.route_late + f.route_closed + f.slow_dropped + f.reconnects > 0 {
+        let _ = writeln!(
+            s,
+            "routes: {} held and delivered late, {} lost with a closed route; {} slow-consumer drops; {} reconnects",
+            f.route_late, f.route_closed, f.slow_dropped, f.reconnects
+        );
+    }
     match r.violations.first() {
         None => s.push_str("violations: none\n"),
         Some(v) => {

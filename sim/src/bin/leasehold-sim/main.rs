@@ -131,6 +131,18 @@ enum Cmd {
         #[arg(long)]
         agent: Option<PathBuf>,
     },
+    /// Measure how the real nats-server's routes behave under the real runner's cuts and
+    /// restarts on this machine (two servers on loopback): when a cut route closes, what a
+    /// short cut delivers late, how soon a route is usable after a heal or a restart. The
+    /// numbers behind the `[network] route_*` defaults.
+    Calibrate {
+        /// Repetitions of each cut length and of the restart.
+        #[arg(long, default_value_t = 3)]
+        trials: usize,
+        /// Cut lengths to try.
+        #[arg(long, value_delimiter = ',', default_value = "500ms,1s,2s,3s,5s,8s", value_parser = humantime::parse_duration)]
+        cuts: Vec<std::time::Duration>,
+    },
     /// Model-check the production lease machine: every path of a small cluster to a bounded
     /// depth, with faults of the chosen classes between the ticks of true time; exits 1 with a
     /// counterexample if an invariant breaks.
@@ -286,6 +298,21 @@ fn main() -> ExitCode {
             json,
             out,
         } => cmd_replay(&file, seed, ran, trace.as_deref(), json, out.as_deref()),
+        Cmd::Calibrate { trials, cuts } => {
+            leasehold_sim::real::handle_interrupts();
+            match leasehold_sim::real::procs::nats_server_bin()
+                .and_then(|bin| leasehold_sim::real::calibrate::calibrate(bin, &cuts, trials))
+            {
+                Ok(c) => {
+                    print!("{c}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
         Cmd::Real {
             paths,
             seeds,
