@@ -1154,6 +1154,7 @@ mod tests {
                     stale: fixed(4000),
                     redial: fixed(1000),
                     startup: fixed(30),
+                    collide: 1.0,
                 },
                 3,
             );

@@ -12,6 +12,7 @@
 compile_error!("leasehold-sim runs on madsim's simulated runtime: build with RUSTFLAGS=\"--cfg madsim\" (this repository's .cargo/config.toml sets it)");
 
 // What a user of the simulator names: the command line, the tests and the benchmarks.
+pub mod agreement;
 pub mod check;
 pub mod clock;
 pub mod faults;

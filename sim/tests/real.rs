@@ -1,9 +1,10 @@
 //! Real mode: scenario files against real nats-servers and unchanged `leasehold-agent`
 //! processes on loopback, judged by the simulator's oracle. Each run takes its scenario's
-//! duration (20–30 s here), so there are six: a calm cluster, a cut-off and a killed leader,
+//! duration (20–30 s here), so there are few: a calm cluster, a cut-off and a killed leader,
 //! a fenced store under a partition, resigns and campaigns by signal with every application's
-//! guard judged, ALLCALL under a real partition, which must show two leaders, and a model
-//! checker's counterexample (5 s).
+//! guard judged, ALLCALL under a real partition, which must show two leaders, a model
+//! checker's counterexample (5 s), rolled-back files and a cloned identity; and the
+//! calibration of the simulator's routes against this nats-server.
 //!
 //! Needs nats-server (`ci/test.sh` installs it) and the agent binary, which
 //! `cargo test --workspace --all-features` builds beside this package's binary.
@@ -158,6 +159,56 @@ fn allcall_shows_two_leaders_under_a_real_partition() {
     let v = &r.report.violations[0];
     assert_eq!(v.claims.len(), 2, "{}", r.report.describe());
     assert_ne!(v.claims[0].node, v.claims[1].node);
+}
+
+/// The guarantees' hand-written schedules reproduce for real: two state files rolled back to
+/// their first save beyond the tolerance (the runner restores exactly the save named, from the
+/// saves the agents report) reuse a token, and a second process with a node's ID on a copy of
+/// its file leads beside it when the agents ignore duplicate IDs.
+#[test]
+fn rolled_back_files_and_a_cloned_identity_break_real_agents_as_they_break_the_simulator() {
+    let r = run("scenarios/known-bad/rollback-two-of-five-tolerance-1.toml", 0);
+    assert!(
+        r.report.violations.iter().any(|v| v.kind == ViolationKind::TokenOrder),
+        "{}",
+        r.report.describe()
+    );
+    let r = run("scenarios/known-bad/bug-ignore-duplicate-id.toml", 0);
+    assert!(
+        r.report.violations.iter().any(|v| v.kind == ViolationKind::Overlap),
+        "{}",
+        r.report.describe()
+    );
+}
+
+/// The simulator's route defaults hold for the nats-server installed here: a cut shorter than
+/// `route_stale` (1 s) delivers everything it held, late; one longer (7 s) loses it; a
+/// restarted server forms its route within a second.
+#[test]
+fn the_simulated_routes_defaults_agree_with_the_real_nats_server() {
+    use leasehold_sim::real::calibrate::calibrate;
+    use std::time::Duration;
+    let bin = leasehold_sim::real::procs::nats_server_bin().expect("nats-server (ci/test.sh installs it)");
+    let c = calibrate(bin, &[Duration::from_secs(1), Duration::from_secs(7)], 1).expect("calibrated");
+    let stale = Scenario::parse("defaults.toml", "")
+        .expect("defaults")
+        .network
+        .route_stale;
+    assert!(
+        stale.lo > Duration::from_secs(1) && stale.hi < Duration::from_secs(7),
+        "{stale:?}"
+    );
+    let (short, long) = (&c.cuts[0], &c.cuts[1]);
+    assert!(
+        short.sent_during > 100 && short.held_delivered == short.sent_during,
+        "{c}"
+    );
+    assert_eq!(long.held_delivered, 0, "{c}");
+    assert!(long.usable_after.is_some_and(|d| d < Duration::from_secs(3)), "{c}");
+    assert!(
+        c.restarts[0].route_after.is_some_and(|d| d < Duration::from_secs(1)),
+        "{c}"
+    );
 }
 
 /// One format, three judges: counterexamples the model checker wrote fail real agents the

@@ -4,11 +4,13 @@
 //!
 //! Two servers clustered through the runner's proxies; a raw client publishes a numbered
 //! message on the first every 5 ms and a raw client on the second takes them. For each cut
-//! length, both directions are cut and healed, and the probe records when the route closed
-//! (the monitor's `/routez`), which messages sent during the cut arrived (held by TCP and
-//! delivered late) and when a message sent after the heal first arrived (the route usable
-//! again). A restart of the second server measures how long a new server takes to form its
-//! route.
+//! length, both directions are cut and healed, and the probe records which messages sent
+//! during the cut arrived (held by TCP and delivered late: the route outlived the cut) or were
+//! lost (it went stale and was closed), and when a message sent after the heal first arrived
+//! (the route usable again). A restart of the second server measures how long a new server
+//! takes to form its route (the monitor's `/routez`) and to carry. (`/routez` cannot time a
+//! stale close: both servers dial the route, and a new connection is listed before the old
+//! one is closed.)
 
 use super::cluster::Cluster;
 use super::procs::true_ns;
@@ -29,8 +31,6 @@ const EVERY: Duration = Duration::from_millis(5);
 pub struct CutTrial {
     /// How long both directions were cut.
     pub cut: Duration,
-    /// When the first server dropped its route, after the cut began (`None`: it never did).
-    pub closed_after: Option<Duration>,
     /// Messages sent during the cut, and how many of them arrived (late).
     pub sent_during: usize,
     /// How many of those arrived.
@@ -55,6 +55,9 @@ pub struct Calibration {
     pub cuts: Vec<CutTrial>,
     /// One entry per restart.
     pub restarts: Vec<RestartTrial>,
+    /// Per restart of the second server inside a 7 s cut (1 s in): from the heal to the
+    /// first message sent after it that arrived.
+    pub restarts_in_cut: Vec<Option<Duration>>,
 }
 
 /// Sent and arrived messages of the probe: seq → (sent ns, arrived ns).
@@ -87,6 +90,10 @@ pub fn calibrate(nats: PathBuf, cuts: &[Duration], trials: usize) -> Result<Cali
         out.restarts.push(restart_trial(&mut c, &log)?);
         settle(&c, &log)?;
     }
+    for _ in 0..trials {
+        out.restarts_in_cut.push(restart_in_cut_trial(&mut c, &log)?);
+        settle(&c, &log)?;
+    }
     stop.store(true, Ordering::SeqCst);
     for t in threads {
         let _ = t.join();
@@ -114,11 +121,7 @@ fn cut_trial(c: &mut Cluster, log: &Mutex<Log>, cut: Duration) -> Result<CutTria
     let start = true_ns();
     c.net.with(|n| n.cuts = vec![(0, 1), (1, 0)]);
     let heal = start + cut.as_nanos();
-    let mut closed = None;
     while true_ns() < heal {
-        if closed.is_none() && c.routes(0) == 0 {
-            closed = Some(true_ns() - start);
-        }
         std::thread::sleep(Duration::from_millis(5));
     }
     c.net.with(|n| n.cuts.clear());
@@ -136,7 +139,6 @@ fn cut_trial(c: &mut Cluster, log: &Mutex<Log>, cut: Duration) -> Result<CutTria
     };
     Ok(CutTrial {
         cut,
-        closed_after: closed.map(|ns| Duration::from_nanos(ns as u64)),
         sent_during: during.len(),
         held_delivered: held,
         usable_after: first_arrival_sent_after(log, healed).map(|t| Duration::from_nanos((t - healed) as u64)),
@@ -161,6 +163,20 @@ fn restart_trial(c: &mut Cluster, log: &Mutex<Log>) -> Result<RestartTrial, Stri
         route_after: route.map(|ns| Duration::from_nanos(ns as u64)),
         usable_after: first_arrival_sent_after(log, start).map(|t| Duration::from_nanos((t - start) as u64)),
     })
+}
+
+/// The second server restarted 1 s into a 7 s cut: its first dials are made while the route is
+/// cut. From the heal to the route carrying.
+fn restart_in_cut_trial(c: &mut Cluster, log: &Mutex<Log>) -> Result<Option<Duration>, String> {
+    c.net.with(|n| n.cuts = vec![(0, 1), (1, 0)]);
+    c.server_down(1, true)?;
+    std::thread::sleep(Duration::from_secs(1));
+    c.server_down(1, false)?;
+    std::thread::sleep(Duration::from_secs(6));
+    c.net.with(|n| n.cuts.clear());
+    let healed = true_ns();
+    std::thread::sleep(Duration::from_secs(4));
+    Ok(first_arrival_sent_after(log, healed).map(|t| Duration::from_nanos((t - healed) as u64)))
 }
 
 /// The send time of the first message sent at or after `from` that arrived.
@@ -236,21 +252,40 @@ fn subscriber(port: u16, log: Arc<Mutex<Log>>, stop: Arc<AtomicBool>) -> std::th
     })
 }
 
+impl Calibration {
+    /// The longest cut whose held messages all arrived in every trial, and the shortest whose
+    /// were all lost in every trial: the route's stale time lies between (`None`: no such cut).
+    pub fn stale_bounds(&self) -> (Option<Duration>, Option<Duration>) {
+        let mut lengths: Vec<Duration> = self.cuts.iter().map(|t| t.cut).collect();
+        lengths.sort();
+        lengths.dedup();
+        let every = |len: Duration, f: &dyn Fn(&CutTrial) -> bool| self.cuts.iter().filter(|t| t.cut == len).all(f);
+        let held = lengths
+            .iter()
+            .copied()
+            .filter(|l| every(*l, &|t| t.held_delivered == t.sent_during))
+            .max();
+        let lost = lengths
+            .iter()
+            .copied()
+            .filter(|l| every(*l, &|t| t.held_delivered == 0))
+            .min();
+        (held, lost)
+    }
+}
+
 impl std::fmt::Display for Calibration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{}ms", d.as_millis()));
-        writeln!(
-            f,
-            "cut       route closed after   sent during  delivered late  usable after heal"
-        )?;
+        writeln!(f, "cut       sent during  delivered late  lost   usable after heal")?;
         for t in &self.cuts {
             writeln!(
                 f,
-                "{:<9} {:<20} {:<12} {:<15} {}",
+                "{:<9} {:<12} {:<15} {:<6} {}",
                 format!("{}ms", t.cut.as_millis()),
-                ms(t.closed_after),
                 t.sent_during,
                 t.held_delivered,
+                t.sent_during - t.held_delivered,
                 ms(t.usable_after)
             )?;
         }
@@ -258,6 +293,63 @@ impl std::fmt::Display for Calibration {
         for t in &self.restarts {
             writeln!(f, "{:<9} {:<20} {}", "", ms(t.route_after), ms(t.usable_after))?;
         }
+        let ms2 = |d: &Option<Duration>| ms(*d);
+        let in_cut: Vec<String> = self.restarts_in_cut.iter().map(ms2).collect();
+        writeln!(
+            f,
+            "\nrestarted inside a cut, usable after the heal: {}",
+            in_cut.join(", ")
+        )?;
+        let (held, lost) = self.stale_bounds();
+        writeln!(
+            f,
+            "\nheld and delivered late through cuts up to {}; lost in every trial from {} (route_stale lies between)",
+            ms(held),
+            ms(lost)
+        )?;
+        let formed: Vec<Duration> = self.restarts.iter().filter_map(|t| t.route_after).collect();
+        if let (Some(lo), Some(hi)) = (formed.iter().min(), formed.iter().max()) {
+            writeln!(
+                f,
+                "a restarted server's route formed {}..{} after its start (route_startup)",
+                ms(Some(*lo)),
+                ms(Some(*hi))
+            )?;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(ms: u64, sent: usize, held: usize) -> CutTrial {
+        CutTrial {
+            cut: Duration::from_millis(ms),
+            sent_during: sent,
+            held_delivered: held,
+            usable_after: None,
+        }
+    }
+
+    #[test]
+    fn the_stale_time_lies_between_the_longest_cut_always_held_and_the_shortest_always_lost() {
+        let c = Calibration {
+            cuts: vec![
+                trial(4000, 800, 800),
+                trial(4000, 800, 800),
+                trial(5000, 1000, 1000),
+                trial(5000, 1000, 0),
+                trial(6000, 1200, 0),
+                trial(6000, 1200, 0),
+            ],
+            restarts: Vec::new(),
+            restarts_in_cut: Vec::new(),
+        };
+        assert_eq!(
+            c.stale_bounds(),
+            (Some(Duration::from_millis(4000)), Some(Duration::from_millis(6000)))
+        );
     }
 }

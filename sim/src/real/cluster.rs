@@ -23,10 +23,12 @@ struct Node {
     monitor_port: u16,
     server: Option<Proc>,
     agent: Option<Proc>,
+    /// Second agents started with this node's identity (`clone`); they die with the node.
+    clones: Vec<Proc>,
     inc: u64,
     ppm: i64,
     wall_offset_ns: i128,
-    /// Every distinct content the state file had, in order (what a rollback restores).
+    /// Every save its agents made, exactly as written, in order (what a rollback restores).
     saves: Vec<Vec<u8>>,
 }
 
@@ -44,6 +46,8 @@ pub struct Cluster {
     fenced: Option<String>,
     /// The run's seed (each agent's random draws derive from it, as in the simulator).
     seed: u64,
+    /// How many of `lines` were looked at for saves.
+    seen: usize,
 }
 
 impl Cluster {
@@ -69,6 +73,7 @@ impl Cluster {
                 .fenced_store
                 .then(|| crate::workload::store::subject(&scn.membership_cfg().election_prefix())),
             seed,
+            seen: 0,
         };
         // Ports: client, cluster and monitor per node, and one nobody listens on (every
         // server advertises it, so a route learnt by gossip never bypasses the proxies).
@@ -116,6 +121,7 @@ impl Cluster {
                 monitor_port: ports[3 * i + 2],
                 server: None,
                 agent: None,
+                clones: Vec::new(),
                 inc: 0,
                 ppm: 0,
                 wall_offset_ns: 0,
@@ -177,14 +183,60 @@ impl Cluster {
 
     /// Starts node `i`'s agent (a new incarnation); `new_cluster` only for the first start.
     pub fn start_agent(&mut self, i: usize, new_cluster: bool) -> Result<(), String> {
-        let clock = self.file(i, "clock");
+        let inc = self.nodes[i].inc + 1;
+        let p = self.spawn_agent(i, inc, "", new_cluster)?;
+        let node = &mut self.nodes[i];
+        node.agent = Some(p);
+        node.inc = inc;
+        Ok(())
+    }
+
+    /// Starts a second agent with node `i`'s identity, on a copy of its state file and beside
+    /// the first, connected to the same server (two processes with one ID, as
+    /// a restored volume or a duplicated pod makes). Its lines count as incarnation
+    /// [`crate::world::CLONE_INC`] + k, as the simulator's clone's do.
+    pub fn clone_agent(&mut self, i: usize) -> Result<(), String> {
+        let k = self.nodes[i].clones.len();
+        let files = format!("clone{k}.");
+        let (from, to) = (self.file(i, "state.json"), self.file(i, &format!("{files}state.json")));
+        // The file as the running agent started from it, as the simulator's clone has it: its
+        // incarnation the one before the running agent's, the rest as last saved.
+        if let Ok(bytes) = std::fs::read(&from) {
+            let copy = match leasehold::wire::decode::<leasehold::Durable>(&bytes, bytes.len()) {
+                Ok(mut d) => {
+                    d.incarnation = d.incarnation.saturating_sub(1);
+                    leasehold::wire::encode(&d).to_vec()
+                }
+                Err(_) => bytes,
+            };
+            std::fs::write(&to, copy).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+        }
+        let p = self.spawn_agent(i, crate::world::CLONE_INC + k as u64, &files, false)?;
+        self.nodes[i].clones.push(p);
+        Ok(())
+    }
+
+    /// Makes node `i`'s state file unreadable (cut short in the middle of its text).
+    pub fn corrupt(&mut self, i: usize) {
+        let path = self.file(i, "state.json");
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let _ = std::fs::write(&path, &bytes[..bytes.len() / 2]);
+    }
+
+    /// Starts an agent process for node `i` as incarnation `inc`, its state and clock files
+    /// named with the prefix `files` (empty for the node's own agent).
+    fn spawn_agent(&mut self, i: usize, inc: u64, files: &str, new_cluster: bool) -> Result<Proc, String> {
+        let clock = self.file(i, &format!("{files}clock"));
         let node = &self.nodes[i];
         // A new process reads its clock from the start of a fresh file.
         std::fs::write(&clock, format!("ppm {}\nwall {}\n", node.ppm, node.wall_offset_ns))
             .map_err(|e| format!("cannot write {}: {e}", clock.display()))?;
-        let mut args = agent_args(node, &self.file(i, "state.json"), &clock, new_cluster);
+        let state = self.file(i, &format!("{files}state.json"));
+        let mut args = agent_args(node, &state, &clock, new_cluster);
         // The applications whose guards the oracle judges, as in the simulator.
         args.push("--test-guard".into());
+        // Every save reported as written, for rollbacks.
+        args.push("--test-report-saves".into());
         if let Some(subject) = &self.fenced {
             args.push(format!("--test-fenced-writes={subject}"));
         }
@@ -192,14 +244,9 @@ impl Cluster {
         if keys.is_file() {
             args.push(format!("--cluster-key={}", keys.display()));
         }
-        let inc = node.inc + 1;
         // Its random draws as the simulator's in the same seed.
         args.push(format!("--test-seed={}", crate::seeds::agent_seed(self.seed, i, inc)));
-        let p = procs::start_agent(&self.agent, &args, i, inc, &self.lines)?;
-        let node = &mut self.nodes[i];
-        node.agent = Some(p);
-        node.inc = inc;
-        Ok(())
+        procs::start_agent(&self.agent, &args, i, inc, &self.lines)
     }
 
     /// The client port of node `i`'s server.
@@ -221,6 +268,7 @@ impl Cluster {
     pub fn kill(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         node.agent = None;
+        node.clones.clear();
         node.server = None;
     }
 
@@ -281,7 +329,7 @@ impl Cluster {
     pub fn pause(&mut self, i: usize, pause: bool) {
         let sig = if pause { Sig::Stop } else { Sig::Cont };
         let node = &self.nodes[i];
-        for p in [&node.agent, &node.server].into_iter().flatten() {
+        for p in [&node.agent, &node.server].into_iter().flatten().chain(&node.clones) {
             p.signal(sig);
         }
     }
@@ -309,18 +357,25 @@ impl Cluster {
         self.clock_change(i, format!("wall {w}\n"));
     }
 
-    /// Records the state files' contents that changed since last time.
+    /// Takes the saves the agents reported since last time (each agent prints every state it
+    /// saves, exactly as written: `--test-report-saves`).
     pub fn watch_state(&mut self) {
-        for i in 0..self.nodes.len() {
-            if let Ok(bytes) = std::fs::read(self.file(i, "state.json")) {
-                if self.nodes[i].saves.last() != Some(&bytes) {
-                    self.nodes[i].saves.push(bytes);
-                }
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        for l in lines.iter().skip(self.seen).filter(|l| l.event) {
+            if !l.text.starts_with("{\"test_saved\"") {
+                continue;
+            }
+            let saved = serde_json::from_str::<serde_json::Value>(&l.text)
+                .ok()
+                .and_then(|v| v["test_saved"].as_str().map(|t| t.as_bytes().to_vec()));
+            if let (Some(bytes), Some(node)) = (saved, self.nodes.get_mut(l.node)) {
+                node.saves.push(bytes);
             }
         }
+        self.seen = lines.len();
     }
 
-    /// How many distinct saves of node `i`'s state were seen.
+    /// How many saves node `i`'s agents made so far (as the simulator counts them).
     pub fn saves(&self, i: usize) -> usize {
         self.nodes[i].saves.len()
     }
@@ -332,6 +387,7 @@ impl Cluster {
 
     /// Restores node `i`'s state file to save number `to` (deleted if there is none).
     pub fn rollback(&mut self, i: usize, to: usize) {
+        self.watch_state();
         match self.nodes[i].saves.get(to).cloned() {
             Some(bytes) => {
                 let _ = std::fs::write(self.file(i, "state.json"), bytes);
@@ -377,6 +433,7 @@ impl Drop for Cluster {
         self.net.close();
         for node in &mut self.nodes {
             node.agent = None;
+            node.clones.clear();
             node.server = None;
         }
         if std::env::var_os("LEASEHOLD_REAL_KEEP").is_some() {

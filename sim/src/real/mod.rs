@@ -102,7 +102,17 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
         c.set_clock(i, p.drift_ppm[i], p.wall_offset_ns[i]);
     }
     c.start_servers()?;
-    let mut t0 = true_ns();
+    for i in 0..n {
+        c.start_agent(i, true)?;
+    }
+    // The simulator's agents all start at time zero; real ones take about 100 ms to start
+    // and connect: time zero is when every agent has said it is connected, so that a step
+    // scripted at 10 ms finds agents that have started (and saved), as in the simulator.
+    wait_for_agents(&c, n)?;
+    let t0 = true_ns();
+    if let Some(q) = scn.quantum() {
+        c.net.with(|net| net.grid = Some((t0, q)));
+    }
     // The fenced store listens on the first node's server: on the first side of every
     // partition, as the simulator's store is.
     let store = scn.workload.fenced_store.then(|| {
@@ -114,16 +124,6 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
             t0,
         )
     });
-    for i in 0..n {
-        c.start_agent(i, true)?;
-    }
-    if let Some(q) = scn.quantum().filter(|_| store.is_none()) {
-        // The checker's agents all start at its time zero; real ones take about 100 ms to
-        // start and connect: on the tick grid, time zero is when every agent has said so.
-        wait_for_agents(&c, n)?;
-        t0 = true_ns();
-        c.net.with(|net| net.grid = Some((t0, q)));
-    }
     let mut resolver = Resolver::new(
         ids.clone(),
         seed,
@@ -348,8 +348,16 @@ impl FaultTarget for RealTarget<'_> {
     fn suspend(&mut self, _: usize) {}
     fn freeze(&mut self, _: usize) {}
     fn wake(&mut self, _: usize) {}
-    fn corrupt(&mut self, _: usize) {}
-    fn clone_agent(&mut self, _: usize) {}
+
+    fn corrupt(&mut self, i: usize) {
+        self.c.corrupt(i);
+    }
+
+    fn clone_agent(&mut self, i: usize) {
+        if let Err(e) = self.c.clone_agent(i) {
+            self.note(Some(i), format!("clone failed: {e}"));
+        }
+    }
     fn replay(&mut self, _: usize, _: Duration) {}
     fn slow_consumer(&mut self, _: usize, _: bool) {}
     fn preempt(&mut self, _: usize, _: Duration) {}

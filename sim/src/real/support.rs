@@ -18,10 +18,6 @@ pub fn cannot(a: &Action) -> Option<&'static str> {
         Action::Freeze(_) => {
             Some("`freeze` needs every clock of an agent stopped with it, which the runner's test clock cannot do yet")
         }
-        Action::Clone(_) => Some("`clone` is simulated only for now (the real test is tests/it/state_and_identity.rs)"),
-        Action::CorruptState(_) => {
-            Some("`corrupt_state` is simulated only for now (the real test is tests/it/state_and_identity.rs)")
-        }
         Action::Replay(..) => Some("`replay` needs a NATS client's reconnect buffer, which the runner cannot flush"),
         Action::SlowConsumer(..) => Some("`slow_consumer` needs a server to drop a subscriber's messages on demand"),
         Action::Preempt(..) => Some("`preempt` stalls a read inside the agent's clock, which the runner cannot reach"),

@@ -149,6 +149,12 @@ impl Scenario {
                 ),
             ));
         }
+        if !(0.0..=1.0).contains(&self.network.route_collide) {
+            return Err(e.at(
+                "route_collide",
+                format!("{} is not a probability", self.network.route_collide),
+            ));
+        }
         if self.network.pending_msgs == 0 {
             return Err(e.at(
                 "pending_msgs",

@@ -211,6 +211,7 @@ fn fabric(scn: &Scenario, seed: u64, start: madsim::time::Instant, nodes: &[SimN
             stale: net.route_stale,
             redial: net.route_redial,
             startup: net.route_startup,
+            collide: net.route_collide,
         };
         fabric.set_routes(timing, mix(seed, 0xfab, 1));
     }

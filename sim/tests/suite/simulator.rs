@@ -91,6 +91,7 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-guard-ignores-claim-ended-callbacks",
         "bug-trust-stale-heartbeats",
         "bug-trust-stale-heartbeats-flush",
+        "bug-trust-stale-heartbeats-held",
         "bug-grant-ignoring-promise-scripted",
         "bug-blocking-driver",
         "bug-client-default-ping",
@@ -501,4 +502,33 @@ fn a_state_loss_of_a_running_node_kills_it_and_loses_its_file() {
         .filter(|e| matches!(e.action, Action::RollbackState(..)))
         .count();
     assert!(rollbacks > 0, "some losses roll back to an earlier save");
+}
+
+/// The planted bug of `bug-trust-stale-heartbeats-held` is caught because a short cut holds the
+/// bytes in the route, as TCP and nats-server do, and delivers them late: the same schedule
+/// with routes that close the instant they are cut (what the simulator did before) drops the
+/// old heartbeats and is clean.
+#[test]
+fn a_short_cut_delivers_held_heartbeats_late_and_only_that_exposes_trusting_stale_ones() {
+    let rel = "scenarios/known-bad/bug-trust-stale-heartbeats-held.toml";
+    let mut s = load(rel);
+    let caught = (0..s.seeds)
+        .filter(|seed| run_seed(&s, *seed, rel).shows(s.expect.violation))
+        .count();
+    assert!(caught > 0, "caught with nats-server's routes");
+    let r = run_seed(&s, 0, rel);
+    assert!(
+        r.figures.fabric.route_late > 0,
+        "the cut held copies and delivered them late"
+    );
+    s.network.route_stale = leasehold_sim::scenario::DurRange::new(Duration::ZERO, Duration::ZERO);
+    for seed in 0..s.seeds {
+        let r = run_seed(&s, seed, rel);
+        assert_eq!(r.figures.fabric.route_late, 0);
+        assert!(
+            r.violations.is_empty(),
+            "routes that drop at once hide it, seed {seed}:\n{}",
+            r.describe()
+        );
+    }
 }

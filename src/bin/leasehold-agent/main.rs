@@ -28,6 +28,7 @@ mod status;
 mod test_app;
 #[cfg(target_os = "linux")]
 mod test_clock;
+mod test_saves;
 
 use clap::Parser;
 use leasehold::events::{AgentEvent, EventLine, WallAt};
@@ -141,6 +142,10 @@ struct Args {
     /// `leasehold-sim real`); implies `--test-guard`.
     #[arg(long, hide = true)]
     test_fenced_writes: Option<String>,
+    /// Test only: print every state saved, as written (`{"test_saved": TEXT}` lines), so
+    /// `leasehold-sim real` can restore exactly the save a rollback names.
+    #[arg(long, hide = true)]
+    test_report_saves: bool,
 }
 
 fn unix_us(t: SystemTime) -> u128 {
@@ -399,6 +404,10 @@ async fn run(args: &Args) -> Result<bool, Fatal> {
     cfg.hnatsd.nats_host = info.host.clone();
     cfg.hnatsd.nats_client_port = i64::from(info.port);
     let clock = start_clock(&args.id, args.test_clock.clone()).map_err(config_error)?;
+    let storage = test_saves::ReportedSaves {
+        inner: storage,
+        report: args.test_report_saves,
+    };
     let agent = Membership::new(cfg, clock.clone(), net.clone(), storage).map_err(config_error)?;
     let agent = match args.test_seed {
         Some(seed) => agent.with_seed(seed),

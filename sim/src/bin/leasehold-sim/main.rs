@@ -130,6 +130,10 @@ enum Cmd {
         /// The agent binary (default: leasehold-agent beside this program).
         #[arg(long)]
         agent: Option<PathBuf>,
+        /// Also print, per scenario and figure, the real seeds' spread, the simulated median
+        /// of the same seeds, and whether that median lies within the real spread.
+        #[arg(long)]
+        compare: bool,
     },
     /// Measure how the real nats-server's routes behave under the real runner's cuts and
     /// restarts on this machine (two servers on loopback): when a cut route closes, what a
@@ -320,6 +324,7 @@ fn main() -> ExitCode {
             json,
             out,
             agent,
+            compare,
         } => {
             let seeds = SeedChoice {
                 seed,
@@ -327,7 +332,7 @@ fn main() -> ExitCode {
                 first_seed: None,
                 shard: None,
             };
-            real::cmd_real(&paths, &seeds, json, out.as_deref(), agent)
+            real::cmd_real(&paths, &seeds, json, out.as_deref(), agent, compare)
         }
     }
 }

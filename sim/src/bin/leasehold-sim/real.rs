@@ -2,6 +2,7 @@
 //! same seeds beside.
 
 use crate::{load_some, SeedChoice};
+use leasehold_sim::agreement::{compare, per_seed, Agreement};
 use leasehold_sim::real::{handle_interrupts, run_real, unsupported, RealOpts, RealRun};
 use leasehold_sim::report::RunReport;
 use leasehold_sim::sweep::{sweep, sweep_with, Summary, SweepOptions};
@@ -10,10 +11,18 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// One scenario's outcome: skipped with a reason, or both summaries.
+/// One scenario's outcome: skipped with a reason, or both summaries and each figure compared.
 enum Row {
-    Skipped { name: String, source: String, why: String },
-    Ran { real: Box<Summary>, sim: Box<Summary> },
+    Skipped {
+        name: String,
+        source: String,
+        why: String,
+    },
+    Ran {
+        real: Box<Summary>,
+        sim: Box<Summary>,
+        agreement: Vec<Agreement>,
+    },
 }
 
 pub(crate) fn cmd_real(
@@ -22,6 +31,7 @@ pub(crate) fn cmd_real(
     json: bool,
     out: Option<&Path>,
     agent: Option<PathBuf>,
+    compare_figures: bool,
 ) -> ExitCode {
     let scns = match load_some(paths, None) {
         Ok(s) => s,
@@ -45,6 +55,7 @@ pub(crate) fn cmd_real(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let (mut real_rows, mut sim_rows) = (Vec::new(), Vec::new());
         let real = sweep_with(
             scn,
             src,
@@ -66,21 +77,25 @@ pub(crate) fn cmd_real(
                     }
                 }
             },
-            |_| {},
+            |r| real_rows.push(per_seed(r)),
         );
-        let sim = sweep(scn, src, &list, |_| {});
+        let sim = sweep(scn, src, &list, |r| sim_rows.push(per_seed(r)));
         rows.push(Row::Ran {
             real: Box::new(real),
             sim: Box::new(sim),
+            agreement: compare(&real_rows, &sim_rows),
         });
         if broken.is_some() {
             break;
         }
     }
     if json {
-        print_json(&rows);
+        print_json(&rows, compare_figures);
     } else {
         print_table(&rows);
+        if compare_figures {
+            print_agreement(&rows);
+        }
     }
     if let Some(e) = broken {
         eprintln!("error: {e}");
@@ -95,15 +110,66 @@ pub(crate) fn cmd_real(
 }
 
 /// One JSON line per file: real and simulated sweeps side by side, or why it was skipped.
-fn print_json(rows: &[Row]) {
+fn print_json(rows: &[Row], compare_figures: bool) {
     for r in rows {
         let v = match r {
             Row::Skipped { name, source, why } => json!({"name": name, "source": source, "skipped": why}),
-            Row::Ran { real, sim } => {
-                json!({"name": real.name, "source": real.source, "real": real.json(), "sim": sim.json()})
+            Row::Ran { real, sim, agreement } => {
+                let mut v = json!({"name": real.name, "source": real.source, "real": real.json(), "sim": sim.json()});
+                if compare_figures {
+                    v["agreement"] = agreement
+                        .iter()
+                        .map(|a| {
+                            json!({
+                                "figure": a.figure,
+                                "real_min": a.real.map(|r| r.0),
+                                "real_max": a.real.map(|r| r.1),
+                                "sim_median": a.sim.map(|s| s.0),
+                                "sim_min": a.sim.map(|s| s.1),
+                                "sim_max": a.sim.map(|s| s.2),
+                                "agrees": a.agrees,
+                            })
+                        })
+                        .collect();
+                }
+                v
             }
         };
         println!("{v}");
+    }
+}
+
+/// Per scenario and figure: the real spread, the simulated median (and spread) of the same
+/// seeds, and whether the median lies within the real spread.
+fn print_agreement(rows: &[Row]) {
+    let num = |x: f64| {
+        if x.fract() == 0.0 {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.2}")
+        }
+    };
+    for r in rows {
+        let Row::Ran { real, agreement, .. } = r else { continue };
+        println!("\n{} ({} seeds, real and simulated)", real.name, real.seeds);
+        println!(
+            "  {:<20} {:>20} {:>28}  agree",
+            "figure", "real (min..max)", "sim median (min..max)"
+        );
+        for a in agreement {
+            let real = a
+                .real
+                .map_or("-".into(), |(lo, hi)| format!("{}..{}", num(lo), num(hi)));
+            let sim = a.sim.map_or("-".into(), |(m, lo, hi)| {
+                format!("{} ({}..{})", num(m), num(lo), num(hi))
+            });
+            let agrees = match a.agrees {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            };
+            println!("  {:<20} {:>20} {:>28}  {agrees}", a.figure, real, sim);
+        }
     }
 }
 
@@ -180,7 +246,7 @@ fn print_table(rows: &[Row]) {
             Row::Skipped { name, why, .. } => {
                 println!("{name:<w$} skipped: {why}")
             }
-            Row::Ran { real, sim } => {
+            Row::Ran { real, sim, .. } => {
                 let ms = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0}ms"));
                 let pair = |a: String, b: String| format!("{a}/{b}");
                 let (rj, sj) = (real.json(), sim.json());
