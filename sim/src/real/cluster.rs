@@ -259,6 +259,11 @@ impl Cluster {
         routes_of(self.nodes[i].monitor_port)
     }
 
+    /// Whether node `i`'s agent process has exited (it was started and is gone).
+    pub fn agent_exited(&mut self, i: usize) -> bool {
+        self.nodes[i].agent.as_mut().is_some_and(|a| a.exited())
+    }
+
     /// Whether node `i`'s processes run.
     pub fn is_up(&self, i: usize) -> bool {
         self.nodes[i].server.is_some()

@@ -108,7 +108,7 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     // The simulator's agents all start at time zero; real ones take about 100 ms to start
     // and connect: time zero is when every agent has said it is connected, so that a step
     // scripted at 10 ms finds agents that have started (and saved), as in the simulator.
-    wait_for_agents(&c, n)?;
+    wait_for_agents(&mut c, n)?;
     let t0 = true_ns();
     if let Some(q) = scn.quantum() {
         c.net.with(|net| net.grid = Some((t0, q)));
@@ -215,9 +215,23 @@ fn judge(scn: &Scenario, p: Plan, player: Player, lines: Vec<Line>, effects: Eff
 /// Sleeps until true time `until` (host ns), keeping track of state files and interruptions.
 /// Waits until each of the `n` agents has printed its first event (it runs and is connected),
 /// for at most 10 s.
-fn wait_for_agents(c: &Cluster, n: usize) -> Result<(), String> {
+fn wait_for_agents(c: &mut Cluster, n: usize) -> Result<(), String> {
     let give_up = true_ns() + 10_000_000_000;
     loop {
+        if let Some(i) = (0..n).find(|i| c.agent_exited(*i)) {
+            // An agent that cannot start (a flag it does not know: an older binary) says why
+            // on stderr; waiting for it to connect would only hide that.
+            let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner());
+            let said: Vec<&str> = lines
+                .iter()
+                .filter(|l| l.node == i && !l.event)
+                .map(|l| l.text.as_str())
+                .collect();
+            return Err(format!(
+                "the agent of node {i} exited before connecting: {}",
+                said[said.len().saturating_sub(3)..].join(" / ")
+            ));
+        }
         let up = {
             let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner());
             (0..n).all(|i| {
