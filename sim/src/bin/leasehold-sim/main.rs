@@ -302,21 +302,7 @@ fn main() -> ExitCode {
             json,
             out,
         } => cmd_replay(&file, seed, ran, trace.as_deref(), json, out.as_deref()),
-        Cmd::Calibrate { trials, cuts } => {
-            leasehold_sim::real::handle_interrupts();
-            match leasehold_sim::real::procs::nats_server_bin()
-                .and_then(|bin| leasehold_sim::real::calibrate::calibrate(bin, &cuts, trials))
-            {
-                Ok(c) => {
-                    print!("{c}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    std::process::ExitCode::from(2)
-                }
-            }
-        }
+        Cmd::Calibrate { trials, cuts } => real::cmd_calibrate(&cuts, trials),
         Cmd::Real {
             paths,
             seeds,
@@ -325,15 +311,14 @@ fn main() -> ExitCode {
             out,
             agent,
             compare,
-        } => {
-            let seeds = SeedChoice {
-                seed,
-                seeds: Some(seeds.unwrap_or(1)),
-                first_seed: None,
-                shard: None,
-            };
-            real::cmd_real(&paths, &seeds, json, out.as_deref(), agent, compare)
-        }
+        } => real::cmd_real(
+            &paths,
+            &SeedChoice::real(seed, seeds),
+            json,
+            out.as_deref(),
+            agent,
+            compare,
+        ),
     }
 }
 
@@ -369,6 +354,16 @@ pub(crate) struct SeedChoice {
 }
 
 impl SeedChoice {
+    /// Real mode's: `--seed S`, or `--seeds N` (default 1) from the scenario's first seed.
+    fn real(seed: Option<u64>, seeds: Option<u64>) -> Self {
+        SeedChoice {
+            seed,
+            seeds: Some(seeds.unwrap_or(1)),
+            first_seed: None,
+            shard: None,
+        }
+    }
+
     pub(crate) fn list(&self, scn: &Scenario) -> Vec<u64> {
         if let Some(s) = self.seed {
             return vec![s];

@@ -50,41 +50,8 @@ pub(crate) fn cmd_real(
             });
             continue;
         }
-        let list = seeds.list(scn);
-        let stem = Path::new(src)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (mut real_rows, mut sim_rows) = (Vec::new(), Vec::new());
-        let real = sweep_with(
-            scn,
-            src,
-            &list,
-            SweepOptions::default(),
-            |seed| {
-                if broken.is_some() {
-                    return not_run(scn, seed, "an earlier run could not be made");
-                }
-                eprintln!("{}: seed {seed} for real ({:?})...", scn.name, scn.duration.0);
-                match run_real(scn, seed, src, &opts) {
-                    Ok(run) => {
-                        report_run(&run, &stem, out);
-                        run.report
-                    }
-                    Err(e) => {
-                        broken = Some(format!("{src} seed {seed}: {e}"));
-                        not_run(scn, seed, &e)
-                    }
-                }
-            },
-            |r| real_rows.push(per_seed(r)),
-        );
-        let sim = sweep(scn, src, &list, |r| sim_rows.push(per_seed(r)));
-        rows.push(Row::Ran {
-            real: Box::new(real),
-            sim: Box::new(sim),
-            agreement: compare(&real_rows, &sim_rows),
-        });
+        let row = run_both(src, scn, &seeds.list(scn), &opts, out, &mut broken);
+        rows.push(row);
         if broken.is_some() {
             break;
         }
@@ -106,6 +73,69 @@ pub(crate) fn cmd_real(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The seeds of `scn` for real, then simulated, each figure compared; a run that could not
+/// be made is put in `broken`, and the seeds after it are not run.
+fn run_both(
+    src: &str,
+    scn: &leasehold_sim::Scenario,
+    list: &[u64],
+    opts: &RealOpts,
+    out: Option<&Path>,
+    broken: &mut Option<String>,
+) -> Row {
+    let stem = Path::new(src)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (mut real_rows, mut sim_rows) = (Vec::new(), Vec::new());
+    let real = sweep_with(
+        scn,
+        src,
+        list,
+        SweepOptions::default(),
+        |seed| {
+            if broken.is_some() {
+                return not_run(scn, seed, "an earlier run could not be made");
+            }
+            eprintln!("{}: seed {seed} for real ({:?})...", scn.name, scn.duration.0);
+            match run_real(scn, seed, src, opts) {
+                Ok(run) => {
+                    report_run(&run, &stem, out);
+                    run.report
+                }
+                Err(e) => {
+                    *broken = Some(format!("{src} seed {seed}: {e}"));
+                    not_run(scn, seed, &e)
+                }
+            }
+        },
+        |r| real_rows.push(per_seed(r)),
+    );
+    let sim = sweep(scn, src, list, |r| sim_rows.push(per_seed(r)));
+    Row::Ran {
+        real: Box::new(real),
+        sim: Box::new(sim),
+        agreement: compare(&real_rows, &sim_rows),
+    }
+}
+
+/// `leasehold-sim calibrate`: measures the real nats-server's routes and prints the table.
+pub(crate) fn cmd_calibrate(cuts: &[std::time::Duration], trials: usize) -> ExitCode {
+    handle_interrupts();
+    match leasehold_sim::real::procs::nats_server_bin()
+        .and_then(|bin| leasehold_sim::real::calibrate::calibrate(bin, cuts, trials))
+    {
+        Ok(c) => {
+            print!("{c}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
