@@ -194,7 +194,7 @@ impl Cluster {
     /// Starts a second agent with node `i`'s identity, on a copy of its state file and beside
     /// the first, connected to the same server (two processes with one ID, as
     /// a restored volume or a duplicated pod makes). Its lines count as incarnation
-    /// [`crate::world::CLONE_INC`] + k, as the simulator's clone's do.
+    /// 2^40 + k (the simulator's `CLONE_INC` + k), as the simulator's clone's do.
     pub fn clone_agent(&mut self, i: usize) -> Result<(), String> {
         let k = self.nodes[i].clones.len();
         let files = format!("clone{k}.");
