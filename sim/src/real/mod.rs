@@ -212,15 +212,16 @@ fn judge(scn: &Scenario, p: Plan, player: Player, lines: Vec<Line>, effects: Eff
     }
 }
 
-/// Sleeps until true time `until` (host ns), keeping track of state files and interruptions.
-/// Waits until each of the `n` agents has printed its first event (it runs and is connected),
-/// for at most 10 s.
+/// Waits until each of the `n` agents has printed that it is connected, for at most 10 s; an
+/// agent that exits first is an error with the last lines it said.
 fn wait_for_agents(c: &mut Cluster, n: usize) -> Result<(), String> {
     let give_up = true_ns() + 10_000_000_000;
     loop {
         if let Some(i) = (0..n).find(|i| c.agent_exited(*i)) {
             // An agent that cannot start (a flag it does not know: an older binary) says why
-            // on stderr; waiting for it to connect would only hide that.
+            // on stderr; waiting for it to connect would only hide that. (Its last lines may
+            // still be on their way from the pipe.)
+            std::thread::sleep(Duration::from_millis(100));
             let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner());
             let said: Vec<&str> = lines
                 .iter()
@@ -253,6 +254,7 @@ fn wait_for_agents(c: &mut Cluster, n: usize) -> Result<(), String> {
     }
 }
 
+/// Sleeps until true time `until` (host ns), keeping track of state files and interruptions.
 fn wait_until(c: &mut Cluster, until: u128) -> Result<(), String> {
     loop {
         c.watch_state();

@@ -74,8 +74,9 @@ pub struct NetworkSpec {
     /// later, rather than one of them completing at once (measured: 10 of 16).
     #[serde(default = "default_route_collide", skip_serializing_if = "is_default_route_collide")]
     pub route_collide: f64,
-    /// Messages a subscriber may have pending (taken by its server, not yet read) before
-    /// more are dropped as a slow consumer's (default 65536, async-nats's).
+    /// Messages a client may have pending (taken by its server, not yet read), all its
+    /// subscriptions together, before more are dropped as a slow consumer's (default 65536,
+    /// async-nats's capacity of one subscription).
     #[serde(default = "default_pending_msgs", skip_serializing_if = "is_default_pending_msgs")]
     pub pending_msgs: usize,
     /// Bytes a subscriber may have pending before more are dropped (default 64 MiB,
