@@ -164,21 +164,39 @@ fn allcall_shows_two_leaders_under_a_real_partition() {
 /// The guarantees' hand-written schedules reproduce for real: two state files rolled back to
 /// their first save beyond the tolerance (the runner restores exactly the save named, from the
 /// saves the agents report) reuse a token, and a second process with a node's ID on a copy of
-/// its file leads beside it when the agents ignore duplicate IDs.
+/// its file leads beside it when the agents ignore duplicate IDs. The simulator catches both
+/// in every seed; real processes add timing noise, so each must be caught within three seeds
+/// (the first almost always does it).
 #[test]
 fn rolled_back_files_and_a_cloned_identity_break_real_agents_as_they_break_the_simulator() {
-    let r = run("scenarios/known-bad/rollback-two-of-five-tolerance-1.toml", 0);
-    assert!(
-        r.report.violations.iter().any(|v| v.kind == ViolationKind::TokenOrder),
-        "{}",
-        r.report.describe()
-    );
-    let r = run("scenarios/known-bad/bug-ignore-duplicate-id.toml", 0);
-    assert!(
-        r.report.violations.iter().any(|v| v.kind == ViolationKind::Overlap),
-        "{}",
-        r.report.describe()
-    );
+    for (rel, kind) in [
+        (
+            "scenarios/known-bad/rollback-two-of-five-tolerance-1.toml",
+            ViolationKind::TokenOrder,
+        ),
+        (
+            "scenarios/known-bad/bug-ignore-duplicate-id.toml",
+            ViolationKind::Overlap,
+        ),
+    ] {
+        let runs: Vec<RealRun> = (0..3)
+            .scan(false, |caught, seed| {
+                if *caught {
+                    return None;
+                }
+                let r = run(rel, seed);
+                *caught = r.report.violations.iter().any(|v| v.kind == kind);
+                Some(r)
+            })
+            .collect();
+        let last = runs.last().expect("one run at least");
+        assert!(
+            last.report.violations.iter().any(|v| v.kind == kind),
+            "{rel}: not caught in {} real seeds; the last:\n{}",
+            runs.len(),
+            last.report.describe()
+        );
+    }
 }
 
 /// The simulator's route defaults hold for the nats-server installed here: a cut shorter than

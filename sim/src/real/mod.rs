@@ -105,10 +105,12 @@ pub fn run_real(scn: &Scenario, seed: u64, source: &str, opts: &RealOpts) -> Res
     for i in 0..n {
         c.start_agent(i, true)?;
     }
-    // The simulator's agents all start at time zero; real ones take about 100 ms to start
-    // and connect: time zero is when every agent has said it is connected, so that a step
-    // scripted at 10 ms finds agents that have started (and saved), as in the simulator.
-    wait_for_agents(&mut c, n)?;
+    // The simulator's agents all start at time zero, and a lease agent saves its state in
+    // that instant; real ones take about 100 ms to start and connect, and save a few ms
+    // after: time zero is when every agent has said it is connected and, for lease agents,
+    // made its first save, so that a step scripted at 10 ms finds agents that have started
+    // and saved, as in the simulator.
+    wait_for_agents(&mut c, n, scn.algorithm == leasehold::Algorithm::Lease)?;
     let t0 = true_ns();
     if let Some(q) = scn.quantum() {
         c.net.with(|net| net.grid = Some((t0, q)));
@@ -212,9 +214,10 @@ fn judge(scn: &Scenario, p: Plan, player: Player, lines: Vec<Line>, effects: Eff
     }
 }
 
-/// Waits until each of the `n` agents has printed that it is connected, for at most 10 s; an
-/// agent that exits first is an error with the last lines it said.
-fn wait_for_agents(c: &mut Cluster, n: usize) -> Result<(), String> {
+/// Waits until each of the `n` agents has printed that it is connected and, if `saves`, that it
+/// saved its state, for at most 10 s; an agent that exits first is an error with the last
+/// lines it said.
+fn wait_for_agents(c: &mut Cluster, n: usize, saves: bool) -> Result<(), String> {
     let give_up = true_ns() + 10_000_000_000;
     loop {
         if let Some(i) = (0..n).find(|i| c.agent_exited(*i)) {
@@ -235,11 +238,8 @@ fn wait_for_agents(c: &mut Cluster, n: usize) -> Result<(), String> {
         }
         let up = {
             let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner());
-            (0..n).all(|i| {
-                lines
-                    .iter()
-                    .any(|l| l.node == i && l.event && l.text.contains("\"event\":\"connected\""))
-            })
+            let said = |i: usize, what: &str| lines.iter().any(|l| l.node == i && l.event && l.text.contains(what));
+            (0..n).all(|i| said(i, "\"event\":\"connected\"") && (!saves || said(i, "{\"test_saved\"")))
         };
         if up {
             return Ok(());
