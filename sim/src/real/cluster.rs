@@ -366,7 +366,9 @@ impl Cluster {
     /// saves, exactly as written: `--test-report-saves`).
     pub fn watch_state(&mut self) {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        for l in lines.iter().skip(self.seen).filter(|l| l.event) {
+        // A clone saves to a file of its own, as the simulator's clone to a disk of its own.
+        let own = |l: &&procs::Line| l.event && l.inc < crate::world::CLONE_INC;
+        for l in lines.iter().skip(self.seen).filter(own) {
             if !l.text.starts_with("{\"test_saved\"") {
                 continue;
             }
