@@ -1523,6 +1523,38 @@ mod tests {
         });
     }
 
+    /// The worst order for held bytes: a short cut holds a copy for n1, n1's server dies and
+    /// starts again before the heal; the copy belonged to a connection that is gone.
+    #[test]
+    fn what_a_cut_held_for_a_server_that_died_is_lost_and_never_reaches_its_next_incarnation() {
+        with_routes(Duration::from_millis(5), |f| {
+            Box::pin(async move {
+                let ms = Duration::from_millis;
+                let _first = f.client(1).subscribe("s").await.unwrap();
+                f.topology(|t| t.partition(&[vec![0], vec![1, 2]]));
+                publish(&f, 0, 1).await;
+                madsim::time::sleep(ms(500)).await;
+                assert_eq!(f.stats().route_closed, 0, "held, not lost, while the route lives");
+                f.down(1);
+                madsim::time::sleep(ms(500)).await;
+                f.serve(1);
+                let mut back = f.client(1).subscribe("s").await.unwrap();
+                madsim::time::sleep(ms(100)).await;
+                f.topology(|t| t.heal());
+                madsim::time::sleep(ms(2000)).await;
+                assert_eq!(
+                    payloads(&mut back),
+                    Vec::<u8>::new(),
+                    "the held copy died with the route"
+                );
+                assert_eq!((f.stats().route_closed, f.stats().route_late), (1, 0));
+                publish(&f, 0, 2).await;
+                madsim::time::sleep(ms(10)).await;
+                assert_eq!(payloads(&mut back), vec![2], "the route formed again after the heal");
+            })
+        });
+    }
+
     #[test]
     fn a_restarted_server_hears_nothing_routed_until_its_routes_form() {
         with_routes(Duration::from_millis(1), |f| {

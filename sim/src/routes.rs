@@ -9,8 +9,8 @@
 //! handshake is held too) until it goes stale in turn, or until the route clears: then one of
 //! the servers' hanging dials completes at once, or (with the collision chance) both complete,
 //! collide as duplicate routes and are closed, and the route is dialled again a redial delay
-//! after the heal (measured: a route healed after a long cut carried again within 15 ms in 6
-//! of 16 trials and about 1.05 s later in the others; one healed between its close and its
+//! after the heal (measured: a route healed after a long cut carried again within 15 ms in 8
+//! of 18 trials and about 1.05 s later in the others; one healed between its close and its
 //! next dial carries at that dial).
 //! A server that dies closes its routes at once (the kernel resets them); a server that starts
 //! dials its routes after its start-up delay.

@@ -71,7 +71,7 @@ pub struct NetworkSpec {
     pub route_startup: DurRange,
     /// The chance that, when a route stopped past its stale time heals while its dials hang,
     /// the two servers' dials collide as duplicates and the route is dialled again a redial
-    /// later, rather than one of them completing at once (measured: 10 of 16).
+    /// later, rather than one of them completing at once (measured: 10 of 18 trials).
     #[serde(default = "default_route_collide", skip_serializing_if = "is_default_route_collide")]
     pub route_collide: f64,
     /// Messages a client may have pending (taken by its server, not yet read), all its
