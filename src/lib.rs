@@ -45,6 +45,9 @@ mod clock;
 mod config;
 pub mod election;
 pub mod events;
+#[cfg(feature = "fault-sites")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fault-sites")))]
+pub mod fault_sites;
 mod handle;
 mod hash;
 mod hub;

@@ -81,6 +81,9 @@ pub struct Membership<C, N, S> {
     keys: Option<ClusterKeys>,
     /// The last heartbeat published and its bytes: most beats repeat the one before.
     last_beat: std::sync::Mutex<Option<(Heartbeat, bytes::Bytes)>>,
+    /// The simulator's fault sites and coverage probe.
+    #[cfg(feature = "fault-sites")]
+    sites: Option<Arc<crate::fault_sites::FaultSites>>,
 }
 
 /// A function that sees every notice, synchronously and in order, with the agent's monotonic
@@ -116,6 +119,8 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             observer: None,
             keys: None,
             last_beat: std::sync::Mutex::new(None),
+            #[cfg(feature = "fault-sites")]
+            sites: None,
         })
     }
 
@@ -141,6 +146,14 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
     /// from one with them.
     pub fn with_cluster_keys(mut self, keys: ClusterKeys) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// Runs the driver with the simulator's fault sites (and coverage probe): see
+    /// [`fault_sites`](crate::fault_sites).
+    #[cfg(feature = "fault-sites")]
+    pub fn with_fault_sites(mut self, sites: crate::fault_sites::FaultSites) -> Self {
+        self.sites = Some(Arc::new(sites));
         self
     }
 
@@ -297,6 +310,8 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                 // A finished future must not be polled again.
                 sleep = None;
             }
+            #[cfg(feature = "fault-sites")]
+            self.stall(&event).await;
             let now = self.clock.now();
             out = match event {
                 Event::Stop => break,
@@ -317,6 +332,10 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                     o
                 }
             };
+            #[cfg(feature = "fault-sites")]
+            if let Some(sites) = &self.sites {
+                sites.probe(now, sm.probe(now));
+            }
         }
         let last = sm.stop(self.clock.now());
         self.flush(last, subjects).await;
@@ -398,6 +417,8 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             match o {
                 Output::Publish(p) if self.cfg.bug_knobs.has(Bug::BlockingDriver) => self.publish(subjects, p).await,
                 Output::Publish(p) => {
+                    #[cfg(feature = "fault-sites")]
+                    let p = self.double_reply(subjects, p).await;
                     let mut publish = std::pin::pin!(self.publish(subjects, p));
                     if futures::poll!(publish.as_mut()).is_ready() {
                         continue;
@@ -409,6 +430,8 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
                     }
                 }
                 Output::Persist(d) => {
+                    #[cfg(feature = "fault-sites")]
+                    self.site_delay(crate::fault_sites::Site::SlowSave).await;
                     if let Err(e) = self.storage.save(&d).await {
                         self.shared.count(|s| s.storage_errors += 1);
                         warn!(error = %e, "could not save durable state; dropping what depended on it");
@@ -425,6 +448,41 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
             }
         }
         Ok(())
+    }
+
+    /// A fault site's delay, if it fires now.
+    #[cfg(feature = "fault-sites")]
+    async fn site_delay(&self, site: crate::fault_sites::Site) {
+        let delay = self.sites.as_ref().and_then(|s| s.delay(self.clock.now(), site));
+        if let Some(d) = delay {
+            self.clock.sleep(d).await;
+        }
+    }
+
+    /// A late timer or a stall before a message, if its fault site fires.
+    #[cfg(feature = "fault-sites")]
+    async fn stall(&self, event: &Event) {
+        use crate::fault_sites::Site;
+        match event {
+            Event::Timer => self.site_delay(Site::LateTimer).await,
+            Event::Message(_) => self.site_delay(Site::LongPause).await,
+            _ => {}
+        }
+    }
+
+    /// Publishes a reply once more if the `double_reply` site fires; gives `p` back.
+    #[cfg(feature = "fault-sites")]
+    async fn double_reply(&self, subjects: &Subjects, p: Publish) -> Publish {
+        let reply = matches!(p, Publish::Reply { .. } | Publish::Recovered { .. });
+        let fired = reply
+            && self
+                .sites
+                .as_ref()
+                .is_some_and(|s| s.fired(self.clock.now(), crate::fault_sites::Site::DoubleReply));
+        if fired {
+            self.publish(subjects, p.clone()).await;
+        }
+        p
     }
 
     async fn publish(&self, subjects: &Subjects, mut p: Publish) {
@@ -515,6 +573,9 @@ trait Machine {
     fn connection(&mut self, now: Duration, c: Connection) -> Vec<Output>;
     /// Messages dropped so far for values out of range.
     fn rejected(&self) -> u64;
+    /// The abstract state at `now`, for the simulator's coverage.
+    #[cfg(feature = "fault-sites")]
+    fn probe(&self, now: Duration) -> crate::fault_sites::Probe;
 }
 
 impl Machine for LeaseElection {
@@ -570,6 +631,10 @@ impl Machine for LeaseElection {
     fn rejected(&self) -> u64 {
         LeaseElection::rejected(self)
     }
+    #[cfg(feature = "fault-sites")]
+    fn probe(&self, now: Duration) -> crate::fault_sites::Probe {
+        LeaseElection::probe(self, now)
+    }
 }
 
 impl Machine for AllcallElection {
@@ -608,6 +673,12 @@ impl Machine for AllcallElection {
     }
     fn rejected(&self) -> u64 {
         AllcallElection::rejected(self)
+    }
+    #[cfg(feature = "fault-sites")]
+    fn probe(&self, _now: Duration) -> crate::fault_sites::Probe {
+        use crate::fault_sites::{Probe, Role};
+        let role = if self.is_leader() { Role::Leader } else { Role::Follower };
+        Probe { role, ..Probe::default() }
     }
 }
 

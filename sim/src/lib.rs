@@ -15,6 +15,7 @@ compile_error!("leasehold-sim runs on madsim's simulated runtime: build with RUS
 pub mod agreement;
 pub mod check;
 pub mod clock;
+pub mod coverage;
 pub mod faults;
 pub mod merge;
 pub mod nemesis;
@@ -38,6 +39,7 @@ mod impostor;
 mod quantum;
 mod routes;
 mod run;
+mod schedule;
 mod seeds;
 mod timeline;
 mod topology;

@@ -40,6 +40,9 @@ pub struct RunReport {
     pub router: Option<RouterReport>,
     /// What `--swarm` drew for this seed (`None`: the scenario's faults as written).
     pub swarm: Option<Swarm>,
+    /// The coverage features the run reached (see [`crate::coverage`]; empty unless the
+    /// scenario asked for coverage, as `hunt` does).
+    pub coverage: Vec<u64>,
 }
 
 /// The figures of one run.
@@ -376,6 +379,7 @@ mod tests {
             figures: Figures::default(),
             router: None,
             swarm: None,
+            coverage: Vec::new(),
         }
     }
 

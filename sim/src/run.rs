@@ -101,6 +101,7 @@ fn panicked(scn: &Scenario, seed: u64, replay: String, msg: String) -> RunReport
         },
         router: None,
         swarm: None,
+        coverage: Vec::new(),
     }
 }
 
@@ -127,7 +128,12 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
     let ids = &hosts.agents;
     // Graceful stops in progress run here, beside the waits, and end with the run.
     let mut graces = FuturesUnordered::new();
+    let quiet = start + scn.faults_end();
     for ev in events {
+        if ev.at >= scn.faults_end() && quiet > madsim::time::Instant::now() {
+            wait_until(quiet, &mut graces).await;
+            w.disarm_sites();
+        }
         // Steps due at the same instant are applied together: madsim's shortest sleep is 1 ms.
         if start + ev.at > madsim::time::Instant::now() {
             wait_until(start + ev.at, &mut graces).await;
@@ -135,6 +141,10 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
         w.apply(&ev.action, ids);
         graces.extend(w.take_graces());
     }
+    if quiet > madsim::time::Instant::now() {
+        wait_until(quiet, &mut graces).await;
+    }
+    w.disarm_sites();
     wait_until(start + scn.duration.0, &mut graces).await;
     hosts.kill_all();
     match keep {
@@ -191,6 +201,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
         figures,
         router,
         swarm: None,
+        coverage: w.take_coverage(),
     }
 }
 
@@ -238,6 +249,7 @@ fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
         figures,
         router: None,
         swarm: None,
+        coverage: w.take_coverage(),
     };
     (report, whole)
 }

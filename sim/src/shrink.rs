@@ -25,7 +25,8 @@ use crate::oracle::{secs, ViolationKind};
 use crate::report::RunReport;
 use crate::run::run_seed;
 use crate::scenario::duration::text;
-use crate::scenario::{At, Dur, DurRange, FaultSpec, MembershipSpec, NetworkSpec, NodeSpec, Scenario};
+use crate::scenario::{DurRange, NetworkSpec, Scenario};
+use crate::schedule::Schedule as Candidate;
 use std::time::Duration;
 
 /// What shrinking produced.
@@ -73,17 +74,6 @@ impl Shrunk {
         }
         s
     }
-}
-
-/// One point of the search: which nodes, how long, which steps, what network and clocks.
-#[derive(Clone)]
-struct Candidate {
-    keep_nodes: Vec<bool>,
-    duration: Duration,
-    events: Vec<FaultEvent>,
-    network: NetworkSpec,
-    drift_ppm: Vec<i64>,
-    offset_ms: Vec<i64>,
 }
 
 /// Time left before the first fault when steps are moved earlier: enough for a first
@@ -164,68 +154,8 @@ impl Shrinker<'_> {
 
     /// The scripted scenario of a candidate (`None` if a step names a dropped node).
     fn scenario(&self, c: &Candidate) -> Option<Scenario> {
-        let base = self.base;
-        let nodes = base.sim_nodes();
-        let cfg = base.membership_cfg();
-        let id = |i: usize| nodes[i].id.clone();
-        let mut at = Vec::new();
-        // Indices past the nodes are strangers (the impostor's server): never in a scenario.
-        let kept = |i: usize| c.keep_nodes.get(i).copied().unwrap_or(false);
-        for e in &c.events {
-            if e.action.node().is_some_and(|i| !kept(i)) {
-                return None;
-            }
-            // Routes to dropped nodes (and to strangers) are gone with them.
-            let action = match &e.action {
-                Action::Cut(links) => {
-                    Action::Cut(links.iter().copied().filter(|(a, b)| kept(*a) && kept(*b)).collect())
-                }
-                a => a.clone(),
-            };
-            at.push(At {
-                time: Dur(e.at),
-                step: action.to_step(id)?,
-            });
-        }
-        let mut s = base.clone();
-        s.name = format!("{} (shrunk)", base.name);
-        s.seeds = 1;
-        s.first_seed = self.seed;
-        s.duration = Dur(c.duration);
-        s.network = c.network.clone();
-        s.membership = MembershipSpec {
-            beat: Some(Dur(cfg.beat)),
-            lease: Some(Dur(cfg.lease_time)),
-            max_clock_skew: Some(Dur(cfg.max_clock_skew)),
-            max_drift_ppm: Some(cfg.max_drift_ppm),
-            bug: base.membership.bug,
-            authenticate: base.membership.authenticate,
-            state_loss_tolerance: base.membership.state_loss_tolerance,
-        };
-        s.nodes = None;
-        s.node = nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| c.keep_nodes[*i])
-            .map(|(i, n)| NodeSpec {
-                id: Some(n.id.clone()),
-                rank: Some(n.rank),
-                datacenter: Some(n.datacenter.clone()),
-                drift_ppm: Some(c.drift_ppm[i]),
-                wall_offset_ms: Some(c.offset_ms[i]),
-                // Config skew stays: it is part of the failure.
-                ..base.node.get(i).cloned().unwrap_or_default()
-            })
-            .collect();
-        // Every fault is a scripted step now, but for the impostor, who runs all along.
-        s.faults = FaultSpec {
-            impostor: base.faults.impostor.clone(),
-            quiet: base.faults.impostor.as_ref().map(|_| Dur(Duration::ZERO)),
-            ..FaultSpec::default()
-        };
-        s.at = at;
-        s.expect.leader_within = Some(Dur(base.leader_within()));
-        s.router = None;
+        let mut s = c.scenario(self.base, self.seed)?;
+        s.name = format!("{} (shrunk)", self.base.name);
         Some(s)
     }
 
@@ -563,20 +493,7 @@ pub fn shrink(base: &Scenario, source: &str, seed: u64, swarm: bool, max_trials:
         best: None,
         first,
     };
-    let start = Candidate {
-        keep_nodes: vec![true; n],
-        duration: base.duration.0,
-        events: sh.first.applied.clone(),
-        network: base.network.clone(),
-        drift_ppm: sh.first.plan.drift_ppm.clone(),
-        offset_ms: sh
-            .first
-            .plan
-            .wall_offset_ns
-            .iter()
-            .map(|o| (o / 1_000_000) as i64)
-            .collect(),
-    };
+    let start = Candidate::of_run(base, &sh.first);
     if !sh.fails(&start) {
         return Err(format!(
             "the scripted form of {source} seed {seed} does not fail the same way; cannot shrink"

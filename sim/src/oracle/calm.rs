@@ -160,12 +160,23 @@ pub fn live<E: Borrow<FaultEvent>>(scn: &Scenario, events: impl IntoIterator<Ite
     );
     let calm = Calm::of(tracker, events);
     let bound = scn.leader_within().as_nanos();
+    // Fault sites fire until the random faults stop: nothing before that is calm.
+    let sites_until = match scn.faults.sites {
+        Some(_) => scn.faults_end().as_nanos(),
+        None => 0,
+    };
     super::Live {
-        last_fault: calm.last_fault,
+        last_fault: calm.last_fault.max(sites_until),
         bound,
         max_gap: scn.max_gap().as_nanos(),
         // Only the stretches liveness judges are kept (a long run has many short ones).
-        calm: calm.stretches.into_iter().filter(|(a, b)| b - a > bound).collect(),
+        calm: calm
+            .stretches
+            .into_iter()
+            .filter(|(_, b)| *b > sites_until)
+            .map(|(a, b)| (a.max(sites_until), b))
+            .filter(|(a, b)| b - a > bound)
+            .collect(),
         end: scn.duration.0.as_nanos(),
         wait_from: scn.expect.no_leader_after.map(|d| d.0.as_nanos()),
         beliefs_may_overlap: scn.expect.beliefs_may_overlap,

@@ -209,6 +209,7 @@ fn judge(scn: &Scenario, p: Plan, player: Player, lines: Vec<Line>, effects: Eff
             figures,
             router: None,
             swarm: None,
+            coverage: Vec::new(),
         },
         lines,
     }

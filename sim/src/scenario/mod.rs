@@ -76,6 +76,10 @@ pub struct Scenario {
     /// Application workloads beside the agents.
     #[serde(default, skip_serializing_if = "WorkloadSpec::is_off")]
     pub workload: WorkloadSpec,
+    /// Collect coverage ([`crate::coverage`]) as the run goes (set by `hunt`, never read from
+    /// a file).
+    #[serde(skip)]
+    pub coverage: bool,
 }
 
 fn default_seeds() -> u64 {

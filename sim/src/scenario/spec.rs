@@ -522,6 +522,23 @@ pub struct CongestFault {
     pub lasts: DurRange,
 }
 
+/// `sites = { enable, fire }` or `sites = { on, fire }`: the library's fault sites (BUGGIFY,
+/// see `leasehold::fault_sites`). Each site is on for a whole run with probability `enable`
+/// (drawn from the seed), or exactly the sites named in `on`; a site that is on fires with
+/// probability `fire` each time the agent passes it, until the random faults stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SitesFault {
+    /// Probability that each site is on for a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable: Option<f64>,
+    /// Exactly these sites are on (`slow_save`, `late_timer`, `double_reply`, `long_pause`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<String>>,
+    /// Probability that a site that is on fires when passed.
+    pub fire: f64,
+}
+
 /// `[faults]`: the random nemesis. Every entry is optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -580,6 +597,9 @@ pub struct FaultSpec {
     /// Congested client connections.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub congest: Option<CongestFault>,
+    /// The library's fault sites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sites: Option<SitesFault>,
     /// Random faults stop this long before the end (default twice `expect.leader_within`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Dur>,
@@ -607,6 +627,7 @@ impl FaultSpec {
             ("impostor", self.impostor.is_some()),
             ("preempt", self.preempt.is_some()),
             ("congest", self.congest.is_some()),
+            ("sites", self.sites.is_some()),
         ];
         on.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
     }

@@ -255,6 +255,23 @@ impl Scenario {
                 return Err(e.at("congest", "`every`, `delay` and `for` must be positive".into()));
             }
         }
+        if let Some(st) = &self.faults.sites {
+            let p = |x: f64| (0.0..=1.0).contains(&x);
+            match (&st.enable, &st.on) {
+                (Some(x), None) if !p(*x) => return Err(e.at("enable", format!("{x} is not a probability"))),
+                (Some(_), None) => {}
+                (None, Some(names)) => {
+                    if let Some(bad) = names.iter().find(|n| leasehold::fault_sites::Site::from_name(n).is_none()) {
+                        let all: Vec<&str> = leasehold::fault_sites::Site::ALL.iter().map(|s| s.name()).collect();
+                        return Err(e.at("on", format!("unknown fault site {bad:?} (expected one of {})", all.join(", "))));
+                    }
+                }
+                _ => return Err(e.at("sites", "give exactly one of `enable` (a probability) and `on` (site names)".into())),
+            }
+            if !p(st.fire) {
+                return Err(e.at("fire", format!("{} is not a probability", st.fire)));
+            }
+        }
         if let Some(f) = self.faults.loss_spike.as_ref().map(|s| s.loss) {
             if !(0.0..=1.0).contains(&f) {
                 return Err(e.at("loss", format!("{f} is not a probability")));

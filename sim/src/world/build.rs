@@ -145,12 +145,17 @@ impl World {
                 applied_count: 0,
                 stops: vec![0; n],
                 sizes: vec![None; n],
+                coverage: super::sites::coverage(scn, &plan.drift_ppm),
                 clones: Vec::new(),
                 guards: Guards::new(n, SIM_SLACK),
                 conduct: Conduct::default(),
             }),
+            sites: super::sites::SitePlan::of(scn, seed),
             nodes,
         });
+        if let Some(s) = &w.sites {
+            w.trace(None, s.describe());
+        }
         for (i, c) in plan.drift_ppm.iter().enumerate() {
             if *c != 0 || plan.wall_offset_ns[i] != 0 {
                 let off = plan.wall_offset_ns[i];

@@ -3,6 +3,7 @@
 //! recorded (trace events, claims and the faults applied: see [`crate::record`]).
 
 mod build;
+mod sites;
 mod target;
 
 use crate::agents::Agents;
@@ -45,6 +46,8 @@ struct State {
     conduct: Conduct,
     /// Per node, the `cluster_size` a `resize` step set for its next starts.
     sizes: Vec<Option<usize>>,
+    /// The run's coverage, when it collects it.
+    coverage: Option<crate::coverage::Coverage>,
 }
 
 /// The incarnation numbers under which the oracle records clones of a node (clone `k` is
@@ -86,6 +89,8 @@ pub(crate) struct World {
     graces: Mutex<Vec<leasehold::BoxFuture<'static, ()>>>,
     /// What the faults have done, and the draws made when one is applied.
     resolver: Mutex<Resolver>,
+    /// The library's fault sites this run turns on.
+    sites: Option<sites::SitePlan>,
     state: Mutex<State>,
 }
 
@@ -379,13 +384,18 @@ impl World {
         let clock = SimClock::new(self.clocks[i].clone(), self.start);
         let w = self.clone();
         let observe: leasehold::Observer = Arc::new(move |local, n| w.record(i, inc, local, n));
+        let sites = self.fault_sites(i, seed);
         match Membership::new(cfg, clock, self.fabric.client(i), storage) {
-            Ok(a) if self.scn.membership.authenticate => Some(
-                a.with_seed(seed)
-                    .with_observer(observe)
-                    .with_cluster_keys(crate::forger::sim_keys(self.seed)),
-            ),
-            Ok(a) => Some(a.with_seed(seed).with_observer(observe)),
+            Ok(a) => {
+                let mut a = a.with_seed(seed).with_observer(observe);
+                if self.scn.membership.authenticate {
+                    a = a.with_cluster_keys(crate::forger::sim_keys(self.seed));
+                }
+                if let Some(s) = sites {
+                    a = a.with_fault_sites(s);
+                }
+                Some(a)
+            }
             Err(e) => {
                 self.trace(Some(i), format!("agent failed to configure: {e}"));
                 None
@@ -457,6 +467,7 @@ impl World {
             Vec::new()
         });
         for resolved in resolved {
+            self.cover_fault(&resolved);
             let mut st = self.lock();
             st.applied_count += 1;
             if st.book.keeps_everything() {

@@ -272,6 +272,30 @@ impl LeaseElection {
         h.write_u128(rng.get_word_pos());
     }
 
+    /// The abstract state at `now`, for the simulator's coverage.
+    #[cfg(feature = "fault-sites")]
+    pub fn probe(&self, now: Duration) -> crate::fault_sites::Probe {
+        use crate::fault_sites::{Probe, Role};
+        let role = if self.held(now).is_some() {
+            Role::Leader
+        } else if self.attempt.is_some() {
+            Role::Candidate
+        } else if self.passive {
+            Role::Passive
+        } else if self.recovery.is_some() || now < self.quarantine_until {
+            Role::Waiting
+        } else {
+            Role::Follower
+        };
+        Probe {
+            role,
+            promised: self.promise.as_ref().is_some_and(|p| p.to != self.me && now < p.until),
+            disconnected: self.disconnected,
+            duplicate: self.duplicate_until.is_some_and(|t| now < t),
+            mismatched: !self.mismatches.is_empty() || !self.size_mismatches.is_empty(),
+        }
+    }
+
     /// This incarnation's identity.
     pub fn me(&self) -> &Incarnation {
         &self.me

@@ -223,6 +223,7 @@ fn not_run(scn: &leasehold_sim::Scenario, seed: u64, why: &str) -> RunReport {
         figures: Default::default(),
         router: None,
         swarm: None,
+        coverage: Vec::new(),
     }
 }
 
