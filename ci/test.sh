@@ -61,6 +61,21 @@ fi
 DOWN_TARGET="${CARGO_TARGET_DIR:-$REPO/target}/downstream"
 (cd "$DOWN" && RUSTFLAGS="-D warnings" CARGO_TARGET_DIR="$DOWN_TARGET" cargo build --quiet)
 echo "== downstream crate (the README's library example): builds, and has no clap or tracing-subscriber"
+# The agent as a production build makes it (no repository cfg, no test features): the
+# simulator's fault sites must not be in it. The simulator's own binary is the control: the
+# same text is there, so its absence from the agent means something.
+(cd "$DOWN" && RUSTFLAGS="-D warnings" CARGO_TARGET_DIR="$DOWN_TARGET" \
+  cargo build --quiet --locked --manifest-path "$REPO/Cargo.toml" --features agent --bin leasehold-agent)
+MARK="leasehold fault sites compiled in"
+if ! grep -qa "$MARK" "${CARGO_TARGET_DIR:-$REPO/target}/debug/leasehold-sim"; then
+  echo "error: the simulator's binary lacks the fault sites' mark: the check below would prove nothing" >&2
+  exit 1
+fi
+if grep -qa "$MARK" "$DOWN_TARGET/debug/leasehold-agent"; then
+  echo "error: the production leasehold-agent has the simulator's fault sites compiled in" >&2
+  exit 1
+fi
+echo "== leasehold-agent built for production has no fault sites (leasehold-sim has them)"
 # And it runs as the README says: three copies of it, a brand-new cluster on a real
 # nats-server, elect one of them with fencing token 1.
 NATS_BIN="${NATS_SERVER_BIN:-$(command -v nats-server || echo /usr/sbin/nats-server)}"

@@ -27,6 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Text that every binary whose driver has the fault sites compiled in carries (the driver
+/// holds on to it): CI looks for it in `leasehold-sim` and must not find it in a production
+/// `leasehold-agent`.
+pub const COMPILED_IN: &str = "leasehold fault sites compiled in";
+
 /// One fault site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Site {
@@ -244,7 +249,9 @@ mod tests {
     fn the_same_seed_fires_the_same_way() {
         let draw = || {
             let (f, _, _) = sites(&Site::ALL, 0.5);
-            (0..200).map(|_| f.delay(Duration::ZERO, Site::SlowSave)).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| f.delay(Duration::ZERO, Site::SlowSave))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(), draw());
     }

@@ -187,6 +187,8 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
     pub async fn run(mut self) -> Result<(), MembershipError> {
         let span = info_span!("membership", id = %self.cfg.id, algorithm = %self.cfg.algorithm);
         let stop = self.stop_rx.take().ok_or(MembershipError::AlreadyRan)?;
+        #[cfg(feature = "fault-sites")]
+        std::hint::black_box(crate::fault_sites::COMPILED_IN);
         let commands = self.commands.take().ok_or(MembershipError::AlreadyRan)?;
         let r = async {
             match self.cfg.algorithm {
@@ -678,7 +680,10 @@ impl Machine for AllcallElection {
     fn probe(&self, _now: Duration) -> crate::fault_sites::Probe {
         use crate::fault_sites::{Probe, Role};
         let role = if self.is_leader() { Role::Leader } else { Role::Follower };
-        Probe { role, ..Probe::default() }
+        Probe {
+            role,
+            ..Probe::default()
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod check;
 pub mod clock;
 pub mod coverage;
 pub mod faults;
+pub mod hunt;
 pub mod merge;
 pub mod nemesis;
 pub mod oracle;

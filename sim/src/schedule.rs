@@ -4,7 +4,7 @@
 
 use crate::faults::{Action, FaultEvent};
 use crate::report::RunReport;
-use crate::scenario::{At, Dur, FaultSpec, MembershipSpec, NetworkSpec, NodeSpec, Scenario};
+use crate::scenario::{At, Dur, FaultSpec, MembershipSpec, NetworkSpec, NodeSpec, Scenario, SitesFault};
 use std::time::Duration;
 
 /// A fully scripted run of a base scenario.
@@ -22,6 +22,8 @@ pub(crate) struct Schedule {
     pub drift_ppm: Vec<i64>,
     /// Each node's wall-clock offset (ms).
     pub offset_ms: Vec<i64>,
+    /// The library's fault sites.
+    pub sites: Option<SitesFault>,
 }
 
 impl Schedule {
@@ -34,6 +36,7 @@ impl Schedule {
             network: base.network.clone(),
             drift_ppm: r.plan.drift_ppm.clone(),
             offset_ms: r.plan.wall_offset_ns.iter().map(|o| (o / 1_000_000) as i64).collect(),
+            sites: base.faults.sites.clone(),
         }
     }
 
@@ -95,10 +98,11 @@ impl Schedule {
         // the library's fault sites, which fire until the quiet tail.
         s.faults = FaultSpec {
             impostor: base.faults.impostor.clone(),
-            sites: base.faults.sites.clone(),
-            quiet: match (&base.faults.impostor, &base.faults.sites) {
+            sites: self.sites.clone(),
+            quiet: match (&base.faults.impostor, &self.sites) {
                 (Some(_), None) => Some(Dur(Duration::ZERO)),
-                (_, Some(_)) => Some(Dur(self.duration.saturating_sub(base.faults_end()))),
+                // The base's quiet tail, so the sites stop as long before the end as they did.
+                (_, Some(_)) => Some(Dur(base.duration.0.saturating_sub(base.faults_end()))),
                 (None, None) => None,
             },
             ..FaultSpec::default()

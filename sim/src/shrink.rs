@@ -9,7 +9,7 @@
 //! 3. single steps are removed, one at a time;
 //! 4. nodes that no step names are dropped;
 //! 5. the network and the clocks are made plainer: no loss, duplication or reordering, one
-//!    fixed latency, no per-node drift or offset, no per-datacenter links;
+//!    fixed latency, no per-node drift or offset, no per-datacenter links, no fault sites;
 //! 6. every step is moved earlier by the same amount, and the run is cut to the shortest
 //!    length that still fails.
 //!
@@ -101,7 +101,7 @@ fn class(k: ViolationKind) -> u8 {
 /// Fault episodes: a kill, stop or state loss with its restart, a pause with its resume, a
 /// suspension with its wake, a slow consumer with its recovery, a cut with its heal, a spike
 /// with its end; every other step alone. Each is a list of indices into `events`.
-fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
+pub(crate) fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
     let closes = |a: &Action, b: &Action| a.closed_by(b, base.loss, base.latency);
     let mut taken = vec![false; events.len()];
     let mut out = Vec::new();
@@ -121,7 +121,7 @@ fn episodes(events: &[FaultEvent], base: &NetworkSpec) -> Vec<Vec<usize>> {
 }
 
 /// The steps that still do something, in order, once others are gone.
-fn normalize(events: Vec<FaultEvent>, n: usize) -> Vec<FaultEvent> {
+pub(crate) fn normalize(events: Vec<FaultEvent>, n: usize) -> Vec<FaultEvent> {
     let mut st = FaultState::new(n);
     events
         .into_iter()
@@ -306,6 +306,7 @@ impl Shrinker<'_> {
             Plainer::Reorder,
             Plainer::DcLinks,
             Plainer::Latency,
+            Plainer::Sites,
         ];
         changes.extend((0..cur.events.len()).map(Plainer::LatencyStep));
         for i in 0..cur.keep_nodes.len() {
@@ -395,6 +396,8 @@ enum Plainer {
     Drift(usize),
     /// A node's wall-clock offset to 0.
     Offset(usize),
+    /// The library's fault sites off.
+    Sites,
 }
 
 impl Plainer {
@@ -454,6 +457,10 @@ impl Plainer {
             Plainer::Offset(i) if c.keep_nodes[i] && c.offset_ms[i] != 0 => {
                 c.offset_ms[i] = 0;
                 format!("wall offset of {} -> 0", ids[i])
+            }
+            Plainer::Sites if c.sites.is_some() => {
+                c.sites = None;
+                "fault sites -> off".into()
             }
             _ => return None,
         };

@@ -160,6 +160,7 @@ impl Action {
                 from: vec![index(a)],
                 to: vec![index(b)],
             },
+            Step::IsolateLeader(id) => Action::IsolateLeader { fallback: index(id) },
             Step::Cut(links) => Action::Cut(links.iter().map(|(a, b)| (index(a), index(b))).collect()),
             Step::Loss(l) => Action::Loss(*l),
             Step::Latency(r) => Action::Latency(*r),
@@ -203,7 +204,7 @@ impl Action {
 
     /// The scripted step of a resolved action (as applied: partitions are exact cuts);
     /// `id` maps a node index to its ID. `None` for the unresolved shapes only the random
-    /// nemesis draws.
+    /// nemesis draws (a bridge, a one-way cut between groups, a state loss).
     pub fn to_step(&self, id: impl Fn(usize) -> String) -> Option<Step> {
         Some(match self {
             Action::Cut(links) if links.is_empty() => Step::Heal,
@@ -272,11 +273,12 @@ impl Action {
                 cluster_size: *size,
             }),
             Action::Message { .. } => return self.message_step(&id),
-            Action::Partition { .. }
-            | Action::IsolateLeader { .. }
-            | Action::Bridge { .. }
-            | Action::OneWay { .. }
-            | Action::StateLoss { .. } => return None,
+            Action::Partition { groups, .. } => {
+                Step::Partition(groups.iter().map(|g| g.iter().map(|i| id(*i)).collect()).collect())
+            }
+            Action::OneWay { from, to } if from.len() == 1 && to.len() == 1 => Step::OneWay(id(from[0]), id(to[0])),
+            Action::IsolateLeader { fallback } => Step::IsolateLeader(id(*fallback)),
+            Action::Bridge { .. } | Action::OneWay { .. } | Action::StateLoss { .. } => return None,
         })
     }
 

@@ -16,7 +16,7 @@ pub use leasehold::Bug;
 pub use spec::{
     Application, ClockDriftFault, ClockOffsetFault, ClockStepFault, CongestFault, DcLink, Expect, Expected,
     ExpectedKind, FaultSpec, ForgeFault, LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec,
-    PartitionFault, PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SlowConsumerFault,
+    PartitionFault, PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SitesFault, SlowConsumerFault,
     StateLossFault, WorkloadSpec,
 };
 pub use step::{

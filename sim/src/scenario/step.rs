@@ -12,6 +12,8 @@ pub enum Step {
     Partition(Vec<Vec<String>>),
     /// Cut the routes from the first node to the second only (added to the cuts in force).
     OneWay(String, String),
+    /// Cut the node holding the lease now off from everyone (this node if none holds one).
+    IsolateLeader(String),
     /// Cut exactly these directed routes `[from, to]` (replacing the cuts in force).
     Cut(Vec<(String, String)>),
     /// Set route loss.
@@ -97,6 +99,7 @@ impl Step {
         match self {
             Step::Partition(_) => "partition",
             Step::OneWay(..) => "one_way",
+            Step::IsolateLeader(_) => "isolate_leader",
             Step::Cut(_) => "cut",
             Step::Loss(_) => "loss",
             Step::Latency(_) => "latency",
@@ -142,6 +145,7 @@ impl Step {
             Step::OneWay(a, b) => vec![a, b],
             Step::Cut(links) => links.iter().flat_map(|(a, b)| [a.as_str(), b.as_str()]).collect(),
             Step::Kill(n)
+            | Step::IsolateLeader(n)
             | Step::Restart(n)
             | Step::Pause(n)
             | Step::Resume(n)
@@ -447,6 +451,8 @@ pub struct RawAt {
     #[serde(skip_serializing_if = "Option::is_none")]
     one_way: Option<(String, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    isolate_leader: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     cut: Option<Vec<(String, String)>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<f64>,
@@ -525,6 +531,7 @@ impl TryFrom<RawAt> for At {
         let mut steps: Vec<Step> = Vec::new();
         steps.extend(r.partition.map(Step::Partition));
         steps.extend(r.one_way.map(|(a, b)| Step::OneWay(a, b)));
+        steps.extend(r.isolate_leader.map(Step::IsolateLeader));
         steps.extend(r.cut.map(Step::Cut));
         steps.extend(r.loss.map(Step::Loss));
         steps.extend(r.latency.map(Step::Latency));
@@ -579,6 +586,7 @@ impl From<At> for RawAt {
         match a.step {
             Step::Partition(g) => r.partition = Some(g),
             Step::OneWay(x, y) => r.one_way = Some((x, y)),
+            Step::IsolateLeader(x) => r.isolate_leader = Some(x),
             Step::Cut(l) => r.cut = Some(l),
             Step::Loss(l) => r.loss = Some(l),
             Step::Latency(l) => r.latency = Some(l),

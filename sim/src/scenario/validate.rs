@@ -261,12 +261,23 @@ impl Scenario {
                 (Some(x), None) if !p(*x) => return Err(e.at("enable", format!("{x} is not a probability"))),
                 (Some(_), None) => {}
                 (None, Some(names)) => {
-                    if let Some(bad) = names.iter().find(|n| leasehold::fault_sites::Site::from_name(n).is_none()) {
+                    if let Some(bad) = names
+                        .iter()
+                        .find(|n| leasehold::fault_sites::Site::from_name(n).is_none())
+                    {
                         let all: Vec<&str> = leasehold::fault_sites::Site::ALL.iter().map(|s| s.name()).collect();
-                        return Err(e.at("on", format!("unknown fault site {bad:?} (expected one of {})", all.join(", "))));
+                        return Err(e.at(
+                            "on",
+                            format!("unknown fault site {bad:?} (expected one of {})", all.join(", ")),
+                        ));
                     }
                 }
-                _ => return Err(e.at("sites", "give exactly one of `enable` (a probability) and `on` (site names)".into())),
+                _ => {
+                    return Err(e.at(
+                        "sites",
+                        "give exactly one of `enable` (a probability) and `on` (site names)".into(),
+                    ))
+                }
             }
             if !p(st.fire) {
                 return Err(e.at("fire", format!("{} is not a probability", st.fire)));

@@ -34,7 +34,10 @@ impl SitePlan {
             (Some(names), _) => names.iter().filter_map(|n| Site::from_name(n)).collect(),
             (None, Some(p)) => {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed ^ STREAM);
-                Site::ALL.into_iter().filter(|_| rng.gen_bool(p.clamp(0.0, 1.0))).collect()
+                Site::ALL
+                    .into_iter()
+                    .filter(|_| rng.gen_bool(p.clamp(0.0, 1.0)))
+                    .collect()
             }
             (None, None) => Vec::new(),
         };
@@ -48,7 +51,11 @@ impl SitePlan {
     /// For the trace: which sites are on.
     pub(crate) fn describe(&self) -> String {
         let names: Vec<&str> = self.on.iter().map(|s| s.name()).collect();
-        let on = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        let on = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        };
         format!("fault sites on: {on} (fire {})", self.fire)
     }
 }
@@ -114,7 +121,9 @@ impl World {
     fn site_event(&self, i: usize, ev: SiteEvent) {
         match ev {
             SiteEvent::Fired(site, delay) => {
-                let delay = delay.map(|d| format!(" for {}", crate::oracle::secs(d.as_nanos()))).unwrap_or_default();
+                let delay = delay
+                    .map(|d| format!(" for {}", crate::oracle::secs(d.as_nanos())))
+                    .unwrap_or_default();
                 self.trace(Some(i), format!("fault site {} fired{delay}", site.name()));
             }
             SiteEvent::Probe(p) => {

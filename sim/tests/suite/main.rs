@@ -5,6 +5,7 @@
 mod check;
 mod cli;
 mod hostile;
+mod hunt;
 mod lean;
 mod lease_props;
 mod pictures;

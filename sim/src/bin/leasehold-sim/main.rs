@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod check;
+mod hunt;
 mod merge;
 mod real;
 mod replay;
@@ -151,6 +152,34 @@ enum Cmd {
     /// depth, with faults of the chosen classes between the ticks of true time; exits 1 with a
     /// counterexample if an invariant breaks.
     Check(check::CheckArgs),
+    /// Coverage-guided search: run the files, keep the runs that reach new abstract election
+    /// states, mutate their fault schedules, until a run breaks a file's expectation (shrunk
+    /// and written to the `scenarios/regressions/` folder, exit 1) or the budget runs out
+    /// (exit 0).
+    Hunt {
+        /// Scenario files or directories (each must expect no violation).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Per file: wall time (`10m`, `90s`) or a number of simulations (`500`, the same
+        /// hunt on any machine).
+        #[arg(long, default_value = "10m")]
+        budget: leasehold_sim::hunt::Budget,
+        /// The seed every choice of the hunt is drawn from.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Hunt as shard I of N (`I/N`, 0-based): each shard draws its own stream.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Write failures here instead of the repository's `scenarios/regressions/`.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// One JSON object per file instead of the text (`merge` reads them back).
+        #[arg(long)]
+        json: bool,
+        /// At most this many simulations to shrink a failure.
+        #[arg(long, default_value_t = 600)]
+        shrink_trials: usize,
+    },
     /// Replay one seed of one scenario and print its full trace and report.
     Replay {
         /// The scenario file.
@@ -302,6 +331,33 @@ fn main() -> ExitCode {
             json,
             out,
         } => cmd_replay(&file, seed, ran, trace.as_deref(), json, out.as_deref()),
+        Cmd::Hunt {
+            paths,
+            budget,
+            seed,
+            shard,
+            out_dir,
+            json,
+            shrink_trials,
+        } => {
+            let shard = match shard.as_deref().map(|s| parse_shard(s).ok_or(s)) {
+                None => (0, 1),
+                Some(Ok(s)) => s,
+                Some(Err(s)) => {
+                    eprintln!("error: --shard {s:?}: expected I/N with I < N");
+                    return ExitCode::from(2);
+                }
+            };
+            hunt::cmd_hunt(&hunt::HuntArgs {
+                paths: &paths,
+                budget,
+                seed,
+                shard,
+                out_dir: out_dir.as_deref(),
+                json,
+                shrink_trials,
+            })
+        }
         Cmd::Calibrate { trials, cuts } => real::cmd_calibrate(&cuts, trials),
         Cmd::Real {
             paths,

@@ -1,0 +1,346 @@
+//! `hunt`: coverage-guided search over fault schedules.
+//!
+//! A uniform nemesis draws every run afresh, so a bug that needs two rare things in a row
+//! (a rolled-back file and then a cut, a node with its own cluster size and then a partition
+//! on its side) waits for luck. The hunt keeps what worked instead (as AFL keeps inputs, and
+//! Mallory and Antithesis keep fault schedules):
+//! 1. it runs the file as written, fresh seeds, collecting each run's coverage (abstract
+//!    election states, see [`crate::coverage`]); with probability ½ a fresh run also has one
+//!    of production's faults that the file's nemesis never draws (a node with settings of
+//!    its own, a clone, a lost state file, a server down: see [`mutate`] for their bounds),
+//!    and with probability ½ the library's fault sites on at random (`enable = 0.25,
+//!    fire = 0.25`, BUGGIFY's numbers);
+//! 2. a run that reached a feature no earlier run reached joins the corpus, written out as
+//!    its schedule (its faults as applied, its clocks as drawn);
+//! 3. from then on, three runs in four take a corpus entry (the ones that found more, and
+//!    were picked less, more often) and mutate it ([`mutate`]); one in four is fresh;
+//! 4. the first run that breaks the file's expectation is shrunk and written as a scenario.
+//!
+//! Everything is drawn from `--seed` (and the shard's index), so a hunt with a budget of
+//! simulations is deterministic; with a time budget it is the same sequence, cut where the
+//! time ran out.
+
+pub(crate) mod mutate;
+
+use crate::oracle::ViolationKind;
+use crate::report::RunReport;
+use crate::run::run_seed;
+use crate::scenario::{Expected, ExpectedKind, Scenario, SitesFault};
+use crate::schedule::Schedule;
+use crate::seeds::mix;
+use mutate::{mutate, Input, Vocabulary};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// How long a hunt goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Wall time.
+    Time(Duration),
+    /// Simulations (deterministic whatever the machine).
+    Runs(u64),
+}
+
+impl std::str::FromStr for Budget {
+    type Err = String;
+    /// `10m`, `90s` (wall time) or `500` (simulations).
+    fn from_str(s: &str) -> Result<Budget, String> {
+        match s.parse::<u64>() {
+            Ok(0) => Err("a budget must be positive".into()),
+            Ok(n) => Ok(Budget::Runs(n)),
+            Err(_) => match humantime::parse_duration(s) {
+                Ok(d) if !d.is_zero() => Ok(Budget::Time(d)),
+                _ => Err(format!(
+                    "{s:?} is neither a duration (10m, 90s) nor a number of simulations"
+                )),
+            },
+        }
+    }
+}
+
+/// How to hunt.
+#[derive(Debug, Clone)]
+pub struct HuntOptions {
+    /// When to stop.
+    pub budget: Budget,
+    /// The seed every choice is drawn from.
+    pub seed: u64,
+    /// This shard's index and the number of shards: each draws its own stream.
+    pub shard: (u64, u64),
+    /// At most this many simulations to shrink a failure.
+    pub shrink_trials: usize,
+}
+
+/// One step of coverage growth: after `runs` simulations, `features` reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Growth {
+    /// Simulations so far.
+    pub runs: u64,
+    /// Coverage features reached so far.
+    pub features: usize,
+}
+
+/// A failure the hunt found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Found {
+    /// Which simulation found it (1 = the first).
+    pub run: u64,
+    /// Wall time until it was found (s).
+    pub wall_s: f64,
+    /// What the oracle said first.
+    pub violation: String,
+    /// The shrunk scenario, as TOML, with its header.
+    pub toml: String,
+    /// The seed it fails with.
+    pub seed: u64,
+    /// What shrinking did.
+    pub shrunk: String,
+}
+
+/// What one hunt over one file did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HuntReport {
+    /// Always `"hunt"` (tells `merge` these lines apart from `run --json`'s).
+    pub kind: String,
+    /// The scenario file.
+    pub file: String,
+    /// The hunt's seed and shard.
+    pub seed: u64,
+    /// `I/N`.
+    pub shard: String,
+    /// Simulations run.
+    pub runs: u64,
+    /// Wall time (s).
+    pub wall_s: f64,
+    /// Coverage features reached.
+    pub features: usize,
+    /// Corpus entries kept.
+    pub corpus: usize,
+    /// Coverage growth, at every run that added features.
+    pub growth: Vec<Growth>,
+    /// Mutants that were not valid scenarios (skipped, not run).
+    pub invalid: u64,
+    /// The failure found, if any.
+    pub found: Option<Found>,
+}
+
+/// How many runs are fresh once the corpus has entries: enough that a bug the file's own
+/// nemesis finds often is found about as soon as by uniform seeds.
+const FRESH: f64 = 0.25;
+
+/// A corpus entry: an input, and how much it found.
+struct Entry {
+    input: Input,
+    gain: usize,
+    picks: u64,
+}
+
+/// The expectation a regression of a failure of `kind` keeps: a planted bug's failure is
+/// expected (the file shows it is caught); any other stays a failure until it is fixed.
+fn expectation(kind: ViolationKind, planted: bool) -> Expected {
+    if !planted {
+        return Expected::Any(false);
+    }
+    match kind {
+        ViolationKind::Overlap | ViolationKind::TokenOrder => Expected::Any(true),
+        ViolationKind::NoLeader => Expected::Kind(ExpectedKind::NoLeader),
+        ViolationKind::LeaderWhileWaiting => Expected::Kind(ExpectedKind::LeaderWhileWaiting),
+        ViolationKind::StaleWrite => Expected::Kind(ExpectedKind::StaleWrite),
+        ViolationKind::Guard => Expected::Kind(ExpectedKind::Guard),
+        ViolationKind::ViewBackwards => Expected::Kind(ExpectedKind::ViewBackwards),
+        ViolationKind::Routing => Expected::Kind(ExpectedKind::Routing),
+        ViolationKind::Unnoticed => Expected::Kind(ExpectedKind::Unnoticed),
+        ViolationKind::StopHung => Expected::Kind(ExpectedKind::StopHung),
+        ViolationKind::Panic => Expected::Any(false),
+    }
+}
+
+/// The state of one hunt.
+struct Hunter<'a> {
+    file: &'a Scenario,
+    source: &'a str,
+    voc: Vocabulary,
+    rng: ChaCha8Rng,
+    seen: BTreeSet<u64>,
+    corpus: Vec<Entry>,
+    runs: u64,
+    invalid: u64,
+    growth: Vec<Growth>,
+}
+
+impl Hunter<'_> {
+    /// A fresh input: the file as written, a new seed; half the time one of production's
+    /// faults on top ([`mutate::production`]), and half the time the fault sites on.
+    fn fresh(&mut self) -> (Scenario, u64) {
+        let mut s = if self.rng.gen_bool(0.5) {
+            mutate::production(self.file, &self.voc, &mut self.rng)
+        } else {
+            self.file.clone()
+        };
+        if s.faults.sites.is_none() && self.rng.gen_bool(0.5) {
+            s.faults.sites = Some(SitesFault {
+                enable: Some(0.25),
+                on: None,
+                fire: 0.25,
+            });
+        }
+        (s, self.rng.gen_range(0..1_000_000_007))
+    }
+
+    /// A corpus entry, more often one that found more and was picked less.
+    fn pick(&mut self) -> usize {
+        let weight = |e: &Entry| (e.gain as f64 + 1.0) / (e.picks as f64 + 1.0);
+        let total: f64 = self.corpus.iter().map(weight).sum();
+        let mut x = self.rng.gen_range(0.0..total.max(f64::MIN_POSITIVE));
+        for (k, e) in self.corpus.iter().enumerate() {
+            x -= weight(e);
+            if x <= 0.0 {
+                return k;
+            }
+        }
+        self.corpus.len() - 1
+    }
+
+    /// The next scenario to run, its seed, and the base it was scripted over (`None`: fresh).
+    fn next(&mut self) -> Option<(Scenario, u64, Option<Scenario>)> {
+        if self.corpus.is_empty() || self.rng.gen_bool(FRESH) {
+            let (s, seed) = self.fresh();
+            return Some((s, seed, None));
+        }
+        let k = self.pick();
+        self.corpus[k].picks += 1;
+        let m = mutate(&self.corpus[k].input, &self.voc, &mut self.rng);
+        // Written and read back, as a regression file would be: a mutant that is not a valid
+        // scenario (a lease too short for its beat) is skipped.
+        let text = m.schedule.scenario(&m.base, m.seed)?.to_toml().ok()?;
+        let s = Scenario::parse("hunt.toml", &text).ok()?;
+        Some((s, m.seed, Some(m.base)))
+    }
+
+    /// Runs `s` with `seed`; keeps it if it reached anything new.
+    fn run(&mut self, mut s: Scenario, seed: u64, base: Option<Scenario>) -> RunReport {
+        s.coverage = true;
+        let r = run_seed(&s, seed, self.source);
+        self.runs += 1;
+        let new = r.coverage.iter().filter(|f| !self.seen.contains(f)).count();
+        if new > 0 {
+            self.seen.extend(r.coverage.iter().copied());
+            self.growth.push(Growth {
+                runs: self.runs,
+                features: self.seen.len(),
+            });
+            // A fresh run is written out over the file it ran (its sites included); a mutant
+            // over the base it was scripted from.
+            let base = base.unwrap_or_else(|| s.clone());
+            let schedule = Schedule::of_run(&base, &r);
+            self.corpus.push(Entry {
+                input: Input { base, schedule, seed },
+                gain: new,
+                picks: 0,
+            });
+        }
+        r
+    }
+}
+
+/// Hunts `file` (read from `source`) for a run that breaks its expectation; `progress` sees
+/// every run's report and the hunt so far.
+pub fn hunt(
+    file: &Scenario,
+    source: &str,
+    opts: &HuntOptions,
+    mut progress: impl FnMut(&RunReport, u64, usize),
+) -> Result<HuntReport, String> {
+    if file.expect.violation.any() {
+        return Err(format!(
+            "{source} expects a violation: hunt looks for runs that break a file's expectation of none"
+        ));
+    }
+    if file.router.is_some() {
+        return Err(format!(
+            "{source} is a router scenario: hunt searches lease and allcall elections"
+        ));
+    }
+    let started = Instant::now();
+    let mut h = Hunter {
+        file,
+        source,
+        voc: Vocabulary::of(file),
+        rng: ChaCha8Rng::seed_from_u64(mix(opts.seed, opts.shard.0, leasehold::fnv1a(source.as_bytes()))),
+        seen: BTreeSet::new(),
+        corpus: Vec::new(),
+        runs: 0,
+        invalid: 0,
+        growth: Vec::new(),
+    };
+    let out_of_budget = |runs: u64| match opts.budget {
+        Budget::Runs(n) => runs >= n,
+        Budget::Time(d) => started.elapsed() >= d,
+    };
+    let mut found = None;
+    while !out_of_budget(h.runs) {
+        let Some((s, seed, base)) = h.next() else {
+            h.invalid += 1;
+            continue;
+        };
+        let r = h.run(s.clone(), seed, base);
+        progress(&r, h.runs, h.seen.len());
+        if let Some(v) = r.violations.first() {
+            found = Some(found_from(&h, s, seed, v.kind, started, opts)?);
+            break;
+        }
+    }
+    Ok(HuntReport {
+        kind: "hunt".into(),
+        file: source.to_string(),
+        seed: opts.seed,
+        shard: format!("{}/{}", opts.shard.0, opts.shard.1),
+        runs: h.runs,
+        wall_s: started.elapsed().as_secs_f64(),
+        features: h.seen.len(),
+        corpus: h.corpus.len(),
+        growth: h.growth,
+        invalid: h.invalid,
+        found,
+    })
+}
+
+/// The failure of run `s` with `seed`, shrunk.
+fn found_from(
+    h: &Hunter<'_>,
+    mut s: Scenario,
+    seed: u64,
+    kind: ViolationKind,
+    started: Instant,
+    opts: &HuntOptions,
+) -> Result<Found, String> {
+    let wall_s = started.elapsed().as_secs_f64();
+    s.expect.violation = expectation(kind, s.membership.bug.is_some());
+    s.coverage = false;
+    let input = format!("{} (hunt input)", h.source);
+    let header = format!(
+        "# Found by `leasehold-sim hunt {} --seed {} --shard {}/{}` at simulation {}.\n",
+        h.source, opts.seed, opts.shard.0, opts.shard.1, h.runs
+    );
+    let (toml, shrunk, seed) = match crate::shrink::shrink(&s, &input, seed, false, opts.shrink_trials) {
+        Ok(sh) => (sh.toml.clone(), sh.summary_line(), sh.seed),
+        // Not shrinkable (its scripted form does not fail the same way): the input as run.
+        Err(e) => {
+            let mut plain = s.clone();
+            plain.seeds = 1;
+            plain.first_seed = seed;
+            (plain.to_toml()?, format!("not shrunk: {e}"), seed)
+        }
+    };
+    Ok(Found {
+        run: h.runs,
+        wall_s,
+        violation: kind.to_string(),
+        toml: format!("{header}{toml}"),
+        seed,
+        shrunk,
+    })
+}

@@ -1,0 +1,653 @@
+//! Mutations of a schedule: add, drop, move or stretch a fault episode; swap one for another
+//! class; change a node's clock or settings; turn the library's fault sites on or off; draw
+//! another seed.
+//!
+//! What a mutation may add stays inside what the file promises to survive: the fault classes
+//! its `[faults]` table turns on (at its intensities), and the faults of production that the
+//! algorithm must survive whatever the file says, each as the documentation bounds it: one
+//! process started beside another with its identity (`clone`), one node whose state file is
+//! lost or rolled back (within `state_loss_tolerance`, 1 by default), one node whose settings
+//! differ from the others' (its own `cluster_size`, lease or drift bound), drift within the
+//! declared bound, a NATS server down for a while. Freezes and drift past the bound, outside
+//! the lease's assumptions, are never added.
+
+use crate::faults::{Action, FaultEvent};
+use crate::scenario::{Dur, DurRange, Scenario, SitesFault};
+use crate::schedule::Schedule;
+use leasehold::fault_sites::Site;
+use rand::{Rng, RngCore};
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+
+/// One input of the hunt: a base scenario (its nodes' settings, its fault sites) and a
+/// schedule over it, run with one seed.
+#[derive(Debug, Clone)]
+pub(crate) struct Input {
+    /// The base: the file, with the nodes' settings and fault sites this input changed.
+    pub base: Scenario,
+    /// The faults, scripted.
+    pub schedule: Schedule,
+    /// The simulation's seed.
+    pub seed: u64,
+}
+
+/// What the file allows a mutation to add, read once.
+pub(crate) struct Vocabulary {
+    n: usize,
+    /// Episode kinds that may be added.
+    kinds: Vec<Kind>,
+    /// The random faults' end: no step is placed after it.
+    end: Duration,
+    down_for: DurRange,
+    heal_after: DurRange,
+    pause_for: DurRange,
+    max_step: Duration,
+    max_ppm: i64,
+    loss: f64,
+    latency: DurRange,
+    replay_delay: DurRange,
+    base_loss: f64,
+    base_latency: DurRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Partition,
+    IsolateLeader,
+    OneWay,
+    Kill,
+    Stop,
+    Pause,
+    Suspend,
+    ClockStep,
+    Drift,
+    LossSpike,
+    LatencySpike,
+    StateLoss,
+    Replay,
+    SlowConsumer,
+    Forge,
+    Clone,
+    ServerDown,
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+impl Vocabulary {
+    /// The vocabulary of `file`.
+    pub(crate) fn of(file: &Scenario) -> Vocabulary {
+        let f = &file.faults;
+        let mut kinds = vec![Kind::Clone, Kind::StateLoss, Kind::ServerDown];
+        let on = |b: bool, k: Kind, kinds: &mut Vec<Kind>| {
+            if b {
+                kinds.push(k);
+            }
+        };
+        on(f.partition.is_some(), Kind::Partition, &mut kinds);
+        on(f.partition.is_some(), Kind::IsolateLeader, &mut kinds);
+        on(f.partition.is_some(), Kind::OneWay, &mut kinds);
+        on(f.restart.is_some(), Kind::Kill, &mut kinds);
+        on(f.stop.is_some(), Kind::Stop, &mut kinds);
+        on(f.pause.is_some(), Kind::Pause, &mut kinds);
+        on(f.suspend.is_some(), Kind::Suspend, &mut kinds);
+        on(f.clock_step.is_some(), Kind::ClockStep, &mut kinds);
+        on(f.clock_drift.is_some(), Kind::Drift, &mut kinds);
+        on(f.loss_spike.is_some(), Kind::LossSpike, &mut kinds);
+        on(f.latency_spike.is_some(), Kind::LatencySpike, &mut kinds);
+        on(f.replay.is_some(), Kind::Replay, &mut kinds);
+        on(f.slow_consumer.is_some(), Kind::SlowConsumer, &mut kinds);
+        on(f.forge.is_some(), Kind::Forge, &mut kinds);
+        let or = |r: Option<DurRange>, lo: u64, hi: u64| r.unwrap_or(DurRange::new(secs(lo), secs(hi)));
+        Vocabulary {
+            n: file.sim_nodes().len(),
+            kinds,
+            end: file.faults_end(),
+            down_for: or(f.restart.as_ref().map(|r| r.down_for), 1, 4),
+            heal_after: or(f.partition.as_ref().map(|p| p.heal_after), 1, 5),
+            pause_for: or(f.pause.as_ref().map(|p| p.pause_for), 1, 3),
+            max_step: f.clock_step.as_ref().map_or(secs(1), |c| c.max.0),
+            max_ppm: i64::from(file.membership_cfg().max_drift_ppm),
+            loss: f.loss_spike.as_ref().map_or(0.3, |l| l.loss),
+            latency: f.latency_spike.as_ref().map_or(
+                DurRange::new(Duration::from_millis(50), Duration::from_millis(250)),
+                |l| l.latency,
+            ),
+            replay_delay: or(f.replay.as_ref().map(|r| r.delay), 1, 10),
+            base_loss: file.network.loss,
+            base_latency: file.network.latency,
+        }
+    }
+}
+
+fn within(rng: &mut ChaCha8Rng, r: DurRange) -> Duration {
+    let span = r.hi.saturating_sub(r.lo).as_millis() as u64;
+    r.lo + Duration::from_millis(rng.gen_range(0..=span))
+}
+
+fn ev(at: Duration, action: Action) -> FaultEvent {
+    FaultEvent {
+        at,
+        action,
+        scripted: true,
+    }
+}
+
+/// The node whose state a schedule already loses, if any: state loss stays on one node.
+fn state_loss_node(s: &Schedule) -> Option<usize> {
+    s.events.iter().find_map(|e| match e.action {
+        Action::WipeState(i) | Action::RollbackState(i, _) | Action::CorruptState(i) => Some(i),
+        _ => None,
+    })
+}
+
+impl Vocabulary {
+    /// A new episode of a random kind at a random time (and node).
+    fn episode(&self, rng: &mut ChaCha8Rng, s: &Schedule) -> Vec<FaultEvent> {
+        let kind = self.kinds[rng.gen_range(0..self.kinds.len())];
+        let latest = self.end.saturating_sub(secs(1)).max(secs(2));
+        let at = Duration::from_millis(rng.gen_range(1000..=latest.as_millis() as u64));
+        self.episode_of(kind, at, rng, s)
+    }
+
+    fn episode_of(&self, kind: Kind, at: Duration, rng: &mut ChaCha8Rng, s: &Schedule) -> Vec<FaultEvent> {
+        let n = self.n;
+        let i = rng.gen_range(0..n);
+        let j = (i + rng.gen_range(1..n.max(2))) % n;
+        match kind {
+            Kind::Partition => {
+                let mut side: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.5)).collect();
+                if side.is_empty() || side.len() == n {
+                    side = vec![i];
+                }
+                let rest: Vec<usize> = (0..n).filter(|k| !side.contains(k)).collect();
+                vec![
+                    ev(
+                        at,
+                        Action::Partition {
+                            groups: vec![side, rest],
+                            label: "hunt",
+                        },
+                    ),
+                    ev(at + within(rng, self.heal_after), Action::Heal),
+                ]
+            }
+            Kind::IsolateLeader => vec![
+                ev(at, Action::IsolateLeader { fallback: i }),
+                ev(at + within(rng, self.heal_after), Action::Heal),
+            ],
+            Kind::OneWay => vec![
+                ev(
+                    at,
+                    Action::OneWay {
+                        from: vec![i],
+                        to: vec![j],
+                    },
+                ),
+                ev(at + within(rng, self.heal_after), Action::Heal),
+            ],
+            Kind::Kill => vec![
+                ev(at, Action::Kill(i)),
+                ev(at + within(rng, self.down_for), Action::Restart(i)),
+            ],
+            Kind::Stop => vec![
+                ev(at, Action::Stop(i)),
+                ev(at + within(rng, self.down_for), Action::Restart(i)),
+            ],
+            Kind::Pause => vec![
+                ev(at, Action::Pause(i)),
+                ev(at + within(rng, self.pause_for), Action::Resume(i)),
+            ],
+            Kind::Suspend => vec![
+                ev(at, Action::Suspend(i)),
+                ev(at + within(rng, self.pause_for), Action::Wake(i)),
+            ],
+            Kind::ClockStep => {
+                let max = self.max_step.as_nanos() as i128;
+                vec![ev(at, Action::ClockStep(i, rng.gen_range(-max..=max)))]
+            }
+            Kind::Drift => vec![ev(at, Action::Drift(i, rng.gen_range(-self.max_ppm..=self.max_ppm)))],
+            Kind::LossSpike => vec![
+                ev(at, Action::Loss(self.loss)),
+                ev(at + within(rng, self.heal_after), Action::Loss(self.base_loss)),
+            ],
+            Kind::LatencySpike => vec![
+                ev(at, Action::Latency(self.latency)),
+                ev(at + within(rng, self.heal_after), Action::Latency(self.base_latency)),
+            ],
+            Kind::StateLoss => {
+                let k = state_loss_node(s).unwrap_or(i);
+                let lose = match rng.gen_range(0..4) {
+                    0 => Action::WipeState(k),
+                    1 => Action::CorruptState(k),
+                    _ => Action::RollbackState(k, Some(rng.gen_range(0..4))),
+                };
+                let down = at + within(rng, self.down_for);
+                vec![ev(at, Action::Kill(k)), ev(at, lose), ev(down, Action::Restart(k))]
+            }
+            Kind::Replay => vec![ev(at, Action::Replay(i, within(rng, self.replay_delay)))],
+            Kind::SlowConsumer => vec![
+                ev(at, Action::SlowConsumer(i, true)),
+                ev(at + within(rng, self.pause_for), Action::SlowConsumer(i, false)),
+            ],
+            Kind::Forge => vec![ev(at, Action::Forge(rng.next_u64()))],
+            Kind::Clone => vec![ev(at, Action::Clone(i))],
+            Kind::ServerDown => vec![
+                ev(at, Action::ServerDown(i, true)),
+                ev(at + within(rng, self.pause_for), Action::ServerDown(i, false)),
+            ],
+        }
+    }
+}
+
+/// `file` as written (its random nemesis kept) with one of production's faults on top: a
+/// node with settings of its own, or a clone, a lost state file or a server down, scripted.
+/// A fresh run of the hunt that also reaches what the file's own nemesis never draws.
+pub(crate) fn production(file: &Scenario, voc: &Vocabulary, rng: &mut ChaCha8Rng) -> Scenario {
+    let n = voc.n;
+    let mut m = Input {
+        base: file.clone(),
+        schedule: Schedule {
+            keep_nodes: vec![true; n],
+            duration: file.duration.0,
+            events: Vec::new(),
+            network: file.network.clone(),
+            drift_ppm: vec![0; n],
+            offset_ms: vec![0; n],
+            sites: None,
+        },
+        seed: 0,
+    };
+    if rng.gen_bool(0.4) {
+        settings(&mut m, voc, rng);
+        return m.base;
+    }
+    let kind = [Kind::Clone, Kind::StateLoss, Kind::ServerDown][rng.gen_range(0..3)];
+    let latest = voc.end.saturating_sub(secs(5)).max(secs(2));
+    let at = Duration::from_millis(rng.gen_range(1000..=latest.as_millis() as u64));
+    let ids: Vec<String> = file.sim_nodes().into_iter().map(|x| x.id).collect();
+    let steps = voc.episode_of(kind, at, rng, &m.schedule).into_iter().filter_map(|e| {
+        let step = e.action.to_step(|i| ids[i].clone())?;
+        Some(crate::scenario::At { time: Dur(e.at), step })
+    });
+    m.base.at.extend(steps);
+    m.base.at.sort_by_key(|a| a.time.0);
+    m.base
+}
+
+/// One mutation.
+#[derive(Debug, Clone, Copy)]
+enum Mutation {
+    Add,
+    Drop,
+    Move,
+    Stretch,
+    Swap,
+    Clock,
+    Settings,
+    Sites,
+    Reseed,
+}
+
+/// How often each mutation is drawn (out of the sum).
+const WEIGHTS: [(Mutation, u32); 9] = [
+    (Mutation::Add, 6),
+    (Mutation::Drop, 3),
+    (Mutation::Move, 3),
+    (Mutation::Stretch, 2),
+    (Mutation::Swap, 2),
+    (Mutation::Clock, 1),
+    (Mutation::Settings, 1),
+    (Mutation::Sites, 1),
+    (Mutation::Reseed, 3),
+];
+
+/// `input` changed by one to three random mutations.
+pub(crate) fn mutate(input: &Input, voc: &Vocabulary, rng: &mut ChaCha8Rng) -> Input {
+    let mut m = input.clone();
+    for _ in 0..rng.gen_range(1..=3) {
+        let total: u32 = WEIGHTS.iter().map(|(_, w)| w).sum();
+        let mut pick = rng.gen_range(0..total);
+        let what = WEIGHTS
+            .iter()
+            .find(|(_, w)| {
+                let hit = pick < *w;
+                pick = pick.saturating_sub(*w);
+                hit
+            })
+            .map_or(Mutation::Add, |(m, _)| *m);
+        apply(&mut m, what, voc, rng);
+    }
+    let s = &mut m.schedule;
+    s.events.sort_by_key(|e| e.at);
+    s.events
+        .retain(|e| e.at < voc.end.max(secs(2)) || matches!(e.action, Action::Heal));
+    s.events = crate::shrink::normalize(std::mem::take(&mut s.events), s.keep_nodes.len());
+    close(s, voc);
+    m
+}
+
+/// Ends every fault still in force after the last step (a pause whose resume moved before
+/// it, a cut whose heal was dropped), at the random faults' end: a run that leaves a
+/// majority down or cut off for good would fail for want of a calm tail, not for a bug.
+fn close(s: &mut Schedule, voc: &Vocabulary) {
+    use crate::faults::FaultState;
+    let n = s.keep_nodes.len();
+    let mut st = FaultState::new(n);
+    let (mut cut, mut loss, mut latency) = (false, false, false);
+    let mut server = vec![false; n];
+    for e in &s.events {
+        st.apply(&e.action);
+        match &e.action {
+            Action::Partition { .. }
+            | Action::OneWay { .. }
+            | Action::Cut(_)
+            | Action::Bridge { .. }
+            | Action::IsolateLeader { .. } => cut = true,
+            Action::Heal => cut = false,
+            Action::Loss(l) => loss = *l != voc.base_loss,
+            Action::Latency(r) => latency = *r != voc.base_latency,
+            Action::ServerDown(i, down) => server[*i] = *down,
+            _ => {}
+        }
+    }
+    let at = s.events.last().map_or(voc.end, |e| e.at.max(voc.end));
+    let mut end = Vec::new();
+    for i in 0..n {
+        match (st.down[i], st.paused[i], st.suspended[i]) {
+            (true, ..) => end.push(Action::Restart(i)),
+            (false, true, true) => end.push(Action::Wake(i)),
+            (false, true, false) => end.push(Action::Resume(i)),
+            _ => {}
+        }
+        if st.slow[i] {
+            end.push(Action::SlowConsumer(i, false));
+        }
+        if server[i] {
+            end.push(Action::ServerDown(i, false));
+        }
+    }
+    if cut {
+        end.push(Action::Heal);
+    }
+    if loss {
+        end.push(Action::Loss(voc.base_loss));
+    }
+    if latency {
+        end.push(Action::Latency(voc.base_latency));
+    }
+    s.events.extend(end.into_iter().map(|a| ev(at, a)));
+}
+
+fn apply(m: &mut Input, what: Mutation, voc: &Vocabulary, rng: &mut ChaCha8Rng) {
+    let eps = crate::shrink::episodes(&m.schedule.events, &m.schedule.network);
+    let pick_ep = |rng: &mut ChaCha8Rng| (!eps.is_empty()).then(|| eps[rng.gen_range(0..eps.len())].clone());
+    match what {
+        Mutation::Add => {
+            let e = voc.episode(rng, &m.schedule);
+            m.schedule.events.extend(e);
+        }
+        Mutation::Drop => {
+            if let Some(ep) = pick_ep(rng) {
+                m.schedule.events = without(&m.schedule.events, &ep);
+            }
+        }
+        Mutation::Move => {
+            if let Some(ep) = pick_ep(rng) {
+                let shift = rng.gen_range(-3000i64..=3000);
+                for k in ep {
+                    let e = &mut m.schedule.events[k];
+                    e.at = shifted(e.at, shift);
+                }
+            }
+        }
+        Mutation::Stretch => {
+            if let Some(&last) = pick_ep(rng).as_ref().and_then(|ep| ep.last()) {
+                let shift = rng.gen_range(-2000i64..=2000);
+                let e = &mut m.schedule.events[last];
+                e.at = shifted(e.at, shift);
+            }
+        }
+        Mutation::Swap => {
+            if let Some(ep) = pick_ep(rng) {
+                let at = m.schedule.events[ep[0]].at;
+                m.schedule.events = without(&m.schedule.events, &ep);
+                let kind = voc.kinds[rng.gen_range(0..voc.kinds.len())];
+                let e = voc.episode_of(kind, at, rng, &m.schedule);
+                m.schedule.events.extend(e);
+            }
+        }
+        Mutation::Clock => {
+            let i = rng.gen_range(0..voc.n);
+            m.schedule.drift_ppm[i] = match rng.gen_range(0..3) {
+                0 => 0,
+                1 => voc.max_ppm * if rng.gen_bool(0.5) { 1 } else { -1 },
+                _ => rng.gen_range(-voc.max_ppm..=voc.max_ppm),
+            };
+            m.schedule.offset_ms[i] = rng.gen_range(-2000..=2000);
+        }
+        Mutation::Settings => settings(m, voc, rng),
+        Mutation::Sites => sites(m, rng),
+        Mutation::Reseed => m.seed = rng.next_u64() % 1_000_000_007,
+    }
+}
+
+fn shifted(at: Duration, ms: i64) -> Duration {
+    let t = at.as_millis() as i64 + ms;
+    Duration::from_millis(t.max(500) as u64)
+}
+
+fn without(events: &[FaultEvent], drop: &[usize]) -> Vec<FaultEvent> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !drop.contains(k))
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+/// One node's settings differ from the others' (or agree again): only ever one node.
+fn settings(m: &mut Input, voc: &Vocabulary, rng: &mut ChaCha8Rng) {
+    let n = voc.n;
+    if m.base.node.len() < n {
+        let ids: Vec<String> = m.base.sim_nodes().into_iter().map(|x| x.id).collect();
+        let mut nodes = m.base.node.clone();
+        nodes.resize_with(n, Default::default);
+        for (k, spec) in nodes.iter_mut().enumerate() {
+            spec.id.get_or_insert_with(|| ids[k].clone());
+        }
+        m.base.node = nodes;
+        m.base.nodes = None;
+    }
+    let skewed = m
+        .base
+        .node
+        .iter()
+        .position(|s| s.cluster_size.is_some() || s.lease.is_some() || s.max_drift_ppm.is_some());
+    let i = skewed.unwrap_or_else(|| rng.gen_range(0..n));
+    let cfg = m.base.membership_cfg();
+    let spec = &mut m.base.node[i];
+    (spec.cluster_size, spec.lease, spec.max_drift_ppm) = (None, None, None);
+    if skewed.is_some() && rng.gen_bool(0.3) {
+        return; // agree again
+    }
+    match rng.gen_range(0..3) {
+        0 => {
+            let size = loop {
+                let s = rng.gen_range(1..=n + 2);
+                if s != n {
+                    break s;
+                }
+            };
+            spec.cluster_size = Some(size);
+        }
+        1 => {
+            let f = if rng.gen_bool(0.5) { 2 } else { 1 };
+            let lease = if f == 2 { cfg.lease_time * 2 } else { cfg.lease_time / 2 };
+            spec.lease = Some(Dur(lease.max(cfg.beat * 4)));
+        }
+        _ => spec.max_drift_ppm = Some(cfg.max_drift_ppm.saturating_mul(2).max(100)),
+    }
+}
+
+/// Turns one fault site on or off, or changes how often they fire.
+fn sites(m: &mut Input, rng: &mut ChaCha8Rng) {
+    let fires = [0.05, 0.1, 0.25, 0.5];
+    let current = m.schedule.sites.clone().unwrap_or(SitesFault {
+        enable: None,
+        on: Some(Vec::new()),
+        fire: fires[rng.gen_range(0..fires.len())],
+    });
+    let mut on: Vec<String> = current.on.clone().unwrap_or_default();
+    let site = Site::ALL[rng.gen_range(0..Site::ALL.len())].name().to_string();
+    let fire = if rng.gen_bool(0.25) {
+        fires[rng.gen_range(0..fires.len())]
+    } else {
+        current.fire
+    };
+    match on.iter().position(|s| *s == site) {
+        Some(k) => {
+            on.remove(k);
+        }
+        None => on.push(site),
+    }
+    on.sort();
+    m.schedule.sites = (!on.is_empty()).then_some(SitesFault {
+        enable: None,
+        on: Some(on),
+        fire,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::FaultState;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    fn broad() -> Scenario {
+        Scenario::parse(
+            "lease-all-faults.toml",
+            include_str!("../../../scenarios/lease-all-faults.toml"),
+        )
+        .unwrap()
+    }
+
+    fn empty(file: &Scenario, seed: u64) -> Input {
+        let n = file.sim_nodes().len();
+        Input {
+            base: file.clone(),
+            schedule: Schedule {
+                keep_nodes: vec![true; n],
+                duration: file.duration.0,
+                events: Vec::new(),
+                network: file.network.clone(),
+                drift_ppm: vec![0; n],
+                offset_ms: vec![0; n],
+                sites: None,
+            },
+            seed,
+        }
+    }
+
+    /// What every mutant must keep: the promises of the file and of the documentation.
+    fn check(m: &Input, voc: &Vocabulary) -> Result<(), TestCaseError> {
+        let ev = &m.schedule.events;
+        prop_assert!(ev.windows(2).all(|w| w[0].at <= w[1].at), "in order of time");
+        prop_assert!(!ev.iter().any(|e| matches!(e.action, Action::Freeze(_))), "no freeze");
+        let lost: BTreeSet<usize> = ev
+            .iter()
+            .filter_map(|e| match e.action {
+                Action::WipeState(i) | Action::RollbackState(i, _) | Action::CorruptState(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        prop_assert!(lost.len() <= 1, "state lost on one node at most: {lost:?}");
+        let skewed = m
+            .base
+            .node
+            .iter()
+            .filter(|s| s.cluster_size.is_some() || s.lease.is_some() || s.max_drift_ppm.is_some())
+            .count();
+        prop_assert!(skewed <= 1, "one node with settings of its own at most");
+        for e in ev {
+            if let Action::Drift(_, ppm) = e.action {
+                prop_assert!(ppm.abs() <= voc.max_ppm, "drift {ppm} within the bound");
+            }
+        }
+        prop_assert!(m.schedule.drift_ppm.iter().all(|d| d.abs() <= voc.max_ppm));
+        // Closed: nothing is down, paused, deaf or cut when the faults end.
+        let mut st = FaultState::new(voc.n);
+        for e in ev {
+            st.apply(&e.action);
+        }
+        prop_assert!(!st.down.contains(&true) && !st.paused.contains(&true) && !st.slow.contains(&true));
+        let last_cut = ev.iter().rposition(|e| {
+            matches!(
+                e.action,
+                Action::Partition { .. } | Action::OneWay { .. } | Action::IsolateLeader { .. } | Action::Cut(_)
+            )
+        });
+        let last_heal = ev.iter().rposition(|e| matches!(e.action, Action::Heal));
+        prop_assert!(last_cut.is_none() || last_heal > last_cut, "every cut healed");
+        Ok(())
+    }
+
+    use std::collections::BTreeSet;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn mutants_stay_inside_what_the_file_and_the_docs_promise(seed in any::<u64>()) {
+            let file = broad();
+            let voc = Vocabulary::of(&file);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut m = empty(&file, 1);
+            let mut valid = 0;
+            for _ in 0..40 {
+                // As the hunt does: a mutant that is not a valid scenario is not carried on.
+                let next = mutate(&m, &voc, &mut rng);
+                check(&next, &voc)?;
+                let parsed = next
+                    .schedule
+                    .scenario(&next.base, next.seed)
+                    .and_then(|s| s.to_toml().ok())
+                    .map(|t| Scenario::parse("m.toml", &t));
+                if matches!(parsed, Some(Ok(_))) {
+                    valid += 1;
+                    m = next;
+                }
+            }
+            prop_assert!(valid >= 30, "most mutants are valid scenarios: {valid} of 40");
+        }
+    }
+
+    #[test]
+    fn only_the_files_fault_classes_and_productions_faults_are_added() {
+        let mut file = broad();
+        file.faults = crate::scenario::FaultSpec {
+            pause: file.faults.pause.clone(),
+            ..Default::default()
+        };
+        let voc = Vocabulary::of(&file);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let m = (0..200).fold(empty(&file, 1), |m, _| mutate(&m, &voc, &mut rng));
+        for e in &m.schedule.events {
+            let allowed = matches!(
+                e.action,
+                Action::Pause(_)
+                    | Action::Resume(_)
+                    | Action::Clone(_)
+                    | Action::Kill(_)
+                    | Action::Restart(_)
+                    | Action::WipeState(_)
+                    | Action::RollbackState(..)
+                    | Action::CorruptState(_)
+                    | Action::ServerDown(..)
+            );
+            assert!(allowed, "{:?} is not in the file's vocabulary", e.action);
+        }
+    }
+}
