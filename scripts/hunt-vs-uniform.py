@@ -15,10 +15,10 @@ planted bug: it must find nothing.
     cargo build --release -p leasehold-sim
     python3 scripts/hunt-vs-uniform.py [--reps 10] [--limit 100] [--cap 300] [--bugs a,b]
 """
-import argparse, json, pathlib, re, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, pathlib, re, statistics, subprocess, sys, tempfile, time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SIM = ROOT / "target" / "release" / "leasehold-sim"
+SIM = pathlib.Path(os.environ.get("LEASEHOLD_SIM", ROOT / "target" / "release" / "leasehold-sim"))
 # Router bugs need `[router]` clients, which the broad lease scenario has none of.
 NOT_LEASE = {"unchecked_coordinates", "failover_from_front"}
 

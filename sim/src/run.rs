@@ -128,9 +128,12 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
     let ids = &hosts.agents;
     // Graceful stops in progress run here, beside the waits, and end with the run.
     let mut graces = FuturesUnordered::new();
+    // Fault sites fire until the random faults stop (a run without them waits for nothing
+    // more than its steps, so its schedule is what it always was).
     let quiet = start + scn.faults_end();
+    let sites = scn.faults.sites.is_some();
     for ev in events {
-        if ev.at >= scn.faults_end() && quiet > madsim::time::Instant::now() {
+        if sites && ev.at >= scn.faults_end() && quiet > madsim::time::Instant::now() {
             wait_until(quiet, &mut graces).await;
             w.disarm_sites();
         }
@@ -141,7 +144,7 @@ async fn simulate(scn: Scenario, seed: u64, replay: String, keep: Keep) -> (RunR
         w.apply(&ev.action, ids);
         graces.extend(w.take_graces());
     }
-    if quiet > madsim::time::Instant::now() {
+    if sites && quiet > madsim::time::Instant::now() {
         wait_until(quiet, &mut graces).await;
     }
     w.disarm_sites();

@@ -7,13 +7,13 @@
 //! 1. it runs the file as written, fresh seeds, collecting each run's coverage (abstract
 //!    election states, see [`crate::coverage`]); with probability ½ a fresh run also has one
 //!    of production's faults that the file's nemesis never draws (a node with settings of
-//!    its own, a clone, a lost state file, a server down: see [`mutate`] for their bounds),
+//!    its own, a clone, a lost state file, a server down: see `hunt/mutate.rs` for their bounds),
 //!    and with probability ½ the library's fault sites on at random (`enable = 0.25,
 //!    fire = 0.25`, BUGGIFY's numbers);
 //! 2. a run that reached a feature no earlier run reached joins the corpus, written out as
 //!    its schedule (its faults as applied, its clocks as drawn);
 //! 3. from then on, three runs in four take a corpus entry (the ones that found more, and
-//!    were picked less, more often) and mutate it ([`mutate`]); one in four is fresh;
+//!    were picked less, more often) and mutate it (`hunt/mutate.rs`); one in four is fresh;
 //! 4. the first run that breaks the file's expectation is shrunk and written as a scenario.
 //!
 //! Everything is drawn from `--seed` (and the shard's index), so a hunt with a budget of
@@ -343,4 +343,47 @@ fn found_from(
         seed,
         shrunk,
     })
+}
+
+/// The shards of one file's hunt, added up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergedHunt {
+    /// The scenario file.
+    pub file: String,
+    /// The shards merged (`I/N`), in the order given.
+    pub shards: Vec<String>,
+    /// Simulations run, all shards together.
+    pub runs: u64,
+    /// The longest shard's wall time (s): shards run side by side.
+    pub wall_s: f64,
+    /// What each shard that found a failure found, by shard.
+    pub found: Vec<(String, Found)>,
+}
+
+/// Merges hunt reports per file, in the order files first appear.
+pub fn merge_hunts(reports: Vec<HuntReport>) -> Vec<MergedHunt> {
+    let mut out: Vec<MergedHunt> = Vec::new();
+    for r in reports {
+        let k = match out.iter().position(|m| m.file == r.file) {
+            Some(k) => k,
+            None => {
+                out.push(MergedHunt {
+                    file: r.file.clone(),
+                    shards: Vec::new(),
+                    runs: 0,
+                    wall_s: 0.0,
+                    found: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let m = &mut out[k];
+        m.shards.push(r.shard.clone());
+        m.runs += r.runs;
+        m.wall_s = m.wall_s.max(r.wall_s);
+        if let Some(f) = r.found {
+            m.found.push((r.shard, f));
+        }
+    }
+    out
 }

@@ -354,7 +354,7 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
     }
     let at = s.events.last().map_or(voc.end, |e| e.at.max(voc.end));
     let mut end = Vec::new();
-    for i in 0..n {
+    for (i, server_down) in server.iter().enumerate() {
         match (st.down[i], st.paused[i], st.suspended[i]) {
             (true, ..) => end.push(Action::Restart(i)),
             (false, true, true) => end.push(Action::Wake(i)),
@@ -364,7 +364,7 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
         if st.slow[i] {
             end.push(Action::SlowConsumer(i, false));
         }
-        if server[i] {
+        if *server_down {
             end.push(Action::ServerDown(i, false));
         }
     }

@@ -137,3 +137,34 @@ fn hunt_refuses_a_known_bad_file_and_a_bad_budget_with_exit_2() {
     let out = sim(&["hunt", "scenarios/lease-calm-3.toml", "--shard", "3/2"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn hunt_shards_draw_their_own_streams_and_merge_into_one_exit_code() {
+    let d = temp("shards");
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let shard = format!("{i}/2");
+        let out = sim(&[
+            "hunt",
+            "scenarios/lease-calm-3.toml",
+            "--budget",
+            "6",
+            "--shard",
+            &shard,
+            "--json",
+            "--out-dir",
+            d.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = d.join(format!("shard{i}.json"));
+        std::fs::write(&f, &out.stdout).unwrap();
+        files.push(f);
+    }
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
+    assert_ne!(a["growth"], b["growth"], "two shards, two streams");
+    let out = sim(&["merge", files[0].to_str().unwrap(), files[1].to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 shards, 12 simulations"), "{text}");
+}

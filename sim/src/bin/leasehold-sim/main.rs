@@ -81,7 +81,8 @@ enum Cmd {
         jobs: Option<u64>,
     },
     /// Combine the `run --json` lines of a sweep's shards into one summary table and one exit
-    /// code (1 if any scenario failed its expectation).
+    /// code (1 if any scenario failed its expectation); or the `hunt --json` lines of a hunt's
+    /// shards (1 if any shard found a failure).
     Merge {
         /// Files of `run --json` lines (`-` reads standard input).
         #[arg(required = true)]

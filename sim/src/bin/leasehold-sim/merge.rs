@@ -5,6 +5,7 @@ use crate::run::print_table;
 
 pub(crate) fn cmd_merge(files: &[PathBuf], json: bool) -> ExitCode {
     let mut lines = Vec::new();
+    let mut hunts = Vec::new();
     for f in files {
         let name = f.display().to_string();
         let text = if name == "-" {
@@ -13,6 +14,12 @@ pub(crate) fn cmd_merge(files: &[PathBuf], json: bool) -> ExitCode {
         } else {
             std::fs::read_to_string(f)
         };
+        // `hunt --json` lines are merged as hunts, `run --json` lines as sweeps.
+        let text = text.map(|t| {
+            let (h, r): (Vec<&str>, Vec<&str>) = t.lines().partition(|l| l.contains("\"kind\":\"hunt\""));
+            hunts.extend(h.into_iter().map(|l| (name.clone(), l.to_string())));
+            r.join("\n")
+        });
         match text
             .map_err(|e| format!("{name}: {e}"))
             .and_then(|t| leasehold_sim::merge::parse_lines(&name, &t))
@@ -23,6 +30,9 @@ pub(crate) fn cmd_merge(files: &[PathBuf], json: bool) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if !hunts.is_empty() {
+        return merge_hunts(&hunts, !lines.is_empty(), json);
     }
     let merged = match leasehold_sim::merge::merge(lines) {
         Ok(m) if m.is_empty() => {
@@ -59,5 +69,51 @@ pub(crate) fn cmd_merge(files: &[PathBuf], json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The shards of hunts, per file: simulations added up, every finding listed; exit 1 if any
+/// shard found a failure.
+fn merge_hunts(lines: &[(String, String)], mixed: bool, json: bool) -> ExitCode {
+    use leasehold_sim::hunt::{merge_hunts, HuntReport};
+    if mixed {
+        eprintln!("error: these files mix `hunt --json` and `run --json` lines: merge them apart");
+        return ExitCode::from(2);
+    }
+    let mut reports = Vec::new();
+    for (file, l) in lines {
+        match serde_json::from_str::<HuntReport>(l) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("error: {file}: not a `leasehold-sim hunt --json` line: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let merged = merge_hunts(reports);
+    for m in &merged {
+        if json {
+            println!("{}", serde_json::to_string(m).unwrap_or_default());
+        } else {
+            println!(
+                "{}: {} shards, {} simulations, {:.1}s, found {}",
+                m.file,
+                m.shards.len(),
+                m.runs,
+                m.wall_s,
+                m.found.len()
+            );
+            for (shard, f) in &m.found {
+                println!(
+                    "  shard {shard}: {} at simulation {}, seed {}",
+                    f.violation, f.run, f.seed
+                );
+            }
+        }
+    }
+    if merged.iter().any(|m| !m.found.is_empty()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
