@@ -5,15 +5,20 @@
 //! on its side) waits for luck. The hunt keeps what worked instead (as AFL keeps inputs, and
 //! Mallory and Antithesis keep fault schedules):
 //! 1. it runs the file as written, fresh seeds, collecting each run's coverage (abstract
-//!    election states, see [`crate::coverage`]); with probability ½ a fresh run also has one
-//!    of production's faults that the file's nemesis never draws (a node with settings of
-//!    its own, a clone, a lost state file, a server down: see `hunt/mutate.rs` for their bounds),
-//!    and with probability ½ the library's fault sites on at random (`enable = 0.25,
-//!    fire = 0.25`, BUGGIFY's numbers);
-//! 2. a run that reached a feature no earlier run reached joins the corpus, written out as
-//!    its schedule (its faults as applied, its clocks as drawn);
-//! 3. from then on, three runs in four take a corpus entry (the ones that found more, and
-//!    were picked less, more often) and mutate it (`hunt/mutate.rs`); one in four is fresh;
+//!    election states, see [`crate::coverage`]); one fresh run in five also has one of
+//!    production's faults that the file's nemesis never draws (a node with settings of its
+//!    own, a clone, a lost state file, a server down: see `hunt/mutate.rs` for their bounds),
+//!    and one in five the library's fault sites on at random (`enable = 0.25, fire = 0.25`,
+//!    BUGGIFY's numbers);
+//! 2. a run that reached a feature no earlier run reached joins the corpus twice over: as it
+//!    ran (the file's nemesis and the seed, with the steps the hunt added on top), and
+//!    written out whole as its schedule (its faults as applied, its clocks as drawn);
+//! 3. from then on, every other run takes a corpus entry (the ones that found more, and
+//!    were picked less, more often) and mutate one of its two forms (`hunt/mutate.rs`): the
+//!    nemesis kept (steps added, moved or dropped on top of it, a node's settings, the fault
+//!    sites, another seed), which stays as good as uniform seeds at what the nemesis finds;
+//!    or the whole schedule, which can move and drop the nemesis's own faults; the others
+//!    are fresh (so a bug the file's own nemesis finds is found at most about twice as late);
 //! 4. the first run that breaks the file's expectation is shrunk and written as a scenario.
 //!
 //! Everything is drawn from `--seed` (and the shard's index), so a hunt with a budget of
@@ -127,13 +132,16 @@ pub struct HuntReport {
     pub found: Option<Found>,
 }
 
-/// How many runs are fresh once the corpus has entries: enough that a bug the file's own
-/// nemesis finds often is found about as soon as by uniform seeds.
-const FRESH: f64 = 0.25;
+/// How many runs are fresh once the corpus has entries: a bug the file's own nemesis finds
+/// is then found at most about twice as late as by uniform seeds (measured: mutants of kept
+/// runs alone found some of those far later than fresh seeds do).
+const FRESH: f64 = 0.5;
 
-/// A corpus entry: an input, and how much it found.
+/// A corpus entry: its run as the file's nemesis drew it (with the scripted steps added on
+/// top), if it was run that way, and written out whole; and how much it found.
 struct Entry {
-    input: Input,
+    nemesis: Option<Input>,
+    scripted: Input,
     gain: usize,
     picks: u64,
 }
@@ -172,15 +180,15 @@ struct Hunter<'a> {
 }
 
 impl Hunter<'_> {
-    /// A fresh input: the file as written, a new seed; half the time one of production's
-    /// faults on top ([`mutate::production`]), and half the time the fault sites on.
+    /// A fresh input: the file as written, a new seed; one time in five one of production's
+    /// faults on top ([`mutate::production`]), and one in five the fault sites on.
     fn fresh(&mut self) -> (Scenario, u64) {
-        let mut s = if self.rng.gen_bool(0.5) {
+        let mut s = if self.rng.gen_bool(0.2) {
             mutate::production(self.file, &self.voc, &mut self.rng)
         } else {
             self.file.clone()
         };
-        if s.faults.sites.is_none() && self.rng.gen_bool(0.5) {
+        if s.faults.sites.is_none() && self.rng.gen_bool(0.2) {
             s.faults.sites = Some(SitesFault {
                 enable: Some(0.25),
                 on: None,
@@ -204,24 +212,32 @@ impl Hunter<'_> {
         self.corpus.len() - 1
     }
 
-    /// The next scenario to run, its seed, and the base it was scripted over (`None`: fresh).
-    fn next(&mut self) -> Option<(Scenario, u64, Option<Scenario>)> {
+    /// The next scenario to run, its seed, and the input it was made from (`None`: fresh).
+    fn next(&mut self) -> Option<(Scenario, u64, Option<Input>)> {
         if self.corpus.is_empty() || self.rng.gen_bool(FRESH) {
             let (s, seed) = self.fresh();
             return Some((s, seed, None));
         }
         let k = self.pick();
-        self.corpus[k].picks += 1;
-        let m = mutate(&self.corpus[k].input, &self.voc, &mut self.rng);
+        let e = &mut self.corpus[k];
+        e.picks += 1;
+        // Half the time the nemesis stays (steps are added, moved or dropped on top of it, a
+        // node's settings change, the seed is drawn again), half the time the whole run is
+        // the schedule mutated.
+        let parent = match &e.nemesis {
+            Some(n) if self.rng.gen_bool(0.5) => n,
+            _ => &e.scripted,
+        };
+        let m = mutate(parent, &self.voc, &mut self.rng);
         // Written and read back, as a regression file would be: a mutant that is not a valid
         // scenario (a lease too short for its beat) is skipped.
-        let text = m.schedule.scenario(&m.base, m.seed)?.to_toml().ok()?;
+        let text = m.scenario()?.to_toml().ok()?;
         let s = Scenario::parse("hunt.toml", &text).ok()?;
-        Some((s, m.seed, Some(m.base)))
+        Some((s, m.seed, Some(m)))
     }
 
     /// Runs `s` with `seed`; keeps it if it reached anything new.
-    fn run(&mut self, mut s: Scenario, seed: u64, base: Option<Scenario>) -> RunReport {
+    fn run(&mut self, mut s: Scenario, seed: u64, input: Option<Input>) -> RunReport {
         s.coverage = true;
         let r = run_seed(&s, seed, self.source);
         self.runs += 1;
@@ -232,12 +248,22 @@ impl Hunter<'_> {
                 runs: self.runs,
                 features: self.seen.len(),
             });
-            // A fresh run is written out over the file it ran (its sites included); a mutant
-            // over the base it was scripted from.
-            let base = base.unwrap_or_else(|| s.clone());
-            let schedule = Schedule::of_run(&base, &r);
+            // Kept as it ran (a fresh run or a mutant that kept the nemesis) and written out
+            // whole, over the scenario that ran (its sites and settings included).
+            let nemesis = match input {
+                None => Some(Input::nemesis(s.clone(), seed)),
+                Some(m) if m.nemesis => Some(m),
+                Some(_) => None,
+            };
+            let scripted = Input {
+                schedule: Schedule::of_run(&s, &r),
+                base: s,
+                seed,
+                nemesis: false,
+            };
             self.corpus.push(Entry {
-                input: Input { base, schedule, seed },
+                nemesis,
+                scripted,
                 gain: new,
                 picks: 0,
             });

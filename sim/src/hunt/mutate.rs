@@ -19,16 +19,58 @@ use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
-/// One input of the hunt: a base scenario (its nodes' settings, its fault sites) and a
-/// schedule over it, run with one seed.
+/// One input of the hunt: a base scenario (its nodes' settings) and a schedule over it, run
+/// with one seed. Either the base's random nemesis runs, with the schedule's steps added on
+/// top (`nemesis`), or the schedule is the whole run, fully scripted.
 #[derive(Debug, Clone)]
 pub(crate) struct Input {
-    /// The base: the file, with the nodes' settings and fault sites this input changed.
+    /// The base: the file, with the nodes' settings this input changed.
     pub base: Scenario,
-    /// The faults, scripted.
+    /// The faults: every one (scripted), or those added to the nemesis's.
     pub schedule: Schedule,
     /// The simulation's seed.
     pub seed: u64,
+    /// The base's random nemesis runs; the schedule's steps are added to it.
+    pub nemesis: bool,
+}
+
+impl Input {
+    /// `base` as it is, its nemesis running, nothing added yet.
+    pub(crate) fn nemesis(base: Scenario, seed: u64) -> Input {
+        let n = base.sim_nodes().len();
+        Input {
+            schedule: Schedule {
+                keep_nodes: vec![true; n],
+                duration: base.duration.0,
+                events: Vec::new(),
+                network: base.network.clone(),
+                drift_ppm: vec![0; n],
+                offset_ms: vec![0; n],
+                sites: base.faults.sites.clone(),
+            },
+            base,
+            seed,
+            nemesis: true,
+        }
+    }
+
+    /// The scenario this input runs (`None`: a step names no node of it).
+    pub(crate) fn scenario(&self) -> Option<Scenario> {
+        if !self.nemesis {
+            return self.schedule.scenario(&self.base, self.seed);
+        }
+        let ids: Vec<String> = self.base.sim_nodes().into_iter().map(|x| x.id).collect();
+        let mut s = self.base.clone();
+        for e in &self.schedule.events {
+            let step = e.action.to_step(|i| ids.get(i).cloned().unwrap_or_default())?;
+            s.at.push(crate::scenario::At { time: Dur(e.at), step });
+        }
+        s.at.sort_by_key(|a| a.time.0);
+        s.faults.sites = self.schedule.sites.clone();
+        s.seeds = 1;
+        s.first_seed = self.seed;
+        Some(s)
+    }
 }
 
 /// What the file allows a mutation to add, read once.
@@ -245,20 +287,7 @@ impl Vocabulary {
 /// node with settings of its own, or a clone, a lost state file or a server down, scripted.
 /// A fresh run of the hunt that also reaches what the file's own nemesis never draws.
 pub(crate) fn production(file: &Scenario, voc: &Vocabulary, rng: &mut ChaCha8Rng) -> Scenario {
-    let n = voc.n;
-    let mut m = Input {
-        base: file.clone(),
-        schedule: Schedule {
-            keep_nodes: vec![true; n],
-            duration: file.duration.0,
-            events: Vec::new(),
-            network: file.network.clone(),
-            drift_ppm: vec![0; n],
-            offset_ms: vec![0; n],
-            sites: None,
-        },
-        seed: 0,
-    };
+    let mut m = Input::nemesis(file.clone(), 0);
     if rng.gen_bool(0.4) {
         settings(&mut m, voc, rng);
         return m.base;
@@ -418,6 +447,8 @@ fn apply(m: &mut Input, what: Mutation, voc: &Vocabulary, rng: &mut ChaCha8Rng) 
                 m.schedule.events.extend(e);
             }
         }
+        // The nemesis draws the clocks of a run that keeps it: another draw is another seed.
+        Mutation::Clock if m.nemesis => m.seed = rng.next_u64() % 1_000_000_007,
         Mutation::Clock => {
             let i = rng.gen_range(0..voc.n);
             m.schedule.drift_ppm[i] = match rng.gen_range(0..3) {
@@ -549,6 +580,7 @@ mod tests {
                 sites: None,
             },
             seed,
+            nemesis: false,
         }
     }
 
