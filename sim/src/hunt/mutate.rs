@@ -567,20 +567,9 @@ mod tests {
     }
 
     fn empty(file: &Scenario, seed: u64) -> Input {
-        let n = file.sim_nodes().len();
         Input {
-            base: file.clone(),
-            schedule: Schedule {
-                keep_nodes: vec![true; n],
-                duration: file.duration.0,
-                events: Vec::new(),
-                network: file.network.clone(),
-                drift_ppm: vec![0; n],
-                offset_ms: vec![0; n],
-                sites: None,
-            },
-            seed,
             nemesis: false,
+            ..Input::nemesis(file.clone(), seed)
         }
     }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-fn sim(args: &[&str]) -> std::process::Output {
+pub(crate) fn sim(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_leasehold-sim"))
         .args(args)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
@@ -11,7 +11,7 @@ fn sim(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn temp(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("leasehold-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
