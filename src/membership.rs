@@ -415,12 +415,22 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         // waiting then is dropped and counted, as the protocol tolerates lost messages. So
         // timers and incoming messages are served at least every beat whatever the network does.
         let mut budget: Option<Duration> = None;
-        for o in out {
+        let mut out = std::collections::VecDeque::from(out);
+        // The copy of a reply the `double_reply` fault site sends goes first, then the reply.
+        #[cfg(feature = "fault-sites")]
+        let mut copied = false;
+        while let Some(o) = out.pop_front() {
+            #[cfg(feature = "fault-sites")]
+            if let Output::Publish(p) = &o {
+                let blocking = self.cfg.bug_knobs.has(Bug::BlockingDriver);
+                if !std::mem::take(&mut copied) && !blocking && self.double_reply(p) {
+                    out.push_front(o.clone());
+                    copied = true;
+                }
+            }
             match o {
                 Output::Publish(p) if self.cfg.bug_knobs.has(Bug::BlockingDriver) => self.publish(subjects, p).await,
                 Output::Publish(p) => {
-                    #[cfg(feature = "fault-sites")]
-                    let p = self.double_reply(subjects, p).await;
                     let mut publish = std::pin::pin!(self.publish(subjects, p));
                     if futures::poll!(publish.as_mut()).is_ready() {
                         continue;
@@ -472,19 +482,14 @@ impl<C: Clock, N: Network, S: Storage> Membership<C, N, S> {
         }
     }
 
-    /// Publishes a reply once more if the `double_reply` site fires; gives `p` back.
+    /// Whether `p` is a reply that the `double_reply` fault site publishes twice now.
     #[cfg(feature = "fault-sites")]
-    async fn double_reply(&self, subjects: &Subjects, p: Publish) -> Publish {
-        let reply = matches!(p, Publish::Reply { .. } | Publish::Recovered { .. });
-        let fired = reply
+    fn double_reply(&self, p: &Publish) -> bool {
+        matches!(p, Publish::Reply { .. } | Publish::Recovered { .. })
             && self
                 .sites
                 .as_ref()
-                .is_some_and(|s| s.fired(self.clock.now(), crate::fault_sites::Site::DoubleReply));
-        if fired {
-            self.publish(subjects, p.clone()).await;
-        }
-        p
+                .is_some_and(|s| s.fired(self.clock.now(), crate::fault_sites::Site::DoubleReply))
     }
 
     async fn publish(&self, subjects: &Subjects, mut p: Publish) {
