@@ -289,6 +289,7 @@ mod tests {
             end: 1000 * S,
             wait_from: None,
             beliefs_may_overlap: false,
+            tail_healthy: true,
         };
         Book::new(Keep::Verdict, clocks, vec!["n0".into()], live)
     }

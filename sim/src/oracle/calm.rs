@@ -31,6 +31,9 @@ pub struct CalmTracker {
     down: Vec<bool>,
     cloned: Vec<bool>,
     stalled: Vec<[bool; 6]>,
+    /// Per node: its settings differ from the file's (its own `cluster_size`, lease or drift
+    /// bound): the others do not promise it, nor it them, for the whole run.
+    skewed: Vec<bool>,
 }
 
 /// A run's calm stretches and its last fault, all in true ns.
@@ -38,6 +41,8 @@ pub struct CalmTracker {
 pub struct Calm {
     /// When the last fault event happened (0: none).
     pub last_fault: u128,
+    /// Whether a majority of the nodes is healthy after it.
+    pub tail_healthy: bool,
     /// Calm stretches `[from, to)` between events, in order (the tail after the last event
     /// is not among them).
     pub stretches: Vec<(u128, u128)>,
@@ -57,6 +62,7 @@ impl CalmTracker {
             down: vec![false; nodes],
             cloned: vec![false; nodes],
             stalled: vec![[false; 6]; nodes],
+            skewed: vec![false; nodes],
         }
     }
 
@@ -107,15 +113,27 @@ impl CalmTracker {
         }
     }
 
-    /// Whether nothing is in force on the network and a majority of nodes is up and
-    /// untouched: a fault on a minority of nodes (paused, deaf, without its server, its
-    /// connection frozen or congested) is a standing condition like a node down, since the
-    /// healthy majority must keep a holder beside it.
-    pub fn calm(&self) -> bool {
+    /// These nodes' settings differ from the file's.
+    pub fn with_skewed(mut self, skewed: Vec<bool>) -> Self {
+        self.skewed = skewed;
+        self.skewed.resize(self.down.len(), false);
+        self
+    }
+
+    /// Whether a majority of nodes is up and untouched: a fault on a minority of nodes
+    /// (paused, deaf, without its server, its connection frozen or congested, cloned, its
+    /// settings its own) is a standing condition like a node down, since the healthy majority
+    /// must keep a holder beside it.
+    pub fn majority_healthy(&self) -> bool {
         let healthy = (0..self.down.len())
-            .filter(|i| !self.down[*i] && !self.cloned[*i] && self.stalled[*i].iter().all(|x| !x))
+            .filter(|i| !self.down[*i] && !self.cloned[*i] && !self.skewed[*i] && self.stalled[*i].iter().all(|x| !x))
             .count();
-        !self.cut && !self.loss && !self.latency && healthy >= self.quorum
+        healthy >= self.quorum
+    }
+
+    /// Whether nothing is in force on the network and a majority of nodes is healthy.
+    pub fn calm(&self) -> bool {
+        !self.cut && !self.loss && !self.latency && self.majority_healthy()
     }
 }
 
@@ -143,6 +161,7 @@ impl Calm {
         }
         Calm {
             last_fault: instant.unwrap_or(0),
+            tail_healthy: tracker.majority_healthy(),
             stretches,
         }
     }
@@ -152,12 +171,17 @@ impl Calm {
 /// liveness: its calm stretches and its last fault.
 pub fn live<E: Borrow<FaultEvent>>(scn: &Scenario, events: impl IntoIterator<Item = E>) -> super::Live {
     let nodes = scn.sim_nodes().len();
-    let tracker = CalmTracker::new(
-        nodes,
-        scn.membership_cfg().quorum(),
-        scn.network.loss,
-        scn.network.latency,
-    );
+    let base = scn.membership_cfg();
+    let skewed = (0..nodes)
+        .map(|i| {
+            scn.node.get(i).is_some_and(|s| {
+                s.cluster_size.is_some_and(|c| c != nodes)
+                    || s.lease.is_some_and(|l| l.0 != base.lease_time)
+                    || s.max_drift_ppm.is_some_and(|d| d != base.max_drift_ppm)
+            })
+        })
+        .collect();
+    let tracker = CalmTracker::new(nodes, base.quorum(), scn.network.loss, scn.network.latency).with_skewed(skewed);
     let calm = Calm::of(tracker, events);
     let bound = scn.leader_within().as_nanos();
     // Fault sites fire until the random faults stop: nothing before that is calm.
@@ -166,6 +190,7 @@ pub fn live<E: Borrow<FaultEvent>>(scn: &Scenario, events: impl IntoIterator<Ite
         None => 0,
     };
     super::Live {
+        tail_healthy: calm.tail_healthy,
         last_fault: calm.last_fault.max(sites_until),
         bound,
         max_gap: scn.max_gap().as_nanos(),

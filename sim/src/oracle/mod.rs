@@ -73,12 +73,16 @@ pub struct Live {
     /// `[expect] beliefs_may_overlap`: overlapping claims and tokens out of order are not
     /// failures (the run is judged by its effects).
     pub beliefs_may_overlap: bool,
+    /// Whether a majority of the nodes is healthy after the last fault (up, without a clone,
+    /// nothing in force on it, the file's settings): only then is the tail judged.
+    pub tail_healthy: bool,
 }
 
 impl Live {
     /// The stretches liveness judges, in order: the calm stretches longer than `bound`,
     /// and the calm tail `[last_fault, end)` when the run lasted at least `bound` past the
-    /// last fault. None when the cluster must wait for good.
+    /// last fault and a majority of the nodes is healthy in it. None when the cluster must
+    /// wait for good.
     pub fn judged(&self) -> Vec<(u128, u128)> {
         if self.wait_from.is_some() {
             return Vec::new();
@@ -89,7 +93,7 @@ impl Live {
             .copied()
             .filter(|(a, b)| *b <= self.last_fault && b - a > self.bound)
             .collect();
-        if self.last_fault + self.bound <= self.end {
+        if self.tail_healthy && self.last_fault + self.bound <= self.end {
             v.push((self.last_fault, self.end));
         }
         v

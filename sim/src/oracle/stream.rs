@@ -203,6 +203,7 @@ mod tests {
             end,
             wait_from,
             beliefs_may_overlap: false,
+            tail_healthy: true,
         }
     }
 
