@@ -233,7 +233,29 @@ mod tests {
 
     #[test]
     fn a_run_without_faults_is_all_tail() {
-        assert_eq!(calm(&[]), Calm::default());
+        let c = calm(&[]);
+        assert_eq!((c.last_fault, c.stretches.len(), c.tail_healthy), (0, 0, true));
+    }
+
+    #[test]
+    fn a_tail_without_a_healthy_majority_is_not_judged() {
+        let base = DurRange {
+            lo: Duration::from_millis(1),
+            hi: Duration::from_millis(10),
+        };
+        let tracker = || CalmTracker::new(3, 2, 0.0, base);
+        // One node cloned: two of three healthy, the tail is judged.
+        let one = Calm::of(tracker(), &[ev(10, Action::Clone(1))]);
+        assert!(one.tail_healthy);
+        // And one node with settings of its own besides: one of three.
+        let two = Calm::of(
+            tracker().with_skewed(vec![false, false, true]),
+            &[ev(10, Action::Clone(1))],
+        );
+        assert!(!two.tail_healthy);
+        // A cut in force at the end does not stop the tail being judged.
+        let cut = Calm::of(tracker(), &[ev(10, Action::Cut(vec![(0, 1)]))]);
+        assert!(cut.tail_healthy);
     }
 
     #[test]
