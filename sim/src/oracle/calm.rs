@@ -31,8 +31,8 @@ pub struct CalmTracker {
     down: Vec<bool>,
     cloned: Vec<bool>,
     stalled: Vec<[bool; 6]>,
-    /// Per node: its settings differ from the file's (its own `cluster_size`, lease or drift
-    /// bound): the others do not promise it, nor it them, for the whole run.
+    /// Per node: its settings differ from those most nodes share (its own `cluster_size`,
+    /// lease or drift bound): the others do not promise it, nor it them, for the whole run.
     skewed: Vec<bool>,
 }
 
@@ -113,7 +113,7 @@ impl CalmTracker {
         }
     }
 
-    /// These nodes' settings differ from the file's.
+    /// These nodes' settings differ from those most nodes share.
     pub fn with_skewed(mut self, skewed: Vec<bool>) -> Self {
         self.skewed = skewed;
         self.skewed.resize(self.down.len(), false);
@@ -172,16 +172,8 @@ impl Calm {
 pub fn live<E: Borrow<FaultEvent>>(scn: &Scenario, events: impl IntoIterator<Item = E>) -> super::Live {
     let nodes = scn.sim_nodes().len();
     let base = scn.membership_cfg();
-    let skewed = (0..nodes)
-        .map(|i| {
-            scn.node.get(i).is_some_and(|s| {
-                s.cluster_size.is_some_and(|c| c != nodes)
-                    || s.lease.is_some_and(|l| l.0 != base.lease_time)
-                    || s.max_drift_ppm.is_some_and(|d| d != base.max_drift_ppm)
-            })
-        })
-        .collect();
-    let tracker = CalmTracker::new(nodes, base.quorum(), scn.network.loss, scn.network.latency).with_skewed(skewed);
+    let tracker =
+        CalmTracker::new(nodes, base.quorum(), scn.network.loss, scn.network.latency).with_skewed(skewed(scn, nodes));
     let calm = Calm::of(tracker, events);
     let bound = scn.leader_within().as_nanos();
     // Fault sites fire until the random faults stop: nothing before that is calm.
@@ -205,6 +197,31 @@ pub fn live<E: Borrow<FaultEvent>>(scn: &Scenario, events: impl IntoIterator<Ite
         end: scn.duration.0.as_nanos(),
         wait_from: scn.expect.no_leader_after.map(|d| d.0.as_nanos()),
         beliefs_may_overlap: scn.expect.beliefs_may_overlap,
+    }
+}
+
+/// The nodes whose safety settings (`cluster_size`, lease, drift bound) differ from those most
+/// nodes share; none when no setting is shared by more nodes than any other (a rolling
+/// change half done).
+fn skewed(scn: &Scenario, nodes: usize) -> Vec<bool> {
+    let base = scn.membership_cfg();
+    let key = |i: usize| {
+        let s = scn.node.get(i);
+        (
+            s.and_then(|s| s.cluster_size).unwrap_or(nodes),
+            s.and_then(|s| s.lease.map(|l| l.0)).unwrap_or(base.lease_time),
+            s.and_then(|s| s.max_drift_ppm).unwrap_or(base.max_drift_ppm),
+        )
+    };
+    let mut count: std::collections::BTreeMap<_, usize> = std::collections::BTreeMap::new();
+    for i in 0..nodes {
+        *count.entry(key(i)).or_default() += 1;
+    }
+    let top = count.values().copied().max().unwrap_or(0);
+    let mut most = count.iter().filter(|(_, c)| **c == top).map(|(k, _)| *k);
+    match (most.next(), most.next()) {
+        (Some(mode), None) => (0..nodes).map(|i| key(i) != mode).collect(),
+        _ => vec![false; nodes],
     }
 }
 
@@ -235,6 +252,19 @@ mod tests {
     fn a_run_without_faults_is_all_tail() {
         let c = calm(&[]);
         assert_eq!((c.last_fault, c.stretches.len(), c.tail_healthy), (0, 0, true));
+    }
+
+    #[test]
+    fn skewed_nodes_are_those_apart_from_the_settings_most_share() {
+        let scn = |nodes: &str| Scenario::parse("s.toml", &format!("{nodes}\n")).unwrap();
+        let one = scn("[[node]]\n[[node]]\n[[node]]\nmax_drift_ppm = 2000");
+        assert_eq!(skewed(&one, 3), vec![false, false, true]);
+        // Growing 3 to 5: three nodes say 3, two say 5; the two are apart.
+        let grow = scn("[[node]]\ncluster_size = 3\n[[node]]\ncluster_size = 3\n[[node]]\ncluster_size = 3\n[[node]]\ncluster_size = 5\n[[node]]\ncluster_size = 5");
+        assert_eq!(skewed(&grow, 5), vec![false, false, false, true, true]);
+        // No setting shared by more nodes than another: none is set apart.
+        let half = scn("[[node]]\n[[node]]\nlease = \"4s\"");
+        assert_eq!(skewed(&half, 2), vec![false, false]);
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct Live {
     /// failures (the run is judged by its effects).
     pub beliefs_may_overlap: bool,
     /// Whether a majority of the nodes is healthy after the last fault (up, without a clone,
-    /// nothing in force on it, the file's settings): only then is the tail judged.
+    /// nothing in force on it, the settings most nodes share): only then is the tail judged.
     pub tail_healthy: bool,
 }
 
