@@ -6,9 +6,10 @@
 //! fast, slow or stepped), a node's state is a small tuple. A run's coverage is the set of
 //! features it reached:
 //! - `node`: one node's tuple;
-//! - `cluster`: the sorted tuples of every node at once (combinations across nodes);
-//! - `change`: a leadership change, with its new holder's tuple and the kinds of the two
-//!   faults applied before it (the order of fault kinds around each change).
+//! - `cluster`: every node at once, coarsely: how many lead, campaign, follow, wait, sit out
+//!   or are down, and how many have promised (combinations across nodes);
+//! - `change`: a leadership change, with its new holder's tuple, the cluster then, and the
+//!   kinds of the two faults applied before it (the order of fault kinds around each change).
 //!
 //! Features are hashed to `u64`s (FNV-1a of their text): a set of numbers is cheap to keep
 //! and to merge over thousands of runs.
