@@ -14,6 +14,7 @@ planted bug: it must find nothing.
 
     cargo build --release -p leasehold-sim
     python3 scripts/hunt-vs-uniform.py [--reps 10] [--limit 100] [--cap 300] [--bugs a,b]
+                                       [--methods uniform,swarm,hunt]
 """
 import argparse, json, os, pathlib, re, statistics, subprocess, sys, tempfile, time
 
@@ -93,6 +94,7 @@ def main():
     ap.add_argument("--limit", type=int, default=100, help="seeds per uniform or swarm repetition")
     ap.add_argument("--cap", type=int, default=300, help="simulations per hunt repetition")
     ap.add_argument("--bugs", default="", help="comma-separated subset (default: every lease bug, and none)")
+    ap.add_argument("--methods", default="uniform,swarm,hunt", help="comma-separated subset of uniform, swarm, hunt")
     a = ap.parse_args()
     if not SIM.exists():
         sys.exit("build first: cargo build --release -p leasehold-sim")
@@ -105,9 +107,11 @@ def main():
             text = base if bug == "none" else re.sub(r"^\[membership\]\n", f'[membership]\nbug = "{bug}"\n', base, flags=re.M)
             p = pathlib.Path(d) / f"all-faults-{bug}.toml"
             p.write_text(text)
-            u = cell(method(lambda k: uniform(p, k, a.limit, False), a.reps), a.limit, a.reps)
-            s = cell(method(lambda k: uniform(p, k, a.limit, True), a.reps), a.limit, a.reps)
-            h = cell(method(lambda k: hunt(p, k, a.cap, d), a.reps), a.cap, a.reps)
+            on = a.methods.split(",")
+            skip = ("–", "–", "–", None)
+            u = cell(method(lambda k: uniform(p, k, a.limit, False), a.reps), a.limit, a.reps) if "uniform" in on else skip
+            s = cell(method(lambda k: uniform(p, k, a.limit, True), a.reps), a.limit, a.reps) if "swarm" in on else skip
+            h = cell(method(lambda k: hunt(p, k, a.cap, d), a.reps), a.cap, a.reps) if "hunt" in on else skip
             if u[3] and h[3]:
                 ratio = f"{u[3] / h[3]:.1f}×"
             elif h[3]:

@@ -427,12 +427,13 @@ impl Fabric {
     /// left unanswered (async-nats allows two outstanding): it hears `Disconnected`, drops
     /// the connection (what waited for it is lost) and buffers as when its server is down. At
     /// the thaw, the held publishes reach the server, late, and a client that noticed
-    /// reconnects and flushes its buffer.
-    pub(crate) fn freeze_connection(&self, i: usize, frozen: bool) {
+    /// reconnects and flushes its buffer. Returns whether a connected client's connection
+    /// froze (one that is to be noticed).
+    pub(crate) fn freeze_connection(&self, i: usize, frozen: bool) -> bool {
         let now = self.truth.now();
         let mut g = self.lock();
         if !g.servers[i].up || g.clients[i].frozen.is_some() == frozen {
-            return;
+            return false;
         }
         if !frozen {
             g.clients[i].frozen = None;
@@ -453,7 +454,7 @@ impl Fabric {
                     deliver_due(&mut g, i, now);
                 }
             }
-            return;
+            return false;
         }
         g.freezes += 1;
         let freeze = g.freezes;
@@ -464,7 +465,7 @@ impl Fabric {
         c.frozen = Some(freeze);
         if c.down {
             // Already disconnected: nothing to notice.
-            return;
+            return false;
         }
         // Pings go out at every multiple of the interval since the client connected; the
         // first after the freeze is unanswered, so is the second, and the third finds two
@@ -480,6 +481,7 @@ impl Fabric {
         }));
         let mut timer = self.truth.timer_at(at);
         let _ = Pin::new(&mut timer).poll(&mut Context::from_waker(&notice));
+        true
     }
 
     /// Changes the network's shape (cuts, datacenters, loss, latency).

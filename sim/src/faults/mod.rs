@@ -284,8 +284,9 @@ impl Action {
 
     /// Whether `later` ends the episode this action began: a kill, stop or state loss by its
     /// restart, a pause by its resume, a suspension or freeze by its wake, a slow consumer,
-    /// congestion, server outage or frozen connection by its end, a cut by its heal, a loss or
-    /// latency spike by the return to the scenario's `base_loss` / `base_latency`.
+    /// congestion, server outage or frozen connection by its end, a resign by the campaign
+    /// after it, a cut by its heal, a loss or latency spike by the return to the scenario's
+    /// `base_loss` / `base_latency`.
     pub fn closed_by(&self, later: &Action, base_loss: f64, base_latency: DurRange) -> bool {
         match (self, later) {
             (Action::Kill(x) | Action::Stop(x), Action::Restart(y))
@@ -295,6 +296,7 @@ impl Action {
             (Action::Congest(x, Some(_)), Action::Congest(y, None)) => x == y,
             (Action::ServerDown(x, true), Action::ServerDown(y, false)) => x == y,
             (Action::FreezeConnection(x, true), Action::FreezeConnection(y, false)) => x == y,
+            (Action::Resign(x), Action::Campaign(y)) => x == y,
             (Action::Cut(l), Action::Heal | Action::Cut(_)) => !l.is_empty(),
             (Action::Loss(l), Action::Loss(m)) => *l != base_loss && *m == base_loss,
             (Action::Latency(l), Action::Latency(m)) => *l != base_latency && *m == base_latency,

@@ -8,8 +8,11 @@
 //! process started beside another with its identity (`clone`), one node whose state file is
 //! lost or rolled back (within `state_loss_tolerance`, 1 by default), one node whose settings
 //! differ from the others' (its own `cluster_size`, lease or drift bound), drift within the
-//! declared bound, a NATS server down for a while. Freezes and drift past the bound, outside
-//! the lease's assumptions, are never added.
+//! declared bound, a NATS server down for a while; and what operators and hosts do to any
+//! running agent (see `OPERATIONS`): an application resigning and campaigning again, a
+//! congested client connection, a frozen connection (a half-open TCP connection or a hung
+//! server), a preempted clock read. Freezes of the whole host and drift past the bound,
+//! outside the lease's assumptions, are never added.
 
 use crate::faults::{Action, FaultEvent};
 use crate::scenario::{Dur, DurRange, Scenario, SitesFault};
@@ -111,7 +114,22 @@ enum Kind {
     Forge,
     Clone,
     ServerDown,
+    Resign,
+    Congest,
+    FreezeConnection,
+    Preempt,
 }
+
+/// Production's faults that every file must survive, whatever its `[faults]` says: one clone,
+/// one node's state lost, a server down.
+const PRODUCTION: [Kind; 3] = [Kind::Clone, Kind::StateLoss, Kind::ServerDown];
+
+/// What operators, clients and hosts do to a running agent, which every file must survive too:
+/// its application resigns and later campaigns again (the lease API), its publishes are handed
+/// over late (a congested connection, `50ms..500ms` each, for `1s..5s`), its connection
+/// freezes (`1s..6s`: the agent must notice within three ping intervals), its clock reads are
+/// preempted (a burst of up to five stalls of up to a second, as a GC pause or a busy host).
+const OPERATIONS: [Kind; 4] = [Kind::Resign, Kind::Congest, Kind::FreezeConnection, Kind::Preempt];
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -121,7 +139,7 @@ impl Vocabulary {
     /// The vocabulary of `file`.
     pub(crate) fn of(file: &Scenario) -> Vocabulary {
         let f = &file.faults;
-        let mut kinds = vec![Kind::Clone, Kind::StateLoss, Kind::ServerDown];
+        let mut kinds: Vec<Kind> = PRODUCTION.iter().chain(&OPERATIONS).copied().collect();
         let on = |b: bool, k: Kind, kinds: &mut Vec<Kind>| {
             if b {
                 kinds.push(k);
@@ -279,24 +297,65 @@ impl Vocabulary {
                 ev(at, Action::ServerDown(i, true)),
                 ev(at + within(rng, self.pause_for), Action::ServerDown(i, false)),
             ],
+            Kind::Resign => vec![
+                ev(at, Action::Resign(i)),
+                ev(at + within(rng, self.heal_after), Action::Campaign(i)),
+            ],
+            Kind::Congest => {
+                let delay = within(
+                    rng,
+                    DurRange::new(Duration::from_millis(50), Duration::from_millis(500)),
+                );
+                let lasts = within(rng, DurRange::new(secs(1), secs(5)));
+                vec![
+                    ev(at, Action::Congest(i, Some(delay))),
+                    ev(at + lasts, Action::Congest(i, None)),
+                ]
+            }
+            Kind::FreezeConnection => vec![
+                ev(at, Action::FreezeConnection(i, true)),
+                ev(
+                    at + within(rng, DurRange::new(secs(1), secs(6))),
+                    Action::FreezeConnection(i, false),
+                ),
+            ],
+            Kind::Preempt => {
+                let mut t = at;
+                (0..rng.gen_range(1..=5))
+                    .map(|_| {
+                        t += Duration::from_millis(rng.gen_range(0..=2000));
+                        // Log-uniform from 1 µs to 1 s, as the `preempt` fault draws.
+                        let us = 10f64.powf(rng.gen_range(0.0..6.0)) as u64;
+                        ev(t, Action::Preempt(i, Duration::from_micros(us.max(1))))
+                    })
+                    .collect()
+            }
         }
     }
 }
 
 /// `file` as written (its random nemesis kept) with one of production's faults on top: a
-/// node with settings of its own, or a clone, a lost state file or a server down, scripted.
+/// node with settings of its own, or a clone, a lost state file, a server down or one of the
+/// operations (a resign, a congested or frozen connection, preempted clock reads), scripted.
 /// A fresh run of the hunt that also reaches what the file's own nemesis never draws.
 pub(crate) fn production(file: &Scenario, voc: &Vocabulary, rng: &mut ChaCha8Rng) -> Scenario {
     let mut m = Input::nemesis(file.clone(), 0);
     if rng.gen_bool(0.4) {
         settings(&mut m, voc, rng);
+        within_limits(&mut m);
         return m.base;
     }
-    let kind = [Kind::Clone, Kind::StateLoss, Kind::ServerDown][rng.gen_range(0..3)];
+    let kinds: Vec<Kind> = PRODUCTION.iter().chain(&OPERATIONS).copied().collect();
+    let kind = kinds[rng.gen_range(0..kinds.len())];
     let latest = voc.end.saturating_sub(secs(5)).max(secs(2));
     let at = Duration::from_millis(rng.gen_range(1000..=latest.as_millis() as u64));
     let ids: Vec<String> = file.sim_nodes().into_iter().map(|x| x.id).collect();
-    let steps = voc.episode_of(kind, at, rng, &m.schedule).into_iter().filter_map(|e| {
+    let episode = voc.episode_of(kind, at, rng, &m.schedule);
+    if has_clone(&episode) {
+        // See `within_limits`.
+        m.base.faults.sites = None;
+    }
+    let steps = episode.into_iter().filter_map(|e| {
         let step = e.action.to_step(|i| ids[i].clone())?;
         Some(crate::scenario::At { time: Dur(e.at), step })
     });
@@ -354,7 +413,42 @@ pub(crate) fn mutate(input: &Input, voc: &Vocabulary, rng: &mut ChaCha8Rng) -> I
         .retain(|e| e.at < voc.end.max(secs(2)) || matches!(e.action, Action::Heal));
     s.events = crate::shrink::normalize(std::mem::take(&mut s.events), s.keep_nodes.len());
     close(s, voc);
+    within_limits(&mut m);
     m
+}
+
+/// Keeps an input inside the conditions of the guarantees where two of production's faults
+/// meet on one node, each alone being inside them:
+/// - twins are safe only while they hear each other, and a fault site stalls one process of
+///   a host, not its twin: a twin stalled past `member_timeout` is not heard, and the two can
+///   then promise two candidates at once (the hunt found that:
+///   `known-bad/twin-stalled-past-member-timeout`). A run with a clone has no fault sites (a
+///   pause or a suspension holds the whole host, both twins alike);
+/// - a node configured for too small a cluster keeps what it saw of the real one in its
+///   state file: lost, the node forgets, and cut off with a minority it leads beside the real
+///   leader (found so too). Its state is never lost: a scripted run drops that node's state
+///   loss; under a nemesis that loses state the node is given a larger `cluster_size` instead.
+fn within_limits(m: &mut Input) {
+    if has_clone(&m.schedule.events) {
+        m.schedule.sites = None;
+        m.base.faults.sites = None;
+    }
+    let n = m.base.sim_nodes().len();
+    let Some(k) = m.base.node.iter().position(|s| s.cluster_size.is_some_and(|c| c < n)) else {
+        return;
+    };
+    if m.nemesis && m.base.faults.state_loss.is_some() {
+        m.base.node[k].cluster_size = Some(n + 1);
+    } else {
+        m.schedule.events.retain(|e| {
+            !matches!(e.action, Action::WipeState(i) | Action::RollbackState(i, _) | Action::CorruptState(i) if i == k)
+        });
+    }
+}
+
+/// Whether a schedule starts a clone.
+fn has_clone(events: &[FaultEvent]) -> bool {
+    events.iter().any(|e| matches!(e.action, Action::Clone(_)))
 }
 
 /// Ends every fault still in force after the last step (a pause whose resume moved before
@@ -366,6 +460,7 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
     let mut st = FaultState::new(n);
     let (mut cut, mut loss, mut latency) = (false, false, false);
     let mut server = vec![false; n];
+    let (mut congested, mut frozen, mut resigned) = (vec![false; n], vec![false; n], vec![false; n]);
     for e in &s.events {
         st.apply(&e.action);
         match &e.action {
@@ -378,6 +473,11 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
             Action::Loss(l) => loss = *l != voc.base_loss,
             Action::Latency(r) => latency = *r != voc.base_latency,
             Action::ServerDown(i, down) => server[*i] = *down,
+            Action::Congest(i, d) => congested[*i] = d.is_some(),
+            Action::FreezeConnection(i, on) => frozen[*i] = *on,
+            Action::Resign(i) => resigned[*i] = true,
+            // A new process takes part from its start.
+            Action::Campaign(i) | Action::Restart(i) => resigned[*i] = false,
             _ => {}
         }
     }
@@ -395,6 +495,15 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
         }
         if *server_down {
             end.push(Action::ServerDown(i, false));
+        }
+        if congested[i] {
+            end.push(Action::Congest(i, None));
+        }
+        if frozen[i] {
+            end.push(Action::FreezeConnection(i, false));
+        }
+        if resigned[i] && !st.down[i] {
+            end.push(Action::Campaign(i));
         }
     }
     if cut {
@@ -578,6 +687,10 @@ mod tests {
         let ev = &m.schedule.events;
         prop_assert!(ev.windows(2).all(|w| w[0].at <= w[1].at), "in order of time");
         prop_assert!(!ev.iter().any(|e| matches!(e.action, Action::Freeze(_))), "no freeze");
+        prop_assert!(
+            !has_clone(ev) || m.schedule.sites.is_none(),
+            "no fault sites beside a clone"
+        );
         let lost: BTreeSet<usize> = ev
             .iter()
             .filter_map(|e| match e.action {
@@ -593,6 +706,13 @@ mod tests {
             .filter(|s| s.cluster_size.is_some() || s.lease.is_some() || s.max_drift_ppm.is_some())
             .count();
         prop_assert!(skewed <= 1, "one node with settings of its own at most");
+        let n = voc.n;
+        if let Some(k) = m.base.node.iter().position(|s| s.cluster_size.is_some_and(|c| c < n)) {
+            prop_assert!(
+                !lost.contains(&k),
+                "a node with too small a cluster_size keeps its state"
+            );
+        }
         for e in ev {
             if let Action::Drift(_, ppm) = e.action {
                 prop_assert!(ppm.abs() <= voc.max_ppm, "drift {ppm} within the bound");
@@ -605,6 +725,29 @@ mod tests {
             st.apply(&e.action);
         }
         prop_assert!(!st.down.contains(&true) && !st.paused.contains(&true) && !st.slow.contains(&true));
+        // Nor congested, its connection frozen or its application resigned.
+        for i in 0..voc.n {
+            let last =
+                |f: &dyn Fn(&Action) -> Option<bool>| ev.iter().rev().find_map(|e| f(&e.action)).unwrap_or(false);
+            let congested = last(&|a| match a {
+                Action::Congest(k, d) if *k == i => Some(d.is_some()),
+                _ => None,
+            });
+            let frozen = last(&|a| match a {
+                Action::FreezeConnection(k, on) if *k == i => Some(*on),
+                _ => None,
+            });
+            let resigned = last(&|a| match a {
+                Action::Resign(k) if *k == i => Some(true),
+                Action::Campaign(k) | Action::Restart(k) if *k == i => Some(false),
+                _ => None,
+            });
+            prop_assert!(
+                !congested && !frozen && !resigned,
+                "node {} left congested, frozen or resigned",
+                i
+            );
+        }
         let last_cut = ev.iter().rposition(|e| {
             matches!(
                 e.action,
@@ -667,6 +810,11 @@ mod tests {
                     | Action::RollbackState(..)
                     | Action::CorruptState(_)
                     | Action::ServerDown(..)
+                    | Action::Resign(_)
+                    | Action::Campaign(_)
+                    | Action::Congest(..)
+                    | Action::FreezeConnection(..)
+                    | Action::Preempt(..)
             );
             assert!(allowed, "{:?} is not in the file's vocabulary", e.action);
         }

@@ -34,6 +34,9 @@ pub struct CalmTracker {
     /// Per node: its settings differ from those most nodes share (its own `cluster_size`,
     /// lease or drift bound): the others do not promise it, nor it them, for the whole run.
     skewed: Vec<bool>,
+    /// Per node: its application resigned and has not campaigned again (nor has the node
+    /// started anew): it grants, but will not hold.
+    resigned: Vec<bool>,
 }
 
 /// A run's calm stretches and its last fault, all in true ns.
@@ -63,6 +66,7 @@ impl CalmTracker {
             cloned: vec![false; nodes],
             stalled: vec![[false; 6]; nodes],
             skewed: vec![false; nodes],
+            resigned: vec![false; nodes],
         }
     }
 
@@ -85,7 +89,12 @@ impl CalmTracker {
             Action::Cut(links) => self.cut = !links.is_empty(),
             Action::Heal => self.cut = false,
             Action::Kill(i) | Action::Stop(i) | Action::StateLoss { node: i, .. } => set(&mut self.down, *i, true),
-            Action::Restart(i) => set(&mut self.down, *i, false),
+            Action::Restart(i) => {
+                set(&mut self.down, *i, false);
+                set(&mut self.resigned, *i, false);
+            }
+            Action::Resign(i) => set(&mut self.resigned, *i, true),
+            Action::Campaign(i) => set(&mut self.resigned, *i, false),
             Action::Clone(i) => set(&mut self.cloned, *i, true),
             Action::Pause(i) => stall(*i, 0, true),
             Action::Resume(i) => stall(*i, 0, false),
@@ -106,10 +115,8 @@ impl CalmTracker {
             | Action::Replay(..)
             | Action::Forge(_)
             | Action::Preempt(..)
-            | Action::Resign(_)
             | Action::Resize(..)
-            | Action::Message { .. }
-            | Action::Campaign(_) => {}
+            | Action::Message { .. } => {}
         }
     }
 
@@ -123,12 +130,13 @@ impl CalmTracker {
     /// Whether a majority of nodes is up and untouched: a fault on a minority of nodes
     /// (paused, deaf, without its server, its connection frozen or congested, cloned, its
     /// settings its own) is a standing condition like a node down, since the healthy majority
-    /// must keep a holder beside it.
+    /// must keep a holder beside it. One of them must be willing to hold it: a resigned node
+    /// still grants, but when every healthy node has resigned no one may hold the lease.
     pub fn majority_healthy(&self) -> bool {
-        let healthy = (0..self.down.len())
+        let healthy: Vec<usize> = (0..self.down.len())
             .filter(|i| !self.down[*i] && !self.cloned[*i] && !self.skewed[*i] && self.stalled[*i].iter().all(|x| !x))
-            .count();
-        healthy >= self.quorum
+            .collect();
+        healthy.len() >= self.quorum && healthy.iter().any(|i| !self.resigned[*i])
     }
 
     /// Whether nothing is in force on the network and a majority of nodes is healthy.
@@ -347,6 +355,25 @@ mod tests {
             c.stretches,
             vec![(0, 10 * S), (10 * S, 20 * S), (30 * S, 40 * S), (50 * S, 60 * S)]
         );
+    }
+
+    #[test]
+    fn a_lease_is_owed_while_one_healthy_node_has_not_resigned() {
+        let c = calm(&[
+            ev(10, Action::Resign(0)),
+            ev(20, Action::Resign(1)),
+            ev(30, Action::Resign(2)),
+            ev(40, Action::Campaign(1)),
+            ev(50, Action::Kill(1)),
+            ev(60, Action::Restart(1)),
+        ]);
+        // All three resigned (30–40 s): no one may hold. Two resigned and the third down
+        // (50–60 s): the healthy majority has no one willing either. A restart campaigns.
+        assert_eq!(
+            c.stretches,
+            vec![(0, 10 * S), (10 * S, 20 * S), (20 * S, 30 * S), (40 * S, 50 * S)]
+        );
+        assert!(c.tail_healthy);
     }
 
     #[test]

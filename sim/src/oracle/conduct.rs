@@ -11,7 +11,7 @@
 //! process can act before it runs again.
 
 use super::{secs, Violation, ViolationKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// How long a stopping agent may take: the release's second (`STOP_FLUSH` in the driver) and
@@ -29,6 +29,8 @@ enum Watch {
 #[derive(Debug, Clone, Default)]
 pub struct Conduct {
     watches: BTreeMap<usize, Watch>,
+    /// Nodes whose process is not running now (paused, suspended, frozen).
+    stalled: BTreeSet<usize>,
     /// How long each frozen connection took to be reported, in ns.
     pub noticed: Vec<u128>,
     /// The violations found (the first few).
@@ -41,9 +43,12 @@ pub struct Conduct {
 const KEPT: usize = 4;
 
 impl Conduct {
-    /// Node `id` (index `node`)'s connection froze at `at`; it must be reported by `by`.
+    /// Node `id` (index `node`)'s connection froze at `at`; it must be reported by `by`. A
+    /// node whose process is not running is excused, as if it had stalled after the freeze.
     pub fn froze(&mut self, node: usize, at: u128, by: u128) {
-        self.watches.entry(node).or_insert(Watch::Freeze { since: at, by });
+        if !self.stalled.contains(&node) {
+            self.watches.entry(node).or_insert(Watch::Freeze { since: at, by });
+        }
     }
 
     /// Node `node`'s agent reported `Disconnected` at `at`.
@@ -66,6 +71,17 @@ impl Conduct {
     /// was watched on it is excused.
     pub fn excuse(&mut self, node: usize) {
         self.watches.remove(&node);
+    }
+
+    /// Node `node`'s process stops running (`true`: paused, suspended, frozen; what was
+    /// watched on it is excused) or runs again.
+    pub fn stalled(&mut self, node: usize, stalled: bool) {
+        if stalled {
+            self.excuse(node);
+            self.stalled.insert(node);
+        } else {
+            self.stalled.remove(&node);
+        }
     }
 
     /// A stop asked of node `id` at `at` was not done within [`STOP_BOUND`], while the node ran.
@@ -155,6 +171,22 @@ mod tests {
         c.excuse(1);
         c.finish(5_000 * MS, &["n0".into(), "n1".into()]);
         assert_eq!(c.violations, 0);
+    }
+
+    #[test]
+    fn a_freeze_that_begins_while_the_node_is_stalled_is_excused_and_one_after_is_not() {
+        let mut c = Conduct::default();
+        c.stalled(0, true);
+        c.froze(0, 100 * MS, 900 * MS);
+        c.thawed(0, "n0", 2_000 * MS);
+        assert_eq!(
+            c.violations, 0,
+            "suspended when its connection froze: it could notice nothing"
+        );
+        c.stalled(0, false);
+        c.froze(0, 3_000 * MS, 3_800 * MS);
+        c.thawed(0, "n0", 4_000 * MS);
+        assert_eq!(c.violations, 1, "running again, a freeze must be noticed");
     }
 
     #[test]

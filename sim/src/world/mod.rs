@@ -171,9 +171,7 @@ impl World {
     fn stalled(&self, i: usize, stalled: bool) {
         let mut st = self.lock();
         st.guards.stalled(i, stalled, true_now(self.start));
-        if stalled {
-            st.conduct.excuse(i);
-        }
+        st.conduct.stalled(i, stalled);
     }
 
     /// What the conduct oracle found, judged at the run's end.

@@ -96,6 +96,9 @@ fn kind(a: &Action) -> &'static str {
         Action::SlowConsumer(..) => "slow_consumer",
         Action::Forge(_) => "forge",
         Action::ServerDown(..) | Action::FreezeConnection(..) => "server",
+        Action::Congest(..) => "congest",
+        Action::Preempt(..) => "preempt",
+        Action::Resign(_) | Action::Campaign(_) => "steer",
         _ => "other",
     }
 }

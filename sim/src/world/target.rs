@@ -170,17 +170,17 @@ impl FaultTarget for SimTarget<'_> {
 
     fn freeze_connection(&mut self, i: usize, frozen: bool) {
         let w = self.world;
-        w.fabric.freeze_connection(i, frozen);
+        let to_notice = w.fabric.freeze_connection(i, frozen);
         let now = self.now();
         let mut st = w.lock();
-        if frozen {
+        if frozen && to_notice {
             // Noticed at the third unanswered ping, reported within a beat: the promise is
             // judged, whatever bug is planted in how the client pings.
             let mut cfg = w.scn.node_cfg(i);
             cfg.bug_knobs = leasehold::BugKnobs::default();
             let by = now + 3 * cfg.ping_interval().as_nanos() + cfg.beat.as_nanos() + SIM_SLACK;
             st.conduct.froze(i, now, by);
-        } else {
+        } else if !frozen {
             st.conduct.thawed(i, &w.nodes[i].id, now);
         }
     }
