@@ -7,7 +7,8 @@
 //! 1. it runs the file as written, fresh seeds, collecting each run's coverage (abstract
 //!    election states, see [`crate::coverage`]); one fresh run in five also has one of
 //!    production's faults that the file's nemesis never draws (a node with settings of its
-//!    own, a clone, a lost state file, a server down: see `hunt/mutate.rs` for their bounds),
+//!    own, a clone, a lost state file, a server down, or an operation: a resign, a congested
+//!    or frozen connection, preempted clock reads; see `hunt/mutate.rs` for their bounds),
 //!    and one in five the library's fault sites on at random (`enable = 0.25, fire = 0.25`,
 //!    BUGGIFY's numbers);
 //! 2. a run that reached a feature no earlier run reached joins the corpus twice over: as it

@@ -128,7 +128,7 @@ const PRODUCTION: [Kind; 3] = [Kind::Clone, Kind::StateLoss, Kind::ServerDown];
 /// its application resigns and later campaigns again (the lease API), its publishes are handed
 /// over late (a congested connection, `50ms..500ms` each, for `1s..5s`), its connection
 /// freezes (`1s..6s`: the agent must notice within three ping intervals), its clock reads are
-/// preempted (a burst of up to five stalls of up to a second, as a GC pause or a busy host).
+/// preempted (a burst of up to five stalls of up to a second, as GC pauses or a busy host).
 const OPERATIONS: [Kind; 4] = [Kind::Resign, Kind::Congest, Kind::FreezeConnection, Kind::Preempt];
 
 fn secs(s: u64) -> Duration {
@@ -818,5 +818,36 @@ mod tests {
             );
             assert!(allowed, "{:?} is not in the file's vocabulary", e.action);
         }
+    }
+
+    #[test]
+    fn fresh_runs_with_productions_faults_keep_the_two_limits_apart() {
+        let file = broad();
+        let n = file.sim_nodes().len();
+        let voc = Vocabulary::of(&file);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let (mut clones, mut skewed) = (0, 0);
+        for _ in 0..400 {
+            let mut f = file.clone();
+            f.faults.sites = Some(SitesFault {
+                enable: Some(0.25),
+                on: None,
+                fire: 0.25,
+            });
+            let s = production(&f, &voc, &mut rng);
+            if s.at.iter().any(|a| matches!(a.step, crate::scenario::Step::Clone(_))) {
+                clones += 1;
+                assert!(s.faults.sites.is_none(), "a clone beside fault sites");
+            }
+            if let Some(size) = s.node.iter().find_map(|x| x.cluster_size) {
+                skewed += 1;
+                // The file's nemesis loses state: a node's own size is never too small then.
+                assert!(size > n, "cluster_size {size} of {n} under a nemesis that loses state");
+            }
+        }
+        assert!(
+            clones > 0 && skewed > 0,
+            "both were drawn: {clones} clones, {skewed} sizes"
+        );
     }
 }

@@ -33,7 +33,7 @@ fn a_short_hunt_finds_skip_config_check_from_the_broad_file_and_writes_a_failing
             "--budget".into(),
             "60".into(),
             "--seed".into(),
-            "1".into(),
+            "4".into(),
             "--shrink-trials".into(),
             "60".into(),
             "--out-dir".into(),
@@ -93,6 +93,32 @@ fn a_short_hunt_finds_skip_config_check_from_the_broad_file_and_writes_a_failing
     };
     assert_eq!(body(&a, &file), body(&b, &moved));
     assert_eq!(a["runs"], a["found"]["run"], "the hunt stops at its finding");
+}
+
+#[test]
+fn a_short_hunt_reaches_a_frozen_connection_the_broad_file_never_draws() {
+    // `lease-all-faults.toml` has no class that freezes a connection; the hunt adds what
+    // operators and hosts do to any agent, and the conduct oracle judges it: the client that
+    // pings at NATS' default of 60 s leaves it unnoticed.
+    let d = temp("hunt-operations");
+    let file = broad_with(&d, "client_default_ping");
+    let out = sim(&[
+        "hunt",
+        file.to_str().unwrap(),
+        "--budget",
+        "40",
+        "--seed",
+        "5",
+        "--shrink-trials",
+        "0",
+        "--json",
+        "--out-dir",
+        d.join("found").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert_eq!(r["found"]["violation"], "a frozen connection went unnoticed", "{r}");
+    assert!(r["found"]["toml"].as_str().unwrap().contains("freeze_connection"));
 }
 
 #[test]
