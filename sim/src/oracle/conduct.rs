@@ -51,11 +51,11 @@ impl Conduct {
         }
     }
 
-    /// Node `node`'s agent reported `Disconnected` at `at`.
-    pub fn disconnected(&mut self, node: usize, at: u128) {
-        if let Some(Watch::Freeze { since, .. }) = self.watches.get(&node).copied() {
-            self.watches.remove(&node);
+    /// Node `node`'s agent (`id`) reported `Disconnected` at `at`: past its bound, late.
+    pub fn disconnected(&mut self, node: usize, id: &str, at: u128) {
+        if let Some(w @ Watch::Freeze { since, .. }) = self.watches.remove(&node) {
             self.noticed.push(at.saturating_sub(since));
+            self.judge(id, w, at);
         }
     }
 
@@ -140,7 +140,7 @@ mod tests {
     fn a_freeze_reported_in_time_passes_and_is_measured() {
         let mut c = Conduct::default();
         c.froze(0, 100 * MS, 900 * MS);
-        c.disconnected(0, 850 * MS);
+        c.disconnected(0, "n0", 850 * MS);
         c.thawed(0, "n0", 2_000 * MS);
         c.finish(3_000 * MS, &["n0".into()]);
         assert!(c.first.is_empty());
@@ -160,6 +160,16 @@ mod tests {
             .iter()
             .all(|v| v.kind == ViolationKind::Unnoticed && v.at == 900 * MS));
         assert!(c.first[1].detail.starts_with("n1's connection froze at 0.100000000s"));
+    }
+
+    #[test]
+    fn a_report_after_the_bound_is_late_even_before_the_thaw() {
+        let mut c = Conduct::default();
+        c.froze(0, 100 * MS, 900 * MS);
+        c.disconnected(0, "n0", 950 * MS);
+        c.thawed(0, "n0", 2_000 * MS);
+        assert_eq!(c.violations, 1);
+        assert_eq!(c.noticed, vec![850 * MS], "measured all the same");
     }
 
     #[test]

@@ -473,7 +473,7 @@ fn conduct(scn: &Scenario, ids: &[String], applied: &[FaultEvent], lines: &[Line
     let mut c = Conduct::default();
     for (at, _, i, action) in events {
         match action {
-            None => c.disconnected(i, at),
+            None => c.disconnected(i, &ids[i], at),
             Some(Action::FreezeConnection(_, true)) => {
                 let mut cfg = scn.node_cfg(i);
                 cfg.bug_knobs = leasehold::BugKnobs::default();

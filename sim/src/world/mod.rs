@@ -144,7 +144,9 @@ impl World {
                 st.guards.claim_ended(node, inc, at.as_nanos());
                 st.book.claim_ended(node, inc, at.as_nanos(), now)
             }
-            Notice::Connection(leasehold::Connection::Disconnected) => st.conduct.disconnected(node, at),
+            Notice::Connection(leasehold::Connection::Disconnected) => {
+                st.conduct.disconnected(node, &self.nodes[node].id, at)
+            }
             _ => {}
         }
         if let Some(what) = leasehold::events::AgentEvent::of_notice(notice, "", "", None)
