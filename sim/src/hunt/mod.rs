@@ -8,18 +8,21 @@
 //!    election states, see [`crate::coverage`]); one fresh run in five also has one of
 //!    production's faults that the file's nemesis never draws (a node with settings of its
 //!    own, a clone, a lost state file, a server down, or an operation: a resign, a congested
-//!    or frozen connection, preempted clock reads; see `hunt/mutate.rs` for their bounds),
+//!    or frozen connection, preempted clock reads, a client that falls behind; see
+//!    `hunt/mutate.rs` for their bounds),
 //!    and one in five the library's fault sites on at random (`enable = 0.25, fire = 0.25`,
 //!    BUGGIFY's numbers);
 //! 2. a run that reached a feature no earlier run reached joins the corpus twice over: as it
 //!    ran (the file's nemesis and the seed, with the steps the hunt added on top), and
 //!    written out whole as its schedule (its faults as applied, its clocks as drawn);
 //! 3. from then on, every other run takes a corpus entry (the ones that found more, and
-//!    were picked less, more often) and mutate one of its two forms (`hunt/mutate.rs`): the
-//!    nemesis kept (steps added, moved or dropped on top of it, a node's settings, the fault
-//!    sites, another seed), which stays as good as uniform seeds at what the nemesis finds;
-//!    or the whole schedule, which can move and drop the nemesis's own faults; the others
-//!    are fresh (so a bug the file's own nemesis finds is found at most about twice as late);
+//!    were picked less, more often) and mutates one of its two forms (`hunt/mutate.rs`):
+//!    the nemesis kept (steps added, moved or dropped on top of it, a node's settings, the
+//!    fault sites, another seed), which stays as good as uniform seeds at what the nemesis
+//!    finds; or the whole schedule, which can move and drop the nemesis's own faults, and
+//!    quiet a stretch of it but for one standing fault (where a liveness bug shows); the
+//!    others are fresh (so a bug the file's own nemesis finds is found at most about twice
+//!    as late);
 //! 4. the first run that breaks the file's expectation is shrunk and written as a scenario.
 //!
 //! Everything is drawn from `--seed` (and the shard's index), so a hunt with a budget of

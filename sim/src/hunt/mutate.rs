@@ -11,7 +11,7 @@
 //! declared bound, a NATS server down for a while; and what operators and hosts do to any
 //! running agent (see `OPERATIONS`): an application resigning and campaigning again, a
 //! congested client connection, a frozen connection (a half-open TCP connection or a hung
-//! server), a preempted clock read. Freezes of the whole host and drift past the bound,
+//! server), a preempted clock read, a client that stops reading for a while. Freezes of the whole host and drift past the bound,
 //! outside the lease's assumptions, are never added.
 
 use crate::faults::{Action, FaultEvent};
@@ -118,6 +118,7 @@ enum Kind {
     Congest,
     FreezeConnection,
     Preempt,
+    FallBehind,
 }
 
 /// Production's faults that every file must survive, whatever its `[faults]` says: one clone,
@@ -126,10 +127,18 @@ const PRODUCTION: [Kind; 3] = [Kind::Clone, Kind::StateLoss, Kind::ServerDown];
 
 /// What operators, clients and hosts do to a running agent, which every file must survive too:
 /// its application resigns and later campaigns again (the lease API), its publishes are handed
-/// over late (a congested connection, `50ms..500ms` each, for `1s..5s`), its connection
+/// over late (a congested connection, `50ms..500ms` each, for `1s..10s`), its connection
 /// freezes (`1s..6s`: the agent must notice within three ping intervals), its clock reads are
-/// preempted (a burst of up to five stalls of up to a second, as GC pauses or a busy host).
-const OPERATIONS: [Kind; 4] = [Kind::Resign, Kind::Congest, Kind::FreezeConnection, Kind::Preempt];
+/// preempted (a burst of up to five stalls of up to a second, as GC pauses or a busy host),
+/// its client falls behind (stops reading for `2s..10s`, a slow consumer: a blocked handler).
+/// A minority so touched is a standing condition: the healthy majority must keep a leader.
+const OPERATIONS: [Kind; 5] = [
+    Kind::Resign,
+    Kind::Congest,
+    Kind::FreezeConnection,
+    Kind::Preempt,
+    Kind::FallBehind,
+];
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -306,7 +315,7 @@ impl Vocabulary {
                     rng,
                     DurRange::new(Duration::from_millis(50), Duration::from_millis(500)),
                 );
-                let lasts = within(rng, DurRange::new(secs(1), secs(5)));
+                let lasts = within(rng, DurRange::new(secs(1), secs(10)));
                 vec![
                     ev(at, Action::Congest(i, Some(delay))),
                     ev(at + lasts, Action::Congest(i, None)),
@@ -317,6 +326,13 @@ impl Vocabulary {
                 ev(
                     at + within(rng, DurRange::new(secs(1), secs(6))),
                     Action::FreezeConnection(i, false),
+                ),
+            ],
+            Kind::FallBehind => vec![
+                ev(at, Action::SlowConsumer(i, true)),
+                ev(
+                    at + within(rng, DurRange::new(secs(2), secs(10))),
+                    Action::SlowConsumer(i, false),
                 ),
             ],
             Kind::Preempt => {
@@ -336,7 +352,8 @@ impl Vocabulary {
 
 /// `file` as written (its random nemesis kept) with one of production's faults on top: a
 /// node with settings of its own, or a clone, a lost state file, a server down or one of the
-/// operations (a resign, a congested or frozen connection, preempted clock reads), scripted.
+/// operations (a resign, a congested or frozen connection, preempted clock reads, a client
+/// that falls behind), scripted.
 /// A fresh run of the hunt that also reaches what the file's own nemesis never draws.
 pub(crate) fn production(file: &Scenario, voc: &Vocabulary, rng: &mut ChaCha8Rng) -> Scenario {
     let mut m = Input::nemesis(file.clone(), 0);
@@ -376,10 +393,11 @@ enum Mutation {
     Settings,
     Sites,
     Reseed,
+    Quiet,
 }
 
 /// How often each mutation is drawn (out of the sum).
-const WEIGHTS: [(Mutation, u32); 9] = [
+const WEIGHTS: [(Mutation, u32); 10] = [
     (Mutation::Add, 6),
     (Mutation::Drop, 3),
     (Mutation::Move, 3),
@@ -389,6 +407,7 @@ const WEIGHTS: [(Mutation, u32); 9] = [
     (Mutation::Settings, 1),
     (Mutation::Sites, 1),
     (Mutation::Reseed, 3),
+    (Mutation::Quiet, 4),
 ];
 
 /// `input` changed by one to three random mutations.
@@ -567,6 +586,9 @@ fn apply(m: &mut Input, what: Mutation, voc: &Vocabulary, rng: &mut ChaCha8Rng) 
             };
             m.schedule.offset_ms[i] = rng.gen_range(-2000..=2000);
         }
+        // A nemesis's faults cannot be dropped: another step on top instead.
+        Mutation::Quiet if m.nemesis => apply(m, Mutation::Add, voc, rng),
+        Mutation::Quiet => quiet(m, &eps, voc, rng),
         Mutation::Settings => settings(m, voc, rng),
         Mutation::Sites => sites(m, rng),
         Mutation::Reseed => m.seed = rng.next_u64() % 1_000_000_007,
@@ -585,6 +607,46 @@ fn without(events: &[FaultEvent], drop: &[usize]) -> Vec<FaultEvent> {
         .filter(|(k, _)| !drop.contains(k))
         .map(|(_, e)| e.clone())
         .collect()
+}
+
+/// The kinds that leave a condition standing on one node for a while (down, paused, deaf,
+/// congested, frozen, resigned, without its server): what a quiet stretch is made around.
+const STANDING: [Kind; 10] = [
+    Kind::Kill,
+    Kind::Stop,
+    Kind::Pause,
+    Kind::Suspend,
+    Kind::SlowConsumer,
+    Kind::ServerDown,
+    Kind::Resign,
+    Kind::Congest,
+    Kind::FreezeConnection,
+    Kind::FallBehind,
+];
+
+/// Drops every fault episode with a step within a window of `6s..15s`, and most times starts
+/// one standing fault early in it: a stretch that is calm but for one standing condition (a node
+/// deaf, congested or paused beside a healthy majority), where the calm oracle judges that a
+/// leader is kept. A busy nemesis (a forged message every 3 s) rarely leaves such a stretch,
+/// and a liveness bug is judged only in one.
+fn quiet(m: &mut Input, eps: &[Vec<usize>], voc: &Vocabulary, rng: &mut ChaCha8Rng) {
+    let latest = voc.end.saturating_sub(secs(3)).max(secs(2));
+    let from = Duration::from_millis(rng.gen_range(1000..=latest.as_millis() as u64));
+    let to = from + within(rng, DurRange::new(secs(6), secs(15)));
+    let drop: Vec<usize> = eps
+        .iter()
+        .filter(|ep| ep.iter().any(|&k| (from..to).contains(&m.schedule.events[k].at)))
+        .flatten()
+        .copied()
+        .collect();
+    m.schedule.events = without(&m.schedule.events, &drop);
+    let standing: Vec<Kind> = voc.kinds.iter().copied().filter(|k| STANDING.contains(k)).collect();
+    if rng.gen_bool(0.7) && !standing.is_empty() {
+        let kind = standing[rng.gen_range(0..standing.len())];
+        let at = from + Duration::from_millis(rng.gen_range(0..=2000));
+        let e = voc.episode_of(kind, at, rng, &m.schedule);
+        m.schedule.events.extend(e);
+    }
 }
 
 /// One node's settings differ from the others' (or agree again): only ever one node.
@@ -789,6 +851,39 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_mutation_leaves_a_calm_stretch_of_six_seconds_but_for_one_episode() {
+        let file = broad();
+        let voc = Vocabulary::of(&file);
+        let mut busy = empty(&file, 1);
+        // A nemesis as busy as any: a forged message every half second.
+        busy.schedule.events = (2..110)
+            .map(|k| ev(Duration::from_millis(500 * k), Action::Forge(k)))
+            .collect();
+        for seed in 0..200 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut m = busy.clone();
+            let eps = crate::shrink::episodes(&m.schedule.events, &m.schedule.network);
+            quiet(&mut m, &eps, &voc, &mut rng);
+            m.schedule.events.sort_by_key(|e| e.at);
+            let ev = &m.schedule.events;
+            // The longest gap between forged messages (what the quiet stretch dropped), with
+            // whatever episode it started inside left aside.
+            // (The last forgery is at 54.5 s: a quiet stretch may run on past it.)
+            let mut forged: Vec<Duration> = ev
+                .iter()
+                .filter(|e| matches!(e.action, Action::Forge(k) if k < 1000))
+                .map(|e| e.at)
+                .collect();
+            let added = ev.len() - forged.len();
+            forged.insert(0, Duration::ZERO);
+            forged.push(Duration::from_millis(56_000));
+            let longest = forged.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+            assert!(longest >= secs(6), "seed {seed}: longest calm {longest:?}");
+            assert!(added <= 6, "seed {seed}: one episode added, not {added} steps");
+        }
+    }
+
+    #[test]
     fn only_the_files_fault_classes_and_productions_faults_are_added() {
         let mut file = broad();
         file.faults = crate::scenario::FaultSpec {
@@ -813,6 +908,7 @@ mod tests {
                     | Action::Resign(_)
                     | Action::Campaign(_)
                     | Action::Congest(..)
+                    | Action::SlowConsumer(..)
                     | Action::FreezeConnection(..)
                     | Action::Preempt(..)
             );

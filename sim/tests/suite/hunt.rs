@@ -33,7 +33,7 @@ fn a_short_hunt_finds_skip_config_check_from_the_broad_file_and_writes_a_failing
             "--budget".into(),
             "60".into(),
             "--seed".into(),
-            "4".into(),
+            "15".into(),
             "--shrink-trials".into(),
             "60".into(),
             "--out-dir".into(),
