@@ -11,8 +11,8 @@
 //! declared bound, a NATS server down for a while; and what operators and hosts do to any
 //! running agent (see `OPERATIONS`): an application resigning and campaigning again, a
 //! congested client connection, a frozen connection (a half-open TCP connection or a hung
-//! server), a preempted clock read, a client that stops reading for a while. Freezes of the whole host and drift past the bound,
-//! outside the lease's assumptions, are never added.
+//! server), a preempted clock read, a client that stops reading for a while. Freezes of the
+//! whole host and drift past the bound, outside the lease's assumptions, are never added.
 
 use crate::faults::{Action, FaultEvent};
 use crate::scenario::{Dur, DurRange, Scenario, SitesFault};
@@ -866,9 +866,9 @@ mod tests {
             quiet(&mut m, &eps, &voc, &mut rng);
             m.schedule.events.sort_by_key(|e| e.at);
             let ev = &m.schedule.events;
-            // The longest gap between forged messages (what the quiet stretch dropped), with
-            // whatever episode it started inside left aside.
-            // (The last forgery is at 54.5 s: a quiet stretch may run on past it.)
+            // The longest gap between forged messages (what the quiet stretch dropped), the
+            // standing fault it started left aside; the last forgery is at 54.5 s, and a quiet
+            // stretch may run on past it.
             let mut forged: Vec<Duration> = ev
                 .iter()
                 .filter(|e| matches!(e.action, Action::Forge(k) if k < 1000))
@@ -879,7 +879,7 @@ mod tests {
             forged.push(Duration::from_millis(56_000));
             let longest = forged.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
             assert!(longest >= secs(6), "seed {seed}: longest calm {longest:?}");
-            assert!(added <= 6, "seed {seed}: one episode added, not {added} steps");
+            assert!(added <= 2, "seed {seed}: one episode added, not {added} steps");
         }
     }
 
