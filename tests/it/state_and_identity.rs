@@ -121,11 +121,13 @@ fn two_processes_with_one_id_both_say_so_and_step_aside() {
             agents[k].events_since("duplicate_id", started).first().cloned()
         });
         assert!(d["other_run"].is_string(), "{d}");
-        assert!(
-            agents[k].stderr().contains("another process runs with --id n0"),
-            "an error on stderr too:\n{}",
-            agents[k].stderr()
-        );
+        // Said on stderr before the line on stdout, but read by another thread: wait for it.
+        wait_for("an error on stderr too", Duration::from_secs(5), || {
+            agents[k]
+                .stderr()
+                .contains("another process runs with --id n0")
+                .then_some(())
+        });
     }
     // Neither n0 leads while both run: n1 takes over.
     let (next, _) = wait_for(
