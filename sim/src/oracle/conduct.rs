@@ -43,7 +43,7 @@ pub struct Conduct {
 const KEPT: usize = 4;
 
 impl Conduct {
-    /// Node `id` (index `node`)'s connection froze at `at`; it must be reported by `by`. A
+    /// Node `node`'s connection froze at `at`; it must be reported by `by`. A
     /// node whose process is not running is excused, as if it had stalled after the freeze.
     pub fn froze(&mut self, node: usize, at: u128, by: u128) {
         if !self.stalled.contains(&node) {
