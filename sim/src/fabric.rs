@@ -1200,6 +1200,40 @@ mod tests {
         });
     }
 
+    /// A slow link delays every copy to and from its node's server by the lag, each way; the
+    /// publisher's own server still delivers at once, and a copy sent after the link is fast
+    /// again never overtakes one sent before.
+    #[test]
+    fn a_lagging_link_delays_both_ways_and_keeps_each_routes_order() {
+        with_fabric(|f| {
+            Box::pin(async move {
+                let mut own = f.client(0).subscribe("s").await.unwrap();
+                let mut far = f.client(1).subscribe("s").await.unwrap();
+                let mut back = f.client(0).subscribe("b").await.unwrap();
+                f.topology(|t| t.set_lag(0, Some(Duration::from_millis(100))));
+                publish(&f, 0, 1).await;
+                assert_eq!(payloads(&mut own), vec![1], "its own server at once");
+                f.client(1).publish("b", None, Bytes::from(vec![9])).await.unwrap();
+                f.topology(|t| t.set_lag(0, None));
+                publish(&f, 0, 2).await;
+                madsim::time::sleep(Duration::from_millis(104)).await;
+                assert_eq!(
+                    payloads(&mut far),
+                    Vec::<u8>::new(),
+                    "5 ms and 100 ms of lag not yet gone"
+                );
+                assert_eq!(payloads(&mut back), Vec::<u8>::new(), "the way to it lags too");
+                madsim::time::sleep(Duration::from_millis(2)).await;
+                assert_eq!(
+                    payloads(&mut far),
+                    vec![1, 2],
+                    "the copy sent fast waited for the one before"
+                );
+                assert_eq!(payloads(&mut back), vec![9]);
+            })
+        });
+    }
+
     /// In quantised time a copy arrives just before the next 100 ms boundary, whatever the
     /// route's latency; a targeted fault finds one copy by sender, receiver and kind: a drop
     /// loses it, a delay moves it a tick on, after what was sent after it, a duplicate

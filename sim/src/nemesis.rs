@@ -281,6 +281,16 @@ fn scripted_events(scn: &Scenario) -> Vec<FaultEvent> {
                 });
             }
         }
+        // And a slow link.
+        if let (Step::Lag(l), Action::Lag(i, _)) = (&at.step, &action) {
+            if let Some(lasts) = l.lasts {
+                ev.push(FaultEvent {
+                    at: at.time.0 + lasts.0,
+                    action: Action::Lag(*i, None),
+                    scripted: true,
+                });
+            }
+        }
         ev.push(FaultEvent {
             at: at.time.0,
             action,

@@ -31,6 +31,8 @@ pub struct Topology {
     dc_latency: BTreeMap<(usize, usize), DurRange>,
     loss: f64,
     latency: DurRange,
+    /// Extra latency (ns) of every route to and from each host: a slow link.
+    lag: Vec<u128>,
 }
 
 impl Topology {
@@ -43,6 +45,7 @@ impl Topology {
             dc_latency: BTreeMap::new(),
             loss,
             latency,
+            lag: vec![0; n],
         }
     }
 
@@ -66,11 +69,15 @@ impl Topology {
             .copied()
             .unwrap_or(self.latency);
         let (lo, hi) = (range.lo.as_nanos(), range.hi.as_nanos());
-        if hi > lo {
-            rng.gen_range(lo..=hi)
-        } else {
-            lo
-        }
+        let lag = self.lag[self.host[from]].saturating_add(self.lag[self.host[to]]);
+        lag.saturating_add(if hi > lo { rng.gen_range(lo..=hi) } else { lo })
+    }
+
+    /// Every route to and from node `i`'s host takes `latency` longer, each way (`None`: no
+    /// longer): a slow link. The fabric keeps each route's order across the change.
+    pub fn set_lag(&mut self, i: usize, latency: Option<std::time::Duration>) {
+        let host = self.host[i];
+        self.lag[host] = latency.map_or(0, |l| l.as_nanos());
     }
 
     /// Whether the route from `from` to `to` is cut (between their hosts).
@@ -176,5 +183,23 @@ mod tests {
         t.set_cuts(&[(1, 0)]);
         assert_eq!(t.hop(2, 0, &mut rng), Hop::Cut, "a one-way cut of its host is its own");
         assert_ne!(t.hop(0, 2, &mut rng), Hop::Cut);
+    }
+
+    #[test]
+    fn a_lagging_host_adds_its_lag_to_every_route_to_and_from_it_and_its_clients() {
+        let ms = std::time::Duration::from_millis;
+        let mut t = Topology::new(4, DurRange { lo: ms(1), hi: ms(1) }, 0.0);
+        t.set_host(2, 1);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let lat = |t: &Topology, a, b, rng: &mut ChaCha8Rng| t.latency(a, b, rng) / 1_000_000;
+        t.set_lag(1, Some(ms(300)));
+        assert_eq!(lat(&t, 0, 1, &mut rng), 301, "to it");
+        assert_eq!(lat(&t, 1, 0, &mut rng), 301, "from it");
+        assert_eq!(lat(&t, 2, 0, &mut rng), 301, "its host's client lags with it");
+        assert_eq!(lat(&t, 0, 3, &mut rng), 1, "other routes as they were");
+        t.set_lag(3, Some(ms(50)));
+        assert_eq!(lat(&t, 1, 3, &mut rng), 351, "two slow ends add up");
+        t.set_lag(1, None);
+        assert_eq!(lat(&t, 0, 1, &mut rng), 1, "fast again");
     }
 }

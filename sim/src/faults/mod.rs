@@ -15,7 +15,7 @@ pub use state::FaultState;
 pub use target::{FaultTarget, Resolver};
 
 use crate::scenario::{
-    ClockStepAt, CongestAt, DriftAt, Dur, DurRange, MessageAt, MessageFault, MessageKind, PreemptAt, ReplayAt,
+    ClockStepAt, CongestAt, DriftAt, Dur, DurRange, LagAt, MessageAt, MessageFault, MessageKind, PreemptAt, ReplayAt,
     ResizeAt, RollbackAt, Step, SuspendAt,
 };
 use std::time::Duration;
@@ -112,6 +112,9 @@ pub enum Action {
     /// Hand a node's publishes over this late, in order (a full client buffer draining);
     /// `None`: at once again.
     Congest(usize, Option<Duration>),
+    /// Every message to and from a node's host takes this much longer, each way, in order (a
+    /// slow link); `None`: as fast as the others' again.
+    Lag(usize, Option<Duration>),
     /// A node's application resigns the lease.
     Resign(usize),
     /// A node's configured `cluster_size` becomes this, from its next start.
@@ -189,6 +192,8 @@ impl Action {
             Step::Preempt(p) => Action::Preempt(index(&p.node), p.by.0),
             Step::Congest(c) => Action::Congest(index(&c.node), Some(c.delay.0)),
             Step::Uncongest(id) => Action::Congest(index(id), None),
+            Step::Lag(l) => Action::Lag(index(&l.node), Some(l.latency.0)),
+            Step::Unlag(id) => Action::Lag(index(id), None),
             Step::Resign(id) => Action::Resign(index(id)),
             Step::Campaign(id) => Action::Campaign(index(id)),
             Step::ServerDown(id) => Action::ServerDown(index(id), true),
@@ -258,6 +263,13 @@ impl Action {
                 lasts: None,
             }),
             Action::Congest(i, None) => Step::Uncongest(id(*i)),
+            // So is a slow link's.
+            Action::Lag(i, Some(d)) => Step::Lag(LagAt {
+                node: id(*i),
+                latency: Dur(*d),
+                lasts: None,
+            }),
+            Action::Lag(i, None) => Step::Unlag(id(*i)),
             Action::Resign(i) => Step::Resign(id(*i)),
             Action::Campaign(i) => Step::Campaign(id(*i)),
             Action::ServerDown(i, true) => Step::ServerDown(id(*i)),
@@ -284,7 +296,7 @@ impl Action {
 
     /// Whether `later` ends the episode this action began: a kill, stop or state loss by its
     /// restart, a pause by its resume, a suspension or freeze by its wake, a slow consumer,
-    /// congestion, server outage or frozen connection by its end, a resign by the campaign
+    /// congestion, slow link, server outage or frozen connection by its end, a resign by the campaign
     /// after it, a cut by its heal, a loss or latency spike by the return to the scenario's
     /// `base_loss` / `base_latency`.
     pub fn closed_by(&self, later: &Action, base_loss: f64, base_latency: DurRange) -> bool {
@@ -294,6 +306,7 @@ impl Action {
             | (Action::Suspend(x) | Action::Freeze(x), Action::Wake(y)) => x == y,
             (Action::SlowConsumer(x, true), Action::SlowConsumer(y, false)) => x == y,
             (Action::Congest(x, Some(_)), Action::Congest(y, None)) => x == y,
+            (Action::Lag(x, Some(_)), Action::Lag(y, None)) => x == y,
             (Action::ServerDown(x, true), Action::ServerDown(y, false)) => x == y,
             (Action::FreezeConnection(x, true), Action::FreezeConnection(y, false)) => x == y,
             (Action::Resign(x), Action::Campaign(y)) => x == y,
@@ -325,6 +338,7 @@ impl Action {
             | Action::SlowConsumer(i, _)
             | Action::Preempt(i, _)
             | Action::Congest(i, _)
+            | Action::Lag(i, _)
             | Action::Resign(i)
             | Action::Resize(i, _)
             | Action::Campaign(i)

@@ -71,6 +71,8 @@ pub trait FaultTarget {
     fn preempt(&mut self, i: usize, by: Duration);
     /// Hands node `i`'s publishes over this late (`None`: at once).
     fn congest(&mut self, i: usize, delay: Option<Duration>);
+    /// Every message to and from node `i`'s host takes this much longer (`None`: no longer).
+    fn lag(&mut self, i: usize, latency: Option<Duration>);
     /// Node `i`'s application resigns (`true`) or campaigns again.
     fn steer(&mut self, i: usize, resign: bool);
     /// Node `i` is configured for a cluster of `size` from its next start.
@@ -258,6 +260,7 @@ fn dispatch<T: FaultTarget>(t: &mut T, a: &Action) -> Result<(), String> {
         Action::SlowConsumer(i, on) => t.slow_consumer(i, on),
         Action::Preempt(i, by) => t.preempt(i, by),
         Action::Congest(i, delay) => t.congest(i, delay),
+        Action::Lag(i, latency) => t.lag(i, latency),
         Action::Resign(i) => t.steer(i, true),
         Action::Campaign(i) => t.steer(i, false),
         Action::Resize(i, size) => t.resize(i, size),

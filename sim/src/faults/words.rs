@@ -50,6 +50,8 @@ impl Action {
             Action::Preempt(i, by) => format!("fault preempt {} for {by:?} (its next clock read)", name(i)),
             Action::Congest(i, Some(d)) => format!("fault congest {} (each publish handed over {d:?} late)", name(i)),
             Action::Congest(i, None) => format!("fault congestion over {}", name(i)),
+            Action::Lag(i, Some(d)) => format!("fault lag {} (each message to or from it {d:?} later)", name(i)),
+            Action::Lag(i, None) => format!("fault lag over {}", name(i)),
             Action::Resign(i) => format!("resign {} (its application gives the lease up)", name(i)),
             Action::Campaign(i) => format!("campaign {} (its application takes part again)", name(i)),
             Action::ServerDown(i, true) => format!("fault server down {} (its agent runs on, disconnected)", name(i)),

@@ -11,8 +11,9 @@
 //! declared bound, a NATS server down for a while; and what operators and hosts do to any
 //! running agent (see `OPERATIONS`): an application resigning and campaigning again, a
 //! congested client connection, a frozen connection (a half-open TCP connection or a hung
-//! server), a preempted clock read, a client that stops reading for a while. Freezes of the
-//! whole host and drift past the bound, outside the lease's assumptions, are never added.
+//! server), a preempted clock read, a client that stops reading for a while, a slow link to
+//! its host. Freezes of the whole host and drift past the bound, outside the lease's
+//! assumptions, are never added.
 
 use crate::faults::{Action, FaultEvent};
 use crate::scenario::{Dur, DurRange, Scenario, SitesFault};
@@ -119,6 +120,7 @@ enum Kind {
     FreezeConnection,
     Preempt,
     FallBehind,
+    Lag,
 }
 
 /// Production's faults that every file must survive, whatever its `[faults]` says: one clone,
@@ -130,14 +132,17 @@ const PRODUCTION: [Kind; 3] = [Kind::Clone, Kind::StateLoss, Kind::ServerDown];
 /// over late (a congested connection, `50ms..500ms` each, for `1s..10s`), its connection
 /// freezes (`1s..6s`: the agent must notice within three ping intervals), its clock reads are
 /// preempted (a burst of up to five stalls of up to a second, as GC pauses or a busy host),
-/// its client falls behind (stops reading for `2s..10s`, a slow consumer: a blocked handler).
-/// A minority so touched is a standing condition: the healthy majority must keep a leader.
-const OPERATIONS: [Kind; 5] = [
+/// its client falls behind (stops reading for `2s..10s`, a slow consumer: a blocked handler),
+/// its link slows (every message to or from it `50ms..400ms` later, each way, for `2s..10s`:
+/// a far host, a congested WAN path). A minority so touched is a standing condition: the
+/// healthy majority must keep a leader.
+const OPERATIONS: [Kind; 6] = [
     Kind::Resign,
     Kind::Congest,
     Kind::FreezeConnection,
     Kind::Preempt,
     Kind::FallBehind,
+    Kind::Lag,
 ];
 
 fn secs(s: u64) -> Duration {
@@ -328,6 +333,17 @@ impl Vocabulary {
                     Action::FreezeConnection(i, false),
                 ),
             ],
+            Kind::Lag => {
+                let latency = within(
+                    rng,
+                    DurRange::new(Duration::from_millis(50), Duration::from_millis(400)),
+                );
+                let lasts = within(rng, DurRange::new(secs(2), secs(10)));
+                vec![
+                    ev(at, Action::Lag(i, Some(latency))),
+                    ev(at + lasts, Action::Lag(i, None)),
+                ]
+            }
             Kind::FallBehind => vec![
                 ev(at, Action::SlowConsumer(i, true)),
                 ev(
@@ -353,7 +369,7 @@ impl Vocabulary {
 /// `file` as written (its random nemesis kept) with one of production's faults on top: a
 /// node with settings of its own, or a clone, a lost state file, a server down or one of the
 /// operations (a resign, a congested or frozen connection, preempted clock reads, a client
-/// that falls behind), scripted.
+/// that falls behind, a slow link), scripted.
 /// A fresh run of the hunt that also reaches what the file's own nemesis never draws.
 pub(crate) fn production(file: &Scenario, voc: &Vocabulary, rng: &mut ChaCha8Rng) -> Scenario {
     let mut m = Input::nemesis(file.clone(), 0);
@@ -480,6 +496,7 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
     let (mut cut, mut loss, mut latency) = (false, false, false);
     let mut server = vec![false; n];
     let (mut congested, mut frozen, mut resigned) = (vec![false; n], vec![false; n], vec![false; n]);
+    let mut lagging = vec![false; n];
     for e in &s.events {
         st.apply(&e.action);
         match &e.action {
@@ -493,6 +510,7 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
             Action::Latency(r) => latency = *r != voc.base_latency,
             Action::ServerDown(i, down) => server[*i] = *down,
             Action::Congest(i, d) => congested[*i] = d.is_some(),
+            Action::Lag(i, l) => lagging[*i] = l.is_some(),
             Action::FreezeConnection(i, on) => frozen[*i] = *on,
             Action::Resign(i) => resigned[*i] = true,
             // A new process takes part from its start.
@@ -517,6 +535,9 @@ fn close(s: &mut Schedule, voc: &Vocabulary) {
         }
         if congested[i] {
             end.push(Action::Congest(i, None));
+        }
+        if lagging[i] {
+            end.push(Action::Lag(i, None));
         }
         if frozen[i] {
             end.push(Action::FreezeConnection(i, false));
@@ -610,8 +631,9 @@ fn without(events: &[FaultEvent], drop: &[usize]) -> Vec<FaultEvent> {
 }
 
 /// The kinds that leave a condition standing on one node for a while (down, paused, deaf,
-/// congested, frozen, resigned, without its server): what a quiet stretch is made around.
-const STANDING: [Kind; 10] = [
+/// congested, frozen, resigned, without its server, its link slow): what a quiet stretch is
+/// made around.
+const STANDING: [Kind; 11] = [
     Kind::Kill,
     Kind::Stop,
     Kind::Pause,
@@ -622,6 +644,7 @@ const STANDING: [Kind; 10] = [
     Kind::Congest,
     Kind::FreezeConnection,
     Kind::FallBehind,
+    Kind::Lag,
 ];
 
 /// Drops every fault episode with a step within a window of `6s..15s`, and most times starts
@@ -787,12 +810,16 @@ mod tests {
             st.apply(&e.action);
         }
         prop_assert!(!st.down.contains(&true) && !st.paused.contains(&true) && !st.slow.contains(&true));
-        // Nor congested, its connection frozen or its application resigned.
+        // Nor congested, its link slow, its connection frozen or its application resigned.
         for i in 0..voc.n {
             let last =
                 |f: &dyn Fn(&Action) -> Option<bool>| ev.iter().rev().find_map(|e| f(&e.action)).unwrap_or(false);
             let congested = last(&|a| match a {
                 Action::Congest(k, d) if *k == i => Some(d.is_some()),
+                _ => None,
+            });
+            let lagging = last(&|a| match a {
+                Action::Lag(k, l) if *k == i => Some(l.is_some()),
                 _ => None,
             });
             let frozen = last(&|a| match a {
@@ -805,8 +832,8 @@ mod tests {
                 _ => None,
             });
             prop_assert!(
-                !congested && !frozen && !resigned,
-                "node {} left congested, frozen or resigned",
+                !congested && !lagging && !frozen && !resigned,
+                "node {} left congested, lagging, frozen or resigned",
                 i
             );
         }
@@ -908,6 +935,7 @@ mod tests {
                     | Action::Resign(_)
                     | Action::Campaign(_)
                     | Action::Congest(..)
+                    | Action::Lag(..)
                     | Action::SlowConsumer(..)
                     | Action::FreezeConnection(..)
                     | Action::Preempt(..)

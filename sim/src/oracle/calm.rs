@@ -30,7 +30,7 @@ pub struct CalmTracker {
     /// congestion, slow consumer, server down, connection frozen).
     down: Vec<bool>,
     cloned: Vec<bool>,
-    stalled: Vec<[bool; 6]>,
+    stalled: Vec<[bool; 7]>,
     /// Per node: its settings differ from those most nodes share (its own `cluster_size`,
     /// lease or drift bound): the others do not promise it, nor it them, for the whole run.
     skewed: Vec<bool>,
@@ -64,7 +64,7 @@ impl CalmTracker {
             latency: false,
             down: vec![false; nodes],
             cloned: vec![false; nodes],
-            stalled: vec![[false; 6]; nodes],
+            stalled: vec![[false; 7]; nodes],
             skewed: vec![false; nodes],
             resigned: vec![false; nodes],
         }
@@ -104,6 +104,7 @@ impl CalmTracker {
             Action::SlowConsumer(i, on) => stall(*i, 3, *on),
             Action::ServerDown(i, on) => stall(*i, 4, *on),
             Action::FreezeConnection(i, on) => stall(*i, 5, *on),
+            Action::Lag(i, l) => stall(*i, 6, l.is_some()),
             Action::Loss(l) => self.loss = *l != self.base_loss,
             Action::Latency(r) => self.latency = *r != self.base_latency,
             // Instants: they end a stretch and leave nothing in force.
@@ -128,7 +129,7 @@ impl CalmTracker {
     }
 
     /// Whether a majority of nodes is up and untouched: a fault on a minority of nodes
-    /// (paused, deaf, without its server, its connection frozen or congested, cloned, its
+    /// (paused, deaf, without its server, its connection frozen or congested, its link slow, cloned, its
     /// settings its own) is a standing condition like a node down, since the healthy majority
     /// must keep a holder beside it. One of them must be willing to hold it: a resigned node
     /// still grants, but when every healthy node has resigned no one may hold the lease.

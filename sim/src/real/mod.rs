@@ -380,6 +380,10 @@ impl FaultTarget for RealTarget<'_> {
     fn preempt(&mut self, _: usize, _: Duration) {}
     fn congest(&mut self, _: usize, _: Option<Duration>) {}
 
+    fn lag(&mut self, i: usize, latency: Option<Duration>) {
+        self.c.net.with(|net| net.set_lag(i, latency));
+    }
+
     fn step_wall(&mut self, i: usize, by: i128) {
         self.c.step_wall(i, by);
     }

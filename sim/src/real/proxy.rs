@@ -33,7 +33,24 @@ pub struct Net {
     /// Quantised time (`[network] tick`), from the run's true time zero (ns of
     /// `procs::true_ns`): a chunk is written just before the next tick boundary instead.
     pub(crate) grid: Option<(u128, crate::quantum::Quantum)>,
+    /// Extra latency of every chunk to and from each node's server (a slow link), by index.
+    lag: Vec<Duration>,
     rng: ChaCha8Rng,
+}
+
+impl Net {
+    /// Every chunk to and from node `i`'s server takes `latency` longer (`None`: no longer).
+    pub fn set_lag(&mut self, i: usize, latency: Option<Duration>) {
+        if self.lag.len() <= i {
+            self.lag.resize(i + 1, Duration::ZERO);
+        }
+        self.lag[i] = latency.unwrap_or(Duration::ZERO);
+    }
+
+    fn lag_between(&self, from: usize, to: usize) -> Duration {
+        let of = |i: usize| self.lag.get(i).copied().unwrap_or(Duration::ZERO);
+        of(from) + of(to)
+    }
 }
 
 /// The network's settings, shared by the runner and every proxy.
@@ -52,6 +69,7 @@ impl Shared {
                 latency,
                 loss,
                 grid: None,
+                lag: Vec::new(),
                 rng: ChaCha8Rng::seed_from_u64(seed),
             })),
             closing: Arc::new(AtomicBool::new(false)),
@@ -80,8 +98,8 @@ impl Shared {
         self.lock().cuts.contains(&(from, to))
     }
 
-    /// When a chunk read now should be written.
-    fn due(&self) -> Instant {
+    /// When a chunk read now on the route from `from` to `to` should be written.
+    fn due(&self, from: usize, to: usize) -> Instant {
         let mut g = self.lock();
         if let Some((t0, q)) = g.grid {
             let now = super::procs::true_ns();
@@ -92,7 +110,7 @@ impl Shared {
         let l = if hi > lo { g.rng.gen_range(lo..=hi) } else { lo };
         let loss = g.loss.clamp(0.0, 1.0);
         let lost = loss > 0.0 && g.rng.gen_bool(loss);
-        Instant::now() + Duration::from_nanos(l) + if lost { RTO } else { Duration::ZERO }
+        Instant::now() + Duration::from_nanos(l) + g.lag_between(from, to) + if lost { RTO } else { Duration::ZERO }
     }
 }
 
@@ -138,7 +156,7 @@ fn direction(mut src: TcpStream, mut dst: TcpStream, (from, to): (usize, usize),
                 Ok(0) => break,
                 Ok(k) => {
                     // A stream keeps its order: never due before the chunk ahead of it.
-                    last = reader_net.due().max(last);
+                    last = reader_net.due(from, to).max(last);
                     if tx.send((last, buf[..k].to_vec())).is_err() {
                         break;
                     }

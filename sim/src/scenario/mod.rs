@@ -20,7 +20,7 @@ pub use spec::{
     StateLossFault, WorkloadSpec,
 };
 pub use step::{
-    At, ClockStepAt, CongestAt, DriftAt, MessageAt, MessageFault, MessageKind, PreemptAt, ReplayAt, ResizeAt,
+    At, ClockStepAt, CongestAt, DriftAt, LagAt, MessageAt, MessageFault, MessageKind, PreemptAt, ReplayAt, ResizeAt,
     RollbackAt, Step, SuspendAt,
 };
 
@@ -408,6 +408,36 @@ mod tests {
         assert!(e.message.contains("unknown node"), "{e}");
         let e = err("[faults]\npreempt = { every = \"1s\", max = \"0s\" }\n");
         assert_eq!(e.key.as_deref(), Some("preempt"), "{e}");
+    }
+
+    #[test]
+    fn slow_links_parse_both_ways_end_after_their_for_and_must_slow_something() {
+        let text = "nodes = 3\n[[at]]\ntime = \"5s\"\nlag = { node = \"n1\", latency = \"300ms\", for = \"2s\" }\n[[at]]\ntime = \"9s\"\nlag = { node = \"n2\", latency = \"50ms\" }\n[[at]]\ntime = \"10s\"\nunlag = \"n2\"\n";
+        let s = Scenario::parse("l.toml", text).unwrap();
+        let again = Scenario::parse("again.toml", &s.to_toml().unwrap()).unwrap();
+        assert_eq!(again.at, s.at);
+        let index = |id: &str| s.sim_nodes().iter().position(|n| n.id == id).unwrap();
+        let ms = Duration::from_millis;
+        let actions: Vec<_> =
+            s.at.iter()
+                .map(|a| crate::faults::Action::from_step(&a.step, index))
+                .collect();
+        use crate::faults::Action::Lag;
+        assert_eq!(actions, vec![Lag(1, Some(ms(300))), Lag(2, Some(ms(50))), Lag(2, None)]);
+        // The scripted schedule ends the first at 7 s, a step of its own.
+        let sched = crate::nemesis::plan(&s, 0).events;
+        let ends: Vec<_> = sched
+            .iter()
+            .filter(|e| e.action == Lag(1, None))
+            .map(|e| e.at)
+            .collect();
+        assert_eq!(ends, vec![ms(7000)]);
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nlag = { node = \"n1\", latency = \"0s\" }\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("lag")), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nlag = { node = \"n1\", latency = \"1ms\", for = \"0s\" }\n");
+        assert_eq!(e.key.as_deref(), Some("lag"), "{e}");
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nunlag = \"n7\"\n");
+        assert!(e.message.contains("unknown node"), "{e}");
     }
 
     #[test]

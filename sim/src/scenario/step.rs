@@ -66,6 +66,10 @@ pub enum Step {
     Congest(CongestAt),
     /// A node's publishes go out at once again.
     Uncongest(String),
+    /// Every message to and from a node's host takes longer (a slow link to it).
+    Lag(LagAt),
+    /// A node's link is as fast as the others' again.
+    Unlag(String),
     /// A node's application resigns the lease (`MembershipHandle::resign`).
     Resign(String),
     /// A node's application campaigns again (`MembershipHandle::campaign`).
@@ -125,6 +129,8 @@ impl Step {
             Step::Preempt(_) => "preempt",
             Step::Congest(_) => "congest",
             Step::Uncongest(_) => "uncongest",
+            Step::Lag(_) => "lag",
+            Step::Unlag(_) => "unlag",
             Step::Resign(_) => "resign",
             Step::Campaign(_) => "campaign",
             Step::ServerDown(_) => "server_down",
@@ -157,6 +163,7 @@ impl Step {
             | Step::SlowConsumer(n)
             | Step::FastConsumer(n)
             | Step::Uncongest(n)
+            | Step::Unlag(n)
             | Step::Resign(n)
             | Step::Campaign(n)
             | Step::ServerDown(n)
@@ -164,6 +171,7 @@ impl Step {
             | Step::ThawConnection(n) => vec![n],
             Step::FreezeConnection(f) => vec![&f.node],
             Step::Congest(c) => vec![&c.node],
+            Step::Lag(l) => vec![&l.node],
             Step::ClockStep(c) => vec![&c.node],
             Step::Drift(d) => vec![&d.node],
             Step::Resize(r) => vec![&r.node],
@@ -345,6 +353,22 @@ pub struct CongestAt {
     pub lasts: Option<Dur>,
 }
 
+/// A scripted slow link: `lag = { node = "n0", latency = "300ms", for = "10s" }`: every
+/// message between n0's server and the others' takes `latency` more than its route's, each
+/// way, in order (a far host, a congested WAN path), while n0 hears and is heard. Without
+/// `for`, until an `unlag` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LagAt {
+    /// Which node.
+    pub node: String,
+    /// How much longer each message takes, each way.
+    pub latency: Dur,
+    /// How long the slow link lasts (`None`: until `unlag`).
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub lasts: Option<Dur>,
+}
+
 /// One election message in flight, named for a targeted fault:
 /// `drop_message = { from = "n0", to = "n1", kind = "reply" }`: of the copies of that kind on
 /// their way from `from` to `to`, the earliest due (or the `nth`, counting from 0).
@@ -503,6 +527,10 @@ pub struct RawAt {
     #[serde(skip_serializing_if = "Option::is_none")]
     uncongest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    lag: Option<LagAt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unlag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     resign: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     campaign: Option<String>,
@@ -557,6 +585,8 @@ impl TryFrom<RawAt> for At {
         steps.extend(r.preempt.map(Step::Preempt));
         steps.extend(r.congest.map(Step::Congest));
         steps.extend(r.uncongest.map(Step::Uncongest));
+        steps.extend(r.lag.map(Step::Lag));
+        steps.extend(r.unlag.map(Step::Unlag));
         steps.extend(r.resign.map(Step::Resign));
         steps.extend(r.campaign.map(Step::Campaign));
         steps.extend(r.server_down.map(Step::ServerDown));
@@ -612,6 +642,8 @@ impl From<At> for RawAt {
             Step::Preempt(p) => r.preempt = Some(p),
             Step::Congest(c) => r.congest = Some(c),
             Step::Uncongest(n) => r.uncongest = Some(n),
+            Step::Lag(l) => r.lag = Some(l),
+            Step::Unlag(n) => r.unlag = Some(n),
             Step::Resign(n) => r.resign = Some(n),
             Step::Campaign(n) => r.campaign = Some(n),
             Step::ServerDown(n) => r.server_down = Some(n),

@@ -366,6 +366,12 @@ impl Scenario {
                         "a congestion must slow something: `delay` (and `for`, if given) must be positive".into(),
                     ));
                 }
+                Step::Lag(l) if l.latency.0.is_zero() || l.lasts.is_some_and(|x| x.0.is_zero()) => {
+                    return Err(e.at(
+                        "lag",
+                        "a slow link must slow something: `latency` (and `for`, if given) must be positive".into(),
+                    ));
+                }
                 Step::FreezeConnection(f) if f.lasts.is_some_and(|l| l.0.is_zero()) => {
                     return Err(e.at(
                         "freeze_connection",

@@ -97,6 +97,7 @@ fn kind(a: &Action) -> &'static str {
         Action::Forge(_) => "forge",
         Action::ServerDown(..) | Action::FreezeConnection(..) => "server",
         Action::Congest(..) => "congest",
+        Action::Lag(..) => "lag",
         Action::Preempt(..) => "preempt",
         Action::Resign(_) | Action::Campaign(_) => "steer",
         _ => "other",

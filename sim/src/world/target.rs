@@ -138,6 +138,10 @@ impl FaultTarget for SimTarget<'_> {
         self.world.fabric.congest(i, delay);
     }
 
+    fn lag(&mut self, i: usize, latency: Option<Duration>) {
+        self.world.fabric.topology(|t| t.set_lag(i, latency));
+    }
+
     fn steer(&mut self, i: usize, resign: bool) {
         if let Some((_, h)) = self.world.agents.get(i) {
             if resign {

@@ -108,7 +108,7 @@ fn a_short_hunt_reaches_a_frozen_connection_the_broad_file_never_draws() {
         "--budget",
         "40",
         "--seed",
-        "5",
+        "2",
         "--shrink-trials",
         "0",
         "--json",
@@ -119,6 +119,33 @@ fn a_short_hunt_reaches_a_frozen_connection_the_broad_file_never_draws() {
     let r = json(&out);
     assert_eq!(r["found"]["violation"], "a frozen connection went unnoticed", "{r}");
     assert!(r["found"]["toml"].as_str().unwrap().contains("freeze_connection"));
+}
+
+#[test]
+fn a_short_hunt_reaches_a_slow_link_the_broad_file_never_draws() {
+    // `lease-all-faults.toml` slows no one node's link; the hunt adds it as an operation in a
+    // quiet stretch, and the calm oracle judges that the healthy majority keeps a leader: the
+    // agent before issue 24 keeps deferring to a best-ranked node whose round trip is too
+    // long to win.
+    let d = temp("hunt-lag");
+    let file = broad_with(&d, "defer_to_slow");
+    let out = sim(&[
+        "hunt",
+        file.to_str().unwrap(),
+        "--budget",
+        "100",
+        "--seed",
+        "3",
+        "--shrink-trials",
+        "0",
+        "--json",
+        "--out-dir",
+        d.join("found").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert_eq!(r["found"]["violation"], "no leader in a calm stretch", "{r}");
+    assert!(r["found"]["toml"].as_str().unwrap().contains("[at.lag]"));
 }
 
 #[test]
