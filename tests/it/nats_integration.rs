@@ -354,10 +354,15 @@ fn an_agent_restarted_with_its_state_file_deleted_waits_out_the_quarantine() {
         1,
         "n1 started again"
     );
-    let err = agents[1].stderr();
-    assert!(
-        err.contains("no state file") && err.contains("grants and campaigns only after one lease time"),
-        "the restarted n1 warns that it has no state file:\n{err}"
+    // Its stderr is read by another thread: wait for the warning rather than race it.
+    wait_for(
+        "the restarted n1 to warn that it has no state file",
+        Duration::from_secs(5),
+        || {
+            let err = agents[1].stderr();
+            (err.contains("no state file") && err.contains("grants and campaigns only after one lease time"))
+                .then_some(())
+        },
     );
     wait_for("n2 to follow n1", Duration::from_secs(2), || {
         let last = agents[2].lines().into_iter().rfind(|v| v["event"] == "leadership")?;
@@ -436,13 +441,13 @@ fn a_raw_client_publishing_extreme_values_neither_kills_an_agent_nor_stops_the_e
     }
     let known: Vec<&str> = ["n0", "n1", "n2"].into_iter().chain(FORGERS_IN_RANGE).collect();
     for a in &agents {
-        let err = a.stderr();
+        // Its stderr is read by another thread: wait for both counts rather than race them.
+        let what = format!("{}: the forgeries to reach it and be dropped", a.id);
+        let err = wait_for(&what, Duration::from_secs(5), || {
+            let err = a.stderr();
+            (err.contains("value out of range") && err.contains("malformed")).then_some(err)
+        });
         assert!(!err.contains("panicked"), "{} panicked:\n{err}", a.id);
-        assert!(
-            err.contains("value out of range") && err.contains("malformed"),
-            "{}: the forgeries reached it and were dropped",
-            a.id
-        );
         let lines = a.lines();
         assert!(
             lines

@@ -1,6 +1,6 @@
 //! Route proxies: every route between two real nats-servers runs through one of these, so
-//! the runner can cut it (each direction on its own), delay it and make it lossy while the
-//! servers and agents stay unchanged.
+//! the runner can cut it (each direction on its own), delay it (every route of one node more,
+//! for a slow link) and make it lossy while the servers and agents stay unchanged.
 //!
 //! A route is one TCP connection carrying both directions. A cut direction holds its bytes
 //! (nothing is dropped mid-stream, which would only corrupt the protocol): as on a real
@@ -188,4 +188,44 @@ fn direction(mut src: TcpStream, mut dst: TcpStream, (from, to): (usize, usize),
         }
         let _ = dst.shutdown(Shutdown::Both);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk on a lagging node's route is written no sooner than its lag, either way; with
+    /// the lag gone the route is as fast as the others' again. (A lower bound on a delay: a
+    /// loaded machine can only make it later.)
+    #[test]
+    fn a_lagging_nodes_routes_hold_each_chunk_by_its_lag_both_ways() {
+        let ms = Duration::from_millis;
+        let target = TcpListener::bind("127.0.0.1:0").unwrap();
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = front.local_addr().unwrap();
+        let net = Shared::new(DurRange::new(Duration::ZERO, Duration::ZERO), 0.0, 1);
+        net.with(|n| n.set_lag(0, Some(ms(150))));
+        serve(front, 0, 1, target.local_addr().unwrap().port(), net.clone());
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (mut server, _) = target.accept().unwrap();
+        for s in [&client, &server] {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        let mut byte = [0u8; 1];
+        let t = Instant::now();
+        client.write_all(b"a").unwrap();
+        server.read_exact(&mut byte).unwrap();
+        assert!(t.elapsed() >= ms(150), "to it: {:?}", t.elapsed());
+        let t = Instant::now();
+        server.write_all(b"b").unwrap();
+        client.read_exact(&mut byte).unwrap();
+        assert!(t.elapsed() >= ms(150), "from it: {:?}", t.elapsed());
+        assert_eq!(&byte, b"b");
+        net.with(|n| n.set_lag(0, None));
+        assert_eq!(net.with(|n| n.lag_between(0, 1)), Duration::ZERO);
+        client.write_all(b"c").unwrap();
+        server.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"c");
+        net.close();
+    }
 }
