@@ -373,7 +373,8 @@ fn cut_crash_clock_and_spike_streams(
 }
 
 /// The later fault classes, seeded in this order after the first: state loss, replays, slow
-/// consumers, forgeries, stops, suspensions, freezes, congestion and preemption.
+/// consumers, forgeries, stops, suspensions, freezes, congestion, preemption and slow links
+/// (each new class last, so that a file without it draws what it drew before).
 fn state_message_and_stall_streams(f: &FaultSpec, n: usize, end: Duration, rng: &mut ChaCha8Rng, ev: &mut Vec<Stream>) {
     if let Some(p) = &f.state_loss {
         ev.push(Stream::episode(rng.gen(), p.every.0, p.down_for, end, move |r| {
@@ -427,6 +428,13 @@ fn state_message_and_stall_streams(f: &FaultSpec, n: usize, end: Duration, rng: 
         let max = p.max.0;
         ev.push(Stream::instants(rng.gen(), p.every.0, end, move |r| {
             Action::Preempt(r.gen_range(0..n), log_uniform(r, max))
+        }));
+    }
+    if let Some(l) = &f.lag {
+        let latency = l.latency;
+        ev.push(Stream::episode(rng.gen(), l.every.0, l.lasts, end, move |r| {
+            let i = r.gen_range(0..n);
+            (Action::Lag(i, Some(within(r, latency))), Action::Lag(i, None))
         }));
     }
 }

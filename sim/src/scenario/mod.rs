@@ -15,9 +15,9 @@ pub use error::ScenarioError;
 pub use leasehold::Bug;
 pub use spec::{
     Application, ClockDriftFault, ClockOffsetFault, ClockStepFault, CongestFault, DcLink, Expect, Expected,
-    ExpectedKind, FaultSpec, ForgeFault, LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec, NodeSpec,
-    PartitionFault, PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SitesFault, SlowConsumerFault,
-    StateLossFault, WorkloadSpec,
+    ExpectedKind, FaultSpec, ForgeFault, LagFault, LatencySpikeFault, LossSpikeFault, MembershipSpec, NetworkSpec,
+    NodeSpec, PartitionFault, PartitionKind, PauseFault, ReplayFault, RestartFault, RouterSpec, SitesFault,
+    SlowConsumerFault, StateLossFault, WorkloadSpec,
 };
 pub use step::{
     At, ClockStepAt, CongestAt, DriftAt, LagAt, MessageAt, MessageFault, MessageKind, PreemptAt, ReplayAt, ResizeAt,
@@ -438,6 +438,38 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("lag"), "{e}");
         let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nunlag = \"n7\"\n");
         assert!(e.message.contains("unknown node"), "{e}");
+    }
+
+    #[test]
+    fn random_slow_links_come_in_pairs_within_their_ranges_and_must_be_positive() {
+        let text = "nodes = 3\nduration = \"60s\"\n[faults]\nlag = { every = \"3s\", latency = \"100ms..400ms\", for = \"2s..5s\" }\n";
+        let s = Scenario::parse("l.toml", text).unwrap();
+        assert_eq!(s.faults.classes(), vec!["lag"]);
+        let events = crate::nemesis::plan(&s, 4).events;
+        let mut lagging: Option<(usize, Duration)> = None;
+        let mut episodes = 0;
+        for e in &events {
+            match (e.action.clone(), lagging) {
+                (crate::faults::Action::Lag(i, Some(l)), None) => {
+                    assert!(i < 3 && (100..=400).contains(&l.as_millis()), "{l:?}");
+                    lagging = Some((i, e.at));
+                    episodes += 1;
+                }
+                (crate::faults::Action::Lag(i, None), Some((k, from))) => {
+                    assert_eq!(i, k, "the episode's own node is ended");
+                    assert!(
+                        (2000..=5000).contains(&(e.at - from).as_millis()),
+                        "lasted {:?}",
+                        e.at - from
+                    );
+                    lagging = None;
+                }
+                (a, _) => panic!("{a:?} out of turn at {:?}", e.at),
+            }
+        }
+        assert!(episodes >= 3 && lagging.is_none(), "{episodes} episodes, all ended");
+        let e = err("[faults]\nlag = { every = \"3s\", latency = \"0s..1s\", for = \"2s..5s\" }\n");
+        assert_eq!(e.key.as_deref(), Some("lag"), "{e}");
     }
 
     #[test]

@@ -522,6 +522,20 @@ pub struct CongestFault {
     pub lasts: DurRange,
 }
 
+/// `lag = { every, latency, for }`: a random node's link slows: every message between its
+/// server and the others' takes `latency` (drawn per episode) more, each way, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LagFault {
+    /// Mean gap between episodes.
+    pub every: Dur,
+    /// How much longer each message takes, each way.
+    pub latency: DurRange,
+    /// How long an episode lasts.
+    #[serde(rename = "for")]
+    pub lasts: DurRange,
+}
+
 /// `sites = { enable, fire }` or `sites = { on, fire }`: the library's fault sites (BUGGIFY,
 /// see `leasehold::fault_sites`). Each site is on for a whole run with probability `enable`
 /// (drawn from the seed), or exactly the sites named in `on`; a site that is on fires with
@@ -597,6 +611,9 @@ pub struct FaultSpec {
     /// Congested client connections.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub congest: Option<CongestFault>,
+    /// Slow links to random nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagFault>,
     /// The library's fault sites.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sites: Option<SitesFault>,
@@ -627,6 +644,7 @@ impl FaultSpec {
             ("impostor", self.impostor.is_some()),
             ("preempt", self.preempt.is_some()),
             ("congest", self.congest.is_some()),
+            ("lag", self.lag.is_some()),
             ("sites", self.sites.is_some()),
         ];
         on.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()

@@ -255,6 +255,11 @@ impl Scenario {
                 return Err(e.at("congest", "`every`, `delay` and `for` must be positive".into()));
             }
         }
+        if let Some(l) = &self.faults.lag {
+            if l.every.0.is_zero() || l.latency.lo.is_zero() || l.lasts.lo.is_zero() {
+                return Err(e.at("lag", "`every`, `latency` and `for` must be positive".into()));
+            }
+        }
         if let Some(st) = &self.faults.sites {
             let p = |x: f64| (0.0..=1.0).contains(&x);
             match (&st.enable, &st.on) {
