@@ -80,6 +80,8 @@ impl Input {
 /// What the file allows a mutation to add, read once.
 pub(crate) struct Vocabulary {
     n: usize,
+    /// The best-ranked node (the lowest rank; the first of those tied).
+    best: usize,
     /// Episode kinds that may be added.
     kinds: Vec<Kind>,
     /// The random faults' end: no step is placed after it.
@@ -174,8 +176,11 @@ impl Vocabulary {
         on(f.slow_consumer.is_some(), Kind::SlowConsumer, &mut kinds);
         on(f.forge.is_some(), Kind::Forge, &mut kinds);
         let or = |r: Option<DurRange>, lo: u64, hi: u64| r.unwrap_or(DurRange::new(secs(lo), secs(hi)));
+        let nodes = file.sim_nodes();
+        let best = (0..nodes.len()).min_by_key(|&i| (nodes[i].rank, i)).unwrap_or(0);
         Vocabulary {
-            n: file.sim_nodes().len(),
+            n: nodes.len(),
+            best,
             kinds,
             end: file.faults_end(),
             down_for: or(f.restart.as_ref().map(|r| r.down_for), 1, 4),
@@ -226,8 +231,21 @@ impl Vocabulary {
     }
 
     fn episode_of(&self, kind: Kind, at: Duration, rng: &mut ChaCha8Rng, s: &Schedule) -> Vec<FaultEvent> {
+        self.episode_on(kind, at, None, rng, s)
+    }
+
+    /// An episode of `kind` at `at`, about `node` if given (else a random one).
+    fn episode_on(
+        &self,
+        kind: Kind,
+        at: Duration,
+        node: Option<usize>,
+        rng: &mut ChaCha8Rng,
+        s: &Schedule,
+    ) -> Vec<FaultEvent> {
         let n = self.n;
-        let i = rng.gen_range(0..n);
+        let drawn = rng.gen_range(0..n);
+        let i = node.filter(|&k| k < n).unwrap_or(drawn);
         let j = (i + rng.gen_range(1..n.max(2))) % n;
         match kind {
             Kind::Partition => {
@@ -651,7 +669,9 @@ const STANDING: [Kind; 11] = [
 /// one standing fault early in it: a stretch that is calm but for one standing condition (a node
 /// deaf, congested or paused beside a healthy majority), where the calm oracle judges that a
 /// leader is kept. A busy nemesis (a forged message every 3 s) rarely leaves such a stretch,
-/// and a liveness bug is judged only in one.
+/// and a liveness bug is judged only in one. Half the time the standing fault is on the
+/// best-ranked node: the one the others defer to, where deference bugs live (a deaf, slow or
+/// unready best-ranked node deferred to leaves the healthy majority without a leader).
 fn quiet(m: &mut Input, eps: &[Vec<usize>], voc: &Vocabulary, rng: &mut ChaCha8Rng) {
     let latest = voc.end.saturating_sub(secs(3)).max(secs(2));
     let from = Duration::from_millis(rng.gen_range(1000..=latest.as_millis() as u64));
@@ -667,7 +687,8 @@ fn quiet(m: &mut Input, eps: &[Vec<usize>], voc: &Vocabulary, rng: &mut ChaCha8R
     if rng.gen_bool(0.7) && !standing.is_empty() {
         let kind = standing[rng.gen_range(0..standing.len())];
         let at = from + Duration::from_millis(rng.gen_range(0..=2000));
-        let e = voc.episode_of(kind, at, rng, &m.schedule);
+        let node = rng.gen_bool(0.5).then_some(voc.best);
+        let e = voc.episode_on(kind, at, node, rng, &m.schedule);
         m.schedule.events.extend(e);
     }
 }
@@ -908,6 +929,31 @@ mod tests {
             assert!(longest >= secs(6), "seed {seed}: longest calm {longest:?}");
             assert!(added <= 2, "seed {seed}: one episode added, not {added} steps");
         }
+    }
+
+    #[test]
+    fn a_quiet_stretchs_standing_fault_is_on_the_best_ranked_node_about_half_the_time() {
+        // Ranks reversed: the best-ranked node is the last, n4.
+        let text = include_str!("../../../scenarios/lease-all-faults.toml").replace("nodes = 5\n", "")
+            + &(0..5)
+                .map(|k| format!("[[node]]\nrank = {}\n", 4 - k))
+                .collect::<String>();
+        let file = Scenario::parse("ranked.toml", &text).unwrap();
+        let voc = Vocabulary::of(&file);
+        assert_eq!(voc.best, 4);
+        let (mut on_best, mut standing) = (0, 0);
+        for seed in 0..400 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut m = empty(&file, 1);
+            quiet(&mut m, &[], &voc, &mut rng);
+            if let Some(i) = m.schedule.events.first().and_then(|e| e.action.node()) {
+                standing += 1;
+                on_best += usize::from(i == 4);
+            }
+        }
+        // Half of them, and a fifth of the rest by chance: 60 %.
+        let share = on_best as f64 / standing as f64;
+        assert!(standing > 200 && (0.5..0.7).contains(&share), "{on_best} of {standing}");
     }
 
     #[test]
