@@ -69,7 +69,13 @@ impl Topology {
             .copied()
             .unwrap_or(self.latency);
         let (lo, hi) = (range.lo.as_nanos(), range.hi.as_nanos());
-        let lag = self.lag[self.host[from]].saturating_add(self.lag[self.host[to]]);
+        // A slow link is between hosts: a client and its own host's server share it.
+        let (a, b) = (self.host[from], self.host[to]);
+        let lag = if a == b {
+            0
+        } else {
+            self.lag[a].saturating_add(self.lag[b])
+        };
         lag.saturating_add(if hi > lo { rng.gen_range(lo..=hi) } else { lo })
     }
 
@@ -196,6 +202,7 @@ mod tests {
         assert_eq!(lat(&t, 0, 1, &mut rng), 301, "to it");
         assert_eq!(lat(&t, 1, 0, &mut rng), 301, "from it");
         assert_eq!(lat(&t, 2, 0, &mut rng), 301, "its host's client lags with it");
+        assert_eq!(lat(&t, 2, 1, &mut rng), 1, "but not on the way to its own host");
         assert_eq!(lat(&t, 0, 3, &mut rng), 1, "other routes as they were");
         t.set_lag(3, Some(ms(50)));
         assert_eq!(lat(&t, 1, 3, &mut rng), 351, "two slow ends add up");

@@ -299,6 +299,24 @@ impl Agent {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Its stderr once it satisfies `f`: waits, since another thread reads it (a line said
+    /// before a stdout line may be read after it). A time-out shows what it said.
+    pub(crate) fn said(&self, what: &str, within: Duration, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let err = self.stderr();
+            if f(&err) {
+                return err;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for {} to say {what}; its stderr:\n{err}",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The `event` lines printed at or after wall time `t`.
     pub(crate) fn events_since(&self, event: &str, t: u128) -> Vec<Value> {
         self.lines()

@@ -354,15 +354,10 @@ fn an_agent_restarted_with_its_state_file_deleted_waits_out_the_quarantine() {
         1,
         "n1 started again"
     );
-    // Its stderr is read by another thread: wait for the warning rather than race it.
-    wait_for(
-        "the restarted n1 to warn that it has no state file",
+    agents[1].said(
+        "that it has no state file (the restarted n1)",
         Duration::from_secs(5),
-        || {
-            let err = agents[1].stderr();
-            (err.contains("no state file") && err.contains("grants and campaigns only after one lease time"))
-                .then_some(())
-        },
+        |err| err.contains("no state file") && err.contains("grants and campaigns only after one lease time"),
     );
     wait_for("n2 to follow n1", Duration::from_secs(2), || {
         let last = agents[2].lines().into_iter().rfind(|v| v["event"] == "leadership")?;
@@ -441,11 +436,8 @@ fn a_raw_client_publishing_extreme_values_neither_kills_an_agent_nor_stops_the_e
     }
     let known: Vec<&str> = ["n0", "n1", "n2"].into_iter().chain(FORGERS_IN_RANGE).collect();
     for a in &agents {
-        // Its stderr is read by another thread: wait for both counts rather than race them.
-        let what = format!("{}: the forgeries to reach it and be dropped", a.id);
-        let err = wait_for(&what, Duration::from_secs(5), || {
-            let err = a.stderr();
-            (err.contains("value out of range") && err.contains("malformed")).then_some(err)
+        let err = a.said("that it dropped the forgeries", Duration::from_secs(5), |err| {
+            err.contains("value out of range") && err.contains("malformed")
         });
         assert!(!err.contains("panicked"), "{} panicked:\n{err}", a.id);
         let lines = a.lines();

@@ -346,12 +346,8 @@ fn a_wrong_ca_or_a_missing_client_certificate_fails_with_an_error_naming_the_ser
         let mut agent = Agent::start_extra("n0", 0, &url, 1, &flags);
         // Generous: the agent gives up after 2 s, but a loaded CI machine may be slow to run it.
         assert_eq!(agent.exit_code(Duration::from_secs(30)), Some(1), "{}", agent.stderr());
-        // Its stderr is read by another thread: wait for the line rather than race it.
         let said = format!("cannot connect to {url} within 2s");
-        let err = wait_for("the agent to say why it gave up", Duration::from_secs(5), || {
-            let err = agent.stderr();
-            err.contains(&said).then_some(err)
-        });
+        let err = agent.said("why it gave up", Duration::from_secs(5), |err| err.contains(&said));
         assert!(err.to_lowercase().contains(why), "says why: {err}");
     }
     let _ = std::fs::remove_dir_all(dir);

@@ -122,11 +122,8 @@ fn two_processes_with_one_id_both_say_so_and_step_aside() {
         });
         assert!(d["other_run"].is_string(), "{d}");
         // Said on stderr before the line on stdout, but read by another thread: wait for it.
-        wait_for("an error on stderr too", Duration::from_secs(5), || {
-            agents[k]
-                .stderr()
-                .contains("another process runs with --id n0")
-                .then_some(())
+        agents[k].said("an error too", Duration::from_secs(5), |err| {
+            err.contains("another process runs with --id n0")
         });
     }
     // Neither n0 leads while both run: n1 takes over.

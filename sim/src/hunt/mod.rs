@@ -8,7 +8,7 @@
 //!    election states, see [`crate::coverage`]); one fresh run in five also has one of
 //!    production's faults that the file's nemesis never draws (a node with settings of its
 //!    own, a clone, a lost state file, a server down, or an operation: a resign, a congested
-//!    or frozen connection, preempted clock reads, a client that falls behind; see
+//!    or frozen connection, preempted clock reads, a client that falls behind, a slow link; see
 //!    `hunt/mutate.rs` for their bounds),
 //!    and one in five the library's fault sites on at random (`enable = 0.25, fire = 0.25`,
 //!    BUGGIFY's numbers);

@@ -80,7 +80,8 @@ impl Input {
 /// What the file allows a mutation to add, read once.
 pub(crate) struct Vocabulary {
     n: usize,
-    /// The best-ranked node (the lowest rank; the first of those tied).
+    /// The best-ranked node (the lowest rank; of those tied, the lowest ID, as the library
+    /// orders agents).
     best: usize,
     /// Episode kinds that may be added.
     kinds: Vec<Kind>,
@@ -156,6 +157,10 @@ impl Vocabulary {
     pub(crate) fn of(file: &Scenario) -> Vocabulary {
         let f = &file.faults;
         let mut kinds: Vec<Kind> = PRODUCTION.iter().chain(&OPERATIONS).copied().collect();
+        if file.network.tick.is_some() {
+            // The tick grid fixes every arrival: a slow link is not modelled there.
+            kinds.retain(|k| *k != Kind::Lag);
+        }
         let on = |b: bool, k: Kind, kinds: &mut Vec<Kind>| {
             if b {
                 kinds.push(k);
@@ -177,7 +182,9 @@ impl Vocabulary {
         on(f.forge.is_some(), Kind::Forge, &mut kinds);
         let or = |r: Option<DurRange>, lo: u64, hi: u64| r.unwrap_or(DurRange::new(secs(lo), secs(hi)));
         let nodes = file.sim_nodes();
-        let best = (0..nodes.len()).min_by_key(|&i| (nodes[i].rank, i)).unwrap_or(0);
+        let best = (0..nodes.len())
+            .min_by_key(|&i| (nodes[i].rank, &nodes[i].id))
+            .unwrap_or(0);
         Vocabulary {
             n: nodes.len(),
             best,
@@ -396,7 +403,12 @@ pub(crate) fn production(file: &Scenario, voc: &Vocabulary, rng: &mut ChaCha8Rng
         within_limits(&mut m);
         return m.base;
     }
-    let kinds: Vec<Kind> = PRODUCTION.iter().chain(&OPERATIONS).copied().collect();
+    let kinds: Vec<Kind> = PRODUCTION
+        .iter()
+        .chain(&OPERATIONS)
+        .copied()
+        .filter(|k| voc.kinds.contains(k))
+        .collect();
     let kind = kinds[rng.gen_range(0..kinds.len())];
     let latest = voc.end.saturating_sub(secs(5)).max(secs(2));
     let at = Duration::from_millis(rng.gen_range(1000..=latest.as_millis() as u64));

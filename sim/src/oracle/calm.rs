@@ -6,8 +6,8 @@
 //! network (a cut of any shape until `heal`, loss or latency other than the scenario's own)
 //! and a majority of the nodes is healthy. A node that is down (killed, stopped, its state
 //! lost), has a clone beside it (two processes with one ID both step aside), or is paused,
-//! suspended, frozen, congested, a slow consumer, without its server or with its connection
-//! frozen is a *standing condition*, not a fault in force, as long as a majority of the
+//! suspended, frozen, congested, a slow consumer, without its server, with its connection
+//! frozen or its link slow (`lag`) is a *standing condition*, not a fault in force, as long as a majority of the
 //! cluster is none of these: that majority must keep a holder beside it (a deaf or returning
 //! best-ranked agent must not hold it back). The stretch after the last event, the calm tail, is judged whatever is in force
 //! then (the rule since the first oracle: the scenario's final state is its own business, and
@@ -27,7 +27,7 @@ pub struct CalmTracker {
     loss: bool,
     latency: bool,
     /// Per node: down, cloned, and the faults in force on it (pause, suspend or freeze,
-    /// congestion, slow consumer, server down, connection frozen).
+    /// congestion, slow consumer, server down, connection frozen, slow link).
     down: Vec<bool>,
     cloned: Vec<bool>,
     stalled: Vec<[bool; 7]>,
@@ -339,6 +339,18 @@ mod tests {
             c.stretches,
             vec![(0, 10 * S), (10 * S, 20 * S), (30 * S, 40 * S), (50 * S, 60 * S)]
         );
+    }
+
+    #[test]
+    fn a_slow_link_is_standing_on_its_node_and_two_leave_no_healthy_majority() {
+        let c = calm(&[
+            ev(10, Action::Lag(0, Some(Duration::from_millis(300)))),
+            ev(20, Action::Lag(1, Some(Duration::from_millis(100)))),
+            ev(30, Action::Lag(0, None)),
+            ev(40, Action::Lag(1, None)),
+        ]);
+        // One slow link (10–20 s, 30–40 s) is standing; two at once (20–30 s) are in force.
+        assert_eq!(c.stretches, vec![(0, 10 * S), (10 * S, 20 * S), (30 * S, 40 * S)]);
     }
 
     #[test]

@@ -438,6 +438,14 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("lag"), "{e}");
         let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nunlag = \"n7\"\n");
         assert!(e.message.contains("unknown node"), "{e}");
+        // Within what the simulator models: 1 s each way, off the tick grid, no router.
+        let e = err("nodes = 3\n[[at]]\ntime = \"5s\"\nlag = { node = \"n1\", latency = \"1001ms\" }\n");
+        assert!(e.message.contains("close real NATS routes"), "{e}");
+        let e = err("nodes = 3\n[network]\ntick = \"100ms\"\n[[at]]\ntime = \"5s\"\nlag = { node = \"n1\", latency = \"1ms\" }\n");
+        assert!(e.message.contains("tick grid"), "{e}");
+        let e = err("nodes = 3\n[router]\nclients = 2\n[faults]\nlag = { every = \"3s\", latency = \"1ms..2ms\", for = \"2s..5s\" }\n");
+        assert_eq!(e.key.as_deref(), Some("lag"), "{e}");
+        assert!(e.message.contains("router clients"), "{e}");
     }
 
     #[test]

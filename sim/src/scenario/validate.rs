@@ -11,6 +11,10 @@ use std::time::Duration;
 /// How far back a replay may reach (the fabric keeps this much of each node's publishes).
 pub const MAX_REPLAY_WINDOW: Duration = Duration::from_secs(60);
 
+/// The longest slow link (`lag`), each way: a real NATS route pings every second and closes
+/// at the third unanswered ping, which a round trip of twice this still answers in time.
+const MAX_LAG: Duration = Duration::from_secs(1);
+
 /// Builds errors located in one file's text.
 struct Errors<'a> {
     file: &'a str,
@@ -259,6 +263,7 @@ impl Scenario {
             if l.every.0.is_zero() || l.latency.lo.is_zero() || l.lasts.lo.is_zero() {
                 return Err(e.at("lag", "`every`, `latency` and `for` must be positive".into()));
             }
+            self.check_lag(e, l.latency.hi)?;
         }
         if let Some(st) = &self.faults.sites {
             let p = |x: f64| (0.0..=1.0).contains(&x);
@@ -316,6 +321,24 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// A slow link the simulator models faithfully: at most [`MAX_LAG`] each way (real NATS
+    /// routes ping every second and close at the third unanswered ping; the simulated routes
+    /// do not close for a lag), not on the tick grid (which fixes every arrival), and not
+    /// beside router clients (the routing oracle's distances do not know it).
+    fn check_lag(&self, e: &Errors<'_>, latency: Duration) -> Result<(), ScenarioError> {
+        let why = if latency > MAX_LAG {
+            format!("{latency:?} is more than a slow link can be here ({MAX_LAG:?} each way: longer would close real NATS routes)")
+        } else if self.network.tick.is_some() {
+            "a slow link is not modelled on the tick grid ([network] tick fixes every arrival)".into()
+        } else if self.router.is_some() {
+            "a slow link is not modelled beside router clients (the routing oracle judges the configured latencies)"
+                .into()
+        } else {
+            return Ok(());
+        };
+        Err(e.at("lag", why))
     }
 
     /// Steps in time order, within the run, naming known nodes, in an order that can happen.
@@ -377,6 +400,7 @@ impl Scenario {
                         "a slow link must slow something: `latency` (and `for`, if given) must be positive".into(),
                     ));
                 }
+                Step::Lag(l) => self.check_lag(e, l.latency.0)?,
                 Step::FreezeConnection(f) if f.lasts.is_some_and(|l| l.0.is_zero()) => {
                     return Err(e.at(
                         "freeze_connection",

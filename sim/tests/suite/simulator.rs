@@ -97,6 +97,8 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-client-default-ping",
         "bug-defer-to-unready",
         "bug-defer-to-slow",
+        "bug-defer-to-slow-lags",
+        "bug-defer-to-unready-falls-behind",
         "bug-step-aside-silently",
         "bug-keep-failed-promises",
     ] {
