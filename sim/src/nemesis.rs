@@ -251,45 +251,26 @@ fn scripted_events(scn: &Scenario) -> Vec<FaultEvent> {
     let index = |id: &str| nodes.iter().position(|x| x.id == id).unwrap_or(0);
     for at in &scn.at {
         let action = Action::from_step(&at.step, index);
-        // A suspension or a freeze for a while is woken by the plan itself.
-        if let (Step::Suspend(s) | Step::Freeze(s), Action::Suspend(i) | Action::Freeze(i)) = (&at.step, &action) {
-            if let Some(lasts) = s.lasts {
-                ev.push(FaultEvent {
-                    at: at.time.0 + lasts.0,
-                    action: Action::Wake(*i),
-                    scripted: true,
-                });
+        // A step that lasts a while (`for`) is ended by the plan itself: a suspension or a
+        // freeze by its wake, a frozen connection by its thaw, a congestion or a slow link by
+        // its end.
+        let end = match (&at.step, &action) {
+            (Step::Suspend(s) | Step::Freeze(s), Action::Suspend(i) | Action::Freeze(i)) => {
+                s.lasts.map(|l| (l, Action::Wake(*i)))
             }
-        }
-        // So is a connection frozen for a while.
-        if let (Step::FreezeConnection(f), Action::FreezeConnection(i, true)) = (&at.step, &action) {
-            if let Some(lasts) = f.lasts {
-                ev.push(FaultEvent {
-                    at: at.time.0 + lasts.0,
-                    action: Action::FreezeConnection(*i, false),
-                    scripted: true,
-                });
+            (Step::FreezeConnection(f), Action::FreezeConnection(i, true)) => {
+                f.lasts.map(|l| (l, Action::FreezeConnection(*i, false)))
             }
-        }
-        // So is a congestion for a while.
-        if let (Step::Congest(c), Action::Congest(i, _)) = (&at.step, &action) {
-            if let Some(lasts) = c.lasts {
-                ev.push(FaultEvent {
-                    at: at.time.0 + lasts.0,
-                    action: Action::Congest(*i, None),
-                    scripted: true,
-                });
-            }
-        }
-        // And a slow link.
-        if let (Step::Lag(l), Action::Lag(i, _)) = (&at.step, &action) {
-            if let Some(lasts) = l.lasts {
-                ev.push(FaultEvent {
-                    at: at.time.0 + lasts.0,
-                    action: Action::Lag(*i, None),
-                    scripted: true,
-                });
-            }
+            (Step::Congest(c), Action::Congest(i, _)) => c.lasts.map(|l| (l, Action::Congest(*i, None))),
+            (Step::Lag(g), Action::Lag(i, _)) => g.lasts.map(|l| (l, Action::Lag(*i, None))),
+            _ => None,
+        };
+        if let Some((lasts, action)) = end {
+            ev.push(FaultEvent {
+                at: at.time.0 + lasts.0,
+                action,
+                scripted: true,
+            });
         }
         ev.push(FaultEvent {
             at: at.time.0,

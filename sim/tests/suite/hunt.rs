@@ -95,28 +95,35 @@ fn a_short_hunt_finds_skip_config_check_from_the_broad_file_and_writes_a_failing
     assert_eq!(a["runs"], a["found"]["run"], "the hunt stops at its finding");
 }
 
-#[test]
-fn a_short_hunt_reaches_a_frozen_connection_the_broad_file_never_draws() {
-    // `lease-all-faults.toml` has no class that freezes a connection; the hunt adds what
-    // operators and hosts do to any agent, and the conduct oracle judges it: the client that
-    // pings at NATS' default of 60 s leaves it unnoticed.
-    let d = temp("hunt-operations");
-    let file = broad_with(&d, "client_default_ping");
+/// A hunt of the broad file with `bug` planted, `budget` simulations from `seed`, unshrunk:
+/// its exit code (1: found) and its JSON report.
+fn short_hunt(name: &str, bug: &str, budget: &str, seed: &str) -> (Option<i32>, serde_json::Value) {
+    let d = temp(name);
+    let file = broad_with(&d, bug);
     let out = sim(&[
         "hunt",
         file.to_str().unwrap(),
         "--budget",
-        "40",
+        budget,
         "--seed",
-        "2",
+        seed,
         "--shrink-trials",
         "0",
         "--json",
         "--out-dir",
         d.join("found").to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let r = json(&out);
+    assert!(!out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), json(&out))
+}
+
+#[test]
+fn a_short_hunt_reaches_a_frozen_connection_the_broad_file_never_draws() {
+    // `lease-all-faults.toml` has no class that freezes a connection; the hunt adds what
+    // operators and hosts do to any agent, and the conduct oracle judges it: the client that
+    // pings at NATS' default of 60 s leaves it unnoticed.
+    let (code, r) = short_hunt("hunt-operations", "client_default_ping", "40", "2");
+    assert_eq!(code, Some(1), "{r}");
     assert_eq!(r["found"]["violation"], "a frozen connection went unnoticed", "{r}");
     assert!(r["found"]["toml"].as_str().unwrap().contains("freeze_connection"));
 }
@@ -127,23 +134,8 @@ fn a_short_hunt_reaches_a_slow_link_the_broad_file_never_draws() {
     // quiet stretch, and the calm oracle judges that the healthy majority keeps a leader: the
     // agent before issue 24 keeps deferring to a best-ranked node whose round trip is too
     // long to win.
-    let d = temp("hunt-lag");
-    let file = broad_with(&d, "defer_to_slow");
-    let out = sim(&[
-        "hunt",
-        file.to_str().unwrap(),
-        "--budget",
-        "100",
-        "--seed",
-        "9",
-        "--shrink-trials",
-        "0",
-        "--json",
-        "--out-dir",
-        d.join("found").to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let r = json(&out);
+    let (code, r) = short_hunt("hunt-lag", "defer_to_slow", "100", "9");
+    assert_eq!(code, Some(1), "{r}");
     assert_eq!(r["found"]["violation"], "no leader in a calm stretch", "{r}");
     assert!(r["found"]["toml"].as_str().unwrap().contains("[at.lag]"));
 }
