@@ -8,8 +8,11 @@
 //! - `node`: one node's tuple;
 //! - `cluster`: every node at once, coarsely: how many lead, campaign, follow, wait, sit out
 //!   or are down, and how many have promised (combinations across nodes);
-//! - `change`: a leadership change, with its new holder's tuple, the cluster then, and the
-//!   kinds of the two faults applied before it (the order of fault kinds around each change).
+//! - `change`: a leadership change, twice over: its new holder's tuple with the cluster then,
+//!   and the kinds of the two faults applied before it (the order of fault kinds around each
+//!   change). Not their product: that made nearly every run reach something new, and a
+//!   corpus that keeps every run guides nothing (measured: 264 of 300 runs kept, against 255
+//!   of 1,000 with the two apart).
 //!
 //! Features are hashed to `u64`s (FNV-1a of their text): a set of numbers is cheap to keep
 //! and to merge over thousands of runs.
@@ -113,13 +116,14 @@ impl Coverage {
         let view = *view;
         self.add(&format!("node {}", view.text()));
         if p.role == Role::Leader && !was_leader {
+            // Two features, not their product: the new holder in the cluster then, and the
+            // order of the two fault kinds before it. Their product (hundreds of holder and
+            // cluster states times hundreds of fault pairs) made nearly every run new, and a
+            // corpus of every run guides nothing.
             let faults: Vec<&str> = self.recent.iter().copied().collect();
             let others = self.cluster();
-            self.add(&format!(
-                "change {} in {others} after {}",
-                view.text(),
-                faults.join(",")
-            ));
+            self.add(&format!("change {} in {others}", view.text()));
+            self.add(&format!("change after {}", faults.join(",")));
         }
         let cluster = self.cluster();
         self.add(&cluster);

@@ -647,6 +647,15 @@ impl Fabric {
         SimNet {
             fabric: self.clone(),
             node: i,
+            watch: None,
+        }
+    }
+
+    /// A connection to node `i`'s server whose every publish `watch` sees first.
+    pub(crate) fn watched_client(&self, i: usize, watch: PublishWatch) -> SimNet {
+        SimNet {
+            watch: Some(watch),
+            ..self.client(i)
         }
     }
 
@@ -1047,15 +1056,23 @@ impl Drop for Turn {
     }
 }
 
+/// What sees every publish a client is asked for (subject and payload), at the call, in
+/// program order with everything else its agent does.
+pub(crate) type PublishWatch = Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
+
 /// A node's connection to its own simulated NATS server.
 #[derive(Clone)]
 pub(crate) struct SimNet {
     fabric: Fabric,
     node: usize,
+    watch: Option<PublishWatch>,
 }
 
 impl Network for SimNet {
     fn publish(&self, subject: &str, reply: Option<&str>, payload: Bytes) -> BoxFuture<'_, Result<(), NetError>> {
+        if let Some(w) = &self.watch {
+            w(subject, &payload);
+        }
         let at = match self.fabric.admit(self.node) {
             Admit::Now => {
                 let r = self.fabric.publish(self.node, subject, reply, payload);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// The body of a message, with an authentication header (if any) stripped: what anyone on
 /// the bus can read.
-fn body(payload: &[u8]) -> &[u8] {
+pub(crate) fn body(payload: &[u8]) -> &[u8] {
     match payload.strip_prefix(b"LH1 ") {
         Some(rest) => rest.iter().position(|b| *b == b'\n').map_or(rest, |i| &rest[i + 1..]),
         None => payload,

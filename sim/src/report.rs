@@ -206,6 +206,7 @@ impl RunReport {
             ExpectedKind::Routing => ViolationKind::Routing,
             ExpectedKind::Unnoticed => ViolationKind::Unnoticed,
             ExpectedKind::StopHung => ViolationKind::StopHung,
+            ExpectedKind::CampaignDisconnected => ViolationKind::CampaignDisconnected,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),

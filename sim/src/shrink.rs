@@ -95,6 +95,7 @@ fn class(k: ViolationKind) -> u8 {
         ViolationKind::Routing => 3,
         ViolationKind::Unnoticed => 7,
         ViolationKind::StopHung => 8,
+        ViolationKind::CampaignDisconnected => 9,
     }
 }
 

@@ -15,8 +15,10 @@
 //! 2. a run that reached a feature no earlier run reached joins the corpus twice over: as it
 //!    ran (the file's nemesis and the seed, with the steps the hunt added on top), and
 //!    written out whole as its schedule (its faults as applied, its clocks as drawn);
-//! 3. from then on, every other run takes a corpus entry (the ones that found more, and
-//!    were picked less, more often) and mutates one of its two forms (`hunt/mutate.rs`):
+//! 3. from then on, every other run takes a corpus entry (the ones that reach rare features
+//!    more often: an entry weighs the sum over its features of one over the number of runs
+//!    that reached each, as AFLFast and FairFuzz spend their energy on rare paths) and mutates
+//!    one of its two forms (`hunt/mutate.rs`):
 //!    the nemesis kept (steps added, moved or dropped on top of it, a node's settings, the
 //!    fault sites, another seed), which stays as good as uniform seeds at what the nemesis
 //!    finds; or the whole schedule, which can move and drop the nemesis's own faults, and
@@ -41,7 +43,7 @@ use mutate::{mutate, Input, Vocabulary};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long a hunt goes on.
@@ -145,12 +147,24 @@ const STREAM: u64 = 0x4855_4e54_0000_0001;
 const FRESH: f64 = 0.5;
 
 /// A corpus entry: its run as the file's nemesis drew it (with the scripted steps added on
-/// top), if it was run that way, and written out whole; and how much it found.
+/// top), if it was run that way, and written out whole; and the features it reached.
 struct Entry {
     nemesis: Option<Input>,
     scripted: Input,
-    gain: usize,
-    picks: u64,
+    /// Its features, as indices into [`Hunter::hits`].
+    features: Vec<u32>,
+}
+
+/// How much an entry with `features` is worth mutating, given how many runs reached each
+/// feature (`hits`): the sum over its features of one over that number. A feature every run
+/// reaches adds next to nothing; one only this entry reached adds 1, until its mutants reach
+/// it too (so an entry that keeps leading somewhere new keeps its weight, and one whose
+/// mutants go where it went loses it).
+fn rarity(features: &[u32], hits: &[u32]) -> f64 {
+    features
+        .iter()
+        .map(|&f| 1.0 / f64::from(hits.get(f as usize).copied().unwrap_or(1).max(1)))
+        .sum()
 }
 
 /// The expectation a regression of a failure of `kind` keeps: a planted bug's failure is
@@ -169,6 +183,7 @@ fn expectation(kind: ViolationKind, planted: bool) -> Expected {
         ViolationKind::Routing => Expected::Kind(ExpectedKind::Routing),
         ViolationKind::Unnoticed => Expected::Kind(ExpectedKind::Unnoticed),
         ViolationKind::StopHung => Expected::Kind(ExpectedKind::StopHung),
+        ViolationKind::CampaignDisconnected => Expected::Kind(ExpectedKind::CampaignDisconnected),
         ViolationKind::Panic => Expected::Any(false),
     }
 }
@@ -179,7 +194,10 @@ struct Hunter<'a> {
     source: &'a str,
     voc: Vocabulary,
     rng: ChaCha8Rng,
-    seen: BTreeSet<u64>,
+    /// Every feature reached so far, numbered in the order first reached.
+    seen: BTreeMap<u64, u32>,
+    /// How many runs reached each feature, by number.
+    hits: Vec<u32>,
     corpus: Vec<Entry>,
     runs: u64,
     invalid: u64,
@@ -205,13 +223,13 @@ impl Hunter<'_> {
         (s, self.rng.gen_range(0..1_000_000_007))
     }
 
-    /// A corpus entry, more often one that found more and was picked less.
+    /// A corpus entry, more often one that reached rarer features.
     fn pick(&mut self) -> usize {
-        let weight = |e: &Entry| (e.gain as f64 + 1.0) / (e.picks as f64 + 1.0);
-        let total: f64 = self.corpus.iter().map(weight).sum();
+        let weights: Vec<f64> = self.corpus.iter().map(|e| rarity(&e.features, &self.hits)).collect();
+        let total: f64 = weights.iter().sum();
         let mut x = self.rng.gen_range(0.0..total.max(f64::MIN_POSITIVE));
-        for (k, e) in self.corpus.iter().enumerate() {
-            x -= weight(e);
+        for (k, w) in weights.iter().enumerate() {
+            x -= w;
             if x <= 0.0 {
                 return k;
             }
@@ -226,8 +244,7 @@ impl Hunter<'_> {
             return Some((s, seed, None));
         }
         let k = self.pick();
-        let e = &mut self.corpus[k];
-        e.picks += 1;
+        let e = &self.corpus[k];
         // Half the time the nemesis stays (steps are added, moved or dropped on top of it, a
         // node's settings change, the seed is drawn again), half the time the whole run is
         // the schedule mutated.
@@ -248,9 +265,21 @@ impl Hunter<'_> {
         s.coverage = true;
         let r = run_seed(&s, seed, self.source);
         self.runs += 1;
-        let new = r.coverage.iter().filter(|f| !self.seen.contains(f)).count();
-        if new > 0 {
-            self.seen.extend(r.coverage.iter().copied());
+        let mut new = false;
+        let mut features = Vec::with_capacity(r.coverage.len());
+        for f in &r.coverage {
+            let next = self.hits.len() as u32;
+            let k = *self.seen.entry(*f).or_insert_with(|| {
+                new = true;
+                next
+            });
+            if k == next {
+                self.hits.push(0);
+            }
+            self.hits[k as usize] += 1;
+            features.push(k);
+        }
+        if new {
             self.growth.push(Growth {
                 runs: self.runs,
                 features: self.seen.len(),
@@ -271,8 +300,7 @@ impl Hunter<'_> {
             self.corpus.push(Entry {
                 nemesis,
                 scripted,
-                gain: new,
-                picks: 0,
+                features,
             });
         }
         r
@@ -304,7 +332,8 @@ pub fn hunt(
         voc: Vocabulary::of(file),
         // From the seed and the shard alone: the same hunt whatever path names the file.
         rng: ChaCha8Rng::seed_from_u64(mix(opts.seed, opts.shard.0, STREAM)),
-        seen: BTreeSet::new(),
+        seen: BTreeMap::new(),
+        hits: Vec::new(),
         corpus: Vec::new(),
         runs: 0,
         invalid: 0,
@@ -420,4 +449,22 @@ pub fn merge_hunts(reports: Vec<HuntReport>) -> Vec<MergedHunt> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rarity;
+
+    #[test]
+    fn an_entry_that_reached_a_rare_feature_outweighs_one_of_many_common_features() {
+        // Features 0..50 reached by 1,000 runs each, feature 50 by one run.
+        let mut hits = vec![1000; 50];
+        hits.push(1);
+        let common: Vec<u32> = (0..50).collect();
+        let rare: Vec<u32> = vec![0, 50];
+        assert!(rarity(&rare, &hits) > 10.0 * rarity(&common, &hits));
+        // Once its mutants reach the rare feature too, its weight falls.
+        hits[50] = 1000;
+        assert!(rarity(&rare, &hits) < rarity(&common, &hits));
+    }
 }

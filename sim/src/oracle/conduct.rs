@@ -5,7 +5,12 @@
 //!   (`MembershipCfg::ping_interval`, a quarter of the lease) and a beat, the time its driver
 //!   may spend on one step's publishes;
 //! * a stop is served whatever the connection does: an agent asked to stop has stopped within
-//!   [`STOP_BOUND`] (its release gets a second, the driver never blocks on a publish).
+//!   [`STOP_BOUND`] (its release gets a second, the driver never blocks on a publish);
+//! * a disconnected agent does not campaign: from its `Disconnected` report until it reports
+//!   the connection back, it asks for no promises under a token it does not hold (a holder's
+//!   renewals, under its own token, go on). Judged in program order (the simulator sees each
+//!   publish as the agent asks for it), so no clock is involved; simulated runs only (a real
+//!   agent's publishes are not watched).
 //!
 //! A node that stops running meanwhile (paused, suspended, frozen, killed) is excused: no
 //! process can act before it runs again.
@@ -29,6 +34,10 @@ enum Watch {
 #[derive(Debug, Clone, Default)]
 pub struct Conduct {
     watches: BTreeMap<usize, Watch>,
+    /// Nodes whose agent reported its connection down (and not back since), with when.
+    cut_off: BTreeMap<usize, u128>,
+    /// Per node, the token of its agent's latest claim (this process's).
+    held: BTreeMap<usize, u64>,
     /// Nodes whose process is not running now (paused, suspended, frozen).
     stalled: BTreeSet<usize>,
     /// How long each frozen connection took to be reported, in ns.
@@ -51,12 +60,54 @@ impl Conduct {
         }
     }
 
-    /// Node `node`'s agent (`id`) reported `Disconnected` at `at`: past its bound, late.
+    /// Node `node`'s agent (`id`) reported `Disconnected` at `at`: past its bound, late. From
+    /// now until it reports the connection back, it must not campaign.
     pub fn disconnected(&mut self, node: usize, id: &str, at: u128) {
+        self.cut_off.entry(node).or_insert(at);
         if let Some(w @ Watch::Freeze { since, .. }) = self.watches.remove(&node) {
             self.noticed.push(at.saturating_sub(since));
             self.judge(id, w, at);
         }
+    }
+
+    /// Node `node`'s agent reported its connection back (or connected).
+    pub fn reconnected(&mut self, node: usize) {
+        self.cut_off.remove(&node);
+    }
+
+    /// Node `node`'s agent claimed the lease under `token`: its requests under that token
+    /// are renewals.
+    pub fn claimed(&mut self, node: usize, token: u64) {
+        self.held.insert(node, token);
+    }
+
+    /// A new process starts on node `node`: connected until it says otherwise, holding
+    /// nothing.
+    pub fn began_anew(&mut self, node: usize) {
+        self.cut_off.remove(&node);
+        self.held.remove(&node);
+    }
+
+    /// Node `node`'s agent (`id`) asked at `at` for promises under `token` (a lease request,
+    /// as it called publish): while it has reported its connection down, only a renewal of
+    /// the lease it holds may be asked for.
+    pub fn requested(&mut self, node: usize, id: &str, at: u128, token: u64) {
+        let Some(&since) = self.cut_off.get(&node) else {
+            return;
+        };
+        if self.held.get(&node) == Some(&token) {
+            return;
+        }
+        self.found(Violation {
+            kind: ViolationKind::CampaignDisconnected,
+            at,
+            claims: Vec::new(),
+            detail: format!(
+                "{id} asked for promises under token {token} at {}, its connection reported down since {}",
+                secs(at),
+                secs(since)
+            ),
+        });
     }
 
     /// Node `node`'s connection thawed at `at` (`id` names it): unreported past its bound is a
@@ -135,6 +186,37 @@ mod tests {
     use super::*;
 
     const MS: u128 = 1_000_000;
+
+    #[test]
+    fn a_campaign_while_cut_off_is_a_violation_and_a_renewal_or_a_campaign_once_back_is_not() {
+        let mut c = Conduct::default();
+        c.requested(0, "n0", MS, 1);
+        c.claimed(0, 1);
+        c.disconnected(0, "n0", 10 * MS);
+        c.requested(0, "n0", 20 * MS, 1);
+        assert_eq!(c.violations, 0, "a holder's renewal under its own token");
+        c.requested(0, "n0", 30 * MS, 2);
+        assert_eq!(c.violations, 1, "a new token while cut off");
+        assert_eq!(c.first[0].kind, ViolationKind::CampaignDisconnected);
+        assert!(
+            c.first[0].detail.contains("down since 0.010000000s"),
+            "{}",
+            c.first[0].detail
+        );
+        c.requested(1, "n1", 30 * MS, 2);
+        assert_eq!(c.violations, 1, "another node, connected");
+        c.reconnected(0);
+        c.requested(0, "n0", 40 * MS, 3);
+        assert_eq!(c.violations, 1, "back");
+        // A new process holds nothing and is connected until it says otherwise.
+        c.disconnected(0, "n0", 50 * MS);
+        c.began_anew(0);
+        c.requested(0, "n0", 60 * MS, 3);
+        assert_eq!(c.violations, 1);
+        c.disconnected(0, "n0", 70 * MS);
+        c.requested(0, "n0", 80 * MS, 3);
+        assert_eq!(c.violations, 2, "token 3 was not claimed by this process");
+    }
 
     #[test]
     fn a_freeze_reported_in_time_passes_and_is_measured() {

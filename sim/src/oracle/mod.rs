@@ -144,6 +144,8 @@ pub enum ViolationKind {
     Unnoticed,
     /// An agent asked to stop had not stopped in time (the conduct oracle).
     StopHung,
+    /// An agent campaigned while it had reported its connection down (the conduct oracle).
+    CampaignDisconnected,
 }
 
 impl fmt::Display for ViolationKind {
@@ -160,6 +162,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::Routing => "routing check failed",
             ViolationKind::Unnoticed => "a frozen connection went unnoticed",
             ViolationKind::StopHung => "an agent did not stop when told",
+            ViolationKind::CampaignDisconnected => "an agent campaigned while disconnected",
         })
     }
 }
@@ -179,6 +182,7 @@ impl ViolationKind {
             ViolationKind::Routing => "routing",
             ViolationKind::Unnoticed => "unnoticed",
             ViolationKind::StopHung => "stop_hung",
+            ViolationKind::CampaignDisconnected => "campaign_disconnected",
         }
     }
 }

@@ -238,9 +238,13 @@ impl Scenario {
     /// of its own promise running out, a campaign refused by a granter whose promise has not
     /// yet run out retries within three beats (resend, or give up and jitter), and each of
     /// the last renewal, the request and the grant crosses the slowest route once; `max_clock_skew`
-    /// and one more beat are slack (and `allcall`'s wall-clock margin):
-    /// `lease / (1 − ε) + max_clock_skew + 5 × beat + 3 × (slowest one-way latency)`, the
-    /// latency being `network.latency`'s upper end or the slowest `dc_link`'s.
+    /// and one more beat are slack (and `allcall`'s wall-clock margin); a leader whose link is
+    /// slow (`lag`) or whose client is congested (`congest`) may have its last renewal reach
+    /// the granters that much later, and they promise it from then:
+    /// `lease / (1 − ε) + max_clock_skew + 5 × beat + 3 × (slowest one-way latency) + most
+    /// lag + most congestion delay`, the latency being `network.latency`'s upper end or the
+    /// slowest `dc_link`'s, the last two the most any scripted step or random class of the
+    /// file applies.
     pub fn max_gap(&self) -> Duration {
         if let Some(d) = self.expect.max_gap {
             return d.0;
@@ -257,7 +261,26 @@ impl Scenario {
             .chain([self.network.latency.hi])
             .max()
             .unwrap_or_default();
-        Duration::from_nanos(u64::try_from(promise).unwrap_or(u64::MAX)) + c.max_clock_skew + c.beat * 5 + slowest * 3
+        let (mut lag, mut congest) = (Duration::ZERO, Duration::ZERO);
+        for a in &self.at {
+            match &a.step {
+                Step::Lag(l) => lag = lag.max(l.latency.0),
+                Step::Congest(c) => congest = congest.max(c.delay.0),
+                _ => {}
+            }
+        }
+        if let Some(l) = &self.faults.lag {
+            lag = lag.max(l.latency.hi);
+        }
+        if let Some(c) = &self.faults.congest {
+            congest = congest.max(c.delay.hi);
+        }
+        Duration::from_nanos(u64::try_from(promise).unwrap_or(u64::MAX))
+            + c.max_clock_skew
+            + c.beat * 5
+            + slowest * 3
+            + lag
+            + congest
     }
 
     /// The same scenario run for `d` (the timeline and the quiet tail stay as written); an
@@ -508,5 +531,25 @@ mod tests {
                     [[node]]\ndatacenter = \"b\"\n";
         let s = Scenario::parse("s.toml", text).unwrap();
         assert_eq!(s.max_gap(), Duration::from_millis(1_000 + 500 + 500 + 900));
+    }
+
+    #[test]
+    fn max_gap_grows_with_the_most_lag_and_congestion_the_file_applies() {
+        let base = "[membership]\nlease = \"1s\"\nmax_drift_ppm = 0\nmax_clock_skew = \"500ms\"\n\
+                    [network]\nlatency = \"0ms\"\n";
+        let plain = Scenario::parse("s.toml", base).unwrap().max_gap();
+        assert_eq!(plain, Duration::from_millis(1_000 + 500 + 500));
+        let with = |more: &str| Scenario::parse("s.toml", &format!("{base}{more}")).unwrap().max_gap() - plain;
+        // Scripted: the largest of each kind, the two added (a leader both slow and congested).
+        let scripted = "[[at]]\ntime = \"5s\"\nlag = { node = \"n1\", latency = \"300ms\", for = \"2s\" }\n\
+                        [[at]]\ntime = \"9s\"\nlag = { node = \"n2\", latency = \"100ms\", for = \"2s\" }\n\
+                        [[at]]\ntime = \"12s\"\ncongest = { node = \"n1\", delay = \"200ms\", for = \"2s\" }\n";
+        assert_eq!(with(scripted), Duration::from_millis(300 + 200));
+        // Random classes: their ranges' upper ends.
+        let classes = "[faults]\nlag = { every = \"10s\", latency = \"100ms..400ms\", for = \"2s\" }\n\
+                       congest = { every = \"10s\", delay = \"50ms..250ms\", for = \"2s\" }\n";
+        assert_eq!(with(classes), Duration::from_millis(400 + 250));
+        // Set by the file: as written.
+        assert_eq!(with("[expect]\nmax_gap = \"4s\"\n") + plain, Duration::from_secs(4));
     }
 }

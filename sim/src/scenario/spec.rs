@@ -719,6 +719,9 @@ pub enum ExpectedKind {
     Unnoticed,
     /// An agent asked to stop had not stopped two seconds later.
     StopHung,
+    /// An agent asked for promises under a new token while it had reported its connection
+    /// down.
+    CampaignDisconnected,
 }
 
 impl Expected {

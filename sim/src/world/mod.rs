@@ -131,6 +131,9 @@ impl World {
         let mut st = self.lock();
         match notice {
             Notice::Claim { token, from, until } => {
+                if let Some(t) = token {
+                    st.conduct.claimed(node, *t);
+                }
                 st.guards.claim(node, inc, *token, until.as_nanos());
                 st.book
                     .claim(node, inc, *token, (from.as_nanos(), until.as_nanos()), now)
@@ -147,6 +150,7 @@ impl World {
             Notice::Connection(leasehold::Connection::Disconnected) => {
                 st.conduct.disconnected(node, &self.nodes[node].id, at)
             }
+            Notice::Connection(_) => st.conduct.reconnected(node),
             _ => {}
         }
         if let Some(what) = leasehold::events::AgentEvent::of_notice(notice, "", "", None)
@@ -166,6 +170,21 @@ impl World {
                 now,
             );
         }
+    }
+
+    /// Node `i`'s agent asks to publish `payload` on `subject`: a lease request goes to the
+    /// conduct oracle (a disconnected agent does not campaign).
+    fn published(&self, i: usize, subject: &str, payload: &[u8]) {
+        if crate::scenario::MessageKind::of_subject(subject) != Some(crate::scenario::MessageKind::Request) {
+            return;
+        }
+        let Ok(req) = leasehold::wire::decode::<leasehold::wire::LeaseRequest>(crate::impostor::body(payload), 1 << 20)
+        else {
+            return;
+        };
+        let now = true_now(self.start);
+        let mut st = self.lock();
+        st.conduct.requested(i, &self.nodes[i].id, now, req.token);
     }
 
     /// Node `i`'s process stops running (`true`: paused, suspended, frozen) or runs again;
@@ -385,7 +404,11 @@ impl World {
         let w = self.clone();
         let observe: leasehold::Observer = Arc::new(move |local, n| w.record(i, inc, local, n));
         let sites = self.fault_sites(i, seed);
-        match Membership::new(cfg, clock, self.fabric.client(i), storage) {
+        // The conduct oracle sees each lease request as the agent asks for it.
+        self.lock().conduct.began_anew(i);
+        let w = self.clone();
+        let watch: crate::fabric::PublishWatch = Arc::new(move |subject, payload| w.published(i, subject, payload));
+        match Membership::new(cfg, clock, self.fabric.watched_client(i, watch), storage) {
             Ok(a) => {
                 let mut a = a.with_seed(seed).with_observer(observe);
                 if self.scn.membership.authenticate {

@@ -33,7 +33,7 @@ fn a_short_hunt_finds_skip_config_check_from_the_broad_file_and_writes_a_failing
             "--budget".into(),
             "60".into(),
             "--seed".into(),
-            "15".into(),
+            "0".into(),
             "--shrink-trials".into(),
             "60".into(),
             "--out-dir".into(),
@@ -129,12 +129,27 @@ fn a_short_hunt_reaches_a_frozen_connection_the_broad_file_never_draws() {
 }
 
 #[test]
+fn a_short_hunt_reaches_an_agent_campaigning_cut_off_from_its_server() {
+    // Nothing in `lease-all-faults.toml` disconnects an agent from its server (uniform seeds:
+    // 0 of 100); the hunt adds a server down or a frozen connection, and the conduct oracle
+    // judges the agent before issue 31, which campaigns while it has reported its connection
+    // down.
+    let (code, r) = short_hunt("hunt-cut-off", "campaign_while_disconnected", "40", "2");
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(r["found"]["violation"], "an agent campaigned while disconnected", "{r}");
+    let toml = r["found"]["toml"].as_str().unwrap();
+    assert!(
+        toml.contains("server_down") || toml.contains("freeze_connection"),
+        "{toml}"
+    );
+}
+
+#[test]
 fn a_short_hunt_reaches_a_slow_link_the_broad_file_never_draws() {
-    // `lease-all-faults.toml` slows no one node's link; the hunt adds it as an operation in a
-    // quiet stretch, and the calm oracle judges that the healthy majority keeps a leader: the
-    // agent before issue 24 keeps deferring to a best-ranked node whose round trip is too
-    // long to win.
-    let (code, r) = short_hunt("hunt-lag", "defer_to_slow", "100", "9");
+    // `lease-all-faults.toml` slows no one node's link; the hunt adds it as an operation, and
+    // the calm oracle judges that the healthy majority keeps a leader: the agent before issue
+    // 24 keeps deferring to a best-ranked node whose round trip is too long to win.
+    let (code, r) = short_hunt("hunt-lag", "defer_to_slow", "100", "17");
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(r["found"]["violation"], "no leader in a calm stretch", "{r}");
     assert!(r["found"]["toml"].as_str().unwrap().contains("[at.lag]"));

@@ -101,6 +101,7 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-defer-to-unready-falls-behind",
         "bug-step-aside-silently",
         "bug-keep-failed-promises",
+        "bug-campaign-while-disconnected",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
