@@ -34,10 +34,11 @@ enum Watch {
 #[derive(Debug, Clone, Default)]
 pub struct Conduct {
     watches: BTreeMap<usize, Watch>,
-    /// Nodes whose agent reported its connection down (and not back since), with when.
-    cut_off: BTreeMap<usize, u128>,
-    /// Per node, the token of its agent's latest claim (this process's).
-    held: BTreeMap<usize, u64>,
+    /// Processes (node, incarnation) that reported their connection down and not back
+    /// since, with when. By process, not node: a clone shares its node's connection.
+    cut_off: BTreeMap<(usize, u64), u128>,
+    /// Per process, the token of its latest claim.
+    held: BTreeMap<(usize, u64), u64>,
     /// Nodes whose process is not running now (paused, suspended, frozen).
     stalled: BTreeSet<usize>,
     /// How long each frozen connection took to be reported, in ns.
@@ -60,42 +61,38 @@ impl Conduct {
         }
     }
 
-    /// Node `node`'s agent (`id`) reported `Disconnected` at `at`: past its bound, late. From
-    /// now until it reports the connection back, it must not campaign.
+    /// Node `node`'s agent (`id`) reported `Disconnected` at `at`: past its bound, late.
     pub fn disconnected(&mut self, node: usize, id: &str, at: u128) {
-        self.cut_off.entry(node).or_insert(at);
         if let Some(w @ Watch::Freeze { since, .. }) = self.watches.remove(&node) {
             self.noticed.push(at.saturating_sub(since));
             self.judge(id, w, at);
         }
     }
 
-    /// Node `node`'s agent reported its connection back (or connected).
-    pub fn reconnected(&mut self, node: usize) {
-        self.cut_off.remove(&node);
+    /// Incarnation `inc` of node `node` reported its connection down at `at` (`true`) or
+    /// back (`false`): while it is down, the process must not campaign.
+    pub fn link(&mut self, node: usize, inc: u64, down: bool, at: u128) {
+        if down {
+            self.cut_off.entry((node, inc)).or_insert(at);
+        } else {
+            self.cut_off.remove(&(node, inc));
+        }
     }
 
-    /// Node `node`'s agent claimed the lease under `token`: its requests under that token
-    /// are renewals.
-    pub fn claimed(&mut self, node: usize, token: u64) {
-        self.held.insert(node, token);
+    /// Incarnation `inc` of node `node` claimed the lease under `token`: its requests under
+    /// that token are renewals.
+    pub fn claimed(&mut self, node: usize, inc: u64, token: u64) {
+        self.held.insert((node, inc), token);
     }
 
-    /// A new process starts on node `node`: connected until it says otherwise, holding
-    /// nothing.
-    pub fn began_anew(&mut self, node: usize) {
-        self.cut_off.remove(&node);
-        self.held.remove(&node);
-    }
-
-    /// Node `node`'s agent (`id`) asked at `at` for promises under `token` (a lease request,
-    /// as it called publish): while it has reported its connection down, only a renewal of
-    /// the lease it holds may be asked for.
-    pub fn requested(&mut self, node: usize, id: &str, at: u128, token: u64) {
-        let Some(&since) = self.cut_off.get(&node) else {
+    /// Incarnation `inc` of node `node` (`id`) asked at `at` for promises under `token` (a
+    /// lease request, as it called publish): while it has reported its connection down, only
+    /// a renewal of the lease it holds may be asked for.
+    pub fn requested(&mut self, node: usize, inc: u64, id: &str, at: u128, token: u64) {
+        let Some(&since) = self.cut_off.get(&(node, inc)) else {
             return;
         };
-        if self.held.get(&node) == Some(&token) {
+        if self.held.get(&(node, inc)) == Some(&token) {
             return;
         }
         self.found(Violation {
@@ -190,12 +187,12 @@ mod tests {
     #[test]
     fn a_campaign_while_cut_off_is_a_violation_and_a_renewal_or_a_campaign_once_back_is_not() {
         let mut c = Conduct::default();
-        c.requested(0, "n0", MS, 1);
-        c.claimed(0, 1);
-        c.disconnected(0, "n0", 10 * MS);
-        c.requested(0, "n0", 20 * MS, 1);
+        c.requested(0, 1, "n0", MS, 1);
+        c.claimed(0, 1, 1);
+        c.link(0, 1, true, 10 * MS);
+        c.requested(0, 1, "n0", 20 * MS, 1);
         assert_eq!(c.violations, 0, "a holder's renewal under its own token");
-        c.requested(0, "n0", 30 * MS, 2);
+        c.requested(0, 1, "n0", 30 * MS, 2);
         assert_eq!(c.violations, 1, "a new token while cut off");
         assert_eq!(c.first[0].kind, ViolationKind::CampaignDisconnected);
         assert!(
@@ -203,19 +200,22 @@ mod tests {
             "{}",
             c.first[0].detail
         );
-        c.requested(1, "n1", 30 * MS, 2);
+        c.requested(1, 1, "n1", 30 * MS, 2);
         assert_eq!(c.violations, 1, "another node, connected");
-        c.reconnected(0);
-        c.requested(0, "n0", 40 * MS, 3);
+        c.link(0, 1, false, 35 * MS);
+        c.requested(0, 1, "n0", 40 * MS, 3);
         assert_eq!(c.violations, 1, "back");
-        // A new process holds nothing and is connected until it says otherwise.
-        c.disconnected(0, "n0", 50 * MS);
-        c.began_anew(0);
-        c.requested(0, "n0", 60 * MS, 3);
-        assert_eq!(c.violations, 1);
-        c.disconnected(0, "n0", 70 * MS);
-        c.requested(0, "n0", 80 * MS, 3);
-        assert_eq!(c.violations, 2, "token 3 was not claimed by this process");
+        // Another process of the node (a restart, a clone) has its own connection state and
+        // holds nothing of the first's.
+        c.link(0, 1, true, 50 * MS);
+        c.requested(0, 2, "n0", 60 * MS, 3);
+        assert_eq!(c.violations, 1, "the other process has not reported a cut");
+        c.link(0, 2, true, 70 * MS);
+        c.requested(0, 2, "n0", 80 * MS, 1);
+        assert_eq!(
+            c.violations, 2,
+            "token 1 was claimed by the first process, not this one"
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl World {
         match notice {
             Notice::Claim { token, from, until } => {
                 if let Some(t) = token {
-                    st.conduct.claimed(node, *t);
+                    st.conduct.claimed(node, inc, *t);
                 }
                 st.guards.claim(node, inc, *token, until.as_nanos());
                 st.book
@@ -147,10 +147,13 @@ impl World {
                 st.guards.claim_ended(node, inc, at.as_nanos());
                 st.book.claim_ended(node, inc, at.as_nanos(), now)
             }
-            Notice::Connection(leasehold::Connection::Disconnected) => {
-                st.conduct.disconnected(node, &self.nodes[node].id, at)
+            Notice::Connection(c) => {
+                let down = *c == leasehold::Connection::Disconnected;
+                if down {
+                    st.conduct.disconnected(node, &self.nodes[node].id, at);
+                }
+                st.conduct.link(node, inc, down, at);
             }
-            Notice::Connection(_) => st.conduct.reconnected(node),
             _ => {}
         }
         if let Some(what) = leasehold::events::AgentEvent::of_notice(notice, "", "", None)
@@ -172,9 +175,9 @@ impl World {
         }
     }
 
-    /// Node `i`'s agent asks to publish `payload` on `subject`: a lease request goes to the
-    /// conduct oracle (a disconnected agent does not campaign).
-    fn published(&self, i: usize, subject: &str, payload: &[u8]) {
+    /// Incarnation `inc` of node `i` asks to publish `payload` on `subject`: a lease request
+    /// goes to the conduct oracle (a disconnected agent does not campaign).
+    fn published(&self, i: usize, inc: u64, subject: &str, payload: &[u8]) {
         if crate::scenario::MessageKind::of_subject(subject) != Some(crate::scenario::MessageKind::Request) {
             return;
         }
@@ -184,7 +187,7 @@ impl World {
         };
         let now = true_now(self.start);
         let mut st = self.lock();
-        st.conduct.requested(i, &self.nodes[i].id, now, req.token);
+        st.conduct.requested(i, inc, &self.nodes[i].id, now, req.token);
     }
 
     /// Node `i`'s process stops running (`true`: paused, suspended, frozen) or runs again;
@@ -405,9 +408,9 @@ impl World {
         let observe: leasehold::Observer = Arc::new(move |local, n| w.record(i, inc, local, n));
         let sites = self.fault_sites(i, seed);
         // The conduct oracle sees each lease request as the agent asks for it.
-        self.lock().conduct.began_anew(i);
         let w = self.clone();
-        let watch: crate::fabric::PublishWatch = Arc::new(move |subject, payload| w.published(i, subject, payload));
+        let watch: crate::fabric::PublishWatch =
+            Arc::new(move |subject, payload| w.published(i, inc, subject, payload));
         match Membership::new(cfg, clock, self.fabric.watched_client(i, watch), storage) {
             Ok(a) => {
                 let mut a = a.with_seed(seed).with_observer(observe);
