@@ -13,7 +13,9 @@
 //!   agent's publishes are not watched).
 //!
 //! A node that stops running meanwhile (paused, suspended, frozen, killed) is excused: no
-//! process can act before it runs again.
+//! process can act before it runs again. An agent whose own loop a fault site stalls (a
+//! late timer, a long pause before a message, a slow save) gets as much longer to report:
+//! the report waits in its queue meanwhile.
 
 use super::{secs, Violation, ViolationKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +43,8 @@ pub struct Conduct {
     held: BTreeMap<(usize, u64), u64>,
     /// Nodes whose process is not running now (paused, suspended, frozen).
     stalled: BTreeSet<usize>,
+    /// Per node, until when a fault site stalls its agent's loop.
+    busy: BTreeMap<usize, u128>,
     /// How long each frozen connection took to be reported, in ns.
     pub noticed: Vec<u128>,
     /// The violations found (the first few).
@@ -57,8 +61,23 @@ impl Conduct {
     /// node whose process is not running is excused, as if it had stalled after the freeze.
     pub fn froze(&mut self, node: usize, at: u128, by: u128) {
         if !self.stalled.contains(&node) {
-            self.watches.entry(node).or_insert(Watch::Freeze { since: at, by });
+            let busy = self.busy.get(&node).map_or(0, |u| u.saturating_sub(at));
+            self.watches.entry(node).or_insert(Watch::Freeze {
+                since: at,
+                by: by.saturating_add(busy),
+            });
         }
+    }
+
+    /// A fault site stalls node `node`'s agent loop from `at` to `until`: what it must report
+    /// meanwhile may come as much later.
+    pub fn busy(&mut self, node: usize, at: u128, until: u128) {
+        let was = self.busy.get(&node).copied().unwrap_or(0);
+        let extra = until.saturating_sub(was.max(at));
+        if let Some(Watch::Freeze { by, .. }) = self.watches.get_mut(&node) {
+            *by = by.saturating_add(extra);
+        }
+        self.busy.insert(node, was.max(until));
     }
 
     /// Node `node`'s agent (`id`) reported `Disconnected` at `at`: past its bound, late.
@@ -216,6 +235,29 @@ mod tests {
             c.violations, 2,
             "token 1 was claimed by the first process, not this one"
         );
+    }
+
+    #[test]
+    fn a_fault_site_stall_gives_the_report_as_much_longer() {
+        // Frozen at 0, due by 1 s; the agent's loop stalls 0.5–1.3 s (two stalls, 0.3 s
+        // overlapping): due by 1.8 s.
+        let mut c = Conduct::default();
+        c.froze(0, 0, 1000 * MS);
+        c.busy(0, 500 * MS, 1000 * MS);
+        c.busy(0, 700 * MS, 1300 * MS);
+        c.disconnected(0, "n0", 1700 * MS);
+        assert_eq!(c.violations, 0, "within 1 s and the 0.8 s stalled");
+        c.froze(0, 2000 * MS, 3000 * MS);
+        c.disconnected(0, "n0", 3100 * MS);
+        assert_eq!(c.violations, 1, "a stall before the freeze gives nothing");
+        // A freeze during a stall: due that much later.
+        c.busy(1, 4000 * MS, 4600 * MS);
+        c.froze(1, 4200 * MS, 5200 * MS);
+        c.disconnected(1, "n1", 5500 * MS);
+        assert_eq!(c.violations, 1, "0.4 s of the stall came after the freeze");
+        c.froze(1, 6000 * MS, 7000 * MS);
+        c.thawed(1, "n1", 7100 * MS);
+        assert_eq!(c.violations, 2);
     }
 
     #[test]

@@ -125,10 +125,16 @@ impl World {
     fn site_event(&self, i: usize, ev: SiteEvent) {
         match ev {
             SiteEvent::Fired(site, delay) => {
-                let delay = delay
+                let words = delay
                     .map(|d| format!(" for {}", crate::oracle::secs(d.as_nanos())))
                     .unwrap_or_default();
-                self.trace(Some(i), format!("fault site {} fired{delay}", site.name()));
+                self.trace(Some(i), format!("fault site {} fired{words}", site.name()));
+                // A delay stalls the agent's loop (a late timer, a pause before a message, a
+                // save): its reports wait meanwhile.
+                if let Some(d) = delay {
+                    let now = crate::clock::true_now(self.start);
+                    self.lock().conduct.busy(i, now, now.saturating_add(d.as_nanos()));
+                }
             }
             SiteEvent::Probe(p) => {
                 if let Some(c) = self.lock().coverage.as_mut() {
