@@ -17,7 +17,7 @@
 //!    written out whole as its schedule (its faults as applied, its clocks as drawn);
 //! 3. from then on, every other run takes a corpus entry (the ones that reach rare features
 //!    more often: an entry weighs the sum over its features of one over the number of runs
-//!    that reached each, as AFLFast and FairFuzz spend their energy on rare paths) and mutates
+//!    that reached each, as AFLFast and Entropic spend their energy on rare paths) and mutates
 //!    one of its two forms (`hunt/mutate.rs`):
 //!    the nemesis kept (steps added, moved or dropped on top of it, a node's settings, the
 //!    fault sites, another seed), which stays as good as uniform seeds at what the nemesis

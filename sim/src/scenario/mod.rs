@@ -275,12 +275,19 @@ impl Scenario {
         if let Some(c) = &self.faults.congest {
             congest = congest.max(c.delay.hi);
         }
-        Duration::from_nanos(u64::try_from(promise).unwrap_or(u64::MAX))
-            + c.max_clock_skew
-            + c.beat * 5
-            + slowest * 3
-            + lag
-            + congest
+        // Saturating: a file's durations may be anything humantime reads.
+        [
+            c.max_clock_skew,
+            c.beat.saturating_mul(5),
+            slowest.saturating_mul(3),
+            lag,
+            congest,
+        ]
+        .into_iter()
+        .fold(
+            Duration::from_nanos(u64::try_from(promise).unwrap_or(u64::MAX)),
+            Duration::saturating_add,
+        )
     }
 
     /// The same scenario run for `d` (the timeline and the quiet tail stay as written); an
