@@ -120,6 +120,9 @@ pub struct ClockModel {
     wall_offset: i128,
     /// A reading or an inversion needed a segment [forgotten](ClockModel::forget_before).
     stale: std::cell::Cell<bool>,
+    /// Composed reads that jumped ahead of the clock by more than
+    /// [`leasehold::SUSPENDED_TIME_TOLERANCE`]: how many, and the first (true time, jump).
+    ahead: (u64, Option<(u128, u128)>),
 }
 
 /// The segment that applies at true time `t`.
@@ -188,6 +191,7 @@ impl ClockModel {
             // The monotonic origin is the host's uptime, nothing the wall clock shares.
             wall_offset: wall_offset_ns - origin.as_nanos() as i128,
             stale: std::cell::Cell::new(false),
+            ahead: (0, None),
         }
     }
 
@@ -409,12 +413,19 @@ impl ClockModel {
     /// A composed read of the agent's clock begins at true time `t`; returns the
     /// `CLOCK_MONOTONIC` reading it starts from.
     fn begin_read(&mut self, t: u128) -> u128 {
-        self.read = Some(KernelRead {
-            at: t,
-            stall: self.preempt.take(),
-            shift: 0,
-        });
+        // A suspended host runs nothing: only the drops of a process killed while suspended
+        // read its clock then, and no preemption falls inside them (stalled there, a read would
+        // see the host asleep for the whole stall and come out ahead by it).
+        let stall = if self.suspended { None } else { self.preempt.take() };
+        self.read = Some(KernelRead { at: t, stall, shift: 0 });
         eval(&self.awake, t)
+    }
+
+    /// Composed reads of the agent's clock that jumped ahead of it by more than
+    /// [`leasehold::SUSPENDED_TIME_TOLERANCE`] (a preemption counted as suspended time): how
+    /// many, and the first one's true time and jump (ns).
+    pub fn reads_ahead(&self) -> (u64, Option<(u128, u128)>) {
+        self.ahead
     }
 
     /// The composed read begun at `t` gave `reading`: records the jump if it came out ahead
@@ -427,6 +438,10 @@ impl ClockModel {
                 reading > model,
                 "a composed clock read came out behind the model: {reading} < {model} at {t}"
             );
+            if reading - model > leasehold::SUSPENDED_TIME_TOLERANCE.as_nanos() {
+                self.ahead.0 += 1;
+                self.ahead.1.get_or_insert((t, reading - model));
+            }
             let lead = Lead {
                 at: t,
                 k: self.lead_at(t).map_or(0, |l| l.k),
@@ -899,12 +914,39 @@ mod tests {
                 let ahead = r - boot(t);
                 assert!((30_000..=30_100).contains(&ahead), "ahead by {ahead}");
                 assert_eq!(lock(&m).local_at(t), r, "the model records the jump");
+                assert_eq!(lock(&m).reads_ahead(), (0, None), "within the tolerance");
                 madsim::time::sleep(MS * 40).await;
                 let t = truth.now();
                 assert_eq!(clock.now().as_nanos(), boot(t) + ahead, "and it stays");
                 let model = lock(&m).local_at(t);
                 assert_eq!(model, boot(t) + ahead);
                 assert_inverts(&lock(&m), truth.now() + 1_000_000_000);
+            })
+        });
+    }
+
+    #[test]
+    fn a_read_while_the_host_sleeps_is_not_preempted() {
+        // Only the drops of a process killed while its host sleeps read the clock then.
+        in_sim(|start| {
+            Box::pin(async move {
+                let m = model(ClockModel::new(Duration::from_secs(7), 250, 0));
+                let clock = SimClock::new(m.clone(), start);
+                let truth = TrueClock::new(start);
+                let boot = |t: u128| eval(&lock(&m).segs, t);
+                madsim::time::sleep(MS * 100).await;
+                lock(&m).suspend(truth.now());
+                madsim::time::sleep(MS * 300).await;
+                lock(&m).preempt_next_read(MS * 30);
+                let (t, r) = (truth.now(), clock.now().as_nanos());
+                assert_eq!(r, boot(t), "not ahead by the 30 ms the host would sleep through");
+                lock(&m).wake(truth.now());
+                madsim::time::sleep(MS * 10).await;
+                let (t, r) = (truth.now(), clock.now().as_nanos());
+                assert_eq!(r, boot(t), "the stall, after the wake, is retried");
+                let mm = lock(&m);
+                assert!(mm.leads.is_empty(), "{:?}", mm.leads);
+                assert_eq!(mm.reads_ahead(), (0, None));
             })
         });
     }
@@ -925,6 +967,7 @@ mod tests {
                 // The stall's length on the host's clock.
                 let stall = awake(t + 25_000_000) - awake(t);
                 assert_eq!(r, boot(t) + stall, "ahead by the preemption");
+                assert_eq!(lock(&m).reads_ahead(), (1, Some((t, stall))), "past the tolerance");
                 lock(&m).preempt_next_read(MS * 10);
                 madsim::time::sleep(MS * 100).await;
                 let t = truth.now();

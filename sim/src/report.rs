@@ -207,6 +207,8 @@ impl RunReport {
             ExpectedKind::Unnoticed => ViolationKind::Unnoticed,
             ExpectedKind::StopHung => ViolationKind::StopHung,
             ExpectedKind::CampaignDisconnected => ViolationKind::CampaignDisconnected,
+            ExpectedKind::SilentLapse => ViolationKind::SilentLapse,
+            ExpectedKind::ClockAhead => ViolationKind::ClockAhead,
         };
         match expected {
             Expected::Any(false) => self.violations.is_empty(),

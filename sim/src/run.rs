@@ -176,6 +176,7 @@ fn judge(w: &World, p: Plan, replay: String) -> RunReport {
     violations.extend(effects.first.clone());
     violations.extend(w.guards().first);
     violations.extend(w.conduct().first);
+    violations.extend(w.clock_reads());
     let trace = w.take_trace();
     let applied = w.take_applied();
     let router = scn.router.as_ref().map(|_| {
@@ -237,7 +238,12 @@ fn judge_streamed(w: &World, p: Plan, replay: String) -> (RunReport, bool) {
     figures.guard_reports = guards.reports;
     let conduct = w.conduct();
     figures.freeze_noticed_max = noticed_max(&conduct);
-    let whole = flagged || w.late() || effects.stale > 0 || guards.violations > 0 || conduct.violations > 0;
+    let whole = flagged
+        || w.late()
+        || effects.stale > 0
+        || guards.violations > 0
+        || conduct.violations > 0
+        || !w.clock_reads().is_empty();
     w.release();
     let report = RunReport {
         scenario: scn.name.clone(),

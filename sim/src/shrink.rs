@@ -96,6 +96,8 @@ fn class(k: ViolationKind) -> u8 {
         ViolationKind::Unnoticed => 7,
         ViolationKind::StopHung => 8,
         ViolationKind::CampaignDisconnected => 9,
+        ViolationKind::SilentLapse => 10,
+        ViolationKind::ClockAhead => 11,
     }
 }
 

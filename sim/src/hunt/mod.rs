@@ -184,6 +184,8 @@ fn expectation(kind: ViolationKind, planted: bool) -> Expected {
         ViolationKind::Unnoticed => Expected::Kind(ExpectedKind::Unnoticed),
         ViolationKind::StopHung => Expected::Kind(ExpectedKind::StopHung),
         ViolationKind::CampaignDisconnected => Expected::Kind(ExpectedKind::CampaignDisconnected),
+        ViolationKind::SilentLapse => Expected::Kind(ExpectedKind::SilentLapse),
+        ViolationKind::ClockAhead => Expected::Kind(ExpectedKind::ClockAhead),
         ViolationKind::Panic => Expected::Any(false),
     }
 }

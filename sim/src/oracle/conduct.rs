@@ -10,7 +10,13 @@
 //!   the connection back, it asks for no promises under a token it does not hold (a holder's
 //!   renewals, under its own token, go on). Judged in program order (the simulator sees each
 //!   publish as the agent asks for it), so no clock is involved; simulated runs only (a real
-//!   agent's publishes are not watched).
+//!   agent's publishes are not watched);
+//! * a holder's lease never lapses silently: before its lease ends on its own clock, a running
+//!   holder asks to renew it (a lease request under its token) or gives it up (its claim
+//!   ends, and it releases). A holder that steps aside for a better-ranked agent releases at
+//!   the renewal it does not ask for, so the better agent need not wait for the lease and the
+//!   promises given for it. Judged on the holder's clock against its own claim, in program
+//!   order with its publishes; simulated runs only.
 //!
 //! A node that stops running meanwhile (paused, suspended, frozen, killed) is excused: no
 //! process can act before it runs again. An agent whose own loop a fault site stalls (a
@@ -32,6 +38,17 @@ enum Watch {
     Freeze { since: u128, by: u128 },
 }
 
+/// A lease a process holds, as its latest claim said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lease {
+    /// Its fencing token.
+    token: u64,
+    /// When it ends on the holder's clock (ns).
+    until: u128,
+    /// Whether the holder has asked to renew it since it claimed it.
+    asked: bool,
+}
+
 /// The conduct oracle's state.
 #[derive(Debug, Clone, Default)]
 pub struct Conduct {
@@ -41,6 +58,8 @@ pub struct Conduct {
     cut_off: BTreeMap<(usize, u64), u128>,
     /// Per process, the token of its latest claim.
     held: BTreeMap<(usize, u64), u64>,
+    /// Per process, the lease it holds, until it asks to renew it or gives it up.
+    leases: BTreeMap<(usize, u64), Lease>,
     /// Nodes whose process is not running now (paused, suspended, frozen).
     stalled: BTreeSet<usize>,
     /// Per node, until when a fault site stalls its agent's loop.
@@ -72,6 +91,8 @@ impl Conduct {
     /// A fault site stalls node `node`'s agent loop from `at` to `until`: what it must report
     /// meanwhile may come as much later.
     pub fn busy(&mut self, node: usize, at: u128, until: u128) {
+        // A renewal may come after its lease's end.
+        self.drop_leases(node);
         let was = self.busy.get(&node).copied().unwrap_or(0);
         let extra = until.saturating_sub(was.max(at));
         if let Some(Watch::Freeze { by, .. }) = self.watches.get_mut(&node) {
@@ -98,16 +119,63 @@ impl Conduct {
         }
     }
 
-    /// Incarnation `inc` of node `node` claimed the lease under `token`: its requests under
-    /// that token are renewals.
-    pub fn claimed(&mut self, node: usize, inc: u64, token: u64) {
+    /// Incarnation `inc` of node `node` claimed the lease under `token` until `until` on its
+    /// clock: its requests under that token are renewals, and before `until` it must ask for
+    /// one or give the lease up.
+    pub fn claimed(&mut self, node: usize, inc: u64, token: u64, until: u128) {
         self.held.insert((node, inc), token);
+        self.leases.insert(
+            (node, inc),
+            Lease {
+                token,
+                until,
+                asked: false,
+            },
+        );
+    }
+
+    /// Incarnation `inc` of node `node` ended its claim (it gave the lease up and releases
+    /// it): nothing more is asked of that lease.
+    pub fn claim_ended(&mut self, node: usize, inc: u64) {
+        self.leases.remove(&(node, inc));
+    }
+
+    /// Node `node`'s clock reads `local` now (`id` names the node, `true_at` places one of its
+    /// readings in true time): a lease of one of its processes that has run out with neither
+    /// a renewal asked for nor a release is a violation. Called before anything excuses the
+    /// node, and whenever one of its processes is heard from.
+    pub fn lapses(&mut self, node: usize, local: u128, id: &str, true_at: impl Fn(u128) -> u128) {
+        let over: Vec<((usize, u64), Lease)> = self
+            .leases
+            .range((node, 0)..=(node, u64::MAX))
+            .filter(|(_, l)| local >= l.until)
+            .map(|(k, l)| (*k, *l))
+            .collect();
+        for (key, lease) in over {
+            self.leases.remove(&key);
+            if !lease.asked {
+                self.found(Violation {
+                    kind: ViolationKind::SilentLapse,
+                    at: true_at(lease.until),
+                    claims: Vec::new(),
+                    detail: format!(
+                        "{id} (incarnation {}) let its lease under token {} run out at {} on its clock, neither renewing nor releasing it",
+                        key.1,
+                        lease.token,
+                        secs(lease.until)
+                    ),
+                });
+            }
+        }
     }
 
     /// Incarnation `inc` of node `node` (`id`) asked at `at` for promises under `token` (a
     /// lease request, as it called publish): while it has reported its connection down, only
     /// a renewal of the lease it holds may be asked for.
     pub fn requested(&mut self, node: usize, inc: u64, id: &str, at: u128, token: u64) {
+        if let Some(l) = self.leases.get_mut(&(node, inc)).filter(|l| l.token == token) {
+            l.asked = true;
+        }
         let Some(&since) = self.cut_off.get(&(node, inc)) else {
             return;
         };
@@ -138,6 +206,13 @@ impl Conduct {
     /// was watched on it is excused.
     pub fn excuse(&mut self, node: usize) {
         self.watches.remove(&node);
+        self.drop_leases(node);
+    }
+
+    /// What node `node`'s processes must still do for their leases is excused (judge
+    /// [`Conduct::lapses`] first: what ran out before is not).
+    pub fn drop_leases(&mut self, node: usize) {
+        self.leases.retain(|(n, _), _| *n != node);
     }
 
     /// Node `node`'s process stops running (`true`: paused, suspended, frozen; what was
@@ -207,7 +282,7 @@ mod tests {
     fn a_campaign_while_cut_off_is_a_violation_and_a_renewal_or_a_campaign_once_back_is_not() {
         let mut c = Conduct::default();
         c.requested(0, 1, "n0", MS, 1);
-        c.claimed(0, 1, 1);
+        c.claimed(0, 1, 1, 5000 * MS);
         c.link(0, 1, true, 10 * MS);
         c.requested(0, 1, "n0", 20 * MS, 1);
         assert_eq!(c.violations, 0, "a holder's renewal under its own token");
@@ -235,6 +310,66 @@ mod tests {
             c.violations, 2,
             "token 1 was claimed by the first process, not this one"
         );
+    }
+
+    #[test]
+    fn a_lease_run_out_unrenewed_and_unreleased_is_a_violation_and_a_renewal_or_a_release_is_not() {
+        // The holder's clock reads true time plus 1 s.
+        let true_at = |l: u128| l - 1000 * MS;
+        let mut c = Conduct::default();
+        c.claimed(0, 1, 7, 3000 * MS);
+        c.lapses(0, 2999 * MS, "n0", true_at);
+        assert_eq!(c.violations, 0, "not run out yet");
+        c.requested(0, 1, "n0", 1500 * MS, 7);
+        c.lapses(0, 3000 * MS, "n0", true_at);
+        assert_eq!(c.violations, 0, "a renewal was asked for (it may still fail)");
+        c.claimed(0, 1, 7, 5000 * MS);
+        c.requested(0, 1, "n0", 3200 * MS, 8);
+        c.requested(1, 1, "n1", 3200 * MS, 7);
+        c.lapses(0, 6000 * MS, "n0", true_at);
+        assert_eq!(
+            c.violations, 1,
+            "another token, or another node's request, renews nothing"
+        );
+        let v = &c.first[0];
+        assert_eq!((v.kind, v.at), (ViolationKind::SilentLapse, 4000 * MS));
+        assert!(v.detail.contains("token 7 run out at 5.000000000s"), "{}", v.detail);
+        c.lapses(0, 9000 * MS, "n0", true_at);
+        assert_eq!(c.violations, 1, "judged once");
+        // Released (the claim ended): nothing is asked of it.
+        c.claimed(0, 2, 9, 10_000 * MS);
+        c.claim_ended(0, 2);
+        c.lapses(0, 11_000 * MS, "n0", true_at);
+        assert_eq!(c.violations, 1);
+        // Processes are apart: a clone's lease and the original's.
+        c.claimed(0, 3, 10, 12_000 * MS);
+        c.claimed(0, 4, 10, 12_000 * MS);
+        c.requested(0, 3, "n0", 11_500 * MS, 10);
+        c.lapses(0, 12_000 * MS, "n0", true_at);
+        assert_eq!(c.violations, 2, "incarnation 4 asked for nothing");
+        assert!(c.first[1].detail.contains("incarnation 4"), "{}", c.first[1].detail);
+    }
+
+    #[test]
+    fn the_lease_of_a_node_held_up_is_excused_and_its_next_one_is_judged() {
+        let true_at = |l: u128| l;
+        let mut c = Conduct::default();
+        c.claimed(0, 1, 1, 2000 * MS);
+        c.claimed(1, 1, 2, 2000 * MS);
+        c.claimed(2, 1, 3, 2000 * MS);
+        c.claimed(3, 1, 4, 2000 * MS);
+        c.stalled(0, true);
+        c.busy(1, 1000 * MS, 1500 * MS);
+        c.excuse(2);
+        for n in 0..4 {
+            c.lapses(n, 3000 * MS, "n", true_at);
+        }
+        assert_eq!(c.violations, 1, "paused, stalled by a fault site, killed: excused");
+        assert_eq!(c.first[0].at, 2000 * MS);
+        c.stalled(0, false);
+        c.claimed(0, 1, 5, 4000 * MS);
+        c.lapses(0, 4000 * MS, "n0", true_at);
+        assert_eq!(c.violations, 2, "running again, its next lease is judged");
     }
 
     #[test]

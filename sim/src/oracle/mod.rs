@@ -11,6 +11,7 @@
 //! * [`routing`]: router clients find reachable servers, spread evenly, in distance order.
 
 pub mod calm;
+pub mod clocks;
 pub mod conduct;
 pub mod effects;
 pub mod guards;
@@ -146,6 +147,12 @@ pub enum ViolationKind {
     StopHung,
     /// An agent campaigned while it had reported its connection down (the conduct oracle).
     CampaignDisconnected,
+    /// A holder let its lease run out without asking to renew it or releasing it (the
+    /// conduct oracle).
+    SilentLapse,
+    /// An agent's clock jumped ahead at one read by more than a composed read may be off (the
+    /// clocks oracle).
+    ClockAhead,
 }
 
 impl fmt::Display for ViolationKind {
@@ -163,6 +170,8 @@ impl fmt::Display for ViolationKind {
             ViolationKind::Unnoticed => "a frozen connection went unnoticed",
             ViolationKind::StopHung => "an agent did not stop when told",
             ViolationKind::CampaignDisconnected => "an agent campaigned while disconnected",
+            ViolationKind::SilentLapse => "a holder let its lease run out unrenewed and unreleased",
+            ViolationKind::ClockAhead => "an agent's clock jumped ahead",
         })
     }
 }
@@ -183,6 +192,8 @@ impl ViolationKind {
             ViolationKind::Unnoticed => "unnoticed",
             ViolationKind::StopHung => "stop_hung",
             ViolationKind::CampaignDisconnected => "campaign_disconnected",
+            ViolationKind::SilentLapse => "silent_lapse",
+            ViolationKind::ClockAhead => "clock_ahead",
         }
     }
 }

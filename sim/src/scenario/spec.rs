@@ -722,6 +722,10 @@ pub enum ExpectedKind {
     /// An agent asked for promises under a new token while it had reported its connection
     /// down.
     CampaignDisconnected,
+    /// A holder let its lease run out with neither a renewal asked for nor a release.
+    SilentLapse,
+    /// An agent's clock jumped ahead at one read by more than 100 µs.
+    ClockAhead,
 }
 
 impl Expected {

@@ -129,10 +129,11 @@ impl World {
         let local = local.as_nanos();
         let at = self.clock(node).true_at(local);
         let mut st = self.lock();
+        self.lapses(&mut st, node, now);
         match notice {
             Notice::Claim { token, from, until } => {
                 if let Some(t) = token {
-                    st.conduct.claimed(node, inc, *t);
+                    st.conduct.claimed(node, inc, *t, until.as_nanos());
                 }
                 st.guards.claim(node, inc, *token, until.as_nanos());
                 st.book
@@ -144,6 +145,7 @@ impl World {
                 ..
             } => st.guards.reported(node, inc, l, *t, at),
             Notice::ClaimEnded { at } => {
+                st.conduct.claim_ended(node, inc);
                 st.guards.claim_ended(node, inc, at.as_nanos());
                 st.book.claim_ended(node, inc, at.as_nanos(), now)
             }
@@ -187,13 +189,35 @@ impl World {
         };
         let now = true_now(self.start);
         let mut st = self.lock();
+        self.lapses(&mut st, i, now);
         st.conduct.requested(i, inc, &self.nodes[i].id, now, req.token);
+    }
+
+    /// Judges the leases node `i`'s processes hold against its clock at `now` (a lease run out
+    /// unrenewed and unreleased is a violation); `st` is the world's state, locked.
+    fn lapses(&self, st: &mut State, i: usize, now: u128) {
+        let local = self.clock(i).local_at(now);
+        let clock = self.clocks[i].clone();
+        let true_at = move |l| clock.lock().unwrap_or_else(|e| e.into_inner()).true_at(l);
+        st.conduct.lapses(i, local, &self.nodes[i].id, true_at);
+    }
+
+    /// Node `i`'s agent cannot act for a while (its next clock read is preempted, a fault
+    /// site stalls its loop): what ran out before is judged, what its leases still ask of it
+    /// is excused.
+    pub(crate) fn held_up(&self, i: usize) {
+        let mut st = self.lock();
+        self.lapses(&mut st, i, true_now(self.start));
+        st.conduct.drop_leases(i);
     }
 
     /// Node `i`'s process stops running (`true`: paused, suspended, frozen) or runs again;
     /// what it could not do meanwhile is excused.
     fn stalled(&self, i: usize, stalled: bool) {
         let mut st = self.lock();
+        if stalled {
+            self.lapses(&mut st, i, true_now(self.start));
+        }
         st.guards.stalled(i, stalled, true_now(self.start));
         st.conduct.stalled(i, stalled);
     }
@@ -202,9 +226,26 @@ impl World {
     pub(crate) fn conduct(&self) -> Conduct {
         let end = self.scn.duration.0.as_nanos();
         let ids: Vec<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
-        let mut c = self.lock().conduct.clone();
+        let mut c = {
+            let mut st = self.lock();
+            for i in 0..self.nodes.len() {
+                self.lapses(&mut st, i, end);
+            }
+            st.conduct.clone()
+        };
         c.finish(end, &ids);
         c
+    }
+
+    /// What the clocks oracle found: per node, its agent's clock's reads that jumped ahead past
+    /// the tolerance (by node; judged at the run's end).
+    pub(crate) fn clock_reads(&self) -> Vec<crate::oracle::Violation> {
+        (0..self.nodes.len())
+            .filter_map(|i| {
+                let (count, first) = self.clock(i).reads_ahead();
+                crate::oracle::clocks::check_reads(&self.nodes[i].id, count, first)
+            })
+            .collect()
     }
 
     /// Judges what node `i`'s application (beside incarnation `inc`) said of its guard.
@@ -515,7 +556,11 @@ impl World {
     /// it boots), its server drops its clients, and its agent's handle is gone.
     fn kill_node(&self, i: usize, id: madsim::task::NodeId) {
         madsim::runtime::Handle::current().kill(id);
-        self.lock().conduct.excuse(i);
+        {
+            let mut st = self.lock();
+            self.lapses(&mut st, i, true_now(self.start));
+            st.conduct.excuse(i);
+        }
         self.clock(i).wake(true_now(self.start));
         self.clock(i).processes_died();
         self.fabric.down(i);

@@ -133,6 +133,7 @@ impl World {
                 // save): its reports wait meanwhile.
                 if let Some(d) = delay {
                     let now = crate::clock::true_now(self.start);
+                    self.held_up(i);
                     self.lock().conduct.busy(i, now, now.saturating_add(d.as_nanos()));
                 }
             }

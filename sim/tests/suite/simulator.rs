@@ -102,6 +102,7 @@ fn known_bad_schedules_are_clean_without_their_planted_bug() {
         "bug-step-aside-silently",
         "bug-keep-failed-promises",
         "bug-campaign-while-disconnected",
+        "bug-step-aside-silently-lapse",
     ] {
         let rel = format!("scenarios/known-bad/{f}.toml");
         let mut s = load(&rel);
