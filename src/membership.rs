@@ -538,15 +538,18 @@ async fn next_event(
     control: &mut (impl Stream<Item = Event> + Unpin),
     timer: &mut BoxFuture<'static, ()>,
 ) -> Event {
-    match select(stop, select(select(subs.next(), control.next()), timer)).await {
+    // A due timer goes before waiting messages: a step may hold the loop a beat (its
+    // publishes on a congested connection), and with messages first a steady stream of them
+    // would keep the timers (heartbeats, a holder's renewal) from ever running.
+    match select(stop, select(timer, select(subs.next(), control.next()))).await {
         Either::Left(_) => Event::Stop,
-        Either::Right((Either::Left((Either::Left((Some(msg), _)), _)), _)) => Event::Message(msg),
+        Either::Right((Either::Left(((), _)), _)) => Event::Timer,
+        Either::Right((Either::Right((Either::Left((Some(msg), _)), _)), _)) => Event::Message(msg),
         // Every subscription ended: the network is gone for good.
-        Either::Right((Either::Left((Either::Left((None, _)), _)), _)) => Event::Closed,
-        Either::Right((Either::Left((Either::Right((Some(c), _)), _)), _)) => c,
+        Either::Right((Either::Right((Either::Left((None, _)), _)), _)) => Event::Closed,
+        Either::Right((Either::Right((Either::Right((Some(c), _)), _)), _)) => c,
         // The command channel lives as long as the shared state; should it close, stop.
-        Either::Right((Either::Left((Either::Right((None, _)), _)), _)) => Event::Stop,
-        Either::Right((Either::Right(((), _)), _)) => Event::Timer,
+        Either::Right((Either::Right((Either::Right((None, _)), _)), _)) => Event::Stop,
     }
 }
 

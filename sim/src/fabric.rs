@@ -332,6 +332,10 @@ impl Fabric {
         s.subs.clear();
         s.queue.clear();
         routes_end_down(&mut g, i, now);
+        // No longer paused or frozen: its routes are no longer stopped at this end (killed
+        // while paused or suspended, nothing would say so before another fault, and its
+        // restart would dial routes still stopped, for good).
+        reconcile(&mut g, &self.inner, &self.truth, now);
     }
 
     /// Node `i`'s client hands each publish to its server `delay` after the one before it,
@@ -1626,6 +1630,27 @@ mod tests {
                     vec![2],
                     "routed once its route formed, 30 ms after its start"
                 );
+            })
+        });
+    }
+
+    #[test]
+    fn a_server_killed_while_paused_forms_its_routes_again_at_its_restart() {
+        // A suspended host killed, then started again: no fault after the kill says its
+        // routes are no longer stopped at its end, and they must form all the same.
+        with_routes(Duration::from_millis(1), |f| {
+            Box::pin(async move {
+                let ms = Duration::from_millis;
+                f.pause(2);
+                madsim::time::sleep(ms(300)).await;
+                f.down(2);
+                madsim::time::sleep(ms(500)).await;
+                f.serve(2);
+                let mut back = f.client(2).subscribe("s").await.unwrap();
+                madsim::time::sleep(ms(31)).await;
+                publish(&f, 0, 1).await;
+                madsim::time::sleep(ms(5)).await;
+                assert_eq!(payloads(&mut back), vec![1], "routed once its route formed");
             })
         });
     }

@@ -311,6 +311,52 @@ impl Network for Stuck {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_due_timer_runs_before_a_stream_of_messages_that_each_hold_the_loop_a_beat() {
+    // A lone leader whose publishes never complete (each step waits a beat, then drops them)
+    // hears a heartbeat every 20 ms from two processes with one ID, and each one replaces the
+    // other in its member table and makes it publish a `members.added` report: a step of a
+    // beat per message, and always another message waiting. A driver that served waiting
+    // messages before a due timer never ran the renewal, and the lease ran out in two seconds.
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let net = Stuck {
+        inner: hub.client(),
+        stuck: stuck.clone(),
+    };
+    let a = Membership::new(cfg(0, 1, Algorithm::Lease), clock.clone(), net, MemoryStorage::new())
+        .unwrap()
+        .start();
+    a.leadership().await.expect("a lone agent leads");
+    stuck.store(true, std::sync::atomic::Ordering::SeqCst);
+    let twins = hub.client();
+    for k in 0..300u64 {
+        let beat = leasehold::wire::Heartbeat {
+            loc: leasehold::AgentLoc::new("x", 9),
+            inc: 1,
+            run: 1 + k % 2,
+            cluster_size: 1,
+            lease: None,
+            max_token: 0,
+            config: 0,
+            passive: false,
+            waiting: false,
+            quarantined: false,
+        };
+        twins
+            .publish("_nats.cluster.members.hb", None, leasehold::wire::encode(&beat))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            a.status().is_leader_at(clock.now()),
+            "the lease ran out {} ms into the stream",
+            (k + 1) * 20
+        );
+    }
+    assert!(a.stats().publishes_dropped > 10, "the loop was held a beat per step");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stop_is_served_while_a_publish_never_completes_and_the_release_waits_a_second_at_most() {
     let (hub, clock) = (Hub::new(), TokioClock::new());
     let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

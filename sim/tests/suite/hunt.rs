@@ -33,7 +33,7 @@ fn a_short_hunt_finds_skip_config_check_from_the_broad_file_and_writes_a_failing
             "--budget".into(),
             "60".into(),
             "--seed".into(),
-            "0".into(),
+            "6".into(),
             "--shrink-trials".into(),
             "60".into(),
             "--out-dir".into(),
@@ -153,6 +153,17 @@ fn a_short_hunt_reaches_a_slow_link_the_broad_file_never_draws() {
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(r["found"]["violation"], "no leader in a calm stretch", "{r}");
     assert!(r["found"]["toml"].as_str().unwrap().contains("[at.lag]"));
+}
+
+#[test]
+fn a_short_hunt_reaches_a_preempted_clock_read_the_broad_file_never_draws() {
+    // `lease-all-faults.toml` preempts no clock read (uniform seeds: 0 of 3 x 100); the hunt
+    // adds bursts of them, and the clocks oracle judges each composed read: the old read
+    // counts a preemption as suspended time and jumps ahead by it.
+    let (code, r) = short_hunt("hunt-preempt", "ratcheting_clock_read", "40", "6");
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(r["found"]["violation"], "an agent's clock jumped ahead", "{r}");
+    assert!(r["found"]["toml"].as_str().unwrap().contains("preempt"));
 }
 
 #[test]
