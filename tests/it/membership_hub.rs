@@ -310,14 +310,8 @@ impl Network for Stuck {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_due_timer_runs_before_a_stream_of_messages_that_each_hold_the_loop_a_beat() {
-    // A lone leader whose publishes never complete (each step waits a beat, then drops them)
-    // hears a heartbeat every 20 ms from two processes with one ID, and each one replaces the
-    // other in its member table and makes it publish a `members.added` report: a step of a
-    // beat per message, and always another message waiting. A driver that served waiting
-    // messages before a due timer never ran the renewal, and the lease ran out in two seconds.
-    let (hub, clock) = (Hub::new(), TokioClock::new());
+/// A lone agent on `hub` that leads, and then whose every publish never completes.
+async fn stuck_leader(hub: &Hub, clock: &TokioClock) -> (MembershipHandle, leasehold::Leadership) {
     let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let net = Stuck {
         inner: hub.client(),
@@ -326,8 +320,20 @@ async fn a_due_timer_runs_before_a_stream_of_messages_that_each_hold_the_loop_a_
     let a = Membership::new(cfg(0, 1, Algorithm::Lease), clock.clone(), net, MemoryStorage::new())
         .unwrap()
         .start();
-    a.leadership().await.expect("a lone agent leads");
+    let lease = a.leadership().await.expect("a lone agent leads");
     stuck.store(true, std::sync::atomic::Ordering::SeqCst);
+    (a, lease)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_due_timer_runs_before_a_stream_of_messages_that_each_hold_the_loop_a_beat() {
+    // A lone leader whose publishes never complete (each step waits a beat, then drops them)
+    // hears a heartbeat every 20 ms from two processes with one ID, and each one replaces the
+    // other in its member table and makes it publish a `members.added` report: a step of a
+    // beat per message, and always another message waiting. A driver that served waiting
+    // messages before a due timer never ran the renewal, and the lease ran out in two seconds.
+    let (hub, clock) = (Hub::new(), TokioClock::new());
+    let (a, _lease) = stuck_leader(&hub, &clock).await;
     let twins = hub.client();
     for k in 0..300u64 {
         let beat = leasehold::wire::Heartbeat {
@@ -359,16 +365,7 @@ async fn a_due_timer_runs_before_a_stream_of_messages_that_each_hold_the_loop_a_
 #[tokio::test(start_paused = true)]
 async fn a_stop_is_served_while_a_publish_never_completes_and_the_release_waits_a_second_at_most() {
     let (hub, clock) = (Hub::new(), TokioClock::new());
-    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let net = Stuck {
-        inner: hub.client(),
-        stuck: stuck.clone(),
-    };
-    let a = Membership::new(cfg(0, 1, Algorithm::Lease), clock.clone(), net, MemoryStorage::new())
-        .unwrap()
-        .start();
-    let lease = a.leadership().await.expect("a lone agent leads");
-    stuck.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (a, lease) = stuck_leader(&hub, &clock).await;
     // Nothing goes out any more: each step's publishes are dropped after a beat, and the
     // loop goes on (a loop blocked in the first publish would drop none).
     tokio::time::sleep(Duration::from_millis(500)).await;
