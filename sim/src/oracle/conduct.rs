@@ -91,7 +91,7 @@ impl Conduct {
     /// A fault site stalls node `node`'s agent loop from `at` to `until`: what it must report
     /// meanwhile may come as much later.
     pub fn busy(&mut self, node: usize, at: u128, until: u128) {
-        // A renewal may come after its lease's end.
+        // Stalled, the loop may renew after the lease's end (judge `lapses` first).
         self.drop_leases(node);
         let was = self.busy.get(&node).copied().unwrap_or(0);
         let extra = until.saturating_sub(was.max(at));

@@ -202,15 +202,6 @@ impl World {
         st.conduct.lapses(i, local, &self.nodes[i].id, true_at);
     }
 
-    /// Node `i`'s agent cannot act for a while (its next clock read is preempted, a fault
-    /// site stalls its loop): what ran out before is judged, what its leases still ask of it
-    /// is excused.
-    pub(crate) fn held_up(&self, i: usize) {
-        let mut st = self.lock();
-        self.lapses(&mut st, i, true_now(self.start));
-        st.conduct.drop_leases(i);
-    }
-
     /// Node `i`'s process stops running (`true`: paused, suspended, frozen) or runs again;
     /// what it could not do meanwhile is excused.
     fn stalled(&self, i: usize, stalled: bool) {

@@ -133,8 +133,10 @@ impl World {
                 // save): its reports wait meanwhile.
                 if let Some(d) = delay {
                     let now = crate::clock::true_now(self.start);
-                    self.held_up(i);
-                    self.lock().conduct.busy(i, now, now.saturating_add(d.as_nanos()));
+                    let mut st = self.lock();
+                    // What ran out before the stall is judged; the stall excuses the rest.
+                    self.lapses(&mut st, i, now);
+                    st.conduct.busy(i, now, now.saturating_add(d.as_nanos()));
                 }
             }
             SiteEvent::Probe(p) => {
